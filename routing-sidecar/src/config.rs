@@ -1,0 +1,561 @@
+//! `SidecarConfig`: everything one routing node needs, as written in YAML by
+//! hand or compiled by the operator. The same type is applied live; an
+//! invalid config is refused with the field that is wrong and the config in
+//! force stays.
+//!
+//! Every knob is documented in `docs/configuration.md`. Defaults keep plain
+//! behaviour: no signatures enforced, no hold-down, no dampening.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{NodeId, Tag};
+use crate::policy::RoutePolicy;
+use crate::security::{KeyRegistry, PublicKeyEntry};
+use crate::time::Timestamp;
+
+/// A refused config: which field, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("invalid config: {field}: {reason}")]
+pub struct ConfigError {
+    /// Path of the offending field, e.g. `neighbors[1].link.reliability`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self { field: field.into(), reason: reason.to_string() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarConfig {
+    /// This node's id; it appears in every path it advertises.
+    pub node_id: NodeId,
+    /// Opaque version of this config, reported back (set by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub neighbors: Vec<NeighborConfig>,
+    /// Destinations this node originates.
+    #[serde(default)]
+    pub originate: Vec<LocalRoute>,
+    /// Import policy for neighbors without their own.
+    #[serde(default)]
+    pub import_policy: RoutePolicy,
+    /// Export policy for neighbors without their own.
+    #[serde(default)]
+    pub export_policy: RoutePolicy,
+    #[serde(default)]
+    pub security: SecurityConfig,
+    #[serde(default)]
+    pub stability: StabilityConfig,
+    #[serde(default)]
+    pub selection: SelectionConfig,
+    #[serde(default)]
+    pub timers: TimerConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Cost of the link to a neighbor, added to every route learned from it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LinkMetrics {
+    pub cost: u32,
+    pub latency_us: u32,
+    pub reliability: f32,
+}
+
+impl Default for LinkMetrics {
+    fn default() -> Self {
+        Self { cost: 1, latency_us: 0, reliability: 1.0 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NeighborConfig {
+    pub id: NodeId,
+    /// Where the sidecar dials this neighbor (`host:port`); the engine
+    /// ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub link: LinkMetrics,
+    /// Replaces the global import policy for routes from this neighbor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<RoutePolicy>,
+    /// Replaces the global export policy for routes sent to this neighbor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<RoutePolicy>,
+}
+
+/// A destination this node serves itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalRoute {
+    pub destination: crate::ids::DestinationId,
+    #[serde(default)]
+    pub cost: u32,
+    #[serde(default)]
+    pub latency_us: u32,
+    #[serde(default = "one")]
+    pub reliability: f32,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Reject unsigned announcements and signatures by unknown keys. When
+    /// false, unsigned routes are accepted and signed ones are still
+    /// verified when their key is known (a bad signature is always rejected).
+    pub require_signatures: bool,
+    /// When set, only these advertisers (neighbors) are accepted at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_advertisers: Option<Vec<NodeId>>,
+    /// Public keys of advertisers, several per advertiser during rotation.
+    pub trusted_keys: Vec<TrustedKey>,
+    /// Entries in the verification cache (0 disables it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_cache_size: Option<usize>,
+}
+
+pub const DEFAULT_VERIFICATION_CACHE_SIZE: usize = 65_536;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustedKey {
+    pub advertiser: NodeId,
+    pub key_id: crate::ids::KeyId,
+    /// Standard base64 of the 32-byte ed25519 public key.
+    pub public_key: String,
+    /// RFC 3339 start of validity (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    /// RFC 3339 end of validity (exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StabilityConfig {
+    /// After a withdrawal, routes for the same (destination, next hop) are
+    /// held back this long. Zero disables hold-down.
+    #[serde(with = "humantime_serde")]
+    pub hold_down: Duration,
+    pub dampening: DampeningConfig,
+}
+
+/// RFC 2439-style flap dampening per (destination, advertiser).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DampeningConfig {
+    pub enabled: bool,
+    pub withdrawal_penalty: f64,
+    pub attribute_change_penalty: f64,
+    pub suppress_threshold: f64,
+    pub reuse_threshold: f64,
+    #[serde(with = "humantime_serde")]
+    pub half_life: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_suppress: Duration,
+}
+
+impl Default for DampeningConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            withdrawal_penalty: 1000.0,
+            attribute_change_penalty: 500.0,
+            suppress_threshold: 2000.0,
+            reuse_threshold: 750.0,
+            half_life: Duration::from_secs(15 * 60),
+            max_suppress: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Comparisons applied, in order, after the score (path cost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TieBreaker {
+    /// Fewer hops wins.
+    HopCount,
+    /// Lower accumulated latency wins.
+    Latency,
+    /// Higher reliability wins.
+    Reliability,
+    /// Lexicographically lower advertiser id wins.
+    Advertiser,
+}
+
+impl TieBreaker {
+    pub fn label(self) -> &'static str {
+        match self {
+            TieBreaker::HopCount => "hop_count",
+            TieBreaker::Latency => "latency",
+            TieBreaker::Reliability => "reliability",
+            TieBreaker::Advertiser => "advertiser",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SelectionConfig {
+    /// Order of the tie-breakers after the score. Whatever is listed, the
+    /// engine ends with advertiser id and then path, so the order is total.
+    pub tie_breakers: Vec<TieBreaker>,
+}
+
+impl Default for SelectionConfig {
+    fn default() -> Self {
+        Self {
+            tie_breakers: vec![
+                TieBreaker::HopCount,
+                TieBreaker::Latency,
+                TieBreaker::Reliability,
+                TieBreaker::Advertiser,
+            ],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TimerConfig {
+    /// TTL this node puts on what it advertises.
+    #[serde(with = "humantime_serde")]
+    pub route_ttl: Duration,
+    /// How often this node re-advertises its best routes (refresh before TTL).
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Received TTLs are capped at this.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// How long routes of a neighbor that went down for a graceful restart
+    /// are kept as stale before being purged.
+    #[serde(with = "humantime_serde")]
+    pub graceful_restart_window: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self {
+            route_ttl: Duration::from_secs(90),
+            refresh_interval: Duration::from_secs(30),
+            max_ttl: Duration::from_secs(600),
+            graceful_restart_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Hard limits on what peers may send.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_path_length: usize,
+    pub max_tags: usize,
+    pub max_string_bytes: usize,
+    /// Routes stored per neighbor (like BGP maximum-prefix); further new
+    /// destinations from that neighbor are rejected and counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_routes_per_neighbor: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024,
+            max_path_length: 64,
+            max_tags: 32,
+            max_string_bytes: 253,
+            max_routes_per_neighbor: None,
+        }
+    }
+}
+
+impl Limits {
+    pub fn decode_limits(&self) -> crate::wire::DecodeLimits {
+        crate::wire::DecodeLimits {
+            max_message_bytes: self.max_message_bytes,
+            max_path_length: self.max_path_length,
+            max_tags: self.max_tags,
+            max_string_bytes: self.max_string_bytes,
+        }
+    }
+}
+
+fn parse_rfc3339(field: &str, value: &str) -> Result<Timestamp, ConfigError> {
+    let time = humantime::parse_rfc3339_weak(value)
+        .map_err(|e| ConfigError::new(field, format!("not an RFC 3339 time ({e}): {value:?}")))?;
+    let millis = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| ConfigError::new(field, "before 1970"))?
+        .as_millis();
+    Ok(Timestamp(u64::try_from(millis).unwrap_or(u64::MAX)))
+}
+
+fn check_reliability(field: String, value: f32) -> Result<(), ConfigError> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, format!("must be within [0, 1], got {value}")))
+    }
+}
+
+fn check_id(field: String, value: &str, limits: &Limits) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    if value.len() > limits.max_string_bytes {
+        return Err(ConfigError::new(
+            field,
+            format!("{} bytes, more than limits.maxStringBytes {}", value.len(), limits.max_string_bytes),
+        ));
+    }
+    Ok(())
+}
+
+fn check_patterns(field: &str, patterns: &[String]) -> Result<(), ConfigError> {
+    for (i, pattern) in patterns.iter().enumerate() {
+        let body = pattern.strip_suffix('*').unwrap_or(pattern);
+        if pattern.is_empty() || body.contains('*') {
+            return Err(ConfigError::new(
+                format!("{field}[{i}]"),
+                format!("{pattern:?}: a pattern is a name, optionally ending in one '*'"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_policy(field: &str, policy: &RoutePolicy) -> Result<(), ConfigError> {
+    let lists = [
+        ("advertisers", &policy.advertisers),
+        ("origins", &policy.origins),
+        ("destinations", &policy.destinations),
+    ];
+    for (name, list) in lists {
+        if let Some(allow) = &list.allow {
+            check_patterns(&format!("{field}.{name}.allow"), allow)?;
+        }
+        check_patterns(&format!("{field}.{name}.deny"), &list.deny)?;
+    }
+    if let Some(allow) = &policy.tags.allow_any {
+        check_patterns(&format!("{field}.tags.allowAny"), allow)?;
+    }
+    check_patterns(&format!("{field}.tags.deny"), &policy.tags.deny)
+}
+
+impl SidecarConfig {
+    /// A config with defaults for everything but the node id.
+    pub fn new(node_id: impl Into<NodeId>) -> Self {
+        Self {
+            node_id: node_id.into(),
+            version: None,
+            neighbors: Vec::new(),
+            originate: Vec::new(),
+            import_policy: RoutePolicy::default(),
+            export_policy: RoutePolicy::default(),
+            security: SecurityConfig::default(),
+            stability: StabilityConfig::default(),
+            selection: SelectionConfig::default(),
+            timers: TimerConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Parses and validates YAML (JSON is YAML too).
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: SidecarConfig = serde_norway::from_str(text).map_err(|e| {
+            let field = e.location().map(|l| format!("line {} column {}", l.line(), l.column()));
+            ConfigError::new(field.unwrap_or_else(|| "document".into()), e)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(self).expect("config serializes")
+    }
+
+    pub fn neighbor(&self, id: &str) -> Option<&NeighborConfig> {
+        self.neighbors.iter().find(|n| n.id.as_str() == id)
+    }
+
+    /// Every rule a config must satisfy, each failure naming its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        if limits.max_path_length == 0 || limits.max_tags == 0 || limits.max_string_bytes == 0 {
+            return Err(ConfigError::new("limits", "limits must be greater than zero"));
+        }
+        if limits.max_message_bytes < 256 {
+            return Err(ConfigError::new("limits.maxMessageBytes", "must be at least 256"));
+        }
+        check_id("nodeId".into(), self.node_id.as_str(), limits)?;
+        let mut seen = HashSet::new();
+        for (i, neighbor) in self.neighbors.iter().enumerate() {
+            let field = format!("neighbors[{i}]");
+            check_id(format!("{field}.id"), neighbor.id.as_str(), limits)?;
+            if neighbor.id == self.node_id {
+                return Err(ConfigError::new(format!("{field}.id"), "a node cannot be its own neighbor"));
+            }
+            if !seen.insert(&neighbor.id) {
+                return Err(ConfigError::new(format!("{field}.id"), format!("duplicate neighbor {}", neighbor.id)));
+            }
+            check_reliability(format!("{field}.link.reliability"), neighbor.link.reliability)?;
+            if let Some(import) = &neighbor.import {
+                check_policy(&format!("{field}.import"), import)?;
+            }
+            if let Some(export) = &neighbor.export {
+                check_policy(&format!("{field}.export"), export)?;
+            }
+        }
+        let mut destinations = HashSet::new();
+        for (i, route) in self.originate.iter().enumerate() {
+            let field = format!("originate[{i}]");
+            check_id(format!("{field}.destination"), route.destination.as_str(), limits)?;
+            if !destinations.insert(&route.destination) {
+                return Err(ConfigError::new(
+                    format!("{field}.destination"),
+                    format!("duplicate destination {}", route.destination),
+                ));
+            }
+            check_reliability(format!("{field}.reliability"), route.reliability)?;
+            if route.tags.len() > limits.max_tags {
+                return Err(ConfigError::new(format!("{field}.tags"), "more tags than limits.maxTags"));
+            }
+        }
+        check_policy("importPolicy", &self.import_policy)?;
+        check_policy("exportPolicy", &self.export_policy)?;
+        self.key_registry()?;
+        let damp = &self.stability.dampening;
+        if damp.enabled {
+            let positive = [
+                ("withdrawalPenalty", damp.withdrawal_penalty),
+                ("attributeChangePenalty", damp.attribute_change_penalty),
+                ("suppressThreshold", damp.suppress_threshold),
+                ("reuseThreshold", damp.reuse_threshold),
+            ];
+            for (name, value) in positive {
+                if !(value.is_finite() && value >= 0.0) {
+                    return Err(ConfigError::new(
+                        format!("stability.dampening.{name}"),
+                        "must be a finite number >= 0",
+                    ));
+                }
+            }
+            if damp.reuse_threshold <= 0.0 || damp.reuse_threshold >= damp.suppress_threshold {
+                return Err(ConfigError::new(
+                    "stability.dampening.reuseThreshold",
+                    "must be above 0 and below suppressThreshold",
+                ));
+            }
+            if damp.half_life.is_zero() {
+                return Err(ConfigError::new("stability.dampening.halfLife", "must be greater than zero"));
+            }
+            if damp.max_suppress < damp.half_life {
+                return Err(ConfigError::new("stability.dampening.maxSuppress", "must be at least halfLife"));
+            }
+        }
+        let mut breakers = HashSet::new();
+        for (i, breaker) in self.selection.tie_breakers.iter().enumerate() {
+            if !breakers.insert(breaker) {
+                return Err(ConfigError::new(
+                    format!("selection.tieBreakers[{i}]"),
+                    format!("{} is listed twice", breaker.label()),
+                ));
+            }
+        }
+        let timers = &self.timers;
+        if timers.route_ttl.is_zero() || timers.route_ttl > Duration::from_millis(u32::MAX as u64) {
+            return Err(ConfigError::new("timers.routeTtl", "must be above zero and below 49 days"));
+        }
+        if timers.refresh_interval.is_zero() || timers.refresh_interval >= timers.route_ttl {
+            return Err(ConfigError::new(
+                "timers.refreshInterval",
+                "must be above zero and shorter than routeTtl, or routes expire between refreshes",
+            ));
+        }
+        if timers.max_ttl < timers.route_ttl {
+            return Err(ConfigError::new("timers.maxTtl", "must be at least routeTtl"));
+        }
+        Ok(())
+    }
+
+    /// The trusted keys as a registry; fails on a malformed key.
+    pub fn key_registry(&self) -> Result<KeyRegistry, ConfigError> {
+        let mut registry = KeyRegistry::new();
+        let mut seen = HashSet::new();
+        for (i, key) in self.security.trusted_keys.iter().enumerate() {
+            let field = format!("security.trustedKeys[{i}]");
+            if !seen.insert((&key.advertiser, &key.key_id)) {
+                return Err(ConfigError::new(
+                    format!("{field}.keyId"),
+                    format!("duplicate key {} for {}", key.key_id, key.advertiser),
+                ));
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(key.public_key.trim())
+                .map_err(|e| ConfigError::new(format!("{field}.publicKey"), format!("not base64: {e}")))?;
+            let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+                ConfigError::new(format!("{field}.publicKey"), format!("{} bytes, an ed25519 key has 32", b.len()))
+            })?;
+            let public = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| ConfigError::new(format!("{field}.publicKey"), "not a valid ed25519 point"))?;
+            if public.is_weak() {
+                return Err(ConfigError::new(format!("{field}.publicKey"), "weak (small-order) key"));
+            }
+            let valid_from = key
+                .valid_from
+                .as_deref()
+                .map(|v| parse_rfc3339(&format!("{field}.validFrom"), v))
+                .transpose()?;
+            let valid_until = key
+                .valid_until
+                .as_deref()
+                .map(|v| parse_rfc3339(&format!("{field}.validUntil"), v))
+                .transpose()?;
+            if let (Some(from), Some(until)) = (valid_from, valid_until)
+                && from >= until
+            {
+                return Err(ConfigError::new(format!("{field}.validUntil"), "must be after validFrom"));
+            }
+            registry.insert(PublicKeyEntry {
+                advertiser: key.advertiser.clone(),
+                key_id: key.key_id.clone(),
+                key: public,
+                valid_from,
+                valid_until,
+            });
+        }
+        Ok(registry)
+    }
+}
+
+/// Formats a public key the way `trustedKeys[].publicKey` expects it.
+pub fn encode_public_key(key: &ed25519_dalek::VerifyingKey) -> String {
+    base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+}
+
+/// Formats unix milliseconds as RFC 3339 for `validFrom` / `validUntil`.
+pub fn format_rfc3339(time: Timestamp) -> String {
+    let system = std::time::UNIX_EPOCH + Duration::from_millis(time.0);
+    humantime::format_rfc3339_millis(system).to_string()
+}

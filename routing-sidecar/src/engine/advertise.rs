@@ -1,0 +1,160 @@
+//! Sending: turns pending destinations into announcements and withdrawals
+//! per neighbor, applying split horizon and export policy. Withdrawals are
+//! never subject to export policy: a route a neighbor holds from us is
+//! always withdrawn when we stop advertising it.
+
+use std::sync::Arc;
+
+use crate::engine::candidate::{Candidate, Pending, flags};
+use crate::engine::intern::{DestIx, NodeIx};
+use crate::engine::selection::effective_metrics;
+use crate::engine::{Effect, Engine};
+use crate::message::{Message, RouteAnnouncement, RouteWithdrawal};
+use crate::policy::{PolicyMode, RouteFacts};
+use crate::time::Timestamp;
+
+impl Engine {
+    /// Marks every routed destination for re-advertisement (refresh).
+    pub(super) fn readvertise_all(&mut self) {
+        for i in 0..self.table.len() {
+            if self.table[i].best.is_some() {
+                self.mark_pending(DestIx(i as u32), Pending::Readvertise);
+            }
+        }
+    }
+
+    /// Marks every destination so that a neighbor that just came up gets
+    /// the whole table, followed by an end-of-table marker.
+    pub(super) fn send_table_to(&mut self, neighbor: NodeIx) {
+        for i in 0..self.table.len() {
+            let entry = &mut self.table[i];
+            entry.advertised_to.retain(|n| *n != neighbor);
+            if entry.best.is_some() {
+                self.mark_pending(DestIx(i as u32), Pending::RecheckExport);
+            }
+        }
+        self.end_of_table_due.push(neighbor);
+    }
+
+    /// Whether `best` may be sent to `neighbor`: never back to where it came
+    /// from or to a node already on its path; otherwise as export policy says.
+    fn exports_to(&mut self, dest: DestIx, best: &Candidate, neighbor: NodeIx) -> bool {
+        if best.next_hop == neighbor || best.path.contains(&neighbor) {
+            return false;
+        }
+        let policy = self.compiled.export_for(neighbor);
+        let learned_from = if best.is(flags::LOCAL) { self.compiled.self_ix } else { best.next_hop };
+        let origin = best.origin().unwrap_or(self.compiled.self_ix);
+        let facts = RouteFacts {
+            advertiser: self.nodes.resolve(learned_from).as_str(),
+            origin: self.nodes.resolve(origin).as_str(),
+            destination: self.destinations.resolve(dest).as_str(),
+            tags: self.tag_sets.resolve(best.tags),
+            hop_count: best.hop_count + 1,
+        };
+        match policy.evaluate(&facts) {
+            Ok(()) => true,
+            Err(violation) if policy.mode == PolicyMode::DryRun => {
+                self.counters.dry_run_reject(violation.reason());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn build_announcement(&mut self, dest: DestIx, best: &Candidate) -> Arc<Message> {
+        let mut path = Vec::with_capacity(best.path.len() + 1);
+        path.push(self.config.node_id.clone());
+        path.extend(best.path.iter().map(|hop| self.nodes.resolve(*hop).clone()));
+        let ttl_ms = u32::try_from(self.config.timers.route_ttl.as_millis()).unwrap_or(u32::MAX);
+        let mut announcement = RouteAnnouncement {
+            destination: self.destinations.resolve(dest).clone(),
+            hop_count: path.len() as u32,
+            path,
+            metrics: effective_metrics(best, self.link_of(best.next_hop)),
+            advertiser: self.config.node_id.clone(),
+            epoch: self.allocate_epoch(),
+            ttl_ms,
+            tags: self.tag_sets.resolve(best.tags).to_vec(),
+            signature: None,
+        };
+        if let Some(signer) = &self.signer {
+            signer.sign_announcement(&mut announcement);
+        }
+        Arc::new(Message::Announcement(announcement))
+    }
+
+    fn build_withdrawal(&mut self, dest: DestIx) -> Arc<Message> {
+        let mut withdrawal = RouteWithdrawal {
+            destination: self.destinations.resolve(dest).clone(),
+            path: vec![self.config.node_id.clone()],
+            advertiser: self.config.node_id.clone(),
+            epoch: self.allocate_epoch(),
+            signature: None,
+        };
+        if let Some(signer) = &self.signer {
+            signer.sign_withdrawal(&mut withdrawal);
+        }
+        Arc::new(Message::Withdrawal(withdrawal))
+    }
+
+    fn send(&mut self, to: NodeIx, message: Arc<Message>) {
+        self.counters.messages_sent += 1;
+        let to = self.nodes.resolve(to).clone();
+        self.effects.push(Effect::Send { to, message });
+    }
+
+    /// Produces the messages for every pending destination, in destination
+    /// order, then the end-of-table markers due.
+    pub(super) fn flush_advertisements(&mut self, _now: Timestamp) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_unstable();
+        let up: Vec<NodeIx> = self
+            .compiled
+            .neighbors
+            .iter()
+            .map(|slot| slot.ix)
+            .filter(|ix| self.neighbors.get(ix).is_some_and(|n| n.up))
+            .collect();
+        for dest in pending.drain(..) {
+            let entry = &mut self.table[dest.index()];
+            let mode = std::mem::take(&mut entry.pending);
+            let best = entry.best().cloned();
+            let mut announcement = None;
+            let mut withdrawal = None;
+            for &neighbor in &up {
+                let export = best.as_ref().is_some_and(|b| self.exports_to(dest, b, neighbor));
+                let advertised = &mut self.table[dest.index()].advertised_to;
+                let was = advertised.contains(&neighbor);
+                if export {
+                    if was && mode != Pending::Readvertise {
+                        continue;
+                    }
+                    if !was {
+                        advertised.push(neighbor);
+                    }
+                    let best = best.as_ref().expect("export implies a best route");
+                    let message = match &announcement {
+                        Some(message) => Arc::clone(message),
+                        None => announcement.insert(self.build_announcement(dest, best)).clone(),
+                    };
+                    self.send(neighbor, message);
+                } else if was {
+                    advertised.retain(|n| *n != neighbor);
+                    let message = match &withdrawal {
+                        Some(message) => Arc::clone(message),
+                        None => withdrawal.insert(self.build_withdrawal(dest)).clone(),
+                    };
+                    self.send(neighbor, message);
+                }
+            }
+        }
+        self.pending = pending;
+        for neighbor in std::mem::take(&mut self.end_of_table_due) {
+            if self.neighbors.get(&neighbor).is_some_and(|n| n.up) {
+                let advertiser = self.config.node_id.clone();
+                self.send(neighbor, Arc::new(Message::EndOfTable { advertiser }));
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Link-state mode (being written).

@@ -1,0 +1,236 @@
+//! The graph SPF runs on, in dense form: node ids interned to `u32` indices
+//! in id order, outgoing edges as compressed sparse rows (CSR). Interning in
+//! id order means "lower index" is "lower node id", which is what makes next
+//! hop ordering deterministic for free.
+
+use crate::ids::NodeId;
+use crate::link_state::lsa::LinkStateUpdate;
+
+/// A directed edge between dense indices.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EdgeSpec {
+    pub from: u32,
+    pub to: u32,
+    pub cost: u32,
+    pub latency_us: u32,
+    pub reliability: f32,
+}
+
+impl EdgeSpec {
+    /// An edge with neutral latency and reliability (tests and benchmarks).
+    pub fn with_cost(from: u32, to: u32, cost: u32) -> Self {
+        Self { from, to, cost, latency_us: 0, reliability: 1.0 }
+    }
+}
+
+/// One outgoing edge as seen from its source.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Edge {
+    pub to: u32,
+    pub cost: u32,
+    pub latency_us: u32,
+    pub reliability: f32,
+}
+
+/// A directed graph in CSR form. Edges of node `i` are at
+/// `offsets[i]..offsets[i + 1]`, sorted by target index.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Topology {
+    nodes: Vec<NodeId>,
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+    costs: Vec<u32>,
+    latencies: Vec<u32>,
+    reliabilities: Vec<f32>,
+}
+
+impl Topology {
+    /// Builds from nodes already sorted by id and unique, and edges between
+    /// their indices. Parallel edges keep the cheapest; a cost of 0 counts
+    /// as 1 (see `LinkAdvert::cost`); self loops are dropped.
+    ///
+    /// # Panics
+    /// If `nodes` is not strictly increasing or an edge names an index out
+    /// of range: both are programming errors of the caller.
+    pub fn from_sorted_nodes(nodes: Vec<NodeId>, mut edges: Vec<EdgeSpec>) -> Self {
+        assert!(nodes.windows(2).all(|w| w[0] < w[1]), "nodes must be sorted and unique");
+        let node_count = nodes.len();
+        assert!(u32::try_from(node_count).is_ok(), "too many nodes for u32 indices");
+        edges.retain(|e| e.from != e.to);
+        for edge in &mut edges {
+            assert!((edge.from as usize) < node_count && (edge.to as usize) < node_count, "edge index out of range");
+            edge.cost = edge.cost.max(1);
+        }
+        edges.sort_unstable_by_key(|e| (e.from, e.to, e.cost, e.latency_us));
+        edges.dedup_by_key(|e| (e.from, e.to));
+
+        let mut offsets = vec![0u32; node_count + 1];
+        for edge in &edges {
+            offsets[edge.from as usize + 1] += 1;
+        }
+        for i in 0..node_count {
+            offsets[i + 1] += offsets[i];
+        }
+        Self {
+            nodes,
+            offsets,
+            targets: edges.iter().map(|e| e.to).collect(),
+            costs: edges.iter().map(|e| e.cost).collect(),
+            latencies: edges.iter().map(|e| e.latency_us).collect(),
+            reliabilities: edges.iter().map(|e| e.reliability).collect(),
+        }
+    }
+
+    /// Builds from edges named by node id; nodes are interned in id order.
+    pub fn from_named_edges<'a>(
+        nodes: impl IntoIterator<Item = &'a NodeId>,
+        edges: impl IntoIterator<Item = (&'a NodeId, &'a NodeId, u32)>,
+    ) -> Self {
+        let edges: Vec<(&NodeId, &NodeId, u32)> = edges.into_iter().collect();
+        let mut names: Vec<NodeId> = nodes.into_iter().cloned().collect();
+        names.extend(edges.iter().flat_map(|(from, to, _)| [(*from).clone(), (*to).clone()]));
+        names.sort_unstable();
+        names.dedup();
+        let index = |id: &NodeId| names.binary_search(id).expect("interned above") as u32;
+        let specs = edges.iter().map(|(from, to, cost)| EdgeSpec::with_cost(index(from), index(to), *cost)).collect();
+        Self::from_sorted_nodes(names, specs)
+    }
+
+    /// The SPF graph of one area: a node per live update, and an edge
+    /// `u -> v` only when both `u` and `v` list each other (the two-way
+    /// check: a link one side no longer reports is not used, so a failed
+    /// link stops carrying traffic as soon as either end says so). The edge
+    /// carries the metrics `u` advertised.
+    pub fn from_updates<'a>(updates: impl IntoIterator<Item = &'a LinkStateUpdate>) -> Self {
+        let updates: Vec<&LinkStateUpdate> = updates.into_iter().filter(|u| !u.is_flush()).collect();
+        let mut nodes: Vec<NodeId> = updates.iter().map(|u| u.origin.clone()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let index = |id: &NodeId| nodes.binary_search(id).ok().map(|i| i as u32);
+
+        let mut one_way: Vec<EdgeSpec> = Vec::with_capacity(updates.iter().map(|u| u.links.len()).sum());
+        for update in &updates {
+            let from = index(&update.origin).expect("interned above");
+            for link in &update.links {
+                if let Some(to) = index(&link.neighbor) {
+                    one_way.push(EdgeSpec {
+                        from,
+                        to,
+                        cost: link.cost,
+                        latency_us: link.latency_us,
+                        reliability: link.reliability,
+                    });
+                }
+            }
+        }
+        one_way.sort_unstable_by_key(|e| (e.from, e.to));
+        let reported = |from: u32, to: u32| one_way.binary_search_by_key(&(from, to), |e| (e.from, e.to)).is_ok();
+        let two_way: Vec<EdgeSpec> = one_way.iter().filter(|e| reported(e.to, e.from)).copied().collect();
+        Self::from_sorted_nodes(nodes, two_way)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Directed edges.
+    pub fn edge_count(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn nodes(&self) -> &[NodeId] {
+        &self.nodes
+    }
+
+    pub fn node(&self, index: u32) -> &NodeId {
+        &self.nodes[index as usize]
+    }
+
+    pub fn index_of(&self, id: &NodeId) -> Option<u32> {
+        self.nodes.binary_search(id).ok().map(|i| i as u32)
+    }
+
+    /// Range of `node`'s edges in the CSR arrays.
+    pub(crate) fn edge_range(&self, node: u32) -> std::ops::Range<usize> {
+        self.offsets[node as usize] as usize..self.offsets[node as usize + 1] as usize
+    }
+
+    pub(crate) fn targets(&self) -> &[u32] {
+        &self.targets
+    }
+
+    pub(crate) fn costs(&self) -> &[u32] {
+        &self.costs
+    }
+
+    pub fn edge(&self, position: usize) -> Edge {
+        Edge {
+            to: self.targets[position],
+            cost: self.costs[position],
+            latency_us: self.latencies[position],
+            reliability: self.reliabilities[position],
+        }
+    }
+
+    /// Outgoing edges of `node`, by target index (= target id order).
+    pub fn edges_from(&self, node: u32) -> impl Iterator<Item = Edge> + '_ {
+        self.edge_range(node).map(|position| self.edge(position))
+    }
+
+    /// The cheapest edge `from -> to`, if any.
+    pub fn edge_between(&self, from: u32, to: u32) -> Option<Edge> {
+        let range = self.edge_range(from);
+        let slice = &self.targets[range.clone()];
+        slice.binary_search(&to).ok().map(|i| self.edge(range.start + i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link_state::lsa::tests::{link, update};
+
+    #[test]
+    fn csr_keeps_the_cheapest_parallel_edge_and_drops_self_loops() {
+        let nodes = ["a", "b", "c"].map(NodeId::from).to_vec();
+        let edges = vec![
+            EdgeSpec::with_cost(0, 2, 5),
+            EdgeSpec::with_cost(0, 1, 3),
+            EdgeSpec::with_cost(0, 1, 2),
+            EdgeSpec::with_cost(1, 1, 1),
+            EdgeSpec::with_cost(2, 0, 0),
+        ];
+        let topology = Topology::from_sorted_nodes(nodes, edges);
+        let from_a: Vec<(u32, u32)> = topology.edges_from(0).map(|e| (e.to, e.cost)).collect();
+        assert_eq!(from_a, [(1, 2), (2, 5)]);
+        assert_eq!(topology.edges_from(1).count(), 0);
+        assert_eq!(topology.edge_between(2, 0).map(|e| e.cost), Some(1), "cost 0 counts as 1");
+        assert_eq!(topology.edge_count(), 3);
+    }
+
+    #[test]
+    fn only_links_reported_by_both_ends_become_edges() {
+        let updates = [
+            update("a", "x", 1, vec![link("b", 1), link("c", 4)]),
+            update("b", "x", 1, vec![link("a", 2)]),
+            // c does not list a: the a-c link is one-way and unused.
+            update("c", "x", 1, vec![link("b", 1)]),
+        ];
+        let topology = Topology::from_updates(&updates);
+        assert_eq!(topology.node_count(), 3);
+        let a = topology.index_of(&NodeId::from("a")).unwrap();
+        let b = topology.index_of(&NodeId::from("b")).unwrap();
+        let c = topology.index_of(&NodeId::from("c")).unwrap();
+        assert_eq!(topology.edge_between(a, b).map(|e| e.cost), Some(1));
+        assert_eq!(topology.edge_between(b, a).map(|e| e.cost), Some(2));
+        assert!(topology.edge_between(a, c).is_none());
+        assert!(topology.edge_between(c, b).is_none(), "b does not list c");
+    }
+
+    #[test]
+    fn named_edges_intern_in_id_order() {
+        let (x, y, z) = (NodeId::from("x"), NodeId::from("y"), NodeId::from("z"));
+        let topology = Topology::from_named_edges([&z], [(&y, &x, 1)]);
+        assert_eq!(topology.nodes(), [x, y, z]);
+    }
+}

@@ -1,0 +1,1848 @@
+//! Versioned binary wire format: the protobuf encoding of
+//! [`Message`](crate::message::Message), and a decoder that enforces size
+//! limits on untrusted input before the engine sees it.
+//!
+//! The prost types in [`schema`] are the authoritative schema.
+//! `proto/fabric_routing.proto` documents them for other implementations; a
+//! unit test keeps the two in sync. Semantics, limits and the signing rules
+//! are specified in `docs/protocol.md`.
+//!
+//! Signatures never cover these bytes. Protobuf allows several encodings of
+//! one message (field order, repeated tags, unknown fields), so signatures
+//! cover the canonical encoding of [`crate::canonical`] instead, which the
+//! receiver recomputes from the decoded message.
+//!
+//! The decoder only checks what it needs to build well-formed domain values
+//! (sizes, versions, required fields). Semantic checks such as loop
+//! detection or `path[0] == advertiser` belong to the engine.
+
+use prost::Message as _;
+
+use crate::ids::{DestinationId, KeyId, NodeId, Tag};
+use crate::message::{
+    Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm, SignatureBlock,
+};
+
+use self::schema::envelope::Body;
+
+/// The protocol version this node speaks. A receiver rejects every other
+/// version with [`DecodeError::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Ed25519 signatures are always this long.
+const SIGNATURE_LENGTH: usize = 64;
+
+/// Bounds the decoder enforces on untrusted input. They keep a hostile or
+/// broken neighbor from making us allocate or store unbounded data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest encoded message accepted; checked before parsing.
+    pub max_message_bytes: usize,
+    /// Most hops in a path (announcements and withdrawals).
+    pub max_path_length: usize,
+    /// Most tags on an announcement (counted as sent, before de-duplication).
+    pub max_tags: usize,
+    /// Longest identifier in bytes of UTF-8: destination, advertiser, each
+    /// path hop, each tag, the key id and the algorithm name.
+    pub max_string_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024,
+            max_path_length: 64,
+            max_tags: 32,
+            // The longest DNS name: identifiers are often host or cluster names.
+            max_string_bytes: 253,
+        }
+    }
+}
+
+/// Why bytes from a neighbor were not accepted as a [`Message`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is {size} bytes, limit max_message_bytes is {limit}")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("path has {length} hops, limit max_path_length is {limit}")]
+    PathTooLong { length: usize, limit: usize },
+    #[error("message has {count} tags, limit max_tags is {limit}")]
+    TooManyTags { count: usize, limit: usize },
+    #[error("{field} is {length} bytes, limit max_string_bytes is {limit}")]
+    StringTooLong {
+        field: &'static str,
+        length: usize,
+        limit: usize,
+    },
+    #[error("protocol version {version} is not supported, this node speaks version {supported}")]
+    UnsupportedVersion { version: u32, supported: u32 },
+    #[error("required field {0} is missing")]
+    MissingField(&'static str),
+    #[error("field {0} must not be empty")]
+    EmptyString(&'static str),
+    #[error("signature is {length} bytes, an ed25519 signature is 64 bytes")]
+    BadSignatureLength { length: usize },
+    #[error("unknown signature algorithm {0:?}")]
+    UnknownSignatureAlgorithm(String),
+    #[error("malformed protobuf: {0}")]
+    Protobuf(String),
+    #[error("reliability is not a finite number")]
+    InvalidFloat,
+}
+
+impl DecodeError {
+    /// A short, stable snake_case label for logs and metrics. For limit
+    /// violations it is the name of the [`DecodeLimits`] field.
+    pub fn limit_name(&self) -> &'static str {
+        match self {
+            DecodeError::MessageTooLarge { .. } => "max_message_bytes",
+            DecodeError::PathTooLong { .. } => "max_path_length",
+            DecodeError::TooManyTags { .. } => "max_tags",
+            DecodeError::StringTooLong { .. } => "max_string_bytes",
+            DecodeError::UnsupportedVersion { .. } => "unsupported_version",
+            DecodeError::MissingField(_) => "missing_field",
+            DecodeError::EmptyString(_) => "empty_string",
+            DecodeError::BadSignatureLength { .. } => "bad_signature_length",
+            DecodeError::UnknownSignatureAlgorithm(_) => "unknown_signature_algorithm",
+            DecodeError::Protobuf(_) => "malformed_protobuf",
+            DecodeError::InvalidFloat => "invalid_float",
+        }
+    }
+}
+
+/// The raw protobuf messages. They carry no validation: use [`encode`] and
+/// [`decode`] unless you need to build deliberately odd bytes (tests).
+pub mod schema {
+    /// One protocol message. Each frame carries exactly one envelope.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Envelope {
+        /// Field 1 in every protocol version, so any version can be read
+        /// without understanding the rest of the message.
+        #[prost(uint32, tag = "1")]
+        pub version: u32,
+        // Tags 5..=15 stay free for session messages (hello, keepalive), so
+        // those also get one-byte field keys.
+        #[prost(oneof = "envelope::Body", tags = "2, 3, 4")]
+        pub body: Option<envelope::Body>,
+    }
+
+    pub mod envelope {
+        use super::{EndOfTable, RouteAnnouncement, RouteWithdrawal};
+
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Body {
+            #[prost(message, tag = "2")]
+            Announcement(RouteAnnouncement),
+            #[prost(message, tag = "3")]
+            Withdrawal(RouteWithdrawal),
+            #[prost(message, tag = "4")]
+            EndOfTable(EndOfTable),
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RouteAnnouncement {
+        #[prost(string, tag = "1")]
+        pub destination: String,
+        #[prost(string, repeated, tag = "2")]
+        pub path: Vec<String>,
+        #[prost(uint32, tag = "3")]
+        pub hop_count: u32,
+        #[prost(uint32, tag = "4")]
+        pub cost: u32,
+        #[prost(uint32, tag = "5")]
+        pub latency_us: u32,
+        /// `optional` so that -0.0 survives: proto3 skips a plain float that
+        /// compares equal to 0.0, and -0.0 would arrive as +0.0 with other
+        /// canonical bits, breaking the signature. Absent means 0.0.
+        #[prost(float, optional, tag = "6")]
+        pub reliability: Option<f32>,
+        #[prost(string, tag = "7")]
+        pub advertiser: String,
+        #[prost(uint64, tag = "8")]
+        pub epoch: u64,
+        #[prost(uint32, tag = "9")]
+        pub ttl_ms: u32,
+        #[prost(string, repeated, tag = "10")]
+        pub tags: Vec<String>,
+        #[prost(message, optional, tag = "11")]
+        pub signature: Option<Signature>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RouteWithdrawal {
+        #[prost(string, tag = "1")]
+        pub destination: String,
+        #[prost(string, repeated, tag = "2")]
+        pub path: Vec<String>,
+        #[prost(string, tag = "3")]
+        pub advertiser: String,
+        #[prost(uint64, tag = "4")]
+        pub epoch: u64,
+        #[prost(message, optional, tag = "5")]
+        pub signature: Option<Signature>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EndOfTable {
+        #[prost(string, tag = "1")]
+        pub advertiser: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Signature {
+        #[prost(string, tag = "1")]
+        pub algorithm: String,
+        #[prost(string, tag = "2")]
+        pub key_id: String,
+        #[prost(bytes = "vec", tag = "3")]
+        pub signature: Vec<u8>,
+    }
+
+    /// Only the version field of an [`Envelope`]: read first, so that a
+    /// message from another version is reported as such even when its body
+    /// would not parse with this version's schema.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct VersionOnly {
+        #[prost(uint32, tag = "1")]
+        pub version: u32,
+    }
+}
+
+/// Encodes `message` as one envelope of the current protocol version.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_into(message, &mut buf);
+    buf
+}
+
+/// Appends the encoding of `message` to `buf`, so a sender can reuse one
+/// buffer for many messages.
+pub fn encode_into(message: &Message, buf: &mut Vec<u8>) {
+    let envelope = to_envelope(message);
+    buf.reserve(envelope.encoded_len());
+    // prost only fails when the buffer cannot grow; a Vec always can.
+    envelope
+        .encode(buf)
+        .expect("encoding into a Vec<u8> cannot run out of space");
+}
+
+/// Decodes one envelope received from a neighbor, enforcing `limits`.
+///
+/// Never panics, whatever the bytes.
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Message, DecodeError> {
+    // Before parsing, so an oversized message costs no allocation.
+    if bytes.len() > limits.max_message_bytes {
+        return Err(DecodeError::MessageTooLarge {
+            size: bytes.len(),
+            limit: limits.max_message_bytes,
+        });
+    }
+    check_version(bytes)?;
+    let envelope = schema::Envelope::decode(bytes).map_err(protobuf_error)?;
+    match envelope.body.ok_or(DecodeError::MissingField("body"))? {
+        Body::Announcement(announcement) => {
+            from_wire_announcement(announcement, limits).map(Message::Announcement)
+        }
+        Body::Withdrawal(withdrawal) => {
+            from_wire_withdrawal(withdrawal, limits).map(Message::Withdrawal)
+        }
+        Body::EndOfTable(end) => Ok(Message::EndOfTable {
+            advertiser: NodeId::from(identifier("advertiser", end.advertiser, limits)?),
+        }),
+    }
+}
+
+fn protobuf_error(error: prost::DecodeError) -> DecodeError {
+    DecodeError::Protobuf(error.to_string())
+}
+
+fn check_version(bytes: &[u8]) -> Result<(), DecodeError> {
+    let version = schema::VersionOnly::decode(bytes)
+        .map_err(protobuf_error)?
+        .version;
+    if version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedVersion {
+            version,
+            supported: PROTOCOL_VERSION,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Domain -> wire
+
+fn to_envelope(message: &Message) -> schema::Envelope {
+    let body = match message {
+        Message::Announcement(announcement) => {
+            Body::Announcement(to_wire_announcement(announcement))
+        }
+        Message::Withdrawal(withdrawal) => Body::Withdrawal(to_wire_withdrawal(withdrawal)),
+        Message::EndOfTable { advertiser } => Body::EndOfTable(schema::EndOfTable {
+            advertiser: advertiser.as_str().to_owned(),
+        }),
+    };
+    schema::Envelope {
+        version: PROTOCOL_VERSION,
+        body: Some(body),
+    }
+}
+
+fn to_wire_announcement(announcement: &RouteAnnouncement) -> schema::RouteAnnouncement {
+    schema::RouteAnnouncement {
+        destination: announcement.destination.as_str().to_owned(),
+        path: to_wire_path(&announcement.path),
+        hop_count: announcement.hop_count,
+        cost: announcement.metrics.cost,
+        latency_us: announcement.metrics.latency_us,
+        reliability: Some(announcement.metrics.reliability),
+        advertiser: announcement.advertiser.as_str().to_owned(),
+        epoch: announcement.epoch,
+        ttl_ms: announcement.ttl_ms,
+        // Sent in the caller's order: tags are a set and the canonical
+        // encoding sorts them, so the order carries no meaning.
+        tags: announcement
+            .tags
+            .iter()
+            .map(|tag| tag.as_str().to_owned())
+            .collect(),
+        signature: announcement.signature.as_ref().map(to_wire_signature),
+    }
+}
+
+fn to_wire_withdrawal(withdrawal: &RouteWithdrawal) -> schema::RouteWithdrawal {
+    schema::RouteWithdrawal {
+        destination: withdrawal.destination.as_str().to_owned(),
+        path: to_wire_path(&withdrawal.path),
+        advertiser: withdrawal.advertiser.as_str().to_owned(),
+        epoch: withdrawal.epoch,
+        signature: withdrawal.signature.as_ref().map(to_wire_signature),
+    }
+}
+
+fn to_wire_path(path: &[NodeId]) -> Vec<String> {
+    path.iter().map(|hop| hop.as_str().to_owned()).collect()
+}
+
+fn to_wire_signature(signature: &SignatureBlock) -> schema::Signature {
+    schema::Signature {
+        algorithm: signature.algorithm.as_str().to_owned(),
+        key_id: signature.key_id.as_str().to_owned(),
+        signature: signature.bytes.to_vec(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Wire -> domain, enforcing the limits
+
+fn from_wire_announcement(
+    wire: schema::RouteAnnouncement,
+    limits: &DecodeLimits,
+) -> Result<RouteAnnouncement, DecodeError> {
+    Ok(RouteAnnouncement {
+        destination: DestinationId::from(identifier("destination", wire.destination, limits)?),
+        path: from_wire_path(wire.path, limits)?,
+        hop_count: wire.hop_count,
+        metrics: RouteMetrics {
+            cost: wire.cost,
+            latency_us: wire.latency_us,
+            reliability: reliability(wire.reliability)?,
+        },
+        advertiser: NodeId::from(identifier("advertiser", wire.advertiser, limits)?),
+        epoch: wire.epoch,
+        ttl_ms: wire.ttl_ms,
+        tags: from_wire_tags(wire.tags, limits)?,
+        signature: wire
+            .signature
+            .map(|signature| from_wire_signature(signature, limits))
+            .transpose()?,
+    })
+}
+
+fn from_wire_withdrawal(
+    wire: schema::RouteWithdrawal,
+    limits: &DecodeLimits,
+) -> Result<RouteWithdrawal, DecodeError> {
+    Ok(RouteWithdrawal {
+        destination: DestinationId::from(identifier("destination", wire.destination, limits)?),
+        path: from_wire_path(wire.path, limits)?,
+        advertiser: NodeId::from(identifier("advertiser", wire.advertiser, limits)?),
+        epoch: wire.epoch,
+        signature: wire
+            .signature
+            .map(|signature| from_wire_signature(signature, limits))
+            .transpose()?,
+    })
+}
+
+/// A non-empty string within `max_string_bytes`. Empty identifiers are never
+/// meaningful and would collide with protobuf's "field absent".
+fn identifier(
+    field: &'static str,
+    value: String,
+    limits: &DecodeLimits,
+) -> Result<String, DecodeError> {
+    check_string_length(field, &value, limits)?;
+    if value.is_empty() {
+        return Err(DecodeError::EmptyString(field));
+    }
+    Ok(value)
+}
+
+fn check_string_length(
+    field: &'static str,
+    value: &str,
+    limits: &DecodeLimits,
+) -> Result<(), DecodeError> {
+    if value.len() > limits.max_string_bytes {
+        return Err(DecodeError::StringTooLong {
+            field,
+            length: value.len(),
+            limit: limits.max_string_bytes,
+        });
+    }
+    Ok(())
+}
+
+fn from_wire_path(hops: Vec<String>, limits: &DecodeLimits) -> Result<Vec<NodeId>, DecodeError> {
+    if hops.len() > limits.max_path_length {
+        return Err(DecodeError::PathTooLong {
+            length: hops.len(),
+            limit: limits.max_path_length,
+        });
+    }
+    hops.into_iter()
+        .map(|hop| identifier("path hop", hop, limits).map(NodeId::from))
+        .collect()
+}
+
+fn from_wire_tags(tags: Vec<String>, limits: &DecodeLimits) -> Result<Vec<Tag>, DecodeError> {
+    if tags.len() > limits.max_tags {
+        return Err(DecodeError::TooManyTags {
+            count: tags.len(),
+            limit: limits.max_tags,
+        });
+    }
+    tags.into_iter()
+        .map(|tag| identifier("tag", tag, limits).map(Tag::from))
+        .collect()
+}
+
+/// Absent means 0.0 (see the schema). Non-finite values would poison every
+/// metric computed from them, so they are refused here.
+fn reliability(value: Option<f32>) -> Result<f32, DecodeError> {
+    let value = value.unwrap_or(0.0);
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(DecodeError::InvalidFloat)
+    }
+}
+
+fn from_wire_signature(
+    wire: schema::Signature,
+    limits: &DecodeLimits,
+) -> Result<SignatureBlock, DecodeError> {
+    // Bounded first so the error below never echoes a huge string.
+    check_string_length("signature.algorithm", &wire.algorithm, limits)?;
+    let algorithm = match wire.algorithm.as_str() {
+        "ed25519" => SignatureAlgorithm::Ed25519,
+        _ => return Err(DecodeError::UnknownSignatureAlgorithm(wire.algorithm)),
+    };
+    let key_id = KeyId::from(identifier("signature.key_id", wire.key_id, limits)?);
+    let bytes: [u8; SIGNATURE_LENGTH] =
+        wire.signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| DecodeError::BadSignatureLength {
+                length: wire.signature.len(),
+            })?;
+    Ok(SignatureBlock {
+        algorithm,
+        key_id,
+        bytes,
+    })
+}
+
+/// Deterministic test vectors for `docs/protocol.md`.
+///
+/// `examples/protocol_vectors.rs` prints [`test_vectors_markdown`];
+/// `tests/protocol_vectors.rs` checks that the document contains exactly that
+/// text and that its signatures verify.
+pub mod vectors {
+    use std::fmt::Write as _;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+
+    use crate::canonical::{self, ANNOUNCEMENT_DOMAIN, WITHDRAWAL_DOMAIN};
+    use crate::ids::{KeyId, NodeId, Tag};
+    use crate::message::{
+        Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm,
+    };
+    use crate::security::SigningIdentity;
+
+    /// Test-only secret key. Ed25519 signing is deterministic, so the
+    /// vectors are stable.
+    pub const SECRET_KEY: [u8; 32] = [7u8; 32];
+    pub const KEY_ID: &str = "k1";
+    pub const ADVERTISER: &str = "node-a";
+
+    /// Bytes per line in hex listings.
+    const HEX_LINE_BYTES: usize = 32;
+
+    /// One signed message and everything needed to check an implementation
+    /// against it.
+    #[derive(Clone, Debug)]
+    pub struct TestVector {
+        pub title: &'static str,
+        /// The signed message.
+        pub message: Message,
+        /// What the signature covers (`crate::canonical`).
+        pub canonical: Vec<u8>,
+        pub public_key: [u8; 32],
+        pub signature: [u8; 64],
+        /// The full envelope as sent.
+        pub wire: Vec<u8>,
+        /// The canonical bytes cut into fields, for the annotated listing.
+        pub canonical_fields: Vec<CanonicalField>,
+    }
+
+    /// One field of a canonical encoding: its label and its bytes
+    /// (`prefix` is the length or count prefix, empty for plain integers).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct CanonicalField {
+        pub label: String,
+        pub prefix: Vec<u8>,
+        pub value: Vec<u8>,
+    }
+
+    pub fn identity() -> SigningIdentity {
+        SigningIdentity::from_secret_bytes(KeyId::from(KEY_ID), &SECRET_KEY)
+    }
+
+    /// The vector announcement, unsigned.
+    pub fn announcement() -> RouteAnnouncement {
+        RouteAnnouncement {
+            destination: "cluster-x".into(),
+            path: vec![NodeId::from(ADVERTISER), NodeId::from("node-b")],
+            hop_count: 2,
+            metrics: RouteMetrics {
+                cost: 20,
+                latency_us: 1500,
+                reliability: 0.99,
+            },
+            advertiser: NodeId::from(ADVERTISER),
+            epoch: 42,
+            ttl_ms: 90_000,
+            tags: vec!["gold".into(), "eu".into()],
+            signature: None,
+        }
+    }
+
+    /// The vector withdrawal, unsigned: the same route, withdrawn with the
+    /// next epoch.
+    pub fn withdrawal() -> RouteWithdrawal {
+        RouteWithdrawal {
+            destination: "cluster-x".into(),
+            path: vec![NodeId::from(ADVERTISER), NodeId::from("node-b")],
+            advertiser: NodeId::from(ADVERTISER),
+            epoch: 43,
+            signature: None,
+        }
+    }
+
+    pub fn test_vectors() -> Vec<TestVector> {
+        let identity = identity();
+        let algorithm = SignatureAlgorithm::Ed25519;
+        let key_id = identity.key_id().clone();
+
+        let mut announcement = announcement();
+        identity.sign_announcement(&mut announcement);
+        let announcement_vector = vector(
+            "Route announcement",
+            canonical::announcement_bytes(&announcement, algorithm, &key_id),
+            announcement_fields(&announcement, &key_id),
+            Message::Announcement(announcement),
+            &identity,
+        );
+
+        let mut withdrawal = withdrawal();
+        identity.sign_withdrawal(&mut withdrawal);
+        let withdrawal_vector = vector(
+            "Route withdrawal",
+            canonical::withdrawal_bytes(&withdrawal, algorithm, &key_id),
+            withdrawal_fields(&withdrawal, &key_id),
+            Message::Withdrawal(withdrawal),
+            &identity,
+        );
+
+        vec![announcement_vector, withdrawal_vector]
+    }
+
+    fn vector(
+        title: &'static str,
+        canonical: Vec<u8>,
+        canonical_fields: Vec<CanonicalField>,
+        message: Message,
+        identity: &SigningIdentity,
+    ) -> TestVector {
+        // Both vector messages are signed before they get here; a missing
+        // signature would show as zeros, which the vector tests reject.
+        let signature = message
+            .signature()
+            .map(|block| block.bytes)
+            .unwrap_or([0u8; 64]);
+        TestVector {
+            title,
+            wire: super::encode(&message),
+            message,
+            canonical,
+            public_key: identity.verifying_key().to_bytes(),
+            signature,
+            canonical_fields,
+        }
+    }
+
+    /// The vectors as Markdown, exactly as pasted into `docs/protocol.md`
+    /// between the test vector markers.
+    pub fn test_vectors_markdown() -> String {
+        let vectors = test_vectors();
+        let mut out = String::new();
+        push_line(
+            &mut out,
+            "All vectors are signed with this key. It is public: use it for tests only.",
+        );
+        push_line(&mut out, "");
+        push_line(
+            &mut out,
+            &format!("- Secret key (hex): `{}`", hex(&SECRET_KEY)),
+        );
+        push_line(&mut out, &format!("- Key id: `{KEY_ID}`"));
+        push_line(&mut out, &format!("- Advertiser: `{ADVERTISER}`"));
+        for vector in &vectors {
+            push_line(&mut out, "");
+            push_vector(&mut out, vector);
+        }
+        out
+    }
+
+    fn push_vector(out: &mut String, vector: &TestVector) {
+        push_line(out, &format!("### {}", vector.title));
+        push_line(out, "");
+        push_line(out, "| Field | Value |");
+        push_line(out, "| --- | --- |");
+        for (field, value) in describe(&vector.message) {
+            push_line(out, &format!("| {field} | {value} |"));
+        }
+        push_line(out, "");
+        push_line(
+            out,
+            &format!("Public key (hex): `{}`", hex(&vector.public_key)),
+        );
+        push_line(out, "");
+        push_line(
+            out,
+            &format!(
+                "Public key (base64): `{}`",
+                BASE64.encode(vector.public_key)
+            ),
+        );
+        push_line(out, "");
+        push_hex_block(
+            out,
+            &format!(
+                "Canonical signing bytes (hex, {} bytes):",
+                vector.canonical.len()
+            ),
+            &vector.canonical,
+        );
+        push_line(out, "");
+        push_line(
+            out,
+            "The same bytes field by field (length or count prefix, then value):",
+        );
+        push_line(out, "");
+        push_line(out, "```text");
+        push_canonical_fields(out, &vector.canonical_fields);
+        push_line(out, "```");
+        push_line(out, "");
+        push_hex_block(out, "Ed25519 signature (hex):", &vector.signature);
+        push_line(out, "");
+        push_hex_block(
+            out,
+            &format!("Wire encoding (hex, {} bytes):", vector.wire.len()),
+            &vector.wire,
+        );
+    }
+
+    fn push_line(out: &mut String, line: &str) {
+        out.push_str(line);
+        out.push('\n');
+    }
+
+    fn push_hex_block(out: &mut String, caption: &str, bytes: &[u8]) {
+        push_line(out, caption);
+        push_line(out, "");
+        push_line(out, "```text");
+        for chunk in bytes.chunks(HEX_LINE_BYTES) {
+            push_line(out, &hex(chunk));
+        }
+        push_line(out, "```");
+    }
+
+    fn push_canonical_fields(out: &mut String, fields: &[CanonicalField]) {
+        let width = fields
+            .iter()
+            .map(|field| field.label.chars().count())
+            .max()
+            .unwrap_or(0);
+        for field in fields {
+            let bytes = [hex(&field.prefix), hex(&field.value)].join(" ");
+            push_line(
+                out,
+                format!("{:width$}  {}", field.label, bytes.trim()).trim_end(),
+            );
+        }
+    }
+
+    pub fn hex(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for byte in bytes {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{byte:02x}");
+        }
+        out
+    }
+
+    fn describe(message: &Message) -> Vec<(&'static str, String)> {
+        let mut rows = Vec::new();
+        match message {
+            Message::Announcement(a) => {
+                rows.push(("destination", code(a.destination.as_str())));
+                rows.push(("path", code_list(a.path.iter().map(NodeId::as_str))));
+                rows.push(("hop_count", a.hop_count.to_string()));
+                rows.push(("cost", a.metrics.cost.to_string()));
+                rows.push(("latency_us", a.metrics.latency_us.to_string()));
+                let reliability = a.metrics.reliability;
+                rows.push((
+                    "reliability",
+                    format!("{reliability} (f32 bits `{:08x}`)", reliability.to_bits()),
+                ));
+                rows.push(("advertiser", code(a.advertiser.as_str())));
+                rows.push(("epoch", a.epoch.to_string()));
+                rows.push(("ttl_ms", a.ttl_ms.to_string()));
+                rows.push(("tags", code_list(a.tags.iter().map(Tag::as_str))));
+            }
+            Message::Withdrawal(w) => {
+                rows.push(("destination", code(w.destination.as_str())));
+                rows.push(("path", code_list(w.path.iter().map(NodeId::as_str))));
+                rows.push(("advertiser", code(w.advertiser.as_str())));
+                rows.push(("epoch", w.epoch.to_string()));
+            }
+            Message::EndOfTable { advertiser } => {
+                rows.push(("advertiser", code(advertiser.as_str())))
+            }
+        }
+        if let Some(signature) = message.signature() {
+            rows.push((
+                "signature",
+                format!(
+                    "{}, key id {}",
+                    signature.algorithm.as_str(),
+                    code(signature.key_id.as_str())
+                ),
+            ));
+        }
+        rows
+    }
+
+    fn code(value: &str) -> String {
+        format!("`{value}`")
+    }
+
+    fn code_list<'a>(values: impl Iterator<Item = &'a str>) -> String {
+        values.map(code).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Builds the annotated listing. A unit test checks that the fields
+    /// concatenate to the output of `crate::canonical`, so the listing
+    /// cannot drift from the real encoding.
+    #[derive(Default)]
+    struct FieldList(Vec<CanonicalField>);
+
+    impl FieldList {
+        fn string(&mut self, label: &str, value: &str) {
+            self.0.push(CanonicalField {
+                label: format!("{label} {value:?}"),
+                prefix: (value.len() as u32).to_be_bytes().to_vec(),
+                value: value.as_bytes().to_vec(),
+            });
+        }
+
+        fn count(&mut self, label: &str, count: usize) {
+            self.0.push(CanonicalField {
+                label: format!("{label} {count}"),
+                prefix: (count as u32).to_be_bytes().to_vec(),
+                value: Vec::new(),
+            });
+        }
+
+        fn u32(&mut self, label: &str, value: u32) {
+            self.0.push(CanonicalField {
+                label: format!("{label} {value}"),
+                prefix: Vec::new(),
+                value: value.to_be_bytes().to_vec(),
+            });
+        }
+
+        fn u64(&mut self, label: &str, value: u64) {
+            self.0.push(CanonicalField {
+                label: format!("{label} {value}"),
+                prefix: Vec::new(),
+                value: value.to_be_bytes().to_vec(),
+            });
+        }
+
+        fn path(&mut self, path: &[NodeId]) {
+            self.count("path count", path.len());
+            for (index, hop) in path.iter().enumerate() {
+                self.string(&format!("path[{index}]"), hop.as_str());
+            }
+        }
+
+        fn signer(&mut self, key_id: &KeyId) {
+            self.string("algorithm", SignatureAlgorithm::Ed25519.as_str());
+            self.string("key_id", key_id.as_str());
+        }
+    }
+
+    fn domain(domain: &[u8]) -> &str {
+        std::str::from_utf8(domain).unwrap_or("")
+    }
+
+    fn announcement_fields(a: &RouteAnnouncement, key_id: &KeyId) -> Vec<CanonicalField> {
+        let mut fields = FieldList::default();
+        fields.string("domain", domain(ANNOUNCEMENT_DOMAIN));
+        fields.string("destination", a.destination.as_str());
+        fields.path(&a.path);
+        fields.u32("hop_count", a.hop_count);
+        fields.u32("cost", a.metrics.cost);
+        fields.u32("latency_us", a.metrics.latency_us);
+        let reliability = a.metrics.reliability;
+        fields.0.push(CanonicalField {
+            label: format!("reliability {reliability} as f32 bits"),
+            prefix: Vec::new(),
+            value: reliability.to_bits().to_be_bytes().to_vec(),
+        });
+        fields.string("advertiser", a.advertiser.as_str());
+        fields.u64("epoch", a.epoch);
+        fields.u32("ttl_ms", a.ttl_ms);
+        let tags = canonical::canonical_tags(&a.tags);
+        fields.count("tag count (sorted, deduplicated)", tags.len());
+        for (index, tag) in tags.iter().enumerate() {
+            fields.string(&format!("tags[{index}]"), tag);
+        }
+        fields.signer(key_id);
+        fields.0
+    }
+
+    fn withdrawal_fields(w: &RouteWithdrawal, key_id: &KeyId) -> Vec<CanonicalField> {
+        let mut fields = FieldList::default();
+        fields.string("domain", domain(WITHDRAWAL_DOMAIN));
+        fields.string("destination", w.destination.as_str());
+        fields.path(&w.path);
+        fields.string("advertiser", w.advertiser.as_str());
+        fields.u64("epoch", w.epoch);
+        fields.signer(key_id);
+        fields.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::canonical;
+    use crate::security::SigningIdentity;
+
+    fn limits() -> DecodeLimits {
+        DecodeLimits::default()
+    }
+
+    fn announcement() -> RouteAnnouncement {
+        vectors::announcement()
+    }
+
+    fn withdrawal() -> RouteWithdrawal {
+        vectors::withdrawal()
+    }
+
+    fn signed_announcement() -> RouteAnnouncement {
+        let mut announcement = announcement();
+        vectors::identity().sign_announcement(&mut announcement);
+        announcement
+    }
+
+    fn signed_withdrawal() -> RouteWithdrawal {
+        let mut withdrawal = withdrawal();
+        vectors::identity().sign_withdrawal(&mut withdrawal);
+        withdrawal
+    }
+
+    fn roundtrip(message: &Message) -> Result<Message, DecodeError> {
+        decode(&encode(message), &limits())
+    }
+
+    /// Encodes raw schema types, for bytes our encoder would never produce.
+    fn envelope_bytes(version: u32, body: Option<Body>) -> Vec<u8> {
+        schema::Envelope { version, body }.encode_to_vec()
+    }
+
+    fn wire_announcement() -> schema::RouteAnnouncement {
+        to_wire_announcement(&signed_announcement())
+    }
+
+    fn decode_wire_announcement(wire: schema::RouteAnnouncement) -> Result<Message, DecodeError> {
+        decode(
+            &envelope_bytes(PROTOCOL_VERSION, Some(Body::Announcement(wire))),
+            &limits(),
+        )
+    }
+
+    fn verify(key: &VerifyingKey, canonical: &[u8], block: &SignatureBlock) -> bool {
+        key.verify_strict(canonical, &Signature::from_bytes(&block.bytes))
+            .is_ok()
+    }
+
+    fn announcement_signature_verifies(
+        key: &VerifyingKey,
+        announcement: &RouteAnnouncement,
+    ) -> bool {
+        let Some(block) = &announcement.signature else {
+            return false;
+        };
+        let canonical = canonical::announcement_bytes(announcement, block.algorithm, &block.key_id);
+        verify(key, &canonical, block)
+    }
+
+    fn withdrawal_signature_verifies(key: &VerifyingKey, withdrawal: &RouteWithdrawal) -> bool {
+        let Some(block) = &withdrawal.signature else {
+            return false;
+        };
+        let canonical = canonical::withdrawal_bytes(withdrawal, block.algorithm, &block.key_id);
+        verify(key, &canonical, block)
+    }
+
+    // --- roundtrips -------------------------------------------------------
+
+    #[test]
+    fn roundtrip_unsigned_announcement() {
+        let message = Message::Announcement(announcement());
+        assert_eq!(roundtrip(&message), Ok(message));
+    }
+
+    #[test]
+    fn roundtrip_signed_announcement() {
+        let message = Message::Announcement(signed_announcement());
+        let decoded = roundtrip(&message).expect("decodes");
+        assert_eq!(decoded, message);
+        let Message::Announcement(decoded) = decoded else {
+            unreachable!()
+        };
+        assert!(announcement_signature_verifies(
+            &vectors::identity().verifying_key(),
+            &decoded
+        ));
+    }
+
+    #[test]
+    fn roundtrip_unsigned_withdrawal() {
+        let message = Message::Withdrawal(withdrawal());
+        assert_eq!(roundtrip(&message), Ok(message));
+    }
+
+    #[test]
+    fn roundtrip_signed_withdrawal() {
+        let message = Message::Withdrawal(signed_withdrawal());
+        let decoded = roundtrip(&message).expect("decodes");
+        assert_eq!(decoded, message);
+        let Message::Withdrawal(decoded) = decoded else {
+            unreachable!()
+        };
+        assert!(withdrawal_signature_verifies(
+            &vectors::identity().verifying_key(),
+            &decoded
+        ));
+    }
+
+    #[test]
+    fn roundtrip_end_of_table() {
+        let message = Message::EndOfTable {
+            advertiser: NodeId::from("node-a"),
+        };
+        assert_eq!(roundtrip(&message), Ok(message));
+    }
+
+    #[test]
+    fn roundtrip_keeps_negative_zero_reliability_bits() {
+        let mut announcement = announcement();
+        announcement.metrics.reliability = -0.0;
+        let Ok(Message::Announcement(decoded)) = roundtrip(&Message::Announcement(announcement))
+        else {
+            panic!("announcement did not roundtrip")
+        };
+        assert_eq!(decoded.metrics.reliability.to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
+    fn encode_into_appends() {
+        let message = Message::EndOfTable {
+            advertiser: NodeId::from("node-a"),
+        };
+        let mut buf = vec![0xff];
+        encode_into(&message, &mut buf);
+        assert_eq!(buf[0], 0xff);
+        assert_eq!(&buf[1..], encode(&message).as_slice());
+    }
+
+    #[test]
+    fn absent_reliability_decodes_as_zero() {
+        let mut wire = to_wire_announcement(&announcement());
+        wire.reliability = None;
+        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else {
+            panic!("rejected")
+        };
+        assert_eq!(decoded.metrics.reliability.to_bits(), 0);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        // Forward compatibility within a version: an old decoder skips fields
+        // it does not know (here field 99 of the announcement).
+        let message = Message::Announcement(signed_announcement());
+        let mut body = wire_announcement().encode_to_vec();
+        prost::encoding::string::encode(99, &"future".to_owned(), &mut body);
+        let mut bytes = Vec::new();
+        prost::encoding::uint32::encode(1, &PROTOCOL_VERSION, &mut bytes);
+        prost::encoding::bytes::encode(2, &body, &mut bytes);
+        assert_eq!(decode(&bytes, &limits()), Ok(message));
+    }
+
+    // --- limits -----------------------------------------------------------
+
+    #[test]
+    fn oversized_message_is_rejected_before_parsing() {
+        let limits = DecodeLimits {
+            max_message_bytes: 100,
+            ..limits()
+        };
+        // Not protobuf at all: the size check must come first.
+        let bytes = vec![0xff; 101];
+        let error = decode(&bytes, &limits).unwrap_err();
+        assert_eq!(
+            error,
+            DecodeError::MessageTooLarge {
+                size: 101,
+                limit: 100
+            }
+        );
+        assert_eq!(error.limit_name(), "max_message_bytes");
+        assert_eq!(
+            error.to_string(),
+            "message is 101 bytes, limit max_message_bytes is 100"
+        );
+    }
+
+    #[test]
+    fn message_at_size_limit_is_accepted() {
+        let bytes = encode(&Message::Announcement(signed_announcement()));
+        let limits = DecodeLimits {
+            max_message_bytes: bytes.len(),
+            ..limits()
+        };
+        assert!(decode(&bytes, &limits).is_ok());
+        let limits = DecodeLimits {
+            max_message_bytes: bytes.len() - 1,
+            ..limits
+        };
+        assert!(matches!(
+            decode(&bytes, &limits),
+            Err(DecodeError::MessageTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn long_path_is_rejected() {
+        let mut announcement = announcement();
+        announcement.path = (0..65).map(|i| NodeId::from(format!("n{i}"))).collect();
+        let error = roundtrip(&Message::Announcement(announcement.clone())).unwrap_err();
+        assert_eq!(
+            error,
+            DecodeError::PathTooLong {
+                length: 65,
+                limit: 64
+            }
+        );
+        assert_eq!(error.limit_name(), "max_path_length");
+
+        announcement.path.pop();
+        assert!(roundtrip(&Message::Announcement(announcement)).is_ok());
+    }
+
+    #[test]
+    fn long_withdrawal_path_is_rejected() {
+        let mut withdrawal = withdrawal();
+        withdrawal.path = (0..65).map(|i| NodeId::from(format!("n{i}"))).collect();
+        assert_eq!(
+            roundtrip(&Message::Withdrawal(withdrawal)),
+            Err(DecodeError::PathTooLong {
+                length: 65,
+                limit: 64
+            })
+        );
+    }
+
+    #[test]
+    fn too_many_tags_are_rejected() {
+        let mut announcement = announcement();
+        announcement.tags = (0..33).map(|i| Tag::from(format!("t{i}"))).collect();
+        let error = roundtrip(&Message::Announcement(announcement.clone())).unwrap_err();
+        assert_eq!(
+            error,
+            DecodeError::TooManyTags {
+                count: 33,
+                limit: 32
+            }
+        );
+        assert_eq!(error.limit_name(), "max_tags");
+
+        announcement.tags.pop();
+        assert!(roundtrip(&Message::Announcement(announcement)).is_ok());
+    }
+
+    fn assert_string_too_long(message: Message, field: &'static str) {
+        let error = roundtrip(&message).unwrap_err();
+        assert_eq!(
+            error,
+            DecodeError::StringTooLong {
+                field,
+                length: 254,
+                limit: 253
+            },
+            "field {field}"
+        );
+        assert_eq!(error.limit_name(), "max_string_bytes");
+    }
+
+    #[test]
+    fn every_string_is_bounded() {
+        let long = "x".repeat(254);
+
+        let mut a = announcement();
+        a.destination = DestinationId::from(long.as_str());
+        assert_string_too_long(Message::Announcement(a), "destination");
+
+        let mut a = announcement();
+        a.advertiser = NodeId::from(long.as_str());
+        assert_string_too_long(Message::Announcement(a), "advertiser");
+
+        let mut a = announcement();
+        a.path[1] = NodeId::from(long.as_str());
+        assert_string_too_long(Message::Announcement(a), "path hop");
+
+        let mut a = announcement();
+        a.tags[1] = Tag::from(long.as_str());
+        assert_string_too_long(Message::Announcement(a), "tag");
+
+        let mut a = signed_announcement();
+        if let Some(signature) = a.signature.as_mut() {
+            signature.key_id = KeyId::from(long.as_str());
+        }
+        assert_string_too_long(Message::Announcement(a), "signature.key_id");
+
+        let mut w = withdrawal();
+        w.destination = DestinationId::from(long.as_str());
+        assert_string_too_long(Message::Withdrawal(w), "destination");
+
+        let mut w = withdrawal();
+        w.path[0] = NodeId::from(long.as_str());
+        assert_string_too_long(Message::Withdrawal(w), "path hop");
+
+        assert_string_too_long(
+            Message::EndOfTable {
+                advertiser: NodeId::from(long.as_str()),
+            },
+            "advertiser",
+        );
+
+        let mut wire = wire_announcement();
+        if let Some(signature) = wire.signature.as_mut() {
+            signature.algorithm = long.clone();
+        }
+        assert_eq!(
+            decode_wire_announcement(wire),
+            Err(DecodeError::StringTooLong {
+                field: "signature.algorithm",
+                length: 254,
+                limit: 253
+            })
+        );
+    }
+
+    #[test]
+    fn string_limit_counts_bytes_not_chars() {
+        // 127 two-byte characters: 254 bytes.
+        let mut a = announcement();
+        a.destination = DestinationId::from("é".repeat(127));
+        assert_string_too_long(Message::Announcement(a), "destination");
+    }
+
+    #[test]
+    fn string_at_limit_is_accepted() {
+        let mut a = announcement();
+        a.destination = DestinationId::from("x".repeat(253));
+        let message = Message::Announcement(a);
+        assert_eq!(roundtrip(&message), Ok(message));
+    }
+
+    #[test]
+    fn limits_are_configurable() {
+        let limits = DecodeLimits {
+            max_message_bytes: 4096,
+            max_path_length: 1,
+            max_tags: 0,
+            max_string_bytes: 16,
+        };
+        let bytes = encode(&Message::Announcement(announcement()));
+        assert_eq!(
+            decode(&bytes, &limits),
+            Err(DecodeError::PathTooLong {
+                length: 2,
+                limit: 1
+            })
+        );
+    }
+
+    #[test]
+    fn default_limits() {
+        let limits = DecodeLimits::default();
+        assert_eq!(limits.max_message_bytes, 16 * 1024);
+        assert_eq!(limits.max_path_length, 64);
+        assert_eq!(limits.max_tags, 32);
+        assert_eq!(limits.max_string_bytes, 253);
+    }
+
+    // --- malformed input ----------------------------------------------------
+
+    #[test]
+    fn wrong_version_is_rejected() {
+        for version in [0, 2, u32::MAX] {
+            let bytes = envelope_bytes(version, Some(Body::Announcement(wire_announcement())));
+            let error = decode(&bytes, &limits()).unwrap_err();
+            assert_eq!(
+                error,
+                DecodeError::UnsupportedVersion {
+                    version,
+                    supported: PROTOCOL_VERSION
+                }
+            );
+            assert_eq!(error.limit_name(), "unsupported_version");
+        }
+    }
+
+    #[test]
+    fn future_version_is_reported_even_when_its_body_does_not_parse() {
+        let mut bytes = Vec::new();
+        prost::encoding::uint32::encode(1, &2, &mut bytes);
+        // Field 2 as a varint: not a valid announcement in version 1.
+        prost::encoding::uint64::encode(2, &7, &mut bytes);
+        assert_eq!(
+            decode(&bytes, &limits()),
+            Err(DecodeError::UnsupportedVersion {
+                version: 2,
+                supported: PROTOCOL_VERSION
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_body_kind_is_missing_body() {
+        // A body kind from the future (field 5, free for session messages).
+        let mut bytes = Vec::new();
+        prost::encoding::uint32::encode(1, &PROTOCOL_VERSION, &mut bytes);
+        prost::encoding::bytes::encode(5, &vec![], &mut bytes);
+        assert_eq!(
+            decode(&bytes, &limits()),
+            Err(DecodeError::MissingField("body"))
+        );
+    }
+
+    #[test]
+    fn missing_body_is_rejected() {
+        assert_eq!(
+            decode(&envelope_bytes(PROTOCOL_VERSION, None), &limits()),
+            Err(DecodeError::MissingField("body"))
+        );
+    }
+
+    #[test]
+    fn empty_input_is_version_zero() {
+        assert_eq!(
+            decode(&[], &limits()),
+            Err(DecodeError::UnsupportedVersion {
+                version: 0,
+                supported: PROTOCOL_VERSION
+            })
+        );
+    }
+
+    #[test]
+    fn truncated_input_is_rejected() {
+        let bytes = encode(&Message::Announcement(signed_announcement()));
+        // Bytes 0..2 are the version field, then the body's key and length.
+        for cut in 0..bytes.len() {
+            let error = decode(&bytes[..cut], &limits()).unwrap_err();
+            if cut > 2 {
+                assert!(
+                    matches!(error, DecodeError::Protobuf(_)),
+                    "cut at {cut}: {error:?}"
+                );
+                assert_eq!(error.limit_name(), "malformed_protobuf");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_strings_are_rejected() {
+        let mut a = announcement();
+        a.destination = DestinationId::from("");
+        assert_eq!(
+            roundtrip(&Message::Announcement(a)),
+            Err(DecodeError::EmptyString("destination"))
+        );
+
+        let mut a = announcement();
+        a.advertiser = NodeId::from("");
+        assert_eq!(
+            roundtrip(&Message::Announcement(a)),
+            Err(DecodeError::EmptyString("advertiser"))
+        );
+
+        let mut w = withdrawal();
+        w.advertiser = NodeId::from("");
+        assert_eq!(
+            roundtrip(&Message::Withdrawal(w)),
+            Err(DecodeError::EmptyString("advertiser"))
+        );
+
+        let end = Message::EndOfTable {
+            advertiser: NodeId::from(""),
+        };
+        assert_eq!(roundtrip(&end), Err(DecodeError::EmptyString("advertiser")));
+
+        let mut a = announcement();
+        a.path[0] = NodeId::from("");
+        assert_eq!(
+            roundtrip(&Message::Announcement(a)),
+            Err(DecodeError::EmptyString("path hop"))
+        );
+
+        let mut a = announcement();
+        a.tags[0] = Tag::from("");
+        assert_eq!(
+            roundtrip(&Message::Announcement(a)),
+            Err(DecodeError::EmptyString("tag"))
+        );
+
+        let mut a = signed_announcement();
+        if let Some(signature) = a.signature.as_mut() {
+            signature.key_id = KeyId::from("");
+        }
+        let error = roundtrip(&Message::Announcement(a)).unwrap_err();
+        assert_eq!(error, DecodeError::EmptyString("signature.key_id"));
+        assert_eq!(error.limit_name(), "empty_string");
+    }
+
+    #[test]
+    fn bad_signature_length_is_rejected() {
+        for length in [0, 63, 65] {
+            let mut wire = wire_announcement();
+            if let Some(signature) = wire.signature.as_mut() {
+                signature.signature = vec![1; length];
+            }
+            let error = decode_wire_announcement(wire).unwrap_err();
+            assert_eq!(error, DecodeError::BadSignatureLength { length });
+            assert_eq!(error.limit_name(), "bad_signature_length");
+        }
+    }
+
+    #[test]
+    fn unknown_signature_algorithm_is_rejected() {
+        for algorithm in ["", "Ed25519", "rsa"] {
+            let mut wire = wire_announcement();
+            if let Some(signature) = wire.signature.as_mut() {
+                signature.algorithm = algorithm.to_owned();
+            }
+            let error = decode_wire_announcement(wire).unwrap_err();
+            assert_eq!(
+                error,
+                DecodeError::UnknownSignatureAlgorithm(algorithm.to_owned())
+            );
+            assert_eq!(error.limit_name(), "unknown_signature_algorithm");
+        }
+    }
+
+    #[test]
+    fn non_finite_reliability_is_rejected() {
+        for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut a = announcement();
+            a.metrics.reliability = value;
+            let error = roundtrip(&Message::Announcement(a)).unwrap_err();
+            assert_eq!(error, DecodeError::InvalidFloat);
+            assert_eq!(error.limit_name(), "invalid_float");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected() {
+        let mut body = Vec::new();
+        prost::encoding::bytes::encode(1, &vec![0xff, 0xfe], &mut body);
+        let mut bytes = Vec::new();
+        prost::encoding::uint32::encode(1, &PROTOCOL_VERSION, &mut bytes);
+        prost::encoding::bytes::encode(4, &body, &mut bytes);
+        assert!(matches!(
+            decode(&bytes, &limits()),
+            Err(DecodeError::Protobuf(_))
+        ));
+    }
+
+    #[test]
+    fn error_messages_name_the_limit() {
+        let error = DecodeError::StringTooLong {
+            field: "tag",
+            length: 300,
+            limit: 253,
+        };
+        assert_eq!(
+            error.to_string(),
+            "tag is 300 bytes, limit max_string_bytes is 253"
+        );
+        let error = DecodeError::PathTooLong {
+            length: 70,
+            limit: 64,
+        };
+        assert_eq!(
+            error.to_string(),
+            "path has 70 hops, limit max_path_length is 64"
+        );
+        let error = DecodeError::TooManyTags {
+            count: 40,
+            limit: 32,
+        };
+        assert_eq!(
+            error.to_string(),
+            "message has 40 tags, limit max_tags is 32"
+        );
+    }
+
+    // --- canonical bytes are independent of the wire encoding --------------
+
+    #[test]
+    fn tag_order_and_duplicates_on_the_wire_do_not_break_the_signature() {
+        let mut wire = wire_announcement();
+        wire.tags = vec!["eu".into(), "gold".into(), "eu".into()];
+        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else {
+            panic!("rejected")
+        };
+        assert!(announcement_signature_verifies(
+            &vectors::identity().verifying_key(),
+            &decoded
+        ));
+    }
+
+    #[test]
+    fn changed_field_breaks_the_signature() {
+        let mut wire = wire_announcement();
+        wire.cost += 1;
+        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else {
+            panic!("rejected")
+        };
+        assert!(!announcement_signature_verifies(
+            &vectors::identity().verifying_key(),
+            &decoded
+        ));
+    }
+
+    // --- the .proto file documents exactly this schema ---------------------
+
+    /// The schema module's source: from `pub mod schema` to the next
+    /// top-level closing brace.
+    fn schema_source(source: &str) -> &str {
+        let start = source.find("pub mod schema {").expect("schema module");
+        let length = source[start..].find("\n}\n").expect("end of schema module");
+        &source[start..start + length]
+    }
+
+    fn snake_case(name: &str) -> String {
+        let mut out = String::new();
+        for (index, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() && index > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    }
+
+    /// The `.proto` line expected for a `#[prost(args)]` attribute followed
+    /// by `item` (a struct field `pub name: Type,` or a oneof variant
+    /// `Variant(Type),`).
+    fn expected_proto_line(args: &str, item: &str) -> String {
+        let parts: Vec<&str> = args.split(", ").collect();
+        let tag = parts
+            .iter()
+            .find_map(|part| part.strip_prefix("tag = \""))
+            .expect("tag")
+            .trim_end_matches('"');
+        let (name, rust_type) = match item.strip_prefix("pub ") {
+            Some(field) => field.split_once(": ").expect("field"),
+            None => item.split_once('(').expect("variant"),
+        };
+        let name = if item.starts_with("pub ") {
+            name.to_owned()
+        } else {
+            snake_case(name)
+        };
+        let rust_type = rust_type.trim_end_matches(',').trim_end_matches(')');
+        let inner_type = rust_type
+            .trim_start_matches("Option<")
+            .trim_start_matches("Vec<")
+            .trim_end_matches('>');
+        let proto_type = match parts[0] {
+            "message" => inner_type,
+            "bytes = \"vec\"" => "bytes",
+            scalar => scalar,
+        };
+        let label = if parts.contains(&"repeated") {
+            "repeated "
+        } else if parts.contains(&"optional") && parts[0] != "message" {
+            "optional "
+        } else {
+            ""
+        };
+        format!("{label}{proto_type} {name} = {tag};")
+    }
+
+    /// (enclosing proto block, expected line) for every field of the schema.
+    fn schema_fields(source: &str) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        let mut block = String::new();
+        let mut lines = schema_source(source).lines().map(str::trim);
+        while let Some(line) = lines.next() {
+            let first_word = |rest: &str| rest.split([' ', '{']).next().unwrap_or("").to_owned();
+            if let Some(rest) = line
+                .strip_prefix("pub struct ")
+                .or_else(|| line.strip_prefix("pub(super) struct "))
+            {
+                block = format!("message {}", first_word(rest));
+            } else if let Some(rest) = line.strip_prefix("pub enum ") {
+                block = format!("oneof {}", snake_case(&first_word(rest)));
+            } else if let Some(args) = line
+                .strip_prefix("#[prost(")
+                .and_then(|l| l.strip_suffix(")]"))
+            {
+                let item = lines.next().expect("item after attribute");
+                if args.starts_with("oneof") {
+                    let name = item
+                        .trim_start_matches("pub ")
+                        .split(':')
+                        .next()
+                        .unwrap_or("");
+                    fields.push((block.clone(), format!("oneof {name} {{")));
+                } else {
+                    fields.push((block.clone(), expected_proto_line(args, item)));
+                }
+            }
+        }
+        // Internal helper type, not part of the documented schema.
+        fields.retain(|(block, _)| block != "message VersionOnly");
+        fields
+    }
+
+    /// The code lines (comments stripped) of `block {` ... `}` in the proto.
+    fn proto_block(proto: &str, block: &str) -> Vec<String> {
+        let code: Vec<String> = proto
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or("").trim().to_owned())
+            .collect();
+        let opening = format!("{block} {{");
+        let start = code
+            .iter()
+            .position(|line| *line == opening)
+            .unwrap_or_else(|| panic!("no `{opening}` in proto"));
+        let mut depth = 0;
+        let mut lines = Vec::new();
+        for line in &code[start..] {
+            depth += line.matches('{').count();
+            depth -= line.matches('}').count();
+            lines.push(line.clone());
+            if depth == 0 {
+                break;
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn proto_file_documents_the_schema() {
+        let source = include_str!("wire.rs");
+        let proto = include_str!("../proto/fabric_routing.proto");
+        let fields = schema_fields(source);
+        // Guard against a parser that silently finds nothing.
+        assert!(fields.contains(&(
+            "message RouteAnnouncement".to_owned(),
+            "uint64 epoch = 8;".to_owned()
+        )));
+        assert!(fields.contains(&(
+            "oneof body".to_owned(),
+            "EndOfTable end_of_table = 4;".to_owned()
+        )));
+        assert!(fields.contains(&(
+            "message RouteAnnouncement".to_owned(),
+            "Signature signature = 11;".to_owned()
+        )));
+        assert!(fields.contains(&(
+            "message Signature".to_owned(),
+            "bytes signature = 3;".to_owned()
+        )));
+        for (block, line) in &fields {
+            assert!(
+                proto_block(proto, block).contains(line),
+                "proto/fabric_routing.proto: `{block}` lacks `{line}`"
+            );
+        }
+        // And nothing more: every numbered field in the proto is in wire.rs.
+        let numbered = proto
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or(""))
+            .filter_map(|line| line.trim().strip_suffix(';')?.rsplit_once(" = "))
+            .filter(|(_, number)| number.parse::<u32>().is_ok())
+            .count();
+        let rust_numbered = fields
+            .iter()
+            .filter(|(_, line)| line.ends_with(';'))
+            .count();
+        assert_eq!(
+            numbered, rust_numbered,
+            "proto/fabric_routing.proto has fields that wire.rs lacks"
+        );
+    }
+
+    // --- vectors -------------------------------------------------------------
+
+    #[test]
+    fn vectors_are_deterministic_and_verify() {
+        assert_eq!(
+            vectors::test_vectors_markdown(),
+            vectors::test_vectors_markdown()
+        );
+        for vector in vectors::test_vectors() {
+            let key = VerifyingKey::from_bytes(&vector.public_key).expect("public key");
+            let signature = Signature::from_bytes(&vector.signature);
+            assert!(
+                key.verify_strict(&vector.canonical, &signature).is_ok(),
+                "{}",
+                vector.title
+            );
+            assert_eq!(decode(&vector.wire, &limits()), Ok(vector.message.clone()));
+        }
+    }
+
+    #[test]
+    fn annotated_canonical_fields_match_the_canonical_bytes() {
+        for vector in vectors::test_vectors() {
+            let joined: Vec<u8> = vector
+                .canonical_fields
+                .iter()
+                .flat_map(|field| field.prefix.iter().chain(&field.value).copied())
+                .collect();
+            assert_eq!(joined, vector.canonical, "{}", vector.title);
+        }
+    }
+
+    // --- properties ----------------------------------------------------------
+
+    fn identifier_string() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-z0-9][a-z0-9.-]{0,15}", "\\PC{1,8}"]
+    }
+
+    fn node() -> impl Strategy<Value = NodeId> {
+        identifier_string().prop_map(NodeId::from)
+    }
+
+    fn finite_f32() -> impl Strategy<Value = f32> {
+        use proptest::num::f32::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
+        POSITIVE | NEGATIVE | NORMAL | SUBNORMAL | ZERO
+    }
+
+    fn signature_block() -> impl Strategy<Value = SignatureBlock> {
+        (
+            identifier_string(),
+            proptest::array::uniform::<_, 64>(any::<u8>()),
+        )
+            .prop_map(|(key_id, bytes)| SignatureBlock {
+                algorithm: SignatureAlgorithm::Ed25519,
+                key_id: KeyId::from(key_id),
+                bytes,
+            })
+    }
+
+    fn arbitrary_announcement() -> impl Strategy<Value = RouteAnnouncement> {
+        (
+            identifier_string(),
+            proptest::collection::vec(node(), 0..=8),
+            any::<u32>(),
+            (any::<u32>(), any::<u32>(), finite_f32()),
+            node(),
+            any::<u64>(),
+            any::<u32>(),
+            proptest::collection::vec(identifier_string(), 0..=6),
+            proptest::option::of(signature_block()),
+        )
+            .prop_map(
+                |(
+                    destination,
+                    path,
+                    hop_count,
+                    (cost, latency_us, reliability),
+                    advertiser,
+                    epoch,
+                    ttl_ms,
+                    tags,
+                    signature,
+                )| {
+                    RouteAnnouncement {
+                        destination: DestinationId::from(destination),
+                        path,
+                        hop_count,
+                        metrics: RouteMetrics {
+                            cost,
+                            latency_us,
+                            reliability,
+                        },
+                        advertiser,
+                        epoch,
+                        ttl_ms,
+                        tags: tags.into_iter().map(Tag::from).collect(),
+                        signature,
+                    }
+                },
+            )
+    }
+
+    fn arbitrary_withdrawal() -> impl Strategy<Value = RouteWithdrawal> {
+        (
+            identifier_string(),
+            proptest::collection::vec(node(), 0..=8),
+            node(),
+            any::<u64>(),
+            proptest::option::of(signature_block()),
+        )
+            .prop_map(|(destination, path, advertiser, epoch, signature)| {
+                RouteWithdrawal {
+                    destination: DestinationId::from(destination),
+                    path,
+                    advertiser,
+                    epoch,
+                    signature,
+                }
+            })
+    }
+
+    fn arbitrary_message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            arbitrary_announcement().prop_map(Message::Announcement),
+            arbitrary_withdrawal().prop_map(Message::Withdrawal),
+            node().prop_map(|advertiser| Message::EndOfTable { advertiser }),
+        ]
+    }
+
+    fn reliability_bits(message: &Message) -> Option<u32> {
+        match message {
+            Message::Announcement(a) => Some(a.metrics.reliability.to_bits()),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..=4096)) {
+            let _ = decode(&bytes, &limits());
+        }
+
+        #[test]
+        fn decode_never_panics_on_damaged_messages(
+            message in arbitrary_message(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut bytes = encode(&message);
+            let at = flip.index(bytes.len());
+            bytes[at] ^= byte;
+            let _ = decode(&bytes, &limits());
+            let _ = decode(&bytes[..cut.index(bytes.len() + 1)], &limits());
+        }
+
+        #[test]
+        fn valid_messages_roundtrip_exactly(message in arbitrary_message()) {
+            let bytes = encode(&message);
+            let decoded = decode(&bytes, &limits());
+            prop_assert_eq!(decoded.as_ref(), Ok(&message));
+            let decoded = decoded.expect("checked above");
+            // PartialEq treats -0.0 and 0.0 as equal; signatures do not.
+            prop_assert_eq!(reliability_bits(&decoded), reliability_bits(&message));
+            prop_assert_eq!(encode(&decoded), bytes);
+        }
+
+        #[test]
+        fn signatures_survive_reencoding(
+            announcement in arbitrary_announcement(),
+            withdrawal in arbitrary_withdrawal(),
+            secret in proptest::array::uniform32(any::<u8>()),
+            key_id in identifier_string(),
+        ) {
+            let identity = SigningIdentity::from_secret_bytes(KeyId::from(key_id), &secret);
+            let key = identity.verifying_key();
+
+            let mut announcement = announcement;
+            identity.sign_announcement(&mut announcement);
+            // Another encoder may order and repeat tags differently.
+            let mut wire = to_wire_announcement(&announcement);
+            wire.tags.reverse();
+            if let Some(first) = wire.tags.first().cloned() {
+                wire.tags.push(first);
+            }
+            let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else {
+                return Err(TestCaseError::fail("announcement rejected"));
+            };
+            prop_assert!(announcement_signature_verifies(&key, &decoded));
+            let Ok(Message::Announcement(again)) = roundtrip(&Message::Announcement(decoded)) else {
+                return Err(TestCaseError::fail("re-encoded announcement rejected"));
+            };
+            prop_assert!(announcement_signature_verifies(&key, &again));
+
+            let mut withdrawal = withdrawal;
+            identity.sign_withdrawal(&mut withdrawal);
+            let Ok(Message::Withdrawal(decoded)) = roundtrip(&Message::Withdrawal(withdrawal)) else {
+                return Err(TestCaseError::fail("withdrawal rejected"));
+            };
+            prop_assert!(withdrawal_signature_verifies(&key, &decoded));
+        }
+    }
+}
