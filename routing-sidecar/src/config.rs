@@ -62,6 +62,38 @@ pub struct SidecarConfig {
     pub timers: TimerConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub session: SessionConfig,
+}
+
+/// Peer session timers and limits (used by the sidecar, not the engine).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A peer silent for this long is declared lost; keepalives go out at a
+    /// third of it. The smaller of the two peers' values is used.
+    #[serde(with = "humantime_serde")]
+    pub hold_time: Duration,
+    /// A peer sending more messages per second is disconnected (its routes
+    /// are kept as stale, as for a graceful restart).
+    pub max_messages_per_second: u32,
+    /// First reconnect delay; doubles per failed attempt.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_initial: Duration,
+    /// Longest reconnect delay.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            hold_time: Duration::from_secs(3),
+            max_messages_per_second: 50_000,
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Cost of the link to a neighbor, added to every route learned from it.
@@ -378,6 +410,7 @@ impl SidecarConfig {
             selection: SelectionConfig::default(),
             timers: TimerConfig::default(),
             limits: Limits::default(),
+            session: SessionConfig::default(),
         }
     }
 
@@ -495,6 +528,29 @@ impl SidecarConfig {
         }
         if timers.max_ttl < timers.route_ttl {
             return Err(ConfigError::new("timers.maxTtl", "must be at least routeTtl"));
+        }
+        let session = &self.session;
+        if session.hold_time < crate::session::MIN_HOLD_TIME || session.hold_time > Duration::from_secs(3600) {
+            return Err(ConfigError::new("session.holdTime", "must be between 300ms and 1h"));
+        }
+        if session.max_messages_per_second == 0 {
+            return Err(ConfigError::new("session.maxMessagesPerSecond", "must be greater than zero"));
+        }
+        if session.reconnect_initial.is_zero() || session.reconnect_max < session.reconnect_initial {
+            return Err(ConfigError::new(
+                "session.reconnectMax",
+                "reconnectInitial must be above zero and reconnectMax at least reconnectInitial",
+            ));
+        }
+        for (i, neighbor) in self.neighbors.iter().enumerate() {
+            if let Some(address) = &neighbor.address
+                && address.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none()
+            {
+                return Err(ConfigError::new(
+                    format!("neighbors[{i}].address"),
+                    format!("{address:?} is not host:port"),
+                ));
+            }
         }
         Ok(())
     }

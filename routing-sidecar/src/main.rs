@@ -1,1 +1,321 @@
-fn main(){}
+//! `routing-sidecar`: the fabric routing node.
+//!
+//! `run` is the sidecar itself; `lab` starts a local fabric of sidecar
+//! processes on 127.0.0.1; `simulate` runs a fabric of engines in memory;
+//! `check-config` and `keygen` are tools.
+
+mod lab;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use fabric_routing::SidecarConfig;
+use fabric_routing::engine::{CandidateStatus, SelectionTrace};
+use fabric_routing::sim::{Fabric, Topology};
+use fabric_routing::time::Timestamp;
+
+pub(crate) const DEFAULT_TOPOLOGY: &str = include_str!("../../examples/topology.yaml");
+
+#[derive(Parser)]
+#[command(version, about = "Fabric routing sidecar")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a fabric of routing engines in memory: converge, explain, fail a
+    /// node, reconverge. Uses the embedded example topology unless given one.
+    Simulate {
+        /// Topology YAML (nodes with `originate`, links with `metrics`).
+        #[arg(long)]
+        topology: Option<std::path::PathBuf>,
+        /// Node to fail after convergence (default: the first node with the
+        /// most links).
+        #[arg(long)]
+        fail: Option<String>,
+    },
+    /// Validate a SidecarConfig YAML file; prints the offending field on error.
+    CheckConfig { file: std::path::PathBuf },
+    /// Run the routing sidecar.
+    Run(RunArgs),
+    /// Start a local fabric of sidecar processes on 127.0.0.1 from a
+    /// topology (the embedded example by default) and show it converge.
+    Lab(lab::LabArgs),
+    /// Generate an ed25519 signing key file and print its public key.
+    Keygen {
+        #[arg(long)]
+        key_id: String,
+        /// Where to write the key file (JSON); stdout when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// SidecarConfig YAML; re-read on SIGHUP. Without it, the last config
+    /// applied is loaded from --state-dir.
+    #[arg(long, env = "FABRIC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Keeps the last applied config (and a generated key) across restarts.
+    #[arg(long, env = "FABRIC_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Peer sessions listen here; port 0 lets the OS choose.
+    #[arg(long, default_value = "0.0.0.0:7443", env = "FABRIC_LISTEN")]
+    listen: SocketAddr,
+    /// The local API (routes, explain, metrics); keep it on localhost.
+    #[arg(long, default_value = "127.0.0.1:7480", env = "FABRIC_API")]
+    api: SocketAddr,
+    /// PEM certificate for peer TLS (its DNS name is this node's id).
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// PEM CA that signed every peer's certificate.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Signing key file from `keygen` (a mounted Secret).
+    #[arg(long, env = "FABRIC_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// On SIGTERM, tell peers this is a restart so they keep our routes as
+    /// stale for their graceful-restart window (for in-place upgrades).
+    #[arg(long)]
+    announce_restart: bool,
+    /// Log format on stderr.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate { topology, fail } => simulate(topology, fail),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Run(args) => run(args),
+        Command::Lab(args) => lab::run(args),
+        Command::Keygen { key_id, out } => keygen(key_id, out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    init_logging(&args.log_format);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: RunArgs) -> Result<(), String> {
+    use fabric_routing::runtime::{NodeOptions, start, tls::TlsFiles};
+    let tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() }),
+        _ => None,
+    };
+    let node = start(NodeOptions {
+        config_path: args.config.clone(),
+        state_dir: args.state_dir.clone(),
+        listen: args.listen,
+        api_listen: args.api,
+        tls,
+        signing_key: args.signing_key.clone(),
+    })
+    .await?;
+    if let Some(warning) = &node.config_warning {
+        tracing::error!(error = %warning, "config file refused; running on the last good config from the state dir");
+    }
+    // One machine-readable line on stdout: the addresses actually bound.
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "listening",
+            "nodeId": node.node_id,
+            "peer": node.peer_addr.to_string(),
+            "api": node.api_addr.to_string(),
+            "configSource": node.config_source,
+        })
+    );
+    tracing::info!(node = %node.node_id, peer = %node.peer_addr, api = %node.api_addr, "routing sidecar running");
+    wait_for_signals(&node, &args).await;
+    node.handle.shutdown(args.announce_restart).await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload_from_file(node, args).await,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_: &fabric_routing::runtime::RunningNode, _: &RunArgs) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn reload_from_file(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
+    let Some(path) = &args.config else {
+        tracing::warn!("SIGHUP without --config: nothing to reload");
+        return;
+    };
+    let config = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| SidecarConfig::from_yaml(&text).map_err(|e| e.to_string()));
+    match config {
+        Ok(config) => match node.handle.apply_config(config, "file").await {
+            Ok(Ok(())) => tracing::info!(file = %path.display(), "config reloaded"),
+            Ok(Err(e)) => tracing::error!(file = %path.display(), error = %e, "reload refused; previous config stays"),
+            Err(e) => tracing::error!(error = %e, "reload failed"),
+        },
+        Err(e) => tracing::error!(file = %path.display(), error = %e, "reload refused; previous config stays"),
+    }
+}
+
+fn keygen(key_id: String, out: Option<PathBuf>) -> Result<(), String> {
+    use fabric_routing::config::encode_public_key;
+    use fabric_routing::runtime::state_dir::SigningKeyFile;
+    use fabric_routing::security::SigningIdentity;
+    let identity = SigningIdentity::generate(key_id.into()).map_err(|e| format!("no randomness: {e}"))?;
+    let json = serde_json::to_string_pretty(&SigningKeyFile::from_identity(&identity)).map_err(|e| e.to_string())?;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => println!("{json}"),
+    }
+    eprintln!("publicKey (for security.trustedKeys): {}", encode_public_key(&identity.verifying_key()));
+    Ok(())
+}
+
+fn check_config(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = SidecarConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "{}: valid config for node {} ({} neighbors, {} local routes)",
+        path.display(),
+        config.node_id,
+        config.neighbors.len(),
+        config.originate.len()
+    );
+    Ok(())
+}
+
+fn print_tables(fabric: &Fabric) {
+    for id in fabric.node_ids() {
+        println!("  {id}:");
+        for route in fabric.engine(id.as_str()).routes() {
+            let path: Vec<&str> = route.path.iter().map(|h| h.as_str()).collect();
+            println!(
+                "    {:<12} via {:<9} cost {:>3}  latency {:>6} us  path [{}]",
+                route.destination.as_str(),
+                route.next_hop.as_str(),
+                route.metrics.cost,
+                route.metrics.latency_us,
+                path.join(" > ")
+            );
+        }
+    }
+}
+
+fn print_trace(trace: &SelectionTrace) {
+    println!("  order: {}", trace.order.join(" > "));
+    for candidate in &trace.candidates {
+        let verdict = match &candidate.status {
+            CandidateStatus::Selected => "selected".to_string(),
+            CandidateStatus::Lost { winner, criterion, detail } => {
+                format!("lost to {winner} on {criterion:?}: {detail}")
+            }
+            CandidateStatus::Ineligible { reason, detail, .. } => format!("ineligible ({}): {detail}", reason.label()),
+        };
+        println!("    via {:<9} cost {:>3}: {verdict}", candidate.next_hop.as_str(), candidate.metrics.cost);
+    }
+}
+
+fn simulate(topology: Option<std::path::PathBuf>, fail: Option<String>) -> Result<(), String> {
+    let text = match &topology {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => DEFAULT_TOPOLOGY.to_string(),
+    };
+    let topology = Topology::from_yaml(&text).map_err(|e| e.to_string())?;
+    let mut fabric = Fabric::from_topology(&topology, Timestamp(0)).map_err(|e| e.to_string())?;
+    let rounds = fabric.run_until_quiet(1_000);
+    println!(
+        "converged in {rounds} gossip rounds, {} messages, {} nodes",
+        fabric.messages_delivered,
+        fabric.node_ids().len()
+    );
+    print_tables(&fabric);
+
+    let victim = fail
+        .or_else(|| topology.fail_node.as_ref().map(|n| n.to_string()))
+        .unwrap_or_else(|| busiest_node(&topology));
+    // Explain the first selection that had a real choice to make.
+    let contested = fabric.node_ids().into_iter().find_map(|id| {
+        let engine = fabric.engine(id.as_str());
+        engine.routes().into_iter().find_map(|route| {
+            let trace = engine.explain(route.destination.as_str(), fabric.now())?;
+            (trace.candidates.len() > 1).then(|| (id.clone(), trace))
+        })
+    });
+    if let Some((node, trace)) = contested {
+        println!("\nexplain {} at {node}:", trace.destination);
+        print_trace(&trace);
+    }
+
+    println!("\nfailing {victim}");
+    let before = fabric.messages_delivered;
+    fabric.advance(Duration::from_millis(1));
+    fabric.kill(&victim.as_str().into());
+    let rounds = fabric.run_until_quiet(1_000);
+    println!(
+        "reconverged in {rounds} gossip rounds, {} messages",
+        fabric.messages_delivered - before
+    );
+    print_tables(&fabric);
+    for id in fabric.node_ids() {
+        fabric.engine(id.as_str()).verify_invariants().map_err(|e| format!("{id}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn busiest_node(topology: &Topology) -> String {
+    let degree = |id: &str| topology.links.iter().filter(|l| l.a.as_str() == id || l.b.as_str() == id).count();
+    topology
+        .nodes
+        .iter()
+        .max_by(|a, b| degree(a.id.as_str()).cmp(&degree(b.id.as_str())).then(b.id.cmp(&a.id)))
+        .map(|n| n.id.to_string())
+        .unwrap_or_default()
+}

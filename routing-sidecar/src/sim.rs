@@ -26,6 +26,9 @@ use crate::time::Timestamp;
 pub struct Topology {
     pub nodes: Vec<TopologyNode>,
     pub links: Vec<TopologyLink>,
+    /// The node `simulate` fails after convergence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_node: Option<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -120,14 +120,14 @@ pub mod schema {
         /// without understanding the rest of the message.
         #[prost(uint32, tag = "1")]
         pub version: u32,
-        // Tags 5..=15 stay free for session messages (hello, keepalive), so
-        // those also get one-byte field keys.
-        #[prost(oneof = "envelope::Body", tags = "2, 3, 4")]
+        // Tags 2..=15 get one-byte field keys: routing messages 2..=4,
+        // session messages 5..=7, the rest free.
+        #[prost(oneof = "envelope::Body", tags = "2, 3, 4, 5, 6, 7")]
         pub body: Option<envelope::Body>,
     }
 
     pub mod envelope {
-        use super::{EndOfTable, RouteAnnouncement, RouteWithdrawal};
+        use super::{Close, EndOfTable, Hello, Keepalive, RouteAnnouncement, RouteWithdrawal};
 
         #[derive(Clone, PartialEq, prost::Oneof)]
         pub enum Body {
@@ -137,6 +137,12 @@ pub mod schema {
             Withdrawal(RouteWithdrawal),
             #[prost(message, tag = "4")]
             EndOfTable(EndOfTable),
+            #[prost(message, tag = "5")]
+            Hello(Hello),
+            #[prost(message, tag = "6")]
+            Keepalive(Keepalive),
+            #[prost(message, tag = "7")]
+            Close(Close),
         }
     }
 
@@ -199,6 +205,31 @@ pub mod schema {
         pub signature: Vec<u8>,
     }
 
+    /// First message on a session, each way: who is speaking and the hold
+    /// time it proposes.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Hello {
+        #[prost(string, tag = "1")]
+        pub node_id: String,
+        #[prost(uint32, tag = "2")]
+        pub hold_time_ms: u32,
+    }
+
+    /// Proves the session is alive when there is nothing else to send.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Keepalive {}
+
+    /// Last message before closing a session on purpose.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Close {
+        #[prost(string, tag = "1")]
+        pub reason: String,
+        /// The sender is restarting and will be back: keep its routes as
+        /// stale for the graceful-restart window.
+        #[prost(bool, tag = "2")]
+        pub restarting: bool,
+    }
+
     /// Only the version field of an [`Envelope`]: read first, so that a
     /// message from another version is reported as such even when its body
     /// would not parse with this version's schema.
@@ -206,6 +237,54 @@ pub mod schema {
     pub(super) struct VersionOnly {
         #[prost(uint32, tag = "1")]
         pub version: u32,
+    }
+}
+
+/// Everything a session carries: routing messages and the session's own
+/// hello, keepalive and close.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    Routing(Message),
+    Hello { node_id: NodeId, hold_time_ms: u32 },
+    Keepalive,
+    Close { reason: String, restarting: bool },
+}
+
+/// Encodes one frame body (without the length prefix of the transport).
+pub fn encode_frame(frame: &Frame, buf: &mut Vec<u8>) {
+    let body = match frame {
+        Frame::Routing(message) => return encode_into(message, buf),
+        Frame::Hello { node_id, hold_time_ms } => {
+            Body::Hello(schema::Hello { node_id: node_id.as_str().to_owned(), hold_time_ms: *hold_time_ms })
+        }
+        Frame::Keepalive => Body::Keepalive(schema::Keepalive {}),
+        Frame::Close { reason, restarting } => {
+            Body::Close(schema::Close { reason: reason.clone(), restarting: *restarting })
+        }
+    };
+    let envelope = schema::Envelope { version: PROTOCOL_VERSION, body: Some(body) };
+    buf.reserve(envelope.encoded_len());
+    envelope.encode(buf).expect("encoding into a Vec<u8> cannot run out of space");
+}
+
+/// Decodes one frame body received on a session, enforcing `limits`.
+pub fn decode_frame(bytes: &[u8], limits: &DecodeLimits) -> Result<Frame, DecodeError> {
+    if bytes.len() > limits.max_message_bytes {
+        return Err(DecodeError::MessageTooLarge { size: bytes.len(), limit: limits.max_message_bytes });
+    }
+    check_version(bytes)?;
+    let envelope = schema::Envelope::decode(bytes).map_err(protobuf_error)?;
+    match envelope.body.ok_or(DecodeError::MissingField("body"))? {
+        Body::Hello(hello) => Ok(Frame::Hello {
+            node_id: NodeId::from(identifier("node_id", hello.node_id, limits)?),
+            hold_time_ms: hello.hold_time_ms,
+        }),
+        Body::Keepalive(_) => Ok(Frame::Keepalive),
+        Body::Close(close) => {
+            check_string_length("reason", &close.reason, limits)?;
+            Ok(Frame::Close { reason: close.reason, restarting: close.restarting })
+        }
+        routing => routing_body(routing, limits).map(Frame::Routing),
     }
 }
 
@@ -240,7 +319,13 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Message, DecodeErro
     }
     check_version(bytes)?;
     let envelope = schema::Envelope::decode(bytes).map_err(protobuf_error)?;
-    match envelope.body.ok_or(DecodeError::MissingField("body"))? {
+    routing_body(envelope.body.ok_or(DecodeError::MissingField("body"))?, limits)
+}
+
+/// A routing message body; session bodies are not routing messages.
+fn routing_body(body: Body, limits: &DecodeLimits) -> Result<Message, DecodeError> {
+    match body {
+        Body::Hello(_) | Body::Keepalive(_) | Body::Close(_) => Err(DecodeError::MissingField("body")),
         Body::Announcement(announcement) => {
             from_wire_announcement(announcement, limits).map(Message::Announcement)
         }
@@ -1272,10 +1357,10 @@ mod tests {
 
     #[test]
     fn unknown_body_kind_is_missing_body() {
-        // A body kind from the future (field 5, free for session messages).
+        // A body kind from the future (field 9, free).
         let mut bytes = Vec::new();
         prost::encoding::uint32::encode(1, &PROTOCOL_VERSION, &mut bytes);
-        prost::encoding::bytes::encode(5, &vec![], &mut bytes);
+        prost::encoding::bytes::encode(9, &vec![], &mut bytes);
         assert_eq!(
             decode(&bytes, &limits()),
             Err(DecodeError::MissingField("body"))

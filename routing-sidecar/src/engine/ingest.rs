@@ -46,6 +46,11 @@ impl Engine {
         }
     }
 
+    /// Counts a frame from `from` that the session layer could not decode.
+    pub fn record_malformed(&mut self, now: Timestamp, from: &NodeId, detail: String) {
+        self.reject(now, None, from, (RejectReason::Malformed, detail));
+    }
+
     /// Handles a burst of messages, verifying their signatures in one batch
     /// first (about twice as fast as one by one for fresh signatures).
     pub fn receive_batch(&mut self, now: Timestamp, batch: Vec<(NodeId, Message)>) {
@@ -145,7 +150,7 @@ impl Engine {
                 format!("hop count {} but the path has {} hops", a.hop_count, a.path.len()),
             ));
         }
-        if a.path.iter().any(|hop| *hop == self.config.node_id) {
+        if a.path.contains(&self.config.node_id) {
             return Err((RejectReason::LoopDetected, format!("{} is already in the path", self.config.node_id)));
         }
         let mut seen = HashSet::with_capacity(a.path.len());

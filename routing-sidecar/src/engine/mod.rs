@@ -12,6 +12,7 @@ mod candidate;
 mod explain;
 mod ingest;
 mod intern;
+mod invariants;
 mod reconfigure;
 mod selection;
 mod table;

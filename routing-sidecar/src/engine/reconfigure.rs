@@ -8,7 +8,7 @@ use crate::config::{ConfigError, LinkMetrics, SidecarConfig, TieBreaker};
 use crate::dampening::Dampening;
 use crate::engine::candidate::{Candidate, Ineligibility, Path, Pending, RouteKey, flags};
 use crate::engine::intern::{DestIx, NodeIx, Nodes};
-use crate::engine::{Engine, NeighborRuntime, RouteEvent, WithdrawCause};
+use crate::engine::{Engine, RouteEvent, WithdrawCause};
 use crate::ids::NodeId;
 use crate::message::RouteMetrics;
 use crate::policy::{CompiledPolicy, PolicyMode, PolicyViolation, RouteFacts};
@@ -196,7 +196,7 @@ impl Engine {
             self.restart_windows.cancel(ix);
         }
         for ix in configured {
-            self.neighbors.entry(ix).or_insert_with(NeighborRuntime::default);
+            self.neighbors.entry(ix).or_default();
         }
     }
 

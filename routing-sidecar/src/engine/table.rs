@@ -48,7 +48,7 @@ impl Engine {
         best.map(|(i, _)| i)
     }
 
-    fn fingerprint(&self, entry: &DestinationEntry) -> Option<Fingerprint> {
+    pub(super) fn fingerprint(&self, entry: &DestinationEntry) -> Option<Fingerprint> {
         entry.best().map(|best| Fingerprint {
             next_hop: best.next_hop,
             epoch: best.epoch,

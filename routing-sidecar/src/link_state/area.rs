@@ -159,7 +159,7 @@ impl AreaGraph {
 
 /// Which summaries may enter one target area. Lists of destinations are
 /// node ids, optionally ending in one `*` to match a prefix.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SummaryFilter {
     pub target_area: AreaId,
@@ -196,6 +196,17 @@ fn matches(pattern: &str, value: &str) -> bool {
 }
 
 impl SummaryFilter {
+    /// A filter for `target_area` that lets everything through.
+    pub fn new(target_area: AreaId) -> Self {
+        Self {
+            target_area,
+            allow_source_areas: None,
+            deny_source_areas: Vec::new(),
+            allow_destinations: None,
+            deny_destinations: Vec::new(),
+        }
+    }
+
     /// `Ok` when `destination` of `source_area` may enter the target area.
     pub fn check(&self, source_area: &AreaId, destination: &NodeId) -> Result<(), FilterVerdict> {
         if self.deny_source_areas.contains(source_area) {
@@ -441,7 +452,7 @@ mod tests {
         let mut filters = BTreeMap::new();
         filters.insert(
             area("p2"),
-            SummaryFilter { target_area: area("p2"), deny_source_areas: vec![area("b")], ..Default::default() },
+            SummaryFilter { deny_source_areas: vec![area("b")], ..SummaryFilter::new(area("p2")) },
         );
         let policy = SummaryPolicy { graph, filters, ..Default::default() };
         let local: BTreeSet<AreaId> = ["a", "b", "p1", "p2"].map(area).into();

@@ -352,15 +352,12 @@ summaryFilters:
 
         config = LinkStateConfig {
             areas: vec![area("a", &[])],
-            summary_filters: vec![SummaryFilter { target_area: AreaId::from("nope"), ..Default::default() }],
+            summary_filters: vec![SummaryFilter::new(AreaId::from("nope"))],
             ..Default::default()
         };
         assert_eq!(field_of(&config), "summaryFilters[0].targetArea");
-        config.summary_filters = vec![SummaryFilter {
-            target_area: AreaId::from("a"),
-            deny_destinations: vec!["x*y".into()],
-            ..Default::default()
-        }];
+        config.summary_filters =
+            vec![SummaryFilter { deny_destinations: vec!["x*y".into()], ..SummaryFilter::new(AreaId::from("a")) }];
         assert_eq!(field_of(&config), "summaryFilters[0].denyDestinations[0]");
     }
 }

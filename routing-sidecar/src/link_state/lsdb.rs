@@ -65,7 +65,8 @@ pub enum InstallOutcome {
     Stale { current: Arc<LinkStateUpdate> },
     /// The update belongs to another area.
     WrongArea,
-    /// A new origin while the area already holds `max_entries` origins.
+    /// A new origin from a neighbor while the area already holds
+    /// `max_entries` origins.
     Full,
 }
 
@@ -208,7 +209,9 @@ impl AreaLsdb {
             Freshness::Newer => {}
         }
         let previous = self.entries.get(&update.origin);
-        if previous.is_none() && self.entries.len() >= self.limits.max_entries {
+        // The cap protects against neighbors; this node's own update always
+        // fits, or it could lock itself out of its own area.
+        if previous.is_none() && from.is_some() && self.entries.len() >= self.limits.max_entries {
             return InstallOutcome::Full;
         }
         let (links_changed, summary_changed) = match previous {
@@ -383,14 +386,20 @@ mod tests {
     }
 
     #[test]
-    fn a_full_database_refuses_new_origins_but_updates_known_ones() {
+    fn a_full_database_refuses_new_origins_from_neighbors_but_updates_known_ones_and_own() {
         let mut db = lsdb();
+        let n1 = NodeId::from("n1");
         for origin in ["a", "b", "c"] {
-            db.install(Arc::new(update(origin, "x", 1, vec![])), None, Timestamp(0));
+            db.install(Arc::new(update(origin, "x", 1, vec![])), Some(&n1), Timestamp(0));
         }
-        assert_eq!(db.install(Arc::new(update("d", "x", 1, vec![])), None, Timestamp(0)), InstallOutcome::Full);
+        assert_eq!(db.install(Arc::new(update("d", "x", 1, vec![])), Some(&n1), Timestamp(0)), InstallOutcome::Full);
         assert!(matches!(
-            db.install(Arc::new(update("a", "x", 2, vec![])), None, Timestamp(0)),
+            db.install(Arc::new(update("a", "x", 2, vec![])), Some(&n1), Timestamp(0)),
+            InstallOutcome::Installed { .. }
+        ));
+        // This node's own update always fits.
+        assert!(matches!(
+            db.install(Arc::new(update("me", "x", 1, vec![])), None, Timestamp(0)),
             InstallOutcome::Installed { .. }
         ));
     }

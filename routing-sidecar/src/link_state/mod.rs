@@ -1,1 +1,46 @@
-//! Link-state mode (being written).
+//! Link-state mode (OSPF-like), optional next to the default path-vector
+//! protocol; see `docs/link-state.md`.
+//!
+//! Each node floods, within each of its areas, a signed update listing its
+//! links; every node of the area keeps the newest update per origin (the
+//! LSDB), builds the area's graph from it and runs SPF from itself, keeping
+//! every equal-cost first hop. Area border routers summarize child areas
+//! into their parent areas, subject to filters and compression caps.
+//!
+//! Modules, each doing one thing:
+//! - `area_id`: the `AreaId` typed id;
+//! - `lsa`: updates, their checks, canonical signing bytes, sign/verify;
+//! - `lsdb`: the per-area database and its flooding and ageing rules;
+//! - `topology`: the dense (CSR) graph SPF runs on;
+//! - `spf`: Dijkstra with complete equal-cost next-hop sets;
+//! - `area`: area graph, summary filters, compression, export planning;
+//! - `routes`: area views and the merged route table;
+//! - `explain`: why a route is what it is;
+//! - `mode`: path-vector, prefer link-state, or link-state only;
+//! - `config`: `LinkStateConfig`;
+//! - `stats`: counters and the status snapshot;
+//! - `router`: the sans-IO state machine tying it together.
+
+pub mod area;
+pub mod area_id;
+pub mod config;
+pub mod explain;
+pub mod lsa;
+pub mod lsdb;
+pub mod mode;
+pub mod router;
+pub mod routes;
+pub mod spf;
+pub mod stats;
+pub mod topology;
+
+pub use area::{AreaGraph, AreaGraphError, AreaPair, ExportCounts, SummaryFilter, SummaryPolicy};
+pub use area_id::AreaId;
+pub use config::{AreaConfig, LinkStateConfig, LinkStateConfigError, LinkStateLimits};
+pub use explain::RouteExplanation;
+pub use lsa::{AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry};
+pub use mode::{ModeDecision, PathVectorChoice, Protocol, RoutingMode, decide};
+pub use router::{LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRouter, LocalLink, OutgoingUpdate};
+pub use routes::{LinkStateRoute, RouteChange, RouteScope};
+pub use stats::{LinkStateSnapshot, UpdateRejectReason};
+pub use topology::Topology;

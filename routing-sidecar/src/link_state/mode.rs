@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::NodeId;
-use crate::link_state::router::LinkStateRoute;
+use crate::link_state::routes::LinkStateRoute;
 
 /// How routes are chosen. Serialized camelCase: `pathVector`,
 /// `preferLinkState`, `linkStateOnly`.
@@ -89,7 +89,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_state::router::RouteScope;
+    use crate::link_state::routes::RouteScope;
 
     fn ls_route(hops: &[&str], cost: u64) -> LinkStateRoute {
         LinkStateRoute {

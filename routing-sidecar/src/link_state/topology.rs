@@ -3,6 +3,8 @@
 //! id order means "lower index" is "lower node id", which is what makes next
 //! hop ordering deterministic for free.
 
+use std::collections::HashMap;
+
 use crate::ids::NodeId;
 use crate::link_state::lsa::LinkStateUpdate;
 
@@ -52,32 +54,52 @@ impl Topology {
     /// # Panics
     /// If `nodes` is not strictly increasing or an edge names an index out
     /// of range: both are programming errors of the caller.
-    pub fn from_sorted_nodes(nodes: Vec<NodeId>, mut edges: Vec<EdgeSpec>) -> Self {
+    pub fn from_sorted_nodes(nodes: Vec<NodeId>, edges: Vec<EdgeSpec>) -> Self {
         assert!(nodes.windows(2).all(|w| w[0] < w[1]), "nodes must be sorted and unique");
         let node_count = nodes.len();
         assert!(u32::try_from(node_count).is_ok(), "too many nodes for u32 indices");
-        edges.retain(|e| e.from != e.to);
-        for edge in &mut edges {
-            assert!((edge.from as usize) < node_count && (edge.to as usize) < node_count, "edge index out of range");
-            edge.cost = edge.cost.max(1);
-        }
-        edges.sort_unstable_by_key(|e| (e.from, e.to, e.cost, e.latency_us));
-        edges.dedup_by_key(|e| (e.from, e.to));
 
-        let mut offsets = vec![0u32; node_count + 1];
+        // Counting sort by source (linear), then each node's few edges by
+        // target: much cheaper than one comparison sort of all edges.
+        let mut starts = vec![0u32; node_count + 1];
         for edge in &edges {
-            offsets[edge.from as usize + 1] += 1;
+            assert!((edge.from as usize) < node_count && (edge.to as usize) < node_count, "edge index out of range");
+            if edge.from != edge.to {
+                starts[edge.from as usize + 1] += 1;
+            }
         }
         for i in 0..node_count {
-            offsets[i + 1] += offsets[i];
+            starts[i + 1] += starts[i];
+        }
+        let mut bucketed = vec![EdgeSpec::with_cost(0, 0, 1); starts[node_count] as usize];
+        let mut next = starts.clone();
+        for edge in edges.into_iter().filter(|e| e.from != e.to) {
+            let slot = &mut next[edge.from as usize];
+            bucketed[*slot as usize] = EdgeSpec { cost: edge.cost.max(1), ..edge };
+            *slot += 1;
+        }
+
+        let mut offsets = Vec::with_capacity(node_count + 1);
+        offsets.push(0u32);
+        let mut kept: Vec<EdgeSpec> = Vec::with_capacity(bucketed.len());
+        for node in 0..node_count {
+            let own = &mut bucketed[starts[node] as usize..starts[node + 1] as usize];
+            own.sort_unstable_by_key(|e| (e.to, e.cost, e.latency_us));
+            for edge in own.iter() {
+                // Parallel edges: the first after sorting is the cheapest.
+                if kept.last().is_none_or(|last| (last.from, last.to) != (edge.from, edge.to)) {
+                    kept.push(*edge);
+                }
+            }
+            offsets.push(kept.len() as u32);
         }
         Self {
             nodes,
             offsets,
-            targets: edges.iter().map(|e| e.to).collect(),
-            costs: edges.iter().map(|e| e.cost).collect(),
-            latencies: edges.iter().map(|e| e.latency_us).collect(),
-            reliabilities: edges.iter().map(|e| e.reliability).collect(),
+            targets: kept.iter().map(|e| e.to).collect(),
+            costs: kept.iter().map(|e| e.cost).collect(),
+            latencies: kept.iter().map(|e| e.latency_us).collect(),
+            reliabilities: kept.iter().map(|e| e.reliability).collect(),
         }
     }
 
@@ -106,13 +128,16 @@ impl Topology {
         let mut nodes: Vec<NodeId> = updates.iter().map(|u| u.origin.clone()).collect();
         nodes.sort_unstable();
         nodes.dedup();
-        let index = |id: &NodeId| nodes.binary_search(id).ok().map(|i| i as u32);
+        // Interning is a hash lookup per link: binary search over string ids
+        // was most of the build time on large areas. The map is only looked
+        // up, never iterated, so it cannot leak an order.
+        let index: HashMap<&str, u32> = nodes.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect();
 
         let mut one_way: Vec<EdgeSpec> = Vec::with_capacity(updates.iter().map(|u| u.links.len()).sum());
         for update in &updates {
-            let from = index(&update.origin).expect("interned above");
+            let from = index[update.origin.as_str()];
             for link in &update.links {
-                if let Some(to) = index(&link.neighbor) {
+                if let Some(&to) = index.get(link.neighbor.as_str()) {
                     one_way.push(EdgeSpec {
                         from,
                         to,
@@ -123,9 +148,19 @@ impl Topology {
                 }
             }
         }
-        one_way.sort_unstable_by_key(|e| (e.from, e.to));
-        let reported = |from: u32, to: u32| one_way.binary_search_by_key(&(from, to), |e| (e.from, e.to)).is_ok();
-        let two_way: Vec<EdgeSpec> = one_way.iter().filter(|e| reported(e.to, e.from)).copied().collect();
+        // Two-way check: group both directions of each node pair together
+        // and keep the pair only when both ends reported it.
+        let pair = |e: &EdgeSpec| (u64::from(e.from.min(e.to)) << 32) | u64::from(e.from.max(e.to));
+        one_way.sort_unstable_by_key(|e| (pair(e), e.from));
+        let mut two_way: Vec<EdgeSpec> = Vec::with_capacity(one_way.len());
+        for group in one_way.chunk_by(|a, b| pair(a) == pair(b)) {
+            let forward = group.iter().any(|e| e.from < e.to);
+            let backward = group.iter().any(|e| e.from > e.to);
+            if forward && backward {
+                two_way.extend_from_slice(group);
+            }
+        }
+        drop(index);
         Self::from_sorted_nodes(nodes, two_way)
     }
 
@@ -177,6 +212,35 @@ impl Topology {
         self.edge_range(node).map(|position| self.edge(position))
     }
 
+    /// FNV-1a over node ids and edges with their metrics: equal graphs give
+    /// equal fingerprints on every node and in every process (no random
+    /// hasher seed), so operators can compare nodes' views of an area.
+    pub fn fingerprint(&self) -> u64 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = OFFSET;
+        let mut feed = |bytes: &[u8]| {
+            for byte in bytes {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(PRIME);
+            }
+        };
+        for node in &self.nodes {
+            feed(&(node.as_str().len() as u32).to_be_bytes());
+            feed(node.as_str().as_bytes());
+        }
+        for from in 0..self.nodes.len() as u32 {
+            for edge in self.edges_from(from) {
+                feed(&from.to_be_bytes());
+                feed(&edge.to.to_be_bytes());
+                feed(&edge.cost.to_be_bytes());
+                feed(&edge.latency_us.to_be_bytes());
+                feed(&edge.reliability.to_bits().to_be_bytes());
+            }
+        }
+        hash
+    }
+
     /// The cheapest edge `from -> to`, if any.
     pub fn edge_between(&self, from: u32, to: u32) -> Option<Edge> {
         let range = self.edge_range(from);
@@ -225,6 +289,16 @@ mod tests {
         assert_eq!(topology.edge_between(b, a).map(|e| e.cost), Some(2));
         assert!(topology.edge_between(a, c).is_none());
         assert!(topology.edge_between(c, b).is_none(), "b does not list c");
+    }
+
+    #[test]
+    fn fingerprints_follow_content_not_input_order() {
+        let forward = [update("a", "x", 1, vec![link("b", 1)]), update("b", "x", 1, vec![link("a", 1)])];
+        let backward = [update("b", "x", 7, vec![link("a", 1)]), update("a", "x", 3, vec![link("b", 1)])];
+        let changed = [update("a", "x", 1, vec![link("b", 2)]), update("b", "x", 1, vec![link("a", 1)])];
+        let fingerprint = Topology::from_updates(&forward).fingerprint();
+        assert_eq!(Topology::from_updates(&backward).fingerprint(), fingerprint);
+        assert_ne!(Topology::from_updates(&changed).fingerprint(), fingerprint);
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! Link-state SPF: `cargo bench -p routing-sidecar --bench spf`.
+//!
+//! Full SPF with complete equal-cost next-hop sets on seeded random graphs
+//! (10k nodes / 40k links, and 1k / 4k), next to petgraph's `dijkstra` on
+//! the same graph in the same process. petgraph computes distances only (no
+//! multipath) into a `HashMap`; ours also builds every node's next-hop set.
+//!
+//! Two measurements: criterion micro benchmarks, then a plain timing loop
+//! (`std::time::Instant`, median of many runs) whose medians give the
+//! ours/petgraph ratio printed at the end. The table also shows what the
+//! router does around SPF: building the graph from a database of updates
+//! (two-way check, interning) and the per-area route view.
+//!
+//! Without `--bench` (e.g. `cargo test --benches`) everything runs at a tiny
+//! scale as a smoke test.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use fabric_routing::link_state::area::SummaryPolicy;
+use fabric_routing::link_state::lsdb::{AreaLsdb, LsdbLimits};
+use fabric_routing::link_state::routes::{AreaSpf, area_routes};
+use fabric_routing::link_state::spf::shortest_paths;
+use fabric_routing::link_state::topology::EdgeSpec;
+use fabric_routing::link_state::{AreaId, LinkAdvert, LinkStateUpdate, Topology};
+use fabric_routing::{NodeId, Timestamp};
+use petgraph::algo::dijkstra;
+use petgraph::graph::{NodeIndex, UnGraph};
+
+const TARGET_MEDIAN_10K: Duration = Duration::from_millis(5);
+const TARGET_RATIO: f64 = 1.5;
+const SEED: u64 = 0x5eed_0f_5bf;
+
+/// xorshift64*: enough randomness for a graph, no dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}
+
+/// A connected undirected graph: a random spanning tree, then random extra
+/// links up to `links`, no duplicates or self loops, costs 1..=10 (small,
+/// so equal-cost paths are common).
+struct Graph {
+    nodes: usize,
+    links: Vec<(u32, u32, u32)>,
+}
+
+fn random_graph(nodes: usize, links: usize, seed: u64) -> Graph {
+    let mut rng = XorShift(seed);
+    let mut seen = HashSet::with_capacity(links);
+    let mut out = Vec::with_capacity(links);
+    let mut add = |a: usize, b: usize, rng: &mut XorShift, out: &mut Vec<(u32, u32, u32)>| {
+        let pair = (a.min(b) as u32, a.max(b) as u32);
+        if a != b && seen.insert(pair) {
+            out.push((pair.0, pair.1, 1 + rng.below(10) as u32));
+        }
+    };
+    for node in 1..nodes {
+        let parent = rng.below(node);
+        add(node, parent, &mut rng, &mut out);
+    }
+    while out.len() < links {
+        let (a, b) = (rng.below(nodes), rng.below(nodes));
+        add(a, b, &mut rng, &mut out);
+    }
+    Graph { nodes, links: out }
+}
+
+fn name(index: usize) -> NodeId {
+    // Zero-padded, so id order is index order.
+    NodeId::from(format!("node-{index:06}"))
+}
+
+fn our_topology(graph: &Graph) -> Topology {
+    let nodes = (0..graph.nodes).map(name).collect();
+    let edges = graph
+        .links
+        .iter()
+        .flat_map(|&(a, b, cost)| [EdgeSpec::with_cost(a, b, cost), EdgeSpec::with_cost(b, a, cost)])
+        .collect();
+    Topology::from_sorted_nodes(nodes, edges)
+}
+
+fn petgraph_graph(graph: &Graph) -> UnGraph<(), u32> {
+    let mut g = UnGraph::with_capacity(graph.nodes, graph.links.len());
+    for _ in 0..graph.nodes {
+        g.add_node(());
+    }
+    for &(a, b, cost) in &graph.links {
+        g.add_edge(NodeIndex::new(a as usize), NodeIndex::new(b as usize), cost);
+    }
+    g
+}
+
+/// The database every node of the area would hold for this graph.
+fn lsdb(graph: &Graph) -> AreaLsdb {
+    let area = AreaId::from("bench");
+    let mut adjacency: Vec<Vec<LinkAdvert>> = vec![Vec::new(); graph.nodes];
+    for &(a, b, cost) in &graph.links {
+        for (from, to) in [(a, b), (b, a)] {
+            adjacency[from as usize].push(LinkAdvert { neighbor: name(to as usize), cost, latency_us: 100, reliability: 1.0 });
+        }
+    }
+    let limits = LsdbLimits { max_entries: usize::MAX, max_ttl: Duration::from_secs(3600), flush_hold: Duration::from_secs(60) };
+    let mut lsdb = AreaLsdb::new(area.clone(), limits);
+    for (index, links) in adjacency.into_iter().enumerate() {
+        let update = LinkStateUpdate {
+            origin: name(index),
+            area: area.clone(),
+            sequence: 1,
+            ttl_ms: 3_600_000,
+            links,
+            summary: None,
+            signature: None,
+        };
+        lsdb.install(Arc::new(update), None, Timestamp(0));
+    }
+    lsdb
+}
+
+fn median(runs: usize, mut work: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            work();
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[runs / 2]
+}
+
+struct Scale {
+    label: &'static str,
+    nodes: usize,
+    links: usize,
+    runs: usize,
+}
+
+const FULL: [Scale; 2] = [
+    Scale { label: "10k nodes / 40k links", nodes: 10_000, links: 40_000, runs: 101 },
+    Scale { label: "1k nodes / 4k links", nodes: 1_000, links: 4_000, runs: 501 },
+];
+const SMOKE: [Scale; 2] = [
+    Scale { label: "smoke 200 / 800", nodes: 200, links: 800, runs: 3 },
+    Scale { label: "smoke 20 / 60", nodes: 20, links: 60, runs: 3 },
+];
+
+struct Row {
+    label: &'static str,
+    ours: Duration,
+    petgraph: Duration,
+    graph_from_lsdb: Duration,
+    area_recompute: Duration,
+    multipath_nodes: usize,
+}
+
+fn timing_table(scales: &[Scale]) -> Vec<Row> {
+    scales
+        .iter()
+        .map(|scale| {
+            let graph = random_graph(scale.nodes, scale.links, SEED);
+            let topology = our_topology(&graph);
+            let pg = petgraph_graph(&graph);
+            let spf = shortest_paths(&topology, 0);
+            let multipath_nodes = (0..scale.nodes as u32).filter(|&n| spf.next_hop_count(n) > 1).count();
+            // Both sides reach every node at the same costs.
+            let distances = dijkstra(&pg, NodeIndex::new(0), None, |e| u64::from(*e.weight()));
+            assert_eq!(distances.len(), spf.reachable().len());
+            assert!(distances.iter().all(|(n, d)| spf.cost(n.index() as u32) == Some(*d)));
+
+            let ours = median(scale.runs, || {
+                black_box(shortest_paths(black_box(&topology), 0));
+            });
+            let petgraph = median(scale.runs, || {
+                black_box(dijkstra(black_box(&pg), NodeIndex::new(0), None, |e| *e.weight()));
+            });
+            let lsdb = lsdb(&graph);
+            let slow_runs = scale.runs / 4 + 1;
+            let graph_from_lsdb = median(slow_runs, || {
+                black_box(Topology::from_updates(black_box(&lsdb).live_updates()));
+            });
+            let me = name(0);
+            let policy = SummaryPolicy::default();
+            let area = lsdb.area().clone();
+            let area_recompute = median(slow_runs, || {
+                let spf = AreaSpf::compute(&me, &lsdb);
+                black_box(area_routes(&me, &area, &spf, &lsdb, &policy));
+            });
+            Row { label: scale.label, ours, petgraph, graph_from_lsdb, area_recompute, multipath_nodes }
+        })
+        .collect()
+}
+
+fn print_machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("machine: {cpu}, {cores} cores available");
+}
+
+fn print_table(rows: &[Row], bench_mode: bool) {
+    println!();
+    println!("SPF with ECMP vs petgraph::algo::dijkstra (median of timing loop):");
+    println!(
+        "{:<24} {:>12} {:>12} {:>8} {:>14} {:>16} {:>10}",
+        "graph", "ours", "petgraph", "ratio", "graph from db", "area recompute", "ecmp nodes"
+    );
+    for row in rows {
+        let ratio = row.ours.as_secs_f64() / row.petgraph.as_secs_f64();
+        println!(
+            "{:<24} {:>12.3?} {:>12.3?} {:>8.2} {:>14.3?} {:>16.3?} {:>10}",
+            row.label, row.ours, row.petgraph, ratio, row.graph_from_lsdb, row.area_recompute, row.multipath_nodes
+        );
+    }
+    if bench_mode {
+        let big = &rows[0];
+        let ratio = big.ours.as_secs_f64() / big.petgraph.as_secs_f64();
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        println!(
+            "targets: 10k median {:.3?} <= {:?}: {}; ours/petgraph {:.2} <= {}: {}",
+            big.ours,
+            TARGET_MEDIAN_10K,
+            verdict(big.ours <= TARGET_MEDIAN_10K),
+            ratio,
+            TARGET_RATIO,
+            verdict(ratio <= TARGET_RATIO)
+        );
+    }
+}
+
+fn micro_benchmarks(criterion: &mut Criterion, scales: &[Scale]) {
+    for scale in scales {
+        let graph = random_graph(scale.nodes, scale.links, SEED);
+        let topology = our_topology(&graph);
+        let pg = petgraph_graph(&graph);
+        criterion.bench_function(&format!("spf_ecmp/{}", scale.label), |b| {
+            b.iter(|| shortest_paths(black_box(&topology), 0))
+        });
+        criterion.bench_function(&format!("petgraph_dijkstra/{}", scale.label), |b| {
+            b.iter(|| dijkstra(black_box(&pg), NodeIndex::new(0), None, |e| *e.weight()))
+        });
+    }
+}
+
+fn main() {
+    let bench_mode = std::env::args().any(|arg| arg == "--bench");
+    let scales: &[Scale] = if bench_mode { &FULL } else { &SMOKE };
+    print_machine();
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    micro_benchmarks(&mut criterion, scales);
+    criterion.final_summary();
+    let rows = timing_table(scales);
+    print_table(&rows, bench_mode);
+}

@@ -1,0 +1,66 @@
+//! `routing-sidecar lab`: a local fabric of real sidecar processes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fabric_routing::runtime::lab::Lab;
+use fabric_routing::sim::Topology;
+
+use crate::DEFAULT_TOPOLOGY;
+
+#[derive(clap::Args, Debug)]
+pub struct LabArgs {
+    /// Topology YAML; the embedded example when absent.
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Where each node keeps its config, state and log (default: a new
+    /// directory under the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Stop the fabric once it has converged instead of running until Ctrl-C.
+    #[arg(long)]
+    exit_after_converge: bool,
+    /// How long to wait for convergence.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+pub fn run(args: LabArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(lab(args))
+}
+
+async fn lab(args: LabArgs) -> Result<(), String> {
+    let text = match &args.topology {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => DEFAULT_TOPOLOGY.to_string(),
+    };
+    let topology = Topology::from_yaml(&text).map_err(|e| e.to_string())?;
+    let dir = args.dir.unwrap_or_else(|| std::env::temp_dir().join(format!("fabric-lab-{}", std::process::id())));
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let lab = Lab::start(&exe, &topology, &dir, |_| {}).await?;
+    println!("fabric of {} sidecars under {}", lab.nodes.len(), dir.display());
+    for (id, node) in &lab.nodes {
+        println!("  {id:<10} peers {}  api http://{}", node.peer, node.api);
+    }
+    let started = tokio::time::Instant::now();
+    lab.wait_for_routes(lab.destinations().len(), args.timeout).await?;
+    println!("converged in {:?}", started.elapsed());
+    for (id, node) in &lab.nodes {
+        println!("  {id}:");
+        for route in node.get_json("/routes").await?.as_array().into_iter().flatten() {
+            println!(
+                "    {:<12} via {:<9} cost {}",
+                route["destination"].as_str().unwrap_or(""),
+                route["next_hop"].as_str().unwrap_or(""),
+                route["metrics"]["cost"]
+            );
+        }
+    }
+    if args.exit_after_converge {
+        return Ok(());
+    }
+    println!("running; try: curl http://{}/routes  (Ctrl-C stops the fabric)", lab.nodes.values().next().map(|n| n.api.to_string()).unwrap_or_default());
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! A cheap, cloneable handle to the node actor for the API and signals.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{ConfigError, SidecarConfig};
+use crate::engine::{BestRoute, SelectionTrace};
+use crate::runtime::node::{Command, ConfigStatus, NodeStats, PeerStatus, Query};
+
+/// The actor has stopped (shutting down).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the routing node is not running")]
+pub struct NodeGone;
+
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    pub fn new(commands: mpsc::Sender<Command>) -> Self {
+        Self { commands }
+    }
+
+    async fn ask<T>(&self, query: impl FnOnce(oneshot::Sender<T>) -> Query) -> Result<T, NodeGone> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Query(query(reply))).await.map_err(|_| NodeGone)?;
+        answer.await.map_err(|_| NodeGone)
+    }
+
+    pub async fn routes(&self) -> Result<Vec<BestRoute>, NodeGone> {
+        self.ask(Query::Routes).await
+    }
+
+    pub async fn route(&self, destination: String) -> Result<Option<BestRoute>, NodeGone> {
+        self.ask(|reply| Query::Route(destination, reply)).await
+    }
+
+    pub async fn explain(&self, destination: String) -> Result<Option<SelectionTrace>, NodeGone> {
+        self.ask(|reply| Query::Explain(destination, reply)).await
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, NodeGone> {
+        self.ask(Query::Peers).await
+    }
+
+    pub async fn stats(&self) -> Result<NodeStats, NodeGone> {
+        self.ask(Query::Stats).await
+    }
+
+    pub async fn config(&self) -> Result<ConfigStatus, NodeGone> {
+        self.ask(Query::Config).await
+    }
+
+    /// Applies a config live; `Err(Ok(error))` when the node refused it.
+    pub async fn apply_config(&self, config: SidecarConfig, source: &str) -> Result<Result<(), ConfigError>, NodeGone> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::ApplyConfig { config: Box::new(config), source: source.to_string(), reply };
+        self.commands.send(command).await.map_err(|_| NodeGone)?;
+        answer.await.map_err(|_| NodeGone)
+    }
+
+    /// Closes every session (announcing a restart when `restarting`) and
+    /// stops the actor.
+    pub async fn shutdown(&self, restarting: bool) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { restarting, reply }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Real sidecar processes on 127.0.0.1, for `routing-sidecar lab` and the
+//! multi-process tests: spawn with OS-chosen ports, learn the ports from the
+//! process's `listening` line, wire neighbors by pushing configs with their
+//! addresses, and ask the local APIs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::config::SidecarConfig;
+use crate::ids::NodeId;
+use crate::runtime::local_http::{self, HttpResponse};
+use crate::sim::Topology;
+
+/// One running `routing-sidecar run` process.
+pub struct SidecarProcess {
+    pub node_id: NodeId,
+    pub child: Child,
+    pub peer: SocketAddr,
+    pub api: SocketAddr,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+}
+
+impl SidecarProcess {
+    /// Writes `config` to `dir/config.yaml` and starts the sidecar with its
+    /// state in `dir/state` and its log in `dir/sidecar.log`.
+    pub async fn spawn(exe: &Path, config: &SidecarConfig, dir: &Path, extra: &[String]) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config_path = dir.join("config.yaml");
+        std::fs::write(&config_path, config.to_yaml()).map_err(|e| e.to_string())?;
+        Self::spawn_with(exe, config.node_id.clone(), dir, Some(&config_path), extra).await
+    }
+
+    /// Starts a sidecar on an existing directory (restart); without a config
+    /// path it comes back from its state dir.
+    pub async fn spawn_with(
+        exe: &Path,
+        node_id: NodeId,
+        dir: &Path,
+        config_path: Option<&Path>,
+        extra: &[String],
+    ) -> Result<Self, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("sidecar.log"))
+            .map_err(|e| e.to_string())?;
+        let mut command = Command::new(exe);
+        command.arg("run").arg("--state-dir").arg(dir.join("state"));
+        if let Some(path) = config_path {
+            command.arg("--config").arg(path);
+        }
+        command
+            .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-format", "json"])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("FABRIC_LAB_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|e| format!("{}: {e}", exe.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .map_err(|_| format!("{node_id}: no listening line within 20 s (see {}/sidecar.log)", dir.display()))?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{node_id}: exited before listening (see {}/sidecar.log)", dir.display()))?;
+        let event: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("{line}: {e}"))?;
+        let address = |key: &str| -> Result<SocketAddr, String> {
+            event[key].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("no {key} in {line}"))
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            peer: address("peer")?,
+            api: address("api")?,
+            node_id,
+            child,
+            dir: dir.to_path_buf(),
+            config_path: config_path.map(Path::to_path_buf).unwrap_or_else(|| dir.join("config.yaml")),
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<HttpResponse, String> {
+        local_http::get(self.api, path).await
+    }
+
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let response = self.get(path).await?;
+        if response.status != 200 {
+            return Err(format!("GET {path}: {} {}", response.status, response.body));
+        }
+        response.json()
+    }
+
+    /// Pushes a config through the local API (and keeps the file in sync).
+    pub async fn apply(&self, config: &SidecarConfig) -> Result<HttpResponse, String> {
+        let yaml = config.to_yaml();
+        std::fs::write(&self.config_path, &yaml).map_err(|e| e.to_string())?;
+        local_http::put(self.api, "/config", &yaml).await
+    }
+
+    /// Next hop for `destination`, `None` when there is no route.
+    pub async fn next_hop(&self, destination: &str) -> Result<Option<String>, String> {
+        let response = self.get(&format!("/routes/{destination}")).await?;
+        match response.status {
+            200 => Ok(response.json()?["next_hop"].as_str().map(str::to_string)),
+            404 => Ok(None),
+            status => Err(format!("GET /routes/{destination}: {status} {}", response.body)),
+        }
+    }
+
+    /// SIGKILL: the peers see the connection reset.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub async fn terminate(&mut self) -> Result<(), String> {
+        if let Some(pid) = self.child.id() {
+            std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().map_err(|e| e.to_string())?;
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .map_err(|_| format!("{} did not exit on SIGTERM", self.node_id))?
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// A fabric of sidecar processes built from a topology.
+pub struct Lab {
+    pub exe: PathBuf,
+    pub dir: PathBuf,
+    pub nodes: BTreeMap<NodeId, SidecarProcess>,
+    pub configs: BTreeMap<NodeId, SidecarConfig>,
+}
+
+impl Lab {
+    /// Starts one process per node (each config passed through `customize`
+    /// first), then pushes the configs again with every neighbor's address.
+    pub async fn start(
+        exe: &Path,
+        topology: &Topology,
+        dir: &Path,
+        customize: impl Fn(&mut SidecarConfig),
+    ) -> Result<Self, String> {
+        let mut configs = BTreeMap::new();
+        for mut config in topology.configs() {
+            customize(&mut config);
+            configs.insert(config.node_id.clone(), config);
+        }
+        let mut nodes = BTreeMap::new();
+        for (id, config) in &configs {
+            let process = SidecarProcess::spawn(exe, config, &dir.join(id.as_str()), &[]).await?;
+            nodes.insert(id.clone(), process);
+        }
+        let mut lab = Self { exe: exe.to_path_buf(), dir: dir.to_path_buf(), nodes, configs };
+        lab.wire().await?;
+        Ok(lab)
+    }
+
+    /// Fills in neighbor addresses from the running processes and applies.
+    pub async fn wire(&mut self) -> Result<(), String> {
+        let addresses: BTreeMap<NodeId, SocketAddr> = self.nodes.iter().map(|(id, p)| (id.clone(), p.peer)).collect();
+        for (id, config) in &mut self.configs {
+            for neighbor in &mut config.neighbors {
+                neighbor.address = addresses.get(&neighbor.id).map(|a| a.to_string());
+            }
+            if let Some(node) = self.nodes.get(id) {
+                let response = node.apply(config).await?;
+                if response.status != 200 {
+                    return Err(format!("{id}: config refused: {}", response.body));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn node(&self, id: &str) -> &SidecarProcess {
+        self.nodes.get(id).unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// Destinations originated by running nodes.
+    pub fn destinations(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .configs
+            .iter()
+            .filter(|(id, _)| self.nodes.contains_key(*id))
+            .flat_map(|(_, c)| c.originate.iter().map(|r| r.destination.to_string()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Polls every node's `/routes` until each knows `expected` destinations
+    /// or `timeout` passes.
+    pub async fn wait_for_routes(&self, expected: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut lagging = Vec::new();
+            for (id, node) in &self.nodes {
+                let routes = node.get_json("/routes").await?;
+                let count = routes.as_array().map_or(0, Vec::len);
+                if count != expected {
+                    lagging.push(format!("{id}: {count}/{expected}"));
+                }
+            }
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("not converged after {timeout:?}: {}", lagging.join(", ")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,753 @@
+//! The sidecar's `/metrics`: a scrape-time rendering of the engine's
+//! [`StatsSnapshot`] and the runtime's peer and config state with
+//! `prometheus-client`.
+//!
+//! The engine keeps the real counters; this module only formats them. Every
+//! render builds a fresh [`Registry`] from the snapshot it is given, so the
+//! output is exactly the snapshot (no second copy of the counters that could
+//! drift) and series come out in a fixed order.
+//!
+//! Two exposition formats, chosen by [`MetricsFormat::from_accept`]:
+//!
+//! * OpenMetrics 1.0.0 (`prometheus_client::encoding::text`) for scrapers
+//!   that ask for it (Prometheus does, in its `Accept` header);
+//! * the classic Prometheus text format 0.0.4
+//!   (`prometheus_client::encoding::prometheus_text`, added in
+//!   prometheus-client 0.26) for everything else: curl, `promtool check
+//!   metrics`, older tooling. In it counter families carry `_total` in their
+//!   `# HELP`/`# TYPE` names, the info metric is a gauge, and there is no
+//!   `# UNIT`, `_created` or `# EOF`.
+//!
+//! Both come from the same registry, so the two formats cannot disagree on
+//! names, labels or values. See `docs/metrics.md` for the list of metrics.
+
+use std::fmt;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::stats::{CONVERGENCE_BUCKETS, Histogram, RejectReason, StatsSnapshot};
+
+/// Prefix of every metric name (`fabric_...`).
+pub const PREFIX: &str = "fabric";
+
+/// Per-peer session state, as the runtime sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerMetrics {
+    /// The peer's node id (value of the `peer` label).
+    pub peer: String,
+    /// Whether a session with the peer is established now.
+    pub established: bool,
+    pub sessions_established_total: u64,
+    pub session_failures_total: u64,
+    /// Routes currently learned from this peer.
+    pub routes_received: u64,
+}
+
+/// Everything one render needs. The snapshot is the source of truth.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsInput<'a> {
+    pub stats: &'a StatsSnapshot,
+    /// Rendered in this order; ids are expected to be unique.
+    pub peers: &'a [PeerMetrics],
+    pub node_id: &'a str,
+    pub config_version: Option<&'a str>,
+    /// Configs put in force by the node, the startup config included.
+    pub config_applied_total: u64,
+    /// Configs the node refused (the previous one stayed in force).
+    pub config_rejected_total: u64,
+}
+
+/// The exposition format of a `/metrics` response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsFormat {
+    /// OpenMetrics text 1.0.0.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4.
+    PrometheusText,
+}
+
+impl MetricsFormat {
+    /// Content negotiation on the request's `Accept` header.
+    ///
+    /// OpenMetrics when the header lists `application/openmetrics-text` (any
+    /// version) with a non-zero quality that is not below the quality given
+    /// to an explicit `text/plain`; the classic text format otherwise. So
+    /// Prometheus (which lists OpenMetrics first, with the highest quality)
+    /// gets OpenMetrics, while curl (`*/*`), promtool and clients that send
+    /// no header get the classic format they can read.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        let Some(accept) = accept else { return MetricsFormat::PrometheusText };
+        let mut openmetrics_q: f32 = 0.0;
+        let mut text_q: f32 = 0.0;
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media_type = parts.next().unwrap_or_default().trim();
+            // `q` defaults to 1; an unparsable one is read as 1 too.
+            let q = parts
+                .filter_map(|param| param.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, value)| value.trim().parse::<f32>().unwrap_or(1.0));
+            if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
+                openmetrics_q = openmetrics_q.max(q);
+            } else if media_type.eq_ignore_ascii_case("text/plain") {
+                text_q = text_q.max(q);
+            }
+        }
+        if openmetrics_q > 0.0 && openmetrics_q >= text_q {
+            MetricsFormat::OpenMetrics
+        } else {
+            MetricsFormat::PrometheusText
+        }
+    }
+
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            MetricsFormat::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            MetricsFormat::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Renders the metrics in the given format.
+pub fn render(input: &MetricsInput<'_>, format: MetricsFormat) -> String {
+    let registry = registry(input);
+    let mut out = String::with_capacity(16 * 1024);
+    let written = match format {
+        MetricsFormat::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        MetricsFormat::PrometheusText => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
+    };
+    // Writing to a String does not fail, and no metric here returns an error.
+    written.expect("metrics encode into a String");
+    out
+}
+
+/// A label set: `(name, value)` pairs.
+type Labels = Vec<(&'static str, String)>;
+
+/// A labelled metric family with its series in a fixed order.
+/// (prometheus-client's `Family` keeps a hash map, so its order would change
+/// from one scrape to the next.)
+#[derive(Debug)]
+struct Series<M> {
+    series: Vec<(Labels, M)>,
+}
+
+impl<M: EncodeMetric + TypedMetric> EncodeMetric for Series<M> {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (labels, metric) in &self.series {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+}
+
+fn counters(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstCounter<u64>> {
+    Series { series: series.into_iter().map(|(labels, value)| (labels, ConstCounter::new(value))).collect() }
+}
+
+fn gauges(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstGauge<u64>> {
+    Series { series: series.into_iter().map(|(labels, value)| (labels, ConstGauge::new(value))).collect() }
+}
+
+/// A histogram whose buckets are given, not observed.
+#[derive(Debug)]
+struct ConstHistogram {
+    sum: f64,
+    count: u64,
+    /// `(upper bound, observations in this bucket only)`, the last bound
+    /// being `+Inf`: the encoders add the counts up into cumulative buckets.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl ConstHistogram {
+    /// From the snapshot's cumulative histogram over `CONVERGENCE_BUCKETS`.
+    /// A snapshot with no observation may have no buckets: all zero then.
+    /// The cumulative counts are clamped to be non-decreasing and at most
+    /// `count`, so even an inconsistent snapshot renders a valid histogram.
+    fn from_snapshot(histogram: &Histogram) -> Self {
+        let mut buckets = Vec::with_capacity(CONVERGENCE_BUCKETS.len() + 1);
+        let mut previous = 0;
+        for (i, bound) in CONVERGENCE_BUCKETS.iter().enumerate() {
+            let cumulative = histogram.buckets.get(i).copied().unwrap_or(previous).clamp(previous, histogram.count);
+            buckets.push((*bound, cumulative - previous));
+            previous = cumulative;
+        }
+        buckets.push((f64::INFINITY, histogram.count - previous));
+        Self { sum: histogram.sum_seconds, count: histogram.count, buckets }
+    }
+}
+
+impl TypedMetric for ConstHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for ConstHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+fn reason_series(by_label: &std::collections::BTreeMap<&'static str, u64>) -> Vec<(Labels, u64)> {
+    // Every reason, zero when unseen: the snapshot only lists the seen ones.
+    RejectReason::ALL
+        .iter()
+        .map(|reason| (vec![("reason", reason.label().to_owned())], by_label.get(reason.label()).copied().unwrap_or(0)))
+        .collect()
+}
+
+fn peer_series(peers: &[PeerMetrics], value: impl Fn(&PeerMetrics) -> u64) -> Vec<(Labels, u64)> {
+    peers.iter().map(|peer| (vec![("peer", peer.peer.clone())], value(peer))).collect()
+}
+
+/// Builds the registry for one render. Names are registered without the
+/// `fabric_` prefix (the registry adds it) and counters without `_total`
+/// (the encoders add it); help texts get a final `.` from the registry.
+fn registry(input: &MetricsInput<'_>) -> Registry {
+    let s = input.stats;
+    let mut r = Registry::with_prefix(PREFIX);
+    let counter =
+        |r: &mut Registry, name: &str, help: &str, value: u64| r.register(name, help, ConstCounter::new(value));
+    let gauge = |r: &mut Registry, name: &str, help: &str, value: u64| r.register(name, help, ConstGauge::new(value));
+
+    r.register(
+        "node",
+        "Identity of this node and the version of the config in force (empty when the config has none); value always 1",
+        Info::new([
+            ("node_id", input.node_id.to_owned()),
+            ("config_version", input.config_version.unwrap_or_default().to_owned()),
+        ]),
+    );
+
+    // Routing table gauges.
+    gauge(&mut r, "routes_active", "Destinations with a selected best route", s.routes_active_total);
+    gauge(&mut r, "route_candidates_stored", "Candidate routes stored, eligible or not", s.candidates_stored);
+    gauge(
+        &mut r,
+        "routes_held_down",
+        "Candidate routes currently ineligible because their (destination, next hop) is held down",
+        s.routes_held_down,
+    );
+    gauge(
+        &mut r,
+        "routes_suppressed_now",
+        "Candidate routes currently ineligible because flap dampening suppresses them",
+        s.routes_suppressed_now,
+    );
+
+    // Route lifecycle counters.
+    counter(
+        &mut r,
+        "routes_withdrawn",
+        "Routes removed by a withdrawal or a neighbor going down",
+        s.routes_withdrawn_total,
+    );
+    counter(&mut r, "routes_expired", "Routes removed because their TTL ran out", s.routes_expired_total);
+    counter(&mut r, "routes_purged_stale", "Stale routes purged", s.routes_purged_stale_total);
+    counter(&mut r, "routes_suppressed", "Times flap dampening started suppressing a route", s.routes_suppressed_total);
+    counter(&mut r, "routes_reused", "Times a suppressed route became usable again", s.routes_reused_total);
+    counter(
+        &mut r,
+        "best_path_changes",
+        "Changes of the selected best route of a destination",
+        s.best_path_changes_total,
+    );
+
+    // Announcements and withdrawals.
+    counter(&mut r, "announcements_received", "Route announcements received", s.announcements_received);
+    counter(&mut r, "announcements_accepted", "Route announcements accepted into the table", s.announcements_accepted);
+    r.register(
+        "announcement_rejects",
+        "Announcements and withdrawals not used, by reason (every reason is always present)",
+        counters(reason_series(&s.announcement_rejects_total)),
+    );
+    r.register(
+        "dry_run_rejects",
+        "Rejections a dry-run policy reported but did not enforce, by reason (every reason is always present)",
+        counters(reason_series(&s.dry_run_rejects_total)),
+    );
+    counter(
+        &mut r,
+        "hold_down_rejects",
+        "Announcements refused because their (destination, next hop) is held down",
+        s.hold_down_rejects,
+    );
+    counter(&mut r, "withdrawals_received", "Route withdrawals received", s.withdrawals_received);
+    counter(&mut r, "withdrawals_applied", "Route withdrawals that removed a stored route", s.withdrawals_applied);
+    counter(&mut r, "messages_sent", "Messages sent to neighbors", s.messages_sent_total);
+
+    // Signatures.
+    counter(&mut r, "signatures_verified", "Signature verifications performed", s.signatures_verified_total);
+    counter(
+        &mut r,
+        "signature_cache_hits",
+        "Signatures found already verified in the verification cache",
+        s.signature_cache_hits_total,
+    );
+    counter(
+        &mut r,
+        "unverified_signatures_accepted",
+        "Announcements accepted without a verified signature because signatures are not required",
+        s.unverified_signatures_accepted_total,
+    );
+
+    // Convergence.
+    r.register_with_unit(
+        "convergence",
+        "Time from a triggering event to the new best route of a destination",
+        Unit::Seconds,
+        ConstHistogram::from_snapshot(&s.convergence_seconds),
+    );
+
+    // Configuration.
+    counter(&mut r, "config_applied", "Configs put in force, the startup config included", input.config_applied_total);
+    counter(
+        &mut r,
+        "config_rejected",
+        "Configs refused (from the file, on reload or through the API); the previous config stayed in force",
+        input.config_rejected_total,
+    );
+    counter(
+        &mut r,
+        "engine_config_reloads",
+        "Live config changes applied by the routing engine",
+        s.config_reloads_total,
+    );
+    counter(
+        &mut r,
+        "engine_config_rejects",
+        "Live config changes refused by the routing engine",
+        s.config_rejects_total,
+    );
+
+    // Peers.
+    r.register(
+        "peer_session_up",
+        "Whether a session with the peer is established (1) or not (0)",
+        gauges(peer_series(input.peers, |p| u64::from(p.established))),
+    );
+    r.register(
+        "peer_sessions_established",
+        "Sessions established with the peer",
+        counters(peer_series(input.peers, |p| p.sessions_established_total)),
+    );
+    r.register(
+        "peer_session_failures",
+        "Sessions with the peer that failed or could not be established",
+        counters(peer_series(input.peers, |p| p.session_failures_total)),
+    );
+    r.register(
+        "peer_routes_received",
+        "Routes currently learned from the peer",
+        gauges(peer_series(input.peers, |p| p.routes_received)),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn empty_snapshot() -> StatsSnapshot {
+        StatsSnapshot {
+            routes_active_total: 0,
+            candidates_stored: 0,
+            routes_held_down: 0,
+            routes_suppressed_now: 0,
+            announcements_received: 0,
+            announcements_accepted: 0,
+            announcement_rejects_total: BTreeMap::new(),
+            dry_run_rejects_total: BTreeMap::new(),
+            withdrawals_received: 0,
+            withdrawals_applied: 0,
+            routes_withdrawn_total: 0,
+            routes_expired_total: 0,
+            routes_purged_stale_total: 0,
+            routes_suppressed_total: 0,
+            routes_reused_total: 0,
+            hold_down_rejects: 0,
+            best_path_changes_total: 0,
+            messages_sent_total: 0,
+            config_reloads_total: 0,
+            config_rejects_total: 0,
+            signatures_verified_total: 0,
+            signature_cache_hits_total: 0,
+            unverified_signatures_accepted_total: 0,
+            convergence_seconds: Histogram::default(),
+            last_convergence: BTreeMap::new(),
+        }
+    }
+
+    /// Every field distinct, so a value showing up under the wrong name is caught.
+    fn populated_snapshot() -> StatsSnapshot {
+        let mut convergence = Histogram::default();
+        for ms in [0, 3, 7, 20, 20, 400, 1_500, 90_000] {
+            convergence.observe(Duration::from_millis(ms));
+        }
+        StatsSnapshot {
+            routes_active_total: 101,
+            candidates_stored: 102,
+            routes_held_down: 103,
+            routes_suppressed_now: 104,
+            announcements_received: 105,
+            announcements_accepted: 106,
+            announcement_rejects_total: BTreeMap::from([("bad_signature", 107), ("loop_detected", 108)]),
+            dry_run_rejects_total: BTreeMap::from([("policy_tag", 109)]),
+            withdrawals_received: 110,
+            withdrawals_applied: 111,
+            routes_withdrawn_total: 112,
+            routes_expired_total: 113,
+            routes_purged_stale_total: 114,
+            routes_suppressed_total: 115,
+            routes_reused_total: 116,
+            hold_down_rejects: 117,
+            best_path_changes_total: 118,
+            messages_sent_total: 119,
+            config_reloads_total: 120,
+            config_rejects_total: 121,
+            signatures_verified_total: 122,
+            signature_cache_hits_total: 123,
+            unverified_signatures_accepted_total: 124,
+            convergence_seconds: convergence,
+            last_convergence: BTreeMap::new(),
+        }
+    }
+
+    fn peers() -> Vec<PeerMetrics> {
+        vec![
+            PeerMetrics {
+                peer: "node-b".into(),
+                established: true,
+                sessions_established_total: 201,
+                session_failures_total: 202,
+                routes_received: 203,
+            },
+            PeerMetrics {
+                peer: "node-c".into(),
+                established: false,
+                sessions_established_total: 0,
+                session_failures_total: 204,
+                routes_received: 0,
+            },
+        ]
+    }
+
+    fn render_with(stats: &StatsSnapshot, peers: &[PeerMetrics], format: MetricsFormat) -> String {
+        render(
+            &MetricsInput {
+                stats,
+                peers,
+                node_id: "node-a",
+                config_version: Some("v7"),
+                config_applied_total: 301,
+                config_rejected_total: 302,
+            },
+            format,
+        )
+    }
+
+    const FORMATS: [MetricsFormat; 2] = [MetricsFormat::OpenMetrics, MetricsFormat::PrometheusText];
+
+    fn has_line(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[track_caller]
+    fn assert_line(text: &str, line: &str) {
+        assert!(has_line(text, line), "missing line {line:?} in:\n{text}");
+    }
+
+    /// `(name, type)` of every `# TYPE` line.
+    fn type_lines(text: &str) -> Vec<(&str, &str)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|rest| rest.split_once(' ').expect("# TYPE name type"))
+            .collect()
+    }
+
+    #[test]
+    fn every_reject_reason_is_zero_on_an_empty_snapshot() {
+        for format in FORMATS {
+            let text = render_with(&empty_snapshot(), &[], format);
+            for reason in RejectReason::ALL {
+                assert_line(&text, &format!("fabric_announcement_rejects_total{{reason=\"{}\"}} 0", reason.label()));
+                assert_line(&text, &format!("fabric_dry_run_rejects_total{{reason=\"{}\"}} 0", reason.label()));
+            }
+            let series = text.lines().filter(|l| l.starts_with("fabric_announcement_rejects_total{")).count();
+            assert_eq!(series, RejectReason::COUNT, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_values_appear_in_both_formats() {
+        let stats = populated_snapshot();
+        let peers = peers();
+        for format in FORMATS {
+            let text = render_with(&stats, &peers, format);
+            for line in [
+                "fabric_node_info{node_id=\"node-a\",config_version=\"v7\"} 1",
+                "fabric_routes_active 101",
+                "fabric_route_candidates_stored 102",
+                "fabric_routes_held_down 103",
+                "fabric_routes_suppressed_now 104",
+                "fabric_announcements_received_total 105",
+                "fabric_announcements_accepted_total 106",
+                "fabric_announcement_rejects_total{reason=\"bad_signature\"} 107",
+                "fabric_announcement_rejects_total{reason=\"loop_detected\"} 108",
+                "fabric_announcement_rejects_total{reason=\"malformed\"} 0",
+                "fabric_dry_run_rejects_total{reason=\"policy_tag\"} 109",
+                "fabric_dry_run_rejects_total{reason=\"bad_signature\"} 0",
+                "fabric_withdrawals_received_total 110",
+                "fabric_withdrawals_applied_total 111",
+                "fabric_routes_withdrawn_total 112",
+                "fabric_routes_expired_total 113",
+                "fabric_routes_purged_stale_total 114",
+                "fabric_routes_suppressed_total 115",
+                "fabric_routes_reused_total 116",
+                "fabric_hold_down_rejects_total 117",
+                "fabric_best_path_changes_total 118",
+                "fabric_messages_sent_total 119",
+                "fabric_engine_config_reloads_total 120",
+                "fabric_engine_config_rejects_total 121",
+                "fabric_signatures_verified_total 122",
+                "fabric_signature_cache_hits_total 123",
+                "fabric_unverified_signatures_accepted_total 124",
+                "fabric_config_applied_total 301",
+                "fabric_config_rejected_total 302",
+                "fabric_peer_session_up{peer=\"node-b\"} 1",
+                "fabric_peer_session_up{peer=\"node-c\"} 0",
+                "fabric_peer_sessions_established_total{peer=\"node-b\"} 201",
+                "fabric_peer_sessions_established_total{peer=\"node-c\"} 0",
+                "fabric_peer_session_failures_total{peer=\"node-b\"} 202",
+                "fabric_peer_session_failures_total{peer=\"node-c\"} 204",
+                "fabric_peer_routes_received{peer=\"node-b\"} 203",
+                "fabric_peer_routes_received{peer=\"node-c\"} 0",
+            ] {
+                assert!(has_line(&text, line), "{format:?}: missing {line:?} in:\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn histogram_has_cumulative_buckets_inf_sum_and_count() {
+        // Observations (ms): 0, 3, 7, 20, 20, 400, 1500, 90000 (above the last bound).
+        let expected: [u64; 14] = [1, 2, 3, 5, 5, 5, 5, 6, 6, 7, 7, 7, 7, 7];
+        let stats = populated_snapshot();
+        assert_eq!(stats.convergence_seconds.buckets, expected, "fixture");
+        // The formats spell bounds differently: OpenMetrics as floats, the
+        // classic format like Go's client (whole numbers without `.0`).
+        let om_le = [
+            "0.0", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "30.0", "60.0",
+        ];
+        let text_le = ["0", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60"];
+        for (format, le) in [(MetricsFormat::OpenMetrics, om_le), (MetricsFormat::PrometheusText, text_le)] {
+            let text = render_with(&stats, &[], format);
+            let buckets: Vec<&str> =
+                text.lines().filter(|l| l.starts_with("fabric_convergence_seconds_bucket{")).collect();
+            let mut want: Vec<String> = le
+                .iter()
+                .zip(expected)
+                .map(|(le, count)| format!("fabric_convergence_seconds_bucket{{le=\"{le}\"}} {count}"))
+                .collect();
+            want.push("fabric_convergence_seconds_bucket{le=\"+Inf\"} 8".into());
+            assert_eq!(buckets, want, "{format:?}");
+            assert_line(&text, "fabric_convergence_seconds_count 8");
+            let sum = text
+                .lines()
+                .find_map(|l| l.strip_prefix("fabric_convergence_seconds_sum "))
+                .expect("a _sum line")
+                .parse::<f64>()
+                .expect("a float sum");
+            assert!((sum - 91.95).abs() < 1e-9, "{format:?}: sum {sum}");
+            assert!(type_lines(&text).contains(&("fabric_convergence_seconds", "histogram")), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn histogram_of_an_empty_snapshot_is_all_zero() {
+        for format in FORMATS {
+            let text = render_with(&empty_snapshot(), &[], format);
+            let buckets: Vec<&str> =
+                text.lines().filter(|l| l.starts_with("fabric_convergence_seconds_bucket{")).collect();
+            assert_eq!(buckets.len(), CONVERGENCE_BUCKETS.len() + 1, "{format:?}");
+            assert!(buckets.iter().all(|l| l.ends_with(" 0")), "{format:?}: {buckets:?}");
+            assert_line(&text, "fabric_convergence_seconds_bucket{le=\"+Inf\"} 0");
+            assert_line(&text, "fabric_convergence_seconds_count 0");
+        }
+    }
+
+    #[test]
+    fn inconsistent_histogram_still_renders_monotonic_buckets() {
+        let mut stats = empty_snapshot();
+        stats.convergence_seconds = Histogram { buckets: vec![5, 3], count: 4, sum_seconds: 1.0 };
+        let text = render_with(&stats, &[], MetricsFormat::PrometheusText);
+        let counts: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with("fabric_convergence_seconds_bucket{"))
+            .map(|l| l.rsplit_once(' ').expect("value").1.parse().expect("integer"))
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        assert_eq!(counts.last(), Some(&4));
+    }
+
+    #[test]
+    fn from_accept_prometheus_2_header_gets_openmetrics() {
+        let header = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                      text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(MetricsFormat::from_accept(Some(header)), MetricsFormat::OpenMetrics);
+    }
+
+    #[test]
+    fn from_accept_prometheus_3_header_gets_openmetrics() {
+        let header = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,\
+                      application/openmetrics-text;version=0.0.1;q=0.4,\
+                      text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+        assert_eq!(MetricsFormat::from_accept(Some(header)), MetricsFormat::OpenMetrics);
+    }
+
+    #[test]
+    fn from_accept_curl_absent_and_plain_text_get_the_classic_format() {
+        for header in
+            [None, Some(""), Some("*/*"), Some("text/plain"), Some("text/plain;version=0.0.4"), Some("text/*")]
+        {
+            assert_eq!(MetricsFormat::from_accept(header), MetricsFormat::PrometheusText, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn from_accept_honours_quality_values() {
+        for (header, want) in [
+            ("application/openmetrics-text;q=0, text/plain", MetricsFormat::PrometheusText),
+            ("text/plain;q=0.9, application/openmetrics-text;q=0.5", MetricsFormat::PrometheusText),
+            ("text/plain;q=0.5, application/openmetrics-text;q=0.5", MetricsFormat::OpenMetrics),
+            ("APPLICATION/OpenMetrics-Text ; Q=0.2 , */*", MetricsFormat::OpenMetrics),
+            ("application/openmetrics-text; q=bogus", MetricsFormat::OpenMetrics),
+        ] {
+            assert_eq!(MetricsFormat::from_accept(Some(header)), want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            MetricsFormat::OpenMetrics.content_type(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert_eq!(MetricsFormat::PrometheusText.content_type(), "text/plain; version=0.0.4; charset=utf-8");
+    }
+
+    #[test]
+    fn classic_format_has_no_openmetrics_only_lines_and_counters_end_in_total() {
+        let text = render_with(&populated_snapshot(), &peers(), MetricsFormat::PrometheusText);
+        for line in text.lines() {
+            assert!(!line.starts_with("# EOF"), "{line}");
+            assert!(!line.starts_with("# UNIT"), "{line}");
+            assert!(!line.contains("_created"), "{line}");
+        }
+        let types = type_lines(&text);
+        assert!(types.iter().filter(|(_, kind)| *kind == "counter").count() >= 20);
+        for (name, kind) in &types {
+            assert!(matches!(*kind, "counter" | "gauge" | "histogram"), "{name} {kind}");
+            assert_eq!(*kind == "counter", name.ends_with("_total"), "{name} is a {kind}");
+        }
+        assert!(types.contains(&("fabric_node_info", "gauge")));
+        // HELP and TYPE name the same family, and every sample belongs to the
+        // family declared last.
+        let helps: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .map(|rest| rest.split_once(' ').expect("# HELP name text").0)
+            .collect();
+        assert_eq!(helps, types.iter().map(|(name, _)| *name).collect::<Vec<_>>());
+        let mut family = ("", "");
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split_once(' ').expect("type");
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().expect("name");
+                let ok = match family.1 {
+                    "histogram" => ["_bucket", "_sum", "_count"].iter().any(|s| name == format!("{}{s}", family.0)),
+                    _ => name == family.0,
+                };
+                assert!(ok, "sample {line:?} under family {family:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn openmetrics_format_ends_with_eof_and_declares_counters_without_total() {
+        let text = render_with(&populated_snapshot(), &peers(), MetricsFormat::OpenMetrics);
+        assert!(text.ends_with("\n# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+        let types = type_lines(&text);
+        assert!(types.contains(&("fabric_routes_withdrawn", "counter")));
+        assert!(types.contains(&("fabric_node", "info")));
+        for (name, _) in &types {
+            assert!(!name.ends_with("_total"), "{name}");
+        }
+        assert_line(&text, "# UNIT fabric_convergence_seconds seconds");
+    }
+
+    #[test]
+    fn family_names_are_unique() {
+        // OpenMetrics forbids two families with one name, which a gauge and a
+        // counter with the same stem (`routes_suppressed`) would be.
+        let text = render_with(&empty_snapshot(), &[], MetricsFormat::OpenMetrics);
+        let mut names: Vec<&str> = type_lines(&text).into_iter().map(|(name, _)| name).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all);
+    }
+
+    #[test]
+    fn node_info_escapes_labels_and_renders_a_missing_version_as_empty() {
+        let stats = empty_snapshot();
+        let input = MetricsInput {
+            stats: &stats,
+            peers: &[],
+            node_id: "we\"ird\\id",
+            config_version: None,
+            config_applied_total: 1,
+            config_rejected_total: 0,
+        };
+        for format in FORMATS {
+            let text = render(&input, format);
+            assert_line(&text, r#"fabric_node_info{node_id="we\"ird\\id",config_version=""} 1"#);
+        }
+    }
+
+    #[test]
+    fn peer_families_keep_their_metadata_without_peers() {
+        let text = render_with(&empty_snapshot(), &[], MetricsFormat::PrometheusText);
+        assert_line(&text, "# TYPE fabric_peer_session_up gauge");
+        assert_line(&text, "# TYPE fabric_peer_session_failures_total counter");
+        assert!(!text.contains("fabric_peer_session_up{"));
+    }
+
+    #[test]
+    fn docs_list_every_metric() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+        let docs = std::fs::read_to_string(path).expect("docs/metrics.md");
+        let text = render_with(&empty_snapshot(), &[], MetricsFormat::PrometheusText);
+        for (name, _) in type_lines(&text) {
+            assert!(docs.contains(&format!("`{name}`")), "docs/metrics.md does not document `{name}`");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The running sidecar: the IO layer around the engine. One actor task owns
+//! the engine (`node`); peer connections (`transport`, optional `tls`), the
+//! local API (`api`, `metrics`) and signals talk to it through a handle.
+
+pub mod api;
+pub mod clock;
+pub mod handle;
+pub mod lab;
+pub mod local_http;
+pub mod metrics;
+pub mod node;
+pub mod state_dir;
+pub mod tls;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::SidecarConfig;
+use crate::engine::Engine;
+use crate::security::SigningIdentity;
+pub use handle::NodeHandle;
+use node::Node;
+use state_dir::{SigningKeyFile, StateDir};
+use tls::{Tls, TlsFiles};
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The config file (`--config`); re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
+    /// Where the last applied config and the signing key are kept.
+    pub state_dir: Option<PathBuf>,
+    /// Peer sessions listen here (port 0: the OS picks).
+    pub listen: SocketAddr,
+    /// The local API listens here (keep it on localhost).
+    pub api_listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    /// A mounted signing key (`{"keyId": ..., "secretKey": base64}`).
+    pub signing_key: Option<PathBuf>,
+}
+
+/// A started node: its handle and the addresses it bound.
+pub struct RunningNode {
+    pub handle: NodeHandle,
+    pub peer_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub node_id: crate::ids::NodeId,
+    /// Where the config in force came from, and why a config file was not
+    /// used if it was refused.
+    pub config_source: String,
+    pub config_warning: Option<String>,
+    pub actor: tokio::task::JoinHandle<()>,
+}
+
+/// The config to start with: the file if it is valid, else the last good
+/// config from the state directory (so a bad edit cannot take a restarting
+/// node down), else an error.
+fn initial_config(
+    options: &NodeOptions,
+    state: Option<&StateDir>,
+) -> Result<(SidecarConfig, String, Option<String>), String> {
+    let from_file = options.config_path.as_ref().map(|path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|text| SidecarConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display())))
+    });
+    let from_state = state.map(StateDir::load_config).transpose()?.flatten();
+    match (from_file, from_state) {
+        (Some(Ok(config)), _) => Ok((config, "file".into(), None)),
+        (Some(Err(error)), Some(last_good)) => Ok((last_good, "state-dir".into(), Some(error))),
+        (Some(Err(error)), None) => Err(error),
+        (None, Some(last_good)) => Ok((last_good, "state-dir".into(), None)),
+        (None, None) => Err("no config: pass --config FILE or a --state-dir holding a previous config".into()),
+    }
+}
+
+fn initial_signer(options: &NodeOptions, state: Option<&StateDir>) -> Result<Option<SigningIdentity>, String> {
+    if let Some(path) = &options.signing_key {
+        let identity = SigningKeyFile::read(path)?.identity().map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(Some(identity));
+    }
+    state.map(StateDir::load_signing_key).transpose().map(Option::flatten)
+}
+
+/// Binds the listeners and starts the actor, the peer listener and the API.
+pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
+    let state = options.state_dir.as_ref().map(StateDir::open).transpose()?;
+    let (config, source, warning) = initial_config(&options, state.as_ref())?;
+    let signer = initial_signer(&options, state.as_ref())?;
+    if let Some(state) = &state {
+        state.save_config(&config).map_err(|e| format!("state dir: {e}"))?;
+    }
+    let tls = options.tls.as_ref().map(Tls::load).transpose()?;
+    let node_id = config.node_id.clone();
+    let mut engine = Engine::new(config.clone(), clock::now()).map_err(|e| e.to_string())?;
+    engine.set_signer(signer);
+
+    let peer_listener =
+        TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
+    let api_listener =
+        TcpListener::bind(options.api_listen).await.map_err(|e| format!("API on {}: {e}", options.api_listen))?;
+    let peer_addr = peer_listener.local_addr().map_err(|e| e.to_string())?;
+    let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
+
+    let (commands, inbox) = mpsc::channel(1024);
+    let shared = Node::shared_for(node_id.clone(), tls, commands.clone(), &config);
+    let node = Node::new(engine, shared.clone(), state, source.clone());
+    let actor = tokio::spawn(node.run(inbox));
+
+    tokio::spawn(async move {
+        loop {
+            match peer_listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(shared.clone().serve_inbound(stream));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    let handle = NodeHandle::new(commands);
+    let app = api::router(handle.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(api_listener, app).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    Ok(RunningNode { handle, peer_addr, api_addr, node_id, config_source: source, config_warning: warning, actor })
+}

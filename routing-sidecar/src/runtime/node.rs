@@ -1,0 +1,537 @@
+//! The node actor: the one task that owns the engine. Connections, the
+//! local API and signal handlers talk to it through `Command`s; it feeds the
+//! engine, then dispatches what the engine wants sent and logs its events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{ConfigError, SidecarConfig};
+use crate::engine::{BestRoute, Effect, Engine, RouteEvent, SelectionTrace};
+use crate::ids::NodeId;
+use crate::message::Message;
+use crate::runtime::clock;
+use crate::runtime::state_dir::StateDir;
+use crate::runtime::tls::Tls;
+use crate::runtime::transport::{BoxedStream, Connection, Outbound};
+use crate::session::{Backoff, SessionSettings};
+use crate::stats::StatsSnapshot;
+use crate::time::Timestamp;
+
+/// The configured neighbors, shared with connections for the hello check.
+#[derive(Clone, Debug, Default)]
+pub struct NeighborSet(Arc<RwLock<HashSet<NodeId>>>);
+
+impl NeighborSet {
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.0.read().expect("neighbor set lock").contains(id)
+    }
+
+    fn replace(&self, ids: HashSet<NodeId>) {
+        *self.0.write().expect("neighbor set lock") = ids;
+    }
+}
+
+/// Requests to the actor.
+pub enum Command {
+    SessionUp { conn: u64, peer: NodeId, dialed: bool, outbound: mpsc::Sender<Outbound>, reply: oneshot::Sender<bool> },
+    SessionDown { conn: u64, peer: NodeId, keep_routes: bool, reason: String },
+    Frames { peer: NodeId, conn: u64, messages: Vec<Message> },
+    Malformed { peer: NodeId, detail: String },
+    ApplyConfig { config: Box<SidecarConfig>, source: String, reply: oneshot::Sender<Result<(), ConfigError>> },
+    Query(Query),
+    Shutdown { restarting: bool, reply: oneshot::Sender<()> },
+}
+
+/// Read-only questions, answered from the engine's current state.
+pub enum Query {
+    Routes(oneshot::Sender<Vec<BestRoute>>),
+    Route(String, oneshot::Sender<Option<BestRoute>>),
+    Explain(String, oneshot::Sender<Option<SelectionTrace>>),
+    Peers(oneshot::Sender<Vec<PeerStatus>>),
+    Stats(oneshot::Sender<NodeStats>),
+    Config(oneshot::Sender<ConfigStatus>),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub address: Option<String>,
+    pub established: bool,
+    /// When the session came up or went down last.
+    pub since: Option<Timestamp>,
+    pub routes_received: u32,
+    pub sessions_established_total: u64,
+    pub session_failures_total: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigStatus {
+    pub node_id: NodeId,
+    pub version: Option<String>,
+    pub applied_at: Timestamp,
+    /// Where the config in force came from (`file`, `state-dir`, `api`, ...).
+    pub source: String,
+    pub applied_total: u64,
+    pub rejected_total: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeStats {
+    pub engine: StatsSnapshot,
+    pub peers: Vec<PeerStatus>,
+    pub config: ConfigStatus,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PeerInfo {
+    since: Option<Timestamp>,
+    established_total: u64,
+    failures_total: u64,
+    last_error: Option<String>,
+}
+
+struct LiveSession {
+    conn: u64,
+    dialed: bool,
+    outbound: mpsc::Sender<Outbound>,
+}
+
+/// What connections need from the node, shared by the listener and dialers.
+#[derive(Clone)]
+pub struct Shared {
+    pub local: NodeId,
+    pub tls: Option<Tls>,
+    pub actor: mpsc::Sender<Command>,
+    pub neighbors: NeighborSet,
+    next_conn: Arc<AtomicU64>,
+    settings: Arc<RwLock<(SessionSettings, crate::wire::DecodeLimits)>>,
+}
+
+impl Shared {
+    fn connection(&self, expected: Option<NodeId>) -> Connection {
+        let (settings, limits) = *self.settings.read().expect("settings lock");
+        Connection {
+            id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            local: self.local.clone(),
+            expected,
+            settings,
+            limits,
+            neighbors: self.neighbors.clone(),
+            actor: self.actor.clone(),
+        }
+    }
+
+    /// Serves an accepted TCP connection.
+    pub async fn serve_inbound(self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let stream: BoxedStream = match &self.tls {
+            Some(tls) => match tls.accept(stream).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbound TLS handshake failed");
+                    return;
+                }
+            },
+            None => Box::new(stream),
+        };
+        self.connection(None).run(stream).await;
+    }
+}
+
+fn session_settings(config: &SidecarConfig) -> (SessionSettings, crate::wire::DecodeLimits) {
+    (
+        SessionSettings {
+            hold_time: config.session.hold_time,
+            max_messages_per_second: config.session.max_messages_per_second,
+        },
+        config.limits.decode_limits(),
+    )
+}
+
+struct Dialer {
+    address: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub struct Node {
+    engine: Engine,
+    shared: Shared,
+    state_dir: Option<StateDir>,
+    sessions: HashMap<NodeId, LiveSession>,
+    established: HashMap<NodeId, watch::Sender<bool>>,
+    peers: BTreeMap<NodeId, PeerInfo>,
+    dialers: HashMap<NodeId, Dialer>,
+    config: ConfigStatus,
+}
+
+impl Node {
+    pub fn new(engine: Engine, shared: Shared, state_dir: Option<StateDir>, source: String) -> Self {
+        let config = ConfigStatus {
+            node_id: engine.node_id().clone(),
+            version: engine.config().version.clone(),
+            applied_at: clock::now(),
+            source,
+            applied_total: 1,
+            rejected_total: 0,
+            last_error: None,
+        };
+        Self {
+            engine,
+            shared,
+            state_dir,
+            sessions: HashMap::new(),
+            established: HashMap::new(),
+            peers: BTreeMap::new(),
+            dialers: HashMap::new(),
+            config,
+        }
+    }
+
+    pub fn shared_for(local: NodeId, tls: Option<Tls>, actor: mpsc::Sender<Command>, config: &SidecarConfig) -> Shared {
+        Shared {
+            local,
+            tls,
+            actor,
+            neighbors: NeighborSet::default(),
+            next_conn: Arc::new(AtomicU64::new(1)),
+            settings: Arc::new(RwLock::new(session_settings(config))),
+        }
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.sync_with_config();
+        loop {
+            let deadline = self.engine.next_deadline().map(clock::instant_at);
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { return };
+                    if let Some(reply) = self.handle(command) {
+                        self.dispatch();
+                        self.shutdown_sessions(reply.1);
+                        let _ = reply.0.send(());
+                        return;
+                    }
+                    // Take whatever else is queued before sending, so a burst
+                    // of inputs produces one flush.
+                    for _ in 0..256 {
+                        match commands.try_recv() {
+                            Ok(command) => {
+                                if let Some(reply) = self.handle(command) {
+                                    self.dispatch();
+                                    self.shutdown_sessions(reply.1);
+                                    let _ = reply.0.send(());
+                                    return;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    self.engine.tick(clock::now());
+                }
+            }
+            self.dispatch();
+        }
+    }
+
+    /// Handles one command; returns the shutdown reply when asked to stop.
+    fn handle(&mut self, command: Command) -> Option<(oneshot::Sender<()>, bool)> {
+        let now = clock::now();
+        match command {
+            Command::SessionUp { conn, peer, dialed, outbound, reply } => {
+                let accept = self.accept_session(&peer, dialed);
+                if accept {
+                    if let Some(old) = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound }) {
+                        let _ = old.outbound.try_send(Outbound::Close {
+                            reason: "replaced by a newer session".into(),
+                            restarting: false,
+                        });
+                    }
+                    let info = self.peers.entry(peer.clone()).or_default();
+                    info.since = Some(now);
+                    info.established_total += 1;
+                    self.set_established(&peer, true);
+                    tracing::info!(peer = %peer, conn, dialed, "session established");
+                    self.engine.neighbor_up(now, &peer);
+                }
+                let _ = reply.send(accept);
+            }
+            Command::SessionDown { conn, peer, keep_routes, reason } => {
+                if self.sessions.get(&peer).is_some_and(|s| s.conn == conn) {
+                    self.sessions.remove(&peer);
+                    let info = self.peers.entry(peer.clone()).or_default();
+                    info.since = Some(now);
+                    info.failures_total += 1;
+                    info.last_error = Some(reason.clone());
+                    self.set_established(&peer, false);
+                    tracing::warn!(peer = %peer, conn, keep_routes, reason = %reason, "session down");
+                    self.engine.neighbor_down(now, &peer, keep_routes);
+                }
+            }
+            Command::Frames { peer, conn, messages } => {
+                if self.sessions.get(&peer).is_some_and(|s| s.conn == conn) {
+                    let batch = messages.into_iter().map(|m| (peer.clone(), m)).collect();
+                    self.engine.receive_batch(now, batch);
+                }
+            }
+            Command::Malformed { peer, detail } => {
+                self.engine.record_malformed(now, &peer, detail);
+            }
+            Command::ApplyConfig { config, source, reply } => {
+                let result = self.apply_config(*config, source);
+                let _ = reply.send(result);
+            }
+            Command::Query(query) => self.answer(query),
+            Command::Shutdown { restarting, reply } => return Some((reply, restarting)),
+        }
+        None
+    }
+
+    /// Collision rule: one session per peer. A second one is kept only if it
+    /// was initiated by the node with the smaller id (both ends apply the
+    /// same rule, so they agree on which connection survives).
+    fn accept_session(&self, peer: &NodeId, dialed: bool) -> bool {
+        let Some(existing) = self.sessions.get(peer) else { return true };
+        let local_is_smaller = self.shared.local < *peer;
+        let preferred = |dialed_by_us: bool| dialed_by_us == local_is_smaller;
+        preferred(dialed) || !preferred(existing.dialed)
+    }
+
+    fn set_established(&mut self, peer: &NodeId, up: bool) {
+        if let Some(sender) = self.established.get(peer) {
+            sender.send_replace(up);
+        }
+    }
+
+    fn apply_config(&mut self, config: SidecarConfig, source: String) -> Result<(), ConfigError> {
+        let now = clock::now();
+        match self.engine.apply_config(now, config) {
+            Ok(()) => {
+                self.config.version = self.engine.config().version.clone();
+                self.config.applied_at = now;
+                self.config.source = source;
+                self.config.applied_total += 1;
+                self.config.last_error = None;
+                if let Some(state) = &self.state_dir
+                    && let Err(e) = state.save_config(self.engine.config())
+                {
+                    tracing::error!(error = %e, dir = %state.path().display(), "could not persist the config");
+                }
+                self.sync_with_config();
+                Ok(())
+            }
+            Err(error) => {
+                self.config.rejected_total += 1;
+                self.config.last_error = Some(error.to_string());
+                tracing::error!(field = %error.field, reason = %error.reason, source = %source, "config refused; the previous one stays in force");
+                Err(error)
+            }
+        }
+    }
+
+    /// Neighbor set, session settings and dialers follow the config.
+    fn sync_with_config(&mut self) {
+        let config = self.engine.config().clone();
+        *self.shared.settings.write().expect("settings lock") = session_settings(&config);
+        let ids: HashSet<NodeId> = config.neighbors.iter().map(|n| n.id.clone()).collect();
+        self.shared.neighbors.replace(ids.clone());
+        let removed: Vec<NodeId> = self.sessions.keys().filter(|p| !ids.contains(*p)).cloned().collect();
+        for peer in removed {
+            if let Some(session) = self.sessions.remove(&peer) {
+                let _ = session.outbound.try_send(Outbound::Close { reason: "no longer a neighbor".into(), restarting: false });
+            }
+        }
+        let wanted: HashMap<NodeId, String> =
+            config.neighbors.iter().filter_map(|n| Some((n.id.clone(), n.address.clone()?))).collect();
+        self.dialers.retain(|peer, dialer| {
+            let keep = wanted.get(peer) == Some(&dialer.address);
+            if !keep {
+                dialer.task.abort();
+            }
+            keep
+        });
+        for (peer, address) in wanted {
+            if self.dialers.contains_key(&peer) {
+                continue;
+            }
+            let (tx, rx) = watch::channel(self.sessions.contains_key(&peer));
+            self.established.insert(peer.clone(), tx);
+            let backoff = Backoff::new(config.session.reconnect_initial, config.session.reconnect_max, &self.shared.local, &peer);
+            let task = tokio::spawn(dial_loop(self.shared.clone(), peer.clone(), address.clone(), rx, backoff));
+            self.dialers.insert(peer, Dialer { address, task });
+        }
+    }
+
+    fn answer(&self, query: Query) {
+        match query {
+            Query::Routes(reply) => {
+                let _ = reply.send(self.engine.routes());
+            }
+            Query::Route(destination, reply) => {
+                let _ = reply.send(self.engine.best_route(&destination));
+            }
+            Query::Explain(destination, reply) => {
+                let _ = reply.send(self.engine.explain(&destination, clock::now()));
+            }
+            Query::Peers(reply) => {
+                let _ = reply.send(self.peer_statuses());
+            }
+            Query::Stats(reply) => {
+                let _ = reply.send(NodeStats {
+                    engine: self.engine.stats(),
+                    peers: self.peer_statuses(),
+                    config: self.config.clone(),
+                });
+            }
+            Query::Config(reply) => {
+                let _ = reply.send(self.config.clone());
+            }
+        }
+    }
+
+    fn peer_statuses(&self) -> Vec<PeerStatus> {
+        self.engine
+            .neighbor_states()
+            .into_iter()
+            .map(|(id, _, routes)| {
+                let info = self.peers.get(&id).cloned().unwrap_or_default();
+                PeerStatus {
+                    address: self.engine.config().neighbor(id.as_str()).and_then(|n| n.address.clone()),
+                    established: self.sessions.contains_key(&id),
+                    since: info.since,
+                    routes_received: routes,
+                    sessions_established_total: info.established_total,
+                    session_failures_total: info.failures_total,
+                    last_error: info.last_error,
+                    id,
+                }
+            })
+            .collect()
+    }
+
+    /// Sends what the engine produced and logs its events.
+    fn dispatch(&mut self) {
+        for effect in self.engine.drain_effects(clock::now()) {
+            match effect {
+                Effect::Send { to, message } => {
+                    if let Some(session) = self.sessions.get(&to)
+                        && session.outbound.try_send(Outbound::Message(message)).is_err()
+                    {
+                        // The peer cannot keep up: cut it off; it gets the
+                        // whole table again when it reconnects.
+                        let _ = session.outbound.try_send(Outbound::Close { reason: "too slow".into(), restarting: false });
+                        tracing::warn!(peer = %to, "outbound queue full; closing the session");
+                    }
+                }
+                Effect::RouteChanged { destination, best } => match best {
+                    Some(best) => tracing::info!(
+                        destination = %destination, next_hop = %best.next_hop, cost = best.metrics.cost,
+                        hops = best.hop_count, "route selected"
+                    ),
+                    None => tracing::info!(destination = %destination, "route lost"),
+                },
+                Effect::Event(event) => log_event(&event),
+            }
+        }
+    }
+
+    fn shutdown_sessions(&mut self, restarting: bool) {
+        for (_, session) in self.sessions.drain() {
+            let _ = session.outbound.try_send(Outbound::Close {
+                reason: if restarting { "restarting".into() } else { "shutting down".into() },
+                restarting,
+            });
+        }
+        for (_, dialer) in self.dialers.drain() {
+            dialer.task.abort();
+        }
+    }
+}
+
+/// One structured log line per route event; routine ones at debug level.
+fn log_event(event: &RouteEvent) {
+    match event {
+        RouteEvent::Accepted { destination, from, epoch } => {
+            tracing::debug!(event = "accept", destination = %destination, from = %from, epoch)
+        }
+        RouteEvent::Refreshed { destination, from } => {
+            tracing::debug!(event = "refresh", destination = %destination, from = %from)
+        }
+        RouteEvent::Rejected { destination, from, reason, detail } => tracing::info!(
+            event = "reject", destination = destination.as_ref().map(|d| d.as_str()).unwrap_or(""),
+            from = %from, reason = reason.label(), detail = %detail
+        ),
+        RouteEvent::DryRunWouldReject { destination, from, reason, detail } => tracing::info!(
+            event = "dry_run_reject", destination = %destination, from = %from, reason = reason.label(), detail = %detail
+        ),
+        RouteEvent::Withdrawn { destination, from, cause } => {
+            tracing::info!(event = "withdraw", destination = %destination, from = %from, cause = ?cause)
+        }
+        RouteEvent::HeldDown { destination, next_hop, until } => {
+            tracing::info!(event = "hold_down", destination = %destination, next_hop = %next_hop, until = until.as_millis())
+        }
+        RouteEvent::HoldDownEnded { destination, next_hop } => {
+            tracing::info!(event = "hold_down_end", destination = %destination, next_hop = %next_hop)
+        }
+        RouteEvent::Suppressed { destination, advertiser, penalty, reuse_at } => tracing::info!(
+            event = "suppress", destination = %destination, advertiser = %advertiser, penalty, reuse_at = reuse_at.as_millis()
+        ),
+        RouteEvent::Reused { destination, advertiser } => {
+            tracing::info!(event = "reuse", destination = %destination, advertiser = %advertiser)
+        }
+        RouteEvent::Expired { destination, from } => {
+            tracing::info!(event = "expire", destination = %destination, from = %from)
+        }
+        RouteEvent::PurgedStale { neighbor, routes } => {
+            tracing::info!(event = "purge", neighbor = %neighbor, routes)
+        }
+        RouteEvent::ConfigApplied { version } => {
+            tracing::info!(event = "config_applied", version = version.as_deref().unwrap_or(""))
+        }
+        RouteEvent::ConfigRejected { error } => {
+            tracing::warn!(event = "config_rejected", field = %error.field, reason = %error.reason)
+        }
+    }
+}
+
+/// Keeps a session to `peer` up: dials whenever none is established, with
+/// backoff between failed attempts.
+async fn dial_loop(shared: Shared, peer: NodeId, address: String, mut established: watch::Receiver<bool>, mut backoff: Backoff) {
+    loop {
+        if established.wait_for(|up| !*up).await.is_err() {
+            return;
+        }
+        let attempt = tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(&address)).await;
+        let stream = match attempt {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                let stream: Result<BoxedStream, std::io::Error> = match &shared.tls {
+                    Some(tls) => tls.connect(&peer, stream).await,
+                    None => Ok(Box::new(stream)),
+                };
+                stream
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+        };
+        match stream {
+            Ok(stream) => {
+                if shared.connection(Some(peer.clone())).run(stream).await {
+                    // It was up: the next attempt starts from the shortest delay.
+                    backoff.reset();
+                }
+            }
+            Err(e) => tracing::debug!(peer = %peer, address = %address, error = %e, "dial failed"),
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}

@@ -1,0 +1,139 @@
+//! The state directory: the last config applied and this node's signing
+//! key, so a restart without the operator comes back with the same policy
+//! and keys. Files are replaced atomically (write, fsync, rename).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::config::SidecarConfig;
+use crate::ids::KeyId;
+use crate::security::SigningIdentity;
+
+const CONFIG_FILE: &str = "config.yaml";
+const KEY_FILE: &str = "signing-key.json";
+
+/// A signing key as stored on disk or mounted from a Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SigningKeyFile {
+    pub key_id: KeyId,
+    /// Standard base64 of the 32-byte ed25519 secret key.
+    pub secret_key: String,
+}
+
+impl SigningKeyFile {
+    pub fn from_identity(identity: &SigningIdentity) -> Self {
+        Self {
+            key_id: identity.key_id().clone(),
+            secret_key: base64::engine::general_purpose::STANDARD.encode(identity.secret_bytes()),
+        }
+    }
+
+    pub fn identity(&self) -> Result<SigningIdentity, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.secret_key.trim())
+            .map_err(|e| format!("secretKey: not base64: {e}"))?;
+        let secret: [u8; 32] =
+            bytes.try_into().map_err(|b: Vec<u8>| format!("secretKey: {} bytes, an ed25519 key has 32", b.len()))?;
+        Ok(SigningIdentity::from_secret_bytes(self.key_id.clone(), &secret))
+    }
+
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+impl StateDir {
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, String> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).map_err(|e| format!("state dir {}: {e}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last config applied, if any. A corrupt file is an error, not a
+    /// silent fresh start.
+    pub fn load_config(&self) -> Result<Option<SidecarConfig>, String> {
+        let path = self.path.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => SidecarConfig::from_yaml(&text).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    pub fn save_config(&self, config: &SidecarConfig) -> std::io::Result<()> {
+        write_atomically(&self.path.join(CONFIG_FILE), config.to_yaml().as_bytes())
+    }
+
+    pub fn load_signing_key(&self) -> Result<Option<SigningIdentity>, String> {
+        let path = self.path.join(KEY_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        SigningKeyFile::read(&path)?.identity().map(Some)
+    }
+
+    pub fn save_signing_key(&self, identity: &SigningIdentity) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(&SigningKeyFile::from_identity(identity)).expect("serializes");
+        let path = self.path.join(KEY_FILE);
+        write_atomically(&path, &json)?;
+        restrict_permissions(&path)
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_and_key_survive_a_reopen_and_corruption_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("fabric-state-{}", std::process::id()));
+        let state = StateDir::open(&dir).unwrap();
+        assert_eq!(state.load_config().unwrap(), None);
+        let mut config = SidecarConfig::new("n1");
+        config.version = Some("7".into());
+        state.save_config(&config).unwrap();
+        let key = SigningIdentity::from_secret_bytes("k1".into(), &[9; 32]);
+        state.save_signing_key(&key).unwrap();
+        let reopened = StateDir::open(&dir).unwrap();
+        assert_eq!(reopened.load_config().unwrap(), Some(config));
+        assert_eq!(reopened.load_signing_key().unwrap().unwrap().secret_bytes(), [9; 32]);
+        std::fs::write(dir.join(CONFIG_FILE), "nodeId: [").unwrap();
+        assert!(reopened.load_config().is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

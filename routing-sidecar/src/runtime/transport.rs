@@ -1,0 +1,263 @@
+//! One peer connection: length-delimited frames over TCP (or TLS), driven
+//! by the sans-IO `Session`. Received routing messages go to the node actor
+//! in batches (so their signatures can be batch-verified); messages from the
+//! actor are written with one flush per burst.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::ids::NodeId;
+use crate::message::Message;
+use crate::runtime::clock;
+use crate::runtime::node::{Command, NeighborSet};
+use crate::session::{Received, Session, SessionError, SessionSettings};
+use crate::wire::{self, DecodeLimits, Frame};
+
+pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
+pub type BoxedStream = Box<dyn AsyncStream>;
+
+/// What the actor sends to a connection.
+#[derive(Clone, Debug)]
+pub enum Outbound {
+    Message(Arc<Message>),
+    Close { reason: String, restarting: bool },
+}
+
+/// Frames read per batch before handing them to the actor.
+const BATCH: usize = 512;
+/// Queued outbound messages per connection before the actor waits.
+pub const OUTBOUND_QUEUE: usize = 4096;
+
+pub struct Connection {
+    pub id: u64,
+    pub local: NodeId,
+    /// The neighbor we dialed; `None` for accepted connections.
+    pub expected: Option<NodeId>,
+    pub settings: SessionSettings,
+    pub limits: DecodeLimits,
+    pub neighbors: NeighborSet,
+    pub actor: mpsc::Sender<Command>,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub struct Ended {
+    pub reason: String,
+    /// Keep the peer's routes as stale (graceful restart) rather than
+    /// withdrawing them.
+    pub keep_routes: bool,
+}
+
+impl Ended {
+    fn from_session(error: SessionError) -> Self {
+        Self { keep_routes: error.keeps_routes(), reason: error.to_string() }
+    }
+
+    /// A protocol violation: the peer is cut off, what it sent before stays.
+    fn violation(reason: String) -> Self {
+        Self { reason, keep_routes: true }
+    }
+
+    fn lost(reason: String) -> Self {
+        Self { reason, keep_routes: false }
+    }
+}
+
+fn codec(limits: &DecodeLimits) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(limits.max_message_bytes).new_codec()
+}
+
+fn encode(frame: &Frame) -> Bytes {
+    let mut buf = Vec::with_capacity(128);
+    wire::encode_frame(frame, &mut buf);
+    Bytes::from(buf)
+}
+
+impl Connection {
+    /// Runs the connection to its end and tells the actor. Returns whether
+    /// the session was established.
+    pub async fn run(self, stream: BoxedStream) -> bool {
+        let mut framed = Framed::new(stream, codec(&self.limits));
+        let mut session = Session::new(self.local.clone(), self.expected.clone(), self.settings, clock::now());
+        let (peer, ended) = match self.handshake(&mut framed, &mut session).await {
+            Ok(Some((peer, outbound))) => {
+                let ended = self.established(&mut framed, &mut session, &peer, outbound).await;
+                (Some(peer), ended)
+            }
+            Ok(None) => return false,
+            Err(ended) => (None, ended),
+        };
+        match peer {
+            Some(peer) => {
+                let down =
+                    Command::SessionDown { conn: self.id, peer, keep_routes: ended.keep_routes, reason: ended.reason };
+                let _ = self.actor.send(down).await;
+                true
+            }
+            None => {
+                tracing::info!(conn = self.id, reason = %ended.reason, "session failed before hello");
+                false
+            }
+        }
+    }
+
+    /// Hello exchange; then asks the actor to register the session.
+    /// `Ok(None)` when the actor refused it (collision).
+    async fn handshake(
+        &self,
+        framed: &mut Framed<BoxedStream, LengthDelimitedCodec>,
+        session: &mut Session,
+    ) -> Result<Option<(NodeId, mpsc::Receiver<Outbound>)>, Ended> {
+        let hello = session.hello(clock::now());
+        framed.send(encode(&hello)).await.map_err(|e| Ended::lost(format!("write: {e}")))?;
+        let deadline = tokio::time::Instant::now() + session.hold_time();
+        let frame = tokio::select! {
+            frame = framed.next() => frame,
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(Ended::lost("no hello within the hold time".into()));
+            }
+        };
+        let bytes = match frame {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => return Err(Ended::violation(format!("read: {e}"))),
+            None => return Err(Ended::lost("closed before hello".into())),
+        };
+        let frame = wire::decode_frame(&bytes, &self.limits).map_err(|e| Ended::violation(e.to_string()))?;
+        let neighbors = self.neighbors.clone();
+        let peer = match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
+            Ok(Received::Established { peer }) => peer,
+            Ok(_) => return Err(Ended::violation("unexpected frame before hello".into())),
+            Err(error) => {
+                let _ = framed.send(encode(&Frame::Close { reason: error.to_string(), restarting: false })).await;
+                return Err(Ended::from_session(error));
+            }
+        };
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (reply, accepted) = oneshot::channel();
+        let up = Command::SessionUp {
+            conn: self.id,
+            peer: peer.clone(),
+            dialed: self.expected.is_some(),
+            outbound: tx,
+            reply,
+        };
+        if self.actor.send(up).await.is_err() {
+            return Ok(None);
+        }
+        match accepted.await {
+            Ok(true) => Ok(Some((peer, rx))),
+            _ => {
+                let close = Frame::Close { reason: "duplicate session (collision)".into(), restarting: false };
+                let _ = framed.send(encode(&close)).await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn established(
+        &self,
+        framed: &mut Framed<BoxedStream, LengthDelimitedCodec>,
+        session: &mut Session,
+        peer: &NodeId,
+        mut outbound: mpsc::Receiver<Outbound>,
+    ) -> Ended {
+        let neighbors = self.neighbors.clone();
+        loop {
+            let deadline = clock::instant_at(session.next_deadline());
+            tokio::select! {
+                frame = framed.next() => {
+                    let mut batch = Vec::new();
+                    let mut next = Some(frame);
+                    while let Some(frame) = next.take() {
+                        let bytes = match frame {
+                            Some(Ok(bytes)) => bytes,
+                            Some(Err(e)) => {
+                                self.flush_batch(peer, &mut batch).await;
+                                return Ended::violation(format!("read: {e}"));
+                            }
+                            None => {
+                                self.flush_batch(peer, &mut batch).await;
+                                return Ended::lost("connection closed by peer".into());
+                            }
+                        };
+                        let frame = match wire::decode_frame(&bytes, &self.limits) {
+                            Ok(frame) => frame,
+                            Err(error) => {
+                                self.flush_batch(peer, &mut batch).await;
+                                let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
+                                let close = Frame::Close { reason: format!("malformed frame: {error}"), restarting: false };
+                                let _ = framed.send(encode(&close)).await;
+                                return Ended::violation(format!("malformed frame: {error}"));
+                            }
+                        };
+                        match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
+                            Ok(Received::Routing(message)) => batch.push(message),
+                            Ok(_) => {}
+                            Err(error) => {
+                                self.flush_batch(peer, &mut batch).await;
+                                if !matches!(error, SessionError::ClosedByPeer { .. }) {
+                                    let close = Frame::Close { reason: error.to_string(), restarting: false };
+                                    let _ = framed.send(encode(&close)).await;
+                                }
+                                return Ended::from_session(error);
+                            }
+                        }
+                        if batch.len() < BATCH {
+                            next = framed.next().now_or_never();
+                        }
+                    }
+                    self.flush_batch(peer, &mut batch).await;
+                }
+                message = outbound.recv() => {
+                    let Some(first) = message else {
+                        return Ended::lost("node shutting down".into());
+                    };
+                    let mut next = Some(first);
+                    while let Some(item) = next.take() {
+                        match item {
+                            Outbound::Message(message) => {
+                                let frame = Frame::Routing(Arc::unwrap_or_clone(message));
+                                if let Err(e) = framed.feed(encode(&frame)).await {
+                                    return Ended::lost(format!("write: {e}"));
+                                }
+                            }
+                            Outbound::Close { reason, restarting } => {
+                                let _ = framed.send(encode(&Frame::Close { reason: reason.clone(), restarting })).await;
+                                return Ended { reason, keep_routes: false };
+                            }
+                        }
+                        next = outbound.try_recv().ok();
+                    }
+                    if let Err(e) = SinkExt::<Bytes>::flush(framed).await {
+                        return Ended::lost(format!("write: {e}"));
+                    }
+                    session.on_sent(clock::now());
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    match session.poll(clock::now()) {
+                        Ok(Some(keepalive)) => {
+                            if let Err(e) = framed.send(encode(&keepalive)).await {
+                                return Ended::lost(format!("write: {e}"));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(error) => return Ended::from_session(error),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn flush_batch(&self, peer: &NodeId, batch: &mut Vec<Message>) {
+        if !batch.is_empty() {
+            let messages = std::mem::take(batch);
+            let _ = self.actor.send(Command::Frames { peer: peer.clone(), conn: self.id, messages }).await;
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! One peer session, sans-IO: the hello exchange, keepalives, the hold
+//! timer and the per-peer message rate limit. The runtime feeds it frames
+//! and the time and does what it says; the rules are tested without
+//! sockets.
+//!
+//! A session is established when both sides have sent `Hello`; the hold time
+//! is the smaller of the two proposals. Any frame resets the hold timer; a
+//! keepalive is sent when nothing else was sent for a third of the hold time.
+
+use std::time::Duration;
+
+use crate::ids::NodeId;
+use crate::message::Message;
+use crate::time::Timestamp;
+use crate::wire::Frame;
+
+/// Why a session ends.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("first frame was not a hello")]
+    NoHello,
+    #[error("hello from {got}, expected {expected}")]
+    WrongPeer { expected: NodeId, got: NodeId },
+    #[error("{0} is not a configured neighbor")]
+    UnknownPeer(NodeId),
+    #[error("peer claims to be this node ({0})")]
+    SelfConnection(NodeId),
+    #[error("second hello on an established session")]
+    DuplicateHello,
+    #[error("hold time of {0:?} is below the minimum of 300ms")]
+    HoldTimeTooShort(Duration),
+    #[error("hold timer expired: nothing received for {0:?}")]
+    HoldTimerExpired(Duration),
+    #[error("more than {limit} messages per second")]
+    RateLimited { limit: u32 },
+    #[error("peer closed the session: {reason}")]
+    ClosedByPeer { reason: String, restarting: bool },
+}
+
+impl SessionError {
+    /// Whether the peer's routes should be kept as stale (graceful restart)
+    /// rather than withdrawn. Kept when the peer announced a restart, and
+    /// when we cut a misbehaving peer off: what it sent before the offence
+    /// stays until it reconnects or the restart window closes.
+    pub fn keeps_routes(&self) -> bool {
+        matches!(
+            self,
+            SessionError::ClosedByPeer { restarting: true, .. } | SessionError::RateLimited { .. }
+        )
+    }
+
+    /// Short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SessionError::NoHello => "no_hello",
+            SessionError::WrongPeer { .. } => "wrong_peer",
+            SessionError::UnknownPeer(_) => "unknown_peer",
+            SessionError::SelfConnection(_) => "self_connection",
+            SessionError::DuplicateHello => "duplicate_hello",
+            SessionError::HoldTimeTooShort(_) => "hold_time_too_short",
+            SessionError::HoldTimerExpired(_) => "hold_timer_expired",
+            SessionError::RateLimited { .. } => "rate_limited",
+            SessionError::ClosedByPeer { .. } => "closed_by_peer",
+        }
+    }
+}
+
+/// Timers and limits of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionSettings {
+    pub hold_time: Duration,
+    /// Messages per second a peer may send, averaged over one second with
+    /// a burst of the same size.
+    pub max_messages_per_second: u32,
+}
+
+pub const MIN_HOLD_TIME: Duration = Duration::from_millis(300);
+
+/// What a received frame means for the runtime.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Received {
+    /// The hello exchange completed: the peer is up.
+    Established { peer: NodeId },
+    /// A routing message for the engine.
+    Routing(Message),
+    /// Nothing to do (keepalive).
+    Nothing,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum State {
+    AwaitingHello,
+    Established { peer: NodeId },
+}
+
+/// Token bucket refilled continuously at `rate` per second.
+#[derive(Clone, Debug)]
+struct RateLimiter {
+    rate: u32,
+    tokens: f64,
+    updated: Timestamp,
+}
+
+impl RateLimiter {
+    fn new(rate: u32, now: Timestamp) -> Self {
+        Self { rate, tokens: f64::from(rate), updated: now }
+    }
+
+    fn admit(&mut self, now: Timestamp) -> bool {
+        let elapsed = now.saturating_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * f64::from(self.rate)).min(f64::from(self.rate));
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// State of one session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    local: NodeId,
+    /// Set when we dialed a specific neighbor.
+    expected: Option<NodeId>,
+    settings: SessionSettings,
+    hold_time: Duration,
+    state: State,
+    last_received: Timestamp,
+    last_sent: Timestamp,
+    limiter: RateLimiter,
+}
+
+impl Session {
+    /// A new session; `expected` is the neighbor we dialed, `None` for an
+    /// accepted connection.
+    pub fn new(local: NodeId, expected: Option<NodeId>, settings: SessionSettings, now: Timestamp) -> Self {
+        Self {
+            local,
+            expected,
+            settings,
+            hold_time: settings.hold_time,
+            state: State::AwaitingHello,
+            last_received: now,
+            last_sent: now,
+            limiter: RateLimiter::new(settings.max_messages_per_second, now),
+        }
+    }
+
+    /// The frame to send first.
+    pub fn hello(&mut self, now: Timestamp) -> Frame {
+        self.last_sent = now;
+        Frame::Hello {
+            node_id: self.local.clone(),
+            hold_time_ms: u32::try_from(self.settings.hold_time.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub fn peer(&self) -> Option<&NodeId> {
+        match &self.state {
+            State::Established { peer } => Some(peer),
+            State::AwaitingHello => None,
+        }
+    }
+
+    /// The negotiated hold time (ours until the hello arrived).
+    pub fn hold_time(&self) -> Duration {
+        self.hold_time
+    }
+
+    /// Handles one received frame. `is_neighbor` tells whether a node id is
+    /// a configured neighbor.
+    pub fn on_frame(
+        &mut self,
+        now: Timestamp,
+        frame: Frame,
+        is_neighbor: impl Fn(&NodeId) -> bool,
+    ) -> Result<Received, SessionError> {
+        self.last_received = now;
+        if !self.limiter.admit(now) {
+            return Err(SessionError::RateLimited { limit: self.settings.max_messages_per_second });
+        }
+        match (&self.state, frame) {
+            (_, Frame::Close { reason, restarting }) => Err(SessionError::ClosedByPeer { reason, restarting }),
+            (State::AwaitingHello, Frame::Hello { node_id, hold_time_ms }) => {
+                if node_id == self.local {
+                    return Err(SessionError::SelfConnection(node_id));
+                }
+                if let Some(expected) = &self.expected
+                    && *expected != node_id
+                {
+                    return Err(SessionError::WrongPeer { expected: expected.clone(), got: node_id });
+                }
+                if !is_neighbor(&node_id) {
+                    return Err(SessionError::UnknownPeer(node_id));
+                }
+                let proposed = Duration::from_millis(u64::from(hold_time_ms));
+                if proposed < MIN_HOLD_TIME {
+                    return Err(SessionError::HoldTimeTooShort(proposed));
+                }
+                self.hold_time = self.settings.hold_time.min(proposed);
+                self.state = State::Established { peer: node_id.clone() };
+                Ok(Received::Established { peer: node_id })
+            }
+            (State::AwaitingHello, _) => Err(SessionError::NoHello),
+            (State::Established { .. }, Frame::Hello { .. }) => Err(SessionError::DuplicateHello),
+            (State::Established { .. }, Frame::Keepalive) => Ok(Received::Nothing),
+            (State::Established { .. }, Frame::Routing(message)) => Ok(Received::Routing(message)),
+        }
+    }
+
+    /// Records that a frame was sent (any frame defers the next keepalive).
+    pub fn on_sent(&mut self, now: Timestamp) {
+        self.last_sent = now;
+    }
+
+    fn keepalive_interval(&self) -> Duration {
+        self.hold_time / 3
+    }
+
+    /// When `poll` next has something to do.
+    pub fn next_deadline(&self) -> Timestamp {
+        (self.last_sent + self.keepalive_interval()).min(self.last_received + self.hold_time)
+    }
+
+    /// Timer work at `now`: `Err` when the hold timer expired, `Ok(Some)`
+    /// with a keepalive to send, `Ok(None)` otherwise.
+    pub fn poll(&mut self, now: Timestamp) -> Result<Option<Frame>, SessionError> {
+        if now >= self.last_received + self.hold_time {
+            return Err(SessionError::HoldTimerExpired(self.hold_time));
+        }
+        if matches!(self.state, State::Established { .. }) && now >= self.last_sent + self.keepalive_interval() {
+            self.last_sent = now;
+            return Ok(Some(Frame::Keepalive));
+        }
+        Ok(None)
+    }
+}
+
+/// Reconnect delays: doubling from `initial` up to `max`, with a
+/// deterministic spread per (local, peer) pair so that a fabric that lost
+/// a node does not reconnect in lockstep.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+    spread: f64,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration, local: &NodeId, peer: &NodeId) -> Self {
+        // FNV-1a over both ids: stable across runs and platforms.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in local.as_str().bytes().chain([0]).chain(peer.as_str().bytes()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let spread = 0.75 + (hash % 1000) as f64 / 2000.0; // 0.75 .. 1.25
+        Self { initial, max, attempt: 0, spread }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let factor = 2f64.powi(self.attempt.min(20) as i32);
+        self.attempt += 1;
+        self.initial.mul_f64(factor * self.spread).min(self.max)
+    }
+
+    /// After a session was established.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SessionSettings {
+        SessionSettings { hold_time: Duration::from_secs(3), max_messages_per_second: 5 }
+    }
+
+    fn hello(id: &str, hold_ms: u32) -> Frame {
+        Frame::Hello { node_id: id.into(), hold_time_ms: hold_ms }
+    }
+
+    fn any(_: &NodeId) -> bool {
+        true
+    }
+
+    #[test]
+    fn hello_exchange_negotiates_the_smaller_hold_time() {
+        let mut s = Session::new("a".into(), Some("b".into()), settings(), Timestamp(0));
+        assert!(matches!(s.hello(Timestamp(0)), Frame::Hello { .. }));
+        assert_eq!(
+            s.on_frame(Timestamp(1), hello("b", 1500), any),
+            Ok(Received::Established { peer: "b".into() })
+        );
+        assert_eq!(s.hold_time(), Duration::from_millis(1500));
+        assert_eq!(s.peer().map(|p| p.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn wrong_unknown_self_and_missing_hello_end_the_session() {
+        let mut s = Session::new("a".into(), Some("b".into()), settings(), Timestamp(0));
+        assert!(matches!(s.on_frame(Timestamp(0), hello("c", 3000), any), Err(SessionError::WrongPeer { .. })));
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        assert_eq!(s.on_frame(Timestamp(0), hello("z", 3000), |_| false), Err(SessionError::UnknownPeer("z".into())));
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        assert_eq!(s.on_frame(Timestamp(0), hello("a", 3000), any), Err(SessionError::SelfConnection("a".into())));
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        assert_eq!(s.on_frame(Timestamp(0), Frame::Keepalive, any), Err(SessionError::NoHello));
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        assert!(matches!(s.on_frame(Timestamp(0), hello("b", 10), any), Err(SessionError::HoldTimeTooShort(_))));
+    }
+
+    #[test]
+    fn keepalives_are_sent_at_a_third_of_the_hold_time_and_silence_expires_the_session() {
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        s.on_frame(Timestamp(0), hello("b", 3000), any).unwrap();
+        assert_eq!(s.next_deadline(), Timestamp(1000));
+        assert_eq!(s.poll(Timestamp(999)), Ok(None));
+        assert_eq!(s.poll(Timestamp(1000)), Ok(Some(Frame::Keepalive)));
+        assert_eq!(s.poll(Timestamp(1500)), Ok(None));
+        s.on_frame(Timestamp(2000), Frame::Keepalive, any).unwrap();
+        assert_eq!(s.poll(Timestamp(4999)).map(|f| f.is_some()), Ok(true));
+        assert_eq!(s.poll(Timestamp(5000)), Err(SessionError::HoldTimerExpired(Duration::from_secs(3))));
+    }
+
+    #[test]
+    fn rate_limit_cuts_off_a_flooding_peer_but_allows_its_steady_rate() {
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        s.on_frame(Timestamp(0), hello("b", 3000), any).unwrap();
+        for i in 0..4 {
+            assert!(s.on_frame(Timestamp(i), Frame::Keepalive, any).is_ok());
+        }
+        let error = s.on_frame(Timestamp(5), Frame::Keepalive, any).unwrap_err();
+        assert_eq!(error, SessionError::RateLimited { limit: 5 });
+        assert!(error.keeps_routes());
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        s.on_frame(Timestamp(0), hello("b", 3000), any).unwrap();
+        for i in 1..50 {
+            assert!(s.on_frame(Timestamp(i * 200), Frame::Keepalive, any).is_ok(), "5/s is allowed");
+        }
+    }
+
+    #[test]
+    fn close_reports_whether_the_peer_is_restarting() {
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        s.on_frame(Timestamp(0), hello("b", 3000), any).unwrap();
+        let error = s.on_frame(Timestamp(1), Frame::Close { reason: "upgrade".into(), restarting: true }, any);
+        assert!(error.unwrap_err().keeps_routes());
+        let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
+        let error = s.on_frame(Timestamp(1), Frame::Close { reason: "bye".into(), restarting: false }, any);
+        assert!(!error.unwrap_err().keeps_routes());
+    }
+
+    #[test]
+    fn backoff_doubles_with_a_stable_spread_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2), &"a".into(), &"b".into());
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert!(delays[0] >= Duration::from_millis(75) && delays[0] <= Duration::from_millis(125));
+        assert_eq!(*delays.last().unwrap(), Duration::from_secs(2));
+        let mut again = Backoff::new(Duration::from_millis(100), Duration::from_secs(2), &"a".into(), &"b".into());
+        assert_eq!(again.next_delay(), delays[0]);
+        b.reset();
+        assert_eq!(b.next_delay(), delays[0]);
+    }
+}
