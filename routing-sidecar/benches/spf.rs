@@ -16,7 +16,6 @@
 
 use std::collections::HashSet;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -126,7 +125,7 @@ fn lsdb(graph: &Graph) -> AreaLsdb {
             summary: None,
             signature: None,
         };
-        lsdb.install(Arc::new(update), None, Timestamp(0));
+        lsdb.install(update, None, Timestamp(0));
     }
     lsdb
 }

@@ -14,7 +14,7 @@
 //! A flush removes the origin's links at once and stays as a tombstone for
 //! `flush_hold` so older copies still in flight are recognised as stale.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +50,10 @@ pub enum Freshness {
 /// What `install` did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum InstallOutcome {
-    /// Stored. `flood_to` lists the area's neighbors that must get a copy.
+    /// Stored. `flood_to` lists the area's neighbors that must get a copy
+    /// of `update` (the stored copy, shared).
     Installed {
+        update: Arc<LinkStateUpdate>,
         flood_to: Vec<NodeId>,
         /// The origin's links differ from before (SPF must run again).
         links_changed: bool,
@@ -95,6 +97,11 @@ pub struct AreaLsdb {
     limits: LsdbLimits,
     neighbors: BTreeSet<NodeId>,
     entries: BTreeMap<NodeId, LsdbEntry>,
+    /// One shared copy of every node id the stored updates mention. Updates
+    /// are rewritten to use these copies, so every mention of a node shares
+    /// one allocation and the graph builder can intern by address instead
+    /// of hashing and comparing strings (see `Topology::from_updates`).
+    names: HashSet<NodeId>,
     /// Bumped whenever some origin's links change, appear or disappear: the
     /// SPF input version. Refreshes with the same links leave it alone.
     links_version: u64,
@@ -109,6 +116,7 @@ impl AreaLsdb {
             limits,
             neighbors: BTreeSet::new(),
             entries: BTreeMap::new(),
+            names: HashSet::new(),
             links_version: 0,
             summary_version: 0,
         }
@@ -189,14 +197,20 @@ impl AreaLsdb {
         }
     }
 
+    /// The shared copy of `id`, remembered if new.
+    fn canonical(names: &mut HashSet<NodeId>, id: &NodeId) -> NodeId {
+        match names.get(id.as_str()) {
+            Some(shared) => shared.clone(),
+            None => {
+                names.insert(id.clone());
+                id.clone()
+            }
+        }
+    }
+
     /// Applies the flooding rules to `update`, received from `from` (`None`
     /// for this node's own updates) at `now`.
-    pub fn install(
-        &mut self,
-        update: Arc<LinkStateUpdate>,
-        from: Option<&NodeId>,
-        now: Timestamp,
-    ) -> InstallOutcome {
+    pub fn install(&mut self, mut update: LinkStateUpdate, from: Option<&NodeId>, now: Timestamp) -> InstallOutcome {
         if update.area != self.area {
             return InstallOutcome::WrongArea;
         }
@@ -223,10 +237,14 @@ impl AreaLsdb {
         } else {
             update.expires_at(now, self.limits.max_ttl)
         };
-        let origin = update.origin.clone();
+        update.origin = Self::canonical(&mut self.names, &update.origin);
+        for link in &mut update.links {
+            link.neighbor = Self::canonical(&mut self.names, &link.neighbor);
+        }
+        let update = Arc::new(update);
         self.entries.insert(
-            origin,
-            LsdbEntry { update, received_at: now, expires_at, learned_from: from.cloned() },
+            update.origin.clone(),
+            LsdbEntry { update: Arc::clone(&update), received_at: now, expires_at, learned_from: from.cloned() },
         );
         if links_changed {
             self.links_version += 1;
@@ -234,7 +252,22 @@ impl AreaLsdb {
         if summary_changed {
             self.summary_version += 1;
         }
-        InstallOutcome::Installed { flood_to: self.flood_targets(from), links_changed, summary_changed }
+        InstallOutcome::Installed { update, flood_to: self.flood_targets(from), links_changed, summary_changed }
+    }
+
+    /// Forgets shared ids no stored update mentions any more, once they
+    /// outnumber the ones in use (so the cost is amortized).
+    fn prune_names(&mut self) {
+        let mentioned = self.entries.values().map(|e| 1 + e.update.links.len()).sum::<usize>();
+        if self.names.len() <= 64 || self.names.len() <= mentioned {
+            return;
+        }
+        let mut names = HashSet::with_capacity(self.entries.len());
+        for entry in self.entries.values() {
+            names.insert(entry.update.origin.clone());
+            names.extend(entry.update.links.iter().map(|l| l.neighbor.clone()));
+        }
+        self.names = names;
     }
 
     /// Removes entries whose time is up at `now` and returns them by origin.
@@ -252,6 +285,9 @@ impl AreaLsdb {
             }
             removed.push(ExpiredEntry { origin, sequence: entry.update.sequence, was_flush: entry.is_flush() });
         }
+        if !removed.is_empty() {
+            self.prune_names();
+        }
         removed
     }
 
@@ -263,6 +299,7 @@ impl AreaLsdb {
                 if !entry.update.links.is_empty() {
                     self.links_version += 1;
                 }
+                self.prune_names();
                 true
             }
             None => false,
@@ -300,9 +337,9 @@ mod tests {
     fn newer_sequence_is_installed_and_flooded_to_all_area_neighbors_but_the_sender() {
         let mut db = lsdb();
         let n2 = NodeId::from("n2");
-        let outcome = db.install(Arc::new(update("a", "x", 1, vec![link("b", 1)])), Some(&n2), Timestamp(0));
+        let outcome = db.install(update("a", "x", 1, vec![link("b", 1)]), Some(&n2), Timestamp(0));
         assert_eq!(installed(&outcome), (vec!["n1", "n3"], true));
-        let outcome = db.install(Arc::new(update("a", "x", 2, vec![link("b", 5)])), Some(&n2), Timestamp(1));
+        let outcome = db.install(update("a", "x", 2, vec![link("b", 5)]), Some(&n2), Timestamp(1));
         assert_eq!(installed(&outcome), (vec!["n1", "n3"], true));
         assert_eq!(db.get(&NodeId::from("a")).unwrap().update.sequence, 2);
         assert_eq!(db.links_version(), 2);
@@ -311,7 +348,7 @@ mod tests {
     #[test]
     fn own_updates_flood_to_every_neighbor() {
         let mut db = lsdb();
-        let outcome = db.install(Arc::new(update("me", "x", 1, vec![link("n1", 1)])), None, Timestamp(0));
+        let outcome = db.install(update("me", "x", 1, vec![link("n1", 1)]), None, Timestamp(0));
         assert_eq!(installed(&outcome).0, ["n1", "n2", "n3"]);
     }
 
@@ -319,8 +356,8 @@ mod tests {
     fn equal_sequence_is_a_duplicate_and_not_reflooded() {
         let mut db = lsdb();
         let n1 = NodeId::from("n1");
-        db.install(Arc::new(update("a", "x", 4, vec![link("b", 1)])), Some(&n1), Timestamp(0));
-        let again = db.install(Arc::new(update("a", "x", 4, vec![link("b", 1)])), Some(&NodeId::from("n2")), Timestamp(5));
+        db.install(update("a", "x", 4, vec![link("b", 1)]), Some(&n1), Timestamp(0));
+        let again = db.install(update("a", "x", 4, vec![link("b", 1)]), Some(&NodeId::from("n2")), Timestamp(5));
         assert_eq!(again, InstallOutcome::Duplicate);
         // The duplicate did not refresh the entry either.
         assert_eq!(db.get(&NodeId::from("a")).unwrap().received_at, Timestamp(0));
@@ -329,8 +366,8 @@ mod tests {
     #[test]
     fn older_sequence_is_rejected_with_the_current_copy() {
         let mut db = lsdb();
-        db.install(Arc::new(update("a", "x", 4, vec![link("b", 1)])), None, Timestamp(0));
-        match db.install(Arc::new(update("a", "x", 3, vec![])), Some(&NodeId::from("n1")), Timestamp(1)) {
+        db.install(update("a", "x", 4, vec![link("b", 1)]), None, Timestamp(0));
+        match db.install(update("a", "x", 3, vec![]), Some(&NodeId::from("n1")), Timestamp(1)) {
             InstallOutcome::Stale { current } => assert_eq!(current.sequence, 4),
             other => panic!("expected Stale, got {other:?}"),
         }
@@ -339,9 +376,9 @@ mod tests {
     #[test]
     fn refresh_with_same_links_does_not_bump_the_topology_version() {
         let mut db = lsdb();
-        db.install(Arc::new(update("a", "x", 1, vec![link("b", 1)])), None, Timestamp(0));
+        db.install(update("a", "x", 1, vec![link("b", 1)]), None, Timestamp(0));
         let version = db.links_version();
-        let outcome = db.install(Arc::new(update("a", "x", 2, vec![link("b", 1)])), None, Timestamp(1));
+        let outcome = db.install(update("a", "x", 2, vec![link("b", 1)]), None, Timestamp(1));
         assert_eq!(installed(&outcome).1, false);
         assert_eq!(db.links_version(), version);
     }
@@ -349,7 +386,7 @@ mod tests {
     #[test]
     fn entries_age_out_at_expiry_on_tick() {
         let mut db = lsdb();
-        db.install(Arc::new(update("a", "x", 1, vec![link("b", 1)])), None, Timestamp(0));
+        db.install(update("a", "x", 1, vec![link("b", 1)]), None, Timestamp(0));
         assert_eq!(db.next_expiry(), Some(Timestamp(60_000)));
         assert!(db.tick(Timestamp(59_999)).is_empty());
         let version = db.links_version();
@@ -362,15 +399,15 @@ mod tests {
     #[test]
     fn flush_removes_links_at_once_and_blocks_older_copies_until_the_tombstone_ends() {
         let mut db = lsdb();
-        db.install(Arc::new(update("a", "x", 5, vec![link("b", 1)])), None, Timestamp(0));
+        db.install(update("a", "x", 5, vec![link("b", 1)]), None, Timestamp(0));
         let mut flush = update("a", "x", 5, vec![]);
         flush.ttl_ms = 0;
         // Same sequence: the flush (max age) still wins.
-        let outcome = db.install(Arc::new(flush), Some(&NodeId::from("n1")), Timestamp(100));
+        let outcome = db.install(flush, Some(&NodeId::from("n1")), Timestamp(100));
         assert_eq!(installed(&outcome), (vec!["n2", "n3"], true));
         assert_eq!(db.live_updates().count(), 0);
         assert!(matches!(
-            db.install(Arc::new(update("a", "x", 4, vec![link("b", 1)])), None, Timestamp(200)),
+            db.install(update("a", "x", 4, vec![link("b", 1)]), None, Timestamp(200)),
             InstallOutcome::Stale { .. }
         ));
         assert_eq!(db.next_expiry(), Some(Timestamp(10_100)));
@@ -382,7 +419,7 @@ mod tests {
     #[test]
     fn updates_of_other_areas_are_refused() {
         let mut db = lsdb();
-        assert_eq!(db.install(Arc::new(update("a", "y", 1, vec![])), None, Timestamp(0)), InstallOutcome::WrongArea);
+        assert_eq!(db.install(update("a", "y", 1, vec![]), None, Timestamp(0)), InstallOutcome::WrongArea);
     }
 
     #[test]
@@ -390,16 +427,16 @@ mod tests {
         let mut db = lsdb();
         let n1 = NodeId::from("n1");
         for origin in ["a", "b", "c"] {
-            db.install(Arc::new(update(origin, "x", 1, vec![])), Some(&n1), Timestamp(0));
+            db.install(update(origin, "x", 1, vec![]), Some(&n1), Timestamp(0));
         }
-        assert_eq!(db.install(Arc::new(update("d", "x", 1, vec![])), Some(&n1), Timestamp(0)), InstallOutcome::Full);
+        assert_eq!(db.install(update("d", "x", 1, vec![]), Some(&n1), Timestamp(0)), InstallOutcome::Full);
         assert!(matches!(
-            db.install(Arc::new(update("a", "x", 2, vec![])), Some(&n1), Timestamp(0)),
+            db.install(update("a", "x", 2, vec![]), Some(&n1), Timestamp(0)),
             InstallOutcome::Installed { .. }
         ));
         // This node's own update always fits.
         assert!(matches!(
-            db.install(Arc::new(update("me", "x", 1, vec![])), None, Timestamp(0)),
+            db.install(update("me", "x", 1, vec![]), None, Timestamp(0)),
             InstallOutcome::Installed { .. }
         ));
     }

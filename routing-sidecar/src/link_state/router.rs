@@ -408,10 +408,10 @@ impl LinkStateRouter {
             return self.reject(out, &update, &from, reason, String::new());
         }
         self.count_refused_summary_entries(&update, out);
-        let update = Arc::new(update);
-        let state = self.areas.get_mut(&update.area).expect("checked above");
-        match state.lsdb.install(Arc::clone(&update), Some(&from), now) {
-            InstallOutcome::Installed { flood_to, .. } => {
+        let (area, origin) = (update.area.clone(), update.origin.clone());
+        let state = self.areas.get_mut(&area).expect("checked above");
+        match state.lsdb.install(update, Some(&from), now) {
+            InstallOutcome::Installed { update, flood_to, .. } => {
                 state.touched = true;
                 self.dirty = true;
                 self.counters.updates_installed += 1;
@@ -419,8 +419,8 @@ impl LinkStateRouter {
                     self.counters.flushes_received += 1;
                 }
                 out.events.push(LinkStateEvent::UpdateInstalled {
-                    area: update.area.clone(),
-                    origin: update.origin.clone(),
+                    area,
+                    origin,
                     sequence: update.sequence,
                     from,
                     flush: update.is_flush(),
@@ -428,8 +428,15 @@ impl LinkStateRouter {
                 out.send.extend(flood_to.into_iter().map(|to| OutgoingUpdate { to, update: Arc::clone(&update) }));
             }
             InstallOutcome::Full => {
-                let detail = format!("area {} holds {} origins", update.area, state.lsdb.len());
-                self.reject(out, &update, &from, UpdateRejectReason::LsdbFull, detail);
+                let detail = format!("area {area} holds {} origins", state.lsdb.len());
+                self.counters.reject(UpdateRejectReason::LsdbFull);
+                out.events.push(LinkStateEvent::UpdateRejected {
+                    area,
+                    origin,
+                    from,
+                    reason: UpdateRejectReason::LsdbFull,
+                    detail,
+                });
             }
             InstallOutcome::Duplicate | InstallOutcome::Stale { .. } | InstallOutcome::WrongArea => {
                 unreachable!("freshness and area were checked above")
@@ -628,19 +635,15 @@ impl LinkStateRouter {
         if let Some(signer) = &self.signer {
             sign_update(signer, &mut update);
         }
-        let update = Arc::new(update);
-        if let InstallOutcome::Installed { flood_to, .. } = state.lsdb.install(Arc::clone(&update), None, now) {
+        let (sequence, links, summary_entries) =
+            (update.sequence, update.links.len(), update.summary.as_ref().map_or(0, |s| s.entries.len()));
+        if let InstallOutcome::Installed { update, flood_to, .. } = state.lsdb.install(update, None, now) {
             state.touched = true;
             self.dirty = true;
             out.send.extend(flood_to.into_iter().map(|to| OutgoingUpdate { to, update: Arc::clone(&update) }));
         }
         self.counters.updates_originated += 1;
-        out.events.push(LinkStateEvent::Originated {
-            area: area.clone(),
-            sequence: update.sequence,
-            links: update.links.len(),
-            summary_entries: update.summary.as_ref().map_or(0, |s| s.entries.len()),
-        });
+        out.events.push(LinkStateEvent::Originated { area: area.clone(), sequence, links, summary_entries });
         if self.next_refresh.is_none() {
             self.next_refresh = Some(now + self.config.refresh_interval);
         }

@@ -4,9 +4,39 @@
 //! hop ordering deterministic for free.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::ids::NodeId;
 use crate::link_state::lsa::LinkStateUpdate;
+
+/// Where an id's text lives: equal for ids sharing one allocation.
+fn address(id: &NodeId) -> usize {
+    id.as_str().as_ptr() as usize
+}
+
+/// A one-multiply hash for addresses. Addresses are not chosen by peers, so
+/// a keyed (DoS-resistant) hash buys nothing here.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        // Fold the high half down: allocations are aligned, so the low bits
+        // of the product alone would be mostly zero.
+        let product = (value as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = product ^ (product >> 32);
+    }
+}
 
 /// A directed edge between dense indices.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -128,16 +158,29 @@ impl Topology {
         let mut nodes: Vec<NodeId> = updates.iter().map(|u| u.origin.clone()).collect();
         nodes.sort_unstable();
         nodes.dedup();
-        // Interning is a hash lookup per link: binary search over string ids
-        // was most of the build time on large areas. The map is only looked
-        // up, never iterated, so it cannot leak an order.
-        let index: HashMap<&str, u32> = nodes.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect();
+        // Interning by address first: the database shares one allocation
+        // per node id (see `AreaLsdb`), so a link's neighbor is found
+        // without reading, hashing or comparing its text, which on large
+        // areas was most of the build time. Ids that do not share an
+        // allocation fall back to a lookup by text. Both maps are only
+        // looked up, never iterated, so they cannot leak an order.
+        let by_address: HashMap<usize, u32, BuildHasherDefault<AddressHasher>> =
+            nodes.iter().enumerate().map(|(i, id)| (address(id), i as u32)).collect();
+        let mut by_text: Option<HashMap<&str, u32>> = None;
+        let mut index = |id: &NodeId| -> Option<u32> {
+            if let Some(&i) = by_address.get(&address(id)) {
+                return Some(i);
+            }
+            let by_text =
+                by_text.get_or_insert_with(|| nodes.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect());
+            by_text.get(id.as_str()).copied()
+        };
 
         let mut one_way: Vec<EdgeSpec> = Vec::with_capacity(updates.iter().map(|u| u.links.len()).sum());
         for update in &updates {
-            let from = index[update.origin.as_str()];
+            let from = index(&update.origin).expect("interned above");
             for link in &update.links {
-                if let Some(&to) = index.get(link.neighbor.as_str()) {
+                if let Some(to) = index(&link.neighbor) {
                     one_way.push(EdgeSpec {
                         from,
                         to,
@@ -160,7 +203,6 @@ impl Topology {
                 two_way.extend_from_slice(group);
             }
         }
-        drop(index);
         Self::from_sorted_nodes(nodes, two_way)
     }
 

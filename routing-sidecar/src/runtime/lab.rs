@@ -152,6 +152,17 @@ impl Lab {
         dir: &Path,
         customize: impl Fn(&mut SidecarConfig),
     ) -> Result<Self, String> {
+        Self::start_with(exe, topology, dir, customize, |_| Vec::new()).await
+    }
+
+    /// Like `start`, with extra command-line arguments per node (keys, TLS).
+    pub async fn start_with(
+        exe: &Path,
+        topology: &Topology,
+        dir: &Path,
+        customize: impl Fn(&mut SidecarConfig),
+        arguments: impl Fn(&NodeId) -> Vec<String>,
+    ) -> Result<Self, String> {
         let mut configs = BTreeMap::new();
         for mut config in topology.configs() {
             customize(&mut config);
@@ -159,7 +170,7 @@ impl Lab {
         }
         let mut nodes = BTreeMap::new();
         for (id, config) in &configs {
-            let process = SidecarProcess::spawn(exe, config, &dir.join(id.as_str()), &[]).await?;
+            let process = SidecarProcess::spawn(exe, config, &dir.join(id.as_str()), &arguments(id)).await?;
             nodes.insert(id.clone(), process);
         }
         let mut lab = Self { exe: exe.to_path_buf(), dir: dir.to_path_buf(), nodes, configs };

@@ -1,0 +1,387 @@
+//! Multi-process tests: real `routing-sidecar` processes on 127.0.0.1 with
+//! OS-chosen ports, wired through their local APIs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fabric_routing::config::{LocalRoute, TrustedKey, encode_public_key};
+use fabric_routing::runtime::lab::{Lab, SidecarProcess};
+use fabric_routing::runtime::state_dir::SigningKeyFile;
+use fabric_routing::security::SigningIdentity;
+use fabric_routing::sim::Topology;
+use fabric_routing::wire::{self, Frame};
+use fabric_routing::{Message, RouteAnnouncement, RouteMetrics, SidecarConfig};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+const EXE: &str = env!("CARGO_BIN_EXE_routing-sidecar");
+
+fn exe() -> &'static Path {
+    Path::new(EXE)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fabric-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn topology(yaml: &str) -> Topology {
+    Topology::from_yaml(yaml).expect("topology")
+}
+
+/// Short hold time: "one gossip interval" is the keepalive interval, a third of it.
+fn fast_sessions(config: &mut SidecarConfig) {
+    config.session.hold_time = Duration::from_millis(900);
+    config.session.reconnect_initial = Duration::from_millis(20);
+    config.session.reconnect_max = Duration::from_millis(200);
+}
+
+const GOSSIP_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Waits until `check` holds, failing with `what` after `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn line3() -> Topology {
+    topology(
+        "nodes:\n  - {id: a, originate: [{destination: svc}]}\n  - {id: b}\n  - {id: c}\n\
+         links:\n  - {a: a, b: b}\n  - {a: b, b: c}\n",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawal_propagates_across_three_processes() {
+    let mut lab = Lab::start(exe(), &line3(), &scratch("line3"), fast_sessions).await.unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
+    let mut config = lab.configs["a"].clone();
+    config.originate.clear();
+    config.version = Some("no-svc".into());
+    assert_eq!(lab.node("a").apply(&config).await.unwrap().status, 200);
+    lab.configs.insert("a".into(), config);
+    let c = lab.node("c");
+    eventually(Duration::from_secs(5), "c forgets svc", || async { c.next_hop("svc").await.unwrap().is_none() }).await;
+    let metrics = lab.node("b").get("/metrics").await.unwrap().body;
+    assert!(metrics.contains("fabric_"), "{metrics}");
+}
+
+fn fabric5() -> Topology {
+    //  src --1-- p1 --1-- dst
+    //   |                  |
+    //   +--3--- p2 --3-----+      and p2 -- x (a leaf)
+    topology(
+        "nodes:\n  - {id: src}\n  - {id: p1}\n  - {id: p2}\n  - {id: x}\n  - {id: dst, originate: [{destination: app}]}\n\
+         links:\n  - {a: src, b: p1, metrics: {cost: 1}}\n  - {a: p1, b: dst, metrics: {cost: 1}}\n\
+         \x20 - {a: src, b: p2, metrics: {cost: 3}}\n  - {a: p2, b: dst, metrics: {cost: 3}}\n  - {a: p2, b: x}\n",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_process_reroutes_within_two_gossip_intervals() {
+    let mut lab = Lab::start(exe(), &fabric5(), &scratch("fabric5"), fast_sessions).await.unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(lab.node("src").next_hop("app").await.unwrap().as_deref(), Some("p1"));
+    lab.nodes.get_mut("p1").unwrap().kill().await;
+    let src = lab.node("src");
+    let took = eventually(2 * GOSSIP_INTERVAL, "src reroutes via p2", || async {
+        src.next_hop("app").await.unwrap().as_deref() == Some("p2")
+    })
+    .await;
+    eprintln!("rerouted {took:?} after the kill");
+    let peers = src.get_json("/peers").await.unwrap();
+    let p1 = peers.as_array().unwrap().iter().find(|p| p["id"] == "p1").unwrap();
+    assert_eq!(p1["established"], false);
+    assert!(p1["last_error"].as_str().is_some());
+}
+
+fn signed_fabric(dir: &Path) -> (Topology, Vec<(String, SigningIdentity, PathBuf)>) {
+    let topo = line3();
+    let keys = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let identity = SigningIdentity::generate(format!("{n}-k1").into()).unwrap();
+            std::fs::create_dir_all(dir).unwrap();
+            let path = dir.join(format!("{n}.key.json"));
+            std::fs::write(&path, serde_json::to_string(&SigningKeyFile::from_identity(&identity)).unwrap()).unwrap();
+            (n.to_string(), identity, path)
+        })
+        .collect();
+    (topo, keys)
+}
+
+fn require_signatures(keys: &[(String, SigningIdentity, PathBuf)]) -> impl Fn(&mut SidecarConfig) + '_ {
+    move |config| {
+        fast_sessions(config);
+        config.security.require_signatures = true;
+        config.security.trusted_keys = keys
+            .iter()
+            .map(|(n, k, _)| TrustedKey {
+                advertiser: n.as_str().into(),
+                key_id: k.key_id().clone(),
+                public_key: encode_public_key(&k.verifying_key()),
+                valid_from: None,
+                valid_until: None,
+            })
+            .collect();
+        // Make room for the test's fake peer next to b.
+        if config.node_id.as_str() == "b" {
+            config.neighbors.push(fabric_routing::config::NeighborConfig {
+                id: "mallory".into(),
+                address: None,
+                link: Default::default(),
+                import: None,
+                export: None,
+            });
+        }
+    }
+}
+
+/// Starts a lab whose nodes sign with the given key files.
+async fn signed_lab(dir: &Path, keys: &[(String, SigningIdentity, PathBuf)]) -> Lab {
+    let key_args = |id: &fabric_routing::NodeId| {
+        let key = &keys.iter().find(|(n, _, _)| n == id.as_str()).unwrap().2;
+        vec!["--signing-key".to_string(), key.display().to_string()]
+    };
+    Lab::start_with(exe(), &line3(), dir, require_signatures(keys), key_args).await.unwrap()
+}
+
+async fn fake_peer(to: &SidecarProcess, claim: &str) -> Framed<TcpStream, LengthDelimitedCodec> {
+    let stream = TcpStream::connect(to.peer).await.unwrap();
+    let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
+    let mut hello = Vec::new();
+    wire::encode_frame(&Frame::Hello { node_id: claim.into(), hold_time_ms: 3000 }, &mut hello);
+    framed.send(Bytes::from(hello)).await.unwrap();
+    let reply = framed.next().await.unwrap().unwrap();
+    assert!(matches!(wire::decode_frame(&reply, &Default::default()).unwrap(), Frame::Hello { .. }));
+    framed
+}
+
+async fn send_message(framed: &mut Framed<TcpStream, LengthDelimitedCodec>, message: Message) {
+    let mut buf = Vec::new();
+    wire::encode_frame(&Frame::Routing(message), &mut buf);
+    framed.send(Bytes::from(buf)).await.unwrap();
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_advertiser_is_rejected_and_counted_in_metrics() {
+    let dir = scratch("spoof");
+    let (_, keys) = signed_fabric(&dir);
+    let lab = signed_lab(&dir, &keys).await;
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    let b = lab.node("b");
+    assert_eq!(b.get_json("/routes/svc").await.unwrap()["signed"], true);
+    // mallory is a configured neighbor of b, but claims routes as `a`, signed with its own key.
+    let mallory_key = SigningIdentity::generate("a-k1".into()).unwrap();
+    let mut framed = fake_peer(b, "mallory").await;
+    let mut forged = RouteAnnouncement {
+        destination: "svc".into(),
+        path: vec!["mallory".into()],
+        hop_count: 1,
+        metrics: RouteMetrics { cost: 0, latency_us: 0, reliability: 1.0 },
+        advertiser: "mallory".into(),
+        epoch: 1,
+        ttl_ms: 60_000,
+        tags: vec![],
+        signature: None,
+    };
+    send_message(&mut framed, Message::Announcement(forged.clone())).await; // unsigned
+    mallory_key.sign_announcement(&mut forged);
+    send_message(&mut framed, Message::Announcement(forged.clone())).await; // unknown key for mallory
+    forged.advertiser = "a".into();
+    forged.path = vec!["a".into()];
+    mallory_key.sign_announcement(&mut forged);
+    send_message(&mut framed, Message::Announcement(forged)).await; // advertiser is not the sender
+    eventually(Duration::from_secs(5), "three rejects counted", || async {
+        let text = b.get("/metrics").await.unwrap().body;
+        metric(&text, "fabric_announcement_rejects_total{reason=\"unsigned\"}") == 1.0
+            && metric(&text, "fabric_announcement_rejects_total{reason=\"unknown_key\"}") == 1.0
+            && metric(&text, "fabric_announcement_rejects_total{reason=\"advertiser_mismatch\"}") == 1.0
+    })
+    .await;
+    assert_eq!(b.get_json("/routes/svc").await.unwrap()["next_hop"], "a", "the real route stays");
+    let explain = b.get_json("/routes/svc/explain").await.unwrap();
+    assert_eq!(explain["rejections"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_reload_changes_selection_without_restart_and_bad_config_is_refused() {
+    let topo = topology(
+        "nodes:\n  - {id: s}\n  - {id: p}\n  - {id: q}\n  - {id: d, originate: [{destination: app}]}\n\
+         links:\n  - {a: s, b: p}\n  - {a: s, b: q, metrics: {cost: 2}}\n  - {a: p, b: d}\n  - {a: q, b: d}\n",
+    );
+    let mut lab = Lab::start(exe(), &topo, &scratch("reload"), fast_sessions).await.unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    let s = lab.node("s");
+    assert_eq!(s.next_hop("app").await.unwrap().as_deref(), Some("p"));
+    let pid = s.child.id();
+    let mut config = lab.configs["s"].clone();
+    config.neighbors.iter_mut().find(|n| n.id.as_str() == "p").unwrap().link.cost = 10;
+    config.version = Some("v2".into());
+    assert_eq!(s.apply(&config).await.unwrap().status, 200);
+    assert_eq!(s.next_hop("app").await.unwrap().as_deref(), Some("q"), "applied synchronously");
+    assert_eq!(s.get_json("/config").await.unwrap()["version"], "v2");
+    assert_eq!(s.child.id(), pid, "same process");
+    // A bad config: refused with the field, v2 stays in force.
+    let mut bad = config.clone();
+    bad.neighbors[0].link.reliability = 7.0;
+    bad.version = Some("v3".into());
+    let refused = s.apply(&bad).await.unwrap();
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.json().unwrap()["field"], "neighbors[0].link.reliability");
+    assert_eq!(s.get_json("/config").await.unwrap()["version"], "v2");
+    assert_eq!(s.next_hop("app").await.unwrap().as_deref(), Some("q"));
+    lab.configs.insert("s".into(), config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_comes_back_with_the_persisted_config_and_key() {
+    let dir = scratch("restart");
+    let (_, keys) = signed_fabric(&dir);
+    let mut lab = signed_lab(&dir, &keys).await;
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    // a's key is now only in a's state dir once we restart it without --signing-key:
+    // persist it there first, the way a node keeps a generated key.
+    let a_state = fabric_routing::runtime::state_dir::StateDir::open(dir.join("a").join("state")).unwrap();
+    a_state.save_signing_key(&keys[0].1).unwrap();
+    let version = lab.node("a").get_json("/config").await.unwrap()["version"].clone();
+    let mut a = lab.nodes.remove("a").unwrap();
+    a.kill().await;
+    let c = lab.node("c");
+    eventually(Duration::from_secs(5), "c loses svc", || async { c.next_hop("svc").await.unwrap().is_none() }).await;
+    // Restart from the state dir only: no --config, no --signing-key.
+    let restarted = SidecarProcess::spawn_with(exe(), "a".into(), &dir.join("a"), None, &[]).await.unwrap();
+    assert_eq!(restarted.get_json("/config").await.unwrap()["source"], "state-dir");
+    assert_eq!(restarted.get_json("/config").await.unwrap()["version"], version);
+    // b dials a's old address; a dials b (its persisted config has b's address).
+    lab.nodes.insert("a".into(), restarted);
+    let c = lab.node("c");
+    eventually(Duration::from_secs(10), "c has svc again, signed", || async {
+        c.get_json("/routes/svc").await.is_ok_and(|r| r["signed"] == true)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_frames_disconnect_the_peer_but_the_node_keeps_serving() {
+    let dir = scratch("garbage");
+    let topo = line3();
+    let lab = Lab::start(exe(), &topo, &dir, |config| {
+        fast_sessions(config);
+        if config.node_id.as_str() == "b" {
+            config.neighbors.push(fabric_routing::config::NeighborConfig {
+                id: "mallory".into(),
+                address: None,
+                link: Default::default(),
+                import: None,
+                export: None,
+            });
+            config.originate.push(LocalRoute {
+                destination: "b-svc".into(),
+                cost: 0,
+                latency_us: 0,
+                reliability: 1.0,
+                tags: vec![],
+            });
+        }
+    })
+    .await
+    .unwrap();
+    lab.wait_for_routes(2, Duration::from_secs(20)).await.unwrap();
+    let b = lab.node("b");
+    // Garbage after a valid hello.
+    let mut framed = fake_peer(b, "mallory").await;
+    framed.send(Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef])).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = framed.next().await {
+            if let Ok(Frame::Close { reason, .. }) = wire::decode_frame(&frame, &Default::default()) {
+                return reason;
+            }
+        }
+        String::from("closed")
+    })
+    .await
+    .expect("b closes the session");
+    assert!(closed.contains("malformed") || closed == "closed", "{closed}");
+    // An oversized frame: the length prefix alone announces 1 MiB.
+    let mut raw = TcpStream::connect(b.peer).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "b drops the oversized sender");
+    // b still serves the API and its other sessions.
+    assert_eq!(b.get("/healthz").await.unwrap().status, 200);
+    assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
+    let text = b.get("/metrics").await.unwrap().body;
+    assert!(metric(&text, "fabric_announcement_rejects_total{reason=\"malformed\"}") >= 1.0);
+}
+
+/// A CA and one certificate per node (DNS name = node id), as PEM files.
+fn fabric_certificates(dir: &Path, nodes: &[&str]) -> Vec<(String, Vec<String>)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    nodes
+        .iter()
+        .map(|node| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![node.to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+            std::fs::write(dir.join(format!("{node}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{node}.key")), key.serialize_pem()).unwrap();
+            let args = vec![
+                "--tls-cert".into(),
+                dir.join(format!("{node}.pem")).display().to_string(),
+                "--tls-key".into(),
+                dir.join(format!("{node}.key")).display().to_string(),
+                "--tls-ca".into(),
+                dir.join("ca.pem").display().to_string(),
+            ];
+            (node.to_string(), args)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_run_over_mutual_tls_and_refuse_a_peer_without_a_certificate() {
+    let dir = scratch("tls");
+    let args = fabric_certificates(&dir.join("pki"), &["a", "b", "c"]);
+    let tls_args = |id: &fabric_routing::NodeId| args.iter().find(|(n, _)| n == id.as_str()).unwrap().1.clone();
+    let lab = Lab::start_with(exe(), &line3(), &dir, fast_sessions, tls_args).await.unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
+    // A plaintext client gets no hello back: the TLS handshake fails first.
+    let stream = TcpStream::connect(lab.node("b").peer).await.unwrap();
+    let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
+    let mut hello = Vec::new();
+    wire::encode_frame(&Frame::Hello { node_id: "a".into(), hold_time_ms: 3000 }, &mut hello);
+    let _ = framed.send(Bytes::from(hello)).await;
+    let reply = tokio::time::timeout(Duration::from_secs(5), framed.next()).await.expect("b hangs up");
+    assert!(!matches!(reply, Some(Ok(_))), "no frame for a client without TLS");
+    assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
+}
