@@ -385,3 +385,35 @@ async fn sessions_run_over_mutual_tls_and_refuse_a_peer_without_a_certificate() 
     assert!(!matches!(reply, Some(Ok(_))), "no frame for a client without TLS");
     assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_restart_keeps_routes_stale_until_the_node_is_back() {
+    let dir = scratch("graceful");
+    let restart_args = |id: &fabric_routing::NodeId| {
+        if id.as_str() == "a" { vec!["--announce-restart".to_string()] } else { Vec::new() }
+    };
+    let mut lab = Lab::start_with(exe(), &line3(), &dir, fast_sessions, restart_args).await.unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    let mut a = lab.nodes.remove("a").unwrap();
+    a.terminate().await.unwrap();
+    // b was told a is restarting: the route stays, marked stale, for the window.
+    let b = lab.node("b");
+    eventually(Duration::from_secs(5), "b sees a down", || async {
+        let peers = b.get_json("/peers").await.unwrap();
+        peers.as_array().unwrap().iter().any(|p| p["id"] == "a" && p["established"] == false)
+    })
+    .await;
+    let route = b.get_json("/routes/svc").await.unwrap();
+    assert_eq!(route["stale"], true, "{route}");
+    assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
+    // a comes back from its state dir, re-sends its table and end-of-table.
+    let restarted = SidecarProcess::spawn_with(exe(), "a".into(), &dir.join("a"), None, &[]).await.unwrap();
+    lab.nodes.insert("a".into(), restarted);
+    let b = lab.node("b");
+    eventually(Duration::from_secs(10), "b refreshed svc", || async {
+        b.get_json("/routes/svc").await.is_ok_and(|r| r["stale"] == false)
+    })
+    .await;
+    let stats = b.get_json("/stats").await.unwrap();
+    assert_eq!(stats["engine"]["routes_withdrawn_total"], 0, "never withdrawn during the restart");
+}

@@ -86,6 +86,11 @@ impl Topology {
     /// of range: both are programming errors of the caller.
     pub fn from_sorted_nodes(nodes: Vec<NodeId>, edges: Vec<EdgeSpec>) -> Self {
         assert!(nodes.windows(2).all(|w| w[0] < w[1]), "nodes must be sorted and unique");
+        Self::build(nodes, edges)
+    }
+
+    /// `from_sorted_nodes` without the order check, for callers that sorted.
+    fn build(nodes: Vec<NodeId>, edges: Vec<EdgeSpec>) -> Self {
         let node_count = nodes.len();
         assert!(u32::try_from(node_count).is_ok(), "too many nodes for u32 indices");
 
@@ -191,19 +196,33 @@ impl Topology {
                 }
             }
         }
-        // Two-way check: group both directions of each node pair together
-        // and keep the pair only when both ends reported it.
-        let pair = |e: &EdgeSpec| (u64::from(e.from.min(e.to)) << 32) | u64::from(e.from.max(e.to));
-        one_way.sort_unstable_by_key(|e| (pair(e), e.from));
-        let mut two_way: Vec<EdgeSpec> = Vec::with_capacity(one_way.len());
-        for group in one_way.chunk_by(|a, b| pair(a) == pair(b)) {
-            let forward = group.iter().any(|e| e.from < e.to);
-            let backward = group.iter().any(|e| e.from > e.to);
-            if forward && backward {
-                two_way.extend_from_slice(group);
+        Self::build(nodes, one_way).two_way_only()
+    }
+
+    /// Keeps the edges `u -> v` for which `v -> u` exists too. Rows are
+    /// sorted by target, so the check is a short binary search in `v`'s row.
+    fn two_way_only(self) -> Self {
+        let node_count = self.nodes.len();
+        let mut offsets = Vec::with_capacity(node_count + 1);
+        offsets.push(0u32);
+        let mut kept: Vec<usize> = Vec::with_capacity(self.targets.len());
+        for from in 0..node_count as u32 {
+            for position in self.edge_range(from) {
+                let to = self.targets[position];
+                if self.targets[self.edge_range(to)].binary_search(&from).is_ok() {
+                    kept.push(position);
+                }
             }
+            offsets.push(kept.len() as u32);
         }
-        Self::from_sorted_nodes(nodes, two_way)
+        Self {
+            offsets,
+            targets: kept.iter().map(|&p| self.targets[p]).collect(),
+            costs: kept.iter().map(|&p| self.costs[p]).collect(),
+            latencies: kept.iter().map(|&p| self.latencies[p]).collect(),
+            reliabilities: kept.iter().map(|&p| self.reliabilities[p]).collect(),
+            nodes: self.nodes,
+        }
     }
 
     pub fn node_count(&self) -> usize {

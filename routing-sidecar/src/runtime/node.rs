@@ -169,6 +169,8 @@ pub struct Node {
     peers: BTreeMap<NodeId, PeerInfo>,
     dialers: HashMap<NodeId, Dialer>,
     config: ConfigStatus,
+    /// Shutting down: no new sessions.
+    closing: bool,
 }
 
 impl Node {
@@ -191,6 +193,7 @@ impl Node {
             peers: BTreeMap::new(),
             dialers: HashMap::new(),
             config,
+            closing: false,
         }
     }
 
@@ -208,36 +211,42 @@ impl Node {
     /// Runs until shutdown.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         self.sync_with_config();
+        // Set once shutdown was asked: who to tell, and until when to wait
+        // for the sessions to deliver their close frames.
+        let mut closing: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
         loop {
+            if let Some((_, until)) = &closing
+                && (self.sessions.is_empty() || tokio::time::Instant::now() >= *until)
+            {
+                let (reply, _) = closing.take().expect("checked");
+                let _ = reply.send(());
+                return;
+            }
             let deadline = self.engine.next_deadline().map(clock::instant_at);
+            let closing_deadline = closing.as_ref().map(|(_, until)| *until);
             tokio::select! {
                 command = commands.recv() => {
                     let Some(command) = command else { return };
-                    if let Some(reply) = self.handle(command) {
-                        self.dispatch();
-                        self.shutdown_sessions(reply.1);
-                        let _ = reply.0.send(());
-                        return;
-                    }
+                    let mut next = Some(command);
                     // Take whatever else is queued before sending, so a burst
                     // of inputs produces one flush.
-                    for _ in 0..256 {
-                        match commands.try_recv() {
-                            Ok(command) => {
-                                if let Some(reply) = self.handle(command) {
-                                    self.dispatch();
-                                    self.shutdown_sessions(reply.1);
-                                    let _ = reply.0.send(());
-                                    return;
-                                }
-                            }
-                            Err(_) => break,
+                    let mut budget = 256;
+                    while let Some(command) = next.take() {
+                        if let Some((reply, restarting)) = self.handle(command) {
+                            self.dispatch();
+                            self.close_sessions(restarting);
+                            closing = Some((reply, tokio::time::Instant::now() + std::time::Duration::from_secs(2)));
+                        }
+                        budget -= 1;
+                        if budget > 0 {
+                            next = commands.try_recv().ok();
                         }
                     }
                 }
-                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() && closing.is_none() => {
                     self.engine.tick(clock::now());
                 }
+                _ = async { tokio::time::sleep_until(closing_deadline.expect("guarded")).await }, if closing_deadline.is_some() => {}
             }
             self.dispatch();
         }
@@ -300,6 +309,9 @@ impl Node {
     /// was initiated by the node with the smaller id (both ends apply the
     /// same rule, so they agree on which connection survives).
     fn accept_session(&self, peer: &NodeId, dialed: bool) -> bool {
+        if self.closing {
+            return false;
+        }
         let Some(existing) = self.sessions.get(peer) else { return true };
         let local_is_smaller = self.shared.local < *peer;
         let preferred = |dialed_by_us: bool| dialed_by_us == local_is_smaller;
@@ -444,15 +456,18 @@ impl Node {
         }
     }
 
-    fn shutdown_sessions(&mut self, restarting: bool) {
-        for (_, session) in self.sessions.drain() {
+    /// Asks every session to send a close frame (announcing a restart when
+    /// `restarting`); they report back as they end.
+    fn close_sessions(&mut self, restarting: bool) {
+        self.closing = true;
+        for (_, dialer) in self.dialers.drain() {
+            dialer.task.abort();
+        }
+        for session in self.sessions.values() {
             let _ = session.outbound.try_send(Outbound::Close {
                 reason: if restarting { "restarting".into() } else { "shutting down".into() },
                 restarting,
             });
-        }
-        for (_, dialer) in self.dialers.drain() {
-            dialer.task.abort();
         }
     }
 }
@@ -525,7 +540,10 @@ async fn dial_loop(shared: Shared, peer: NodeId, address: String, mut establishe
         };
         match stream {
             Ok(stream) => {
-                if shared.connection(Some(peer.clone())).run(stream).await {
+                // In its own task: stopping the dialer (config change,
+                // shutdown) must not cut a live session without its close.
+                let session = tokio::spawn(shared.connection(Some(peer.clone())).run(stream));
+                if session.await.unwrap_or(false) {
                     // It was up: the next attempt starts from the shortest delay.
                     backoff.reset();
                 }
