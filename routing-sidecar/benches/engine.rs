@@ -310,6 +310,7 @@ struct Row {
     note: String,
 }
 
+#[derive(Default)]
 struct UnsignedResult {
     initial: Samples,
     updates: Samples,
@@ -318,57 +319,47 @@ struct UnsignedResult {
     changes_per_message: f64,
 }
 
-/// The unsigned pipeline into a table of `destinations` x NEIGHBORS
-/// candidates: the initial load, update rounds with new epochs, and one
-/// more update round fed as wire frames (decode included).
-fn unsigned_scenario(scale: Scale, neighbors_up: bool) -> UnsignedResult {
-    let mut result = UnsignedResult {
-        initial: Samples::default(),
-        updates: Samples::default(),
-        frames: Samples::default(),
-        sent_per_message: 0.0,
-        changes_per_message: 0.0,
-    };
+/// One run of the unsigned pipeline into a table of `destinations` x
+/// NEIGHBORS candidates: the initial load, update rounds with new epochs,
+/// and one more update round fed as wire frames (decode included).
+fn unsigned_run(scale: Scale, neighbors_up: bool, result: &mut UnsignedResult) {
     let per_round = scale.destinations * NEIGHBORS;
-    for _ in 0..scale.runs {
-        let mut engine = Engine::new(base_config(), NOW).expect("valid config");
-        let mut out = Vec::new();
-        if neighbors_up {
-            for i in 0..NEIGHBORS {
-                engine.neighbor_up(NOW, &peer(i));
-            }
-            engine.drain_effects_into(NOW, &mut out);
-            out.clear();
+    let mut engine = Engine::new(base_config(), NOW).expect("valid config");
+    let mut out = Vec::new();
+    if neighbors_up {
+        for i in 0..NEIGHBORS {
+            engine.neighbor_up(NOW, &peer(i));
         }
-        let messages = unsigned_round(scale.destinations, 0);
-        let elapsed = ingest(&mut engine, messages, BURST, &mut out);
-        result.initial.add(per_round, elapsed);
-        let stats = engine.stats();
-        assert_eq!(stats.candidates_stored, per_round as u64, "every announcement stored");
-        assert_eq!(stats.announcements_accepted, per_round as u64);
-
-        let mut update_time = Duration::ZERO;
-        for round in 1..=scale.update_rounds {
-            let messages = unsigned_round(scale.destinations, round);
-            update_time += ingest(&mut engine, messages, BURST, &mut out);
-        }
-        result.updates.add(per_round * scale.update_rounds as usize, update_time);
-
-        let frames: Vec<(NodeId, Vec<u8>)> = unsigned_round(scale.destinations, scale.update_rounds + 1)
-            .into_iter()
-            .map(|(from, message)| (from, fabric_routing::wire::encode(&message)))
-            .collect();
-        let elapsed = ingest_frames(&mut engine, &frames, BURST, &mut out);
-        result.frames.add(per_round, elapsed);
-
-        let stats = engine.stats();
-        let total = stats.announcements_received as f64;
-        assert_eq!(stats.announcements_accepted, stats.announcements_received);
-        assert_no_rejects(&engine, "unsigned");
-        result.sent_per_message = stats.messages_sent_total as f64 / total;
-        result.changes_per_message = stats.best_path_changes_total as f64 / total;
+        engine.drain_effects_into(NOW, &mut out);
+        out.clear();
     }
-    result
+    let messages = unsigned_round(scale.destinations, 0);
+    let elapsed = ingest(&mut engine, messages, BURST, &mut out);
+    result.initial.add(per_round, elapsed);
+    let stats = engine.stats();
+    assert_eq!(stats.candidates_stored, per_round as u64, "every announcement stored");
+    assert_eq!(stats.announcements_accepted, per_round as u64);
+
+    let mut update_time = Duration::ZERO;
+    for round in 1..=scale.update_rounds {
+        let messages = unsigned_round(scale.destinations, round);
+        update_time += ingest(&mut engine, messages, BURST, &mut out);
+    }
+    result.updates.add(per_round * scale.update_rounds as usize, update_time);
+
+    let frames: Vec<(NodeId, Vec<u8>)> = unsigned_round(scale.destinations, scale.update_rounds + 1)
+        .into_iter()
+        .map(|(from, message)| (from, fabric_routing::wire::encode(&message)))
+        .collect();
+    let elapsed = ingest_frames(&mut engine, &frames, BURST, &mut out);
+    result.frames.add(per_round, elapsed);
+
+    let stats = engine.stats();
+    let total = stats.announcements_received as f64;
+    assert_eq!(stats.announcements_accepted, stats.announcements_received);
+    assert_no_rejects(&engine, "unsigned");
+    result.sent_per_message = stats.messages_sent_total as f64 / total;
+    result.changes_per_message = stats.best_path_changes_total as f64 / total;
 }
 
 struct SignedResult {
@@ -418,15 +409,20 @@ fn scenario_table(scale: Scale) -> Vec<Row> {
     let mut rows = Vec::new();
     let table = format!("{}k dest x {NEIGHBORS}", scale.destinations / 1000);
     let rounds = scale.update_rounds;
-    for neighbors_up in [false, true] {
-        let started = Instant::now();
-        let r = unsigned_scenario(scale, neighbors_up);
+    // The two variants alternate run by run, so that a slow phase of a
+    // shared machine does not bias one of them.
+    let started = Instant::now();
+    let (mut down, mut up) = (UnsignedResult::default(), UnsignedResult::default());
+    for _ in 0..scale.runs {
+        unsigned_run(scale, false, &mut down);
+        unsigned_run(scale, true, &mut up);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    for (neighbors_up, r) in [(false, down), (true, up)] {
         let label = if neighbors_up { "neighbors up, re-advertising" } else { "neighbors down" };
         let note = format!(
-            "{:.2} best changes and {:.2} sends per message; {:.1}s wall",
-            r.changes_per_message,
-            r.sent_per_message,
-            started.elapsed().as_secs_f64()
+            "{:.2} best changes and {:.2} sends per message; unsigned scenarios {wall:.1}s wall",
+            r.changes_per_message, r.sent_per_message,
         );
         let initial = r.initial.median();
         let updates = r.updates.median();

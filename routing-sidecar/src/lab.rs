@@ -60,7 +60,10 @@ async fn lab(args: LabArgs) -> Result<(), String> {
     if args.exit_after_converge {
         return Ok(());
     }
-    println!("running; try: curl http://{}/routes  (Ctrl-C stops the fabric)", lab.nodes.values().next().map(|n| n.api.to_string()).unwrap_or_default());
+    println!(
+        "running; try: curl http://{}/routes  (Ctrl-C stops the fabric)",
+        lab.nodes.values().next().map(|n| n.api.to_string()).unwrap_or_default()
+    );
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }

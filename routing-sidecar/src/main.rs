@@ -26,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; the size difference between variants is irrelevant.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a fabric of routing engines in memory: converge, explain, fail a
@@ -42,7 +44,7 @@ enum Command {
     /// Validate a SidecarConfig YAML file; prints the offending field on error.
     CheckConfig { file: std::path::PathBuf },
     /// Run the routing sidecar.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start a local fabric of sidecar processes on 127.0.0.1 from a
     /// topology (the embedded example by default) and show it converge.
     Lab(lab::LabArgs),
@@ -89,6 +91,16 @@ struct RunArgs {
     /// Log format on stderr.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// OTLP/gRPC collector to export traces and metrics to (e.g.
+    /// `http://otel-collector:4317`); no export when absent.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// How often metrics are exported over OTLP.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    otlp_metrics_interval: Duration,
+    /// `service.name` of the exported traces and metrics.
+    #[arg(long, default_value = "routing-sidecar", env = "OTEL_SERVICE_NAME")]
+    otlp_service_name: String,
 }
 
 fn main() -> ExitCode {
@@ -96,7 +108,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate { topology, fail } => simulate(topology, fail),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Lab(args) => lab::run(args),
         Command::Keygen { key_id, out } => keygen(key_id, out),
     };
@@ -109,25 +121,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn run(args: RunArgs) -> Result<(), String> {
-    init_logging(&args.log_format);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(serve(args))
 }
 
+/// The node id for the telemetry resource, known before the node starts:
+/// from the config file, else from the state dir (the order `start` uses).
+fn node_id_hint(args: &RunArgs) -> Option<String> {
+    let from_file = args
+        .config
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| SidecarConfig::from_yaml(&text).ok());
+    let config = from_file.or_else(|| {
+        let dir = args.state_dir.as_ref()?;
+        fabric_routing::runtime::state_dir::StateDir::open(dir).ok()?.load_config().ok()?
+    })?;
+    Some(config.node_id.to_string())
+}
+
 async fn serve(args: RunArgs) -> Result<(), String> {
+    use fabric_routing::runtime::telemetry::{self, TelemetryOptions};
     use fabric_routing::runtime::{NodeOptions, start, tls::TlsFiles};
+    // Inside the runtime: the OTLP exporters need it.
+    let telemetry = telemetry::init(&TelemetryOptions {
+        log_format: args.log_format.clone(),
+        otlp_endpoint: args.otlp_endpoint.clone(),
+        service_name: args.otlp_service_name.clone(),
+        node_id: args.otlp_endpoint.as_ref().and_then(|_| node_id_hint(&args)),
+        metrics_interval: args.otlp_metrics_interval,
+    })?;
     let tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
         (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() }),
         _ => None,
@@ -140,7 +164,15 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         tls,
         signing_key: args.signing_key.clone(),
     })
-    .await?;
+    .await;
+    let node = match node {
+        Ok(node) => node,
+        Err(e) => {
+            telemetry.shutdown().await;
+            return Err(e);
+        }
+    };
+    telemetry::spawn_metrics_export(&telemetry, node.handle.clone());
     if let Some(warning) = &node.config_warning {
         tracing::error!(error = %warning, "config file refused; running on the last good config from the state dir");
     }
@@ -158,6 +190,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     tracing::info!(node = %node.node_id, peer = %node.peer_addr, api = %node.api_addr, "routing sidecar running");
     wait_for_signals(&node, &args).await;
     node.handle.shutdown(args.announce_restart).await;
+    telemetry.shutdown().await;
     Ok(())
 }
 
@@ -278,9 +311,8 @@ fn simulate(topology: Option<std::path::PathBuf>, fail: Option<String>) -> Resul
     );
     print_tables(&fabric);
 
-    let victim = fail
-        .or_else(|| topology.fail_node.as_ref().map(|n| n.to_string()))
-        .unwrap_or_else(|| busiest_node(&topology));
+    let victim =
+        fail.or_else(|| topology.fail_node.as_ref().map(|n| n.to_string())).unwrap_or_else(|| busiest_node(&topology));
     // Explain the first selection that had a real choice to make.
     let contested = fabric.node_ids().into_iter().find_map(|id| {
         let engine = fabric.engine(id.as_str());
@@ -299,10 +331,7 @@ fn simulate(topology: Option<std::path::PathBuf>, fail: Option<String>) -> Resul
     fabric.advance(Duration::from_millis(1));
     fabric.kill(&victim.as_str().into());
     let rounds = fabric.run_until_quiet(1_000);
-    println!(
-        "reconverged in {rounds} gossip rounds, {} messages",
-        fabric.messages_delivered - before
-    );
+    println!("reconverged in {rounds} gossip rounds, {} messages", fabric.messages_delivered - before);
     print_tables(&fabric);
     for id in fabric.node_ids() {
         fabric.engine(id.as_str()).verify_invariants().map_err(|e| format!("{id}: {e}"))?;

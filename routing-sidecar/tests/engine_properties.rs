@@ -16,7 +16,10 @@ const NEIGHBORS: [&str; 5] = ["a", "b", "c", "d", "e"];
 const DESTS: [&str; 4] = ["w", "x", "y", "z"];
 const TAGS: [&str; 3] = ["gold", "bronze", "private"];
 
-fn announcement_strategy() -> impl Strategy<Value = (usize, usize, u32, u32, u32, u8, Vec<usize>)> {
+/// (neighbor, destination, cost, latency, path length, reliability class, tags)
+type AnnouncementSpec = (usize, usize, u32, u32, u32, u8, Vec<usize>);
+
+fn announcement_strategy() -> impl Strategy<Value = AnnouncementSpec> {
     (
         0..NEIGHBORS.len(),
         0..DESTS.len(),
@@ -28,7 +31,9 @@ fn announcement_strategy() -> impl Strategy<Value = (usize, usize, u32, u32, u32
     )
 }
 
-fn build(n: usize, d: usize, cost: u32, latency: u32, hops: u32, rel: u8, tags: &[usize], epoch: u64) -> RouteAnnouncement {
+fn build(spec: &AnnouncementSpec, epoch: u64) -> RouteAnnouncement {
+    let (n, d, cost, latency, hops, rel, tags) = spec;
+    let (n, d, cost, latency, hops, rel) = (*n, *d, *cost, *latency, *hops, *rel);
     let from = NEIGHBORS[n];
     let mut path: Vec<String> = vec![from.to_string()];
     for h in 1..hops {
@@ -57,7 +62,7 @@ proptest! {
         }
         let messages: Vec<RouteAnnouncement> = latest
             .values()
-            .map(|(_, (n, d, c, l, h, rel, tags))| build(*n, *d, *c, *l, *h, *rel, tags, 1))
+            .map(|(_, spec)| build(spec, 1))
             .collect();
         let mut shuffled = messages.clone();
         // Deterministic permutation from the seed.
@@ -82,7 +87,7 @@ proptest! {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Announce((usize, usize, u32, u32, u32, u8, Vec<usize>)),
+    Announce(AnnouncementSpec),
     Replay(usize, usize),
     Withdraw(usize, usize),
     Down(usize, bool),
@@ -150,12 +155,12 @@ proptest! {
             epoch += 1;
             let at = t(now);
             match step {
-                Step::Announce((n, d, c, l, h, rel, tags)) => {
-                    let a = build(n, d, c, l, h, rel, &tags, epoch);
-                    e.receive(at, &NodeId::new(NEIGHBORS[n]), Message::Announcement(a));
+                Step::Announce(spec) => {
+                    let a = build(&spec, epoch);
+                    e.receive(at, &NodeId::new(NEIGHBORS[spec.0]), Message::Announcement(a));
                 }
                 Step::Replay(n, d) => {
-                    let a = build(n, d, 1, 1, 1, 0, &[], epoch.saturating_sub(7));
+                    let a = build(&(n, d, 1, 1, 1, 0, Vec::new()), epoch.saturating_sub(7));
                     e.receive(at, &NodeId::new(NEIGHBORS[n]), Message::Announcement(a));
                 }
                 Step::Withdraw(n, d) => {

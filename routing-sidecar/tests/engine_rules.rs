@@ -41,7 +41,7 @@ fn loop_mismatch_unknown_neighbor_and_bad_structure_are_rejected_with_reasons() 
     for (from, announcement, reason) in cases {
         let fx = send(&mut e, t(0), from, announcement);
         assert_eq!(rejected_reasons(&fx), vec![reason]);
-        assert_eq!(rejects(&e, reason) >= 1, true);
+        assert!(rejects(&e, reason) >= 1);
     }
     assert_eq!(e.stats().candidates_stored, 0);
 }

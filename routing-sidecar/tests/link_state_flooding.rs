@@ -78,7 +78,27 @@ fn a_vanished_node_is_routed_around_at_once_and_ages_out_later() {
     net.advance(config.update_ttl + Duration::from_secs(1));
     net.run_until_quiet(10);
     assert!(net.router("a").lsdb(&area).unwrap().get(&"c".into()).is_none());
+}
 
+#[test]
+fn a_graceful_shutdown_is_seen_everywhere_before_any_link_fails() {
+    let config = LinkStateConfig::default();
+    let mut net = LinkStateNet::new(["a", "b", "c", "d"], &config);
+    net.connect_all("x", &[("a", "b", 1), ("b", "c", 1), ("c", "d", 1), ("d", "a", 1)]);
+    net.run_until_quiet(10);
+    assert_eq!(net.next_hops("a", "c"), ["b", "d"]);
+
+    // b flushes its update; the links to it are still up.
+    net.input("b", LinkStateInput::Shutdown);
+    net.run_until_quiet(10);
+    assert_eq!(net.next_hops("a", "c"), ["d"]);
+    assert!(net.router("a").route(&"b".into()).is_none());
+    let area = "x".into();
+    for node in ["a", "c", "d"] {
+        let stored = net.router(node).lsdb(&area).unwrap().get(&"b".into()).unwrap().update.clone();
+        assert!(stored.is_flush(), "{node} keeps b's flush as a tombstone");
+    }
+    assert!(net.router("c").counters().flushes_received >= 1);
 }
 
 #[test]
@@ -99,42 +119,30 @@ fn refreshes_keep_routes_alive_without_new_spf_runs() {
 }
 
 #[test]
-fn a_node_that_restarts_takes_over_its_old_sequence_numbers() {
+fn a_restarted_node_continues_above_its_old_sequence_numbers() {
     let config = LinkStateConfig::default();
-    let mut net = LinkStateNet::new(["a", "b"], &config);
-    net.connect_all("x", &[("a", "b", 1)]);
+    let mut net = LinkStateNet::new(["a", "b", "c"], &config);
+    net.connect_all("x", &[("a", "b", 1), ("b", "c", 1), ("a", "c", 3)]);
     net.run_until_quiet(10);
-    // Let b refresh a few times so its sequence grows.
+    // A few refreshes make b's sequence grow.
     for _ in 0..3 {
         net.advance(config.refresh_interval);
         net.run_until_quiet(10);
     }
     let area = "x".into();
-    let before = net.router("a").lsdb(&area).unwrap().get(&"b".into()).unwrap().update.sequence;
+    let sequence_of_b =
+        |net: &LinkStateNet| net.router("a").lsdb(&area).unwrap().get(&"b".into()).unwrap().update.sequence;
+    let before = sequence_of_b(&net);
+    assert!(before > 3);
 
-    // b restarts: simulated by feeding a the update of a fresh b (sequence
-    // 1) and delivering a's answer to a fresh router.
-    let mut fresh = fabric_routing::link_state::LinkStateRouter::new("b".into(), config.clone()).unwrap();
-    let now = net.now();
-    let out = fresh.handle(
-        LinkStateInput::LocalLinksChanged {
-            links: vec![fabric_routing::link_state::LocalLink {
-                neighbor: "a".into(),
-                area: "x".into(),
-                cost: 1,
-                latency_us: 0,
-                reliability: 1.0,
-            }],
-        },
-        now,
-    );
-    let hello = (*out.send[0].update).clone();
-    assert_eq!(hello.sequence, 1);
-    let answer = net.input("a", LinkStateInput::UpdateReceived { from: "b".into(), update: hello });
-    let echoed = answer.send.iter().find(|s| s.to.as_str() == "b" && s.update.origin.as_str() == "b").unwrap();
-    assert_eq!(echoed.update.sequence, before, "a answers with the newer copy it holds");
-    let out = fresh.handle(LinkStateInput::UpdateReceived { from: "a".into(), update: (*echoed.update).clone() }, now);
-    assert_eq!(out.send[0].update.sequence, before + 1, "b continues above its old sequence");
+    // The fresh b starts at sequence 1, which its neighbors hold as stale;
+    // they answer with the copy from its earlier life and b jumps past it.
+    net.restart("b");
+    net.run_until_quiet(10);
+    assert!(sequence_of_b(&net) > before, "{} <= {before}", sequence_of_b(&net));
+    assert_eq!(net.router("b").counters().sequence_jumps, 1);
+    assert_eq!(net.next_hops("a", "c"), ["b"]);
+    assert_eq!(net.next_hops("b", "a"), ["a"]);
 }
 
 fn random_links(max_nodes: usize) -> impl Strategy<Value = Vec<(String, String, u32)>> {
@@ -145,7 +153,8 @@ fn random_links(max_nodes: usize) -> impl Strategy<Value = Vec<(String, String, 
             let name = |i: usize| format!("r{i:02}");
             let mut seen = BTreeSet::new();
             let mut links = Vec::new();
-            let all = tree.into_iter().enumerate().map(|(child, (parent, cost))| (child + 1, parent, cost)).chain(extra);
+            let all =
+                tree.into_iter().enumerate().map(|(child, (parent, cost))| (child + 1, parent, cost)).chain(extra);
             for (a, b, cost) in all {
                 let pair = (a.min(b), a.max(b));
                 if a != b && seen.insert(pair) {

@@ -77,7 +77,9 @@ fn summarized_sources(net: &LinkStateNet, area: &str) -> BTreeSet<(String, Strin
     let area = AreaId::from(area);
     net.routers()
         .filter_map(|(_, router)| router.lsdb(&area))
-        .flat_map(|lsdb| lsdb.live_updates().flat_map(|u| u.summary.iter().flat_map(|s| s.entries.iter())).collect::<Vec<_>>())
+        .flat_map(|lsdb| {
+            lsdb.live_updates().flat_map(|u| u.summary.iter().flat_map(|s| s.entries.iter())).collect::<Vec<_>>()
+        })
         .map(|entry| (entry.source_area.to_string(), entry.destination.to_string()))
         .collect()
 }
@@ -99,7 +101,9 @@ fn summaries_reach_permitted_parent_areas_only() {
     // The core databases carry no dmz entry and no a3.
     let in_core = summarized_sources(&net, "core");
     assert!(!in_core.is_empty());
-    assert!(in_core.iter().all(|(source, destination)| (source == "edge-a" || source == "edge-b") && destination != "a3"));
+    assert!(
+        in_core.iter().all(|(source, destination)| (source == "edge-a" || source == "edge-b") && destination != "a3")
+    );
 
     // Partner gets dmz (its child) and nothing else.
     assert_eq!(destinations(&net, "p1"), set(&["abr2", "d1", "d2", "p2"]));
@@ -217,10 +221,13 @@ areas:
     let pair = AreaPair { source_area: AreaId::from("big"), target_area: AreaId::from("top") };
     let counts = net.router("abr").exports().counts[&pair];
     assert_eq!((counts.exported, counts.compressed), (5, 25));
-    assert!(net.router("abr").lsdb(&AreaId::from("top")).unwrap().live_updates().all(|u| u
-        .summary
-        .as_ref()
-        .is_none_or(|s| s.entries.len() <= 5)));
+    assert!(
+        net.router("abr")
+            .lsdb(&AreaId::from("top"))
+            .unwrap()
+            .live_updates()
+            .all(|u| u.summary.as_ref().is_none_or(|s| s.entries.len() <= 5))
+    );
 }
 
 #[test]

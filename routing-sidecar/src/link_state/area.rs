@@ -107,7 +107,8 @@ impl AreaGraph {
                             stack.push((parent, self.parents[parent].iter()));
                         }
                         Color::Grey => {
-                            let start = stack.iter().position(|(a, _)| *a == parent).expect("grey areas are on the stack");
+                            let start =
+                                stack.iter().position(|(a, _)| *a == parent).expect("grey areas are on the stack");
                             let mut areas: Vec<AreaId> = stack[start..].iter().map(|(a, _)| (*a).clone()).collect();
                             areas.push(parent.clone());
                             return Err(AreaGraphError::Cycle { areas });
@@ -244,7 +245,12 @@ pub struct SummaryPolicy {
 impl SummaryPolicy {
     /// Whether `destination`, living in `source_area`, may be summarized
     /// into `target_area`.
-    pub fn permits(&self, source_area: &AreaId, target_area: &AreaId, destination: &NodeId) -> Result<(), FilterVerdict> {
+    pub fn permits(
+        &self,
+        source_area: &AreaId,
+        target_area: &AreaId,
+        destination: &NodeId,
+    ) -> Result<(), FilterVerdict> {
         if !self.graph.is_descendant(source_area, target_area) {
             return Err(FilterVerdict::NotAChildArea);
         }
@@ -450,10 +456,8 @@ mod tests {
         // b are both children of p1 and p2; p2 refuses area b.
         let graph = graph(&[("a", &["p1", "p2"]), ("b", &["p1", "p2"]), ("p1", &[]), ("p2", &[])]).unwrap();
         let mut filters = BTreeMap::new();
-        filters.insert(
-            area("p2"),
-            SummaryFilter { deny_source_areas: vec![area("b")], ..SummaryFilter::new(area("p2")) },
-        );
+        filters
+            .insert(area("p2"), SummaryFilter { deny_source_areas: vec![area("b")], ..SummaryFilter::new(area("p2")) });
         let policy = SummaryPolicy { graph, filters, ..Default::default() };
         let local: BTreeSet<AreaId> = ["a", "b", "p1", "p2"].map(area).into();
         let mut reachable = BTreeMap::new();

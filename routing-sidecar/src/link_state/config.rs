@@ -146,7 +146,10 @@ impl LinkStateConfig {
     /// Every rule a config must satisfy, each failure naming its field.
     pub fn validate(&self) -> Result<(), LinkStateConfigError> {
         if !(1..=64).contains(&self.max_paths) {
-            return Err(LinkStateConfigError::new("maxPaths", format!("must be within 1..=64, got {}", self.max_paths)));
+            return Err(LinkStateConfigError::new(
+                "maxPaths",
+                format!("must be within 1..=64, got {}", self.max_paths),
+            ));
         }
         if self.update_ttl.is_zero() || self.update_ttl > Duration::from_millis(u64::from(u32::MAX)) {
             return Err(LinkStateConfigError::new("updateTtl", "must be above zero and below 49 days"));
@@ -183,7 +186,10 @@ impl LinkStateConfig {
                 return Err(LinkStateConfigError::new(format!("areas[{i}].id"), "must not be empty"));
             }
             if !defined.insert(&area.id) {
-                return Err(LinkStateConfigError::new(format!("areas[{i}].id"), format!("area {} is listed twice", area.id)));
+                return Err(LinkStateConfigError::new(
+                    format!("areas[{i}].id"),
+                    format!("area {} is listed twice", area.id),
+                ));
             }
             if area.max_summary_entries == Some(0) {
                 return Err(LinkStateConfigError::new(
@@ -248,11 +254,7 @@ impl LinkStateConfig {
         let graph = self.area_graph().map_err(|e| LinkStateConfigError::new("areas", e))?;
         let filters: BTreeMap<AreaId, SummaryFilter> =
             self.summary_filters.iter().map(|f| (f.target_area.clone(), f.clone())).collect();
-        let caps = self
-            .areas
-            .iter()
-            .filter_map(|a| a.max_summary_entries.map(|cap| (a.id.clone(), cap)))
-            .collect();
+        let caps = self.areas.iter().filter_map(|a| a.max_summary_entries.map(|cap| (a.id.clone(), cap))).collect();
         Ok(SummaryPolicy { graph, filters, caps, default_cap: self.max_summary_entries })
     }
 

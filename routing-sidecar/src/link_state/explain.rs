@@ -77,10 +77,8 @@ pub(crate) fn explain_route<'a>(
     route: Option<&LinkStateRoute>,
     max_paths: usize,
 ) -> RouteExplanation {
-    let areas: Vec<(&AreaId, &AreaSpf, &AreaRoute)> = areas
-        .into_iter()
-        .filter_map(|(area, spf, view)| view.get(destination).map(|r| (area, spf, r)))
-        .collect();
+    let areas: Vec<(&AreaId, &AreaSpf, &AreaRoute)> =
+        areas.into_iter().filter_map(|(area, spf, view)| view.get(destination).map(|r| (area, spf, r))).collect();
     let mut explanation = RouteExplanation {
         destination: destination.clone(),
         route: route.cloned(),
@@ -124,7 +122,12 @@ pub(crate) fn explain_route<'a>(
             continue;
         };
         if let Some(path) = explain_path(spf, destination, hop, candidate) {
-            explanation.paths.push(ExplainedPath { next_hop: hop.clone(), area: (*area).clone(), used: position < max_paths, ..path });
+            explanation.paths.push(ExplainedPath {
+                next_hop: hop.clone(),
+                area: (*area).clone(),
+                used: position < max_paths,
+                ..path
+            });
         }
     }
     explanation

@@ -127,8 +127,7 @@ impl LinkStateUpdate {
 
     /// Summary entries sorted by (source area, destination).
     pub fn sorted_summary_entries(&self) -> Vec<&SummaryEntry> {
-        let mut entries: Vec<&SummaryEntry> =
-            self.summary.iter().flat_map(|summary| summary.entries.iter()).collect();
+        let mut entries: Vec<&SummaryEntry> = self.summary.iter().flat_map(|summary| summary.entries.iter()).collect();
         entries.sort_by(|a, b| (&a.source_area, &a.destination).cmp(&(&b.source_area, &b.destination)));
         entries
     }
@@ -179,10 +178,7 @@ impl LinkStateUpdate {
             return Err(InvalidUpdate::TooManyLinks { count: self.links.len(), max: limits.max_links });
         }
         if summary_len > limits.max_summary_entries {
-            return Err(InvalidUpdate::TooManySummaryEntries {
-                count: summary_len,
-                max: limits.max_summary_entries,
-            });
+            return Err(InvalidUpdate::TooManySummaryEntries { count: summary_len, max: limits.max_summary_entries });
         }
         let links = self.sorted_links();
         for (i, link) in links.iter().enumerate() {
@@ -283,11 +279,7 @@ pub fn write_link_state_update(
     put_str(out, key_id.as_str());
 }
 
-pub fn link_state_update_bytes(
-    update: &LinkStateUpdate,
-    algorithm: SignatureAlgorithm,
-    key_id: &KeyId,
-) -> Vec<u8> {
+pub fn link_state_update_bytes(update: &LinkStateUpdate, algorithm: SignatureAlgorithm, key_id: &KeyId) -> Vec<u8> {
     let mut out = Vec::with_capacity(96 + 32 * update.links.len());
     write_link_state_update(&mut out, update, algorithm, key_id);
     out
@@ -300,11 +292,8 @@ pub fn sign_update(identity: &SigningIdentity, update: &mut LinkStateUpdate) {
     // `SigningIdentity` only exposes signing for path-vector messages; the
     // key is rebuilt from its secret so this module needs no change there.
     let key = SigningKey::from_bytes(&identity.secret_bytes());
-    update.signature = Some(SignatureBlock {
-        algorithm,
-        key_id: identity.key_id().clone(),
-        bytes: key.sign(&bytes).to_bytes(),
-    });
+    update.signature =
+        Some(SignatureBlock { algorithm, key_id: identity.key_id().clone(), bytes: key.sign(&bytes).to_bytes() });
 }
 
 /// Outcome of authenticating an update; the router turns it into accept or
@@ -408,10 +397,7 @@ pub(crate) mod tests {
         nan.links[0].reliability = f32::NAN;
         assert_eq!(nan.validate(&LIMITS), Err(InvalidUpdate::BadReliability(NodeId::from("b"))));
         let many = (0..5).map(|i| link(&format!("n{i}"), 1)).collect();
-        assert_eq!(
-            update("a", "x", 1, many).validate(&LIMITS),
-            Err(InvalidUpdate::TooManyLinks { count: 5, max: 4 })
-        );
+        assert_eq!(update("a", "x", 1, many).validate(&LIMITS), Err(InvalidUpdate::TooManyLinks { count: 5, max: 4 }));
         let mut flush = update("a", "x", 1, vec![link("b", 1)]);
         flush.ttl_ms = 0;
         assert_eq!(flush.validate(&LIMITS), Err(InvalidUpdate::FlushWithContent));

@@ -232,11 +232,8 @@ impl AreaLsdb {
             Some(old) => (!old.update.same_links(&update), !old.update.same_summary(&update)),
             None => (!update.links.is_empty(), update.summary.as_ref().is_some_and(|s| !s.entries.is_empty())),
         };
-        let expires_at = if update.is_flush() {
-            now + self.limits.flush_hold
-        } else {
-            update.expires_at(now, self.limits.max_ttl)
-        };
+        let expires_at =
+            if update.is_flush() { now + self.limits.flush_hold } else { update.expires_at(now, self.limits.max_ttl) };
         update.origin = Self::canonical(&mut self.names, &update.origin);
         for link in &mut update.links {
             link.neighbor = Self::canonical(&mut self.names, &link.neighbor);
@@ -312,11 +309,8 @@ mod tests {
     use super::*;
     use crate::link_state::lsa::tests::{link, update};
 
-    const LIMITS: LsdbLimits = LsdbLimits {
-        max_entries: 3,
-        max_ttl: Duration::from_secs(3600),
-        flush_hold: Duration::from_secs(10),
-    };
+    const LIMITS: LsdbLimits =
+        LsdbLimits { max_entries: 3, max_ttl: Duration::from_secs(3600), flush_hold: Duration::from_secs(10) };
 
     fn lsdb() -> AreaLsdb {
         let mut db = AreaLsdb::new(AreaId::from("x"), LIMITS);
@@ -379,7 +373,7 @@ mod tests {
         db.install(update("a", "x", 1, vec![link("b", 1)]), None, Timestamp(0));
         let version = db.links_version();
         let outcome = db.install(update("a", "x", 2, vec![link("b", 1)]), None, Timestamp(1));
-        assert_eq!(installed(&outcome).1, false);
+        assert!(!installed(&outcome).1);
         assert_eq!(db.links_version(), version);
     }
 

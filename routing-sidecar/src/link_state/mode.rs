@@ -79,9 +79,9 @@ pub fn decide(
 ) -> Option<ModeDecision> {
     match mode {
         RoutingMode::PathVector => path_vector.map(|choice| from_path_vector(choice, false)),
-        RoutingMode::PreferLinkState => link_state
-            .and_then(from_link_state)
-            .or_else(|| path_vector.map(|choice| from_path_vector(choice, true))),
+        RoutingMode::PreferLinkState => {
+            link_state.and_then(from_link_state).or_else(|| path_vector.map(|choice| from_path_vector(choice, true)))
+        }
         RoutingMode::LinkStateOnly => link_state.and_then(from_link_state),
     }
 }
@@ -145,7 +145,9 @@ mod tests {
     #[test]
     fn modes_serialize_camel_case_and_default_to_path_vector() {
         assert_eq!(RoutingMode::default(), RoutingMode::PathVector);
-        let json = serde_json::to_string(&[RoutingMode::PathVector, RoutingMode::PreferLinkState, RoutingMode::LinkStateOnly]).unwrap();
+        let json =
+            serde_json::to_string(&[RoutingMode::PathVector, RoutingMode::PreferLinkState, RoutingMode::LinkStateOnly])
+                .unwrap();
         assert_eq!(json, r#"["pathVector","preferLinkState","linkStateOnly"]"#);
         assert!(serde_json::from_str::<RoutingMode>(r#""ospf""#).is_err());
     }

@@ -20,9 +20,13 @@ use crate::link_state::area::{AreaPair, ExportPlan, FilterVerdict, SummaryCandid
 use crate::link_state::area_id::AreaId;
 use crate::link_state::config::{LinkStateConfig, LinkStateConfigError};
 use crate::link_state::explain::{RouteExplanation, explain_route};
-use crate::link_state::lsa::{AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry, UpdateAuth, sign_update, verify_update};
+use crate::link_state::lsa::{
+    AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry, UpdateAuth, sign_update, verify_update,
+};
 use crate::link_state::lsdb::{AreaLsdb, Freshness, InstallOutcome};
-use crate::link_state::routes::{AreaRoute, AreaSpf, LinkStateRoute, RouteChange, area_routes, diff_routes, merge_routes};
+use crate::link_state::routes::{
+    AreaRoute, AreaSpf, LinkStateRoute, RouteChange, area_routes, diff_routes, merge_routes,
+};
 use crate::link_state::stats::{LinkStateCounters, LinkStateGauges, LinkStateSnapshot, UpdateRejectReason};
 use crate::security::{KeyError, KeyRegistry, SignatureCheck, SigningIdentity, Verifier};
 use crate::time::Timestamp;
@@ -53,6 +57,11 @@ pub enum LinkStateInput {
     Tick,
     /// A new config; refused (with an event) when invalid.
     ConfigChanged(Box<LinkStateConfig>),
+    /// Graceful stop: flushes (prematurely ages) this node's updates in
+    /// every area, so the others drop it at once instead of waiting for
+    /// their links to it to fail or its updates to expire. The router then
+    /// forgets its areas; new local links make it join again.
+    Shutdown,
 }
 
 /// An update to send to one neighbor.
@@ -74,25 +83,74 @@ pub struct SpfRunReport {
 
 /// Structured events, one per decision worth logging.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "event")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "event")]
 pub enum LinkStateEvent {
-    UpdateInstalled { area: AreaId, origin: NodeId, sequence: u64, from: NodeId, flush: bool },
+    UpdateInstalled {
+        area: AreaId,
+        origin: NodeId,
+        sequence: u64,
+        from: NodeId,
+        flush: bool,
+    },
     /// Older than stored; the stored copy was sent back to `from`.
-    UpdateStale { area: AreaId, origin: NodeId, sequence: u64, current: u64, from: NodeId },
-    UpdateRejected { area: AreaId, origin: NodeId, from: NodeId, reason: UpdateRejectReason, detail: String },
-    SummaryEntriesRefused { area: AreaId, origin: NodeId, source_area: AreaId, refused: u64, verdict: FilterVerdict },
-    EntryExpired { area: AreaId, origin: NodeId, sequence: u64 },
-    Originated { area: AreaId, sequence: u64, links: usize, summary_entries: usize },
+    UpdateStale {
+        area: AreaId,
+        origin: NodeId,
+        sequence: u64,
+        current: u64,
+        from: NodeId,
+    },
+    UpdateRejected {
+        area: AreaId,
+        origin: NodeId,
+        from: NodeId,
+        reason: UpdateRejectReason,
+        detail: String,
+    },
+    SummaryEntriesRefused {
+        area: AreaId,
+        origin: NodeId,
+        source_area: AreaId,
+        refused: u64,
+        verdict: FilterVerdict,
+    },
+    EntryExpired {
+        area: AreaId,
+        origin: NodeId,
+        sequence: u64,
+    },
+    Originated {
+        area: AreaId,
+        sequence: u64,
+        links: usize,
+        summary_entries: usize,
+    },
     /// A copy of this node's own update from an earlier life was seen; the
     /// sequence continues above it.
-    SequenceJump { area: AreaId, seen: u64 },
+    SequenceJump {
+        area: AreaId,
+        seen: u64,
+    },
     SpfRun(SpfRunReport),
-    SpfSkipped { area: AreaId },
-    AreaJoined { area: AreaId },
-    AreaLeft { area: AreaId },
-    LocalLinkRefused { neighbor: NodeId, area: AreaId, reason: String },
+    SpfSkipped {
+        area: AreaId,
+    },
+    AreaJoined {
+        area: AreaId,
+    },
+    AreaLeft {
+        area: AreaId,
+    },
+    LocalLinkRefused {
+        neighbor: NodeId,
+        area: AreaId,
+        reason: String,
+    },
     ConfigApplied,
-    ConfigRejected { field: String, reason: String },
+    ConfigRejected {
+        field: String,
+        reason: String,
+    },
 }
 
 /// Everything one call produced, each list in a deterministic order.
@@ -117,6 +175,9 @@ struct AreaState {
     touched: bool,
 }
 
+/// One node's link-state protocol instance: its areas' databases, SPF
+/// state, route table, exports and counters. Feed it `LinkStateInput`s with
+/// the current time; act on the `LinkStateOutput` it returns.
 pub struct LinkStateRouter {
     node: NodeId,
     config: LinkStateConfig,
@@ -253,7 +314,9 @@ impl LinkStateRouter {
             topology_fingerprints: self
                 .areas
                 .iter()
-                .filter_map(|(area, s)| s.spf.as_ref().map(|spf| (area.clone(), format!("{:016x}", spf.topology.fingerprint()))))
+                .filter_map(|(area, s)| {
+                    s.spf.as_ref().map(|spf| (area.clone(), format!("{:016x}", spf.topology.fingerprint())))
+                })
                 .collect(),
             routes_active: self.routes.len(),
             exports: self.exports.counts.clone(),
@@ -284,6 +347,7 @@ impl LinkStateRouter {
                     self.on_local_links(links, now, &mut out, &mut new_adjacencies)
                 }
                 LinkStateInput::Tick => self.on_tick(now, &mut out),
+                LinkStateInput::Shutdown => self.on_shutdown(now, &mut out),
                 LinkStateInput::ConfigChanged(config) => {
                     if let Err(error) = self.apply_config(*config) {
                         out.events.push(LinkStateEvent::ConfigRejected { field: error.field, reason: error.reason });
@@ -350,7 +414,9 @@ impl LinkStateRouter {
             UpdateAuth::Unsigned => Ok(()),
             UpdateAuth::Checked(SignatureCheck::Valid { .. }) => Ok(()),
             UpdateAuth::Checked(SignatureCheck::Invalid) => Err(UpdateRejectReason::BadSignature),
-            UpdateAuth::Checked(SignatureCheck::Key(KeyError::UnknownKey)) if require => Err(UpdateRejectReason::UnknownKey),
+            UpdateAuth::Checked(SignatureCheck::Key(KeyError::UnknownKey)) if require => {
+                Err(UpdateRejectReason::UnknownKey)
+            }
             UpdateAuth::Checked(SignatureCheck::Key(KeyError::UnknownKey)) => {
                 self.counters.unverified_signatures_accepted += 1;
                 Ok(())
@@ -367,8 +433,12 @@ impl LinkStateRouter {
             return self.reject(out, &update, &from, UpdateRejectReason::AreaMismatch, detail);
         };
         if !state.lsdb.is_neighbor(&from) {
-            let shared: Vec<&str> =
-                self.links.iter().filter(|(_, links)| links.contains_key(&from)).map(|(area, _)| area.as_str()).collect();
+            let shared: Vec<&str> = self
+                .links
+                .iter()
+                .filter(|(_, links)| links.contains_key(&from))
+                .map(|(area, _)| area.as_str())
+                .collect();
             return if shared.is_empty() {
                 self.reject(out, &update, &from, UpdateRejectReason::UnknownNeighbor, String::new())
             } else {
@@ -600,6 +670,43 @@ impl LinkStateRouter {
         }
     }
 
+    fn on_shutdown(&mut self, now: Timestamp, out: &mut LinkStateOutput) {
+        let areas: Vec<AreaId> = self.areas.keys().cloned().collect();
+        for area in areas {
+            let state = self.areas.get_mut(&area).expect("listed above");
+            state.own_sequence = state.own_sequence.saturating_add(1);
+            let mut flush = LinkStateUpdate {
+                origin: self.node.clone(),
+                area: area.clone(),
+                sequence: state.own_sequence,
+                ttl_ms: 0,
+                links: Vec::new(),
+                summary: None,
+                signature: None,
+            };
+            if let Some(signer) = &self.signer {
+                sign_update(signer, &mut flush);
+            }
+            if let InstallOutcome::Installed { update, flood_to, .. } = state.lsdb.install(flush, None, now) {
+                out.send.extend(flood_to.into_iter().map(|to| OutgoingUpdate { to, update: Arc::clone(&update) }));
+            }
+            self.counters.updates_originated += 1;
+            out.events.push(LinkStateEvent::Originated {
+                area: area.clone(),
+                sequence: state.own_sequence,
+                links: 0,
+                summary_entries: 0,
+            });
+            out.events.push(LinkStateEvent::AreaLeft { area });
+        }
+        self.links.clear();
+        self.areas.clear();
+        self.exports = ExportPlan::default();
+        self.next_refresh = None;
+        self.areas_changed = true;
+        self.dirty = true;
+    }
+
     /// Makes and floods a new update of this node for `area`: its links in
     /// the area and whatever it currently exports into the area.
     fn originate(&mut self, area: &AreaId, now: Timestamp, out: &mut LinkStateOutput) {
@@ -800,7 +907,9 @@ mod tests {
     fn joining_areas_originates_one_update_per_area_flooded_to_its_neighbors() {
         let mut router = LinkStateRouter::new(id("me"), LinkStateConfig::default()).unwrap();
         let out = router.handle(
-            LinkStateInput::LocalLinksChanged { links: vec![local("n1", "x", 1), local("n2", "x", 1), local("n3", "y", 1)] },
+            LinkStateInput::LocalLinksChanged {
+                links: vec![local("n1", "x", 1), local("n2", "x", 1), local("n3", "y", 1)],
+            },
             T0,
         );
         assert_eq!(sent_to(&out), [("n1", "me", 1), ("n2", "me", 1), ("n3", "me", 1)]);
@@ -818,7 +927,11 @@ mod tests {
         assert_eq!(sent_to(&out), [("n2", "far", 1)]);
         assert_eq!(hops(&router, "far"), ["n1"]);
         assert_eq!(router.route(&id("far")).unwrap().cost, 2);
-        assert!(out.route_changes.iter().any(|c| matches!(c, RouteChange::Added { route } if route.destination == id("far"))));
+        assert!(
+            out.route_changes
+                .iter()
+                .any(|c| matches!(c, RouteChange::Added { route } if route.destination == id("far")))
+        );
     }
 
     #[test]
@@ -882,7 +995,9 @@ mod tests {
         let later = T0 + Duration::from_secs(61);
         let out = router.handle(LinkStateInput::Tick, later);
         assert!(router.route(&id("n1")).is_none());
-        assert!(out.events.iter().any(|e| matches!(e, LinkStateEvent::EntryExpired { origin, .. } if origin == &id("n1"))));
+        assert!(
+            out.events.iter().any(|e| matches!(e, LinkStateEvent::EntryExpired { origin, .. } if origin == &id("n1")))
+        );
         assert!(out.route_changes.iter().any(|c| matches!(c, RouteChange::Removed { .. })));
     }
 
@@ -991,6 +1106,19 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_flushes_own_updates_in_every_area_and_forgets_them() {
+        let mut router = router();
+        receive(&mut router, "n1", update("n1", "x", 1, vec![link("me", 1)]));
+        let out = router.handle(LinkStateInput::Shutdown, T0);
+        assert_eq!(sent_to(&out), [("n1", "me", 2), ("n2", "me", 2), ("n3", "me", 2)]);
+        assert!(out.send.iter().all(|s| s.update.is_flush() && s.update.links.is_empty()));
+        assert!(router.routes().is_empty());
+        assert_eq!(router.areas().count(), 0);
+        assert_eq!(router.next_wakeup(), None);
+        assert!(out.route_changes.iter().all(|c| matches!(c, RouteChange::Removed { .. })));
+    }
+
+    #[test]
     fn a_new_neighbor_gets_the_whole_area_database() {
         let mut router = router();
         receive(&mut router, "n1", update("n1", "x", 1, vec![link("me", 1)]));
@@ -1001,8 +1129,12 @@ mod tests {
             },
             T0,
         );
-        let to_new: Vec<(&str, u64)> =
-            out.send.iter().filter(|s| s.to.as_str() == "new").map(|s| (s.update.origin.as_str(), s.update.sequence)).collect();
+        let to_new: Vec<(&str, u64)> = out
+            .send
+            .iter()
+            .filter(|s| s.to.as_str() == "new")
+            .map(|s| (s.update.origin.as_str(), s.update.sequence))
+            .collect();
         assert_eq!(to_new, [("me", 2), ("far", 3), ("n1", 1)]);
     }
 
@@ -1021,11 +1153,12 @@ mod tests {
     fn the_same_inputs_give_the_same_outputs() {
         let run = || {
             let mut router = router();
-            let mut outputs = Vec::new();
-            outputs.push(receive(&mut router, "n1", update("n1", "x", 1, vec![link("me", 1), link("far", 2)])));
-            outputs.push(receive(&mut router, "n2", update("far", "x", 1, vec![link("n1", 2), link("n2", 1)])));
-            outputs.push(receive(&mut router, "n2", update("n2", "x", 1, vec![link("me", 1), link("far", 1)])));
-            outputs.push(router.handle(LinkStateInput::Tick, T0 + Duration::from_secs(200)));
+            let outputs = vec![
+                receive(&mut router, "n1", update("n1", "x", 1, vec![link("me", 1), link("far", 2)])),
+                receive(&mut router, "n2", update("far", "x", 1, vec![link("n1", 2), link("n2", 1)])),
+                receive(&mut router, "n2", update("n2", "x", 1, vec![link("me", 1), link("far", 1)])),
+                router.handle(LinkStateInput::Tick, T0 + Duration::from_secs(200)),
+            ];
             (outputs, serde_json::to_string(&router.snapshot()).unwrap())
         };
         assert_eq!(run(), run());

@@ -102,17 +102,18 @@ pub fn area_routes(
     lsdb: &AreaLsdb,
     policy: &SummaryPolicy,
 ) -> BTreeMap<NodeId, AreaRoute> {
-    let mut routes = BTreeMap::new();
     let Some(result) = &spf.result else {
-        return routes;
+        return BTreeMap::new();
     };
     let topology = &spf.topology;
-    for &index in &result.reachable()[1..] {
-        let cost = result.cost(index).expect("reachable");
-        let metrics = spf.metrics[index as usize];
-        routes.insert(
-            topology.node(index).clone(),
-            AreaRoute {
+    // In index order, which is id order: the map is bulk-built from sorted
+    // input instead of inserting (and comparing ids) one route at a time.
+    let mut routes: BTreeMap<NodeId, AreaRoute> = (0..topology.node_count() as u32)
+        .filter(|&index| index != result.source())
+        .filter_map(|index| {
+            let cost = result.cost(index)?;
+            let metrics = spf.metrics[index as usize];
+            let route = AreaRoute {
                 cost,
                 next_hops: result.next_hops(index, usize::MAX).into_iter().map(|h| topology.node(h).clone()).collect(),
                 scope: RouteScope::IntraArea,
@@ -120,9 +121,10 @@ pub fn area_routes(
                 via: Vec::new(),
                 latency_us: metrics.latency_us,
                 reliability: metrics.reliability,
-            },
-        );
-    }
+            };
+            Some((topology.node(index).clone(), route))
+        })
+        .collect();
 
     for update in lsdb.live_updates() {
         let Some(summary) = &update.summary else { continue };
@@ -173,19 +175,23 @@ pub fn merge_routes<'a>(
     views: impl IntoIterator<Item = (&'a AreaId, &'a BTreeMap<NodeId, AreaRoute>)>,
     max_paths: usize,
 ) -> BTreeMap<NodeId, LinkStateRoute> {
-    let mut candidates: BTreeMap<&NodeId, Vec<(&AreaId, &AreaRoute)>> = BTreeMap::new();
-    for (area, routes) in views {
-        for (destination, route) in routes {
-            candidates.entry(destination).or_default().push((area, route));
+    // A k-way merge of the views (each sorted by destination): areas are
+    // few, so picking the smallest head by scanning is cheapest, and the
+    // table is bulk-built from sorted output.
+    let mut heads: Vec<(&AreaId, std::iter::Peekable<std::collections::btree_map::Iter<'a, NodeId, AreaRoute>>)> =
+        views.into_iter().map(|(area, routes)| (area, routes.iter().peekable())).collect();
+    let mut table = Vec::new();
+    let mut candidates: Vec<(&AreaId, &AreaRoute)> = Vec::with_capacity(heads.len());
+    while let Some(destination) = heads.iter_mut().filter_map(|(_, iter)| iter.peek().map(|(d, _)| *d)).min() {
+        candidates.clear();
+        for (area, iter) in &mut heads {
+            if let Some((_, route)) = iter.next_if(|(d, _)| *d == destination) {
+                candidates.push((*area, route));
+            }
         }
+        table.push((destination.clone(), best_of(destination, &candidates, max_paths)));
     }
-    candidates
-        .into_iter()
-        .map(|(destination, candidates)| {
-            let route = best_of(destination, &candidates, max_paths);
-            (destination.clone(), route)
-        })
-        .collect()
+    table.into_iter().collect()
 }
 
 /// The winning scope and cost among `candidates`, and the candidates that
@@ -199,14 +205,17 @@ pub(crate) fn winners<'a>(candidates: &[(&'a AreaId, &'a AreaRoute)]) -> Vec<(&'
 fn best_of(destination: &NodeId, candidates: &[(&AreaId, &AreaRoute)], max_paths: usize) -> LinkStateRoute {
     let tied = winners(candidates);
     let (_, first) = tied[0];
-    let mut hops: BTreeSet<&NodeId> = BTreeSet::new();
-    for (_, route) in &tied {
-        hops.extend(&route.next_hops);
-    }
+    let next_hops = if tied.len() == 1 {
+        // The common case: one area; its hops are sorted already.
+        first.next_hops.iter().take(max_paths).cloned().collect()
+    } else {
+        let hops: BTreeSet<&NodeId> = tied.iter().flat_map(|(_, route)| &route.next_hops).collect();
+        hops.into_iter().take(max_paths).cloned().collect()
+    };
     LinkStateRoute {
         destination: destination.clone(),
         cost: first.cost,
-        next_hops: hops.into_iter().take(max_paths).cloned().collect(),
+        next_hops,
         scope: first.scope,
         areas: tied.iter().map(|(area, _)| (*area).clone()).collect(),
         latency_us: first.latency_us,
@@ -233,10 +242,7 @@ impl RouteChange {
 }
 
 /// Changes from `old` to `new`, in destination order.
-pub fn diff_routes(
-    old: &BTreeMap<NodeId, LinkStateRoute>,
-    new: &BTreeMap<NodeId, LinkStateRoute>,
-) -> Vec<RouteChange> {
+pub fn diff_routes(old: &BTreeMap<NodeId, LinkStateRoute>, new: &BTreeMap<NodeId, LinkStateRoute>) -> Vec<RouteChange> {
     let mut changes = Vec::new();
     let mut old_iter = old.iter().peekable();
     let mut new_iter = new.iter().peekable();
@@ -329,7 +335,10 @@ mod tests {
     fn diff_reports_added_changed_and_removed_in_destination_order() {
         let make = |entries: &[(&str, u64)]| -> BTreeMap<NodeId, LinkStateRoute> {
             let views = views(
-                &entries.iter().map(|(d, c)| ("a", *d, route(*c, &["h"], RouteScope::IntraArea, "a"))).collect::<Vec<_>>(),
+                &entries
+                    .iter()
+                    .map(|(d, c)| ("a", *d, route(*c, &["h"], RouteScope::IntraArea, "a")))
+                    .collect::<Vec<_>>(),
             );
             merge_routes(&views, 4)
         };

@@ -37,13 +37,61 @@ pub struct SpfResult {
     heap_pops: u64,
 }
 
+/// A heap entry: (cost, node), ordered by cost then node index.
+trait HeapEntry: Ord + Copy {
+    fn new(cost: u64, node: u32) -> Self;
+    fn cost(self) -> u64;
+    fn node(self) -> u32;
+}
+
+/// Cost and node packed in one `u64` (cost in the high half): one integer
+/// comparison per heap step and half the memory of the tuple. Usable when
+/// no path can cost 2^32 or more.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Packed(u64);
+
+impl HeapEntry for Packed {
+    fn new(cost: u64, node: u32) -> Self {
+        Packed((cost << 32) | u64::from(node))
+    }
+    fn cost(self) -> u64 {
+        self.0 >> 32
+    }
+    fn node(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+/// The general entry, for graphs whose path costs may exceed `u32`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Wide(u64, u32);
+
+impl HeapEntry for Wide {
+    fn new(cost: u64, node: u32) -> Self {
+        Wide(cost, node)
+    }
+    fn cost(self) -> u64 {
+        self.0
+    }
+    fn node(self) -> u32 {
+        self.1
+    }
+}
+
 /// Runs SPF from `source` over `topology`.
 ///
 /// # Panics
 /// If `source` is not an index of `topology`.
 pub fn shortest_paths(topology: &Topology, source: u32) -> SpfResult {
+    assert!((source as usize) < topology.node_count(), "source out of range");
+    // A shortest path has at most n - 1 edges; both entry kinds pop in the
+    // same (cost, node) order, so the choice changes speed, not results.
+    let longest = u64::from(topology.max_cost()) * topology.node_count() as u64;
+    if longest < 1 << 32 { run::<Packed>(topology, source) } else { run::<Wide>(topology, source) }
+}
+
+fn run<E: HeapEntry>(topology: &Topology, source: u32) -> SpfResult {
     let node_count = topology.node_count();
-    assert!((source as usize) < node_count, "source out of range");
     let targets = topology.targets();
     let costs = topology.costs();
     let source_edges = topology.edge_range(source);
@@ -54,7 +102,7 @@ pub fn shortest_paths(topology: &Topology, source: u32) -> SpfResult {
     let mut parent = vec![NO_PARENT; node_count];
     let mut first_hops = vec![0u64; node_count * words];
     let mut order = Vec::with_capacity(node_count);
-    let mut heap: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::with_capacity(node_count);
+    let mut heap: BinaryHeap<Reverse<E>> = BinaryHeap::with_capacity(node_count);
     let mut heap_pops = 0u64;
 
     // The source is settled first; its neighbors get their own slot bit
@@ -71,14 +119,15 @@ pub fn shortest_paths(topology: &Topology, source: u32) -> SpfResult {
             parent[to] = source;
             first_hops[to * words..(to + 1) * words].fill(0);
             first_hops[word] = bit;
-            heap.push(Reverse((cost, to as u32)));
+            heap.push(Reverse(E::new(cost, to as u32)));
         } else if cost == dist[to] {
             first_hops[word] |= bit;
         }
     }
 
-    while let Some(Reverse((cost, node))) = heap.pop() {
+    while let Some(Reverse(entry)) = heap.pop() {
         heap_pops += 1;
+        let (cost, node) = (entry.cost(), entry.node());
         let node_index = node as usize;
         if cost > dist[node_index] {
             continue; // superseded entry; the node was settled at a lower cost
@@ -94,7 +143,7 @@ pub fn shortest_paths(topology: &Topology, source: u32) -> SpfResult {
                     dist[to] = candidate;
                     parent[to] = node;
                     first_hops[to] = hops;
-                    heap.push(Reverse((candidate, to as u32)));
+                    heap.push(Reverse(E::new(candidate, to as u32)));
                 } else if candidate == dist[to] {
                     first_hops[to] |= hops;
                 }
@@ -107,7 +156,7 @@ pub fn shortest_paths(topology: &Topology, source: u32) -> SpfResult {
                     dist[to] = candidate;
                     parent[to] = node;
                     first_hops.copy_within(node_index * words..(node_index + 1) * words, to * words);
-                    heap.push(Reverse((candidate, to as u32)));
+                    heap.push(Reverse(E::new(candidate, to as u32)));
                 } else if candidate == dist[to] {
                     for word in 0..words {
                         first_hops[to * words + word] |= first_hops[node_index * words + word];
@@ -252,7 +301,9 @@ mod tests {
         let index = |c: char| names.find(c).unwrap() as u32;
         let edges = links
             .iter()
-            .flat_map(|&(a, b, cost)| [EdgeSpec::with_cost(index(a), index(b), cost), EdgeSpec::with_cost(index(b), index(a), cost)])
+            .flat_map(|&(a, b, cost)| {
+                [EdgeSpec::with_cost(index(a), index(b), cost), EdgeSpec::with_cost(index(b), index(a), cost)]
+            })
             .collect();
         Topology::from_sorted_nodes(nodes, edges)
     }
@@ -315,6 +366,16 @@ mod tests {
         assert_eq!(spf.next_hops(101, 3), [1, 2, 3]);
         assert!(spf.has_next_hop(101, 100));
         assert_eq!(spf.path_via(&topology, 101, 70).unwrap(), [0, 70, 101]);
+    }
+
+    #[test]
+    fn costs_beyond_u32_take_the_wide_heap_and_agree() {
+        // a -> b -> c with huge costs: path costs exceed u32.
+        let big = u32::MAX - 1;
+        let topology = graph("abcd", &[('a', 'b', big), ('b', 'c', big), ('a', 'd', big), ('d', 'c', big)]);
+        let spf = shortest_paths(&topology, 0);
+        assert_eq!(spf.cost(2), Some(2 * u64::from(big)));
+        assert_eq!(names(&topology, &spf.next_hops(2, 8)), "bd");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub const SPF_DURATION_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002
 
 /// A cumulative histogram in the Prometheus sense.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DurationHistogram {
     /// Count of observations at or below each bound of `SPF_DURATION_BUCKETS`.
     pub buckets: Vec<u64>,

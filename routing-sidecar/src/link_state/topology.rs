@@ -38,6 +38,24 @@ impl Hasher for AddressHasher {
     }
 }
 
+/// Stable counting sort of `edges` by source index.
+fn group_by_source(node_count: usize, edges: Vec<EdgeSpec>) -> Vec<EdgeSpec> {
+    let mut starts = vec![0usize; node_count + 1];
+    for edge in &edges {
+        starts[edge.from as usize + 1] += 1;
+    }
+    for i in 0..node_count {
+        starts[i + 1] += starts[i];
+    }
+    let mut grouped = vec![EdgeSpec::with_cost(0, 0, 1); edges.len()];
+    for edge in edges {
+        let slot = &mut starts[edge.from as usize];
+        grouped[*slot] = edge;
+        *slot += 1;
+    }
+    grouped
+}
+
 /// A directed edge between dense indices.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EdgeSpec {
@@ -74,6 +92,7 @@ pub struct Topology {
     costs: Vec<u32>,
     latencies: Vec<u32>,
     reliabilities: Vec<f32>,
+    max_cost: u32,
 }
 
 impl Topology {
@@ -90,52 +109,47 @@ impl Topology {
     }
 
     /// `from_sorted_nodes` without the order check, for callers that sorted.
-    fn build(nodes: Vec<NodeId>, edges: Vec<EdgeSpec>) -> Self {
+    fn build(nodes: Vec<NodeId>, mut edges: Vec<EdgeSpec>) -> Self {
         let node_count = nodes.len();
         assert!(u32::try_from(node_count).is_ok(), "too many nodes for u32 indices");
-
-        // Counting sort by source (linear), then each node's few edges by
-        // target: much cheaper than one comparison sort of all edges.
-        let mut starts = vec![0u32; node_count + 1];
         for edge in &edges {
             assert!((edge.from as usize) < node_count && (edge.to as usize) < node_count, "edge index out of range");
-            if edge.from != edge.to {
-                starts[edge.from as usize + 1] += 1;
+        }
+        // Edges built from a database arrive grouped by source already;
+        // others are grouped by a linear counting sort.
+        if !edges.is_sorted_by_key(|e| e.from) {
+            edges = group_by_source(node_count, edges);
+        }
+        let mut row_ends = vec![0u32; node_count + 1];
+        let mut targets = Vec::with_capacity(edges.len());
+        let mut costs = Vec::with_capacity(edges.len());
+        let mut latencies = Vec::with_capacity(edges.len());
+        let mut reliabilities = Vec::with_capacity(edges.len());
+        for row in edges.chunk_by_mut(|a, b| a.from == b.from) {
+            // Sorted by target then cost, the first of parallel edges is the
+            // cheapest one; self loops are dropped.
+            row.sort_unstable_by_key(|e| (e.to, e.cost, e.latency_us));
+            let from = row[0].from;
+            let mut previous = None;
+            let mut kept = 0u32;
+            for edge in row.iter() {
+                if edge.to == from || previous == Some(edge.to) {
+                    continue;
+                }
+                previous = Some(edge.to);
+                targets.push(edge.to);
+                costs.push(edge.cost.max(1));
+                latencies.push(edge.latency_us);
+                reliabilities.push(edge.reliability);
+                kept += 1;
             }
+            row_ends[from as usize + 1] = kept;
         }
         for i in 0..node_count {
-            starts[i + 1] += starts[i];
+            row_ends[i + 1] += row_ends[i];
         }
-        let mut bucketed = vec![EdgeSpec::with_cost(0, 0, 1); starts[node_count] as usize];
-        let mut next = starts.clone();
-        for edge in edges.into_iter().filter(|e| e.from != e.to) {
-            let slot = &mut next[edge.from as usize];
-            bucketed[*slot as usize] = EdgeSpec { cost: edge.cost.max(1), ..edge };
-            *slot += 1;
-        }
-
-        let mut offsets = Vec::with_capacity(node_count + 1);
-        offsets.push(0u32);
-        let mut kept: Vec<EdgeSpec> = Vec::with_capacity(bucketed.len());
-        for node in 0..node_count {
-            let own = &mut bucketed[starts[node] as usize..starts[node + 1] as usize];
-            own.sort_unstable_by_key(|e| (e.to, e.cost, e.latency_us));
-            for edge in own.iter() {
-                // Parallel edges: the first after sorting is the cheapest.
-                if kept.last().is_none_or(|last| (last.from, last.to) != (edge.from, edge.to)) {
-                    kept.push(*edge);
-                }
-            }
-            offsets.push(kept.len() as u32);
-        }
-        Self {
-            nodes,
-            offsets,
-            targets: kept.iter().map(|e| e.to).collect(),
-            costs: kept.iter().map(|e| e.cost).collect(),
-            latencies: kept.iter().map(|e| e.latency_us).collect(),
-            reliabilities: kept.iter().map(|e| e.reliability).collect(),
-        }
+        let max_cost = costs.iter().copied().max().unwrap_or(0);
+        Self { nodes, offsets: row_ends, targets, costs, latencies, reliabilities, max_cost }
     }
 
     /// Builds from edges named by node id; nodes are interned in id order.
@@ -176,8 +190,8 @@ impl Topology {
             if let Some(&i) = by_address.get(&address(id)) {
                 return Some(i);
             }
-            let by_text =
-                by_text.get_or_insert_with(|| nodes.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect());
+            let by_text = by_text
+                .get_or_insert_with(|| nodes.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect());
             by_text.get(id.as_str()).copied()
         };
 
@@ -221,8 +235,14 @@ impl Topology {
             costs: kept.iter().map(|&p| self.costs[p]).collect(),
             latencies: kept.iter().map(|&p| self.latencies[p]).collect(),
             reliabilities: kept.iter().map(|&p| self.reliabilities[p]).collect(),
+            max_cost: self.max_cost,
             nodes: self.nodes,
         }
+    }
+
+    /// The highest edge cost (0 without edges).
+    pub fn max_cost(&self) -> u32 {
+        self.max_cost
     }
 
     pub fn node_count(&self) -> usize {

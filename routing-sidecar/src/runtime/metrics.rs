@@ -252,45 +252,75 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
     counter(
         &mut r,
         "routes_withdrawn",
-        "Routes removed by a withdrawal or a neighbor going down",
+        "Routes removed because their advertiser withdrew them or the neighbor went away",
         s.routes_withdrawn_total,
     );
     counter(&mut r, "routes_expired", "Routes removed because their TTL ran out", s.routes_expired_total);
-    counter(&mut r, "routes_purged_stale", "Stale routes purged", s.routes_purged_stale_total);
-    counter(&mut r, "routes_suppressed", "Times flap dampening started suppressing a route", s.routes_suppressed_total);
-    counter(&mut r, "routes_reused", "Times a suppressed route became usable again", s.routes_reused_total);
+    counter(
+        &mut r,
+        "routes_purged_stale",
+        "Routes of a restarted neighbor purged because it did not refresh them within its restart window",
+        s.routes_purged_stale_total,
+    );
+    counter(
+        &mut r,
+        "routes_suppressed",
+        "Times flap dampening started suppressing a (destination, advertiser)",
+        s.routes_suppressed_total,
+    );
+    counter(
+        &mut r,
+        "routes_reused",
+        "Times a suppression ended and the route could be used again",
+        s.routes_reused_total,
+    );
     counter(
         &mut r,
         "best_path_changes",
-        "Changes of the selected best route of a destination",
+        "Changes of a destination's selected best route, losing it included",
         s.best_path_changes_total,
     );
 
     // Announcements and withdrawals.
     counter(&mut r, "announcements_received", "Route announcements received", s.announcements_received);
-    counter(&mut r, "announcements_accepted", "Route announcements accepted into the table", s.announcements_accepted);
+    counter(
+        &mut r,
+        "announcements_accepted",
+        "Announcements that became usable routes, and stored routes that became usable again when a hold-down or suppression ended",
+        s.announcements_accepted,
+    );
     r.register(
         "announcement_rejects",
-        "Announcements and withdrawals not used, by reason (every reason is always present)",
+        "Announcements and withdrawals not used, by reason; every reason is always present",
         counters(reason_series(&s.announcement_rejects_total)),
     );
     r.register(
         "dry_run_rejects",
-        "Rejections a dry-run policy reported but did not enforce, by reason (every reason is always present)",
+        "Announcements accepted that an import policy in dry-run mode would have rejected, by reason; every reason is always present",
         counters(reason_series(&s.dry_run_rejects_total)),
     );
     counter(
         &mut r,
         "hold_down_rejects",
-        "Announcements refused because their (destination, next hop) is held down",
+        "Announcements stored but not used because their (destination, next hop) is held down; also counted under announcement_rejects_total{reason=hold_down}",
         s.hold_down_rejects,
     );
     counter(&mut r, "withdrawals_received", "Route withdrawals received", s.withdrawals_received);
     counter(&mut r, "withdrawals_applied", "Route withdrawals that removed a stored route", s.withdrawals_applied);
-    counter(&mut r, "messages_sent", "Messages sent to neighbors", s.messages_sent_total);
+    counter(
+        &mut r,
+        "messages_sent",
+        "Messages (announcements, withdrawals, end-of-table markers) queued for neighbors",
+        s.messages_sent_total,
+    );
 
     // Signatures.
-    counter(&mut r, "signatures_verified", "Signature verifications performed", s.signatures_verified_total);
+    counter(
+        &mut r,
+        "signatures_verified",
+        "Signatures verified as valid by computation (cache hits not included)",
+        s.signatures_verified_total,
+    );
     counter(
         &mut r,
         "signature_cache_hits",
@@ -300,14 +330,14 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
     counter(
         &mut r,
         "unverified_signatures_accepted",
-        "Announcements accepted without a verified signature because signatures are not required",
+        "Signed messages accepted unverified: the key is unknown and signatures are not required",
         s.unverified_signatures_accepted_total,
     );
 
     // Convergence.
     r.register_with_unit(
         "convergence",
-        "Time from a triggering event to the new best route of a destination",
+        "Time a destination went without a usable route: from losing its last one to having a new best route",
         Unit::Seconds,
         ConstHistogram::from_snapshot(&s.convergence_seconds),
     );
@@ -346,12 +376,12 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
     );
     r.register(
         "peer_session_failures",
-        "Sessions with the peer that failed or could not be established",
+        "Established sessions with the peer that went down",
         counters(peer_series(input.peers, |p| p.session_failures_total)),
     );
     r.register(
         "peer_routes_received",
-        "Routes currently learned from the peer",
+        "Routes currently stored from the peer",
         gauges(peer_series(input.peers, |p| p.routes_received)),
     );
     r

@@ -10,6 +10,7 @@ pub mod local_http;
 pub mod metrics;
 pub mod node;
 pub mod state_dir;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;
 

@@ -259,6 +259,7 @@ impl Node {
             Command::SessionUp { conn, peer, dialed, outbound, reply } => {
                 let accept = self.accept_session(&peer, dialed);
                 if accept {
+                    let _span = tracing::info_span!("fabric.session.establish", peer = %peer, conn, dialed).entered();
                     if let Some(old) = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound }) {
                         let _ = old.outbound.try_send(Outbound::Close {
                             reason: "replaced by a newer session".into(),
@@ -276,6 +277,8 @@ impl Node {
             }
             Command::SessionDown { conn, peer, keep_routes, reason } => {
                 if self.sessions.get(&peer).is_some_and(|s| s.conn == conn) {
+                    let _span = tracing::info_span!("fabric.session.teardown", peer = %peer, conn, keep_routes, reason = %reason)
+                        .entered();
                     self.sessions.remove(&peer);
                     let info = self.peers.entry(peer.clone()).or_default();
                     info.since = Some(now);
@@ -324,10 +327,15 @@ impl Node {
         }
     }
 
+    #[tracing::instrument(name = "fabric.config.apply", skip_all, fields(
+        source = %source, version = config.version.as_deref().unwrap_or(""), result = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty
+    ))]
     fn apply_config(&mut self, config: SidecarConfig, source: String) -> Result<(), ConfigError> {
         let now = clock::now();
         match self.engine.apply_config(now, config) {
             Ok(()) => {
+                tracing::Span::current().record("result", "applied");
                 self.config.version = self.engine.config().version.clone();
                 self.config.applied_at = now;
                 self.config.source = source;
@@ -342,6 +350,7 @@ impl Node {
                 Ok(())
             }
             Err(error) => {
+                tracing::Span::current().record("result", "rejected").record("otel.status_code", "ERROR");
                 self.config.rejected_total += 1;
                 self.config.last_error = Some(error.to_string());
                 tracing::error!(field = %error.field, reason = %error.reason, source = %source, "config refused; the previous one stays in force");

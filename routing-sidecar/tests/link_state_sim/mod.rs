@@ -61,7 +61,9 @@ impl LinkStateNet {
     pub fn with_configs<'a>(configs: impl IntoIterator<Item = (&'a str, LinkStateConfig)>) -> Self {
         let routers = configs
             .into_iter()
-            .map(|(id, config)| (NodeId::from(id), LinkStateRouter::new(NodeId::from(id), config).expect("valid config")))
+            .map(|(id, config)| {
+                (NodeId::from(id), LinkStateRouter::new(NodeId::from(id), config).expect("valid config"))
+            })
             .collect();
         Self {
             now: START,
@@ -103,6 +105,34 @@ impl LinkStateNet {
         self.links.remove(&key(a, b, area));
         self.push_links(a);
         self.push_links(b);
+    }
+
+    /// A node restarts: its sessions drop (neighbors see the links go down),
+    /// a fresh router with the same config and no memory takes its place,
+    /// and the links come back up.
+    pub fn restart(&mut self, node: &str) {
+        let touching: Vec<(LinkKey, u32)> = self
+            .links
+            .iter()
+            .filter(|((a, b, _), _)| a.as_str() == node || b.as_str() == node)
+            .map(|(key, cost)| (key.clone(), *cost))
+            .collect();
+        let neighbors: BTreeSet<NodeId> =
+            touching.iter().map(|((a, b, _), _)| if a.as_str() == node { b.clone() } else { a.clone() }).collect();
+        for (key, _) in &touching {
+            self.links.remove(key);
+        }
+        for neighbor in &neighbors {
+            self.push_links(neighbor.as_str());
+        }
+        let id = NodeId::from(node);
+        let config = self.router(node).config().clone();
+        self.routers.insert(id.clone(), LinkStateRouter::new(id, config).expect("valid config"));
+        self.links.extend(touching);
+        self.push_links(node);
+        for neighbor in &neighbors {
+            self.push_links(neighbor.as_str());
+        }
     }
 
     /// Every link of one area between the given pairs, brought up at once.
@@ -325,14 +355,19 @@ pub struct ChurnReport {
 /// the network settle after each and checking every router against the
 /// oracle. The path-vector half runs the same links and failures through
 /// `fabric_routing::sim::Fabric`.
-pub fn link_state_churn(links: &[(&str, &str, u32)], failures: &[(&str, &str)], config: &LinkStateConfig) -> ChurnReport {
+pub fn link_state_churn(
+    links: &[(&str, &str, u32)],
+    failures: &[(&str, &str)],
+    config: &LinkStateConfig,
+) -> ChurnReport {
     const AREA: &str = "fabric";
     let nodes: BTreeSet<&str> = links.iter().flat_map(|(a, b, _)| [*a, *b]).collect();
     let mut net = LinkStateNet::new(nodes.iter().copied(), config);
     net.connect_all(AREA, links);
     let initial_rounds = net.run_until_quiet(1_000);
     let initial_messages = net.messages_delivered;
-    let mut live: Vec<(String, String, u32)> = links.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), *c)).collect();
+    let mut live: Vec<(String, String, u32)> =
+        links.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), *c)).collect();
     assert_matches_oracle(&net, &live, config.max_paths);
 
     let mut steps = Vec::new();
@@ -360,7 +395,9 @@ pub fn assert_matches_oracle(net: &LinkStateNet, links: &[(String, String, u32)]
         let actual: BTreeMap<String, (u64, BTreeSet<String>)> = router
             .routes()
             .iter()
-            .map(|(dest, route)| (dest.to_string(), (route.cost, route.next_hops.iter().map(|h| h.to_string()).collect())))
+            .map(|(dest, route)| {
+                (dest.to_string(), (route.cost, route.next_hops.iter().map(|h| h.to_string()).collect()))
+            })
             .collect();
         let expected: BTreeMap<String, (u64, BTreeSet<String>)> = expected
             .into_iter()

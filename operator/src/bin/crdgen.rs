@@ -1,0 +1,39 @@
+//! Writes `crds/<plural>.routing.fabric.dev.yaml`, one file per CRD.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Write the fabric routing CRDs as YAML, one file per CRD")]
+struct Args {
+    /// Output folder (default: crds/ at the repository root).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let out = args.out.unwrap_or_else(fabric_operator::crds::default_dir);
+    let files = match fabric_operator::crds::files() {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("crdgen: cannot render the CRDs: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) = std::fs::create_dir_all(&out) {
+        eprintln!("crdgen: cannot create {}: {error}", out.display());
+        return ExitCode::FAILURE;
+    }
+    for file in files {
+        let path = out.join(&file.file_name);
+        if let Err(error) = std::fs::write(&path, file.yaml) {
+            eprintln!("crdgen: cannot write {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}

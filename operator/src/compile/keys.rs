@@ -1,0 +1,136 @@
+//! RouteKey: the trusted keys every sidecar gets. Node ids are global, so
+//! every sidecar trusts the keys of every node id, with these guards:
+//! - a RouteKey for a node id that belongs to a sidecar of another
+//!   namespace is refused (a namespace cannot vouch for another's node);
+//! - two RouteKeys for one node id conflict; the smaller namespace/name wins;
+//! - a key that the sidecar would refuse (bad base64, not an ed25519 point,
+//!   bad times, a key id used twice) is left out with a Degraded condition,
+//!   so one bad key cannot invalidate every sidecar's config.
+//!
+//! `management: Operator` trusts the published `status.keys` (Pending,
+//! Active and Retiring: a key is trusted before it signs) plus
+//! `externalKeys`; `management: External` trusts `externalKeys` only.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fabric_routing::SidecarConfig;
+use fabric_routing::config::TrustedKey;
+use fabric_routing::ids::{KeyId, NodeId};
+
+use super::report::Report;
+use super::sidecars::Sidecar;
+use crate::api::{KeyManagement, RouteKey};
+use crate::index::{Index, ObjectKey, ObjectKind};
+use crate::time::normalize_rfc3339;
+use crate::validation::check_route_key;
+
+/// One key as listed in a RouteKey, before checks.
+struct Listed<'a> {
+    field: String,
+    key_id: &'a str,
+    public_key: &'a str,
+    valid_from: Option<&'a str>,
+    valid_until: Option<&'a str>,
+}
+
+fn listed_keys(route_key: &RouteKey) -> Vec<Listed<'_>> {
+    let mut listed = Vec::new();
+    if route_key.spec.management == KeyManagement::Operator {
+        let published = route_key.status.iter().flat_map(|s| s.keys.iter());
+        for (i, key) in published.enumerate() {
+            listed.push(Listed {
+                field: format!("status.keys[{i}]"),
+                key_id: &key.key_id,
+                public_key: &key.public_key,
+                valid_from: key.valid_from.as_deref(),
+                valid_until: key.valid_until.as_deref(),
+            });
+        }
+    }
+    for (i, key) in route_key.spec.external_keys.iter().enumerate() {
+        listed.push(Listed {
+            field: format!("spec.externalKeys[{i}]"),
+            key_id: &key.key_id,
+            public_key: &key.public_key,
+            valid_from: key.valid_from.as_deref(),
+            valid_until: key.valid_until.as_deref(),
+        });
+    }
+    listed
+}
+
+/// The trusted key for `listed`, or why the sidecar would refuse it.
+fn trusted_key(node_id: &NodeId, listed: &Listed<'_>) -> Result<TrustedKey, String> {
+    let normalize = |name: &str, time: Option<&str>| {
+        time.map(normalize_rfc3339).transpose().map_err(|error| format!("{}.{name}: {error}", listed.field))
+    };
+    let key = TrustedKey {
+        advertiser: node_id.clone(),
+        key_id: KeyId::from(listed.key_id),
+        public_key: listed.public_key.to_owned(),
+        valid_from: normalize("validFrom", listed.valid_from)?,
+        valid_until: normalize("validUntil", listed.valid_until)?,
+    };
+    // The sidecar's own check, on a config holding only this key.
+    let mut probe = SidecarConfig::new(node_id.clone());
+    probe.security.trusted_keys.push(key.clone());
+    probe.key_registry().map_err(|error| format!("{}: {}", listed.field, error.reason))?;
+    Ok(key)
+}
+
+/// Every trusted key, sorted by (advertiser, key id), and the RouteKeys
+/// they come from.
+pub(crate) fn trusted_keys(
+    index: &Index,
+    sidecars: &BTreeMap<NodeId, Sidecar<'_>>,
+    report: &mut Report,
+) -> (Vec<TrustedKey>, BTreeSet<ObjectKey>) {
+    let mut by_node: BTreeMap<NodeId, ObjectKey> = BTreeMap::new();
+    let mut keys: BTreeMap<(NodeId, KeyId), TrustedKey> = BTreeMap::new();
+    let mut sources = BTreeSet::new();
+    for (name, route_key) in index.objects::<RouteKey>() {
+        let object = ObjectKey::new(ObjectKind::RouteKey, name);
+        let violations = check_route_key(&route_key.spec);
+        if !violations.is_empty() {
+            report.invalid(object, violations);
+            continue;
+        }
+        let node_id = NodeId::from(route_key.spec.node_id.as_str());
+        if let Some(owner) = sidecars.get(&node_id)
+            && owner.info.namespace != name.namespace
+        {
+            let message = format!(
+                "node id {node_id} belongs to {} in namespace {}; a RouteKey must live in its sidecar's namespace",
+                owner.info.key(),
+                owner.info.namespace
+            );
+            report.refuse(object, "ForeignNodeId", message);
+            continue;
+        }
+        if let Some(earlier) = by_node.get(&node_id) {
+            let parties = BTreeSet::from([earlier.clone(), object.clone()]);
+            let subject = format!("second RouteKey for node id {node_id}");
+            report.conflict("DuplicateNodeId", &subject, &parties, earlier, None);
+            continue;
+        }
+        by_node.insert(node_id.clone(), object.clone());
+        sources.insert(object.clone());
+        for listed in listed_keys(route_key) {
+            let id = (node_id.clone(), KeyId::from(listed.key_id));
+            if keys.contains_key(&id) {
+                let message = format!("{}: key id {} is listed twice; the first is used", listed.field, listed.key_id);
+                report.degraded(&object, "DuplicateKeyId", message, BTreeSet::new());
+                continue;
+            }
+            match trusted_key(&node_id, &listed) {
+                Ok(key) => {
+                    keys.insert(id, key);
+                }
+                Err(error) => {
+                    report.degraded(&object, "KeyRefused", format!("{error}; this key is not trusted"), BTreeSet::new())
+                }
+            }
+        }
+    }
+    (keys.into_values().collect(), sources)
+}

@@ -1,0 +1,81 @@
+//! The sidecars by node id. Node ids are global (they appear in every path
+//! of the fabric); two pods claiming one node id is an error and the
+//! smaller namespace/name keeps it. A malformed peer address is reported
+//! and dropped, so that one bad annotation does not invalidate the config of
+//! every sidecar that has this one as a neighbor.
+
+use std::collections::BTreeMap;
+
+use fabric_routing::NodeId;
+
+use super::output::{Problem, Severity};
+use super::report::Report;
+use crate::api::PEER_ADDRESS_ANNOTATION;
+use crate::index::{Index, SidecarInfo};
+
+/// A sidecar with its usable peer address.
+pub(crate) struct Sidecar<'a> {
+    pub info: &'a SidecarInfo,
+    pub address: Option<String>,
+}
+
+/// `host:port` with a numeric port, as `SidecarConfig::validate` requires.
+fn is_host_port(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> BTreeMap<NodeId, Sidecar<'a>> {
+    let mut sidecars: BTreeMap<NodeId, Sidecar<'a>> = BTreeMap::new();
+    // The index iterates in namespace/name order, so the first claimant of a
+    // node id is the smallest namespace/name.
+    for info in index.sidecars() {
+        if let Some(owner) = sidecars.get(&info.node_id) {
+            report.problem(Problem {
+                severity: Severity::Error,
+                object: Some(info.key()),
+                sidecar: Some(info.node_id.clone()),
+                field: None,
+                message: format!(
+                    "node id {} is already used by {}; this pod is ignored",
+                    info.node_id,
+                    owner.info.key()
+                ),
+                related: vec![owner.info.key()],
+            });
+            continue;
+        }
+        let address = match &info.peer_address {
+            Some(address) if is_host_port(address) => Some(address.clone()),
+            Some(address) => {
+                report.problem(Problem {
+                    severity: Severity::Error,
+                    object: Some(info.key()),
+                    sidecar: Some(info.node_id.clone()),
+                    field: Some(format!("metadata.annotations[{PEER_ADDRESS_ANNOTATION}]")),
+                    message: format!("{address:?} is not host:port; neighbors get no address for this sidecar"),
+                    related: Vec::new(),
+                });
+                None
+            }
+            None => None,
+        };
+        sidecars.insert(info.node_id.clone(), Sidecar { info, address });
+    }
+    sidecars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_host_port;
+
+    #[test]
+    fn host_port_needs_a_host_and_a_numeric_port() {
+        assert!(is_host_port("10.0.0.1:7400"));
+        assert!(is_host_port("eu-1.fabric.svc:7400"));
+        assert!(is_host_port("[::1]:7400"));
+        assert!(!is_host_port("10.0.0.1"));
+        assert!(!is_host_port(":7400"));
+        assert!(!is_host_port("host:http"));
+        assert!(!is_host_port("host:70000"));
+    }
+}

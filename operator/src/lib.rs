@@ -1,0 +1,15 @@
+//! `fabric_operator`: the CRDs of the fabric routing operator and its pure
+//! core, the index of objects and sidecars and the compiler from them to one
+//! `SidecarConfig` per sidecar. No IO here except `manifests` (reading a
+//! folder for `analyze`); see `docs/operator.md`.
+
+pub mod analyze;
+pub mod api;
+pub mod compile;
+pub mod crds;
+pub mod duration;
+pub mod index;
+pub mod manifests;
+pub mod selector;
+pub mod time;
+pub mod validation;

@@ -1,0 +1,570 @@
+//! Logging, and OpenTelemetry export of traces and metrics over OTLP/gRPC.
+//!
+//! [`init`] always installs the global `tracing` subscriber: an `EnvFilter`
+//! (`RUST_LOG`, default `info`) and a text or JSON formatter on stderr. When
+//! an OTLP endpoint is configured it adds a `tracing-opentelemetry` layer
+//! whose spans go through a batch span processor to an OTLP/gRPC (tonic)
+//! exporter; [`spawn_metrics_export`] then exports the node's counters
+//! through a periodic reader. Without an endpoint nothing OpenTelemetry is
+//! built and no connection is ever attempted.
+//!
+//! The SDK's batch processor and periodic reader run their exports on their
+//! own threads, but the tonic channel does its IO on the tokio runtime that
+//! was current when it was built: that runtime must keep running while
+//! telemetry is on, and [`TelemetryGuard::shutdown`] flushes from a blocking
+//! task so that even a current-thread runtime keeps driving the final export.
+//!
+//! Metric names follow the OpenTelemetry conventions (`fabric.routes.active`,
+//! `fabric.announcement.rejects` with unit `{announcement}`, ...); their
+//! Prometheus counterparts on `/metrics` are listed in the docs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{AsyncInstrument, Meter, MeterProvider as _};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::runtime::NodeHandle;
+use crate::runtime::node::NodeStats;
+use crate::stats::RejectReason;
+
+/// How often metrics are exported (and the node's stats read) by default.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(10);
+/// Per-request timeout of the OTLP exporters.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`TelemetryGuard::shutdown`] waits for the final flush.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Instrumentation scope of the sidecar's spans and metrics.
+const SCOPE: &str = "routing-sidecar";
+
+/// What [`init`] sets up.
+#[derive(Clone, Debug)]
+pub struct TelemetryOptions {
+    /// `text` or `json`: the format of the log on stderr.
+    pub log_format: String,
+    /// OTLP/gRPC collector (`http://host:4317`); `None` turns export off.
+    pub otlp_endpoint: Option<String>,
+    /// Resource attribute `service.name`.
+    pub service_name: String,
+    /// Resource attribute `fabric.node_id`, when known at start.
+    pub node_id: Option<String>,
+    /// Period of the metrics export (and of the stats poll behind it).
+    pub metrics_interval: Duration,
+}
+
+impl Default for TelemetryOptions {
+    fn default() -> Self {
+        Self {
+            log_format: "text".into(),
+            otlp_endpoint: None,
+            service_name: SCOPE.into(),
+            node_id: None,
+            metrics_interval: DEFAULT_METRICS_INTERVAL,
+        }
+    }
+}
+
+/// Keeps the OpenTelemetry providers; flushes and shuts them down with
+/// [`shutdown`](Self::shutdown) or, best effort, on drop.
+pub struct TelemetryGuard {
+    otlp: Option<Otlp>,
+    tracer: Option<SdkTracerProvider>,
+    meter: Mutex<Option<SdkMeterProvider>>,
+}
+
+struct Otlp {
+    endpoint: String,
+    resource: Resource,
+    metrics_interval: Duration,
+}
+
+type Layers = Vec<Box<dyn Layer<Registry> + Send + Sync>>;
+
+/// Installs the global subscriber and, when `otlp_endpoint` is set, the
+/// OTLP span export. With OTLP on it must be called inside a tokio runtime.
+pub fn init(options: &TelemetryOptions) -> Result<TelemetryGuard, String> {
+    let filter = env_filter();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match options.log_format.as_str() {
+        "json" => fmt.json().boxed(),
+        "text" => fmt.boxed(),
+        other => return Err(format!("unknown log format {other:?} (text or json)")),
+    };
+    let mut layers: Layers = vec![fmt.with_filter(filter).boxed()];
+    let mut guard = TelemetryGuard { otlp: None, tracer: None, meter: Mutex::new(None) };
+    if let Some(endpoint) = options.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err("OTLP export must be set up inside a tokio runtime".into());
+        }
+        let resource = resource(options);
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+            .map_err(|e| format!("OTLP span exporter for {endpoint}: {e}"))?;
+        let provider =
+            SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.clone()).build();
+        // The exporter's own stack must not feed spans back into it.
+        let filter = env_filter().and(filter_fn(|meta| !is_exporter_internal(meta.target())));
+        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(SCOPE)).with_filter(filter);
+        layers.push(otel.boxed());
+        guard.tracer = Some(provider);
+        guard.otlp = Some(Otlp {
+            endpoint: endpoint.to_string(),
+            resource,
+            metrics_interval: if options.metrics_interval.is_zero() {
+                DEFAULT_METRICS_INTERVAL
+            } else {
+                options.metrics_interval
+            },
+        });
+    }
+    tracing_subscriber::registry().with(layers).try_init().map_err(|e| format!("logging: {e}"))?;
+    if let Some(otlp) = &guard.otlp {
+        tracing::info!(endpoint = %otlp.endpoint, "exporting traces over OTLP/gRPC");
+    }
+    Ok(guard)
+}
+
+/// `RUST_LOG`, `info` when unset or invalid.
+fn env_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn is_exporter_internal(target: &str) -> bool {
+    ["h2", "hyper", "tonic", "tower", "opentelemetry"].iter().any(|prefix| target.starts_with(prefix))
+}
+
+fn resource(options: &TelemetryOptions) -> Resource {
+    let mut builder = Resource::builder()
+        .with_service_name(options.service_name.clone())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if let Some(node_id) = &options.node_id {
+        builder = builder.with_attribute(KeyValue::new("fabric.node_id", node_id.clone()));
+    }
+    builder.build()
+}
+
+impl TelemetryGuard {
+    /// Whether OTLP export is on.
+    pub fn otlp_enabled(&self) -> bool {
+        self.otlp.is_some()
+    }
+
+    /// Flushes what is buffered and shuts the exporters down. The flush runs
+    /// on a blocking thread so the runtime keeps driving the export; waits
+    /// at most a few seconds.
+    pub async fn shutdown(mut self) {
+        let providers = self.take_providers();
+        if providers.is_empty() {
+            return;
+        }
+        let flush = tokio::task::spawn_blocking(move || providers.shutdown());
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT + Duration::from_secs(1), flush).await.is_err() {
+            tracing::warn!("telemetry did not flush within {SHUTDOWN_TIMEOUT:?}");
+        }
+    }
+
+    fn take_providers(&mut self) -> Providers {
+        Providers {
+            tracer: self.tracer.take(),
+            meter: self.meter.get_mut().unwrap_or_else(PoisonError::into_inner).take(),
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let providers = self.take_providers();
+        if providers.is_empty() {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Blocking here could stall the runtime the export needs.
+            std::thread::spawn(move || providers.shutdown());
+        } else {
+            providers.shutdown();
+        }
+    }
+}
+
+struct Providers {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+impl Providers {
+    fn is_empty(&self) -> bool {
+        self.tracer.is_none() && self.meter.is_none()
+    }
+
+    fn shutdown(self) {
+        if let Some(meter) = self.meter
+            && let Err(e) = meter.shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+        {
+            tracing::warn!(error = %e, "OTLP metrics shutdown");
+        }
+        if let Some(tracer) = self.tracer
+            && let Err(e) = tracer.shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+        {
+            tracing::warn!(error = %e, "OTLP traces shutdown");
+        }
+    }
+}
+
+/// The latest stats read from the node, shared with the metric callbacks.
+type Latest = Arc<RwLock<Option<Arc<NodeStats>>>>;
+
+/// When OTLP is on: exports the node's metrics every `metrics_interval`
+/// through an OTLP meter provider, from a task that polls `node.stats()` at
+/// the same interval (it ends when the node does). A no-op without OTLP or
+/// when already started. Call inside the tokio runtime.
+pub fn spawn_metrics_export(guard: &TelemetryGuard, node: NodeHandle) {
+    let Some(otlp) = &guard.otlp else { return };
+    let mut slot = guard.meter.lock().unwrap_or_else(PoisonError::into_inner);
+    if slot.is_some() {
+        return;
+    }
+    let exporter = match opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(otlp.endpoint.clone())
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+    {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            tracing::error!(endpoint = %otlp.endpoint, error = %e, "OTLP metric exporter; metrics are not exported");
+            return;
+        }
+    };
+    let reader = PeriodicReader::builder(exporter).with_interval(otlp.metrics_interval).build();
+    let provider = SdkMeterProvider::builder().with_reader(reader).with_resource(otlp.resource.clone()).build();
+    let latest: Latest = Arc::default();
+    register_instruments(&provider.meter(SCOPE), &latest);
+    *slot = Some(provider);
+
+    let interval = otlp.metrics_interval;
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Ok(stats) = node.stats().await else { break };
+            *latest.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(stats));
+        }
+    });
+    tracing::info!(endpoint = %otlp.endpoint, interval = ?interval, "exporting metrics over OTLP/gRPC");
+}
+
+fn current(latest: &Latest) -> Option<Arc<NodeStats>> {
+    latest.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// One instrument with no attributes, read from the latest stats.
+struct Plain {
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    value: fn(&NodeStats) -> u64,
+}
+
+const fn plain(
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    value: fn(&NodeStats) -> u64,
+) -> Plain {
+    Plain { name, unit, description, value }
+}
+
+/// Current amounts (non-monotonic sums; gauges in Prometheus).
+const UP_DOWN: &[Plain] = &[
+    plain("fabric.routes.active", "{route}", "Destinations with a selected best route", |s| {
+        s.engine.routes_active_total
+    }),
+    plain("fabric.route.candidates", "{route}", "Candidate routes stored, eligible or not", |s| {
+        s.engine.candidates_stored
+    }),
+    plain("fabric.routes.held_down", "{route}", "Candidate routes ineligible because held down", |s| {
+        s.engine.routes_held_down
+    }),
+    plain("fabric.routes.suppressed", "{route}", "Candidate routes ineligible because suppressed by dampening", |s| {
+        s.engine.routes_suppressed_now
+    }),
+];
+
+/// Monotonic counters (cumulative).
+const COUNTERS: &[Plain] = &[
+    plain("fabric.announcements.received", "{announcement}", "Route announcements received", |s| {
+        s.engine.announcements_received
+    }),
+    plain("fabric.announcements.accepted", "{announcement}", "Announcements that became usable routes", |s| {
+        s.engine.announcements_accepted
+    }),
+    plain("fabric.hold_down.rejects", "{announcement}", "Announcements stored but not used because held down", |s| {
+        s.engine.hold_down_rejects
+    }),
+    plain("fabric.withdrawals.received", "{withdrawal}", "Route withdrawals received", |s| {
+        s.engine.withdrawals_received
+    }),
+    plain("fabric.withdrawals.applied", "{withdrawal}", "Route withdrawals that removed a stored route", |s| {
+        s.engine.withdrawals_applied
+    }),
+    plain("fabric.routes.withdrawn", "{route}", "Routes removed by a withdrawal or a lost neighbor", |s| {
+        s.engine.routes_withdrawn_total
+    }),
+    plain("fabric.routes.expired", "{route}", "Routes removed because their TTL ran out", |s| {
+        s.engine.routes_expired_total
+    }),
+    plain("fabric.routes.purged_stale", "{route}", "Stale routes of a restarted neighbor purged", |s| {
+        s.engine.routes_purged_stale_total
+    }),
+    plain("fabric.route.suppressions", "{suppression}", "Times flap dampening started suppressing a route", |s| {
+        s.engine.routes_suppressed_total
+    }),
+    plain("fabric.route.reuses", "{suppression}", "Times a suppression ended", |s| s.engine.routes_reused_total),
+    plain("fabric.best_path.changes", "{change}", "Changes of a destination's selected best route", |s| {
+        s.engine.best_path_changes_total
+    }),
+    plain("fabric.messages.sent", "{message}", "Messages queued for neighbors", |s| s.engine.messages_sent_total),
+    plain("fabric.signatures.verified", "{signature}", "Signatures verified by computation", |s| {
+        s.engine.signatures_verified_total
+    }),
+    plain("fabric.signature_cache.hits", "{signature}", "Signatures found in the verification cache", |s| {
+        s.engine.signature_cache_hits_total
+    }),
+    plain("fabric.signatures.unverified_accepted", "{message}", "Signed messages accepted unverified", |s| {
+        s.engine.unverified_signatures_accepted_total
+    }),
+    plain("fabric.config.applied", "{config}", "Configs put in force, the startup config included", |s| {
+        s.config.applied_total
+    }),
+    plain("fabric.config.rejected", "{config}", "Configs refused; the previous one stayed in force", |s| {
+        s.config.rejected_total
+    }),
+    plain("fabric.engine.config.reloads", "{config}", "Live config changes applied by the engine", |s| {
+        s.engine.config_reloads_total
+    }),
+    plain("fabric.engine.config.rejects", "{config}", "Live config changes refused by the engine", |s| {
+        s.engine.config_rejects_total
+    }),
+    plain(
+        "fabric.convergence.count",
+        "{convergence}",
+        "Convergences measured (destinations that regained a route)",
+        |s| s.engine.convergence_seconds.count,
+    ),
+];
+
+/// Per-peer instruments (attribute `peer`).
+struct PerPeer {
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    value: fn(&crate::runtime::node::PeerStatus) -> u64,
+}
+
+fn register_instruments(meter: &Meter, latest: &Latest) {
+    for spec in UP_DOWN {
+        let (latest, value) = (latest.clone(), spec.value);
+        meter
+            .i64_observable_up_down_counter(spec.name)
+            .with_unit(spec.unit)
+            .with_description(spec.description)
+            .with_callback(move |observer| {
+                if let Some(stats) = current(&latest) {
+                    observer.observe(i64::try_from(value(&stats)).unwrap_or(i64::MAX), &[]);
+                }
+            })
+            .build();
+    }
+    for spec in COUNTERS {
+        let (latest, value) = (latest.clone(), spec.value);
+        meter
+            .u64_observable_counter(spec.name)
+            .with_unit(spec.unit)
+            .with_description(spec.description)
+            .with_callback(move |observer| {
+                if let Some(stats) = current(&latest) {
+                    observer.observe(value(&stats), &[]);
+                }
+            })
+            .build();
+    }
+
+    // Rejections by reason: every reason, zero when unseen (as on /metrics).
+    for (name, description, by_reason) in [
+        (
+            "fabric.announcement.rejects",
+            "Announcements and withdrawals not used, by reason",
+            announcement_rejects as RejectCounts,
+        ),
+        (
+            "fabric.announcement.dry_run_rejects",
+            "Announcements a dry-run import policy would have rejected, by reason",
+            dry_run_rejects,
+        ),
+    ] {
+        let latest = latest.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_unit("{announcement}")
+            .with_description(description)
+            .with_callback(move |observer| {
+                if let Some(stats) = current(&latest) {
+                    let counts = by_reason(&stats);
+                    for reason in RejectReason::ALL {
+                        let value = counts.get(reason.label()).copied().unwrap_or(0);
+                        observer.observe(value, &[KeyValue::new("reason", reason.label())]);
+                    }
+                }
+            })
+            .build();
+    }
+
+    let sum = latest.clone();
+    meter
+        .f64_observable_counter("fabric.convergence.time")
+        .with_unit("s")
+        .with_description("Total time destinations went without a usable route (sum of the convergence histogram)")
+        .with_callback(move |observer| {
+            if let Some(stats) = current(&sum) {
+                observer.observe(stats.engine.convergence_seconds.sum_seconds, &[]);
+            }
+        })
+        .build();
+
+    let up = latest.clone();
+    meter
+        .u64_observable_gauge("fabric.peer.session.up")
+        .with_unit("1")
+        .with_description("Whether a session with the peer is established (1) or not (0)")
+        .with_callback(move |observer| observe_peers(&up, observer, |p| u64::from(p.established)))
+        .build();
+    let routes = latest.clone();
+    meter
+        .i64_observable_up_down_counter("fabric.peer.routes.received")
+        .with_unit("{route}")
+        .with_description("Routes currently stored from the peer")
+        .with_callback(move |observer| {
+            if let Some(stats) = current(&routes) {
+                for peer in &stats.peers {
+                    observer.observe(i64::from(peer.routes_received), &[KeyValue::new("peer", peer.id.to_string())]);
+                }
+            }
+        })
+        .build();
+    for spec in [
+        PerPeer {
+            name: "fabric.peer.sessions.established",
+            unit: "{session}",
+            description: "Sessions established with the peer",
+            value: |p| p.sessions_established_total,
+        },
+        PerPeer {
+            name: "fabric.peer.session.failures",
+            unit: "{session}",
+            description: "Established sessions with the peer that went down",
+            value: |p| p.session_failures_total,
+        },
+    ] {
+        let latest = latest.clone();
+        meter
+            .u64_observable_counter(spec.name)
+            .with_unit(spec.unit)
+            .with_description(spec.description)
+            .with_callback(move |observer| observe_peers(&latest, observer, spec.value))
+            .build();
+    }
+}
+
+type RejectCounts = fn(&NodeStats) -> &BTreeMap<&'static str, u64>;
+
+fn announcement_rejects(stats: &NodeStats) -> &BTreeMap<&'static str, u64> {
+    &stats.engine.announcement_rejects_total
+}
+
+fn dry_run_rejects(stats: &NodeStats) -> &BTreeMap<&'static str, u64> {
+    &stats.engine.dry_run_rejects_total
+}
+
+fn observe_peers(
+    latest: &Latest,
+    observer: &dyn AsyncInstrument<u64>,
+    value: impl Fn(&crate::runtime::node::PeerStatus) -> u64,
+) {
+    if let Some(stats) = current(latest) {
+        for peer in &stats.peers {
+            observer.observe(value(peer), &[KeyValue::new("peer", peer.id.to_string())]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_names() -> Vec<&'static str> {
+        let mut names: Vec<&str> = UP_DOWN.iter().chain(COUNTERS).map(|p| p.name).collect();
+        names.extend([
+            "fabric.announcement.rejects",
+            "fabric.announcement.dry_run_rejects",
+            "fabric.convergence.time",
+            "fabric.peer.session.up",
+            "fabric.peer.routes.received",
+            "fabric.peer.sessions.established",
+            "fabric.peer.session.failures",
+        ]);
+        names
+    }
+
+    #[test]
+    fn docs_map_every_otlp_metric() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+        let docs = std::fs::read_to_string(path).expect("docs/metrics.md");
+        let section = docs.split_once("## OTLP export").expect("an OTLP export section in docs/metrics.md").1;
+        for name in all_names() {
+            assert!(section.contains(&format!("| `{name}` |")), "docs/metrics.md does not map `{name}`");
+        }
+    }
+
+    #[test]
+    fn metric_names_are_unique_and_namespaced() {
+        let mut names = all_names();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "duplicate metric name");
+        for name in names {
+            assert!(name.starts_with("fabric.") && !name.ends_with("_total"), "{name}");
+            assert!(name.len() <= 255 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._".contains(c)), "{name}");
+        }
+    }
+
+    #[test]
+    fn exporter_internals_are_not_traced() {
+        for target in ["h2::proto", "hyper_util::client", "tonic::transport", "opentelemetry_sdk", "tower::buffer"] {
+            assert!(is_exporter_internal(target), "{target}");
+        }
+        assert!(!is_exporter_internal("fabric_routing::runtime::node"));
+        assert!(!is_exporter_internal("routing_sidecar"));
+    }
+
+    #[test]
+    fn init_without_a_runtime_refuses_otlp() {
+        let options = TelemetryOptions { otlp_endpoint: Some("http://127.0.0.1:4317".into()), ..Default::default() };
+        let error = init(&options).err().expect("no runtime");
+        assert!(error.contains("tokio runtime"), "{error}");
+    }
+}
