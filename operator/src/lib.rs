@@ -7,6 +7,7 @@ pub mod analyze;
 pub mod api;
 pub mod compile;
 pub mod crds;
+pub mod distribution;
 pub mod duration;
 pub mod index;
 pub mod manifests;

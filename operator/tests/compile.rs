@@ -529,7 +529,7 @@ fn duplicate_area_ids_and_different_modes_are_conflicts() {
 }
 
 #[test]
-fn every_object_gets_its_conditions_with_the_observed_generation() {
+fn every_object_gets_the_condition_types_of_its_kind() {
     let manifests = manifests::load_dir(&examples().join("manifests")).unwrap();
     let compilation = compile(&manifests.index);
     assert_eq!(compilation.conditions.len(), 10);

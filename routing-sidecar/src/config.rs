@@ -4,7 +4,8 @@
 //! force stays.
 //!
 //! Every knob is documented in `docs/configuration.md`. Defaults keep plain
-//! behaviour: no signatures enforced, no hold-down, no dampening.
+//! behaviour: no signatures enforced, no hold-down, no dampening, no
+//! link-state.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -14,6 +15,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{NodeId, Tag};
+use crate::link_state::{AreaId, LinkStateConfig};
 use crate::policy::RoutePolicy;
 use crate::security::{KeyRegistry, PublicKeyEntry};
 use crate::time::Timestamp;
@@ -64,6 +66,31 @@ pub struct SidecarConfig {
     pub limits: Limits,
     #[serde(default)]
     pub session: SessionConfig,
+    /// Link-state mode (`docs/link-state.md`); absent: path-vector only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_state: Option<LinkStateConfig>,
+    /// The link-state areas this node is in and which of its links belong
+    /// to each. Empty: every link is in the area `backbone`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_state_areas: Vec<LinkStateAreaMembership>,
+}
+
+/// The area of links whose node lists no `linkStateAreas`.
+pub const DEFAULT_LINK_STATE_AREA: &str = "backbone";
+
+/// One link-state area this node is in. Its links to `neighbors` belong to
+/// the area; a link can be in several areas (the neighbor listed in each).
+/// A node in two or more areas is an area border router.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkStateAreaMembership {
+    pub area: AreaId,
+    /// Configured neighbors whose links are in this area. Absent: every
+    /// neighbor. Both ends must put their link in the same area, or the
+    /// link is not used (each end's updates are refused by the other as
+    /// `area_mismatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbors: Option<Vec<NodeId>>,
 }
 
 /// Peer session timers and limits (used by the sidecar, not the engine).
@@ -323,12 +350,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The decoder limits; link-state counts at their defaults (see
+    /// `SidecarConfig::decode_limits` for the ones a session uses).
     pub fn decode_limits(&self) -> crate::wire::DecodeLimits {
         crate::wire::DecodeLimits {
             max_message_bytes: self.max_message_bytes,
             max_path_length: self.max_path_length,
             max_tags: self.max_tags,
             max_string_bytes: self.max_string_bytes,
+            max_links: crate::wire::DEFAULT_MAX_LINKS,
+            max_summary_entries: crate::wire::DEFAULT_MAX_SUMMARY_ENTRIES,
         }
     }
 }
@@ -336,10 +367,8 @@ impl Limits {
 fn parse_rfc3339(field: &str, value: &str) -> Result<Timestamp, ConfigError> {
     let time = humantime::parse_rfc3339_weak(value)
         .map_err(|e| ConfigError::new(field, format!("not an RFC 3339 time ({e}): {value:?}")))?;
-    let millis = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| ConfigError::new(field, "before 1970"))?
-        .as_millis();
+    let millis =
+        time.duration_since(std::time::UNIX_EPOCH).map_err(|_| ConfigError::new(field, "before 1970"))?.as_millis();
     Ok(Timestamp(u64::try_from(millis).unwrap_or(u64::MAX)))
 }
 
@@ -378,11 +407,8 @@ fn check_patterns(field: &str, patterns: &[String]) -> Result<(), ConfigError> {
 }
 
 fn check_policy(field: &str, policy: &RoutePolicy) -> Result<(), ConfigError> {
-    let lists = [
-        ("advertisers", &policy.advertisers),
-        ("origins", &policy.origins),
-        ("destinations", &policy.destinations),
-    ];
+    let lists =
+        [("advertisers", &policy.advertisers), ("origins", &policy.origins), ("destinations", &policy.destinations)];
     for (name, list) in lists {
         if let Some(allow) = &list.allow {
             check_patterns(&format!("{field}.{name}.allow"), allow)?;
@@ -411,6 +437,8 @@ impl SidecarConfig {
             timers: TimerConfig::default(),
             limits: Limits::default(),
             session: SessionConfig::default(),
+            link_state: None,
+            link_state_areas: Vec::new(),
         }
     }
 
@@ -552,7 +580,76 @@ impl SidecarConfig {
                 ));
             }
         }
+        self.validate_link_state()
+    }
+
+    /// The `linkState` section, the area membership, and what link-state
+    /// needs from the neighbors.
+    fn validate_link_state(&self) -> Result<(), ConfigError> {
+        let Some(link_state) = &self.link_state else {
+            if self.link_state_areas.is_empty() {
+                return Ok(());
+            }
+            return Err(ConfigError::new("linkStateAreas", "needs a linkState section"));
+        };
+        link_state.validate().map_err(|e| ConfigError::new(format!("linkState.{}", e.field), e.reason))?;
+        let mut areas = HashSet::new();
+        for (i, membership) in self.link_state_areas.iter().enumerate() {
+            let field = format!("linkStateAreas[{i}]");
+            check_id(format!("{field}.area"), membership.area.as_str(), &self.limits)?;
+            if !areas.insert(&membership.area) {
+                return Err(ConfigError::new(
+                    format!("{field}.area"),
+                    format!("area {} is listed twice", membership.area),
+                ));
+            }
+            let mut members = HashSet::new();
+            for (j, neighbor) in membership.neighbors.iter().flatten().enumerate() {
+                let field = format!("{field}.neighbors[{j}]");
+                if self.neighbor(neighbor.as_str()).is_none() {
+                    return Err(ConfigError::new(field, format!("{neighbor} is not a configured neighbor")));
+                }
+                if !members.insert(neighbor) {
+                    return Err(ConfigError::new(field, format!("{neighbor} is listed twice")));
+                }
+            }
+        }
+        for (i, neighbor) in self.neighbors.iter().enumerate() {
+            if neighbor.link.cost == 0 && !self.link_state_areas_of(&neighbor.id).is_empty() {
+                return Err(ConfigError::new(
+                    format!("neighbors[{i}].link.cost"),
+                    "must be at least 1 on a link-state link (zero-cost links could loop)",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The link-state areas the link to `neighbor` belongs to; empty when
+    /// link-state is off or the link is in no area.
+    pub fn link_state_areas_of(&self, neighbor: &NodeId) -> Vec<AreaId> {
+        if self.link_state.is_none() {
+            return Vec::new();
+        }
+        if self.link_state_areas.is_empty() {
+            return vec![AreaId::from(DEFAULT_LINK_STATE_AREA)];
+        }
+        self.link_state_areas
+            .iter()
+            .filter(|membership| membership.neighbors.as_ref().is_none_or(|members| members.contains(neighbor)))
+            .map(|membership| membership.area.clone())
+            .collect()
+    }
+
+    /// The limits a session's decoder enforces: `limits`, with the link-state
+    /// counts from `linkState.limits` so one knob bounds decoder and router.
+    pub fn decode_limits(&self) -> crate::wire::DecodeLimits {
+        let mut limits = self.limits.decode_limits();
+        if let Some(link_state) = &self.link_state {
+            limits.max_links = link_state.limits.max_links_per_update;
+            limits.max_summary_entries = link_state.limits.max_summary_entries_per_update;
+        }
+        limits
     }
 
     /// The trusted keys as a registry; fails on a malformed key.
@@ -578,16 +675,10 @@ impl SidecarConfig {
             if public.is_weak() {
                 return Err(ConfigError::new(format!("{field}.publicKey"), "weak (small-order) key"));
             }
-            let valid_from = key
-                .valid_from
-                .as_deref()
-                .map(|v| parse_rfc3339(&format!("{field}.validFrom"), v))
-                .transpose()?;
-            let valid_until = key
-                .valid_until
-                .as_deref()
-                .map(|v| parse_rfc3339(&format!("{field}.validUntil"), v))
-                .transpose()?;
+            let valid_from =
+                key.valid_from.as_deref().map(|v| parse_rfc3339(&format!("{field}.validFrom"), v)).transpose()?;
+            let valid_until =
+                key.valid_until.as_deref().map(|v| parse_rfc3339(&format!("{field}.validUntil"), v)).transpose()?;
             if let (Some(from), Some(until)) = (valid_from, valid_until)
                 && from >= until
             {

@@ -8,7 +8,7 @@
 //! at `reuse * 2^(max_suppress / half_life)`, so a route that stops flapping
 //! is never suppressed for longer than `max_suppress`.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::hash::Hash;
 use std::time::Duration;
 

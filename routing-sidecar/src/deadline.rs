@@ -2,7 +2,9 @@
 //! hold-down expiry, dampening reuse, graceful-restart windows and
 //! tombstones; ties pop in key order so the output is deterministic.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 use std::hash::Hash;
 
 use crate::time::Timestamp;

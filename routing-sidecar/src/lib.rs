@@ -7,6 +7,7 @@
 
 pub mod canonical;
 pub mod config;
+pub mod control;
 pub mod dampening;
 pub mod deadline;
 pub mod engine;

@@ -101,6 +101,76 @@ struct RunArgs {
     /// `service.name` of the exported traces and metrics.
     #[arg(long, default_value = "routing-sidecar", env = "OTEL_SERVICE_NAME")]
     otlp_service_name: String,
+    /// The operator to take configs from (`https://host:port`, or
+    /// `http://` for local use); see docs/sidecar.md, "Operator connection".
+    #[arg(long, env = "FABRIC_OPERATOR")]
+    operator: Option<String>,
+    /// Bearer token for the operator (a projected ServiceAccount token, or
+    /// the operator's static token in local mode); re-read at each connect.
+    #[arg(long, env = "FABRIC_OPERATOR_TOKEN_FILE")]
+    operator_token_file: Option<PathBuf>,
+    /// PEM CA that signed the operator's serving certificate.
+    #[arg(long, env = "FABRIC_OPERATOR_CA")]
+    operator_ca: Option<PathBuf>,
+    /// Namespace reported to the operator (policies select sidecars of their
+    /// own namespace).
+    #[arg(long, default_value = "default", env = "POD_NAMESPACE")]
+    namespace: String,
+    /// A label reported to the operator (`k=v`, repeated): policy selectors
+    /// match these like pod labels.
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// `host` or `host:port` other sidecars dial (default: the bound peer
+    /// address; an unspecified host is filled in by the operator).
+    #[arg(long, env = "FABRIC_ADVERTISE_ADDRESS")]
+    advertise_address: Option<String>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected K=V"))?;
+    if key.is_empty() {
+        return Err(format!("{text:?}: empty label key"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// The peer address announced to the operator: `--advertise-address` (a
+/// bare host takes the bound port), else the bound address.
+fn advertised_peer_address(args: &RunArgs, bound: SocketAddr) -> String {
+    let Some(address) = &args.advertise_address else { return bound.to_string() };
+    if address.parse::<SocketAddr>().is_ok() {
+        return address.clone();
+    }
+    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+        return SocketAddr::new(ip, bound.port()).to_string();
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => address.clone(),
+        _ => format!("{address}:{}", bound.port()),
+    }
+}
+
+/// Starts the control client when `--operator` is set. The local routes
+/// (`originate`) come from the config the node started with.
+fn start_control(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
+    use fabric_routing::control::{self, ControlOptions};
+    let Some(url) = &args.operator else { return };
+    let local = args
+        .config
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| SidecarConfig::from_yaml(&text).ok())
+        .or_else(|| {
+            let dir = args.state_dir.as_ref()?;
+            fabric_routing::runtime::state_dir::StateDir::open(dir).ok()?.load_config().ok()?
+        });
+    let mut options = ControlOptions::new(url.clone(), advertised_peer_address(args, node.peer_addr));
+    options.token_file = args.operator_token_file.clone();
+    options.ca_file = args.operator_ca.clone();
+    options.namespace = args.namespace.clone();
+    options.labels = args.labels.iter().cloned().collect();
+    options.local_originate = local.map(|c| c.originate).unwrap_or_default();
+    tokio::spawn(control::run(node.handle.clone(), node.node_id.clone(), options));
 }
 
 fn main() -> ExitCode {
@@ -188,6 +258,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         })
     );
     tracing::info!(node = %node.node_id, peer = %node.peer_addr, api = %node.api_addr, "routing sidecar running");
+    start_control(&node, &args);
     wait_for_signals(&node, &args).await;
     node.handle.shutdown(args.announce_restart).await;
     telemetry.shutdown().await;

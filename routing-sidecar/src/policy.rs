@@ -12,7 +12,7 @@
 //! Patterns are exact names, or a prefix followed by `*` (`"eu-*"`); `"*"`
 //! matches everything.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use crate::ids::NodeId;
+use crate::link_state::LinkStateUpdate;
 use crate::message::Message;
 use crate::time::Timestamp;
 use crate::wire::Frame;
@@ -43,10 +44,7 @@ impl SessionError {
     /// when we cut a misbehaving peer off: what it sent before the offence
     /// stays until it reconnects or the restart window closes.
     pub fn keeps_routes(&self) -> bool {
-        matches!(
-            self,
-            SessionError::ClosedByPeer { restarting: true, .. } | SessionError::RateLimited { .. }
-        )
+        matches!(self, SessionError::ClosedByPeer { restarting: true, .. } | SessionError::RateLimited { .. })
     }
 
     /// Short label for metrics and logs.
@@ -83,6 +81,8 @@ pub enum Received {
     Established { peer: NodeId },
     /// A routing message for the engine.
     Routing(Message),
+    /// A link-state update for the link-state router.
+    LinkState(LinkStateUpdate),
     /// Nothing to do (keepalive).
     Nothing,
 }
@@ -208,6 +208,7 @@ impl Session {
             (State::Established { .. }, Frame::Hello { .. }) => Err(SessionError::DuplicateHello),
             (State::Established { .. }, Frame::Keepalive) => Ok(Received::Nothing),
             (State::Established { .. }, Frame::Routing(message)) => Ok(Received::Routing(message)),
+            (State::Established { .. }, Frame::LinkState(update)) => Ok(Received::LinkState(update)),
         }
     }
 
@@ -294,10 +295,7 @@ mod tests {
     fn hello_exchange_negotiates_the_smaller_hold_time() {
         let mut s = Session::new("a".into(), Some("b".into()), settings(), Timestamp(0));
         assert!(matches!(s.hello(Timestamp(0)), Frame::Hello { .. }));
-        assert_eq!(
-            s.on_frame(Timestamp(1), hello("b", 1500), any),
-            Ok(Received::Established { peer: "b".into() })
-        );
+        assert_eq!(s.on_frame(Timestamp(1), hello("b", 1500), any), Ok(Received::Established { peer: "b".into() }));
         assert_eq!(s.hold_time(), Duration::from_millis(1500));
         assert_eq!(s.peer().map(|p| p.as_str()), Some("b"));
     }

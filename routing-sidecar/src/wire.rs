@@ -1,6 +1,8 @@
 //! Versioned binary wire format: the protobuf encoding of
-//! [`Message`](crate::message::Message), and a decoder that enforces size
-//! limits on untrusted input before the engine sees it.
+//! [`Message`](crate::message::Message), of link-state updates
+//! ([`LinkStateUpdate`]) and of the session frames, and a decoder that
+//! enforces size limits on untrusted input before the engine or the
+//! link-state router sees it.
 //!
 //! The prost types in [`schema`] are the authoritative schema.
 //! `proto/fabric_routing.proto` documents them for other implementations; a
@@ -9,8 +11,9 @@
 //!
 //! Signatures never cover these bytes. Protobuf allows several encodings of
 //! one message (field order, repeated tags, unknown fields), so signatures
-//! cover the canonical encoding of [`crate::canonical`] instead, which the
-//! receiver recomputes from the decoded message.
+//! cover the canonical encoding of [`crate::canonical`] (path-vector) or
+//! [`crate::link_state::lsa`] (link-state) instead, which the receiver
+//! recomputes from the decoded message.
 //!
 //! The decoder only checks what it needs to build well-formed domain values
 //! (sizes, versions, required fields). Semantic checks such as loop
@@ -19,9 +22,8 @@
 use prost::Message as _;
 
 use crate::ids::{DestinationId, KeyId, NodeId, Tag};
-use crate::message::{
-    Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm, SignatureBlock,
-};
+use crate::link_state::{AreaId, AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry};
+use crate::message::{Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm, SignatureBlock};
 
 use self::schema::envelope::Body;
 
@@ -43,9 +45,25 @@ pub struct DecodeLimits {
     /// Most tags on an announcement (counted as sent, before de-duplication).
     pub max_tags: usize,
     /// Longest identifier in bytes of UTF-8: destination, advertiser, each
-    /// path hop, each tag, the key id and the algorithm name.
+    /// path hop, each tag, the key id and the algorithm name; in link-state
+    /// updates the origin, the area, each neighbor, each summary
+    /// destination and source area.
     pub max_string_bytes: usize,
+    /// Most links in one link-state update. The sidecar takes it from
+    /// `linkState.limits.maxLinksPerUpdate`, so one knob bounds both the
+    /// decoder and the router.
+    pub max_links: usize,
+    /// Most summary entries in one link-state update (from
+    /// `linkState.limits.maxSummaryEntriesPerUpdate`).
+    pub max_summary_entries: usize,
 }
+
+/// Default of [`DecodeLimits::max_links`], the same as the link-state
+/// router's `limits.maxLinksPerUpdate`.
+pub const DEFAULT_MAX_LINKS: usize = 1024;
+/// Default of [`DecodeLimits::max_summary_entries`], the same as the
+/// link-state router's `limits.maxSummaryEntriesPerUpdate`.
+pub const DEFAULT_MAX_SUMMARY_ENTRIES: usize = 4096;
 
 impl Default for DecodeLimits {
     fn default() -> Self {
@@ -55,11 +73,13 @@ impl Default for DecodeLimits {
             max_tags: 32,
             // The longest DNS name: identifiers are often host or cluster names.
             max_string_bytes: 253,
+            max_links: DEFAULT_MAX_LINKS,
+            max_summary_entries: DEFAULT_MAX_SUMMARY_ENTRIES,
         }
     }
 }
 
-/// Why bytes from a neighbor were not accepted as a [`Message`].
+/// Why bytes from a neighbor were not accepted as a [`Message`] or [`Frame`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("message is {size} bytes, limit max_message_bytes is {limit}")]
@@ -68,12 +88,12 @@ pub enum DecodeError {
     PathTooLong { length: usize, limit: usize },
     #[error("message has {count} tags, limit max_tags is {limit}")]
     TooManyTags { count: usize, limit: usize },
+    #[error("link-state update has {count} links, limit max_links is {limit}")]
+    TooManyLinks { count: usize, limit: usize },
+    #[error("link-state update has {count} summary entries, limit max_summary_entries is {limit}")]
+    TooManySummaryEntries { count: usize, limit: usize },
     #[error("{field} is {length} bytes, limit max_string_bytes is {limit}")]
-    StringTooLong {
-        field: &'static str,
-        length: usize,
-        limit: usize,
-    },
+    StringTooLong { field: &'static str, length: usize, limit: usize },
     #[error("protocol version {version} is not supported, this node speaks version {supported}")]
     UnsupportedVersion { version: u32, supported: u32 },
     #[error("required field {0} is missing")]
@@ -98,6 +118,8 @@ impl DecodeError {
             DecodeError::MessageTooLarge { .. } => "max_message_bytes",
             DecodeError::PathTooLong { .. } => "max_path_length",
             DecodeError::TooManyTags { .. } => "max_tags",
+            DecodeError::TooManyLinks { .. } => "max_links",
+            DecodeError::TooManySummaryEntries { .. } => "max_summary_entries",
             DecodeError::StringTooLong { .. } => "max_string_bytes",
             DecodeError::UnsupportedVersion { .. } => "unsupported_version",
             DecodeError::MissingField(_) => "missing_field",
@@ -120,14 +142,14 @@ pub mod schema {
         /// without understanding the rest of the message.
         #[prost(uint32, tag = "1")]
         pub version: u32,
-        // Tags 2..=15 get one-byte field keys: routing messages 2..=4,
-        // session messages 5..=7, the rest free.
-        #[prost(oneof = "envelope::Body", tags = "2, 3, 4, 5, 6, 7")]
+        // Tags 2..=15 get one-byte field keys: path-vector messages 2..=4,
+        // session messages 5..=7, link-state 8, the rest free.
+        #[prost(oneof = "envelope::Body", tags = "2, 3, 4, 5, 6, 7, 8")]
         pub body: Option<envelope::Body>,
     }
 
     pub mod envelope {
-        use super::{Close, EndOfTable, Hello, Keepalive, RouteAnnouncement, RouteWithdrawal};
+        use super::{Close, EndOfTable, Hello, Keepalive, LinkStateUpdate, RouteAnnouncement, RouteWithdrawal};
 
         #[derive(Clone, PartialEq, prost::Oneof)]
         pub enum Body {
@@ -143,6 +165,8 @@ pub mod schema {
             Keepalive(Keepalive),
             #[prost(message, tag = "7")]
             Close(Close),
+            #[prost(message, tag = "8")]
+            LinkStateUpdate(LinkStateUpdate),
         }
     }
 
@@ -205,6 +229,64 @@ pub mod schema {
         pub signature: Vec<u8>,
     }
 
+    /// "In `area`, I (`origin`) have these links": one link-state
+    /// advertisement, flooded unchanged through the area.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LinkStateUpdate {
+        #[prost(string, tag = "1")]
+        pub origin: String,
+        #[prost(string, tag = "2")]
+        pub area: String,
+        #[prost(uint64, tag = "3")]
+        pub sequence: u64,
+        /// Zero withdraws the origin's update (a flush).
+        #[prost(uint32, tag = "4")]
+        pub ttl_ms: u32,
+        #[prost(message, repeated, tag = "5")]
+        pub links: Vec<LinkAdvert>,
+        /// A message field, so "no summary" and "an empty summary" stay
+        /// apart: the canonical bytes differ.
+        #[prost(message, optional, tag = "6")]
+        pub summary: Option<AreaSummary>,
+        #[prost(message, optional, tag = "7")]
+        pub signature: Option<Signature>,
+    }
+
+    /// One adjacency of the origin, with the origin-to-neighbor metrics.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LinkAdvert {
+        #[prost(string, tag = "1")]
+        pub neighbor: String,
+        #[prost(uint32, tag = "2")]
+        pub cost: u32,
+        #[prost(uint32, tag = "3")]
+        pub latency_us: u32,
+        /// `optional` for the same reason as in `RouteAnnouncement`.
+        #[prost(float, optional, tag = "4")]
+        pub reliability: Option<f32>,
+    }
+
+    /// Destinations of child areas a border router exports into the area.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AreaSummary {
+        #[prost(message, repeated, tag = "1")]
+        pub entries: Vec<SummaryEntry>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SummaryEntry {
+        #[prost(string, tag = "1")]
+        pub destination: String,
+        #[prost(string, tag = "2")]
+        pub source_area: String,
+        #[prost(uint32, tag = "3")]
+        pub cost: u32,
+        #[prost(uint32, tag = "4")]
+        pub latency_us: u32,
+        #[prost(float, optional, tag = "5")]
+        pub reliability: Option<f32>,
+    }
+
     /// First message on a session, each way: who is speaking and the hold
     /// time it proposes.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -240,11 +322,12 @@ pub mod schema {
     }
 }
 
-/// Everything a session carries: routing messages and the session's own
-/// hello, keepalive and close.
+/// Everything a session carries: path-vector messages, link-state updates
+/// and the session's own hello, keepalive and close.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
     Routing(Message),
+    LinkState(LinkStateUpdate),
     Hello { node_id: NodeId, hold_time_ms: u32 },
     Keepalive,
     Close { reason: String, restarting: bool },
@@ -254,6 +337,7 @@ pub enum Frame {
 pub fn encode_frame(frame: &Frame, buf: &mut Vec<u8>) {
     let body = match frame {
         Frame::Routing(message) => return encode_into(message, buf),
+        Frame::LinkState(update) => return encode_link_state_update(update, buf),
         Frame::Hello { node_id, hold_time_ms } => {
             Body::Hello(schema::Hello { node_id: node_id.as_str().to_owned(), hold_time_ms: *hold_time_ms })
         }
@@ -262,8 +346,19 @@ pub fn encode_frame(frame: &Frame, buf: &mut Vec<u8>) {
             Body::Close(schema::Close { reason: reason.clone(), restarting: *restarting })
         }
     };
+    encode_envelope(body, buf);
+}
+
+/// Appends the frame of one link-state update to `buf`. Takes a reference
+/// so that one shared update can be written to many sessions.
+pub fn encode_link_state_update(update: &LinkStateUpdate, buf: &mut Vec<u8>) {
+    encode_envelope(Body::LinkStateUpdate(to_wire_link_state_update(update)), buf);
+}
+
+fn encode_envelope(body: Body, buf: &mut Vec<u8>) {
     let envelope = schema::Envelope { version: PROTOCOL_VERSION, body: Some(body) };
     buf.reserve(envelope.encoded_len());
+    // prost only fails when the buffer cannot grow; a Vec always can.
     envelope.encode(buf).expect("encoding into a Vec<u8> cannot run out of space");
 }
 
@@ -284,6 +379,7 @@ pub fn decode_frame(bytes: &[u8], limits: &DecodeLimits) -> Result<Frame, Decode
             check_string_length("reason", &close.reason, limits)?;
             Ok(Frame::Close { reason: close.reason, restarting: close.restarting })
         }
+        Body::LinkStateUpdate(update) => from_wire_link_state_update(update, limits).map(Frame::LinkState),
         routing => routing_body(routing, limits).map(Frame::Routing),
     }
 }
@@ -298,12 +394,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
 /// Appends the encoding of `message` to `buf`, so a sender can reuse one
 /// buffer for many messages.
 pub fn encode_into(message: &Message, buf: &mut Vec<u8>) {
-    let envelope = to_envelope(message);
-    buf.reserve(envelope.encoded_len());
-    // prost only fails when the buffer cannot grow; a Vec always can.
-    envelope
-        .encode(buf)
-        .expect("encoding into a Vec<u8> cannot run out of space");
+    encode_envelope(to_body(message), buf);
 }
 
 /// Decodes one envelope received from a neighbor, enforcing `limits`.
@@ -312,29 +403,25 @@ pub fn encode_into(message: &Message, buf: &mut Vec<u8>) {
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Message, DecodeError> {
     // Before parsing, so an oversized message costs no allocation.
     if bytes.len() > limits.max_message_bytes {
-        return Err(DecodeError::MessageTooLarge {
-            size: bytes.len(),
-            limit: limits.max_message_bytes,
-        });
+        return Err(DecodeError::MessageTooLarge { size: bytes.len(), limit: limits.max_message_bytes });
     }
     check_version(bytes)?;
     let envelope = schema::Envelope::decode(bytes).map_err(protobuf_error)?;
     routing_body(envelope.body.ok_or(DecodeError::MissingField("body"))?, limits)
 }
 
-/// A routing message body; session bodies are not routing messages.
+/// A path-vector message body; session and link-state bodies are not
+/// path-vector messages.
 fn routing_body(body: Body, limits: &DecodeLimits) -> Result<Message, DecodeError> {
     match body {
-        Body::Hello(_) | Body::Keepalive(_) | Body::Close(_) => Err(DecodeError::MissingField("body")),
-        Body::Announcement(announcement) => {
-            from_wire_announcement(announcement, limits).map(Message::Announcement)
+        Body::Hello(_) | Body::Keepalive(_) | Body::Close(_) | Body::LinkStateUpdate(_) => {
+            Err(DecodeError::MissingField("body"))
         }
-        Body::Withdrawal(withdrawal) => {
-            from_wire_withdrawal(withdrawal, limits).map(Message::Withdrawal)
+        Body::Announcement(announcement) => from_wire_announcement(announcement, limits).map(Message::Announcement),
+        Body::Withdrawal(withdrawal) => from_wire_withdrawal(withdrawal, limits).map(Message::Withdrawal),
+        Body::EndOfTable(end) => {
+            Ok(Message::EndOfTable { advertiser: NodeId::from(identifier("advertiser", end.advertiser, limits)?) })
         }
-        Body::EndOfTable(end) => Ok(Message::EndOfTable {
-            advertiser: NodeId::from(identifier("advertiser", end.advertiser, limits)?),
-        }),
     }
 }
 
@@ -343,35 +430,24 @@ fn protobuf_error(error: prost::DecodeError) -> DecodeError {
 }
 
 fn check_version(bytes: &[u8]) -> Result<(), DecodeError> {
-    let version = schema::VersionOnly::decode(bytes)
-        .map_err(protobuf_error)?
-        .version;
+    let version = schema::VersionOnly::decode(bytes).map_err(protobuf_error)?.version;
     if version == PROTOCOL_VERSION {
         Ok(())
     } else {
-        Err(DecodeError::UnsupportedVersion {
-            version,
-            supported: PROTOCOL_VERSION,
-        })
+        Err(DecodeError::UnsupportedVersion { version, supported: PROTOCOL_VERSION })
     }
 }
 
 // ---------------------------------------------------------------------------
 // Domain -> wire
 
-fn to_envelope(message: &Message) -> schema::Envelope {
-    let body = match message {
-        Message::Announcement(announcement) => {
-            Body::Announcement(to_wire_announcement(announcement))
-        }
+fn to_body(message: &Message) -> Body {
+    match message {
+        Message::Announcement(announcement) => Body::Announcement(to_wire_announcement(announcement)),
         Message::Withdrawal(withdrawal) => Body::Withdrawal(to_wire_withdrawal(withdrawal)),
-        Message::EndOfTable { advertiser } => Body::EndOfTable(schema::EndOfTable {
-            advertiser: advertiser.as_str().to_owned(),
-        }),
-    };
-    schema::Envelope {
-        version: PROTOCOL_VERSION,
-        body: Some(body),
+        Message::EndOfTable { advertiser } => {
+            Body::EndOfTable(schema::EndOfTable { advertiser: advertiser.as_str().to_owned() })
+        }
     }
 }
 
@@ -388,11 +464,7 @@ fn to_wire_announcement(announcement: &RouteAnnouncement) -> schema::RouteAnnoun
         ttl_ms: announcement.ttl_ms,
         // Sent in the caller's order: tags are a set and the canonical
         // encoding sorts them, so the order carries no meaning.
-        tags: announcement
-            .tags
-            .iter()
-            .map(|tag| tag.as_str().to_owned())
-            .collect(),
+        tags: announcement.tags.iter().map(|tag| tag.as_str().to_owned()).collect(),
         signature: announcement.signature.as_ref().map(to_wire_signature),
     }
 }
@@ -404,6 +476,41 @@ fn to_wire_withdrawal(withdrawal: &RouteWithdrawal) -> schema::RouteWithdrawal {
         advertiser: withdrawal.advertiser.as_str().to_owned(),
         epoch: withdrawal.epoch,
         signature: withdrawal.signature.as_ref().map(to_wire_signature),
+    }
+}
+
+fn to_wire_link_state_update(update: &LinkStateUpdate) -> schema::LinkStateUpdate {
+    schema::LinkStateUpdate {
+        origin: update.origin.as_str().to_owned(),
+        area: update.area.as_str().to_owned(),
+        sequence: update.sequence,
+        ttl_ms: update.ttl_ms,
+        // Sent in the caller's order: the canonical bytes sort links by
+        // neighbor, so the order on the wire carries no meaning.
+        links: update.links.iter().map(to_wire_link).collect(),
+        summary: update.summary.as_ref().map(|summary| schema::AreaSummary {
+            entries: summary.entries.iter().map(to_wire_summary_entry).collect(),
+        }),
+        signature: update.signature.as_ref().map(to_wire_signature),
+    }
+}
+
+fn to_wire_link(link: &LinkAdvert) -> schema::LinkAdvert {
+    schema::LinkAdvert {
+        neighbor: link.neighbor.as_str().to_owned(),
+        cost: link.cost,
+        latency_us: link.latency_us,
+        reliability: Some(link.reliability),
+    }
+}
+
+fn to_wire_summary_entry(entry: &SummaryEntry) -> schema::SummaryEntry {
+    schema::SummaryEntry {
+        destination: entry.destination.as_str().to_owned(),
+        source_area: entry.source_area.as_str().to_owned(),
+        cost: entry.cost,
+        latency_us: entry.latency_us,
+        reliability: Some(entry.reliability),
     }
 }
 
@@ -439,36 +546,72 @@ fn from_wire_announcement(
         epoch: wire.epoch,
         ttl_ms: wire.ttl_ms,
         tags: from_wire_tags(wire.tags, limits)?,
-        signature: wire
-            .signature
-            .map(|signature| from_wire_signature(signature, limits))
-            .transpose()?,
+        signature: wire.signature.map(|signature| from_wire_signature(signature, limits)).transpose()?,
     })
 }
 
-fn from_wire_withdrawal(
-    wire: schema::RouteWithdrawal,
-    limits: &DecodeLimits,
-) -> Result<RouteWithdrawal, DecodeError> {
+fn from_wire_withdrawal(wire: schema::RouteWithdrawal, limits: &DecodeLimits) -> Result<RouteWithdrawal, DecodeError> {
     Ok(RouteWithdrawal {
         destination: DestinationId::from(identifier("destination", wire.destination, limits)?),
         path: from_wire_path(wire.path, limits)?,
         advertiser: NodeId::from(identifier("advertiser", wire.advertiser, limits)?),
         epoch: wire.epoch,
-        signature: wire
-            .signature
-            .map(|signature| from_wire_signature(signature, limits))
+        signature: wire.signature.map(|signature| from_wire_signature(signature, limits)).transpose()?,
+    })
+}
+
+/// Counts are checked before any entry is converted, so an oversized list
+/// is refused without building its domain values.
+fn from_wire_link_state_update(
+    wire: schema::LinkStateUpdate,
+    limits: &DecodeLimits,
+) -> Result<LinkStateUpdate, DecodeError> {
+    if wire.links.len() > limits.max_links {
+        return Err(DecodeError::TooManyLinks { count: wire.links.len(), limit: limits.max_links });
+    }
+    let entries = wire.summary.as_ref().map_or(0, |summary| summary.entries.len());
+    if entries > limits.max_summary_entries {
+        return Err(DecodeError::TooManySummaryEntries { count: entries, limit: limits.max_summary_entries });
+    }
+    Ok(LinkStateUpdate {
+        origin: NodeId::from(identifier("origin", wire.origin, limits)?),
+        area: AreaId::from(identifier("area", wire.area, limits)?),
+        sequence: wire.sequence,
+        ttl_ms: wire.ttl_ms,
+        links: wire.links.into_iter().map(|link| from_wire_link(link, limits)).collect::<Result<_, _>>()?,
+        summary: wire
+            .summary
+            .map(|summary| {
+                let entries = summary.entries.into_iter().map(|entry| from_wire_summary_entry(entry, limits));
+                entries.collect::<Result<_, _>>().map(|entries| AreaSummary { entries })
+            })
             .transpose()?,
+        signature: wire.signature.map(|signature| from_wire_signature(signature, limits)).transpose()?,
+    })
+}
+
+fn from_wire_link(wire: schema::LinkAdvert, limits: &DecodeLimits) -> Result<LinkAdvert, DecodeError> {
+    Ok(LinkAdvert {
+        neighbor: NodeId::from(identifier("link neighbor", wire.neighbor, limits)?),
+        cost: wire.cost,
+        latency_us: wire.latency_us,
+        reliability: reliability(wire.reliability)?,
+    })
+}
+
+fn from_wire_summary_entry(wire: schema::SummaryEntry, limits: &DecodeLimits) -> Result<SummaryEntry, DecodeError> {
+    Ok(SummaryEntry {
+        destination: NodeId::from(identifier("summary destination", wire.destination, limits)?),
+        source_area: AreaId::from(identifier("summary source_area", wire.source_area, limits)?),
+        cost: wire.cost,
+        latency_us: wire.latency_us,
+        reliability: reliability(wire.reliability)?,
     })
 }
 
 /// A non-empty string within `max_string_bytes`. Empty identifiers are never
 /// meaningful and would collide with protobuf's "field absent".
-fn identifier(
-    field: &'static str,
-    value: String,
-    limits: &DecodeLimits,
-) -> Result<String, DecodeError> {
+fn identifier(field: &'static str, value: String, limits: &DecodeLimits) -> Result<String, DecodeError> {
     check_string_length(field, &value, limits)?;
     if value.is_empty() {
         return Err(DecodeError::EmptyString(field));
@@ -476,60 +619,35 @@ fn identifier(
     Ok(value)
 }
 
-fn check_string_length(
-    field: &'static str,
-    value: &str,
-    limits: &DecodeLimits,
-) -> Result<(), DecodeError> {
+fn check_string_length(field: &'static str, value: &str, limits: &DecodeLimits) -> Result<(), DecodeError> {
     if value.len() > limits.max_string_bytes {
-        return Err(DecodeError::StringTooLong {
-            field,
-            length: value.len(),
-            limit: limits.max_string_bytes,
-        });
+        return Err(DecodeError::StringTooLong { field, length: value.len(), limit: limits.max_string_bytes });
     }
     Ok(())
 }
 
 fn from_wire_path(hops: Vec<String>, limits: &DecodeLimits) -> Result<Vec<NodeId>, DecodeError> {
     if hops.len() > limits.max_path_length {
-        return Err(DecodeError::PathTooLong {
-            length: hops.len(),
-            limit: limits.max_path_length,
-        });
+        return Err(DecodeError::PathTooLong { length: hops.len(), limit: limits.max_path_length });
     }
-    hops.into_iter()
-        .map(|hop| identifier("path hop", hop, limits).map(NodeId::from))
-        .collect()
+    hops.into_iter().map(|hop| identifier("path hop", hop, limits).map(NodeId::from)).collect()
 }
 
 fn from_wire_tags(tags: Vec<String>, limits: &DecodeLimits) -> Result<Vec<Tag>, DecodeError> {
     if tags.len() > limits.max_tags {
-        return Err(DecodeError::TooManyTags {
-            count: tags.len(),
-            limit: limits.max_tags,
-        });
+        return Err(DecodeError::TooManyTags { count: tags.len(), limit: limits.max_tags });
     }
-    tags.into_iter()
-        .map(|tag| identifier("tag", tag, limits).map(Tag::from))
-        .collect()
+    tags.into_iter().map(|tag| identifier("tag", tag, limits).map(Tag::from)).collect()
 }
 
 /// Absent means 0.0 (see the schema). Non-finite values would poison every
 /// metric computed from them, so they are refused here.
 fn reliability(value: Option<f32>) -> Result<f32, DecodeError> {
     let value = value.unwrap_or(0.0);
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(DecodeError::InvalidFloat)
-    }
+    if value.is_finite() { Ok(value) } else { Err(DecodeError::InvalidFloat) }
 }
 
-fn from_wire_signature(
-    wire: schema::Signature,
-    limits: &DecodeLimits,
-) -> Result<SignatureBlock, DecodeError> {
+fn from_wire_signature(wire: schema::Signature, limits: &DecodeLimits) -> Result<SignatureBlock, DecodeError> {
     // Bounded first so the error below never echoes a huge string.
     check_string_length("signature.algorithm", &wire.algorithm, limits)?;
     let algorithm = match wire.algorithm.as_str() {
@@ -537,18 +655,12 @@ fn from_wire_signature(
         _ => return Err(DecodeError::UnknownSignatureAlgorithm(wire.algorithm)),
     };
     let key_id = KeyId::from(identifier("signature.key_id", wire.key_id, limits)?);
-    let bytes: [u8; SIGNATURE_LENGTH] =
-        wire.signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| DecodeError::BadSignatureLength {
-                length: wire.signature.len(),
-            })?;
-    Ok(SignatureBlock {
-        algorithm,
-        key_id,
-        bytes,
-    })
+    let bytes: [u8; SIGNATURE_LENGTH] = wire
+        .signature
+        .as_slice()
+        .try_into()
+        .map_err(|_| DecodeError::BadSignatureLength { length: wire.signature.len() })?;
+    Ok(SignatureBlock { algorithm, key_id, bytes })
 }
 
 /// Deterministic test vectors for `docs/protocol.md`.
@@ -562,10 +674,13 @@ pub mod vectors {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as BASE64;
 
+    use super::Frame;
     use crate::canonical::{self, ANNOUNCEMENT_DOMAIN, WITHDRAWAL_DOMAIN};
     use crate::ids::{KeyId, NodeId, Tag};
+    use crate::link_state::lsa::{LINK_STATE_UPDATE_DOMAIN, link_state_update_bytes, sign_update};
+    use crate::link_state::{AreaId, AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry};
     use crate::message::{
-        Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm,
+        Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm, SignatureBlock,
     };
     use crate::security::SigningIdentity;
 
@@ -583,9 +698,10 @@ pub mod vectors {
     #[derive(Clone, Debug)]
     pub struct TestVector {
         pub title: &'static str,
-        /// The signed message.
-        pub message: Message,
-        /// What the signature covers (`crate::canonical`).
+        /// The signed message: `Frame::Routing` or `Frame::LinkState`.
+        pub frame: Frame,
+        /// What the signature covers (`crate::canonical`, or
+        /// `crate::link_state::lsa` for link-state updates).
         pub canonical: Vec<u8>,
         pub public_key: [u8; 32],
         pub signature: [u8; 64],
@@ -614,15 +730,37 @@ pub mod vectors {
             destination: "cluster-x".into(),
             path: vec![NodeId::from(ADVERTISER), NodeId::from("node-b")],
             hop_count: 2,
-            metrics: RouteMetrics {
-                cost: 20,
-                latency_us: 1500,
-                reliability: 0.99,
-            },
+            metrics: RouteMetrics { cost: 20, latency_us: 1500, reliability: 0.99 },
             advertiser: NodeId::from(ADVERTISER),
             epoch: 42,
             ttl_ms: 90_000,
             tags: vec!["gold".into(), "eu".into()],
+            signature: None,
+        }
+    }
+
+    /// The vector link-state update, unsigned: `node-a` in area `core`
+    /// with two links (listed out of order: the canonical bytes sort them)
+    /// and a one-entry summary of area `edge`.
+    pub fn link_state_update() -> LinkStateUpdate {
+        LinkStateUpdate {
+            origin: NodeId::from(ADVERTISER),
+            area: AreaId::from("core"),
+            sequence: 7,
+            ttl_ms: 300_000,
+            links: vec![
+                LinkAdvert { neighbor: NodeId::from("node-c"), cost: 20, latency_us: 900, reliability: 0.98 },
+                LinkAdvert { neighbor: NodeId::from("node-b"), cost: 10, latency_us: 250, reliability: 0.999 },
+            ],
+            summary: Some(AreaSummary {
+                entries: vec![SummaryEntry {
+                    destination: NodeId::from("edge-1"),
+                    source_area: AreaId::from("edge"),
+                    cost: 5,
+                    latency_us: 400,
+                    reliability: 0.995,
+                }],
+            }),
             signature: None,
         }
     }
@@ -650,7 +788,7 @@ pub mod vectors {
             "Route announcement",
             canonical::announcement_bytes(&announcement, algorithm, &key_id),
             announcement_fields(&announcement, &key_id),
-            Message::Announcement(announcement),
+            Frame::Routing(Message::Announcement(announcement)),
             &identity,
         );
 
@@ -660,30 +798,62 @@ pub mod vectors {
             "Route withdrawal",
             canonical::withdrawal_bytes(&withdrawal, algorithm, &key_id),
             withdrawal_fields(&withdrawal, &key_id),
-            Message::Withdrawal(withdrawal),
+            Frame::Routing(Message::Withdrawal(withdrawal)),
             &identity,
         );
 
-        vec![announcement_vector, withdrawal_vector]
+        let mut update = link_state_update();
+        sign_update(&identity, &mut update);
+        let link_state_vector = vector(
+            "Link-state update",
+            link_state_update_bytes(&update, algorithm, &key_id),
+            link_state_update_fields(&update, &key_id),
+            Frame::LinkState(update),
+            &identity,
+        );
+
+        vec![announcement_vector, withdrawal_vector, link_state_vector]
+    }
+
+    impl TestVector {
+        /// The node whose key signed: the advertiser, or the link-state origin.
+        pub fn signer(&self) -> &NodeId {
+            match &self.frame {
+                Frame::Routing(message) => message.advertiser(),
+                Frame::LinkState(update) => &update.origin,
+                _ => unreachable!("vectors are signed messages"),
+            }
+        }
+
+        pub fn signature_block(&self) -> Option<&SignatureBlock> {
+            signature_of(&self.frame)
+        }
+    }
+
+    fn signature_of(frame: &Frame) -> Option<&SignatureBlock> {
+        match frame {
+            Frame::Routing(message) => message.signature(),
+            Frame::LinkState(update) => update.signature.as_ref(),
+            _ => None,
+        }
     }
 
     fn vector(
         title: &'static str,
         canonical: Vec<u8>,
         canonical_fields: Vec<CanonicalField>,
-        message: Message,
+        frame: Frame,
         identity: &SigningIdentity,
     ) -> TestVector {
-        // Both vector messages are signed before they get here; a missing
+        // Every vector message is signed before it gets here; a missing
         // signature would show as zeros, which the vector tests reject.
-        let signature = message
-            .signature()
-            .map(|block| block.bytes)
-            .unwrap_or([0u8; 64]);
+        let signature = signature_of(&frame).map(|block| block.bytes).unwrap_or([0u8; 64]);
+        let mut wire = Vec::new();
+        super::encode_frame(&frame, &mut wire);
         TestVector {
             title,
-            wire: super::encode(&message),
-            message,
+            wire,
+            frame,
             canonical,
             public_key: identity.verifying_key().to_bytes(),
             signature,
@@ -696,17 +866,11 @@ pub mod vectors {
     pub fn test_vectors_markdown() -> String {
         let vectors = test_vectors();
         let mut out = String::new();
-        push_line(
-            &mut out,
-            "All vectors are signed with this key. It is public: use it for tests only.",
-        );
+        push_line(&mut out, "All vectors are signed with this key. It is public: use it for tests only.");
         push_line(&mut out, "");
-        push_line(
-            &mut out,
-            &format!("- Secret key (hex): `{}`", hex(&SECRET_KEY)),
-        );
+        push_line(&mut out, &format!("- Secret key (hex): `{}`", hex(&SECRET_KEY)));
         push_line(&mut out, &format!("- Key id: `{KEY_ID}`"));
-        push_line(&mut out, &format!("- Advertiser: `{ADVERTISER}`"));
+        push_line(&mut out, &format!("- Advertiser (link-state: origin): `{ADVERTISER}`"));
         for vector in &vectors {
             push_line(&mut out, "");
             push_vector(&mut out, vector);
@@ -719,36 +883,21 @@ pub mod vectors {
         push_line(out, "");
         push_line(out, "| Field | Value |");
         push_line(out, "| --- | --- |");
-        for (field, value) in describe(&vector.message) {
+        for (field, value) in describe(&vector.frame) {
             push_line(out, &format!("| {field} | {value} |"));
         }
         push_line(out, "");
-        push_line(
-            out,
-            &format!("Public key (hex): `{}`", hex(&vector.public_key)),
-        );
+        push_line(out, &format!("Public key (hex): `{}`", hex(&vector.public_key)));
         push_line(out, "");
-        push_line(
-            out,
-            &format!(
-                "Public key (base64): `{}`",
-                BASE64.encode(vector.public_key)
-            ),
-        );
+        push_line(out, &format!("Public key (base64): `{}`", BASE64.encode(vector.public_key)));
         push_line(out, "");
         push_hex_block(
             out,
-            &format!(
-                "Canonical signing bytes (hex, {} bytes):",
-                vector.canonical.len()
-            ),
+            &format!("Canonical signing bytes (hex, {} bytes):", vector.canonical.len()),
             &vector.canonical,
         );
         push_line(out, "");
-        push_line(
-            out,
-            "The same bytes field by field (length or count prefix, then value):",
-        );
+        push_line(out, "The same bytes field by field (length or count prefix, then value):");
         push_line(out, "");
         push_line(out, "```text");
         push_canonical_fields(out, &vector.canonical_fields);
@@ -756,11 +905,7 @@ pub mod vectors {
         push_line(out, "");
         push_hex_block(out, "Ed25519 signature (hex):", &vector.signature);
         push_line(out, "");
-        push_hex_block(
-            out,
-            &format!("Wire encoding (hex, {} bytes):", vector.wire.len()),
-            &vector.wire,
-        );
+        push_hex_block(out, &format!("Wire encoding (hex, {} bytes):", vector.wire.len()), &vector.wire);
     }
 
     fn push_line(out: &mut String, line: &str) {
@@ -779,17 +924,10 @@ pub mod vectors {
     }
 
     fn push_canonical_fields(out: &mut String, fields: &[CanonicalField]) {
-        let width = fields
-            .iter()
-            .map(|field| field.label.chars().count())
-            .max()
-            .unwrap_or(0);
+        let width = fields.iter().map(|field| field.label.chars().count()).max().unwrap_or(0);
         for field in fields {
             let bytes = [hex(&field.prefix), hex(&field.value)].join(" ");
-            push_line(
-                out,
-                format!("{:width$}  {}", field.label, bytes.trim()).trim_end(),
-            );
+            push_line(out, format!("{:width$}  {}", field.label, bytes.trim()).trim_end());
         }
     }
 
@@ -802,7 +940,22 @@ pub mod vectors {
         out
     }
 
-    fn describe(message: &Message) -> Vec<(&'static str, String)> {
+    fn describe(frame: &Frame) -> Vec<(&'static str, String)> {
+        let mut rows = match frame {
+            Frame::Routing(message) => describe_message(message),
+            Frame::LinkState(update) => describe_link_state_update(update),
+            _ => Vec::new(),
+        };
+        if let Some(signature) = signature_of(frame) {
+            rows.push((
+                "signature",
+                format!("{}, key id {}", signature.algorithm.as_str(), code(signature.key_id.as_str())),
+            ));
+        }
+        rows
+    }
+
+    fn describe_message(message: &Message) -> Vec<(&'static str, String)> {
         let mut rows = Vec::new();
         match message {
             Message::Announcement(a) => {
@@ -812,10 +965,7 @@ pub mod vectors {
                 rows.push(("cost", a.metrics.cost.to_string()));
                 rows.push(("latency_us", a.metrics.latency_us.to_string()));
                 let reliability = a.metrics.reliability;
-                rows.push((
-                    "reliability",
-                    format!("{reliability} (f32 bits `{:08x}`)", reliability.to_bits()),
-                ));
+                rows.push(("reliability", format!("{reliability} (f32 bits `{:08x}`)", reliability.to_bits())));
                 rows.push(("advertiser", code(a.advertiser.as_str())));
                 rows.push(("epoch", a.epoch.to_string()));
                 rows.push(("ttl_ms", a.ttl_ms.to_string()));
@@ -827,21 +977,35 @@ pub mod vectors {
                 rows.push(("advertiser", code(w.advertiser.as_str())));
                 rows.push(("epoch", w.epoch.to_string()));
             }
-            Message::EndOfTable { advertiser } => {
-                rows.push(("advertiser", code(advertiser.as_str())))
-            }
-        }
-        if let Some(signature) = message.signature() {
-            rows.push((
-                "signature",
-                format!(
-                    "{}, key id {}",
-                    signature.algorithm.as_str(),
-                    code(signature.key_id.as_str())
-                ),
-            ));
+            Message::EndOfTable { advertiser } => rows.push(("advertiser", code(advertiser.as_str()))),
         }
         rows
+    }
+
+    fn describe_link_state_update(update: &LinkStateUpdate) -> Vec<(&'static str, String)> {
+        let mut rows = vec![
+            ("origin", code(update.origin.as_str())),
+            ("area", code(update.area.as_str())),
+            ("sequence", update.sequence.to_string()),
+            ("ttl_ms", update.ttl_ms.to_string()),
+        ];
+        for link in &update.links {
+            let metrics = metrics_text(link.cost, link.latency_us, link.reliability);
+            rows.push(("link", format!("{}: {metrics}", code(link.neighbor.as_str()))));
+        }
+        for entry in update.summary.iter().flat_map(|summary| &summary.entries) {
+            let metrics = metrics_text(entry.cost, entry.latency_us, entry.reliability);
+            let place = format!("{} of area {}", code(entry.destination.as_str()), code(entry.source_area.as_str()));
+            rows.push(("summary entry", format!("{place}: {metrics}")));
+        }
+        rows
+    }
+
+    fn metrics_text(cost: u32, latency_us: u32, reliability: f32) -> String {
+        format!(
+            "cost {cost}, latency_us {latency_us}, reliability {reliability} (f32 bits `{:08x}`)",
+            reliability.to_bits()
+        )
     }
 
     fn code(value: &str) -> String {
@@ -883,6 +1047,18 @@ pub mod vectors {
             });
         }
 
+        fn byte(&mut self, label: &str, value: u8) {
+            self.0.push(CanonicalField { label: format!("{label} {value}"), prefix: Vec::new(), value: vec![value] });
+        }
+
+        fn reliability(&mut self, label: &str, value: f32) {
+            self.0.push(CanonicalField {
+                label: format!("{label} {value} as f32 bits"),
+                prefix: Vec::new(),
+                value: value.to_bits().to_be_bytes().to_vec(),
+            });
+        }
+
         fn u64(&mut self, label: &str, value: u64) {
             self.0.push(CanonicalField {
                 label: format!("{label} {value}"),
@@ -916,12 +1092,7 @@ pub mod vectors {
         fields.u32("hop_count", a.hop_count);
         fields.u32("cost", a.metrics.cost);
         fields.u32("latency_us", a.metrics.latency_us);
-        let reliability = a.metrics.reliability;
-        fields.0.push(CanonicalField {
-            label: format!("reliability {reliability} as f32 bits"),
-            prefix: Vec::new(),
-            value: reliability.to_bits().to_be_bytes().to_vec(),
-        });
+        fields.reliability("reliability", a.metrics.reliability);
         fields.string("advertiser", a.advertiser.as_str());
         fields.u64("epoch", a.epoch);
         fields.u32("ttl_ms", a.ttl_ms);
@@ -941,6 +1112,37 @@ pub mod vectors {
         fields.path(&w.path);
         fields.string("advertiser", w.advertiser.as_str());
         fields.u64("epoch", w.epoch);
+        fields.signer(key_id);
+        fields.0
+    }
+
+    fn link_state_update_fields(u: &LinkStateUpdate, key_id: &KeyId) -> Vec<CanonicalField> {
+        let mut fields = FieldList::default();
+        fields.string("domain", domain(LINK_STATE_UPDATE_DOMAIN));
+        fields.string("origin", u.origin.as_str());
+        fields.string("area", u.area.as_str());
+        fields.u64("sequence", u.sequence);
+        fields.u32("ttl_ms", u.ttl_ms);
+        let links = u.sorted_links();
+        fields.count("link count (sorted by neighbor)", links.len());
+        for (index, link) in links.iter().enumerate() {
+            fields.string(&format!("links[{index}].neighbor"), link.neighbor.as_str());
+            fields.u32(&format!("links[{index}].cost"), link.cost);
+            fields.u32(&format!("links[{index}].latency_us"), link.latency_us);
+            fields.reliability(&format!("links[{index}].reliability"), link.reliability);
+        }
+        fields.byte("summary present", u8::from(u.summary.is_some()));
+        if u.summary.is_some() {
+            let entries = u.sorted_summary_entries();
+            fields.count("summary entry count (sorted by source area, destination)", entries.len());
+            for (index, entry) in entries.iter().enumerate() {
+                fields.string(&format!("entries[{index}].source_area"), entry.source_area.as_str());
+                fields.string(&format!("entries[{index}].destination"), entry.destination.as_str());
+                fields.u32(&format!("entries[{index}].cost"), entry.cost);
+                fields.u32(&format!("entries[{index}].latency_us"), entry.latency_us);
+                fields.reliability(&format!("entries[{index}].reliability"), entry.reliability);
+            }
+        }
         fields.signer(key_id);
         fields.0
     }
@@ -993,21 +1195,14 @@ mod tests {
     }
 
     fn decode_wire_announcement(wire: schema::RouteAnnouncement) -> Result<Message, DecodeError> {
-        decode(
-            &envelope_bytes(PROTOCOL_VERSION, Some(Body::Announcement(wire))),
-            &limits(),
-        )
+        decode(&envelope_bytes(PROTOCOL_VERSION, Some(Body::Announcement(wire))), &limits())
     }
 
     fn verify(key: &VerifyingKey, canonical: &[u8], block: &SignatureBlock) -> bool {
-        key.verify_strict(canonical, &Signature::from_bytes(&block.bytes))
-            .is_ok()
+        key.verify_strict(canonical, &Signature::from_bytes(&block.bytes)).is_ok()
     }
 
-    fn announcement_signature_verifies(
-        key: &VerifyingKey,
-        announcement: &RouteAnnouncement,
-    ) -> bool {
+    fn announcement_signature_verifies(key: &VerifyingKey, announcement: &RouteAnnouncement) -> bool {
         let Some(block) = &announcement.signature else {
             return false;
         };
@@ -1036,13 +1231,8 @@ mod tests {
         let message = Message::Announcement(signed_announcement());
         let decoded = roundtrip(&message).expect("decodes");
         assert_eq!(decoded, message);
-        let Message::Announcement(decoded) = decoded else {
-            unreachable!()
-        };
-        assert!(announcement_signature_verifies(
-            &vectors::identity().verifying_key(),
-            &decoded
-        ));
+        let Message::Announcement(decoded) = decoded else { unreachable!() };
+        assert!(announcement_signature_verifies(&vectors::identity().verifying_key(), &decoded));
     }
 
     #[test]
@@ -1056,20 +1246,13 @@ mod tests {
         let message = Message::Withdrawal(signed_withdrawal());
         let decoded = roundtrip(&message).expect("decodes");
         assert_eq!(decoded, message);
-        let Message::Withdrawal(decoded) = decoded else {
-            unreachable!()
-        };
-        assert!(withdrawal_signature_verifies(
-            &vectors::identity().verifying_key(),
-            &decoded
-        ));
+        let Message::Withdrawal(decoded) = decoded else { unreachable!() };
+        assert!(withdrawal_signature_verifies(&vectors::identity().verifying_key(), &decoded));
     }
 
     #[test]
     fn roundtrip_end_of_table() {
-        let message = Message::EndOfTable {
-            advertiser: NodeId::from("node-a"),
-        };
+        let message = Message::EndOfTable { advertiser: NodeId::from("node-a") };
         assert_eq!(roundtrip(&message), Ok(message));
     }
 
@@ -1077,8 +1260,7 @@ mod tests {
     fn roundtrip_keeps_negative_zero_reliability_bits() {
         let mut announcement = announcement();
         announcement.metrics.reliability = -0.0;
-        let Ok(Message::Announcement(decoded)) = roundtrip(&Message::Announcement(announcement))
-        else {
+        let Ok(Message::Announcement(decoded)) = roundtrip(&Message::Announcement(announcement)) else {
             panic!("announcement did not roundtrip")
         };
         assert_eq!(decoded.metrics.reliability.to_bits(), (-0.0f32).to_bits());
@@ -1086,9 +1268,7 @@ mod tests {
 
     #[test]
     fn encode_into_appends() {
-        let message = Message::EndOfTable {
-            advertiser: NodeId::from("node-a"),
-        };
+        let message = Message::EndOfTable { advertiser: NodeId::from("node-a") };
         let mut buf = vec![0xff];
         encode_into(&message, &mut buf);
         assert_eq!(buf[0], 0xff);
@@ -1099,9 +1279,7 @@ mod tests {
     fn absent_reliability_decodes_as_zero() {
         let mut wire = to_wire_announcement(&announcement());
         wire.reliability = None;
-        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else {
-            panic!("rejected")
-        };
+        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else { panic!("rejected") };
         assert_eq!(decoded.metrics.reliability.to_bits(), 0);
     }
 
@@ -1122,43 +1300,22 @@ mod tests {
 
     #[test]
     fn oversized_message_is_rejected_before_parsing() {
-        let limits = DecodeLimits {
-            max_message_bytes: 100,
-            ..limits()
-        };
+        let limits = DecodeLimits { max_message_bytes: 100, ..limits() };
         // Not protobuf at all: the size check must come first.
         let bytes = vec![0xff; 101];
         let error = decode(&bytes, &limits).unwrap_err();
-        assert_eq!(
-            error,
-            DecodeError::MessageTooLarge {
-                size: 101,
-                limit: 100
-            }
-        );
+        assert_eq!(error, DecodeError::MessageTooLarge { size: 101, limit: 100 });
         assert_eq!(error.limit_name(), "max_message_bytes");
-        assert_eq!(
-            error.to_string(),
-            "message is 101 bytes, limit max_message_bytes is 100"
-        );
+        assert_eq!(error.to_string(), "message is 101 bytes, limit max_message_bytes is 100");
     }
 
     #[test]
     fn message_at_size_limit_is_accepted() {
         let bytes = encode(&Message::Announcement(signed_announcement()));
-        let limits = DecodeLimits {
-            max_message_bytes: bytes.len(),
-            ..limits()
-        };
+        let limits = DecodeLimits { max_message_bytes: bytes.len(), ..limits() };
         assert!(decode(&bytes, &limits).is_ok());
-        let limits = DecodeLimits {
-            max_message_bytes: bytes.len() - 1,
-            ..limits
-        };
-        assert!(matches!(
-            decode(&bytes, &limits),
-            Err(DecodeError::MessageTooLarge { .. })
-        ));
+        let limits = DecodeLimits { max_message_bytes: bytes.len() - 1, ..limits };
+        assert!(matches!(decode(&bytes, &limits), Err(DecodeError::MessageTooLarge { .. })));
     }
 
     #[test]
@@ -1166,13 +1323,7 @@ mod tests {
         let mut announcement = announcement();
         announcement.path = (0..65).map(|i| NodeId::from(format!("n{i}"))).collect();
         let error = roundtrip(&Message::Announcement(announcement.clone())).unwrap_err();
-        assert_eq!(
-            error,
-            DecodeError::PathTooLong {
-                length: 65,
-                limit: 64
-            }
-        );
+        assert_eq!(error, DecodeError::PathTooLong { length: 65, limit: 64 });
         assert_eq!(error.limit_name(), "max_path_length");
 
         announcement.path.pop();
@@ -1185,10 +1336,7 @@ mod tests {
         withdrawal.path = (0..65).map(|i| NodeId::from(format!("n{i}"))).collect();
         assert_eq!(
             roundtrip(&Message::Withdrawal(withdrawal)),
-            Err(DecodeError::PathTooLong {
-                length: 65,
-                limit: 64
-            })
+            Err(DecodeError::PathTooLong { length: 65, limit: 64 })
         );
     }
 
@@ -1197,13 +1345,7 @@ mod tests {
         let mut announcement = announcement();
         announcement.tags = (0..33).map(|i| Tag::from(format!("t{i}"))).collect();
         let error = roundtrip(&Message::Announcement(announcement.clone())).unwrap_err();
-        assert_eq!(
-            error,
-            DecodeError::TooManyTags {
-                count: 33,
-                limit: 32
-            }
-        );
+        assert_eq!(error, DecodeError::TooManyTags { count: 33, limit: 32 });
         assert_eq!(error.limit_name(), "max_tags");
 
         announcement.tags.pop();
@@ -1212,15 +1354,7 @@ mod tests {
 
     fn assert_string_too_long(message: Message, field: &'static str) {
         let error = roundtrip(&message).unwrap_err();
-        assert_eq!(
-            error,
-            DecodeError::StringTooLong {
-                field,
-                length: 254,
-                limit: 253
-            },
-            "field {field}"
-        );
+        assert_eq!(error, DecodeError::StringTooLong { field, length: 254, limit: 253 }, "field {field}");
         assert_eq!(error.limit_name(), "max_string_bytes");
     }
 
@@ -1258,12 +1392,7 @@ mod tests {
         w.path[0] = NodeId::from(long.as_str());
         assert_string_too_long(Message::Withdrawal(w), "path hop");
 
-        assert_string_too_long(
-            Message::EndOfTable {
-                advertiser: NodeId::from(long.as_str()),
-            },
-            "advertiser",
-        );
+        assert_string_too_long(Message::EndOfTable { advertiser: NodeId::from(long.as_str()) }, "advertiser");
 
         let mut wire = wire_announcement();
         if let Some(signature) = wire.signature.as_mut() {
@@ -1271,11 +1400,7 @@ mod tests {
         }
         assert_eq!(
             decode_wire_announcement(wire),
-            Err(DecodeError::StringTooLong {
-                field: "signature.algorithm",
-                length: 254,
-                limit: 253
-            })
+            Err(DecodeError::StringTooLong { field: "signature.algorithm", length: 254, limit: 253 })
         );
     }
 
@@ -1302,15 +1427,11 @@ mod tests {
             max_path_length: 1,
             max_tags: 0,
             max_string_bytes: 16,
+            max_links: 1,
+            max_summary_entries: 0,
         };
         let bytes = encode(&Message::Announcement(announcement()));
-        assert_eq!(
-            decode(&bytes, &limits),
-            Err(DecodeError::PathTooLong {
-                length: 2,
-                limit: 1
-            })
-        );
+        assert_eq!(decode(&bytes, &limits), Err(DecodeError::PathTooLong { length: 2, limit: 1 }));
     }
 
     #[test]
@@ -1320,6 +1441,8 @@ mod tests {
         assert_eq!(limits.max_path_length, 64);
         assert_eq!(limits.max_tags, 32);
         assert_eq!(limits.max_string_bytes, 253);
+        assert_eq!(limits.max_links, 1024);
+        assert_eq!(limits.max_summary_entries, 4096);
     }
 
     // --- malformed input ----------------------------------------------------
@@ -1329,13 +1452,7 @@ mod tests {
         for version in [0, 2, u32::MAX] {
             let bytes = envelope_bytes(version, Some(Body::Announcement(wire_announcement())));
             let error = decode(&bytes, &limits()).unwrap_err();
-            assert_eq!(
-                error,
-                DecodeError::UnsupportedVersion {
-                    version,
-                    supported: PROTOCOL_VERSION
-                }
-            );
+            assert_eq!(error, DecodeError::UnsupportedVersion { version, supported: PROTOCOL_VERSION });
             assert_eq!(error.limit_name(), "unsupported_version");
         }
     }
@@ -1348,10 +1465,7 @@ mod tests {
         prost::encoding::uint64::encode(2, &7, &mut bytes);
         assert_eq!(
             decode(&bytes, &limits()),
-            Err(DecodeError::UnsupportedVersion {
-                version: 2,
-                supported: PROTOCOL_VERSION
-            })
+            Err(DecodeError::UnsupportedVersion { version: 2, supported: PROTOCOL_VERSION })
         );
     }
 
@@ -1361,28 +1475,19 @@ mod tests {
         let mut bytes = Vec::new();
         prost::encoding::uint32::encode(1, &PROTOCOL_VERSION, &mut bytes);
         prost::encoding::bytes::encode(9, &vec![], &mut bytes);
-        assert_eq!(
-            decode(&bytes, &limits()),
-            Err(DecodeError::MissingField("body"))
-        );
+        assert_eq!(decode(&bytes, &limits()), Err(DecodeError::MissingField("body")));
     }
 
     #[test]
     fn missing_body_is_rejected() {
-        assert_eq!(
-            decode(&envelope_bytes(PROTOCOL_VERSION, None), &limits()),
-            Err(DecodeError::MissingField("body"))
-        );
+        assert_eq!(decode(&envelope_bytes(PROTOCOL_VERSION, None), &limits()), Err(DecodeError::MissingField("body")));
     }
 
     #[test]
     fn empty_input_is_version_zero() {
         assert_eq!(
             decode(&[], &limits()),
-            Err(DecodeError::UnsupportedVersion {
-                version: 0,
-                supported: PROTOCOL_VERSION
-            })
+            Err(DecodeError::UnsupportedVersion { version: 0, supported: PROTOCOL_VERSION })
         );
     }
 
@@ -1393,10 +1498,7 @@ mod tests {
         for cut in 0..bytes.len() {
             let error = decode(&bytes[..cut], &limits()).unwrap_err();
             if cut > 2 {
-                assert!(
-                    matches!(error, DecodeError::Protobuf(_)),
-                    "cut at {cut}: {error:?}"
-                );
+                assert!(matches!(error, DecodeError::Protobuf(_)), "cut at {cut}: {error:?}");
                 assert_eq!(error.limit_name(), "malformed_protobuf");
             }
         }
@@ -1406,43 +1508,26 @@ mod tests {
     fn empty_strings_are_rejected() {
         let mut a = announcement();
         a.destination = DestinationId::from("");
-        assert_eq!(
-            roundtrip(&Message::Announcement(a)),
-            Err(DecodeError::EmptyString("destination"))
-        );
+        assert_eq!(roundtrip(&Message::Announcement(a)), Err(DecodeError::EmptyString("destination")));
 
         let mut a = announcement();
         a.advertiser = NodeId::from("");
-        assert_eq!(
-            roundtrip(&Message::Announcement(a)),
-            Err(DecodeError::EmptyString("advertiser"))
-        );
+        assert_eq!(roundtrip(&Message::Announcement(a)), Err(DecodeError::EmptyString("advertiser")));
 
         let mut w = withdrawal();
         w.advertiser = NodeId::from("");
-        assert_eq!(
-            roundtrip(&Message::Withdrawal(w)),
-            Err(DecodeError::EmptyString("advertiser"))
-        );
+        assert_eq!(roundtrip(&Message::Withdrawal(w)), Err(DecodeError::EmptyString("advertiser")));
 
-        let end = Message::EndOfTable {
-            advertiser: NodeId::from(""),
-        };
+        let end = Message::EndOfTable { advertiser: NodeId::from("") };
         assert_eq!(roundtrip(&end), Err(DecodeError::EmptyString("advertiser")));
 
         let mut a = announcement();
         a.path[0] = NodeId::from("");
-        assert_eq!(
-            roundtrip(&Message::Announcement(a)),
-            Err(DecodeError::EmptyString("path hop"))
-        );
+        assert_eq!(roundtrip(&Message::Announcement(a)), Err(DecodeError::EmptyString("path hop")));
 
         let mut a = announcement();
         a.tags[0] = Tag::from("");
-        assert_eq!(
-            roundtrip(&Message::Announcement(a)),
-            Err(DecodeError::EmptyString("tag"))
-        );
+        assert_eq!(roundtrip(&Message::Announcement(a)), Err(DecodeError::EmptyString("tag")));
 
         let mut a = signed_announcement();
         if let Some(signature) = a.signature.as_mut() {
@@ -1474,10 +1559,7 @@ mod tests {
                 signature.algorithm = algorithm.to_owned();
             }
             let error = decode_wire_announcement(wire).unwrap_err();
-            assert_eq!(
-                error,
-                DecodeError::UnknownSignatureAlgorithm(algorithm.to_owned())
-            );
+            assert_eq!(error, DecodeError::UnknownSignatureAlgorithm(algorithm.to_owned()));
             assert_eq!(error.limit_name(), "unknown_signature_algorithm");
         }
     }
@@ -1500,39 +1582,153 @@ mod tests {
         let mut bytes = Vec::new();
         prost::encoding::uint32::encode(1, &PROTOCOL_VERSION, &mut bytes);
         prost::encoding::bytes::encode(4, &body, &mut bytes);
-        assert!(matches!(
-            decode(&bytes, &limits()),
-            Err(DecodeError::Protobuf(_))
-        ));
+        assert!(matches!(decode(&bytes, &limits()), Err(DecodeError::Protobuf(_))));
     }
 
     #[test]
     fn error_messages_name_the_limit() {
-        let error = DecodeError::StringTooLong {
-            field: "tag",
-            length: 300,
-            limit: 253,
-        };
-        assert_eq!(
-            error.to_string(),
-            "tag is 300 bytes, limit max_string_bytes is 253"
-        );
-        let error = DecodeError::PathTooLong {
-            length: 70,
-            limit: 64,
-        };
-        assert_eq!(
-            error.to_string(),
-            "path has 70 hops, limit max_path_length is 64"
-        );
-        let error = DecodeError::TooManyTags {
-            count: 40,
-            limit: 32,
-        };
-        assert_eq!(
-            error.to_string(),
-            "message has 40 tags, limit max_tags is 32"
-        );
+        let error = DecodeError::StringTooLong { field: "tag", length: 300, limit: 253 };
+        assert_eq!(error.to_string(), "tag is 300 bytes, limit max_string_bytes is 253");
+        let error = DecodeError::PathTooLong { length: 70, limit: 64 };
+        assert_eq!(error.to_string(), "path has 70 hops, limit max_path_length is 64");
+        let error = DecodeError::TooManyTags { count: 40, limit: 32 };
+        assert_eq!(error.to_string(), "message has 40 tags, limit max_tags is 32");
+    }
+
+    // --- link-state updates ------------------------------------------------
+
+    fn signed_link_state_update() -> LinkStateUpdate {
+        let mut update = vectors::link_state_update();
+        crate::link_state::lsa::sign_update(&vectors::identity(), &mut update);
+        update
+    }
+
+    fn link_state_roundtrip(update: &LinkStateUpdate) -> Result<Frame, DecodeError> {
+        let mut bytes = Vec::new();
+        encode_link_state_update(update, &mut bytes);
+        decode_frame(&bytes, &limits())
+    }
+
+    fn decode_wire_link_state(wire: schema::LinkStateUpdate) -> Result<Frame, DecodeError> {
+        decode_frame(&envelope_bytes(PROTOCOL_VERSION, Some(Body::LinkStateUpdate(wire))), &limits())
+    }
+
+    fn link_state_signature_verifies(update: &LinkStateUpdate) -> bool {
+        let registry = crate::security::KeyRegistry::from_entries([vectors::identity().public_entry(
+            NodeId::from(vectors::ADVERTISER),
+            None,
+            None,
+        )]);
+        let mut verifier = crate::security::Verifier::new(0);
+        matches!(
+            crate::link_state::lsa::verify_update(&mut verifier, &registry, crate::time::Timestamp(0), update),
+            crate::link_state::lsa::UpdateAuth::Checked(crate::security::SignatureCheck::Valid { .. })
+        )
+    }
+
+    #[test]
+    fn signed_link_state_update_roundtrips_and_still_verifies() {
+        let update = signed_link_state_update();
+        let decoded = link_state_roundtrip(&update);
+        assert_eq!(decoded, Ok(Frame::LinkState(update.clone())));
+        let Ok(Frame::LinkState(decoded)) = decoded else { unreachable!() };
+        assert!(link_state_signature_verifies(&decoded));
+        // encode_frame and encode_link_state_update write the same bytes.
+        let (mut by_frame, mut by_reference) = (Vec::new(), Vec::new());
+        encode_frame(&Frame::LinkState(update.clone()), &mut by_frame);
+        encode_link_state_update(&update, &mut by_reference);
+        assert_eq!(by_frame, by_reference);
+    }
+
+    #[test]
+    fn flush_unsigned_and_empty_summary_roundtrip_exactly() {
+        let flush = LinkStateUpdate { ttl_ms: 0, links: vec![], summary: None, ..vectors::link_state_update() };
+        assert_eq!(link_state_roundtrip(&flush), Ok(Frame::LinkState(flush.clone())));
+        // An empty summary is not "no summary": the signed bytes differ.
+        let empty = LinkStateUpdate { summary: Some(AreaSummary::default()), ..flush };
+        assert_eq!(link_state_roundtrip(&empty), Ok(Frame::LinkState(empty)));
+    }
+
+    #[test]
+    fn link_order_on_the_wire_does_not_break_the_signature() {
+        let mut wire = to_wire_link_state_update(&signed_link_state_update());
+        wire.links.reverse();
+        let Ok(Frame::LinkState(decoded)) = decode_wire_link_state(wire) else { panic!("rejected") };
+        assert!(link_state_signature_verifies(&decoded));
+    }
+
+    #[test]
+    fn changed_link_cost_breaks_the_link_state_signature() {
+        let mut wire = to_wire_link_state_update(&signed_link_state_update());
+        wire.links[0].cost += 1;
+        let Ok(Frame::LinkState(decoded)) = decode_wire_link_state(wire) else { panic!("rejected") };
+        assert!(!link_state_signature_verifies(&decoded));
+    }
+
+    #[test]
+    fn link_state_reliability_keeps_negative_zero_and_refuses_non_finite() {
+        let mut update = vectors::link_state_update();
+        update.links[0].reliability = -0.0;
+        let Ok(Frame::LinkState(decoded)) = link_state_roundtrip(&update) else { panic!("rejected") };
+        assert_eq!(decoded.links[0].reliability.to_bits(), (-0.0f32).to_bits());
+
+        let mut wire = to_wire_link_state_update(&update);
+        wire.links[0].reliability = Some(f32::INFINITY);
+        assert_eq!(decode_wire_link_state(wire), Err(DecodeError::InvalidFloat));
+        let mut wire = to_wire_link_state_update(&update);
+        if let Some(summary) = wire.summary.as_mut() {
+            summary.entries[0].reliability = Some(f32::NAN);
+        }
+        assert_eq!(decode_wire_link_state(wire), Err(DecodeError::InvalidFloat));
+    }
+
+    #[test]
+    fn link_and_summary_counts_are_limited() {
+        let update = vectors::link_state_update();
+        let mut bytes = Vec::new();
+        encode_link_state_update(&update, &mut bytes);
+        let tight = DecodeLimits { max_links: 1, ..limits() };
+        let error = decode_frame(&bytes, &tight).unwrap_err();
+        assert_eq!(error, DecodeError::TooManyLinks { count: 2, limit: 1 });
+        assert_eq!(error.limit_name(), "max_links");
+        assert!(decode_frame(&bytes, &DecodeLimits { max_links: 2, ..limits() }).is_ok());
+
+        let error = decode_frame(&bytes, &DecodeLimits { max_summary_entries: 0, ..limits() }).unwrap_err();
+        assert_eq!(error, DecodeError::TooManySummaryEntries { count: 1, limit: 0 });
+        assert_eq!(error.limit_name(), "max_summary_entries");
+        assert_eq!(error.to_string(), "link-state update has 1 summary entries, limit max_summary_entries is 0");
+    }
+
+    #[test]
+    fn every_link_state_string_is_bounded_and_non_empty() {
+        let long = "x".repeat(254);
+        type Edit = fn(&mut schema::LinkStateUpdate, String);
+        let edits: [(&str, Edit); 5] = [
+            ("origin", |w, v| w.origin = v),
+            ("area", |w, v| w.area = v),
+            ("link neighbor", |w, v| w.links[1].neighbor = v),
+            ("summary destination", |w, v| w.summary.as_mut().expect("summary").entries[0].destination = v),
+            ("summary source_area", |w, v| w.summary.as_mut().expect("summary").entries[0].source_area = v),
+        ];
+        for (field, edit) in edits {
+            let mut wire = to_wire_link_state_update(&vectors::link_state_update());
+            edit(&mut wire, long.clone());
+            let error = DecodeError::StringTooLong { field, length: 254, limit: 253 };
+            assert_eq!(decode_wire_link_state(wire), Err(error), "{field}");
+            let mut wire = to_wire_link_state_update(&vectors::link_state_update());
+            edit(&mut wire, String::new());
+            assert_eq!(decode_wire_link_state(wire), Err(DecodeError::EmptyString(field)), "{field}");
+        }
+        let mut wire = to_wire_link_state_update(&signed_link_state_update());
+        wire.signature.as_mut().expect("signed").signature.pop();
+        assert_eq!(decode_wire_link_state(wire), Err(DecodeError::BadSignatureLength { length: 63 }));
+    }
+
+    #[test]
+    fn the_path_vector_decoder_does_not_take_link_state_updates() {
+        let mut bytes = Vec::new();
+        encode_link_state_update(&vectors::link_state_update(), &mut bytes);
+        assert_eq!(decode(&bytes, &limits()), Err(DecodeError::MissingField("body")));
     }
 
     // --- canonical bytes are independent of the wire encoding --------------
@@ -1541,26 +1737,16 @@ mod tests {
     fn tag_order_and_duplicates_on_the_wire_do_not_break_the_signature() {
         let mut wire = wire_announcement();
         wire.tags = vec!["eu".into(), "gold".into(), "eu".into()];
-        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else {
-            panic!("rejected")
-        };
-        assert!(announcement_signature_verifies(
-            &vectors::identity().verifying_key(),
-            &decoded
-        ));
+        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else { panic!("rejected") };
+        assert!(announcement_signature_verifies(&vectors::identity().verifying_key(), &decoded));
     }
 
     #[test]
     fn changed_field_breaks_the_signature() {
         let mut wire = wire_announcement();
         wire.cost += 1;
-        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else {
-            panic!("rejected")
-        };
-        assert!(!announcement_signature_verifies(
-            &vectors::identity().verifying_key(),
-            &decoded
-        ));
+        let Ok(Message::Announcement(decoded)) = decode_wire_announcement(wire) else { panic!("rejected") };
+        assert!(!announcement_signature_verifies(&vectors::identity().verifying_key(), &decoded));
     }
 
     // --- the .proto file documents exactly this schema ---------------------
@@ -1589,25 +1775,14 @@ mod tests {
     /// `Variant(Type),`).
     fn expected_proto_line(args: &str, item: &str) -> String {
         let parts: Vec<&str> = args.split(", ").collect();
-        let tag = parts
-            .iter()
-            .find_map(|part| part.strip_prefix("tag = \""))
-            .expect("tag")
-            .trim_end_matches('"');
+        let tag = parts.iter().find_map(|part| part.strip_prefix("tag = \"")).expect("tag").trim_end_matches('"');
         let (name, rust_type) = match item.strip_prefix("pub ") {
             Some(field) => field.split_once(": ").expect("field"),
             None => item.split_once('(').expect("variant"),
         };
-        let name = if item.starts_with("pub ") {
-            name.to_owned()
-        } else {
-            snake_case(name)
-        };
+        let name = if item.starts_with("pub ") { name.to_owned() } else { snake_case(name) };
         let rust_type = rust_type.trim_end_matches(',').trim_end_matches(')');
-        let inner_type = rust_type
-            .trim_start_matches("Option<")
-            .trim_start_matches("Vec<")
-            .trim_end_matches('>');
+        let inner_type = rust_type.trim_start_matches("Option<").trim_start_matches("Vec<").trim_end_matches('>');
         let proto_type = match parts[0] {
             "message" => inner_type,
             "bytes = \"vec\"" => "bytes",
@@ -1630,24 +1805,14 @@ mod tests {
         let mut lines = schema_source(source).lines().map(str::trim);
         while let Some(line) = lines.next() {
             let first_word = |rest: &str| rest.split([' ', '{']).next().unwrap_or("").to_owned();
-            if let Some(rest) = line
-                .strip_prefix("pub struct ")
-                .or_else(|| line.strip_prefix("pub(super) struct "))
-            {
+            if let Some(rest) = line.strip_prefix("pub struct ").or_else(|| line.strip_prefix("pub(super) struct ")) {
                 block = format!("message {}", first_word(rest));
             } else if let Some(rest) = line.strip_prefix("pub enum ") {
                 block = format!("oneof {}", snake_case(&first_word(rest)));
-            } else if let Some(args) = line
-                .strip_prefix("#[prost(")
-                .and_then(|l| l.strip_suffix(")]"))
-            {
+            } else if let Some(args) = line.strip_prefix("#[prost(").and_then(|l| l.strip_suffix(")]")) {
                 let item = lines.next().expect("item after attribute");
                 if args.starts_with("oneof") {
-                    let name = item
-                        .trim_start_matches("pub ")
-                        .split(':')
-                        .next()
-                        .unwrap_or("");
+                    let name = item.trim_start_matches("pub ").split(':').next().unwrap_or("");
                     fields.push((block.clone(), format!("oneof {name} {{")));
                 } else {
                     fields.push((block.clone(), expected_proto_line(args, item)));
@@ -1661,15 +1826,10 @@ mod tests {
 
     /// The code lines (comments stripped) of `block {` ... `}` in the proto.
     fn proto_block(proto: &str, block: &str) -> Vec<String> {
-        let code: Vec<String> = proto
-            .lines()
-            .map(|line| line.split("//").next().unwrap_or("").trim().to_owned())
-            .collect();
+        let code: Vec<String> =
+            proto.lines().map(|line| line.split("//").next().unwrap_or("").trim().to_owned()).collect();
         let opening = format!("{block} {{");
-        let start = code
-            .iter()
-            .position(|line| *line == opening)
-            .unwrap_or_else(|| panic!("no `{opening}` in proto"));
+        let start = code.iter().position(|line| *line == opening).unwrap_or_else(|| panic!("no `{opening}` in proto"));
         let mut depth = 0;
         let mut lines = Vec::new();
         for line in &code[start..] {
@@ -1689,27 +1849,15 @@ mod tests {
         let proto = include_str!("../proto/fabric_routing.proto");
         let fields = schema_fields(source);
         // Guard against a parser that silently finds nothing.
-        assert!(fields.contains(&(
-            "message RouteAnnouncement".to_owned(),
-            "uint64 epoch = 8;".to_owned()
-        )));
-        assert!(fields.contains(&(
-            "oneof body".to_owned(),
-            "EndOfTable end_of_table = 4;".to_owned()
-        )));
-        assert!(fields.contains(&(
-            "message RouteAnnouncement".to_owned(),
-            "Signature signature = 11;".to_owned()
-        )));
-        assert!(fields.contains(&(
-            "message Signature".to_owned(),
-            "bytes signature = 3;".to_owned()
-        )));
+        assert!(fields.contains(&("message RouteAnnouncement".to_owned(), "uint64 epoch = 8;".to_owned())));
+        assert!(fields.contains(&("oneof body".to_owned(), "EndOfTable end_of_table = 4;".to_owned())));
+        assert!(fields.contains(&("message RouteAnnouncement".to_owned(), "Signature signature = 11;".to_owned())));
+        assert!(fields.contains(&("message Signature".to_owned(), "bytes signature = 3;".to_owned())));
+        assert!(fields.contains(&("oneof body".to_owned(), "LinkStateUpdate link_state_update = 8;".to_owned())));
+        assert!(fields.contains(&("message LinkStateUpdate".to_owned(), "repeated LinkAdvert links = 5;".to_owned())));
+        assert!(fields.contains(&("message LinkAdvert".to_owned(), "optional float reliability = 4;".to_owned())));
         for (block, line) in &fields {
-            assert!(
-                proto_block(proto, block).contains(line),
-                "proto/fabric_routing.proto: `{block}` lacks `{line}`"
-            );
+            assert!(proto_block(proto, block).contains(line), "proto/fabric_routing.proto: `{block}` lacks `{line}`");
         }
         // And nothing more: every numbered field in the proto is in wire.rs.
         let numbered = proto
@@ -1718,33 +1866,20 @@ mod tests {
             .filter_map(|line| line.trim().strip_suffix(';')?.rsplit_once(" = "))
             .filter(|(_, number)| number.parse::<u32>().is_ok())
             .count();
-        let rust_numbered = fields
-            .iter()
-            .filter(|(_, line)| line.ends_with(';'))
-            .count();
-        assert_eq!(
-            numbered, rust_numbered,
-            "proto/fabric_routing.proto has fields that wire.rs lacks"
-        );
+        let rust_numbered = fields.iter().filter(|(_, line)| line.ends_with(';')).count();
+        assert_eq!(numbered, rust_numbered, "proto/fabric_routing.proto has fields that wire.rs lacks");
     }
 
     // --- vectors -------------------------------------------------------------
 
     #[test]
     fn vectors_are_deterministic_and_verify() {
-        assert_eq!(
-            vectors::test_vectors_markdown(),
-            vectors::test_vectors_markdown()
-        );
+        assert_eq!(vectors::test_vectors_markdown(), vectors::test_vectors_markdown());
         for vector in vectors::test_vectors() {
             let key = VerifyingKey::from_bytes(&vector.public_key).expect("public key");
             let signature = Signature::from_bytes(&vector.signature);
-            assert!(
-                key.verify_strict(&vector.canonical, &signature).is_ok(),
-                "{}",
-                vector.title
-            );
-            assert_eq!(decode(&vector.wire, &limits()), Ok(vector.message.clone()));
+            assert!(key.verify_strict(&vector.canonical, &signature).is_ok(), "{}", vector.title);
+            assert_eq!(decode_frame(&vector.wire, &limits()), Ok(vector.frame.clone()));
         }
     }
 
@@ -1776,15 +1911,9 @@ mod tests {
     }
 
     fn signature_block() -> impl Strategy<Value = SignatureBlock> {
-        (
-            identifier_string(),
-            proptest::array::uniform::<_, 64>(any::<u8>()),
-        )
-            .prop_map(|(key_id, bytes)| SignatureBlock {
-                algorithm: SignatureAlgorithm::Ed25519,
-                key_id: KeyId::from(key_id),
-                bytes,
-            })
+        (identifier_string(), proptest::array::uniform::<_, 64>(any::<u8>())).prop_map(|(key_id, bytes)| {
+            SignatureBlock { algorithm: SignatureAlgorithm::Ed25519, key_id: KeyId::from(key_id), bytes }
+        })
     }
 
     fn arbitrary_announcement() -> impl Strategy<Value = RouteAnnouncement> {
@@ -1815,11 +1944,7 @@ mod tests {
                         destination: DestinationId::from(destination),
                         path,
                         hop_count,
-                        metrics: RouteMetrics {
-                            cost,
-                            latency_us,
-                            reliability,
-                        },
+                        metrics: RouteMetrics { cost, latency_us, reliability },
                         advertiser,
                         epoch,
                         ttl_ms,
@@ -1838,14 +1963,12 @@ mod tests {
             any::<u64>(),
             proptest::option::of(signature_block()),
         )
-            .prop_map(|(destination, path, advertiser, epoch, signature)| {
-                RouteWithdrawal {
-                    destination: DestinationId::from(destination),
-                    path,
-                    advertiser,
-                    epoch,
-                    signature,
-                }
+            .prop_map(|(destination, path, advertiser, epoch, signature)| RouteWithdrawal {
+                destination: DestinationId::from(destination),
+                path,
+                advertiser,
+                epoch,
+                signature,
             })
     }
 
@@ -1855,6 +1978,88 @@ mod tests {
             arbitrary_withdrawal().prop_map(Message::Withdrawal),
             node().prop_map(|advertiser| Message::EndOfTable { advertiser }),
         ]
+    }
+
+    fn area() -> impl Strategy<Value = AreaId> {
+        identifier_string().prop_map(AreaId::from)
+    }
+
+    fn arbitrary_link() -> impl Strategy<Value = LinkAdvert> {
+        (node(), any::<u32>(), any::<u32>(), finite_f32()).prop_map(|(neighbor, cost, latency_us, reliability)| {
+            LinkAdvert { neighbor, cost, latency_us, reliability }
+        })
+    }
+
+    fn arbitrary_summary_entry() -> impl Strategy<Value = SummaryEntry> {
+        (node(), area(), any::<u32>(), any::<u32>(), finite_f32()).prop_map(
+            |(destination, source_area, cost, latency_us, reliability)| SummaryEntry {
+                destination,
+                source_area,
+                cost,
+                latency_us,
+                reliability,
+            },
+        )
+    }
+
+    /// Structurally anything the decoder accepts; the router's own checks
+    /// (self links, duplicates, zero costs) are not the decoder's business.
+    fn arbitrary_link_state_update() -> impl Strategy<Value = LinkStateUpdate> {
+        (
+            node(),
+            area(),
+            any::<u64>(),
+            any::<u32>(),
+            proptest::collection::vec(arbitrary_link(), 0..=6),
+            proptest::option::of(proptest::collection::vec(arbitrary_summary_entry(), 0..=4)),
+            proptest::option::of(signature_block()),
+        )
+            .prop_map(|(origin, area, sequence, ttl_ms, links, summary, signature)| LinkStateUpdate {
+                origin,
+                area,
+                sequence,
+                ttl_ms,
+                links,
+                summary: summary.map(|entries| AreaSummary { entries }),
+                signature,
+            })
+    }
+
+    /// Drops repeated neighbors and summary entries. The router refuses
+    /// such updates before checking signatures; for them the canonical order
+    /// (by neighbor, by source area and destination) is not total.
+    fn without_duplicates(mut update: LinkStateUpdate) -> LinkStateUpdate {
+        let mut neighbors = std::collections::BTreeSet::new();
+        update.links.retain(|link| neighbors.insert(link.neighbor.clone()));
+        if let Some(summary) = update.summary.as_mut() {
+            let mut keys = std::collections::BTreeSet::new();
+            summary.entries.retain(|entry| keys.insert((entry.source_area.clone(), entry.destination.clone())));
+        }
+        update
+    }
+
+    fn arbitrary_frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            arbitrary_message().prop_map(Frame::Routing),
+            arbitrary_link_state_update().prop_map(Frame::LinkState),
+            (node(), any::<u32>()).prop_map(|(node_id, hold_time_ms)| Frame::Hello { node_id, hold_time_ms }),
+            Just(Frame::Keepalive),
+            ("[a-z ]{0,20}", any::<bool>()).prop_map(|(reason, restarting)| Frame::Close { reason, restarting }),
+        ]
+    }
+
+    fn encode_to_vec(frame: &Frame) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_frame(frame, &mut bytes);
+        bytes
+    }
+
+    /// Every float of a link-state update as bits (PartialEq treats -0.0
+    /// and 0.0 as equal; signatures do not).
+    fn link_state_float_bits(frame: &Frame) -> Vec<u32> {
+        let Frame::LinkState(update) = frame else { return Vec::new() };
+        let links = update.links.iter().map(|l| l.reliability.to_bits());
+        links.chain(update.summary.iter().flat_map(|s| &s.entries).map(|e| e.reliability.to_bits())).collect()
     }
 
     fn reliability_bits(message: &Message) -> Option<u32> {
@@ -1882,6 +2087,55 @@ mod tests {
             bytes[at] ^= byte;
             let _ = decode(&bytes, &limits());
             let _ = decode(&bytes[..cut.index(bytes.len() + 1)], &limits());
+        }
+
+        #[test]
+        fn decode_frame_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..=4096)) {
+            let _ = decode_frame(&bytes, &limits());
+        }
+
+        #[test]
+        fn decode_frame_never_panics_on_damaged_frames(
+            frame in arbitrary_frame(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut bytes = encode_to_vec(&frame);
+            let at = flip.index(bytes.len());
+            bytes[at] ^= byte;
+            let _ = decode_frame(&bytes, &limits());
+            let _ = decode_frame(&bytes[..cut.index(bytes.len() + 1)], &limits());
+        }
+
+        #[test]
+        fn valid_frames_roundtrip_exactly(frame in arbitrary_frame()) {
+            let bytes = encode_to_vec(&frame);
+            let decoded = decode_frame(&bytes, &limits());
+            prop_assert_eq!(decoded.as_ref(), Ok(&frame));
+            let decoded = decoded.expect("checked above");
+            prop_assert_eq!(link_state_float_bits(&decoded), link_state_float_bits(&frame));
+            prop_assert_eq!(encode_to_vec(&decoded), bytes);
+        }
+
+        #[test]
+        fn link_state_signatures_survive_reencoding(
+            update in arbitrary_link_state_update(),
+            secret in proptest::array::uniform32(any::<u8>()),
+            key_id in identifier_string(),
+        ) {
+            let identity = SigningIdentity::from_secret_bytes(KeyId::from(key_id), &secret);
+            let mut update = without_duplicates(update);
+            crate::link_state::lsa::sign_update(&identity, &mut update);
+            // Another encoder may order the links differently.
+            let mut wire = to_wire_link_state_update(&update);
+            wire.links.reverse();
+            let Ok(Frame::LinkState(decoded)) = decode_wire_link_state(wire) else {
+                return Err(TestCaseError::fail("update rejected"));
+            };
+            let block = decoded.signature.clone().expect("signed");
+            let canonical = crate::link_state::lsa::link_state_update_bytes(&decoded, block.algorithm, &block.key_id);
+            prop_assert!(verify(&identity.verifying_key(), &canonical, &block));
         }
 
         #[test]

@@ -6,8 +6,6 @@
 //! policy decide whether the stored route is eligible. Every rejection is
 //! counted by reason, emitted as one event and remembered for `explain`.
 
-use std::collections::HashSet;
-
 use crate::canonical;
 use crate::engine::candidate::{Candidate, Ineligibility, Path, RouteKey, flags};
 use crate::engine::explain::RejectionRecord;
@@ -153,8 +151,7 @@ impl Engine {
         if a.path.contains(&self.config.node_id) {
             return Err((RejectReason::LoopDetected, format!("{} is already in the path", self.config.node_id)));
         }
-        let mut seen = HashSet::with_capacity(a.path.len());
-        if let Some(repeated) = a.path.iter().find(|hop| !seen.insert(hop.as_str())) {
+        if let Some(repeated) = repeated_hop(&a.path) {
             return Err((RejectReason::InvalidPath, format!("{repeated} appears twice in the path")));
         }
         let reliability = a.metrics.reliability;
@@ -260,7 +257,10 @@ impl Engine {
             Err(rejection) => return self.reject(now, Some(destination), from, rejection),
         };
         let Message::Announcement(a) = message else { unreachable!("built above") };
-        let dest = self.intern_destination(&destination);
+        let dest = match known {
+            Some(dest) => dest,
+            None => self.intern_destination(&destination),
+        };
         let key = RouteKey { destination: dest, next_hop };
         let mut candidate = self.candidate_from(now, next_hop, &a, signed);
         let existing = self.table[dest.index()].position(next_hop).map(|i| self.table[dest.index()].candidates[i].clone());
@@ -343,7 +343,9 @@ impl Engine {
     }
 
     fn candidate_from(&mut self, now: Timestamp, next_hop: NodeIx, a: &RouteAnnouncement, signed: bool) -> Candidate {
-        let path: Path = a.path.iter().map(|hop| self.nodes.intern(hop)).collect();
+        // path[0] is the sender, already interned as `next_hop`.
+        let path: Path =
+            std::iter::once(next_hop).chain(a.path.iter().skip(1).map(|hop| self.nodes.intern(hop))).collect();
         let ttl = std::time::Duration::from_millis(u64::from(a.ttl_ms)).min(self.config.timers.max_ttl);
         Candidate {
             next_hop,
@@ -423,6 +425,17 @@ impl Engine {
         }
         self.reselect(now, key.destination);
     }
+}
+
+/// A hop that appears twice. Paths are short, so a pairwise scan beats a
+/// hash set; long ones (up to the decoder limit) sort a copy.
+fn repeated_hop(path: &[NodeId]) -> Option<&NodeId> {
+    if path.len() <= 16 {
+        return path.iter().enumerate().find(|(i, hop)| path[..*i].contains(hop)).map(|(_, hop)| hop);
+    }
+    let mut sorted: Vec<&NodeId> = path.iter().collect();
+    sorted.sort_unstable();
+    sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
 
 /// Canonical signing bytes of a signed message (`None` when unsigned).

@@ -2,7 +2,7 @@
 //! strings. Indices are assigned in first-seen order and never reused; any
 //! ordering visible outside the engine goes back to the strings.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use crate::ids::{DestinationId, NodeId, Tag};
@@ -86,6 +86,9 @@ impl Nodes {
     }
     pub fn resolve(&self, ix: NodeIx) -> &NodeId {
         self.0.resolve(ix.0)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 }
 

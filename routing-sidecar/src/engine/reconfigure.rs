@@ -2,7 +2,7 @@
 //! candidate against the new settings, so routes the new policy forbids go
 //! at once and routes it now allows come back without a re-announcement.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashSet, HashSetExt};
 
 use crate::config::{ConfigError, LinkMetrics, SidecarConfig, TieBreaker};
 use crate::dampening::Dampening;
@@ -29,7 +29,8 @@ pub(super) struct Compiled {
     pub self_ix: NodeIx,
     /// Sorted by node id, which is also the order messages are sent in.
     pub neighbors: Vec<NeighborSlot>,
-    slot_of: HashMap<NodeIx, usize>,
+    /// Neighbor slot by `NodeIx` (dense: this is on the hot path).
+    slot_of: Vec<Option<u32>>,
     pub import: CompiledPolicy,
     pub export: CompiledPolicy,
     pub allowed_advertisers: Option<HashSet<NodeIx>>,
@@ -52,7 +53,10 @@ impl Compiled {
             })
             .collect();
         neighbors.sort_by(|a, b| a.id.cmp(&b.id));
-        let slot_of = neighbors.iter().enumerate().map(|(i, n)| (n.ix, i)).collect();
+        let mut slot_of = vec![None; nodes.len() + 1];
+        for (i, neighbor) in neighbors.iter().enumerate() {
+            slot_of[neighbor.ix.index()] = Some(i as u32);
+        }
         Ok(Self {
             self_ix: nodes.intern(&config.node_id),
             neighbors,
@@ -70,7 +74,7 @@ impl Compiled {
     }
 
     pub fn slot(&self, ix: NodeIx) -> Option<&NeighborSlot> {
-        self.slot_of.get(&ix).map(|&i| &self.neighbors[i])
+        self.slot_of.get(ix.index()).copied().flatten().map(|i| &self.neighbors[i as usize])
     }
 
     pub fn link(&self, ix: NodeIx) -> LinkMetrics {

@@ -34,6 +34,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/routes", get(routes))
         .route("/routes/{destination}", get(route))
         .route("/routes/{destination}/explain", get(explain))
+        .route("/link-state", get(link_state))
         .route("/peers", get(peers))
         .route("/stats", get(stats))
         .route("/config", get(config).put(put_config))
@@ -59,6 +60,13 @@ async fn explain(State(node): State<NodeHandle>, Path(destination): Path<String>
     Ok(match node.explain(destination.clone()).await? {
         Some(trace) => Json(trace).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("nothing known about {destination}"), None),
+    })
+}
+
+async fn link_state(State(node): State<NodeHandle>) -> Result<Response, NodeGone> {
+    Ok(match node.link_state().await? {
+        Some(status) => Json(status).into_response(),
+        None => error(StatusCode::NOT_FOUND, "link-state is not enabled (no linkState in the config)", None),
     })
 }
 
@@ -108,6 +116,7 @@ async fn metrics(State(node): State<NodeHandle>, headers: HeaderMap) -> Result<R
             config_version: stats.config.version.as_deref(),
             config_applied_total: stats.config.applied_total,
             config_rejected_total: stats.config.rejected_total,
+            link_state: stats.link_state.as_ref(),
         },
         format,
     );

@@ -3,7 +3,8 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ConfigError, SidecarConfig};
-use crate::engine::{BestRoute, SelectionTrace};
+use crate::engine::BestRoute;
+use crate::runtime::link_state::{ExplainAnswer, LinkStateStatus, RouteAnswer};
 use crate::runtime::node::{Command, ConfigStatus, NodeStats, PeerStatus, Query};
 
 /// The actor has stopped (shutting down).
@@ -31,12 +32,18 @@ impl NodeHandle {
         self.ask(Query::Routes).await
     }
 
-    pub async fn route(&self, destination: String) -> Result<Option<BestRoute>, NodeGone> {
+    /// The next hop(s) for `destination` under the routing mode.
+    pub async fn route(&self, destination: String) -> Result<Option<RouteAnswer>, NodeGone> {
         self.ask(|reply| Query::Route(destination, reply)).await
     }
 
-    pub async fn explain(&self, destination: String) -> Result<Option<SelectionTrace>, NodeGone> {
+    pub async fn explain(&self, destination: String) -> Result<Option<ExplainAnswer>, NodeGone> {
         self.ask(|reply| Query::Explain(destination, reply)).await
+    }
+
+    /// `None` when link-state is off.
+    pub async fn link_state(&self) -> Result<Option<LinkStateStatus>, NodeGone> {
+        self.ask(Query::LinkState).await
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerStatus>, NodeGone> {

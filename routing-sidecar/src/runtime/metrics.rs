@@ -1,5 +1,6 @@
 //! The sidecar's `/metrics`: a scrape-time rendering of the engine's
-//! [`StatsSnapshot`] and the runtime's peer and config state with
+//! [`StatsSnapshot`], the link-state router's [`LinkStateSnapshot`] (when
+//! link-state is on) and the runtime's peer and config state with
 //! `prometheus-client`.
 //!
 //! The engine keeps the real counters; this module only formats them. Every
@@ -30,6 +31,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::link_state::UpdateRejectReason;
+use crate::link_state::stats::{DurationHistogram, SPF_DURATION_BUCKETS};
+use crate::link_state::{AreaId, ExportCounts, LinkStateSnapshot};
 use crate::stats::{CONVERGENCE_BUCKETS, Histogram, RejectReason, StatsSnapshot};
 
 /// Prefix of every metric name (`fabric_...`).
@@ -60,6 +64,9 @@ pub struct MetricsInput<'a> {
     pub config_applied_total: u64,
     /// Configs the node refused (the previous one stayed in force).
     pub config_rejected_total: u64,
+    /// The link-state router's snapshot; `None` (no `fabric_link_state_*`
+    /// family at all) when link-state is off.
+    pub link_state: Option<&'a LinkStateSnapshot>,
 }
 
 /// The exposition format of a `/metrics` response.
@@ -171,19 +178,29 @@ struct ConstHistogram {
 
 impl ConstHistogram {
     /// From the snapshot's cumulative histogram over `CONVERGENCE_BUCKETS`.
-    /// A snapshot with no observation may have no buckets: all zero then.
-    /// The cumulative counts are clamped to be non-decreasing and at most
-    /// `count`, so even an inconsistent snapshot renders a valid histogram.
     fn from_snapshot(histogram: &Histogram) -> Self {
-        let mut buckets = Vec::with_capacity(CONVERGENCE_BUCKETS.len() + 1);
+        Self::from_cumulative(CONVERGENCE_BUCKETS, &histogram.buckets, histogram.count, histogram.sum_seconds)
+    }
+
+    /// From the link-state SPF duration histogram over `SPF_DURATION_BUCKETS`.
+    fn from_spf_durations(histogram: &DurationHistogram) -> Self {
+        Self::from_cumulative(SPF_DURATION_BUCKETS, &histogram.buckets, histogram.count, histogram.sum_seconds)
+    }
+
+    /// From cumulative counts per bound. A snapshot with no observation may
+    /// have no buckets: all zero then. The cumulative counts are clamped to
+    /// be non-decreasing and at most `count`, so even an inconsistent
+    /// snapshot renders a valid histogram.
+    fn from_cumulative(bounds: &[f64], cumulative_counts: &[u64], count: u64, sum: f64) -> Self {
+        let mut buckets = Vec::with_capacity(bounds.len() + 1);
         let mut previous = 0;
-        for (i, bound) in CONVERGENCE_BUCKETS.iter().enumerate() {
-            let cumulative = histogram.buckets.get(i).copied().unwrap_or(previous).clamp(previous, histogram.count);
+        for (i, bound) in bounds.iter().enumerate() {
+            let cumulative = cumulative_counts.get(i).copied().unwrap_or(previous).clamp(previous, count);
             buckets.push((*bound, cumulative - previous));
             previous = cumulative;
         }
-        buckets.push((f64::INFINITY, histogram.count - previous));
-        Self { sum: histogram.sum_seconds, count: histogram.count, buckets }
+        buckets.push((f64::INFINITY, count - previous));
+        Self { sum, count, buckets }
     }
 }
 
@@ -384,7 +401,164 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
         "Routes currently stored from the peer",
         gauges(peer_series(input.peers, |p| p.routes_received)),
     );
+
+    if let Some(link_state) = input.link_state {
+        register_link_state(&mut r, link_state);
+    }
     r
+}
+
+/// Every reason a link-state update can be refused. `reject_reason_index`
+/// is an exhaustive match, so a new reason does not compile until it gets
+/// an index there, and the assertion below fails until it is listed here at
+/// that index.
+const UPDATE_REJECT_REASONS: [UpdateRejectReason; 9] = [
+    UpdateRejectReason::AreaMismatch,
+    UpdateRejectReason::UnknownNeighbor,
+    UpdateRejectReason::Invalid,
+    UpdateRejectReason::Unsigned,
+    UpdateRejectReason::UnknownKey,
+    UpdateRejectReason::KeyNotYetValid,
+    UpdateRejectReason::KeyExpired,
+    UpdateRejectReason::BadSignature,
+    UpdateRejectReason::LsdbFull,
+];
+
+const fn reject_reason_index(reason: UpdateRejectReason) -> usize {
+    match reason {
+        UpdateRejectReason::AreaMismatch => 0,
+        UpdateRejectReason::UnknownNeighbor => 1,
+        UpdateRejectReason::Invalid => 2,
+        UpdateRejectReason::Unsigned => 3,
+        UpdateRejectReason::UnknownKey => 4,
+        UpdateRejectReason::KeyNotYetValid => 5,
+        UpdateRejectReason::KeyExpired => 6,
+        UpdateRejectReason::BadSignature => 7,
+        UpdateRejectReason::LsdbFull => 8,
+    }
+}
+
+const _: () = {
+    let mut i = 0;
+    while i < UPDATE_REJECT_REASONS.len() {
+        assert!(reject_reason_index(UPDATE_REJECT_REASONS[i]) == i, "UPDATE_REJECT_REASONS is out of order");
+        i += 1;
+    }
+};
+
+fn update_reject_series(by_label: &std::collections::BTreeMap<&'static str, u64>) -> Vec<(Labels, u64)> {
+    // Every reason, zero when unseen, as for path-vector rejects.
+    UPDATE_REJECT_REASONS
+        .iter()
+        .map(|reason| (vec![("reason", reason.label().to_owned())], by_label.get(reason.label()).copied().unwrap_or(0)))
+        .collect()
+}
+
+fn area_series<V: Copy + Into<u64>>(by_area: &std::collections::BTreeMap<AreaId, V>) -> Vec<(Labels, u64)> {
+    by_area.iter().map(|(area, value)| (vec![("area", area.to_string())], (*value).into())).collect()
+}
+
+fn area_pair_labels(source_area: &AreaId, target_area: &AreaId) -> Labels {
+    vec![("source_area", source_area.to_string()), ("target_area", target_area.to_string())]
+}
+
+fn export_series(snapshot: &LinkStateSnapshot, count: fn(&ExportCounts) -> u64) -> Vec<(Labels, u64)> {
+    snapshot
+        .summary_exports
+        .iter()
+        .map(|stat| (area_pair_labels(&stat.source_area, &stat.target_area), count(&stat.counts)))
+        .collect()
+}
+
+/// The `link_state_*` families, from the router's snapshot.
+fn register_link_state(r: &mut Registry, s: &LinkStateSnapshot) {
+    let counter = |r: &mut Registry, name: &str, help: &str, value: u64| {
+        r.register(format!("link_state_{name}"), help, ConstCounter::new(value))
+    };
+    let lsdb_entries: std::collections::BTreeMap<AreaId, u64> =
+        s.lsdb_entries.iter().map(|(area, entries)| (area.clone(), *entries as u64)).collect();
+    r.register(
+        "link_state_lsdb_entries",
+        "Origins stored in the link-state database of each area this node is in, flush tombstones included",
+        gauges(area_series(&lsdb_entries)),
+    );
+    r.register(
+        "link_state_routes_active",
+        "Destinations with a link-state route",
+        ConstGauge::new(s.routes_active as u64),
+    );
+    counter(r, "updates_received", "Link-state updates received from neighbors", s.updates_received_total);
+    counter(r, "updates_installed", "Received link-state updates stored as the newest of their origin", s.updates_installed_total);
+    counter(
+        r,
+        "updates_duplicate",
+        "Received link-state updates already stored (the normal end of flooding)",
+        s.updates_duplicate_total,
+    );
+    counter(
+        r,
+        "updates_stale",
+        "Received link-state updates older than the stored one; the stored copy was sent back",
+        s.updates_stale_total,
+    );
+    r.register(
+        "link_state_update_rejects",
+        "Link-state updates refused, by reason; every reason is always present",
+        counters(update_reject_series(&s.update_rejects_total)),
+    );
+    r.register(
+        "link_state_area_mismatches",
+        "Link-state updates refused because this node is not in their area or they came over a link of another area, by the area they named",
+        counters(area_series(&s.area_mismatches_total)),
+    );
+    counter(r, "updates_originated", "Link-state updates this node made of its own links", s.updates_originated_total);
+    counter(r, "updates_sent", "Link-state updates queued for neighbors (flooding and database exchange)", s.updates_sent_total);
+    counter(r, "flushes_received", "Withdrawn (flushed) link-state updates received and stored", s.flushes_received_total);
+    counter(r, "entries_expired", "Link-state database entries removed because their TTL ran out", s.entries_expired_total);
+    counter(r, "spf_runs", "Shortest-path-first runs, one per area whose links changed", s.spf_runs_total);
+    counter(
+        r,
+        "spf_skipped",
+        "Link-state database changes that changed no link, so SPF was not run",
+        s.spf_skipped_total,
+    );
+    r.register_with_unit(
+        "link_state_spf_duration",
+        "Wall time of the router calls that ran SPF, route table rebuild included",
+        Unit::Seconds,
+        ConstHistogram::from_spf_durations(&s.spf_duration_seconds),
+    );
+    counter(r, "route_changes", "Link-state routes added, changed or removed", s.route_changes_total);
+    r.register(
+        "link_state_summary_entries_exported",
+        "Summary entries this node exports as an area border router, by source and target area",
+        gauges(export_series(s, |counts| counts.exported)),
+    );
+    r.register(
+        "link_state_summary_entries_filtered",
+        "Summary entries a summary filter keeps this node from exporting, by source and target area",
+        gauges(export_series(s, |counts| counts.filtered)),
+    );
+    r.register(
+        "link_state_summary_entries_compressed",
+        "Summary entries left out of this node's exports by maxSummaryEntries, by source and target area",
+        gauges(export_series(s, |counts| counts.compressed)),
+    );
+    r.register(
+        "link_state_summary_entries_refused",
+        "Summary entries received that this node does not use (filtered, or not flowing up the area graph), by source and target area",
+        counters(
+            s.summary_entries_refused
+                .iter()
+                .map(|refusal| (area_pair_labels(&refusal.source_area, &refusal.target_area), refusal.refused)),
+        ),
+    );
+    counter(
+        r,
+        "unverified_signatures_accepted",
+        "Signed link-state updates accepted unverified: the key is unknown and linkState.requireSignatures is false",
+        s.unverified_signatures_accepted_total,
+    );
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod clock;
 pub mod handle;
 pub mod lab;
+pub mod link_state;
 pub mod local_http;
 pub mod metrics;
 pub mod node;

@@ -1,6 +1,7 @@
-//! The node actor: the one task that owns the engine. Connections, the
-//! local API and signal handlers talk to it through `Command`s; it feeds the
-//! engine, then dispatches what the engine wants sent and logs its events.
+//! The node actor: the one task that owns the engine, and the link-state
+//! router when link-state is configured. Connections, the local API and
+//! signal handlers talk to it through `Command`s; it feeds the engine and
+//! the router, then dispatches what they want sent and logs their events.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,10 +12,14 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{ConfigError, SidecarConfig};
-use crate::engine::{BestRoute, Effect, Engine, RouteEvent, SelectionTrace};
+use crate::engine::{BestRoute, Effect, Engine, RouteEvent};
 use crate::ids::NodeId;
+use crate::link_state::{LinkStateSnapshot, LinkStateUpdate, OutgoingUpdate};
 use crate::message::Message;
 use crate::runtime::clock;
+use crate::runtime::link_state::{
+    ExplainAnswer, LinkStateRuntime, LinkStateStatus, RouteAnswer, answer_route, explain_route, local_links,
+};
 use crate::runtime::state_dir::StateDir;
 use crate::runtime::tls::Tls;
 use crate::runtime::transport::{BoxedStream, Connection, Outbound};
@@ -40,18 +45,24 @@ impl NeighborSet {
 pub enum Command {
     SessionUp { conn: u64, peer: NodeId, dialed: bool, outbound: mpsc::Sender<Outbound>, reply: oneshot::Sender<bool> },
     SessionDown { conn: u64, peer: NodeId, keep_routes: bool, reason: String },
-    Frames { peer: NodeId, conn: u64, messages: Vec<Message> },
+    /// A burst read from one session: path-vector messages for the engine,
+    /// link-state updates for the link-state router.
+    Frames { peer: NodeId, conn: u64, messages: Vec<Message>, link_state: Vec<LinkStateUpdate> },
     Malformed { peer: NodeId, detail: String },
     ApplyConfig { config: Box<SidecarConfig>, source: String, reply: oneshot::Sender<Result<(), ConfigError>> },
     Query(Query),
     Shutdown { restarting: bool, reply: oneshot::Sender<()> },
 }
 
-/// Read-only questions, answered from the engine's current state.
+/// Read-only questions, answered from the engine's and the link-state
+/// router's current state.
 pub enum Query {
     Routes(oneshot::Sender<Vec<BestRoute>>),
-    Route(String, oneshot::Sender<Option<BestRoute>>),
-    Explain(String, oneshot::Sender<Option<SelectionTrace>>),
+    /// The next hop(s) under the routing mode.
+    Route(String, oneshot::Sender<Option<RouteAnswer>>),
+    Explain(String, oneshot::Sender<Option<ExplainAnswer>>),
+    /// `None` when link-state is off.
+    LinkState(oneshot::Sender<Option<LinkStateStatus>>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Stats(oneshot::Sender<NodeStats>),
     Config(oneshot::Sender<ConfigStatus>),
@@ -87,6 +98,9 @@ pub struct NodeStats {
     pub engine: StatsSnapshot,
     pub peers: Vec<PeerStatus>,
     pub config: ConfigStatus,
+    /// Present when link-state is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_state: Option<LinkStateSnapshot>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -151,7 +165,7 @@ fn session_settings(config: &SidecarConfig) -> (SessionSettings, crate::wire::De
             hold_time: config.session.hold_time,
             max_messages_per_second: config.session.max_messages_per_second,
         },
-        config.limits.decode_limits(),
+        config.decode_limits(),
     )
 }
 
@@ -162,6 +176,8 @@ struct Dialer {
 
 pub struct Node {
     engine: Engine,
+    /// The link-state router, while the config has a `linkState` section.
+    link_state: Option<LinkStateRuntime>,
     shared: Shared,
     state_dir: Option<StateDir>,
     sessions: HashMap<NodeId, LiveSession>,
@@ -185,6 +201,7 @@ impl Node {
             last_error: None,
         };
         Self {
+            link_state: LinkStateRuntime::from_config(engine.config(), engine.signer().cloned()),
             engine,
             shared,
             state_dir,
@@ -222,7 +239,7 @@ impl Node {
                 let _ = reply.send(());
                 return;
             }
-            let deadline = self.engine.next_deadline().map(clock::instant_at);
+            let deadline = self.next_deadline().map(clock::instant_at);
             let closing_deadline = closing.as_ref().map(|(_, until)| *until);
             tokio::select! {
                 command = commands.recv() => {
@@ -244,11 +261,24 @@ impl Node {
                     }
                 }
                 _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() && closing.is_none() => {
-                    self.engine.tick(clock::now());
+                    // Link-state timers are run by the flush in `dispatch`.
+                    let now = clock::now();
+                    if self.engine.next_deadline().is_some_and(|at| at <= now) {
+                        self.engine.tick(now);
+                    }
                 }
                 _ = async { tokio::time::sleep_until(closing_deadline.expect("guarded")).await }, if closing_deadline.is_some() => {}
             }
             self.dispatch();
+        }
+    }
+
+    /// The earliest timer of the engine and the link-state router.
+    fn next_deadline(&self) -> Option<Timestamp> {
+        let link_state = self.link_state.as_ref().and_then(LinkStateRuntime::next_wakeup);
+        match (self.engine.next_deadline(), link_state) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -272,6 +302,9 @@ impl Node {
                     self.set_established(&peer, true);
                     tracing::info!(peer = %peer, conn, dialed, "session established");
                     self.engine.neighbor_up(now, &peer);
+                    if let Some(link_state) = &mut self.link_state {
+                        link_state.session_up(&peer);
+                    }
                 }
                 let _ = reply.send(accept);
             }
@@ -289,10 +322,13 @@ impl Node {
                     self.engine.neighbor_down(now, &peer, keep_routes);
                 }
             }
-            Command::Frames { peer, conn, messages } => {
+            Command::Frames { peer, conn, messages, link_state } => {
                 if self.sessions.get(&peer).is_some_and(|s| s.conn == conn) {
-                    let batch = messages.into_iter().map(|m| (peer.clone(), m)).collect();
-                    self.engine.receive_batch(now, batch);
+                    if !messages.is_empty() {
+                        let batch = messages.into_iter().map(|m| (peer.clone(), m)).collect();
+                        self.engine.receive_batch(now, batch);
+                    }
+                    self.receive_link_state(&peer, link_state);
                 }
             }
             Command::Malformed { peer, detail } => {
@@ -306,6 +342,16 @@ impl Node {
             Command::Shutdown { restarting, reply } => return Some((reply, restarting)),
         }
         None
+    }
+
+    fn receive_link_state(&mut self, peer: &NodeId, updates: Vec<LinkStateUpdate>) {
+        if updates.is_empty() {
+            return;
+        }
+        match &mut self.link_state {
+            Some(link_state) => link_state.received(peer, updates),
+            None => tracing::debug!(peer = %peer, updates = updates.len(), "link-state is off; updates ignored"),
+        }
     }
 
     /// Collision rule: one session per peer. A second one is kept only if it
@@ -347,6 +393,7 @@ impl Node {
                     tracing::error!(error = %e, dir = %state.path().display(), "could not persist the config");
                 }
                 self.sync_with_config();
+                self.sync_link_state();
                 Ok(())
             }
             Err(error) => {
@@ -368,7 +415,9 @@ impl Node {
         let removed: Vec<NodeId> = self.sessions.keys().filter(|p| !ids.contains(*p)).cloned().collect();
         for peer in removed {
             if let Some(session) = self.sessions.remove(&peer) {
-                let _ = session.outbound.try_send(Outbound::Close { reason: "no longer a neighbor".into(), restarting: false });
+                let _ = session
+                    .outbound
+                    .try_send(Outbound::Close { reason: "no longer a neighbor".into(), restarting: false });
             }
         }
         let wanted: HashMap<NodeId, String> =
@@ -386,9 +435,33 @@ impl Node {
             }
             let (tx, rx) = watch::channel(self.sessions.contains_key(&peer));
             self.established.insert(peer.clone(), tx);
-            let backoff = Backoff::new(config.session.reconnect_initial, config.session.reconnect_max, &self.shared.local, &peer);
+            let backoff =
+                Backoff::new(config.session.reconnect_initial, config.session.reconnect_max, &self.shared.local, &peer);
             let task = tokio::spawn(dial_loop(self.shared.clone(), peer.clone(), address.clone(), rx, backoff));
             self.dialers.insert(peer, Dialer { address, task });
+        }
+    }
+
+    /// Link-state follows the config: started when a `linkState` section
+    /// appears, reconfigured while it stays, stopped (its updates flushed)
+    /// when it goes.
+    fn sync_link_state(&mut self) {
+        let config = self.engine.config();
+        let signer = self.engine.signer().cloned();
+        match (&mut self.link_state, config.link_state.is_some()) {
+            (Some(link_state), true) => link_state.reconfigure(config, signer),
+            (None, true) => {
+                self.link_state = LinkStateRuntime::from_config(config, signer);
+                // Sessions up before link-state started are new links to it.
+                tracing::info!("link-state started");
+            }
+            (Some(link_state), false) => {
+                let flushes = link_state.shutdown(clock::now());
+                self.link_state = None;
+                self.send_link_state(flushes);
+                tracing::info!("link-state stopped");
+            }
+            (None, false) => {}
         }
     }
 
@@ -398,10 +471,16 @@ impl Node {
                 let _ = reply.send(self.engine.routes());
             }
             Query::Route(destination, reply) => {
-                let _ = reply.send(self.engine.best_route(&destination));
+                let best = self.engine.best_route(&destination);
+                let _ = reply.send(answer_route(&destination, best, self.link_state.as_ref()));
             }
             Query::Explain(destination, reply) => {
-                let _ = reply.send(self.engine.explain(&destination, clock::now()));
+                let trace = self.engine.explain(&destination, clock::now());
+                let best = self.engine.best_route(&destination);
+                let _ = reply.send(explain_route(&destination, trace, best, self.link_state.as_ref()));
+            }
+            Query::LinkState(reply) => {
+                let _ = reply.send(self.link_state.as_ref().map(LinkStateRuntime::status));
             }
             Query::Peers(reply) => {
                 let _ = reply.send(self.peer_statuses());
@@ -411,6 +490,7 @@ impl Node {
                     engine: self.engine.stats(),
                     peers: self.peer_statuses(),
                     config: self.config.clone(),
+                    link_state: self.link_state.as_ref().map(LinkStateRuntime::snapshot),
                 });
             }
             Query::Config(reply) => {
@@ -439,8 +519,36 @@ impl Node {
             .collect()
     }
 
-    /// Sends what the engine produced and logs its events.
+    /// Sends what the engine and the link-state router produced and logs
+    /// their events.
     fn dispatch(&mut self) {
+        self.dispatch_engine();
+        self.dispatch_link_state();
+    }
+
+    /// Runs the link-state inputs collected since the last dispatch (and a
+    /// due tick) as one batch, and sends what it floods.
+    fn dispatch_link_state(&mut self) {
+        let Some(link_state) = &mut self.link_state else { return };
+        let links = local_links(self.engine.config(), |peer| self.sessions.contains_key(peer));
+        let sends = link_state.flush(clock::now(), links);
+        self.send_link_state(sends);
+    }
+
+    fn send_link_state(&self, sends: Vec<OutgoingUpdate>) {
+        for OutgoingUpdate { to, update } in sends {
+            if let Some(session) = self.sessions.get(&to)
+                && session.outbound.try_send(Outbound::LinkState(update)).is_err()
+            {
+                // As for path-vector: the peer gets the databases again
+                // (a new adjacency) when it reconnects.
+                let _ = session.outbound.try_send(Outbound::Close { reason: "too slow".into(), restarting: false });
+                tracing::warn!(peer = %to, "outbound queue full; closing the session");
+            }
+        }
+    }
+
+    fn dispatch_engine(&mut self) {
         for effect in self.engine.drain_effects(clock::now()) {
             match effect {
                 Effect::Send { to, message } => {
@@ -449,7 +557,8 @@ impl Node {
                     {
                         // The peer cannot keep up: cut it off; it gets the
                         // whole table again when it reconnects.
-                        let _ = session.outbound.try_send(Outbound::Close { reason: "too slow".into(), restarting: false });
+                        let _ =
+                            session.outbound.try_send(Outbound::Close { reason: "too slow".into(), restarting: false });
                         tracing::warn!(peer = %to, "outbound queue full; closing the session");
                     }
                 }
@@ -469,6 +578,12 @@ impl Node {
     /// `restarting`); they report back as they end.
     fn close_sessions(&mut self, restarting: bool) {
         self.closing = true;
+        // Link-state has no graceful restart: the others route around this
+        // node until it is back, whether it announced a restart or not.
+        if let Some(link_state) = &mut self.link_state {
+            let flushes = link_state.shutdown(clock::now());
+            self.send_link_state(flushes);
+        }
         for (_, dialer) in self.dialers.drain() {
             dialer.task.abort();
         }
@@ -529,7 +644,13 @@ fn log_event(event: &RouteEvent) {
 
 /// Keeps a session to `peer` up: dials whenever none is established, with
 /// backoff between failed attempts.
-async fn dial_loop(shared: Shared, peer: NodeId, address: String, mut established: watch::Receiver<bool>, mut backoff: Backoff) {
+async fn dial_loop(
+    shared: Shared,
+    peer: NodeId,
+    address: String,
+    mut established: watch::Receiver<bool>,
+    mut backoff: Backoff,
+) {
     loop {
         if established.wait_for(|up| !*up).await.is_err() {
             return;

@@ -1,7 +1,8 @@
 //! One peer connection: length-delimited frames over TCP (or TLS), driven
-//! by the sans-IO `Session`. Received routing messages go to the node actor
-//! in batches (so their signatures can be batch-verified); messages from the
-//! actor are written with one flush per burst.
+//! by the sans-IO `Session`. Received routing messages and link-state
+//! updates go to the node actor in batches (so signatures can be
+//! batch-verified and a burst of updates costs one SPF run); messages from
+//! the actor are written with one flush per burst.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::ids::NodeId;
+use crate::link_state::LinkStateUpdate;
 use crate::message::Message;
 use crate::runtime::clock;
 use crate::runtime::node::{Command, NeighborSet};
@@ -26,7 +28,26 @@ pub type BoxedStream = Box<dyn AsyncStream>;
 #[derive(Clone, Debug)]
 pub enum Outbound {
     Message(Arc<Message>),
+    /// Shared by every neighbor the update is flooded to.
+    LinkState(Arc<LinkStateUpdate>),
     Close { reason: String, restarting: bool },
+}
+
+/// What one read burst collected for the actor.
+#[derive(Default)]
+struct Batch {
+    messages: Vec<Message>,
+    link_state: Vec<LinkStateUpdate>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.messages.len() + self.link_state.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Frames read per batch before handing them to the actor.
@@ -77,6 +98,22 @@ fn encode(frame: &Frame) -> Bytes {
     let mut buf = Vec::with_capacity(128);
     wire::encode_frame(frame, &mut buf);
     Bytes::from(buf)
+}
+
+/// The frame of a link-state update, or `None` when it is above this node's
+/// `maxMessageBytes`: the codec would refuse to write it and end the
+/// session, and a peer with the same limit would refuse to read it.
+fn encode_link_state(update: &LinkStateUpdate, limits: &DecodeLimits) -> Option<Bytes> {
+    let mut buf = Vec::with_capacity(256);
+    wire::encode_link_state_update(update, &mut buf);
+    if buf.len() > limits.max_message_bytes {
+        tracing::warn!(
+            origin = %update.origin, area = %update.area, sequence = update.sequence, bytes = buf.len(),
+            limit = limits.max_message_bytes, "link-state update above limits.maxMessageBytes; not sent"
+        );
+        return None;
+    }
+    Some(Bytes::from(buf))
 }
 
 impl Connection {
@@ -172,7 +209,7 @@ impl Connection {
             let deadline = clock::instant_at(session.next_deadline());
             tokio::select! {
                 frame = framed.next() => {
-                    let mut batch = Vec::new();
+                    let mut batch = Batch::default();
                     let mut next = Some(frame);
                     while let Some(frame) = next.take() {
                         let bytes = match frame {
@@ -197,7 +234,8 @@ impl Connection {
                             }
                         };
                         match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
-                            Ok(Received::Routing(message)) => batch.push(message),
+                            Ok(Received::Routing(message)) => batch.messages.push(message),
+                            Ok(Received::LinkState(update)) => batch.link_state.push(update),
                             Ok(_) => {}
                             Err(error) => {
                                 self.flush_batch(peer, &mut batch).await;
@@ -224,6 +262,13 @@ impl Connection {
                             Outbound::Message(message) => {
                                 let frame = Frame::Routing(Arc::unwrap_or_clone(message));
                                 if let Err(e) = framed.feed(encode(&frame)).await {
+                                    return Ended::lost(format!("write: {e}"));
+                                }
+                            }
+                            Outbound::LinkState(update) => {
+                                if let Some(bytes) = encode_link_state(&update, &self.limits)
+                                    && let Err(e) = framed.feed(bytes).await
+                                {
                                     return Ended::lost(format!("write: {e}"));
                                 }
                             }
@@ -254,10 +299,11 @@ impl Connection {
         }
     }
 
-    async fn flush_batch(&self, peer: &NodeId, batch: &mut Vec<Message>) {
+    async fn flush_batch(&self, peer: &NodeId, batch: &mut Batch) {
         if !batch.is_empty() {
-            let messages = std::mem::take(batch);
-            let _ = self.actor.send(Command::Frames { peer: peer.clone(), conn: self.id, messages }).await;
+            let Batch { messages, link_state } = std::mem::take(batch);
+            let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state };
+            let _ = self.actor.send(frames).await;
         }
     }
 }

@@ -7,7 +7,9 @@
 //! windows are checked on every lookup, hit or miss, so a cached signature
 //! stops counting the moment its key expires.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashSet, HashSetExt};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -49,8 +51,9 @@ pub struct VerificationCache {
 impl VerificationCache {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: HashSet::with_capacity(capacity.min(1 << 16)),
-            order: VecDeque::with_capacity(capacity.min(1 << 16)),
+            // Grown on demand: a node that never sees a signature pays nothing.
+            entries: HashSet::new(),
+            order: VecDeque::new(),
             capacity,
             registry_generation: 0,
             hits: 0,

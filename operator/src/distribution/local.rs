@@ -1,0 +1,249 @@
+//! Local mode, `fabric-operator run --manifests DIR`: the same CR YAML from
+//! a folder instead of the API server, followed by polling (an edit is an
+//! apply), the distribution server for sidecars on this machine, and a
+//! small HTTP status API (`/status`, `/sidecars`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use super::auth::TokenVerifier;
+use super::server::{DistributionService, TlsFiles, serve};
+use super::{Distributor, DistributorOptions, status};
+use crate::compile::Severity;
+use crate::manifests::{Manifests, load_dir};
+
+pub struct LocalOptions {
+    pub manifests: PathBuf,
+    /// gRPC distribution (port 0: the OS picks).
+    pub listen: SocketAddr,
+    /// HTTP status API.
+    pub http: SocketAddr,
+    /// `None`: plaintext (`--insecure-plaintext`).
+    pub tls: Option<TlsFiles>,
+    /// `None`: no authentication (`--allow-unauthenticated`).
+    pub verifier: Option<Arc<dyn TokenVerifier>>,
+    /// After start, only collect Hellos for this long before pushing (so
+    /// reconnecting sidecars are all known before configs are compiled for
+    /// them); zero pushes at once.
+    pub resume_grace: Duration,
+    pub forget_disconnected: bool,
+    pub poll_interval: Duration,
+    /// Where the registry of sidecars is kept across restarts.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// What the HTTP status shows besides the distributor.
+#[derive(Default)]
+struct Folder {
+    /// Issues of the last load (`error: file document N: ...`).
+    issues: Vec<String>,
+    /// Loads applied since start.
+    applied_loads: u64,
+    fingerprint: Option<[u8; 32]>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    distributor: Distributor,
+    folder: Arc<Mutex<Folder>>,
+}
+
+fn manifest_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            manifest_files(&path, out);
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+            out.push(path);
+        }
+    }
+}
+
+/// Hash of every manifest's path and content: changes exactly when an edit
+/// (or an added or removed file) does.
+fn fingerprint(dir: &Path) -> [u8; 32] {
+    let mut files = Vec::new();
+    if dir.is_file() {
+        files.push(dir.to_path_buf());
+    } else {
+        manifest_files(dir, &mut files);
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        hash.update(file.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(std::fs::read(&file).unwrap_or_default());
+        hash.update([0]);
+    }
+    hash.finalize().into()
+}
+
+fn render_issues(manifests: &Manifests) -> Vec<String> {
+    manifests.issues.iter().map(ToString::to_string).collect()
+}
+
+/// Loads the folder if it changed. An edit that leaves the folder with
+/// errors (bad YAML, schema mismatch, duplicates) is not applied: the last
+/// good objects stay, like `kubectl apply` refusing the file. The first load
+/// is applied for its valid documents.
+fn reload(dir: &Path, distributor: &Distributor, folder: &Mutex<Folder>) -> Result<(), String> {
+    let print = fingerprint(dir);
+    let first = {
+        let folder = folder.lock().unwrap_or_else(|p| p.into_inner());
+        if folder.fingerprint == Some(print) {
+            return Ok(());
+        }
+        folder.fingerprint.is_none()
+    };
+    let manifests = load_dir(dir).map_err(|e| e.to_string())?;
+    let issues = render_issues(&manifests);
+    let mut folder = folder.lock().unwrap_or_else(|p| p.into_inner());
+    folder.fingerprint = Some(print);
+    folder.issues = issues;
+    if manifests.has_errors() && !first {
+        let errors = manifests.issues.iter().filter(|i| i.severity == Severity::Error).count();
+        tracing::error!(
+            errors,
+            "manifest edit not applied: the folder has errors (see /status); previous objects stay"
+        );
+        return Ok(());
+    }
+    for issue in &manifests.issues {
+        tracing::warn!(%issue, "manifest issue");
+    }
+    folder.applied_loads += 1;
+    drop(folder);
+    distributor.set_objects(manifests.index);
+    tracing::info!(dir = %dir.display(), "manifests applied");
+    Ok(())
+}
+
+async fn get_status(State(app): State<AppState>) -> Json<Value> {
+    let compilation = app.distributor.compilation();
+    let state = app.distributor.state();
+    let rollups = status::rollup(&compilation, &state);
+    let mut objects = serde_json::Map::new();
+    for (object, conditions) in &compilation.conditions {
+        let mut conditions: Vec<Value> = conditions.iter().map(|c| json!(c)).collect();
+        let mut entry = json!({});
+        if let Some(rollup) = rollups.get(object) {
+            let mut applied = json!(rollup.applied);
+            applied["type"] = json!("Applied");
+            conditions.push(applied);
+            entry = json!({
+                "selectedSidecars": rollup.selected_sidecars,
+                "appliedSidecars": rollup.applied_sidecars,
+                "nacks": rollup.nacks,
+            });
+        }
+        entry["conditions"] = json!(conditions);
+        objects.insert(object.to_string(), entry);
+    }
+    let folder = app.folder.lock().unwrap_or_else(|p| p.into_inner());
+    Json(json!({
+        "objects": objects,
+        "problems": compilation.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "manifestIssues": folder.issues,
+        "appliedLoads": folder.applied_loads,
+        "pushes": app.distributor.pushes(),
+    }))
+}
+
+async fn get_sidecars(State(app): State<AppState>) -> Json<Value> {
+    let compilation = app.distributor.compilation();
+    Json(json!(status::sidecars(&compilation, &app.distributor.state())))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs local mode until SIGTERM or Ctrl-C.
+pub async fn run(options: LocalOptions) -> Result<(), String> {
+    let distributor = Distributor::new(DistributorOptions {
+        forget_disconnected: options.forget_disconnected,
+        hold: !options.resume_grace.is_zero(),
+        registry: options.state_dir.as_ref().map(|dir| dir.join("sidecars.json")),
+    });
+    if let Some(dir) = &options.state_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let folder = Arc::new(Mutex::new(Folder::default()));
+    reload(&options.manifests, &distributor, &folder)?;
+
+    let grpc = TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
+    let http = TcpListener::bind(options.http).await.map_err(|e| format!("HTTP on {}: {e}", options.http))?;
+    let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
+    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        json!({"event": "listening", "grpc": grpc_addr.to_string(), "http": http_addr.to_string(),
+               "tls": options.tls.is_some()})
+    );
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, manifests = %options.manifests.display(), "operator running (local mode)");
+
+    if !options.resume_grace.is_zero() {
+        let distributor = distributor.clone();
+        let grace = options.resume_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            distributor.release();
+            tracing::info!("resume grace over: pushing");
+        });
+    }
+    {
+        let (distributor, folder, dir) = (distributor.clone(), folder.clone(), options.manifests.clone());
+        let interval = options.poll_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(error) = reload(&dir, &distributor, &folder) {
+                    tracing::error!(%error, "cannot read the manifests; previous objects stay");
+                }
+            }
+        });
+    }
+    let app = axum::Router::new()
+        .route("/status", get(get_status))
+        .route("/sidecars", get(get_sidecars))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(AppState { distributor: distributor.clone(), folder });
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(http, app).await {
+            tracing::error!(%error, "HTTP status server stopped");
+        }
+    });
+    let service = DistributionService::new(distributor, options.verifier);
+    // Config streams never end by themselves, so a graceful shutdown would
+    // wait forever: on a signal, stop at once (sidecars see the stream end,
+    // keep their config and reconnect).
+    tokio::select! {
+        result = serve(grpc, service, options.tls.as_ref(), std::future::pending()) => result,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}

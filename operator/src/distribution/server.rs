@@ -1,0 +1,127 @@
+//! The gRPC side of distribution: the `ConfigDistribution` service (token
+//! check, Hello, ACK/NACK into the [`Distributor`]) and the server, with TLS
+//! from a PEM certificate and key, or plaintext when asked explicitly.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fabric_routing::control::proto::{
+    ConfigDistribution, ConfigDistributionServer, OperatorStream, SidecarMessage, sidecar_message,
+};
+use tokio::net::TcpListener;
+use tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::{TokenVerifier, bearer};
+use super::{Connection, Distributor, NackInfo, sidecar_from_hello};
+
+/// How long a new stream may take to say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct DistributionService {
+    distributor: Distributor,
+    /// `None`: streams are not authenticated (explicit local opt-out).
+    verifier: Option<Arc<dyn TokenVerifier>>,
+}
+
+impl DistributionService {
+    pub fn new(distributor: Distributor, verifier: Option<Arc<dyn TokenVerifier>>) -> Self {
+        Self { distributor, verifier }
+    }
+}
+
+#[tonic::async_trait]
+impl ConfigDistribution for DistributionService {
+    async fn stream(&self, request: Request<Streaming<SidecarMessage>>) -> Result<Response<OperatorStream>, Status> {
+        if let Some(verifier) = &self.verifier {
+            let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+            let token = bearer(header).map_err(|e| Status::unauthenticated(e.to_string()))?;
+            verifier.verify(token).await.map_err(|e| Status::unauthenticated(e.to_string()))?;
+        }
+        let remote = request.remote_addr().map(|a| a.ip());
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello"))??;
+        let Some(SidecarMessage { kind: Some(sidecar_message::Kind::Hello(hello)) }) = first else {
+            return Err(Status::invalid_argument("the first message must be Hello"));
+        };
+        let sidecar = sidecar_from_hello(&hello, remote).map_err(Status::invalid_argument)?;
+        tracing::info!(
+            sidecar = %sidecar.key(), node = %sidecar.node_id, peer = ?sidecar.peer_address,
+            applied_version = %hello.applied_version, "sidecar connected"
+        );
+        let (connection, outbound) = self.distributor.connect(sidecar, &hello.applied_version);
+        tokio::spawn(read_replies(self.distributor.clone(), connection, inbound));
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(outbound))))
+    }
+}
+
+/// ACKs and NACKs until the stream ends, then the disconnect.
+async fn read_replies(distributor: Distributor, connection: Connection, mut inbound: Streaming<SidecarMessage>) {
+    loop {
+        match inbound.message().await {
+            Ok(Some(SidecarMessage { kind: Some(sidecar_message::Kind::Ack(ack)) })) => {
+                if distributor.ack(&connection, &ack.version, &ack.nonce) {
+                    tracing::info!(sidecar = %connection.sidecar, version = %ack.version, "ACK");
+                }
+            }
+            Ok(Some(SidecarMessage { kind: Some(sidecar_message::Kind::Nack(nack)) })) => {
+                let info = NackInfo {
+                    version: nack.version.clone(),
+                    field: nack.error_field.clone(),
+                    message: nack.error_message.clone(),
+                };
+                if distributor.nack(&connection, info, &nack.nonce, &nack.applied_version) {
+                    tracing::warn!(
+                        sidecar = %connection.sidecar, version = %nack.version, field = %nack.error_field,
+                        error = %nack.error_message, "NACK: the sidecar keeps its last good config"
+                    );
+                }
+            }
+            Ok(Some(_)) => tracing::warn!(sidecar = %connection.sidecar, "unexpected message ignored"),
+            Ok(None) => break,
+            Err(status) => {
+                tracing::info!(sidecar = %connection.sidecar, error = %status.message(), "stream failed");
+                break;
+            }
+        }
+    }
+    tracing::info!(sidecar = %connection.sidecar, "sidecar disconnected");
+    distributor.disconnect(&connection);
+}
+
+/// The serving certificate and key (PEM files, e.g. a mounted
+/// `kubernetes.io/tls` Secret).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Serves distribution on `listener` until `shutdown` completes. `tls`
+/// `None` is plaintext (only behind `--insecure-plaintext`).
+pub async fn serve(
+    listener: TcpListener,
+    service: DistributionService,
+    tls: Option<&TlsFiles>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+    if let Some(tls) = tls {
+        let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity)).map_err(|e| format!("TLS: {e}"))?;
+    }
+    builder
+        .add_service(ConfigDistributionServer::new(service))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+        .map_err(|e| format!("distribution server: {e}"))
+}

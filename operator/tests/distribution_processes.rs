@@ -1,0 +1,442 @@
+//! Config distribution end to end: a real `fabric-operator run --manifests`
+//! process and real `routing-sidecar run --operator` processes on
+//! 127.0.0.1, ports chosen by the OS, every wait bounded.
+//!
+//! The sidecar binary is the workspace's `target/<profile>/routing-sidecar`
+//! (`cargo test --workspace` builds it; alone: `cargo build -p
+//! routing-sidecar` first).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fabric_routing::SidecarConfig;
+use fabric_routing::runtime::lab::SidecarProcess;
+use fabric_routing::runtime::local_http;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "local-test-token";
+
+const POLICY: &str = r#"
+apiVersion: routing.fabric.dev/v1alpha1
+kind: RoutePolicy
+metadata: {name: default, namespace: fabric}
+spec:
+  sidecarSelector: {matchLabels: {mesh: test}}
+  import:
+    destinations: {deny: ["blocked-*"]}
+"#;
+
+const NEIGHBORS: &str = r#"
+apiVersion: routing.fabric.dev/v1alpha1
+kind: NeighborPolicy
+metadata: {name: mesh, namespace: fabric}
+spec:
+  sidecarSelector: {matchLabels: {mesh: test}}
+  neighbors:
+    - selector: {matchLabels: {mesh: test}}
+"#;
+
+fn sidecar_exe() -> PathBuf {
+    let test_exe = std::env::current_exe().expect("test exe");
+    let dir = test_exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let exe = dir.join(format!("routing-sidecar{}", std::env::consts::EXE_SUFFIX));
+    assert!(exe.exists(), "{} is missing: run `cargo build -p routing-sidecar` first", exe.display());
+    exe
+}
+
+/// A fresh scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("distribution-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(dir.join("token"), TOKEN).unwrap();
+    std::fs::write(dir.join("manifests/neighbors.yaml"), NEIGHBORS).unwrap();
+    std::fs::write(dir.join("manifests/policy.yaml"), POLICY).unwrap();
+    dir
+}
+
+struct Operator {
+    child: Child,
+    grpc: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Operator {
+    /// A plaintext operator (local mode).
+    async fn spawn(dir: &Path, listen: &str, extra: &[&str]) -> Operator {
+        let mut args = vec!["--insecure-plaintext"];
+        args.extend_from_slice(extra);
+        Self::spawn_with(dir, listen, &args).await
+    }
+
+    async fn spawn_with(dir: &Path, listen: &str, extra: &[&str]) -> Operator {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("operator.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fabric-operator"))
+            .arg("run")
+            .arg("--manifests")
+            .arg(dir.join("manifests"))
+            .arg("--token-file")
+            .arg(dir.join("token"))
+            .arg("--state-dir")
+            .arg(dir.join("operator-state"))
+            .args(["--listen", listen, "--http", "127.0.0.1:0", "--poll-interval", "100ms"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn fabric-operator");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("operator listening line within 20 s")
+            .unwrap()
+            .unwrap_or_else(|| panic!("operator exited (see {}/operator.log)", dir.display()));
+        let event: Value = serde_json::from_str(&line).unwrap();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = |key: &str| event[key].as_str().unwrap().parse().unwrap();
+        Operator { grpc: addr("grpc"), http: addr("http"), child }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = local_http::get(self.http, path).await.unwrap();
+        assert_eq!(response.status, 200, "{path}: {}", response.body);
+        response.json().unwrap()
+    }
+
+    async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// Starts sidecar `id` (bootstrap config: its own destinations only) wired
+/// to the operator.
+async fn sidecar(dir: &Path, operator: SocketAddr, id: &str, labels: &[&str], originate: &[&str]) -> SidecarProcess {
+    let url = format!("http://{operator}");
+    sidecar_with(dir, &url, id, labels, originate, &["--operator-token-file", &dir.join("token").display().to_string()])
+        .await
+}
+
+async fn sidecar_with(
+    dir: &Path,
+    url: &str,
+    id: &str,
+    labels: &[&str],
+    originate: &[&str],
+    more: &[&str],
+) -> SidecarProcess {
+    let mut yaml = format!("nodeId: {id}\nversion: bootstrap-{id}\noriginate:\n");
+    for destination in originate {
+        yaml.push_str(&format!("  - destination: {destination}\n"));
+    }
+    let config = SidecarConfig::from_yaml(&yaml).unwrap();
+    let mut extra: Vec<String> = vec!["--operator".into(), url.into(), "--namespace".into(), "fabric".into()];
+    extra.extend(more.iter().map(|s| s.to_string()));
+    for label in labels {
+        extra.push("--label".into());
+        extra.push(label.to_string());
+    }
+    SidecarProcess::spawn(&sidecar_exe(), &config, &dir.join(id), &extra).await.unwrap()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most
+/// `timeout`; panics with the last observation otherwise.
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => panic!("timed out waiting for {what}; last: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `/sidecars` entries by sidecar name.
+async fn sidecars(operator: &Operator) -> Vec<Value> {
+    operator.get("/sidecars").await.as_array().cloned().unwrap_or_default()
+}
+
+async fn all_synced(operator: &Operator, count: usize) -> Result<Vec<Value>, String> {
+    let list = sidecars(operator).await;
+    let synced = list.iter().filter(|s| s["sync"] == "SYNCED" && s["connected"] == true).count();
+    if synced == count { Ok(list) } else { Err(serde_json::to_string(&list).unwrap()) }
+}
+
+async fn object(operator: &Operator, key: &str) -> Value {
+    operator.get("/status").await["objects"][key].clone()
+}
+
+fn applied_condition(object: &Value) -> Value {
+    object["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "Applied")).cloned().unwrap_or_default()
+}
+
+async fn has_route(sidecar: &SidecarProcess, destination: &str) -> Result<(), String> {
+    match sidecar.next_hop(destination).await? {
+        Some(_) => Ok(()),
+        None => Err(format!("{} has no route to {destination}", sidecar.node_id)),
+    }
+}
+
+async fn config_of(sidecar: &SidecarProcess) -> Value {
+    sidecar.get_json("/config").await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_edit_reaches_every_sidecar_and_status_reports_applied() {
+    let dir = scratch("edit");
+    let operator = Operator::spawn(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
+    let mut fabric = Vec::new();
+    for id in ["s1", "s2", "s3"] {
+        let svc = format!("svc-{id}");
+        let blocked = format!("blocked-{id}");
+        fabric.push(sidecar(&dir, operator.grpc, id, &["mesh=test"], &[&svc, &blocked]).await);
+    }
+    wait_for("3 sidecars SYNCED", WAIT, || all_synced(&operator, 3)).await;
+    wait_for("routes converge", WAIT, || async {
+        for s in &fabric {
+            for other in ["s1", "s2", "s3"] {
+                has_route(s, &format!("svc-{other}")).await?;
+            }
+        }
+        Ok(())
+    })
+    .await;
+    for s in &fabric {
+        assert_eq!(config_of(s).await["source"], "operator", "{}", s.node_id);
+        assert_eq!(s.next_hop("blocked-s3").await.unwrap().filter(|_| s.node_id.as_str() != "s3"), None);
+    }
+    let before: Vec<Value> = sidecars(&operator).await.iter().map(|s| s["currentVersion"].clone()).collect();
+
+    // The edit: stop denying blocked-*.
+    std::fs::write(dir.join("manifests/policy.yaml"), POLICY.replace(r#"deny: ["blocked-*"]"#, "deny: []")).unwrap();
+    let list = wait_for("new versions SYNCED", WAIT, || async {
+        let list = all_synced(&operator, 3).await?;
+        let now: Vec<Value> = list.iter().map(|s| s["currentVersion"].clone()).collect();
+        if now.iter().zip(&before).all(|(a, b)| a != b) { Ok(list) } else { Err("versions unchanged".into()) }
+    })
+    .await;
+    let policy = object(&operator, "RoutePolicy fabric/default").await;
+    let applied = applied_condition(&policy);
+    assert_eq!(applied["status"], "True", "{policy}");
+    assert_eq!(applied["message"], "3/3 sidecars on current version", "{policy}");
+    assert_eq!((policy["selectedSidecars"].as_u64(), policy["appliedSidecars"].as_u64()), (Some(3), Some(3)));
+    for (s, entry) in fabric.iter().zip(&list) {
+        assert_eq!(config_of(s).await["version"], entry["currentVersion"], "{} runs the pushed version", s.node_id);
+    }
+    wait_for("the edit takes effect in routing", WAIT, || async {
+        has_route(&fabric[0], "blocked-s3").await?;
+        has_route(&fabric[1], "blocked-s1").await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_config_is_nacked_reported_and_the_sidecar_keeps_its_config() {
+    let dir = scratch("nack");
+    let operator = Operator::spawn(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
+    let s1 = sidecar(&dir, operator.grpc, "s1", &["mesh=test"], &["svc-s1"]).await;
+    let s2 = sidecar(&dir, operator.grpc, "s2", &["mesh=test"], &["svc-s2"]).await;
+    // The pod label says another node id than the sidecar's config: the
+    // operator compiles for `s4-renamed`, the engine refuses a node id change.
+    let s4 =
+        sidecar(&dir, operator.grpc, "s4", &["mesh=test", "routing.fabric.dev/node-id=s4-renamed"], &["svc-s4"]).await;
+
+    let s4_entry = wait_for("s4 NACKED", WAIT, || async {
+        let list = sidecars(&operator).await;
+        let entry = list.iter().find(|s| s["sidecar"] == "fabric/s4").cloned().ok_or("no s4")?;
+        if entry["sync"] == "NACKED" { Ok(entry) } else { Err(entry.to_string()) }
+    })
+    .await;
+    assert_eq!(s4_entry["lastNack"]["field"], "nodeId", "{s4_entry}");
+    assert!(s4_entry["lastNack"]["message"].as_str().unwrap().contains("cannot change at runtime"), "{s4_entry}");
+    assert_eq!(s4_entry["appliedVersion"], "bootstrap-s4", "{s4_entry}");
+
+    let policy = wait_for("RoutePolicy reports the NACK", WAIT, || async {
+        let policy = object(&operator, "RoutePolicy fabric/default").await;
+        let applied = applied_condition(&policy);
+        if applied["message"].as_str().is_some_and(|m| m.starts_with("2/3 sidecars on current version; NACKed by")) {
+            Ok(policy)
+        } else {
+            Err(policy.to_string())
+        }
+    })
+    .await;
+    let applied = applied_condition(&policy);
+    assert_eq!((applied["status"].as_str(), applied["reason"].as_str()), (Some("False"), Some("Nacked")));
+    let message = applied["message"].as_str().unwrap();
+    assert!(
+        message.contains("fabric/s4 (node s4-renamed): nodeId: cannot change at runtime (s4 -> s4-renamed)"),
+        "{message}"
+    );
+    assert_eq!(policy["nacks"][0]["sidecar"], "s4-renamed", "{policy}");
+
+    // s4 keeps its last good config and keeps answering.
+    let config = config_of(&s4).await;
+    assert_eq!(config["version"], "bootstrap-s4", "{config}");
+    assert!(config["rejected_total"].as_u64().unwrap_or_default() >= 1, "{config}");
+    assert!(s4.next_hop("svc-s4").await.unwrap().is_some(), "s4 still routes its own destination");
+    let routes = s4.get("/routes").await.unwrap();
+    assert_eq!(routes.status, 200);
+    // The others are unaffected.
+    wait_for("s1 and s2 route to each other", WAIT, || async {
+        has_route(&s1, "svc-s2").await?;
+        has_route(&s2, "svc-s1").await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_keep_routes_while_the_operator_is_down_and_resume_after_a_restart() {
+    let dir = scratch("restart");
+    let mut operator = Operator::spawn(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
+    // The sidecars dial a fixed address: the restarted operator binds the
+    // same port (the OS chose it for the first run).
+    let listen = operator.grpc.to_string();
+    let mut fabric = Vec::new();
+    for id in ["s1", "s2", "s3"] {
+        let svc = format!("svc-{id}");
+        fabric.push(sidecar(&dir, operator.grpc, id, &["mesh=test"], &[&svc]).await);
+    }
+    wait_for("3 sidecars SYNCED", WAIT, || all_synced(&operator, 3)).await;
+    let converged = || async {
+        for s in &fabric {
+            for other in ["s1", "s2", "s3"] {
+                has_route(s, &format!("svc-{other}")).await?;
+            }
+        }
+        Ok(())
+    };
+    wait_for("routes converge", WAIT, converged).await;
+    let applied_before: Vec<Value> = {
+        let mut v = Vec::new();
+        for s in &fabric {
+            v.push(config_of(s).await["applied_total"].clone());
+        }
+        v
+    };
+
+    // Operator down: routing goes on (observed for 2 s).
+    operator.kill().await;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        converged().await.expect("routes kept while the operator is down");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Restart on the same address: every sidecar resumes, nothing is pushed.
+    let operator = Operator::spawn(&dir, &listen, &["--resume-grace", "0s"]).await;
+    wait_for("3 sidecars back and SYNCED", WAIT, || all_synced(&operator, 3)).await;
+    let status = operator.get("/status").await;
+    assert_eq!(status["pushes"], 0, "resume must not push: {status}");
+    for (s, before) in fabric.iter().zip(&applied_before) {
+        assert_eq!(&config_of(s).await["applied_total"], before, "{} applied nothing new", s.node_id);
+    }
+    let applied = applied_condition(&object(&operator, "RoutePolicy fabric/default").await);
+    assert_eq!(applied["message"], "3/3 sidecars on current version");
+
+    // Down again, edit meanwhile, restart: the sidecars are behind and get
+    // the new version.
+    let mut operator = operator;
+    operator.kill().await;
+    std::fs::write(dir.join("manifests/policy.yaml"), POLICY.replace(r#"deny: ["blocked-*"]"#, r#"deny: ["x-*"]"#))
+        .unwrap();
+    let operator = Operator::spawn(&dir, &listen, &["--resume-grace", "0s"]).await;
+    wait_for("3 sidecars SYNCED on the new version", WAIT, || all_synced(&operator, 3)).await;
+    let status = operator.get("/status").await;
+    assert_eq!(status["pushes"], 3, "one push per sidecar: {status}");
+    for (s, before) in fabric.iter().zip(&applied_before) {
+        let config = config_of(s).await;
+        assert_eq!(config["applied_total"].as_u64(), before.as_u64().map(|n| n + 1), "{}: {config}", s.node_id);
+    }
+    wait_for("routes still converged", WAIT, converged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_on_by_default_and_tokens_are_checked() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = scratch("tls");
+
+    // Neither TLS files nor --insecure-plaintext: refuses to start.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_fabric-operator"))
+        .arg("run")
+        .arg("--manifests")
+        .arg(dir.join("manifests"))
+        .arg("--token-file")
+        .arg(dir.join("token"))
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--insecure-plaintext"));
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("operator.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("operator.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("wrong-token"), "not-the-token").unwrap();
+
+    let tls = [
+        "--tls-cert",
+        &dir.join("operator.pem").display().to_string(),
+        "--tls-key",
+        &dir.join("operator.key").display().to_string(),
+        "--resume-grace",
+        "0s",
+    ]
+    .map(str::to_string);
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let operator = Operator::spawn_with(&dir, "127.0.0.1:0", &tls).await;
+    let url = format!("https://127.0.0.1:{}", operator.grpc.port());
+    let ca_path = dir.join("ca.pem").display().to_string();
+    let token = dir.join("token").display().to_string();
+    let wrong = dir.join("wrong-token").display().to_string();
+    let _s1 = sidecar_with(
+        &dir,
+        &url,
+        "s1",
+        &["mesh=test"],
+        &["svc-s1"],
+        &["--operator-ca", &ca_path, "--operator-token-file", &token],
+    )
+    .await;
+    let _s2 = sidecar_with(
+        &dir,
+        &url,
+        "s2",
+        &["mesh=test"],
+        &["svc-s2"],
+        &["--operator-ca", &ca_path, "--operator-token-file", &wrong],
+    )
+    .await;
+    wait_for("s1 SYNCED over TLS", WAIT, || all_synced(&operator, 1)).await;
+    wait_for("s2 refused for its token", WAIT, || async {
+        let log = std::fs::read_to_string(dir.join("s2/sidecar.log")).unwrap_or_default();
+        if log.contains("invalid token") { Ok(()) } else { Err(log) }
+    })
+    .await;
+    let list = sidecars(&operator).await;
+    assert_eq!(list.len(), 1, "only s1 registered: {list:?}");
+    assert_eq!(list[0]["sidecar"], "fabric/s1");
+}

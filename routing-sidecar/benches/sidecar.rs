@@ -1,0 +1,1044 @@
+//! End-to-end benchmarks of real `routing-sidecar` processes on 127.0.0.1:
+//!
+//! ```sh
+//! cargo build --release -p routing-sidecar        # the sidecar binary itself
+//! cargo bench -p routing-sidecar --bench sidecar
+//! ```
+//!
+//! Benches do not get `CARGO_BIN_EXE_*`, so the sidecar executable is looked
+//! up next to this bench binary (`target/release/deps/sidecar-*` ->
+//! `target/release/routing-sidecar`), or taken from `FABRIC_SIDECAR_EXE`.
+//!
+//! 1. Announcements per second between two sidecars over loopback TCP: `a`
+//!    originates N destinations, `b` is its neighbor. Both are started and
+//!    settled, then `b` gets a config with `a`'s address; the clock runs from
+//!    that push until `b`'s `GET /stats` reports `routes_active_total == N`
+//!    (polled every `POLL`). The same N announcements are fed to an
+//!    in-process `Engine` (as `benches/engine.rs` does) and the ratio
+//!    loopback / in-memory is printed.
+//! 2. RSS (`VmRSS` of `/proc/<pid>/status`) of an idle sidecar and of the two
+//!    sidecars holding N routes.
+//! 3. Failure convergence: a line and a full mesh of sidecars, each
+//!    originating one destination; one node is SIGKILLed and the clock runs
+//!    until every other node's `GET /routes` holds exactly the destinations
+//!    of the nodes it can still reach (and stays so for `SETTLE`).
+//!
+//! Every figure is the median of `runs` runs in this one process. Without
+//! `--bench` (e.g. `cargo test --benches`) a tiny scale runs as a smoke test,
+//! and a missing sidecar binary is reported but not fatal.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use fabric_routing::config::LocalRoute;
+use fabric_routing::runtime::lab::{Lab, SidecarProcess};
+use fabric_routing::sim::{Topology, TopologyLink, TopologyNode};
+use fabric_routing::wire::{self, Frame};
+use fabric_routing::{Effect, Engine, Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Timestamp};
+
+/// How often the local APIs are polled while a clock runs.
+const POLL: Duration = Duration::from_millis(5);
+/// A failure counts as converged once every node stayed correct this long.
+const SETTLE: Duration = Duration::from_millis(500);
+/// Messages per `receive_batch` in the in-memory runs: what the sidecar's
+/// connection task hands the actor at most (`transport::BATCH`).
+const BATCH: usize = 512;
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+const TARGET_IDLE_RSS_MB: f64 = 20.0;
+
+#[derive(Clone, Copy)]
+struct Scale {
+    /// Destinations `a` originates in the loopback scenario.
+    destinations: usize,
+    /// Nodes of the line and of the mesh.
+    fabric_nodes: usize,
+    runs: usize,
+    /// A table that fits one burst of the sender's outbound queue (4096).
+    pair_small: usize,
+    /// Longest wait for the loopback transfer before giving up.
+    transfer_timeout: Duration,
+}
+
+const FULL: Scale = Scale {
+    destinations: 100_000,
+    fabric_nodes: 10,
+    runs: 3,
+    pair_small: 4_000,
+    transfer_timeout: Duration::from_secs(60),
+};
+const SMOKE: Scale =
+    Scale { destinations: 1_000, fabric_nodes: 4, runs: 1, pair_small: 500, transfer_timeout: Duration::from_secs(10) };
+
+fn main() {
+    let bench_mode = std::env::args().any(|arg| arg == "--bench");
+    let scale = if bench_mode { FULL } else { SMOKE };
+    let exe = match sidecar_exe() {
+        Ok(exe) => exe,
+        Err(message) => {
+            eprintln!("{message}");
+            if bench_mode {
+                std::process::exit(2);
+            }
+            return;
+        }
+    };
+    print_machine(&exe);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let scratch = std::env::temp_dir().join(format!("fabric-sidecar-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let started = Instant::now();
+    let report = runtime.block_on(run_all(&exe, &scratch, scale));
+    let _ = std::fs::remove_dir_all(&scratch);
+    match report {
+        Ok(report) => report.print(started.elapsed()),
+        Err(error) => {
+            eprintln!("sidecar bench failed: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Locating the sidecar binary
+
+/// `target/<profile>/routing-sidecar`, next to `target/<profile>/deps/` where
+/// cargo puts this bench binary; `FABRIC_SIDECAR_EXE` overrides it.
+fn sidecar_exe() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("FABRIC_SIDECAR_EXE") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("FABRIC_SIDECAR_EXE={}: no such file", path.display()))
+        };
+    }
+    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let profile_dir = me
+        .parent()
+        .and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) })
+        .ok_or_else(|| format!("cannot tell the target directory from {}", me.display()))?;
+    let exe = profile_dir.join(format!("routing-sidecar{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("release");
+        let flag = if profile == "release" { " --release" } else { "" };
+        return Err(format!(
+            "the sidecar benchmark runs the sidecar binary, and {} does not exist.\n\
+             Build it first, then run the benchmark:\n\
+             \n    cargo build{flag} -p routing-sidecar\n    cargo bench -p routing-sidecar --bench sidecar\n\
+             \n(or point FABRIC_SIDECAR_EXE at a routing-sidecar binary)",
+            exe.display()
+        ));
+    }
+    if let Some(source) = newest_source()
+        && let Ok(built) = exe.metadata().and_then(|m| m.modified())
+        && built < source.1
+    {
+        eprintln!(
+            "warning: {} is older than {} — rebuild it (cargo build --release -p routing-sidecar) \
+             or the figures are for old code",
+            exe.display(),
+            source.0.display()
+        );
+    }
+    Ok(exe)
+}
+
+/// The most recently modified file under this crate's `src/`.
+fn newest_source() -> Option<(PathBuf, SystemTime)> {
+    let mut newest: Option<(PathBuf, SystemTime)> = None;
+    let mut dirs = vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if let Ok(modified) = meta.modified()
+                && newest.as_ref().is_none_or(|(_, t)| modified > *t)
+            {
+                newest = Some((path, modified));
+            }
+        }
+    }
+    newest
+}
+
+fn print_machine(exe: &Path) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("sidecar benchmark: cpu {cpu:?}, {cores} cores available; sidecar {}", exe.display());
+    let log = std::env::var("FABRIC_LAB_LOG").unwrap_or_else(|_| "info (default)".into());
+    println!("sidecar log level (FABRIC_LAB_LOG): {log}");
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+fn node(id: &str) -> NodeId {
+    NodeId::from(id)
+}
+
+fn destination(i: usize) -> String {
+    format!("svc-{i:06}.bench.fabric")
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn spread(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+fn human_rate(rate: f64) -> String {
+    if rate >= 1e6 {
+        format!("{:.2}M/s", rate / 1e6)
+    } else if rate >= 1e3 {
+        format!("{:.1}k/s", rate / 1e3)
+    } else {
+        format!("{rate:.0}/s")
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `VmRSS` and `VmHWM` of a process, in MB (10^6 bytes).
+fn rss_mb(pid: u32) -> Result<(f64, f64), String> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    let field = |name: &str| -> Result<f64, String> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb * 1024.0 / 1e6)
+            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn pid(process: &SidecarProcess) -> Result<u32, String> {
+    process.child.id().ok_or_else(|| format!("{} has exited", process.node_id))
+}
+
+async fn stat(process: &SidecarProcess, key: &str) -> Result<u64, String> {
+    let stats = process.get_json("/stats").await?;
+    stats["engine"][key].as_u64().ok_or_else(|| format!("no engine.{key} in /stats"))
+}
+
+/// Polls `check` every `POLL` until it holds or `limit` passes.
+async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<Duration, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, String>>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await? {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return Err(format!("{what}: not within {limit:?}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Lines of a sidecar's log (stderr, JSON) containing `needle`.
+fn log_count(process: &SidecarProcess, needle: &str) -> usize {
+    std::fs::read_to_string(process.dir.join("sidecar.log"))
+        .map_or(0, |log| log.lines().filter(|l| l.contains(needle)).count())
+}
+
+// ---------------------------------------------------------------------------
+// 1. Loopback transfer and the in-memory engine
+
+/// CPU time (user + system) a process used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Result<Duration, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    // Fields after the command name (which may hold spaces) start at state.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or("bad /proc/pid/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or("bad /proc/pid/stat");
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_millis(total * 10))
+}
+
+struct Timing {
+    /// From the start of the clock to `routes_active_total == N` seen at `b`.
+    total: Duration,
+    /// From the start to the first route seen at `b` (session setup).
+    first: Duration,
+    /// Longest gap between the starts of two consecutive `/stats` polls.
+    worst_poll_gap: Duration,
+    /// CPU time `b` used meanwhile (10 ms ticks).
+    cpu_b: Duration,
+}
+
+/// How long `b`'s route count may stand still before the transfer is
+/// declared stuck.
+const STALL: Duration = Duration::from_secs(5);
+
+/// Polls `b`'s `/stats` every `POLL` from `started` until it holds `n`
+/// routes; fails when the count stands still for `STALL` or `limit` passes.
+async fn watch_transfer(b: &SidecarProcess, n: usize, started: Instant, limit: Duration) -> Result<Timing, String> {
+    let cpu_before = cpu_time(pid(b)?)?;
+    let (mut first, mut worst_poll_gap, mut last_poll) = (None, Duration::ZERO, started);
+    let (mut last_count, mut last_change) = (0, started);
+    loop {
+        let poll_start = Instant::now();
+        worst_poll_gap = worst_poll_gap.max(poll_start - last_poll);
+        last_poll = poll_start;
+        let active = stat(b, "routes_active_total").await?;
+        if active > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if active == n as u64 {
+            let total = started.elapsed();
+            let cpu_b = cpu_time(pid(b)?)?.saturating_sub(cpu_before);
+            return Ok(Timing { total, first: first.unwrap_or(total), worst_poll_gap, cpu_b });
+        }
+        if active != last_count {
+            (last_count, last_change) = (active, Instant::now());
+        }
+        if last_change.elapsed() > STALL || started.elapsed() > limit {
+            return Err(format!(
+                "b stuck at {active}/{n} active routes ({:.1} s after the start, no progress for {:.1} s)",
+                started.elapsed().as_secs_f64(),
+                last_change.elapsed().as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn loopback_topology(n: usize) -> Topology {
+    let originate = (0..n)
+        .map(|i| LocalRoute {
+            destination: destination(i).into(),
+            cost: 0,
+            latency_us: 0,
+            reliability: 1.0,
+            tags: Vec::new(),
+        })
+        .collect();
+    Topology {
+        nodes: vec![TopologyNode { id: node("a"), originate }, TopologyNode { id: node("b"), originate: Vec::new() }],
+        links: vec![TopologyLink { a: node("a"), b: node("b"), metrics: Default::default() }],
+        fail_node: None,
+    }
+}
+
+/// Room for more messages per second than any run sends: the default
+/// `session.maxMessagesPerSecond` (50k/s, with a burst of as many) would cut
+/// the sender off half-way through 100k routes.
+fn raise_rate_limit(config: &mut SidecarConfig) {
+    config.session.max_messages_per_second = 10_000_000;
+}
+
+struct PairRun {
+    timing: Result<Timing, String>,
+    /// From spawning `a` (config file with N routes) to all N active at `a`.
+    a_start: Duration,
+    /// `a` holding its N originated routes, before the transfer.
+    rss_a: (f64, f64),
+    /// What `PUT /config` of `a`'s config did (when probed).
+    put_big_config: Option<String>,
+}
+
+/// Two sidecars: `a` originates N routes, `b` is its neighbor. Both start
+/// without addresses (neither dials); the clock starts with the push of
+/// `b`'s config carrying `a`'s address, so `b` dials `a` and `a` sends its
+/// table.
+async fn pair_run(exe: &Path, dir: &Path, n: usize, limit: Duration, probe_put: bool) -> Result<PairRun, String> {
+    let topology = loopback_topology(n);
+    let mut configs = BTreeMap::new();
+    for mut config in topology.configs() {
+        raise_rate_limit(&mut config);
+        configs.insert(config.node_id.clone(), config);
+    }
+    // `a` reads its N routes from its config file (`PUT /config` takes at
+    // most 2 MB).
+    let started = Instant::now();
+    let a = SidecarProcess::spawn(exe, &configs["a"], &dir.join("a"), &[]).await?;
+    wait_until(Duration::from_secs(60), "a originates its routes", || async {
+        Ok(stat(&a, "routes_active_total").await? == n as u64)
+    })
+    .await?;
+    let a_start = started.elapsed();
+    let b = SidecarProcess::spawn(exe, &configs["b"], &dir.join("b"), &[]).await?;
+    let nodes = BTreeMap::from([(node("a"), a), (node("b"), b)]);
+    let mut lab = Lab { exe: exe.to_path_buf(), dir: dir.to_path_buf(), nodes, configs };
+    let put_big_config = if probe_put {
+        let started = Instant::now();
+        Some(match lab.node("a").apply(&lab.configs["a"]).await {
+            Ok(response) => format!("HTTP {} after {:.0} ms", response.status, ms(started.elapsed())),
+            Err(error) => format!("failed after {:.0} ms: {error}", ms(started.elapsed())),
+        })
+    } else {
+        None
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_a = rss_mb(pid(lab.node("a"))?)?;
+    if stat(lab.node("b"), "routes_active_total").await? != 0 {
+        return Err("b has routes before it was connected".into());
+    }
+
+    let address = lab.node("a").peer.to_string();
+    let config = lab.configs.get_mut("b").ok_or("no b")?;
+    config.neighbors.iter_mut().for_each(|neighbor| neighbor.address = Some(address.clone()));
+    let started = Instant::now();
+    let response = lab.node("b").apply(&lab.configs["b"]).await?;
+    if response.status != 200 {
+        return Err(format!("b refused its config: {}", response.body));
+    }
+    let timing = match watch_transfer(lab.node("b"), n, started, limit).await {
+        Ok(timing) => Ok(timing),
+        Err(error) => Err(format!("{error}\n{}", pair_diagnosis(&lab).await)),
+    };
+    Ok(PairRun { timing, a_start, rss_a, put_big_config })
+}
+
+/// Counters of both ends and what their logs say.
+async fn pair_diagnosis(lab: &Lab) -> String {
+    let mut lines = Vec::new();
+    for (name, process) in [("a", lab.node("a")), ("b", lab.node("b"))] {
+        if let Ok(stats) = process.get_json("/stats").await {
+            let engine = &stats["engine"];
+            let peer = &stats["peers"][0];
+            lines.push(format!(
+                "  {name}: routes_active_total {}, announcements_received {}, messages_sent_total {}; \
+                 session established {}, failures {}, last_error {}",
+                engine["routes_active_total"],
+                engine["announcements_received"],
+                engine["messages_sent_total"],
+                peer["established"],
+                peer["session_failures_total"],
+                peer["last_error"],
+            ));
+        }
+        lines.push(format!(
+            "  {name} log: {} x 'outbound queue full', {} x 'session established', {} x 'session down'",
+            log_count(process, "outbound queue full"),
+            log_count(process, "session established"),
+            log_count(process, "session down"),
+        ));
+    }
+    lines.join("\n")
+}
+
+/// Appends one session frame with the transport's 4-byte big-endian length.
+fn push_frame(out: &mut Vec<u8>, frame: &Frame) {
+    let mut body = Vec::new();
+    wire::encode_frame(frame, &mut body);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+}
+
+/// `b` alone, fed by this process acting as neighbor `a` over loopback TCP:
+/// hello, N announcements and end-of-table written as fast as the socket
+/// takes them (pre-encoded), keepalives afterwards. Isolates `b`'s receive
+/// path (socket, frame decode, actor, engine, logging) from `a`'s sending.
+async fn fake_peer_run(exe: &Path, dir: &Path, n: usize, limit: Duration) -> Result<(Timing, (f64, f64)), String> {
+    use tokio::io::AsyncReadExt;
+    let mut config = loopback_topology(0).configs().pop().ok_or("no b")?;
+    raise_rate_limit(&mut config);
+    let b = SidecarProcess::spawn(exe, &config, dir, &[]).await?;
+    wait_until(Duration::from_secs(10), "b ready", || async { Ok(b.get("/readyz").await?.status == 200) }).await?;
+    let mut bytes = Vec::with_capacity(n * 64);
+    push_frame(&mut bytes, &Frame::Hello { node_id: node("a"), hold_time_ms: 3000 });
+    for message in announcements(n) {
+        push_frame(&mut bytes, &Frame::Routing(message));
+    }
+    push_frame(&mut bytes, &Frame::Routing(Message::EndOfTable { advertiser: node("a") }));
+    let mut keepalive = Vec::new();
+    push_frame(&mut keepalive, &Frame::Keepalive);
+
+    let started = Instant::now();
+    let stream = tokio::net::TcpStream::connect(b.peer).await.map_err(|e| format!("connect {}: {e}", b.peer))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut reader, writer) = stream.into_split();
+    // Whatever b sends (its hello, end-of-table, keepalives) is discarded.
+    let drain = tokio::spawn(async move {
+        let mut sink = vec![0u8; 64 * 1024];
+        while reader.read(&mut sink).await.is_ok_and(|read| read > 0) {}
+    });
+    let send = tokio::spawn(feed(writer, bytes, keepalive));
+    let timing = watch_transfer(&b, n, started, limit).await;
+    let rss = match &timing {
+        Ok(_) => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            rss_mb(pid(&b)?)
+        }
+        Err(_) => Ok((0.0, 0.0)),
+    };
+    drain.abort();
+    if send.is_finished() {
+        let error = send.await.unwrap_or_else(|e| e.to_string());
+        return Err(format!("fake peer: {error}; {}", timing.err().unwrap_or_default()));
+    }
+    send.abort();
+    Ok((timing?, rss?))
+}
+
+/// Writes `bytes`, then a keepalive every 500 ms; returns only on error.
+async fn feed(mut writer: tokio::net::tcp::OwnedWriteHalf, bytes: Vec<u8>, keepalive: Vec<u8>) -> String {
+    use tokio::io::AsyncWriteExt;
+    if let Err(e) = writer.write_all(&bytes).await {
+        return format!("write: {e}");
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Err(e) = writer.write_all(&keepalive).await {
+            return format!("keepalive: {e}");
+        }
+    }
+}
+
+/// The announcements `a` sends `b`, as `b` decodes them.
+fn announcements(n: usize) -> Vec<Message> {
+    let a = node("a");
+    (0..n)
+        .map(|i| {
+            Message::Announcement(RouteAnnouncement {
+                destination: destination(i).into(),
+                path: vec![a.clone()],
+                hop_count: 1,
+                metrics: RouteMetrics { cost: 1, latency_us: 0, reliability: 1.0 },
+                advertiser: a.clone(),
+                epoch: i as u64 + 1,
+                ttl_ms: 90_000,
+                tags: Vec::new(),
+                signature: None,
+            })
+        })
+        .collect()
+}
+
+fn engine_b() -> Engine {
+    let config = loopback_topology(0).configs().pop().expect("b's config");
+    assert_eq!(config.node_id.as_str(), "b");
+    let mut engine = Engine::new(config, NOW).expect("valid config");
+    engine.neighbor_up(NOW, &node("a"));
+    engine.drain_effects(NOW);
+    engine
+}
+
+/// The in-process engine ingesting the same N announcements: batches of
+/// `BATCH` through `receive_batch`, effects drained after each, as the
+/// sidecar's actor does. With `frames`, each message is first decoded from
+/// its session frame (as the connection task does). Returns the elapsed
+/// time of the ingestion alone.
+fn in_memory_run(n: usize, frames: bool) -> Duration {
+    let mut engine = engine_b();
+    let a = node("a");
+    let mut out: Vec<Effect> = Vec::new();
+    let limits = SidecarConfig::new("b").limits.decode_limits();
+    let elapsed = if frames {
+        let encoded: Vec<Vec<u8>> = announcements(n)
+            .into_iter()
+            .map(|m| {
+                let mut buf = Vec::new();
+                wire::encode_frame(&Frame::Routing(m), &mut buf);
+                buf
+            })
+            .collect();
+        let start = Instant::now();
+        for chunk in encoded.chunks(BATCH) {
+            let batch = chunk
+                .iter()
+                .map(|bytes| match wire::decode_frame(bytes, &limits).expect("frame decodes") {
+                    Frame::Routing(message) => (a.clone(), message),
+                    _ => unreachable!("routing frame"),
+                })
+                .collect();
+            engine.receive_batch(NOW, batch);
+            engine.drain_effects_into(NOW, &mut out);
+            out.clear();
+        }
+        start.elapsed()
+    } else {
+        let mut messages = announcements(n).into_iter().map(|m| (a.clone(), m)).peekable();
+        let mut batches = Vec::new();
+        while messages.peek().is_some() {
+            batches.push(messages.by_ref().take(BATCH).collect::<Vec<_>>());
+        }
+        let start = Instant::now();
+        for batch in batches {
+            engine.receive_batch(NOW, batch);
+            engine.drain_effects_into(NOW, &mut out);
+            out.clear();
+        }
+        start.elapsed()
+    };
+    assert_eq!(engine.stats().routes_active_total, n as u64, "in-memory engine holds every route");
+    elapsed
+}
+
+// ---------------------------------------------------------------------------
+// 2. Idle RSS
+
+async fn idle_rss(exe: &Path, dir: &Path) -> Result<(f64, f64), String> {
+    let process = SidecarProcess::spawn(exe, &SidecarConfig::new("idle"), dir, &[]).await?;
+    wait_until(Duration::from_secs(10), "idle sidecar ready", || async {
+        Ok(process.get("/readyz").await?.status == 200)
+    })
+    .await?;
+    // Settle: let start-up allocations be returned and the runtime go idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rss_mb(pid(&process)?)
+}
+
+// ---------------------------------------------------------------------------
+// 3. Failure convergence
+
+fn fabric_name(i: usize) -> String {
+    format!("n{i:02}")
+}
+
+fn fabric_topology(n: usize, mesh: bool) -> Topology {
+    let nodes = (0..n)
+        .map(|i| TopologyNode {
+            id: fabric_name(i).into(),
+            originate: vec![LocalRoute {
+                destination: format!("dest-{}", fabric_name(i)).into(),
+                cost: 0,
+                latency_us: 0,
+                reliability: 1.0,
+                tags: Vec::new(),
+            }],
+        })
+        .collect();
+    let mut links = Vec::new();
+    for i in 0..n {
+        let peers: Vec<usize> = if mesh { (i + 1..n).collect() } else { (i + 1..n.min(i + 2)).collect() };
+        for j in peers {
+            links.push(TopologyLink {
+                a: fabric_name(i).into(),
+                b: fabric_name(j).into(),
+                metrics: Default::default(),
+            });
+        }
+    }
+    Topology { nodes, links, fail_node: None }
+}
+
+/// Short hold time and reconnect delays, as the process tests use.
+fn fast_sessions(config: &mut SidecarConfig) {
+    config.session.hold_time = Duration::from_millis(900);
+    config.session.reconnect_initial = Duration::from_millis(20);
+    config.session.reconnect_max = Duration::from_millis(200);
+}
+
+/// Per node, the destinations it must have a route to when `dead` (if any)
+/// is gone: those originated in its connected component.
+fn expected_routes(topology: &Topology, dead: Option<&str>) -> BTreeMap<String, BTreeSet<String>> {
+    let alive = |id: &str| Some(id) != dead;
+    let mut adjacency: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for link in &topology.links {
+        if alive(link.a.as_str()) && alive(link.b.as_str()) {
+            adjacency.entry(link.a.as_str()).or_default().push(link.b.as_str());
+            adjacency.entry(link.b.as_str()).or_default().push(link.a.as_str());
+        }
+    }
+    let origins: BTreeMap<&str, Vec<String>> = topology
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.originate.iter().map(|r| r.destination.to_string()).collect()))
+        .collect();
+    let mut expected = BTreeMap::new();
+    for start in topology.nodes.iter().map(|n| n.id.as_str()).filter(|id| alive(id)) {
+        let mut seen = BTreeSet::from([start]);
+        let mut queue = VecDeque::from([start]);
+        while let Some(here) = queue.pop_front() {
+            for next in adjacency.get(here).into_iter().flatten() {
+                if seen.insert(next) {
+                    queue.push_back(next);
+                }
+            }
+        }
+        let destinations = seen.iter().flat_map(|id| origins[id].iter().cloned()).collect();
+        expected.insert(start.to_string(), destinations);
+    }
+    expected
+}
+
+/// Whether a node's `/routes` is exactly `expected`, with no path through
+/// `dead`.
+fn routes_correct(routes: &serde_json::Value, expected: &BTreeSet<String>, dead: Option<&str>) -> bool {
+    let Some(routes) = routes.as_array() else { return false };
+    let through_dead = |route: &serde_json::Value| {
+        dead.is_some_and(|dead| {
+            route["next_hop"] == dead || route["path"].as_array().is_some_and(|p| p.iter().any(|hop| hop == dead))
+        })
+    };
+    let destinations: BTreeSet<String> =
+        routes.iter().filter_map(|r| r["destination"].as_str().map(str::to_string)).collect();
+    destinations == *expected && routes.len() == expected.len() && !routes.iter().any(through_dead)
+}
+
+/// Asks every live node's `/routes` concurrently; returns how many are
+/// correct.
+async fn correct_nodes(lab: &Lab, expected: &BTreeMap<String, BTreeSet<String>>, dead: Option<&str>) -> usize {
+    let checks = expected.iter().map(|(id, want)| async move {
+        match lab.nodes.get(id.as_str()) {
+            Some(process) => process.get_json("/routes").await.is_ok_and(|routes| routes_correct(&routes, want, dead)),
+            None => false,
+        }
+    });
+    futures::future::join_all(checks).await.into_iter().filter(|ok| *ok).count()
+}
+
+struct Failover {
+    /// From the SIGKILL to the poll after which every node stayed correct.
+    converged: Duration,
+    /// Longest gap between the starts of two consecutive polling rounds.
+    worst_round: Duration,
+    /// Times the fabric looked converged and then was not again.
+    regressions: u32,
+}
+
+/// Polls every node until all are correct and stay so for `SETTLE`.
+async fn converge(
+    lab: &Lab,
+    expected: &BTreeMap<String, BTreeSet<String>>,
+    dead: Option<&str>,
+    since: Instant,
+    limit: Duration,
+) -> Result<Failover, String> {
+    let mut converged_at: Option<Duration> = None;
+    let mut worst_round = Duration::ZERO;
+    let mut regressions = 0;
+    let mut last_round = since;
+    loop {
+        let round = Instant::now();
+        worst_round = worst_round.max(round - last_round);
+        last_round = round;
+        let correct = correct_nodes(lab, expected, dead).await;
+        if correct == expected.len() {
+            let at = *converged_at.get_or_insert_with(|| since.elapsed());
+            if since.elapsed() >= at + SETTLE {
+                return Ok(Failover { converged: at, worst_round, regressions });
+            }
+        } else if converged_at.take().is_some() {
+            regressions += 1;
+        }
+        if since.elapsed() > limit {
+            return Err(format!("not converged within {limit:?}: {correct}/{} nodes correct", expected.len()));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn failover_run(exe: &Path, dir: &Path, topology: &Topology, victim: &str) -> Result<Failover, String> {
+    let mut lab = Lab::start(exe, topology, dir, fast_sessions).await?;
+    // Initial convergence (and the dial collisions of the start settled).
+    converge(&lab, &expected_routes(topology, None), None, Instant::now(), Duration::from_secs(30)).await?;
+    let expected = expected_routes(topology, Some(victim));
+    let process = lab.nodes.get_mut(victim).ok_or_else(|| format!("no node {victim}"))?;
+    let since = Instant::now();
+    process.kill().await;
+    let result = converge(&lab, &expected, Some(victim), since, Duration::from_secs(30)).await;
+    drop(lab);
+    result
+}
+
+// ---------------------------------------------------------------------------
+// Running and reporting
+
+struct Row {
+    name: String,
+    unit: &'static str,
+    samples: Vec<f64>,
+    /// Ratio, goal verdict, or resolution.
+    extra: String,
+}
+
+struct Report {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn print(&self, wall: Duration) {
+        println!();
+        println!("{:<72} {:>12} {:>23} {:>5}  note", "scenario", "median", "min..max", "runs");
+        for row in &self.rows {
+            let (min, max) = spread(&row.samples);
+            let show = |v: f64| match row.unit {
+                "/s" => human_rate(v),
+                unit => format!("{v:.1} {unit}"),
+            };
+            println!(
+                "{:<72} {:>12} {:>23} {:>5}  {}",
+                row.name,
+                show(median(&row.samples)),
+                format!("{}..{}", show(min), show(max)),
+                row.samples.len(),
+                row.extra
+            );
+        }
+        println!();
+        for note in &self.notes {
+            println!("- {note}");
+        }
+        println!(
+            "- medians over runs; ratios computed from the medians of this run; wall time {:.1}s",
+            wall.as_secs_f64()
+        );
+    }
+}
+
+/// Runs `f` with `FABRIC_LAB_LOG` (the sidecars' `RUST_LOG`) set to `level`.
+async fn with_log_level<T>(level: &str, f: impl std::future::Future<Output = T>) -> T {
+    let previous = std::env::var_os("FABRIC_LAB_LOG");
+    // SAFETY: this process is single-threaded (a current-thread runtime; no
+    // thread is spawned), so nothing reads the environment concurrently.
+    unsafe { std::env::set_var("FABRIC_LAB_LOG", level) };
+    let result = f.await;
+    match previous {
+        // SAFETY: as above.
+        Some(value) => unsafe { std::env::set_var("FABRIC_LAB_LOG", value) },
+        // SAFETY: as above.
+        None => unsafe { std::env::remove_var("FABRIC_LAB_LOG") },
+    }
+    result
+}
+
+fn log_level() -> String {
+    std::env::var("FABRIC_LAB_LOG").unwrap_or_else(|_| "info".into())
+}
+
+/// Transfer samples of one loopback scenario.
+#[derive(Default)]
+struct TransferSamples {
+    rates: Vec<f64>,
+    to_first: Vec<f64>,
+    after_first: Vec<f64>,
+    cpu_share: Vec<f64>,
+    worst_poll_gap: Duration,
+}
+
+impl TransferSamples {
+    fn add(&mut self, n: usize, timing: &Timing) {
+        self.rates.push(n as f64 / timing.total.as_secs_f64());
+        self.to_first.push(ms(timing.first));
+        self.after_first.push(n as f64 / (timing.total - timing.first).as_secs_f64().max(1e-6));
+        self.cpu_share.push(timing.cpu_b.as_secs_f64() / timing.total.as_secs_f64());
+        self.worst_poll_gap = self.worst_poll_gap.max(timing.worst_poll_gap);
+    }
+
+    /// The rate row (with its ratio to `baseline`) and its breakdown.
+    fn rows(&self, name: String, baseline: (f64, &str), rows: &mut Vec<Row>) {
+        let rate = median(&self.rates);
+        rows.push(Row {
+            name,
+            unit: "/s",
+            samples: self.rates.clone(),
+            extra: format!(
+                "{:.3}x {}; b busy {:.0}% of the time; poll gap <= {:.1} ms",
+                rate / baseline.0,
+                baseline.1,
+                100.0 * median(&self.cpu_share),
+                ms(self.worst_poll_gap)
+            ),
+        });
+        rows.push(Row {
+            name: "    of which: start to first route at b".into(),
+            unit: "ms",
+            samples: self.to_first.clone(),
+            extra: String::new(),
+        });
+        rows.push(Row {
+            name: "    rate from the first route at b on".into(),
+            unit: "/s",
+            samples: self.after_first.clone(),
+            extra: format!("{:.3}x {}", median(&self.after_first) / baseline.0, baseline.1),
+        });
+    }
+}
+
+async fn run_all(exe: &Path, scratch: &Path, scale: Scale) -> Result<Report, String> {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let (n, small) = (scale.destinations, scale.pair_small);
+    let k = n / 1000;
+
+    // 2a. Idle RSS first, on a quiet machine.
+    let (idle, idle_peak) = idle_rss(exe, &scratch.join("idle")).await?;
+    let met = if idle <= TARGET_IDLE_RSS_MB { "MET" } else { "MISSED" };
+    rows.push(Row {
+        name: "RSS of an idle sidecar (no neighbors, no routes), 1 s after start".into(),
+        unit: "MB",
+        samples: vec![idle],
+        extra: format!("goal <= {TARGET_IDLE_RSS_MB} MB: {met}; VmHWM {idle_peak:.1} MB"),
+    });
+
+    // 1. In-memory baselines, then the loopback runs; each run alternates
+    // with an in-memory run so a slow phase of the machine hits both.
+    let (mut memory, mut memory_frames, mut memory_small) = (Vec::new(), Vec::new(), Vec::new());
+    let baseline_run = |memory: &mut Vec<f64>, frames: &mut Vec<f64>, small_memory: &mut Vec<f64>| {
+        memory.push(n as f64 / in_memory_run(n, false).as_secs_f64());
+        frames.push(n as f64 / in_memory_run(n, true).as_secs_f64());
+        small_memory.push(small as f64 / in_memory_run(small, false).as_secs_f64());
+    };
+
+    // Two sidecars, N routes. A run that gets stuck is not repeated.
+    let mut pair = TransferSamples::default();
+    let (mut a_start, mut rss_a, mut pair_failure) = (Vec::new(), Vec::new(), None);
+    for run in 0..scale.runs {
+        baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
+        let result = pair_run(exe, &scratch.join(format!("pair-{run}")), n, scale.transfer_timeout, run == 0).await?;
+        a_start.push(ms(result.a_start));
+        rss_a.push(result.rss_a.0);
+        if let Some(put) = result.put_big_config {
+            notes.push(format!("PUT /config of a's config with {k}k originated routes (probe): {put}"));
+        }
+        match result.timing {
+            Ok(timing) => pair.add(n, &timing),
+            Err(error) => {
+                eprintln!("sidecar pair, {k}k routes: {error}");
+                pair_failure = Some(error);
+                break;
+            }
+        }
+    }
+    // Two sidecars, a table small enough for one burst of a's outbound queue.
+    let mut pair_small = TransferSamples::default();
+    for run in 0..scale.runs {
+        let dir = scratch.join(format!("pair-small-{run}"));
+        let result = pair_run(exe, &dir, small, scale.transfer_timeout, false).await?;
+        pair_small.add(small, &result.timing?);
+    }
+    // b fed by this process, N routes, at the default log level and at warn.
+    let mut fake = TransferSamples::default();
+    let mut fake_quiet = TransferSamples::default();
+    let (mut rss_b, mut peak_b) = (Vec::new(), Vec::new());
+    let level = log_level();
+    for run in 0..scale.runs {
+        baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
+        let (timing, rss) = fake_peer_run(exe, &scratch.join(format!("fake-{run}")), n, scale.transfer_timeout).await?;
+        fake.add(n, &timing);
+        rss_b.push(rss.0);
+        peak_b.push(rss.1);
+        let dir = scratch.join(format!("fake-warn-{run}"));
+        let (timing, _) = with_log_level("warn", fake_peer_run(exe, &dir, n, scale.transfer_timeout)).await?;
+        fake_quiet.add(n, &timing);
+    }
+
+    let memory_median = median(&memory);
+    let baseline = (memory_median, "in-memory");
+    match pair_failure {
+        None => pair.rows(format!("sidecar a -> sidecar b, {k}k routes (push to all active)"), baseline, &mut rows),
+        Some(error) => {
+            rows.push(Row {
+                name: format!("sidecar a -> sidecar b, {k}k routes (push to all active)"),
+                unit: "/s",
+                samples: vec![0.0],
+                extra: "DID NOT COMPLETE: b stuck (see notes)".into(),
+            });
+            notes.push(format!("sidecar pair with {k}k routes: {error}"));
+        }
+    }
+    let small_baseline = (median(&memory_small), "in-memory same N");
+    pair_small.rows(format!("sidecar a -> sidecar b, {small} routes (push to all active)"), small_baseline, &mut rows);
+    fake.rows(format!("bench as peer a -> sidecar b, {k}k routes, b logs at {level}"), baseline, &mut rows);
+    fake_quiet.rows(format!("bench as peer a -> sidecar b, {k}k routes, b logs at warn"), baseline, &mut rows);
+    rows.push(Row {
+        name: format!("in-memory engine: receive_batch x{BATCH} + drain, {k}k announcements"),
+        unit: "/s",
+        samples: memory,
+        extra: "baseline".into(),
+    });
+    rows.push(Row {
+        name: format!("in-memory engine: frame decode + receive_batch x{BATCH} + drain, {k}k"),
+        unit: "/s",
+        samples: memory_frames.clone(),
+        extra: format!("{:.3}x baseline", median(&memory_frames) / memory_median),
+    });
+    rows.push(Row {
+        name: format!("in-memory engine: receive_batch x{BATCH} + drain, {small} announcements"),
+        unit: "/s",
+        samples: memory_small,
+        extra: String::new(),
+    });
+
+    // 2b. RSS with a full table.
+    rows.push(Row {
+        name: format!("RSS of b holding {k}k routes (learned over loopback, log {level})"),
+        unit: "MB",
+        samples: rss_b,
+        extra: format!("VmHWM median {:.1} MB", median(&peak_b)),
+    });
+    rows.push(Row {
+        name: format!("RSS of a originating {k}k routes (before the transfer)"),
+        unit: "MB",
+        samples: rss_a,
+        extra: String::new(),
+    });
+    rows.push(Row {
+        name: format!("start of a with {k}k originated routes (spawn to all active)"),
+        unit: "ms",
+        samples: a_start,
+        extra: "setup, not in the transfer time".into(),
+    });
+    notes.push(format!(
+        "loopback clocks: start = config push to b (pairs) or connect (bench as peer); end = the /stats poll that \
+         shows routes_active_total == N. /stats is polled every {POLL:?} (each poll walks b's table), so the \
+         resolution is the poll gap shown; 'b busy' = b's CPU time (10 ms ticks) / wall time"
+    ));
+    notes.push(
+        "loopback runs set session.maxMessagesPerSecond = 10M on b: the default 50k/s (burst 50k) cuts a \
+                sender off after ~50k messages of a fast table transfer"
+            .into(),
+    );
+
+    // 3. Failure convergence.
+    let nodes = scale.fabric_nodes;
+    for mesh in [false, true] {
+        let topology = fabric_topology(nodes, mesh);
+        let victim = fabric_name(nodes / 2 - 1);
+        let (mut times, mut worst, mut regressions) = (Vec::new(), Duration::ZERO, 0);
+        for run in 0..scale.runs {
+            let kind = if mesh { "mesh" } else { "line" };
+            let result = failover_run(exe, &scratch.join(format!("{kind}-{run}")), &topology, &victim).await?;
+            times.push(ms(result.converged));
+            worst = worst.max(result.worst_round);
+            regressions += result.regressions;
+        }
+        let shape = if mesh {
+            format!("{nodes}-node full mesh, kill {victim}")
+        } else {
+            format!("{nodes}-node line, kill {victim} (the middle)")
+        };
+        rows.push(Row {
+            name: format!("failure convergence: {shape}"),
+            unit: "ms",
+            samples: times,
+            extra: format!("poll rounds every {POLL:?}, gap <= {:.1} ms; {regressions} regression(s)", ms(worst)),
+        });
+    }
+    notes.push(format!(
+        "failure convergence: hold time 900 ms, reconnect 20..200 ms; clock from SIGKILL to the first poll round in \
+         which every live node's /routes is exactly the destinations of its connected component (no path through \
+         the dead node), counted only if it stays so for {SETTLE:?}; all nodes polled concurrently"
+    ));
+    Ok(Report { rows, notes })
+}
