@@ -88,7 +88,11 @@ fn main() {
     let scratch = std::env::temp_dir().join(format!("fabric-sidecar-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let started = Instant::now();
-    let report = runtime.block_on(run_all(&exe, &scratch, scale));
+    let groups = Groups::from_args();
+    if let Some(unknown) = groups.0.iter().find(|f| !Groups::ALL.iter().any(|g| g.contains(f.as_str()))) {
+        eprintln!("no scenario group matches {unknown:?}; groups: {}", Groups::ALL.join(", "));
+    }
+    let report = runtime.block_on(run_all(&exe, &scratch, scale, &groups));
     let _ = std::fs::remove_dir_all(&scratch);
     match report {
         Ok(report) => report.print(started.elapsed()),
@@ -296,9 +300,36 @@ struct Timing {
 /// declared stuck.
 const STALL: Duration = Duration::from_secs(5);
 
-/// Polls `b`'s `/stats` every `POLL` from `started` until it holds `n`
-/// routes; fails when the count stands still for `STALL` or `limit` passes.
-async fn watch_transfer(b: &SidecarProcess, n: usize, started: Instant, limit: Duration) -> Result<Timing, String> {
+/// What tells that `b` holds the routes.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    /// `GET /stats`, `engine.routes_active_total` (walks the whole table).
+    Stats,
+    /// `GET /peers`, `routes_received` of the one neighbor (a counter);
+    /// `routes_active_total` is checked once at the end.
+    Peers,
+}
+
+impl Probe {
+    async fn count(self, b: &SidecarProcess) -> Result<u64, String> {
+        match self {
+            Probe::Stats => stat(b, "routes_active_total").await,
+            Probe::Peers => {
+                b.get_json("/peers").await?[0]["routes_received"].as_u64().ok_or("no routes_received".into())
+            }
+        }
+    }
+}
+
+/// Polls `b` every `POLL` from `started` until it holds `n` routes; fails
+/// when the count stands still for `STALL` or `limit` passes.
+async fn watch_transfer(
+    b: &SidecarProcess,
+    n: usize,
+    started: Instant,
+    limit: Duration,
+    probe: Probe,
+) -> Result<Timing, String> {
     let cpu_before = cpu_time(pid(b)?)?;
     let (mut first, mut worst_poll_gap, mut last_poll) = (None, Duration::ZERO, started);
     let (mut last_count, mut last_change) = (0, started);
@@ -306,13 +337,17 @@ async fn watch_transfer(b: &SidecarProcess, n: usize, started: Instant, limit: D
         let poll_start = Instant::now();
         worst_poll_gap = worst_poll_gap.max(poll_start - last_poll);
         last_poll = poll_start;
-        let active = stat(b, "routes_active_total").await?;
+        let active = probe.count(b).await?;
         if active > 0 && first.is_none() {
             first = Some(started.elapsed());
         }
         if active == n as u64 {
             let total = started.elapsed();
             let cpu_b = cpu_time(pid(b)?)?.saturating_sub(cpu_before);
+            let routes = stat(b, "routes_active_total").await?;
+            if routes != n as u64 {
+                return Err(format!("b received {n} routes but has {routes} active"));
+            }
             return Ok(Timing { total, first: first.unwrap_or(total), worst_poll_gap, cpu_b });
         }
         if active != last_count {
@@ -409,7 +444,7 @@ async fn pair_run(exe: &Path, dir: &Path, n: usize, limit: Duration, probe_put: 
     if response.status != 200 {
         return Err(format!("b refused its config: {}", response.body));
     }
-    let timing = match watch_transfer(lab.node("b"), n, started, limit).await {
+    let timing = match watch_transfer(lab.node("b"), n, started, limit, Probe::Stats).await {
         Ok(timing) => Ok(timing),
         Err(error) => Err(format!("{error}\n{}", pair_diagnosis(&lab).await)),
     };
@@ -456,10 +491,21 @@ fn push_frame(out: &mut Vec<u8>, frame: &Frame) {
 /// hello, N announcements and end-of-table written as fast as the socket
 /// takes them (pre-encoded), keepalives afterwards. Isolates `b`'s receive
 /// path (socket, frame decode, actor, engine, logging) from `a`'s sending.
-async fn fake_peer_run(exe: &Path, dir: &Path, n: usize, limit: Duration) -> Result<(Timing, (f64, f64)), String> {
+/// With `raise_limit` false, `b` keeps the default
+/// `session.maxMessagesPerSecond`.
+async fn fake_peer_run(
+    exe: &Path,
+    dir: &Path,
+    n: usize,
+    limit: Duration,
+    probe: Probe,
+    raise_limit: bool,
+) -> Result<PeerRun, String> {
     use tokio::io::AsyncReadExt;
     let mut config = loopback_topology(0).configs().pop().ok_or("no b")?;
-    raise_rate_limit(&mut config);
+    if raise_limit {
+        raise_rate_limit(&mut config);
+    }
     let b = SidecarProcess::spawn(exe, &config, dir, &[]).await?;
     wait_until(Duration::from_secs(10), "b ready", || async { Ok(b.get("/readyz").await?.status == 200) }).await?;
     let mut bytes = Vec::with_capacity(n * 64);
@@ -481,13 +527,27 @@ async fn fake_peer_run(exe: &Path, dir: &Path, n: usize, limit: Duration) -> Res
         while reader.read(&mut sink).await.is_ok_and(|read| read > 0) {}
     });
     let send = tokio::spawn(feed(writer, bytes, keepalive));
-    let timing = watch_transfer(&b, n, started, limit).await;
-    let rss = match &timing {
+    let timing = match watch_transfer(&b, n, started, limit, probe).await {
+        Ok(timing) => Ok(timing),
+        Err(error) => {
+            let peer = b.get_json("/peers").await.map(|peers| peers[0].clone()).unwrap_or_default();
+            Err(format!(
+                "{error}; b's session with a: established {}, failures {}, last_error {}",
+                peer["established"], peer["session_failures_total"], peer["last_error"]
+            ))
+        }
+    };
+    let (rss, stats_latency) = match &timing {
         Ok(_) => {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            rss_mb(pid(&b)?)
+            let rss = rss_mb(pid(&b)?);
+            let started = Instant::now();
+            for _ in 0..10 {
+                stat(&b, "routes_active_total").await?;
+            }
+            (rss, started.elapsed() / 10)
         }
-        Err(_) => Ok((0.0, 0.0)),
+        Err(_) => (Ok((0.0, 0.0)), Duration::ZERO),
     };
     drain.abort();
     if send.is_finished() {
@@ -495,7 +555,15 @@ async fn fake_peer_run(exe: &Path, dir: &Path, n: usize, limit: Duration) -> Res
         return Err(format!("fake peer: {error}; {}", timing.err().unwrap_or_default()));
     }
     send.abort();
-    Ok((timing?, rss?))
+    Ok(PeerRun { timing: timing?, rss: rss?, stats_latency })
+}
+
+struct PeerRun {
+    timing: Timing,
+    /// `VmRSS` and `VmHWM` of `b` holding the N routes.
+    rss: (f64, f64),
+    /// Mean `GET /stats` round trip on the full table, `b` otherwise idle.
+    stats_latency: Duration,
 }
 
 /// Writes `bytes`, then a keepalive every 500 ms; returns only on error.
@@ -747,14 +815,41 @@ async fn converge(
     }
 }
 
-async fn failover_run(exe: &Path, dir: &Path, topology: &Topology, victim: &str) -> Result<Failover, String> {
+/// How the victim fails.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// SIGKILL: the kernel closes its sockets, peers see the connection end.
+    Kill,
+    /// SIGSTOP: the connections stay open and silent; peers notice when the
+    /// hold timer expires.
+    Freeze,
+}
+
+async fn failover_run(
+    exe: &Path,
+    dir: &Path,
+    topology: &Topology,
+    victim: &str,
+    failure: Failure,
+) -> Result<Failover, String> {
     let mut lab = Lab::start(exe, topology, dir, fast_sessions).await?;
     // Initial convergence (and the dial collisions of the start settled).
     converge(&lab, &expected_routes(topology, None), None, Instant::now(), Duration::from_secs(30)).await?;
     let expected = expected_routes(topology, Some(victim));
     let process = lab.nodes.get_mut(victim).ok_or_else(|| format!("no node {victim}"))?;
     let since = Instant::now();
-    process.kill().await;
+    match failure {
+        Failure::Kill => process.kill().await,
+        Failure::Freeze => {
+            let status = std::process::Command::new("kill")
+                .args(["-STOP", &pid(process)?.to_string()])
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(format!("kill -STOP {victim}: {status}"));
+            }
+        }
+    }
     let result = converge(&lab, &expected, Some(victim), since, Duration::from_secs(30)).await;
     drop(lab);
     result
@@ -846,7 +941,7 @@ impl TransferSamples {
     }
 
     /// The rate row (with its ratio to `baseline`) and its breakdown.
-    fn rows(&self, name: String, baseline: (f64, &str), rows: &mut Vec<Row>) {
+    fn rows(&self, name: String, baseline: (f64, &str), breakdown: bool, rows: &mut Vec<Row>) {
         let rate = median(&self.rates);
         rows.push(Row {
             name,
@@ -866,6 +961,9 @@ impl TransferSamples {
             samples: self.to_first.clone(),
             extra: String::new(),
         });
+        if !breakdown {
+            return;
+        }
         rows.push(Row {
             name: "    rate from the first route at b on".into(),
             unit: "/s",
@@ -875,170 +973,230 @@ impl TransferSamples {
     }
 }
 
-async fn run_all(exe: &Path, scratch: &Path, scale: Scale) -> Result<Report, String> {
+/// Scenario groups, selected by name filters on the command line
+/// (`cargo bench -p routing-sidecar --bench sidecar -- peer failover`).
+struct Groups(Vec<String>);
+
+impl Groups {
+    const ALL: &[&str] = &["idle", "pair", "peer", "failover"];
+
+    fn from_args() -> Self {
+        Self(std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect())
+    }
+
+    fn wants(&self, group: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|filter| group.contains(filter.as_str()))
+    }
+}
+
+async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> Result<Report, String> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let (n, small) = (scale.destinations, scale.pair_small);
     let k = n / 1000;
 
     // 2a. Idle RSS first, on a quiet machine.
-    let (idle, idle_peak) = idle_rss(exe, &scratch.join("idle")).await?;
-    let met = if idle <= TARGET_IDLE_RSS_MB { "MET" } else { "MISSED" };
-    rows.push(Row {
-        name: "RSS of an idle sidecar (no neighbors, no routes), 1 s after start".into(),
-        unit: "MB",
-        samples: vec![idle],
-        extra: format!("goal <= {TARGET_IDLE_RSS_MB} MB: {met}; VmHWM {idle_peak:.1} MB"),
-    });
+    if groups.wants("idle") {
+        let (idle, idle_peak) = idle_rss(exe, &scratch.join("idle")).await?;
+        let met = if idle <= TARGET_IDLE_RSS_MB { "MET" } else { "MISSED" };
+        rows.push(Row {
+            name: "RSS of an idle sidecar (no neighbors, no routes), 1 s after start".into(),
+            unit: "MB",
+            samples: vec![idle],
+            extra: format!("goal <= {TARGET_IDLE_RSS_MB} MB: {met}; VmHWM {idle_peak:.1} MB"),
+        });
+    }
 
-    // 1. In-memory baselines, then the loopback runs; each run alternates
-    // with an in-memory run so a slow phase of the machine hits both.
+    // 1. Loopback runs, each preceded by in-memory runs so that a slow
+    // phase of the machine hits both.
     let (mut memory, mut memory_frames, mut memory_small) = (Vec::new(), Vec::new(), Vec::new());
     let baseline_run = |memory: &mut Vec<f64>, frames: &mut Vec<f64>, small_memory: &mut Vec<f64>| {
         memory.push(n as f64 / in_memory_run(n, false).as_secs_f64());
         frames.push(n as f64 / in_memory_run(n, true).as_secs_f64());
         small_memory.push(small as f64 / in_memory_run(small, false).as_secs_f64());
     };
-
-    // Two sidecars, N routes. A run that gets stuck is not repeated.
-    let mut pair = TransferSamples::default();
-    let (mut a_start, mut rss_a, mut pair_failure) = (Vec::new(), Vec::new(), None);
-    for run in 0..scale.runs {
-        baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
-        let result = pair_run(exe, &scratch.join(format!("pair-{run}")), n, scale.transfer_timeout, run == 0).await?;
-        a_start.push(ms(result.a_start));
-        rss_a.push(result.rss_a.0);
-        if let Some(put) = result.put_big_config {
-            notes.push(format!("PUT /config of a's config with {k}k originated routes (probe): {put}"));
-        }
-        match result.timing {
-            Ok(timing) => pair.add(n, &timing),
-            Err(error) => {
-                eprintln!("sidecar pair, {k}k routes: {error}");
-                pair_failure = Some(error);
-                break;
+    let mut loopback_rows = Vec::new();
+    // RSS and set-up figures, shown after the rates.
+    let mut side_rows = Vec::new();
+    if groups.wants("pair") {
+        // Two sidecars, N routes. A run that gets stuck is not repeated.
+        let mut pair = TransferSamples::default();
+        let (mut a_start, mut rss_a, mut pair_failure) = (Vec::new(), Vec::new(), None);
+        for run in 0..scale.runs {
+            baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
+            let dir = scratch.join(format!("pair-{run}"));
+            let result = pair_run(exe, &dir, n, scale.transfer_timeout, run == 0).await?;
+            a_start.push(ms(result.a_start));
+            rss_a.push(result.rss_a.0);
+            if let Some(put) = result.put_big_config {
+                notes.push(format!("PUT /config of a's config with {k}k originated routes (probe): {put}"));
+            }
+            match result.timing {
+                Ok(timing) => pair.add(n, &timing),
+                Err(error) => {
+                    eprintln!("sidecar pair, {k}k routes: {error}");
+                    pair_failure = Some(error);
+                    break;
+                }
             }
         }
-    }
-    // Two sidecars, a table small enough for one burst of a's outbound queue.
-    let mut pair_small = TransferSamples::default();
-    for run in 0..scale.runs {
-        let dir = scratch.join(format!("pair-small-{run}"));
-        let result = pair_run(exe, &dir, small, scale.transfer_timeout, false).await?;
-        pair_small.add(small, &result.timing?);
-    }
-    // b fed by this process, N routes, at the default log level and at warn.
-    let mut fake = TransferSamples::default();
-    let mut fake_quiet = TransferSamples::default();
-    let (mut rss_b, mut peak_b) = (Vec::new(), Vec::new());
-    let level = log_level();
-    for run in 0..scale.runs {
-        baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
-        let (timing, rss) = fake_peer_run(exe, &scratch.join(format!("fake-{run}")), n, scale.transfer_timeout).await?;
-        fake.add(n, &timing);
-        rss_b.push(rss.0);
-        peak_b.push(rss.1);
-        let dir = scratch.join(format!("fake-warn-{run}"));
-        let (timing, _) = with_log_level("warn", fake_peer_run(exe, &dir, n, scale.transfer_timeout)).await?;
-        fake_quiet.add(n, &timing);
-    }
-
-    let memory_median = median(&memory);
-    let baseline = (memory_median, "in-memory");
-    match pair_failure {
-        None => pair.rows(format!("sidecar a -> sidecar b, {k}k routes (push to all active)"), baseline, &mut rows),
-        Some(error) => {
-            rows.push(Row {
-                name: format!("sidecar a -> sidecar b, {k}k routes (push to all active)"),
-                unit: "/s",
-                samples: vec![0.0],
-                extra: "DID NOT COMPLETE: b stuck (see notes)".into(),
-            });
-            notes.push(format!("sidecar pair with {k}k routes: {error}"));
-        }
-    }
-    let small_baseline = (median(&memory_small), "in-memory same N");
-    pair_small.rows(format!("sidecar a -> sidecar b, {small} routes (push to all active)"), small_baseline, &mut rows);
-    fake.rows(format!("bench as peer a -> sidecar b, {k}k routes, b logs at {level}"), baseline, &mut rows);
-    fake_quiet.rows(format!("bench as peer a -> sidecar b, {k}k routes, b logs at warn"), baseline, &mut rows);
-    rows.push(Row {
-        name: format!("in-memory engine: receive_batch x{BATCH} + drain, {k}k announcements"),
-        unit: "/s",
-        samples: memory,
-        extra: "baseline".into(),
-    });
-    rows.push(Row {
-        name: format!("in-memory engine: frame decode + receive_batch x{BATCH} + drain, {k}k"),
-        unit: "/s",
-        samples: memory_frames.clone(),
-        extra: format!("{:.3}x baseline", median(&memory_frames) / memory_median),
-    });
-    rows.push(Row {
-        name: format!("in-memory engine: receive_batch x{BATCH} + drain, {small} announcements"),
-        unit: "/s",
-        samples: memory_small,
-        extra: String::new(),
-    });
-
-    // 2b. RSS with a full table.
-    rows.push(Row {
-        name: format!("RSS of b holding {k}k routes (learned over loopback, log {level})"),
-        unit: "MB",
-        samples: rss_b,
-        extra: format!("VmHWM median {:.1} MB", median(&peak_b)),
-    });
-    rows.push(Row {
-        name: format!("RSS of a originating {k}k routes (before the transfer)"),
-        unit: "MB",
-        samples: rss_a,
-        extra: String::new(),
-    });
-    rows.push(Row {
-        name: format!("start of a with {k}k originated routes (spawn to all active)"),
-        unit: "ms",
-        samples: a_start,
-        extra: "setup, not in the transfer time".into(),
-    });
-    notes.push(format!(
-        "loopback clocks: start = config push to b (pairs) or connect (bench as peer); end = the /stats poll that \
-         shows routes_active_total == N. /stats is polled every {POLL:?} (each poll walks b's table), so the \
-         resolution is the poll gap shown; 'b busy' = b's CPU time (10 ms ticks) / wall time"
-    ));
-    notes.push(
-        "loopback runs set session.maxMessagesPerSecond = 10M on b: the default 50k/s (burst 50k) cuts a \
-                sender off after ~50k messages of a fast table transfer"
-            .into(),
-    );
-
-    // 3. Failure convergence.
-    let nodes = scale.fabric_nodes;
-    for mesh in [false, true] {
-        let topology = fabric_topology(nodes, mesh);
-        let victim = fabric_name(nodes / 2 - 1);
-        let (mut times, mut worst, mut regressions) = (Vec::new(), Duration::ZERO, 0);
+        // Two sidecars, a table that fits one burst of a's outbound queue.
+        let mut pair_small = TransferSamples::default();
         for run in 0..scale.runs {
-            let kind = if mesh { "mesh" } else { "line" };
-            let result = failover_run(exe, &scratch.join(format!("{kind}-{run}")), &topology, &victim).await?;
-            times.push(ms(result.converged));
-            worst = worst.max(result.worst_round);
-            regressions += result.regressions;
+            let dir = scratch.join(format!("pair-small-{run}"));
+            let result = pair_run(exe, &dir, small, scale.transfer_timeout, false).await?;
+            pair_small.add(small, &result.timing?);
         }
-        let shape = if mesh {
-            format!("{nodes}-node full mesh, kill {victim}")
-        } else {
-            format!("{nodes}-node line, kill {victim} (the middle)")
-        };
-        rows.push(Row {
-            name: format!("failure convergence: {shape}"),
+        let name = format!("sidecar a -> sidecar b, {k}k routes (push to all active)");
+        match pair_failure {
+            None => loopback_rows.push((name, pair, n)),
+            Some(error) => {
+                rows.push(Row {
+                    name,
+                    unit: "/s",
+                    samples: vec![0.0],
+                    extra: "DID NOT COMPLETE: b stuck (see notes)".into(),
+                });
+                notes.push(format!("sidecar pair with {k}k routes: {error}"));
+            }
+        }
+        loopback_rows.push((format!("sidecar a -> sidecar b, {small} routes (push to all active)"), pair_small, small));
+        side_rows.push(Row {
+            name: format!("RSS of a originating {k}k routes (before the transfer)"),
+            unit: "MB",
+            samples: rss_a,
+            extra: String::new(),
+        });
+        side_rows.push(Row {
+            name: format!("start of a with {k}k originated routes (spawn to all active)"),
             unit: "ms",
-            samples: times,
-            extra: format!("poll rounds every {POLL:?}, gap <= {:.1} ms; {regressions} regression(s)", ms(worst)),
+            samples: a_start,
+            extra: "setup, not in the transfer time".into(),
         });
     }
-    notes.push(format!(
-        "failure convergence: hold time 900 ms, reconnect 20..200 ms; clock from SIGKILL to the first poll round in \
-         which every live node's /routes is exactly the destinations of its connected component (no path through \
-         the dead node), counted only if it stays so for {SETTLE:?}; all nodes polled concurrently"
-    ));
+    if groups.wants("peer") {
+        // b fed by this process, N routes: at the default log level, at
+        // warn, and at warn polled through the cheap /peers counter.
+        let mut fake = TransferSamples::default();
+        let mut fake_quiet = TransferSamples::default();
+        let mut fake_peers = TransferSamples::default();
+        let (mut rss_b, mut peak_b, mut stats_latency) = (Vec::new(), Vec::new(), Vec::new());
+        let level = log_level();
+        let limit = scale.transfer_timeout;
+        for run in 0..scale.runs {
+            baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
+            let result = fake_peer_run(exe, &scratch.join(format!("peer-{run}")), n, limit, Probe::Stats, true).await?;
+            fake.add(n, &result.timing);
+            rss_b.push(result.rss.0);
+            peak_b.push(result.rss.1);
+            stats_latency.push(ms(result.stats_latency));
+            let dir = scratch.join(format!("peer-warn-{run}"));
+            let result = with_log_level("warn", fake_peer_run(exe, &dir, n, limit, Probe::Stats, true)).await?;
+            fake_quiet.add(n, &result.timing);
+            let dir = scratch.join(format!("peer-warn-peers-{run}"));
+            let result = with_log_level("warn", fake_peer_run(exe, &dir, n, limit, Probe::Peers, true)).await?;
+            fake_peers.add(n, &result.timing);
+        }
+        // Once with the default rate limit, to show what it does to a table
+        // transfer.
+        let dir = scratch.join("peer-default-limit");
+        let outcome = match fake_peer_run(exe, &dir, n, limit, Probe::Stats, false).await {
+            Ok(result) => format!("completed at {}", human_rate(n as f64 / result.timing.total.as_secs_f64())),
+            Err(error) => error,
+        };
+        notes.push(format!(
+            "bench as peer a -> sidecar b, {k}k routes, default session.maxMessagesPerSecond \
+             ({}/s): {outcome}",
+            SidecarConfig::new("b").session.max_messages_per_second
+        ));
+        let name = format!("bench as peer a -> sidecar b, {k}k routes, b logs at {level}");
+        loopback_rows.push((name, fake, n));
+        loopback_rows.push((format!("bench as peer a -> sidecar b, {k}k routes, b logs at warn"), fake_quiet, n));
+        let name = format!("bench as peer a -> sidecar b, {k}k routes, warn, polling /peers not /stats");
+        loopback_rows.push((name, fake_peers, n));
+        side_rows.push(Row {
+            name: format!("RSS of b holding {k}k routes (learned over loopback, log {level})"),
+            unit: "MB",
+            samples: rss_b,
+            extra: format!("VmHWM median {:.1} MB", median(&peak_b)),
+        });
+        side_rows.push(Row {
+            name: format!("GET /stats round trip, b idle with {k}k routes"),
+            unit: "ms",
+            samples: stats_latency,
+            extra: "mean of 10".into(),
+        });
+    }
+    if !memory.is_empty() {
+        let memory_median = median(&memory);
+        let small_median = median(&memory_small);
+        for (name, samples, size) in loopback_rows {
+            let baseline = if size == n { (memory_median, "in-memory") } else { (small_median, "in-memory same N") };
+            // A small table arrives between two polls: no rate after the first.
+            samples.rows(name, baseline, size == n, &mut rows);
+        }
+        rows.push(Row {
+            name: format!("in-memory engine: receive_batch x{BATCH} + drain, {k}k announcements"),
+            unit: "/s",
+            samples: memory,
+            extra: "baseline".into(),
+        });
+        rows.push(Row {
+            name: format!("in-memory engine: frame decode + receive_batch x{BATCH} + drain, {k}k"),
+            unit: "/s",
+            samples: memory_frames.clone(),
+            extra: format!("{:.3}x baseline", median(&memory_frames) / memory_median),
+        });
+        rows.push(Row {
+            name: format!("in-memory engine: receive_batch x{BATCH} + drain, {small} announcements"),
+            unit: "/s",
+            samples: memory_small,
+            extra: String::new(),
+        });
+        notes.push(format!(
+            "loopback clocks: start = config push to b (pairs) or connect (bench as peer); end = the /stats poll \
+             that shows routes_active_total == N. /stats is polled every {POLL:?} (each poll walks b's table), so \
+             the resolution is the poll gap shown; 'b busy' = b's CPU time (10 ms ticks) / wall time"
+        ));
+        notes.push("loopback runs set session.maxMessagesPerSecond = 10M on b unless said otherwise".into());
+    }
+
+    rows.append(&mut side_rows);
+
+    // 3. Failure convergence.
+    if groups.wants("failover") {
+        let nodes = scale.fabric_nodes;
+        let victim = fabric_name(nodes / 2 - 1);
+        let cases = [(false, Failure::Kill), (true, Failure::Kill), (false, Failure::Freeze)];
+        for (mesh, failure) in cases {
+            let topology = fabric_topology(nodes, mesh);
+            let (mut times, mut worst, mut regressions) = (Vec::new(), Duration::ZERO, 0);
+            for run in 0..scale.runs {
+                let dir = scratch.join(format!("failover-{mesh}-{failure:?}-{run}"));
+                let result = failover_run(exe, &dir, &topology, &victim, failure).await?;
+                times.push(ms(result.converged));
+                worst = worst.max(result.worst_round);
+                regressions += result.regressions;
+            }
+            let shape = if mesh { "full mesh" } else { "line" };
+            let how = match failure {
+                Failure::Kill => "SIGKILL",
+                Failure::Freeze => "SIGSTOP (hold timer)",
+            };
+            let middle = if mesh { "" } else { ", the middle" };
+            rows.push(Row {
+                name: format!("failure convergence: {nodes}-node {shape}, {how} {victim}{middle}"),
+                unit: "ms",
+                samples: times,
+                extra: format!("poll rounds every {POLL:?}, gap <= {:.1} ms; {regressions} regression(s)", ms(worst)),
+            });
+        }
+        notes.push(format!(
+            "failure convergence: hold time 900 ms, reconnect 20..200 ms; clock from the signal to the first poll \
+             round in which every live node's /routes is exactly the destinations of its connected component (no \
+             path through the dead node), counted only if it stays so for {SETTLE:?}; all nodes polled \
+             concurrently"
+        ));
+    }
     Ok(Report { rows, notes })
 }

@@ -94,21 +94,13 @@ pub fn write_withdrawal(
     put_signer(out, algorithm, key_id);
 }
 
-pub fn announcement_bytes(
-    announcement: &RouteAnnouncement,
-    algorithm: SignatureAlgorithm,
-    key_id: &KeyId,
-) -> Vec<u8> {
+pub fn announcement_bytes(announcement: &RouteAnnouncement, algorithm: SignatureAlgorithm, key_id: &KeyId) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     write_announcement(&mut out, announcement, algorithm, key_id);
     out
 }
 
-pub fn withdrawal_bytes(
-    withdrawal: &RouteWithdrawal,
-    algorithm: SignatureAlgorithm,
-    key_id: &KeyId,
-) -> Vec<u8> {
+pub fn withdrawal_bytes(withdrawal: &RouteWithdrawal, algorithm: SignatureAlgorithm, key_id: &KeyId) -> Vec<u8> {
     let mut out = Vec::with_capacity(96);
     write_withdrawal(&mut out, withdrawal, algorithm, key_id);
     out

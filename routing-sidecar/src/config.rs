@@ -706,3 +706,116 @@ pub fn format_rfc3339(time: Timestamp) -> String {
     let system = std::time::UNIX_EPOCH + Duration::from_millis(time.0);
     humantime::format_rfc3339_millis(system).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link_state::RoutingMode;
+
+    fn with_neighbors(ids: &[&str]) -> SidecarConfig {
+        let mut config = SidecarConfig::new("me");
+        config.neighbors = ids
+            .iter()
+            .map(|id| NeighborConfig {
+                id: (*id).into(),
+                address: None,
+                link: LinkMetrics::default(),
+                import: None,
+                export: None,
+            })
+            .collect();
+        config
+    }
+
+    fn membership(area: &str, neighbors: Option<&[&str]>) -> LinkStateAreaMembership {
+        LinkStateAreaMembership {
+            area: AreaId::from(area),
+            neighbors: neighbors.map(|ids| ids.iter().map(|id| NodeId::from(*id)).collect()),
+        }
+    }
+
+    fn field_of(config: &SidecarConfig) -> String {
+        config.validate().unwrap_err().field
+    }
+
+    #[test]
+    fn link_state_section_and_areas_parse_and_roundtrip() {
+        let yaml = r#"
+nodeId: me
+neighbors: [{id: a}, {id: b}]
+linkState:
+  mode: preferLinkState
+  maxPaths: 2
+  areas: [{id: core}, {id: edge, parents: [core]}]
+linkStateAreas:
+  - area: core
+    neighbors: [a]
+  - area: edge
+"#;
+        let config = SidecarConfig::from_yaml(yaml).unwrap();
+        assert_eq!(config.link_state.as_ref().map(|l| l.mode), Some(RoutingMode::PreferLinkState));
+        assert_eq!(config.link_state_areas_of(&"a".into()), [AreaId::from("core"), AreaId::from("edge")]);
+        assert_eq!(config.link_state_areas_of(&"b".into()), [AreaId::from("edge")]);
+        assert_eq!(SidecarConfig::from_yaml(&config.to_yaml()).unwrap(), config);
+    }
+
+    #[test]
+    fn without_link_state_nothing_changes_in_the_yaml_and_no_link_is_in_an_area() {
+        let config = with_neighbors(&["a"]);
+        let yaml = config.to_yaml();
+        assert!(!yaml.contains("linkState"), "{yaml}");
+        assert!(config.link_state_areas_of(&"a".into()).is_empty());
+    }
+
+    #[test]
+    fn every_link_is_in_the_backbone_when_no_area_is_listed() {
+        let mut config = with_neighbors(&["a", "b"]);
+        config.link_state = Some(LinkStateConfig::default());
+        assert_eq!(config.link_state_areas_of(&"b".into()), [AreaId::from(DEFAULT_LINK_STATE_AREA)]);
+    }
+
+    #[test]
+    fn link_state_errors_name_their_field() {
+        let mut config = with_neighbors(&["a", "b"]);
+        config.link_state_areas = vec![membership("core", None)];
+        assert_eq!(field_of(&config), "linkStateAreas", "areas without a linkState section");
+
+        config.link_state = Some(LinkStateConfig { max_paths: 0, ..LinkStateConfig::default() });
+        assert_eq!(field_of(&config), "linkState.maxPaths");
+
+        config.link_state = Some(LinkStateConfig::default());
+        config.link_state_areas = vec![membership("core", Some(&["a", "zed"]))];
+        assert_eq!(field_of(&config), "linkStateAreas[0].neighbors[1]");
+        config.link_state_areas = vec![membership("core", Some(&["a", "a"]))];
+        assert_eq!(field_of(&config), "linkStateAreas[0].neighbors[1]");
+        config.link_state_areas = vec![membership("core", None), membership("core", None)];
+        assert_eq!(field_of(&config), "linkStateAreas[1].area");
+        config.link_state_areas = vec![membership("", None)];
+        assert_eq!(field_of(&config), "linkStateAreas[0].area");
+    }
+
+    #[test]
+    fn zero_cost_is_refused_only_on_link_state_links() {
+        let mut config = with_neighbors(&["a", "b"]);
+        config.neighbors[1].link.cost = 0;
+        config.validate().unwrap();
+        config.link_state = Some(LinkStateConfig::default());
+        config.link_state_areas = vec![membership("core", Some(&["a"]))];
+        config.validate().unwrap();
+        config.link_state_areas = vec![membership("core", None)];
+        assert_eq!(field_of(&config), "neighbors[1].link.cost");
+    }
+
+    #[test]
+    fn session_decode_limits_take_the_link_state_counts() {
+        let mut config = with_neighbors(&[]);
+        assert_eq!(config.decode_limits().max_links, crate::wire::DEFAULT_MAX_LINKS);
+        let mut link_state = LinkStateConfig::default();
+        link_state.limits.max_links_per_update = 7;
+        link_state.limits.max_summary_entries_per_update = 9;
+        config.link_state = Some(link_state);
+        let limits = config.decode_limits();
+        assert_eq!((limits.max_links, limits.max_summary_entries), (7, 9));
+        assert_eq!(limits.max_message_bytes, config.limits.max_message_bytes);
+    }
+}

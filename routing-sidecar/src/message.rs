@@ -84,7 +84,9 @@ pub enum Message {
     Withdrawal(RouteWithdrawal),
     /// The sender has sent its whole table after (re)connecting; the
     /// receiver purges routes still marked stale from before the restart.
-    EndOfTable { advertiser: NodeId },
+    EndOfTable {
+        advertiser: NodeId,
+    },
 }
 
 impl Message {

@@ -81,13 +81,9 @@ impl PolicyViolation {
     pub fn reason(&self) -> crate::stats::RejectReason {
         use crate::stats::RejectReason as R;
         match self {
-            PolicyViolation::AdvertiserDenied(_) | PolicyViolation::AdvertiserNotAllowed(_) => {
-                R::PolicyAdvertiser
-            }
+            PolicyViolation::AdvertiserDenied(_) | PolicyViolation::AdvertiserNotAllowed(_) => R::PolicyAdvertiser,
             PolicyViolation::OriginDenied(_) | PolicyViolation::OriginNotAllowed(_) => R::PolicyOrigin,
-            PolicyViolation::DestinationDenied(_) | PolicyViolation::DestinationNotAllowed(_) => {
-                R::PolicyDestination
-            }
+            PolicyViolation::DestinationDenied(_) | PolicyViolation::DestinationNotAllowed(_) => R::PolicyDestination,
             PolicyViolation::TagDenied(_) | PolicyViolation::NoAllowedTag => R::PolicyTag,
             PolicyViolation::HopCountExceeded { .. } => R::PolicyHopCount,
         }
@@ -170,10 +166,7 @@ enum ListVerdict {
 
 impl CompiledList {
     fn compile(list: &MatchList) -> Self {
-        Self {
-            allow: list.allow.as_deref().map(PatternSet::compile),
-            deny: PatternSet::compile(&list.deny),
-        }
+        Self { allow: list.allow.as_deref().map(PatternSet::compile), deny: PatternSet::compile(&list.deny) }
     }
 
     fn check(&self, name: &str) -> ListVerdict {

@@ -186,7 +186,15 @@ impl Fabric {
         let peers: Vec<NodeId> = self
             .links
             .iter()
-            .filter_map(|(a, b)| if a == id { Some(b.clone()) } else if b == id { Some(a.clone()) } else { None })
+            .filter_map(|(a, b)| {
+                if a == id {
+                    Some(b.clone())
+                } else if b == id {
+                    Some(a.clone())
+                } else {
+                    None
+                }
+            })
             .collect();
         for peer in peers {
             self.disconnect(id, &peer);

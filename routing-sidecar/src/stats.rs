@@ -65,7 +65,8 @@ reject_reasons! {
 }
 
 /// Upper bounds (seconds) of the convergence histogram buckets.
-pub const CONVERGENCE_BUCKETS: &[f64] = &[0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+pub const CONVERGENCE_BUCKETS: &[f64] =
+    &[0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// A cumulative histogram in the Prometheus sense.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -23,10 +23,10 @@ fn announcement_strategy() -> impl Strategy<Value = AnnouncementSpec> {
     (
         0..NEIGHBORS.len(),
         0..DESTS.len(),
-        0u32..4,      // cost: few values for many ties
-        0u32..3,      // latency
-        1u32..4,      // path length
-        0u8..3,       // reliability class
+        0u32..4, // cost: few values for many ties
+        0u32..3, // latency
+        1u32..4, // path length
+        0u8..3,  // reliability class
         prop::collection::vec(0..TAGS.len(), 0..3),
     )
 }

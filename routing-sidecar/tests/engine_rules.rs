@@ -34,9 +34,33 @@ fn loop_mismatch_unknown_neighbor_and_bad_structure_are_rejected_with_reasons() 
         ("a", ann("a", "x", &["z", "o"], 1, 1), RejectReason::AdvertiserMismatch),
         ("zz", ann("zz", "x", &["zz"], 1, 1), RejectReason::UnknownNeighbor),
         ("a", ann("a", "x", &["a", "o", "a"], 1, 1), RejectReason::InvalidPath),
-        ("a", { let mut a = ann("a", "x", &["a", "o"], 1, 1); a.hop_count = 7; a }, RejectReason::InvalidPath),
-        ("a", { let mut a = ann("a", "x", &["a"], 1, 1); a.metrics.reliability = 1.5; a }, RejectReason::InvalidMetrics),
-        ("a", { let mut a = ann("a", "x", &["a"], 1, 1); a.ttl_ms = 0; a }, RejectReason::InvalidTtl),
+        (
+            "a",
+            {
+                let mut a = ann("a", "x", &["a", "o"], 1, 1);
+                a.hop_count = 7;
+                a
+            },
+            RejectReason::InvalidPath,
+        ),
+        (
+            "a",
+            {
+                let mut a = ann("a", "x", &["a"], 1, 1);
+                a.metrics.reliability = 1.5;
+                a
+            },
+            RejectReason::InvalidMetrics,
+        ),
+        (
+            "a",
+            {
+                let mut a = ann("a", "x", &["a"], 1, 1);
+                a.ttl_ms = 0;
+                a
+            },
+            RejectReason::InvalidTtl,
+        ),
     ];
     for (from, announcement, reason) in cases {
         let fx = send(&mut e, t(0), from, announcement);
@@ -162,7 +186,8 @@ fn deny_tag(tag: &str) -> RoutePolicy {
 #[test]
 fn import_policy_allow_deny_on_advertisers_destinations_tags_and_origins() {
     let mut config = config_with(&["a", "b"]);
-    config.import_policy.destinations = MatchList { allow: Some(vec!["prod-*".into()]), deny: vec!["prod-secret".into()] };
+    config.import_policy.destinations =
+        MatchList { allow: Some(vec!["prod-*".into()]), deny: vec!["prod-secret".into()] };
     config.import_policy.origins.deny = vec!["evil".into()];
     config.import_policy.tags.deny = vec!["bronze".into()];
     let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
@@ -202,7 +227,10 @@ fn dry_run_policy_counts_what_it_would_reject_but_accepts() {
     let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
     let fx = send(&mut e, t(0), "a", with_tags(ann("a", "x", &["a"], 1, 1), &["gold"]));
     assert!(rejected_reasons(&fx).is_empty());
-    assert!(fx.iter().any(|f| matches!(f, Effect::Event(RouteEvent::DryRunWouldReject { reason: RejectReason::PolicyTag, .. }))));
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::Event(RouteEvent::DryRunWouldReject { reason: RejectReason::PolicyTag, .. })))
+    );
     assert!(e.best_route("x").is_some());
     let stats = e.stats();
     assert_eq!(stats.dry_run_rejects_total.get("policy_tag"), Some(&1));
@@ -347,12 +375,8 @@ fn withdrawal_removes_at_once_and_hold_down_rejects_until_it_ends() {
 #[test]
 fn flapping_route_is_suppressed_then_reused_after_decay() {
     let mut config = config_with(&["a", "b"]);
-    config.stability.dampening = DampeningConfig {
-        enabled: true,
-        half_life: secs(60),
-        max_suppress: secs(600),
-        ..DampeningConfig::default()
-    };
+    config.stability.dampening =
+        DampeningConfig { enabled: true, half_life: secs(60), max_suppress: secs(600), ..DampeningConfig::default() };
     let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
     let long_lived = |mut a: fabric_routing::RouteAnnouncement| {
         a.ttl_ms = 600_000; // outlives the suppression

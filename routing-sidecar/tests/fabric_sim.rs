@@ -47,11 +47,8 @@ fn withdrawal_propagates_across_three_nodes() {
     assert!(fabric.best("b", "svc").is_none());
     assert!(fabric.best("c", "svc").is_none());
     assert_eq!(rounds, 2, "one gossip interval per hop");
-    let c_withdrawn = fabric
-        .route_events("c")
-        .into_iter()
-        .filter(|e| matches!(e, RouteEvent::Withdrawn { .. }))
-        .count();
+    let c_withdrawn =
+        fabric.route_events("c").into_iter().filter(|e| matches!(e, RouteEvent::Withdrawn { .. })).count();
     assert_eq!(c_withdrawn, 1);
 }
 

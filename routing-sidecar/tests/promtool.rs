@@ -12,6 +12,8 @@ use std::io::{ErrorKind, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fabric_routing::link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
+use fabric_routing::link_state::{AreaId, ExportCounts, LinkStateSnapshot};
 use fabric_routing::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics, render};
 use fabric_routing::stats::{Histogram, RejectReason, StatsSnapshot};
 
@@ -100,6 +102,47 @@ fn snapshot(populated: bool) -> StatsSnapshot {
     }
 }
 
+/// A border router's link-state snapshot: two areas, exports, refusals.
+fn link_state_snapshot() -> LinkStateSnapshot {
+    let mut spf = DurationHistogram::default();
+    for micros in [40, 900, 12_000] {
+        spf.observe(Duration::from_micros(micros));
+    }
+    LinkStateSnapshot {
+        lsdb_entries: BTreeMap::from([(AreaId::from("core"), 12), (AreaId::from("edge-eu"), 30)]),
+        topology_fingerprints: BTreeMap::new(),
+        routes_active: 41,
+        summary_exports: vec![SummaryExportStat {
+            source_area: AreaId::from("edge-eu"),
+            target_area: AreaId::from("core"),
+            counts: ExportCounts { exported: 28, filtered: 2, compressed: 0 },
+        }],
+        summary_entries_refused: vec![SummaryExportRefusal {
+            source_area: AreaId::from("dmz"),
+            target_area: AreaId::from("core"),
+            refused: 3,
+        }],
+        updates_received_total: 500,
+        updates_installed_total: 300,
+        updates_duplicate_total: 190,
+        updates_stale_total: 4,
+        update_rejects_total: BTreeMap::from([("area_mismatch", 6)]),
+        area_mismatches_total: BTreeMap::from([(AreaId::from("lab"), 6)]),
+        flushes_received_total: 2,
+        entries_expired_total: 1,
+        updates_originated_total: 20,
+        sequence_jumps_total: 0,
+        updates_sent_total: 900,
+        spf_runs_total: 33,
+        spf_skipped_total: 70,
+        spf_heap_pops_total: 4_000,
+        spf_duration_seconds: spf,
+        route_changes_total: 60,
+        unverified_signatures_accepted_total: 0,
+        config_reloads_total: 1,
+    }
+}
+
 #[test]
 fn promtool_accepts_populated_metrics() {
     if !promtool_available("promtool_accepts_populated_metrics") {
@@ -130,6 +173,7 @@ fn promtool_accepts_populated_metrics() {
             config_version: Some("2024-06-01.3"),
             config_applied_total: 4,
             config_rejected_total: 1,
+            link_state: Some(&link_state_snapshot()),
         },
         MetricsFormat::PrometheusText,
     );
@@ -152,6 +196,7 @@ fn promtool_accepts_metrics_of_a_fresh_node() {
             config_version: None,
             config_applied_total: 1,
             config_rejected_total: 0,
+            link_state: None,
         },
         MetricsFormat::PrometheusText,
     );

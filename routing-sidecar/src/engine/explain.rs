@@ -29,9 +29,17 @@ pub struct RejectionRecord {
 pub enum CandidateStatus {
     Selected,
     /// Eligible, but `winner` is preferred by `criterion`.
-    Lost { winner: NodeId, criterion: Criterion, detail: String },
+    Lost {
+        winner: NodeId,
+        criterion: Criterion,
+        detail: String,
+    },
     /// Stored but not usable now.
-    Ineligible { reason: RejectReason, detail: String, until: Option<Timestamp> },
+    Ineligible {
+        reason: RejectReason,
+        detail: String,
+        until: Option<Timestamp>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -120,7 +128,13 @@ impl Engine {
         }
     }
 
-    fn status_of(&self, dest: DestIx, candidate: &Candidate, winner: Option<&Candidate>, now: Timestamp) -> CandidateStatus {
+    fn status_of(
+        &self,
+        dest: DestIx,
+        candidate: &Candidate,
+        winner: Option<&Candidate>,
+        now: Timestamp,
+    ) -> CandidateStatus {
         let key = RouteKey { destination: dest, next_hop: candidate.next_hop };
         match candidate.ineligible {
             None => match winner {

@@ -7,11 +7,11 @@
 //! counted by reason, emitted as one event and remembered for `explain`.
 
 use crate::canonical;
+use crate::dampening::PenaltyOutcome;
 use crate::engine::candidate::{Candidate, Ineligibility, Path, RouteKey, flags};
 use crate::engine::explain::RejectionRecord;
 use crate::engine::intern::{DestIx, NodeIx};
 use crate::engine::{Engine, RouteEvent, WithdrawCause};
-use crate::dampening::PenaltyOutcome;
 use crate::ids::{DestinationId, NodeId};
 use crate::message::{Message, RouteAnnouncement, RouteWithdrawal, SignatureBlock};
 use crate::security::{KeyError, SignatureCheck, VerifyRequest};
@@ -200,10 +200,9 @@ impl Engine {
                 }
                 Ok(true)
             }
-            SignatureCheck::Invalid => Err((
-                RejectReason::BadSignature,
-                format!("signature by key {} does not verify", signature.key_id),
-            )),
+            SignatureCheck::Invalid => {
+                Err((RejectReason::BadSignature, format!("signature by key {} does not verify", signature.key_id)))
+            }
             SignatureCheck::Key(KeyError::UnknownKey) if !required => {
                 self.counters.unverified_signatures_accepted += 1;
                 Ok(false)
@@ -237,9 +236,8 @@ impl Engine {
     fn announcement(&mut self, now: Timestamp, from: &NodeId, a: RouteAnnouncement, verdict: Option<SignatureCheck>) {
         self.counters.announcements_received += 1;
         let destination = a.destination.clone();
-        let checked = self
-            .check_sender(from, &a.advertiser, &a.path)
-            .and_then(|ix| self.check_structure(&a).map(|()| ix));
+        let checked =
+            self.check_sender(from, &a.advertiser, &a.path).and_then(|ix| self.check_structure(&a).map(|()| ix));
         let next_hop = match checked {
             Ok(ix) => ix,
             Err(rejection) => return self.reject(now, Some(destination), from, rejection),
@@ -263,7 +261,8 @@ impl Engine {
         };
         let key = RouteKey { destination: dest, next_hop };
         let mut candidate = self.candidate_from(now, next_hop, &a, signed);
-        let existing = self.table[dest.index()].position(next_hop).map(|i| self.table[dest.index()].candidates[i].clone());
+        let existing =
+            self.table[dest.index()].position(next_hop).map(|i| self.table[dest.index()].candidates[i].clone());
         if let Some(existing) = &existing {
             if a.epoch == existing.epoch {
                 return self.refresh(now, from, dest, key, existing, candidate);
@@ -284,7 +283,11 @@ impl Engine {
         match assessment.ineligible {
             None => {
                 self.counters.announcements_accepted += 1;
-                self.emit(RouteEvent::Accepted { destination: destination.clone(), from: from.clone(), epoch: a.epoch });
+                self.emit(RouteEvent::Accepted {
+                    destination: destination.clone(),
+                    from: from.clone(),
+                    epoch: a.epoch,
+                });
                 if let Some(violation) = assessment.dry_run {
                     self.counters.dry_run_reject(violation.reason());
                     self.emit(RouteEvent::DryRunWouldReject {

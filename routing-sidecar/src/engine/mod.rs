@@ -78,20 +78,66 @@ pub struct BestRoute {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RouteEvent {
-    Accepted { destination: DestinationId, from: NodeId, epoch: u64 },
-    Refreshed { destination: DestinationId, from: NodeId },
-    Rejected { destination: Option<DestinationId>, from: NodeId, reason: RejectReason, detail: String },
+    Accepted {
+        destination: DestinationId,
+        from: NodeId,
+        epoch: u64,
+    },
+    Refreshed {
+        destination: DestinationId,
+        from: NodeId,
+    },
+    Rejected {
+        destination: Option<DestinationId>,
+        from: NodeId,
+        reason: RejectReason,
+        detail: String,
+    },
     /// A dry-run policy would have rejected this route; it was accepted.
-    DryRunWouldReject { destination: DestinationId, from: NodeId, reason: RejectReason, detail: String },
-    Withdrawn { destination: DestinationId, from: NodeId, cause: WithdrawCause },
-    HeldDown { destination: DestinationId, next_hop: NodeId, until: Timestamp },
-    HoldDownEnded { destination: DestinationId, next_hop: NodeId },
-    Suppressed { destination: DestinationId, advertiser: NodeId, penalty: f64, reuse_at: Timestamp },
-    Reused { destination: DestinationId, advertiser: NodeId },
-    Expired { destination: DestinationId, from: NodeId },
-    PurgedStale { neighbor: NodeId, routes: u64 },
-    ConfigApplied { version: Option<String> },
-    ConfigRejected { error: ConfigError },
+    DryRunWouldReject {
+        destination: DestinationId,
+        from: NodeId,
+        reason: RejectReason,
+        detail: String,
+    },
+    Withdrawn {
+        destination: DestinationId,
+        from: NodeId,
+        cause: WithdrawCause,
+    },
+    HeldDown {
+        destination: DestinationId,
+        next_hop: NodeId,
+        until: Timestamp,
+    },
+    HoldDownEnded {
+        destination: DestinationId,
+        next_hop: NodeId,
+    },
+    Suppressed {
+        destination: DestinationId,
+        advertiser: NodeId,
+        penalty: f64,
+        reuse_at: Timestamp,
+    },
+    Reused {
+        destination: DestinationId,
+        advertiser: NodeId,
+    },
+    Expired {
+        destination: DestinationId,
+        from: NodeId,
+    },
+    PurgedStale {
+        neighbor: NodeId,
+        routes: u64,
+    },
+    ConfigApplied {
+        version: Option<String>,
+    },
+    ConfigRejected {
+        error: ConfigError,
+    },
 }
 
 /// Why a route was removed.
@@ -109,9 +155,15 @@ pub enum WithdrawCause {
 pub enum Effect {
     /// Send `message` to neighbor `to`. The same message is shared by all
     /// neighbors it goes to (signed once).
-    Send { to: NodeId, message: Arc<Message> },
+    Send {
+        to: NodeId,
+        message: Arc<Message>,
+    },
     /// The best route to `destination` changed (`None`: unreachable).
-    RouteChanged { destination: DestinationId, best: Option<BestRoute> },
+    RouteChanged {
+        destination: DestinationId,
+        best: Option<BestRoute>,
+    },
     Event(RouteEvent),
 }
 
@@ -174,10 +226,7 @@ impl Engine {
         config.validate()?;
         let mut nodes = Nodes::default();
         let compiled = Compiled::build(&config, &mut nodes)?;
-        let cache = config
-            .security
-            .verification_cache_size
-            .unwrap_or(crate::config::DEFAULT_VERIFICATION_CACHE_SIZE);
+        let cache = config.security.verification_cache_size.unwrap_or(crate::config::DEFAULT_VERIFICATION_CACHE_SIZE);
         let mut engine = Self {
             dampening: Dampening::new(config.stability.dampening.clone()),
             next_refresh: now + config.timers.refresh_interval,
@@ -290,12 +339,7 @@ impl Engine {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        let mut gauges = crate::stats::Gauges {
-            routes_active: 0,
-            candidates_stored: 0,
-            held_down: 0,
-            suppressed: 0,
-        };
+        let mut gauges = crate::stats::Gauges { routes_active: 0, candidates_stored: 0, held_down: 0, suppressed: 0 };
         for entry in &self.table {
             gauges.routes_active += u64::from(entry.best.is_some());
             gauges.candidates_stored += entry.candidates.len() as u64;
@@ -307,11 +351,7 @@ impl Engine {
                 }
             }
         }
-        let last = self
-            .last_convergence
-            .iter()
-            .map(|(ix, d)| (self.destinations.resolve(*ix).clone(), *d))
-            .collect();
+        let last = self.last_convergence.iter().map(|(ix, d)| (self.destinations.resolve(*ix).clone(), *d)).collect();
         let mut counters = self.counters.clone();
         counters.signature_cache_hits = self.verifier.cache().hits;
         StatsSnapshot::build(&counters, gauges, last)

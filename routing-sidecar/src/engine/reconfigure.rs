@@ -191,8 +191,7 @@ impl Engine {
     /// ones.
     fn sync_neighbors_at(&mut self, now: Timestamp) {
         let configured: HashSet<NodeIx> = self.compiled.neighbors.iter().map(|n| n.ix).collect();
-        let mut removed: Vec<NodeIx> =
-            self.neighbors.keys().filter(|ix| !configured.contains(ix)).copied().collect();
+        let mut removed: Vec<NodeIx> = self.neighbors.keys().filter(|ix| !configured.contains(ix)).copied().collect();
         removed.sort_by(|a, b| self.nodes.resolve(*a).cmp(self.nodes.resolve(*b)));
         for ix in removed {
             self.drop_routes_of(now, ix, WithdrawCause::NeighborRemoved);

@@ -118,7 +118,8 @@ impl Engine {
     /// Stores `candidate`, replacing the one from the same next hop.
     pub(super) fn put_candidate(&mut self, dest: DestIx, candidate: Candidate) {
         if candidate.expires_at != Timestamp(u64::MAX) {
-            self.earliest_expiry = Some(self.earliest_expiry.map_or(candidate.expires_at, |e| e.min(candidate.expires_at)));
+            self.earliest_expiry =
+                Some(self.earliest_expiry.map_or(candidate.expires_at, |e| e.min(candidate.expires_at)));
         }
         let entry = &mut self.table[dest.index()];
         match entry.position(candidate.next_hop) {
@@ -138,11 +139,7 @@ impl Engine {
         let local = best.is(flags::LOCAL);
         BestRoute {
             destination: self.destinations.resolve(dest).clone(),
-            next_hop: if local {
-                self.config.node_id.clone()
-            } else {
-                self.nodes.resolve(best.next_hop).clone()
-            },
+            next_hop: if local { self.config.node_id.clone() } else { self.nodes.resolve(best.next_hop).clone() },
             path: best.path.iter().map(|hop| self.nodes.resolve(*hop).clone()).collect(),
             hop_count: best.hop_count,
             metrics: effective_metrics(best, self.link_of(best.next_hop)),

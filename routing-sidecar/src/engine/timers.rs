@@ -61,12 +61,8 @@ impl Engine {
         let mut earliest: Option<Timestamp> = None;
         for i in 0..self.table.len() {
             let dest = DestIx(i as u32);
-            let expired: Vec<NodeIx> = self.table[i]
-                .candidates
-                .iter()
-                .filter(|c| c.expires_at <= now)
-                .map(|c| c.next_hop)
-                .collect();
+            let expired: Vec<NodeIx> =
+                self.table[i].candidates.iter().filter(|c| c.expires_at <= now).map(|c| c.next_hop).collect();
             for next_hop in expired {
                 self.note_loss(now, dest, next_hop);
                 self.take_candidate(dest, next_hop);

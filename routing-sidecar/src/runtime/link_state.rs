@@ -22,8 +22,8 @@ use crate::engine::{BestRoute, SelectionTrace};
 use crate::ids::{DestinationId, NodeId};
 use crate::link_state::{
     LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRoute, LinkStateRouter, LinkStateSnapshot,
-    LinkStateUpdate, LocalLink, OutgoingUpdate, PathVectorChoice, Protocol, RouteChange, RouteExplanation,
-    RoutingMode, decide,
+    LinkStateUpdate, LocalLink, OutgoingUpdate, PathVectorChoice, Protocol, RouteChange, RouteExplanation, RoutingMode,
+    decide,
 };
 use crate::message::RouteMetrics;
 use crate::security::{KeyRegistry, SigningIdentity};
@@ -215,6 +215,8 @@ impl LinkStateRuntime {
     fn path_via(&self, destination: &str, next_hop: &NodeId) -> Vec<NodeId> {
         let explanation = self.explain(destination);
         let Some(explained) = explanation.paths.iter().find(|path| &path.next_hop == next_hop) else {
+            // Not expected (every next hop of a route has a path); the two
+            // ends are still right.
             return vec![next_hop.clone(), NodeId::from(destination)];
         };
         let mut path: Vec<NodeId> = explained.path.iter().skip(1).cloned().collect();
@@ -224,7 +226,8 @@ impl LinkStateRuntime {
         path
     }
 
-    /// Whether every update SPF used carried a valid signature.
+    /// Whether `requireSignatures` guarantees that every update SPF used
+    /// was signed and verified.
     fn signatures_required(&self) -> bool {
         self.router.config().require_signatures
     }
@@ -455,7 +458,10 @@ mod tests {
     #[test]
     fn without_link_state_the_answer_is_the_path_vector_route_with_the_new_fields() {
         let answer = answer_route("svc", Some(best("svc", "a", false)), None).unwrap();
-        assert_eq!((answer.chosen_by, answer.fallback, answer.mode), (Protocol::PathVector, false, RoutingMode::PathVector));
+        assert_eq!(
+            (answer.chosen_by, answer.fallback, answer.mode),
+            (Protocol::PathVector, false, RoutingMode::PathVector)
+        );
         assert_eq!(answer.next_hops, [NodeId::from("a")]);
         let json = serde_json::to_value(&answer).unwrap();
         assert_eq!(json["next_hop"], "a");

@@ -488,7 +488,12 @@ fn register_link_state(r: &mut Registry, s: &LinkStateSnapshot) {
         ConstGauge::new(s.routes_active as u64),
     );
     counter(r, "updates_received", "Link-state updates received from neighbors", s.updates_received_total);
-    counter(r, "updates_installed", "Received link-state updates stored as the newest of their origin", s.updates_installed_total);
+    counter(
+        r,
+        "updates_installed",
+        "Received link-state updates stored as the newest of their origin",
+        s.updates_installed_total,
+    );
     counter(
         r,
         "updates_duplicate",
@@ -512,9 +517,24 @@ fn register_link_state(r: &mut Registry, s: &LinkStateSnapshot) {
         counters(area_series(&s.area_mismatches_total)),
     );
     counter(r, "updates_originated", "Link-state updates this node made of its own links", s.updates_originated_total);
-    counter(r, "updates_sent", "Link-state updates queued for neighbors (flooding and database exchange)", s.updates_sent_total);
-    counter(r, "flushes_received", "Withdrawn (flushed) link-state updates received and stored", s.flushes_received_total);
-    counter(r, "entries_expired", "Link-state database entries removed because their TTL ran out", s.entries_expired_total);
+    counter(
+        r,
+        "updates_sent",
+        "Link-state updates queued for neighbors (flooding and database exchange)",
+        s.updates_sent_total,
+    );
+    counter(
+        r,
+        "flushes_received",
+        "Withdrawn (flushed) link-state updates received and stored",
+        s.flushes_received_total,
+    );
+    counter(
+        r,
+        "entries_expired",
+        "Link-state database entries removed because their TTL ran out",
+        s.entries_expired_total,
+    );
     counter(r, "spf_runs", "Shortest-path-first runs, one per area whose links changed", s.spf_runs_total);
     counter(
         r,
@@ -530,22 +550,22 @@ fn register_link_state(r: &mut Registry, s: &LinkStateSnapshot) {
     );
     counter(r, "route_changes", "Link-state routes added, changed or removed", s.route_changes_total);
     r.register(
-        "link_state_summary_entries_exported",
+        "link_state_exported_entries",
         "Summary entries this node exports as an area border router, by source and target area",
         gauges(export_series(s, |counts| counts.exported)),
     );
     r.register(
-        "link_state_summary_entries_filtered",
+        "link_state_export_filtered_entries",
         "Summary entries a summary filter keeps this node from exporting, by source and target area",
         gauges(export_series(s, |counts| counts.filtered)),
     );
     r.register(
-        "link_state_summary_entries_compressed",
+        "link_state_export_compressed_entries",
         "Summary entries left out of this node's exports by maxSummaryEntries, by source and target area",
         gauges(export_series(s, |counts| counts.compressed)),
     );
     r.register(
-        "link_state_summary_entries_refused",
+        "link_state_import_refused_entries",
         "Summary entries received that this node does not use (filtered, or not flowing up the area graph), by source and target area",
         counters(
             s.summary_entries_refused
@@ -653,6 +673,15 @@ mod tests {
     }
 
     fn render_with(stats: &StatsSnapshot, peers: &[PeerMetrics], format: MetricsFormat) -> String {
+        render_full(stats, peers, None, format)
+    }
+
+    fn render_full(
+        stats: &StatsSnapshot,
+        peers: &[PeerMetrics],
+        link_state: Option<&LinkStateSnapshot>,
+        format: MetricsFormat,
+    ) -> String {
         render(
             &MetricsInput {
                 stats,
@@ -661,9 +690,53 @@ mod tests {
                 config_version: Some("v7"),
                 config_applied_total: 301,
                 config_rejected_total: 302,
+                link_state,
             },
             format,
         )
+    }
+
+    /// Every value distinct, as in `populated_snapshot`.
+    fn link_state_snapshot() -> LinkStateSnapshot {
+        let mut spf = DurationHistogram::default();
+        for micros in [50, 300, 3_000, 700_000] {
+            spf.observe(Duration::from_micros(micros));
+        }
+        let pair = |source: &str, target: &str| (AreaId::from(source), AreaId::from(target));
+        let (edge_core, dmz_core) = (pair("edge", "core"), pair("dmz", "core"));
+        LinkStateSnapshot {
+            lsdb_entries: BTreeMap::from([(AreaId::from("core"), 401), (AreaId::from("edge"), 402)]),
+            topology_fingerprints: BTreeMap::new(),
+            routes_active: 403,
+            summary_exports: vec![crate::link_state::stats::SummaryExportStat {
+                source_area: edge_core.0.clone(),
+                target_area: edge_core.1.clone(),
+                counts: ExportCounts { exported: 404, filtered: 405, compressed: 406 },
+            }],
+            summary_entries_refused: vec![crate::link_state::stats::SummaryExportRefusal {
+                source_area: dmz_core.0,
+                target_area: dmz_core.1,
+                refused: 407,
+            }],
+            updates_received_total: 408,
+            updates_installed_total: 409,
+            updates_duplicate_total: 410,
+            updates_stale_total: 411,
+            update_rejects_total: BTreeMap::from([("area_mismatch", 412), ("bad_signature", 413)]),
+            area_mismatches_total: BTreeMap::from([(AreaId::from("elsewhere"), 412)]),
+            flushes_received_total: 414,
+            entries_expired_total: 415,
+            updates_originated_total: 416,
+            sequence_jumps_total: 417,
+            updates_sent_total: 418,
+            spf_runs_total: 419,
+            spf_skipped_total: 420,
+            spf_heap_pops_total: 421,
+            spf_duration_seconds: spf,
+            route_changes_total: 422,
+            unverified_signatures_accepted_total: 423,
+            config_reloads_total: 424,
+        }
     }
 
     const FORMATS: [MetricsFormat; 2] = [MetricsFormat::OpenMetrics, MetricsFormat::PrometheusText];
@@ -746,6 +819,68 @@ mod tests {
                 assert!(has_line(&text, line), "{format:?}: missing {line:?} in:\n{text}");
             }
         }
+    }
+
+    #[test]
+    fn link_state_families_appear_only_when_link_state_is_on() {
+        let text = render_with(&empty_snapshot(), &[], MetricsFormat::PrometheusText);
+        assert!(!text.contains("fabric_link_state_"), "{text}");
+        let text = render_full(&empty_snapshot(), &[], Some(&link_state_snapshot()), MetricsFormat::PrometheusText);
+        assert_line(&text, "# TYPE fabric_link_state_spf_runs_total counter");
+        assert_line(&text, "# TYPE fabric_link_state_lsdb_entries gauge");
+    }
+
+    #[test]
+    fn link_state_values_appear_in_both_formats() {
+        let link_state = link_state_snapshot();
+        for format in FORMATS {
+            let text = render_full(&empty_snapshot(), &[], Some(&link_state), format);
+            for line in [
+                "fabric_link_state_lsdb_entries{area=\"core\"} 401",
+                "fabric_link_state_lsdb_entries{area=\"edge\"} 402",
+                "fabric_link_state_routes_active 403",
+                "fabric_link_state_exported_entries{source_area=\"edge\",target_area=\"core\"} 404",
+                "fabric_link_state_export_filtered_entries{source_area=\"edge\",target_area=\"core\"} 405",
+                "fabric_link_state_export_compressed_entries{source_area=\"edge\",target_area=\"core\"} 406",
+                "fabric_link_state_import_refused_entries_total{source_area=\"dmz\",target_area=\"core\"} 407",
+                "fabric_link_state_updates_received_total 408",
+                "fabric_link_state_updates_installed_total 409",
+                "fabric_link_state_updates_duplicate_total 410",
+                "fabric_link_state_updates_stale_total 411",
+                "fabric_link_state_update_rejects_total{reason=\"area_mismatch\"} 412",
+                "fabric_link_state_update_rejects_total{reason=\"bad_signature\"} 413",
+                "fabric_link_state_update_rejects_total{reason=\"lsdb_full\"} 0",
+                "fabric_link_state_area_mismatches_total{area=\"elsewhere\"} 412",
+                "fabric_link_state_flushes_received_total 414",
+                "fabric_link_state_entries_expired_total 415",
+                "fabric_link_state_updates_originated_total 416",
+                "fabric_link_state_updates_sent_total 418",
+                "fabric_link_state_spf_runs_total 419",
+                "fabric_link_state_spf_skipped_total 420",
+                "fabric_link_state_route_changes_total 422",
+                "fabric_link_state_unverified_signatures_accepted_total 423",
+                "fabric_link_state_spf_duration_seconds_count 4",
+            ] {
+                assert!(has_line(&text, line), "{format:?}: missing {line:?} in:\n{text}");
+            }
+            let series = text.lines().filter(|l| l.starts_with("fabric_link_state_update_rejects_total{")).count();
+            assert_eq!(series, UPDATE_REJECT_REASONS.len(), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn spf_duration_histogram_uses_the_spf_buckets() {
+        let text = render_full(&empty_snapshot(), &[], Some(&link_state_snapshot()), MetricsFormat::PrometheusText);
+        let buckets: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("fabric_link_state_spf_duration_seconds_bucket{")).collect();
+        assert_eq!(buckets.len(), SPF_DURATION_BUCKETS.len() + 1);
+        // Observations 50 us, 300 us, 3 ms, 700 ms (above the last bound, 0.5 s).
+        assert_eq!(buckets[0], "fabric_link_state_spf_duration_seconds_bucket{le=\"0.0001\"} 1");
+        assert_eq!(
+            buckets[SPF_DURATION_BUCKETS.len() - 1],
+            "fabric_link_state_spf_duration_seconds_bucket{le=\"0.5\"} 3"
+        );
+        assert_eq!(buckets[SPF_DURATION_BUCKETS.len()], "fabric_link_state_spf_duration_seconds_bucket{le=\"+Inf\"} 4");
     }
 
     #[test]
@@ -858,7 +993,8 @@ mod tests {
 
     #[test]
     fn classic_format_has_no_openmetrics_only_lines_and_counters_end_in_total() {
-        let text = render_with(&populated_snapshot(), &peers(), MetricsFormat::PrometheusText);
+        let link_state = link_state_snapshot();
+        let text = render_full(&populated_snapshot(), &peers(), Some(&link_state), MetricsFormat::PrometheusText);
         for line in text.lines() {
             assert!(!line.starts_with("# EOF"), "{line}");
             assert!(!line.starts_with("# UNIT"), "{line}");
@@ -896,7 +1032,8 @@ mod tests {
 
     #[test]
     fn openmetrics_format_ends_with_eof_and_declares_counters_without_total() {
-        let text = render_with(&populated_snapshot(), &peers(), MetricsFormat::OpenMetrics);
+        let link_state = link_state_snapshot();
+        let text = render_full(&populated_snapshot(), &peers(), Some(&link_state), MetricsFormat::OpenMetrics);
         assert!(text.ends_with("\n# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
         let types = type_lines(&text);
@@ -906,13 +1043,15 @@ mod tests {
             assert!(!name.ends_with("_total"), "{name}");
         }
         assert_line(&text, "# UNIT fabric_convergence_seconds seconds");
+        assert_line(&text, "# UNIT fabric_link_state_spf_duration_seconds seconds");
     }
 
     #[test]
     fn family_names_are_unique() {
         // OpenMetrics forbids two families with one name, which a gauge and a
         // counter with the same stem (`routes_suppressed`) would be.
-        let text = render_with(&empty_snapshot(), &[], MetricsFormat::OpenMetrics);
+        let link_state = link_state_snapshot();
+        let text = render_full(&empty_snapshot(), &[], Some(&link_state), MetricsFormat::OpenMetrics);
         let mut names: Vec<&str> = type_lines(&text).into_iter().map(|(name, _)| name).collect();
         let all = names.len();
         names.sort_unstable();
@@ -930,6 +1069,7 @@ mod tests {
             config_version: None,
             config_applied_total: 1,
             config_rejected_total: 0,
+            link_state: None,
         };
         for format in FORMATS {
             let text = render(&input, format);
@@ -949,7 +1089,8 @@ mod tests {
     fn docs_list_every_metric() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
         let docs = std::fs::read_to_string(path).expect("docs/metrics.md");
-        let text = render_with(&empty_snapshot(), &[], MetricsFormat::PrometheusText);
+        let link_state = link_state_snapshot();
+        let text = render_full(&empty_snapshot(), &[], Some(&link_state), MetricsFormat::PrometheusText);
         for (name, _) in type_lines(&text) {
             assert!(docs.contains(&format!("`{name}`")), "docs/metrics.md does not document `{name}`");
         }

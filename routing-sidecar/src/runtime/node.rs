@@ -41,12 +41,12 @@ impl NeighborSet {
     }
 }
 
-/// Requests to the actor.
+/// Requests to the actor. `Frames` is a burst read from one session:
+/// path-vector messages for the engine, link-state updates for the
+/// link-state router.
 pub enum Command {
     SessionUp { conn: u64, peer: NodeId, dialed: bool, outbound: mpsc::Sender<Outbound>, reply: oneshot::Sender<bool> },
     SessionDown { conn: u64, peer: NodeId, keep_routes: bool, reason: String },
-    /// A burst read from one session: path-vector messages for the engine,
-    /// link-state updates for the link-state router.
     Frames { peer: NodeId, conn: u64, messages: Vec<Message>, link_state: Vec<LinkStateUpdate> },
     Malformed { peer: NodeId, detail: String },
     ApplyConfig { config: Box<SidecarConfig>, source: String, reply: oneshot::Sender<Result<(), ConfigError>> },
@@ -451,8 +451,8 @@ impl Node {
         match (&mut self.link_state, config.link_state.is_some()) {
             (Some(link_state), true) => link_state.reconfigure(config, signer),
             (None, true) => {
+                // The sessions already up become its links at the next flush.
                 self.link_state = LinkStateRuntime::from_config(config, signer);
-                // Sessions up before link-state started are new links to it.
                 tracing::info!("link-state started");
             }
             (Some(link_state), false) => {
@@ -530,6 +530,11 @@ impl Node {
     /// due tick) as one batch, and sends what it floods.
     fn dispatch_link_state(&mut self) {
         let Some(link_state) = &mut self.link_state else { return };
+        if self.closing {
+            // Its updates were flushed; the sessions still ending must not
+            // make it join its areas again.
+            return;
+        }
         let links = local_links(self.engine.config(), |peer| self.sessions.contains_key(peer));
         let sends = link_state.flush(clock::now(), links);
         self.send_link_state(sends);

@@ -24,11 +24,11 @@ pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
 pub type BoxedStream = Box<dyn AsyncStream>;
 
-/// What the actor sends to a connection.
+/// What the actor sends to a connection. A link-state update is shared by
+/// every neighbor it is flooded to.
 #[derive(Clone, Debug)]
 pub enum Outbound {
     Message(Arc<Message>),
-    /// Shared by every neighbor the update is flooded to.
     LinkState(Arc<LinkStateUpdate>),
     Close { reason: String, restarting: bool },
 }

@@ -91,12 +91,7 @@ impl KeyRegistry {
 
     /// The key to verify a signature by `advertiser` made with `key_id`, if
     /// it is known and valid at `now`.
-    pub fn resolve(
-        &self,
-        advertiser: &str,
-        key_id: &str,
-        now: Timestamp,
-    ) -> Result<&VerifyingKey, KeyError> {
+    pub fn resolve(&self, advertiser: &str, key_id: &str, now: Timestamp) -> Result<&VerifyingKey, KeyError> {
         let entry = self
             .by_advertiser
             .get(advertiser)

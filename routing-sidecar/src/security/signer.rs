@@ -61,13 +61,7 @@ impl SigningIdentity {
         valid_from: Option<Timestamp>,
         valid_until: Option<Timestamp>,
     ) -> PublicKeyEntry {
-        PublicKeyEntry {
-            advertiser,
-            key_id: self.key_id.clone(),
-            key: self.verifying_key(),
-            valid_from,
-            valid_until,
-        }
+        PublicKeyEntry { advertiser, key_id: self.key_id.clone(), key: self.verifying_key(), valid_from, valid_until }
     }
 
     fn block(&self, canonical: &[u8]) -> SignatureBlock {

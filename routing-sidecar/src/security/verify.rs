@@ -121,12 +121,7 @@ impl Verifier {
     }
 
     /// Checks one signature.
-    pub fn verify_one(
-        &mut self,
-        registry: &KeyRegistry,
-        now: Timestamp,
-        request: VerifyRequest<'_>,
-    ) -> SignatureCheck {
+    pub fn verify_one(&mut self, registry: &KeyRegistry, now: Timestamp, request: VerifyRequest<'_>) -> SignatureCheck {
         self.cache.sync_with(registry);
         let key = match registry.resolve(request.advertiser, request.signature.key_id.as_str(), now) {
             Ok(key) => key,
@@ -181,13 +176,10 @@ impl Verifier {
             return results;
         }
         let messages: Vec<&[u8]> = pending.iter().map(|(i, _, _)| requests[*i].canonical).collect();
-        let signatures: Vec<Signature> = pending
-            .iter()
-            .map(|(i, _, _)| Signature::from_bytes(&requests[*i].signature.bytes))
-            .collect();
+        let signatures: Vec<Signature> =
+            pending.iter().map(|(i, _, _)| Signature::from_bytes(&requests[*i].signature.bytes)).collect();
         let keys: Vec<VerifyingKey> = pending.iter().map(|(_, key, _)| *key).collect();
-        let batch_ok = pending.len() > 1
-            && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+        let batch_ok = pending.len() > 1 && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
         for (slot, (index, key, digest)) in pending.into_iter().enumerate() {
             let valid = batch_ok || key.verify_strict(messages[slot], &signatures[slot]).is_ok();
             if valid {
