@@ -3,8 +3,11 @@
 //! equal-cost multipath chosen by link-state, rerouting when a branch dies,
 //! fallback to path-vector in `preferLinkState`, none in `linkStateOnly`.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod processes;
+
+use processes::{eventually, scratch};
+use std::path::Path;
+use std::time::Duration;
 
 use fabric_routing::config::LinkStateAreaMembership;
 use fabric_routing::link_state::{LinkStateConfig, RoutingMode};
@@ -17,28 +20,6 @@ const EXE: &str = env!("CARGO_BIN_EXE_routing-sidecar");
 
 fn exe() -> &'static Path {
     Path::new(EXE)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fabric-ls-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// Waits until `check` holds, failing with `what` after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// An equal-cost diamond of link-state nodes, and `legacy`, a path-vector

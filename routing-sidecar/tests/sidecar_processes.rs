@@ -1,8 +1,11 @@
 //! Multi-process tests: real `routing-sidecar` processes on 127.0.0.1 with
 //! OS-chosen ports, wired through their local APIs.
 
+mod processes;
+
+use processes::{eventually, scratch};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fabric_routing::config::{LocalRoute, TrustedKey, encode_public_key};
@@ -22,12 +25,6 @@ fn exe() -> &'static Path {
     Path::new(EXE)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fabric-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn topology(yaml: &str) -> Topology {
     Topology::from_yaml(yaml).expect("topology")
 }
@@ -40,22 +37,6 @@ fn fast_sessions(config: &mut SidecarConfig) {
 }
 
 const GOSSIP_INTERVAL: Duration = Duration::from_millis(300);
-
-/// Waits until `check` holds, failing with `what` after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn line3() -> Topology {
     topology(
