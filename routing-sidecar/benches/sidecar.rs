@@ -1,31 +1,43 @@
-//! End-to-end benchmarks of real `routing-sidecar` processes on 127.0.0.1:
+//! End-to-end benchmarks of real `routing-sidecar` processes on 127.0.0.1
+//! (results and analysis: `docs/benchmarks.md`, Sidecar):
 //!
 //! ```sh
 //! cargo build --release -p routing-sidecar        # the sidecar binary itself
-//! cargo bench -p routing-sidecar --bench sidecar
+//! cargo bench -p routing-sidecar --bench sidecar  # add `-- peer` etc. for one group
 //! ```
 //!
 //! Benches do not get `CARGO_BIN_EXE_*`, so the sidecar executable is looked
 //! up next to this bench binary (`target/release/deps/sidecar-*` ->
 //! `target/release/routing-sidecar`), or taken from `FABRIC_SIDECAR_EXE`.
 //!
-//! 1. Announcements per second between two sidecars over loopback TCP: `a`
-//!    originates N destinations, `b` is its neighbor. Both are started and
-//!    settled, then `b` gets a config with `a`'s address; the clock runs from
-//!    that push until `b`'s `GET /stats` reports `routes_active_total == N`
-//!    (polled every `POLL`). The same N announcements are fed to an
-//!    in-process `Engine` (as `benches/engine.rs` does) and the ratio
-//!    loopback / in-memory is printed.
-//! 2. RSS (`VmRSS` of `/proc/<pid>/status`) of an idle sidecar and of the two
-//!    sidecars holding N routes.
-//! 3. Failure convergence: a line and a full mesh of sidecars, each
-//!    originating one destination; one node is SIGKILLed and the clock runs
-//!    until every other node's `GET /routes` holds exactly the destinations
-//!    of the nodes it can still reach (and stays so for `SETTLE`).
+//! Scenario groups (name filters on the command line select them):
 //!
-//! Every figure is the median of `runs` runs in this one process. Without
-//! `--bench` (e.g. `cargo test --benches`) a tiny scale runs as a smoke test,
-//! and a missing sidecar binary is reported but not fatal.
+//! - `idle`: RSS (`VmRSS` of `/proc/<pid>/status`) of a sidecar without
+//!   neighbors or routes, 1 s after it started.
+//! - `pair`: announcements per second between two sidecars over loopback
+//!   TCP. `a` originates N destinations (from its config file), `b` is its
+//!   neighbor; both start without addresses, then `b` gets a config with
+//!   `a`'s address and the clock runs from that push until `b`'s
+//!   `GET /stats` reports `routes_active_total == N` (polled every `POLL`).
+//!   Run with N = 100k and with a table that fits the sender's outbound
+//!   queue. Also the RSS of `a` holding N originated routes.
+//! - `peer`: `b` alone, this process acting as neighbor `a` (hello, N
+//!   pre-encoded announcements, keepalives): `b`'s receive path at N = 100k,
+//!   at the default log level and at `warn`, polled through `/stats` and
+//!   through the cheaper `/peers`; once with the default
+//!   `session.maxMessagesPerSecond`. Also the RSS of `b` holding N routes.
+//! - `failover`: a line and a full mesh of sidecars, each originating one
+//!   destination, hold time 900 ms; one node is SIGKILLed (or SIGSTOPped:
+//!   only the hold timer notices) and the clock runs until every other
+//!   node's `GET /routes` holds exactly the destinations it can still reach
+//!   (and stays so for `SETTLE`).
+//!
+//! With `pair` and `peer`, the same announcements are fed to an in-process
+//! `Engine` (as `benches/engine.rs` does) between the runs, and the ratios
+//! loopback / in-memory are printed. Every figure is the median of the runs
+//! in this one process. Without `--bench` (e.g. `cargo test --benches`) a
+//! tiny scale runs as a smoke test, and a missing sidecar binary is reported
+//! but not fatal.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -92,13 +104,26 @@ fn main() {
     if let Some(unknown) = groups.0.iter().find(|f| !Groups::ALL.iter().any(|g| g.contains(f.as_str()))) {
         eprintln!("no scenario group matches {unknown:?}; groups: {}", Groups::ALL.join(", "));
     }
-    let report = runtime.block_on(run_all(&exe, &scratch, scale, &groups));
-    let _ = std::fs::remove_dir_all(&scratch);
+    // On Ctrl-C the scenario future is dropped, which kills the sidecars
+    // (`kill_on_drop`) before the exit.
+    let report = runtime.block_on(async {
+        tokio::select! {
+            report = run_all(&exe, &scratch, scale, &groups) => Some(report),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
     match report {
-        Ok(report) => report.print(started.elapsed()),
-        Err(error) => {
-            eprintln!("sidecar bench failed: {error}");
+        Some(Ok(report)) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            report.print(started.elapsed());
+        }
+        Some(Err(error)) => {
+            eprintln!("sidecar bench failed: {error}\n(sidecar directories and logs kept in {})", scratch.display());
             std::process::exit(1);
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::process::exit(130);
         }
     }
 }
@@ -280,7 +305,8 @@ fn cpu_time(pid: u32) -> Result<Duration, String> {
     let rest = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or("bad /proc/pid/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or("bad /proc/pid/stat");
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    // utime and stime are fields 14 and 15 of the line (state is field 3),
+    // in clock ticks of 10 ms (USER_HZ = 100 on Linux).
     let total = ticks(11)? + ticks(12)?;
     Ok(Duration::from_millis(total * 10))
 }
@@ -935,7 +961,11 @@ impl TransferSamples {
     fn add(&mut self, n: usize, timing: &Timing) {
         self.rates.push(n as f64 / timing.total.as_secs_f64());
         self.to_first.push(ms(timing.first));
-        self.after_first.push(n as f64 / (timing.total - timing.first).as_secs_f64().max(1e-6));
+        // Only meaningful when the transfer spans many polls.
+        let after_first = timing.total - timing.first;
+        if after_first >= 10 * POLL {
+            self.after_first.push(n as f64 / after_first.as_secs_f64());
+        }
         self.cpu_share.push(timing.cpu_b.as_secs_f64() / timing.total.as_secs_f64());
         self.worst_poll_gap = self.worst_poll_gap.max(timing.worst_poll_gap);
     }
@@ -961,7 +991,7 @@ impl TransferSamples {
             samples: self.to_first.clone(),
             extra: String::new(),
         });
-        if !breakdown {
+        if !breakdown || self.after_first.is_empty() {
             return;
         }
         rows.push(Row {

@@ -101,8 +101,9 @@ pub struct SessionConfig {
     /// third of it. The smaller of the two peers' values is used.
     #[serde(with = "humantime_serde")]
     pub hold_time: Duration,
-    /// A peer sending more messages per second is disconnected (its routes
-    /// are kept as stale, as for a graceful restart).
+    /// A peer sending more messages per second, sustained, is disconnected
+    /// (its routes are kept as stale, as for a graceful restart). Bursts of
+    /// up to ten seconds' worth pass, so a whole-table transfer is fine.
     pub max_messages_per_second: u32,
     /// First reconnect delay; doubles per failed attempt.
     #[serde(with = "humantime_serde")]

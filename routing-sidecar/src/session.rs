@@ -93,7 +93,12 @@ enum State {
     Established { peer: NodeId },
 }
 
-/// Token bucket refilled continuously at `rate` per second.
+/// Seconds of the sustained rate a peer may send at once: a whole-table
+/// transfer after a session comes up is a legitimate burst.
+pub const RATE_BURST_SECONDS: u32 = 10;
+
+/// Token bucket refilled continuously at `rate` per second, holding up to
+/// `RATE_BURST_SECONDS` worth.
 #[derive(Clone, Debug)]
 struct RateLimiter {
     rate: u32,
@@ -102,13 +107,19 @@ struct RateLimiter {
 }
 
 impl RateLimiter {
+    fn capacity(&self) -> f64 {
+        f64::from(self.rate) * f64::from(RATE_BURST_SECONDS)
+    }
+
     fn new(rate: u32, now: Timestamp) -> Self {
-        Self { rate, tokens: f64::from(rate), updated: now }
+        let mut limiter = Self { rate, tokens: 0.0, updated: now };
+        limiter.tokens = limiter.capacity();
+        limiter
     }
 
     fn admit(&mut self, now: Timestamp) -> bool {
         let elapsed = now.saturating_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * f64::from(self.rate)).min(f64::from(self.rate));
+        self.tokens = (self.tokens + elapsed * f64::from(self.rate)).min(self.capacity());
         self.updated = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -331,10 +342,11 @@ mod tests {
     fn rate_limit_cuts_off_a_flooding_peer_but_allows_its_steady_rate() {
         let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
         s.on_frame(Timestamp(0), hello("b", 3000), any).unwrap();
-        for i in 0..4 {
+        // The hello took one token; a burst of 10 s worth (50) is allowed.
+        for i in 0..49 {
             assert!(s.on_frame(Timestamp(i), Frame::Keepalive, any).is_ok());
         }
-        let error = s.on_frame(Timestamp(5), Frame::Keepalive, any).unwrap_err();
+        let error = s.on_frame(Timestamp(50), Frame::Keepalive, any).unwrap_err();
         assert_eq!(error, SessionError::RateLimited { limit: 5 });
         assert!(error.keeps_routes());
         let mut s = Session::new("a".into(), None, settings(), Timestamp(0));

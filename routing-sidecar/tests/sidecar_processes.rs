@@ -398,3 +398,30 @@ async fn announced_restart_keeps_routes_stale_until_the_node_is_back() {
     let stats = b.get_json("/stats").await.unwrap();
     assert_eq!(stats["engine"]["routes_withdrawn_total"], 0, "never withdrawn during the restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_larger_than_any_queue_reaches_the_neighbor_whole() {
+    // Regression: a bounded outbound queue (4,096) once dropped the rest of a
+    // large table silently while the session stayed up.
+    const ROUTES: usize = 6_000;
+    let topo = topology("nodes:\n  - {id: a}\n  - {id: b}\nlinks:\n  - {a: a, b: b}\n");
+    let lab = Lab::start(exe(), &topo, &scratch("large"), |config| {
+        fast_sessions(config);
+        if config.node_id.as_str() == "a" {
+            config.originate = (0..ROUTES)
+                .map(|i| LocalRoute {
+                    destination: format!("svc-{i:05}").into(),
+                    cost: 0,
+                    latency_us: 0,
+                    reliability: 1.0,
+                    tags: vec![],
+                })
+                .collect();
+        }
+    })
+    .await
+    .unwrap();
+    lab.wait_for_routes(ROUTES, Duration::from_secs(30)).await.unwrap();
+    let stats = lab.node("b").get_json("/stats").await.unwrap();
+    assert_eq!(stats["engine"]["routes_active_total"], ROUTES as u64);
+}

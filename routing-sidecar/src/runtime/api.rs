@@ -42,6 +42,8 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
+        // A config with tens of thousands of originated routes is several MiB.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(node)
 }
 

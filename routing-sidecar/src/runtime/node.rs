@@ -45,13 +45,39 @@ impl NeighborSet {
 /// path-vector messages for the engine, link-state updates for the
 /// link-state router.
 pub enum Command {
-    SessionUp { conn: u64, peer: NodeId, dialed: bool, outbound: mpsc::Sender<Outbound>, reply: oneshot::Sender<bool> },
-    SessionDown { conn: u64, peer: NodeId, keep_routes: bool, reason: String },
-    Frames { peer: NodeId, conn: u64, messages: Vec<Message>, link_state: Vec<LinkStateUpdate> },
-    Malformed { peer: NodeId, detail: String },
-    ApplyConfig { config: Box<SidecarConfig>, source: String, reply: oneshot::Sender<Result<(), ConfigError>> },
+    SessionUp {
+        conn: u64,
+        peer: NodeId,
+        dialed: bool,
+        outbound: mpsc::UnboundedSender<Outbound>,
+        reply: oneshot::Sender<bool>,
+    },
+    SessionDown {
+        conn: u64,
+        peer: NodeId,
+        keep_routes: bool,
+        reason: String,
+    },
+    Frames {
+        peer: NodeId,
+        conn: u64,
+        messages: Vec<Message>,
+        link_state: Vec<LinkStateUpdate>,
+    },
+    Malformed {
+        peer: NodeId,
+        detail: String,
+    },
+    ApplyConfig {
+        config: Box<SidecarConfig>,
+        source: String,
+        reply: oneshot::Sender<Result<(), ConfigError>>,
+    },
     Query(Query),
-    Shutdown { restarting: bool, reply: oneshot::Sender<()> },
+    Shutdown {
+        restarting: bool,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Read-only questions, answered from the engine's and the link-state
@@ -114,7 +140,7 @@ struct PeerInfo {
 struct LiveSession {
     conn: u64,
     dialed: bool,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: mpsc::UnboundedSender<Outbound>,
 }
 
 /// What connections need from the node, shared by the listener and dialers.
@@ -228,6 +254,8 @@ impl Node {
     /// Runs until shutdown.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         self.sync_with_config();
+        // The start-up config's routes, before the first command arrives.
+        self.dispatch();
         // Set once shutdown was asked: who to tell, and until when to wait
         // for the sessions to deliver their close frames.
         let mut closing: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
@@ -291,10 +319,9 @@ impl Node {
                 if accept {
                     let _span = tracing::info_span!("fabric.session.establish", peer = %peer, conn, dialed).entered();
                     if let Some(old) = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound }) {
-                        let _ = old.outbound.try_send(Outbound::Close {
-                            reason: "replaced by a newer session".into(),
-                            restarting: false,
-                        });
+                        let _ = old
+                            .outbound
+                            .send(Outbound::Close { reason: "replaced by a newer session".into(), restarting: false });
                     }
                     let info = self.peers.entry(peer.clone()).or_default();
                     info.since = Some(now);
@@ -415,9 +442,8 @@ impl Node {
         let removed: Vec<NodeId> = self.sessions.keys().filter(|p| !ids.contains(*p)).cloned().collect();
         for peer in removed {
             if let Some(session) = self.sessions.remove(&peer) {
-                let _ = session
-                    .outbound
-                    .try_send(Outbound::Close { reason: "no longer a neighbor".into(), restarting: false });
+                let _ =
+                    session.outbound.send(Outbound::Close { reason: "no longer a neighbor".into(), restarting: false });
             }
         }
         let wanted: HashMap<NodeId, String> =
@@ -542,13 +568,11 @@ impl Node {
 
     fn send_link_state(&self, sends: Vec<OutgoingUpdate>) {
         for OutgoingUpdate { to, update } in sends {
-            if let Some(session) = self.sessions.get(&to)
-                && session.outbound.try_send(Outbound::LinkState(update)).is_err()
-            {
-                // As for path-vector: the peer gets the databases again
-                // (a new adjacency) when it reconnects.
-                let _ = session.outbound.try_send(Outbound::Close { reason: "too slow".into(), restarting: false });
-                tracing::warn!(peer = %to, "outbound queue full; closing the session");
+            // Unbounded on purpose: dropping an update would desynchronise
+            // the peer's database silently; the queue is bounded in
+            // practice by the database size.
+            if let Some(session) = self.sessions.get(&to) {
+                let _ = session.outbound.send(Outbound::LinkState(update));
             }
         }
     }
@@ -557,22 +581,23 @@ impl Node {
         for effect in self.engine.drain_effects(clock::now()) {
             match effect {
                 Effect::Send { to, message } => {
-                    if let Some(session) = self.sessions.get(&to)
-                        && session.outbound.try_send(Outbound::Message(message)).is_err()
-                    {
-                        // The peer cannot keep up: cut it off; it gets the
-                        // whole table again when it reconnects.
-                        let _ =
-                            session.outbound.try_send(Outbound::Close { reason: "too slow".into(), restarting: false });
-                        tracing::warn!(peer = %to, "outbound queue full; closing the session");
+                    // Unbounded on purpose: a dropped message would leave the
+                    // peer's table silently wrong (the engine believes it was
+                    // sent). The engine coalesces per destination, so the
+                    // queue is bounded in practice by table size; the
+                    // connection's writes apply TCP backpressure.
+                    if let Some(session) = self.sessions.get(&to) {
+                        let _ = session.outbound.send(Outbound::Message(message));
                     }
                 }
                 Effect::RouteChanged { destination, best } => match best {
-                    Some(best) => tracing::info!(
+                    // Per-route lines at debug: at info they cost more than
+                    // routing itself on large tables (measured, docs/benchmarks.md).
+                    Some(best) => tracing::debug!(
                         destination = %destination, next_hop = %best.next_hop, cost = best.metrics.cost,
                         hops = best.hop_count, "route selected"
                     ),
-                    None => tracing::info!(destination = %destination, "route lost"),
+                    None => tracing::debug!(destination = %destination, "route lost"),
                 },
                 Effect::Event(event) => log_event(&event),
             }
@@ -593,7 +618,7 @@ impl Node {
             dialer.task.abort();
         }
         for session in self.sessions.values() {
-            let _ = session.outbound.try_send(Outbound::Close {
+            let _ = session.outbound.send(Outbound::Close {
                 reason: if restarting { "restarting".into() } else { "shutting down".into() },
                 restarting,
             });

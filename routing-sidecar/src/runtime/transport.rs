@@ -52,8 +52,6 @@ impl Batch {
 
 /// Frames read per batch before handing them to the actor.
 const BATCH: usize = 512;
-/// Queued outbound messages per connection before the actor waits.
-pub const OUTBOUND_QUEUE: usize = 4096;
 
 pub struct Connection {
     pub id: u64,
@@ -150,7 +148,7 @@ impl Connection {
         &self,
         framed: &mut Framed<BoxedStream, LengthDelimitedCodec>,
         session: &mut Session,
-    ) -> Result<Option<(NodeId, mpsc::Receiver<Outbound>)>, Ended> {
+    ) -> Result<Option<(NodeId, mpsc::UnboundedReceiver<Outbound>)>, Ended> {
         let hello = session.hello(clock::now());
         framed.send(encode(&hello)).await.map_err(|e| Ended::lost(format!("write: {e}")))?;
         let deadline = tokio::time::Instant::now() + session.hold_time();
@@ -175,7 +173,7 @@ impl Connection {
                 return Err(Ended::from_session(error));
             }
         };
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (tx, rx) = mpsc::unbounded_channel();
         let (reply, accepted) = oneshot::channel();
         let up = Command::SessionUp {
             conn: self.id,
@@ -202,7 +200,7 @@ impl Connection {
         framed: &mut Framed<BoxedStream, LengthDelimitedCodec>,
         session: &mut Session,
         peer: &NodeId,
-        mut outbound: mpsc::Receiver<Outbound>,
+        mut outbound: mpsc::UnboundedReceiver<Outbound>,
     ) -> Ended {
         let neighbors = self.neighbors.clone();
         loop {
