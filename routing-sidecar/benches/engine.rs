@@ -16,8 +16,11 @@
 //! Without `--bench` (e.g. `cargo test --benches`) everything runs at a tiny
 //! scale as a smoke test.
 
+mod support;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use support::{machine, peer, workload_path};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use fabric_routing::canonical;
@@ -89,10 +92,6 @@ fn main() {
 // ---------------------------------------------------------------------------
 // Workload
 
-fn peer(i: usize) -> NodeId {
-    NodeId::from(format!("peer-{i}"))
-}
-
 /// Cheap deterministic mixing, so metrics vary per destination, neighbor
 /// and round without a random number generator.
 fn mix(d: usize, i: usize, round: u64) -> u64 {
@@ -119,17 +118,7 @@ fn tags(d: usize) -> Vec<Tag> {
 /// and an epoch that grows with the round. Every string is freshly
 /// allocated, as the wire decoder would produce it.
 fn announcement(d: usize, i: usize, round: u64) -> RouteAnnouncement {
-    let hops = 2 + (d + i) % 3;
-    let mut path = Vec::with_capacity(hops);
-    path.push(peer(i));
-    let transit = (d * 3 + i) % 64;
-    if hops >= 3 {
-        path.push(NodeId::from(format!("transit-{transit}")));
-    }
-    if hops == 4 {
-        path.push(NodeId::from(format!("transit-{}", (transit + 1 + d % 7) % 64)));
-    }
-    path.push(NodeId::from(format!("origin-{}", d % 2000)));
+    let path = workload_path(d, i);
     let m = mix(d, i, round);
     RouteAnnouncement {
         destination: format!("svc-{d:06}.prod.fabric").into(),
@@ -506,16 +495,7 @@ fn human(rate: f64) -> String {
 }
 
 fn print_machine() {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let (cpu, cores) = machine();
     println!("routing engine benchmark: cpu {cpu:?}, {cores} cores available, single-threaded");
 }
 

@@ -17,9 +17,12 @@
 //! Without `--bench` (e.g. `cargo test --benches`) only a tiny table is
 //! built, as a smoke test.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;
 use std::sync::atomic::{AtomicIsize, Ordering};
+use support::{peer, workload_path};
 
 use fabric_routing::config::NeighborConfig;
 use fabric_routing::{Engine, Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Tag, Timestamp};
@@ -169,10 +172,6 @@ fn rss_bytes() -> usize {
     resident * PAGE_BYTES
 }
 
-fn peer(i: usize) -> NodeId {
-    NodeId::from(format!("peer-{i}"))
-}
-
 /// A few distinct tag sets.
 fn tags(d: usize) -> Vec<Tag> {
     let names: &[&str] = match d % 4 {
@@ -187,17 +186,7 @@ fn tags(d: usize) -> Vec<Tag> {
 /// Neighbor `i`'s route to destination `d`: 2 to 4 hops, as decoded from
 /// the wire (fresh strings).
 fn announcement(d: usize, i: usize) -> RouteAnnouncement {
-    let hops = 2 + (d + i) % 3;
-    let mut path = Vec::with_capacity(hops);
-    path.push(peer(i));
-    let transit = (d * 3 + i) % 64;
-    if hops >= 3 {
-        path.push(NodeId::from(format!("transit-{transit}")));
-    }
-    if hops == 4 {
-        path.push(NodeId::from(format!("transit-{}", (transit + 1 + d % 7) % 64)));
-    }
-    path.push(NodeId::from(format!("origin-{}", d % 2000)));
+    let path = workload_path(d, i);
     RouteAnnouncement {
         destination: format!("svc-{d:06}.prod.fabric").into(),
         hop_count: path.len() as u32,

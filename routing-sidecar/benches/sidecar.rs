@@ -39,9 +39,12 @@
 //! tiny scale runs as a smoke test, and a missing sidecar binary is reported
 //! but not fatal.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+use support::machine;
 
 use fabric_routing::config::LocalRoute;
 use fabric_routing::runtime::lab::{Lab, SidecarProcess};
@@ -194,16 +197,7 @@ fn newest_source() -> Option<(PathBuf, SystemTime)> {
 }
 
 fn print_machine(exe: &Path) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let (cpu, cores) = machine();
     println!("sidecar benchmark: cpu {cpu:?}, {cores} cores available; sidecar {}", exe.display());
     let log = std::env::var("FABRIC_LAB_LOG").unwrap_or_else(|_| "info (default)".into());
     println!("sidecar log level (FABRIC_LAB_LOG): {log}");
