@@ -5,12 +5,18 @@
 
 pub mod analyze;
 pub mod api;
+pub mod cluster;
 pub mod compile;
+pub mod crd_reference;
 pub mod crds;
 pub mod distribution;
 pub mod duration;
 pub mod index;
 pub mod manifests;
+pub mod metrics;
+pub mod plugin;
+pub mod rotation;
 pub mod selector;
 pub mod time;
 pub mod validation;
+pub mod webhook;

@@ -26,7 +26,8 @@ fn the_example_fabric_passes_and_prints_every_config() {
         assert!(stdout.contains(&format!("--- # sidecar {node} (Pod fabric/{node}-0), version ")), "{node}: {stdout}");
         assert!(stdout.contains(&format!("  nodeId: {node}\n")), "{node}");
     }
-    assert!(stdout.contains("linkState:\n  mode: preferLinkState"), "{stdout}");
+    assert!(stdout.contains("  linkState:\n    mode: preferLinkState"), "{stdout}");
+    assert!(stdout.contains("  linkStateAreas:\n  - area: eu\n    neighbors:\n    - border-a\n"), "{stdout}");
 }
 
 #[test]

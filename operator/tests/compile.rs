@@ -453,8 +453,8 @@ fn area_members_get_link_state_with_the_whole_namespace_graph() {
     let compilation = compile(&index);
 
     let border = &compilation.sidecars["border"];
-    let link_state = border.link_state.as_ref().unwrap();
-    assert_eq!(border.link_state_areas.iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["core", "eu"]);
+    let link_state = border.link_state().unwrap();
+    assert_eq!(border.link_state_areas().iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["core", "eu"]);
     assert_eq!(link_state.max_paths, 8, "the largest ECMP of its areas");
     assert_eq!(link_state.mode, EngineRoutingMode::PreferLinkState);
     let areas: Vec<(&str, Vec<&str>, Option<usize>)> = link_state
@@ -469,8 +469,8 @@ fn area_members_get_link_state_with_the_whole_namespace_graph() {
     assert_eq!(degraded.reason, "UnknownArea");
     assert!(degraded.message.contains("denySourceAreas: area nowhere is not defined"), "{}", degraded.message);
 
-    assert_eq!(compilation.sidecars["eu-1"].link_state_areas.iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["eu"]);
-    assert!(compilation.sidecars.values().all(|s| s.link_state.as_ref().is_none_or(|l| l.validate().is_ok())));
+    assert_eq!(compilation.sidecars["eu-1"].link_state_areas().iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["eu"]);
+    assert!(compilation.sidecars.values().all(|s| s.link_state().is_none_or(|l| l.validate().is_ok())));
 }
 
 #[test]
@@ -491,7 +491,7 @@ fn an_area_cycle_degrades_the_areas_in_it_and_ignores_their_parent_links() {
         status_of(&compilation, &key(ObjectKind::LinkStateArea, "root"), ConditionType::Degraded),
         ConditionStatus::False
     );
-    let link_state = compilation.sidecars["eu-1"].link_state.as_ref().unwrap();
+    let link_state = compilation.sidecars["eu-1"].link_state().unwrap();
     let c = link_state.areas.iter().find(|a| a.id.as_str() == "c").unwrap();
     assert_eq!(c.parents.iter().map(|p| p.as_str()).collect::<Vec<_>>(), ["root"], "links out of the cycle stay");
     link_state.validate().unwrap();
@@ -518,14 +518,9 @@ fn duplicate_area_ids_and_different_modes_are_conflicts() {
     assert!(mismatch.message.contains("with LinkStateArea fabric/x-core on sidecar(s) eu-1, eu-2: this object wins"));
     let loser = compilation.condition(&key(ObjectKind::LinkStateArea, "x-core"), ConditionType::Conflict).unwrap();
     assert!(loser.message.contains("LinkStateArea fabric/eu wins"), "{}", loser.message);
-    let eu_1 = compilation.sidecars["eu-1"].link_state.as_ref().unwrap();
+    let eu_1 = compilation.sidecars["eu-1"].link_state().unwrap();
     assert_eq!(eu_1.mode, EngineRoutingMode::LinkStateOnly, "the smallest namespace/name (eu) governs");
-    assert!(
-        compilation.sidecars["border"]
-            .link_state
-            .as_ref()
-            .is_some_and(|l| l.mode == EngineRoutingMode::PreferLinkState)
-    );
+    assert!(compilation.sidecars["border"].link_state().is_some_and(|l| l.mode == EngineRoutingMode::PreferLinkState));
 }
 
 #[test]

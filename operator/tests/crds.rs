@@ -19,6 +19,14 @@ fn crds_are_up_to_date() {
 }
 
 #[test]
+fn the_crd_reference_is_up_to_date() {
+    let path = fabric_operator::crd_reference::default_path();
+    let expected = fabric_operator::crd_reference::render().expect("reference renders");
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(on_disk == expected, "{} is stale; run `cargo run -p operator --bin crdgen`", path.display());
+}
+
+#[test]
 fn every_crd_is_namespaced_with_status_and_printer_columns() {
     let crds = crds::all();
     let kinds: Vec<&str> = crds.iter().map(|crd| crd.spec.names.kind.as_str()).collect();

@@ -8,15 +8,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+mod support;
 
 use fabric_routing::SidecarConfig;
 use fabric_routing::runtime::lab::SidecarProcess;
-use fabric_routing::runtime::local_http;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use support::{Operator, sidecar_exe, wait_for};
 
 const TOKEN: &str = "local-test-token";
 
@@ -40,14 +39,6 @@ spec:
     - selector: {matchLabels: {mesh: test}}
 "#;
 
-fn sidecar_exe() -> PathBuf {
-    let test_exe = std::env::current_exe().expect("test exe");
-    let dir = test_exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let exe = dir.join(format!("routing-sidecar{}", std::env::consts::EXE_SUFFIX));
-    assert!(exe.exists(), "{} is missing: run `cargo build -p routing-sidecar` first", exe.display());
-    exe
-}
-
 /// A fresh scratch folder for one test.
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("distribution-{name}-{}", std::process::id()));
@@ -59,60 +50,20 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-struct Operator {
-    child: Child,
-    grpc: SocketAddr,
-    http: SocketAddr,
+/// A local-mode operator with the test token and a state dir.
+async fn start_operator(dir: &Path, listen: &str, extra: &[&str]) -> Operator {
+    let mut args = vec!["--insecure-plaintext"];
+    args.extend_from_slice(extra);
+    start_operator_with(dir, listen, &args).await
 }
 
-impl Operator {
-    /// A plaintext operator (local mode).
-    async fn spawn(dir: &Path, listen: &str, extra: &[&str]) -> Operator {
-        let mut args = vec!["--insecure-plaintext"];
-        args.extend_from_slice(extra);
-        Self::spawn_with(dir, listen, &args).await
-    }
-
-    async fn spawn_with(dir: &Path, listen: &str, extra: &[&str]) -> Operator {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("operator.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fabric-operator"))
-            .arg("run")
-            .arg("--manifests")
-            .arg(dir.join("manifests"))
-            .arg("--token-file")
-            .arg(dir.join("token"))
-            .arg("--state-dir")
-            .arg(dir.join("operator-state"))
-            .args(["--listen", listen, "--http", "127.0.0.1:0", "--poll-interval", "100ms"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn fabric-operator");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("operator listening line within 20 s")
-            .unwrap()
-            .unwrap_or_else(|| panic!("operator exited (see {}/operator.log)", dir.display()));
-        let event: Value = serde_json::from_str(&line).unwrap();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let addr = |key: &str| event[key].as_str().unwrap().parse().unwrap();
-        Operator { grpc: addr("grpc"), http: addr("http"), child }
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let response = local_http::get(self.http, path).await.unwrap();
-        assert_eq!(response.status, 200, "{path}: {}", response.body);
-        response.json().unwrap()
-    }
-
-    async fn kill(&mut self) {
-        self.child.kill().await.unwrap();
-    }
+async fn start_operator_with(dir: &Path, listen: &str, extra: &[&str]) -> Operator {
+    let token = dir.join("token").display().to_string();
+    let state = dir.join("operator-state").display().to_string();
+    let mut args = vec!["--token-file", &token, "--state-dir", &state];
+    args.extend_from_slice(&["--listen", listen, "--http", "127.0.0.1:0", "--poll-interval", "100ms"]);
+    args.extend_from_slice(extra);
+    Operator::spawn_args(dir, &args).await
 }
 
 /// Starts sidecar `id` (bootstrap config: its own destinations only) wired
@@ -143,23 +94,6 @@ async fn sidecar_with(
         extra.push(label.to_string());
     }
     SidecarProcess::spawn(&sidecar_exe(), &config, &dir.join(id), &extra).await.unwrap()
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, for at most
-/// `timeout`; panics with the last observation otherwise.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => panic!("timed out waiting for {what}; last: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -197,7 +131,7 @@ async fn config_of(sidecar: &SidecarProcess) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_edit_reaches_every_sidecar_and_status_reports_applied() {
     let dir = scratch("edit");
-    let operator = Operator::spawn(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
+    let operator = start_operator(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
     let mut fabric = Vec::new();
     for id in ["s1", "s2", "s3"] {
         let svc = format!("svc-{id}");
@@ -246,7 +180,7 @@ async fn a_policy_edit_reaches_every_sidecar_and_status_reports_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_config_is_nacked_reported_and_the_sidecar_keeps_its_config() {
     let dir = scratch("nack");
-    let operator = Operator::spawn(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
+    let operator = start_operator(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
     let s1 = sidecar(&dir, operator.grpc, "s1", &["mesh=test"], &["svc-s1"]).await;
     let s2 = sidecar(&dir, operator.grpc, "s2", &["mesh=test"], &["svc-s2"]).await;
     // The pod label says another node id than the sidecar's config: the
@@ -301,7 +235,7 @@ async fn a_refused_config_is_nacked_reported_and_the_sidecar_keeps_its_config() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_keep_routes_while_the_operator_is_down_and_resume_after_a_restart() {
     let dir = scratch("restart");
-    let mut operator = Operator::spawn(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
+    let mut operator = start_operator(&dir, "127.0.0.1:0", &["--resume-grace", "0s"]).await;
     // The sidecars dial a fixed address: the restarted operator binds the
     // same port (the OS chose it for the first run).
     let listen = operator.grpc.to_string();
@@ -337,7 +271,7 @@ async fn sidecars_keep_routes_while_the_operator_is_down_and_resume_after_a_rest
     }
 
     // Restart on the same address: every sidecar resumes, nothing is pushed.
-    let operator = Operator::spawn(&dir, &listen, &["--resume-grace", "0s"]).await;
+    let operator = start_operator(&dir, &listen, &["--resume-grace", "0s"]).await;
     wait_for("3 sidecars back and SYNCED", WAIT, || all_synced(&operator, 3)).await;
     let status = operator.get("/status").await;
     assert_eq!(status["pushes"], 0, "resume must not push: {status}");
@@ -353,7 +287,7 @@ async fn sidecars_keep_routes_while_the_operator_is_down_and_resume_after_a_rest
     operator.kill().await;
     std::fs::write(dir.join("manifests/policy.yaml"), POLICY.replace(r#"deny: ["blocked-*"]"#, r#"deny: ["x-*"]"#))
         .unwrap();
-    let operator = Operator::spawn(&dir, &listen, &["--resume-grace", "0s"]).await;
+    let operator = start_operator(&dir, &listen, &["--resume-grace", "0s"]).await;
     wait_for("3 sidecars SYNCED on the new version", WAIT, || all_synced(&operator, 3)).await;
     let status = operator.get("/status").await;
     assert_eq!(status["pushes"], 3, "one push per sidecar: {status}");
@@ -407,7 +341,7 @@ async fn tls_is_on_by_default_and_tokens_are_checked() {
     ]
     .map(str::to_string);
     let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
-    let operator = Operator::spawn_with(&dir, "127.0.0.1:0", &tls).await;
+    let operator = start_operator_with(&dir, "127.0.0.1:0", &tls).await;
     let url = format!("https://127.0.0.1:{}", operator.grpc.port());
     let ca_path = dir.join("ca.pem").display().to_string();
     let token = dir.join("token").display().to_string();
@@ -439,4 +373,98 @@ async fn tls_is_on_by_default_and_tokens_are_checked() {
     let list = sidecars(&operator).await;
     assert_eq!(list.len(), 1, "only s1 registered: {list:?}");
     assert_eq!(list[0]["sidecar"], "fabric/s1");
+}
+
+/// RoutePolicy requiring signatures, and one operator-managed RouteKey per
+/// node rotating every `interval`.
+fn signed_fabric(dir: &Path, nodes: &[&str], interval: &str, overlap: &str) {
+    let policy = POLICY.replace("  import:\n", "  security: {requireSignatures: true}\n  import:\n");
+    std::fs::write(dir.join("manifests/policy.yaml"), policy).unwrap();
+    let mut keys = String::new();
+    for node in nodes {
+        keys.push_str(&format!(
+            "---\napiVersion: routing.fabric.dev/v1alpha1\nkind: RouteKey\nmetadata: {{name: {node}, namespace: fabric}}\n\
+             spec: {{nodeId: {node}, rotationInterval: {interval}, overlap: {overlap}}}\n"
+        ));
+    }
+    std::fs::write(dir.join("manifests/keys.yaml"), keys).unwrap();
+}
+
+/// Rotations completed per RouteKey, from `/status`.
+async fn rotations(operator: &Operator) -> Vec<u64> {
+    let status = operator.get("/status").await;
+    status["keyRotation"]
+        .as_object()
+        .map(|m| m.values().map(|r| r["rotations"].as_u64().unwrap_or(0)).collect())
+        .unwrap_or_default()
+}
+
+async fn rejects(sidecar: &SidecarProcess) -> (Value, u64) {
+    let stats = sidecar.get_json("/stats").await.unwrap();
+    let engine = &stats["engine"];
+    (engine["announcement_rejects_total"].clone(), engine["announcements_accepted"].as_u64().unwrap_or(0))
+}
+
+async fn route_count(sidecar: &SidecarProcess, expected: usize) -> Result<(), String> {
+    let routes = sidecar.get_json("/routes").await?;
+    let count = routes.as_array().map_or(0, Vec::len);
+    if count == expected { Ok(()) } else { Err(format!("{}: {count} routes of {expected}", sidecar.node_id)) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_under_continuous_announcements_with_zero_rejects() {
+    const NODES: [&str; 3] = ["s1", "s2", "s3"];
+    const PER_NODE: usize = 100;
+    let dir = scratch("rotation");
+    signed_fabric(&dir, &NODES, "2s", "1s");
+    let operator = start_operator(&dir, "127.0.0.1:0", &["--resume-grace", "0s", "--rotation-tick", "100ms"]).await;
+    let mut fabric = Vec::new();
+    for id in NODES {
+        let destinations: Vec<String> = (0..PER_NODE).map(|i| format!("svc-{id}-{i}")).collect();
+        let destinations: Vec<&str> = destinations.iter().map(String::as_str).collect();
+        fabric.push(sidecar(&dir, operator.grpc, id, &["mesh=test"], &destinations).await);
+    }
+    let everything = |sidecar| route_count(sidecar, NODES.len() * PER_NODE);
+    // Start-up: signatures are required before the first keys are active,
+    // so unsigned routes are refused until then; the baseline is taken
+    // once every node signs and every route is in every table.
+    wait_for("first keys active and every route signed in", WAIT, || async {
+        if rotations(&operator).await.iter().filter(|r| **r >= 1).count() < NODES.len() {
+            return Err("keys not active yet".into());
+        }
+        for s in &fabric {
+            everything(s).await?;
+        }
+        Ok(())
+    })
+    .await;
+    let mut baseline = Vec::new();
+    for s in &fabric {
+        baseline.push(rejects(s).await);
+    }
+    let started: Vec<u64> = rotations(&operator).await;
+
+    // Every activation re-advertises the owner's whole table, signed with
+    // the new key: 200 announcements to each neighbor per rotation.
+    wait_for("three more rotations of every key", Duration::from_secs(60), || async {
+        let now = rotations(&operator).await;
+        if now.iter().zip(&started).all(|(n, s)| *n >= s + 3) { Ok(()) } else { Err(format!("{now:?}")) }
+    })
+    .await;
+    for (s, (rejects_before, accepted_before)) in fabric.iter().zip(&baseline) {
+        let (rejects_after, accepted_after) = rejects(s).await;
+        assert_eq!(&rejects_after, rejects_before, "{}: announcements rejected during rotation", s.node_id);
+        assert!(
+            accepted_after >= accepted_before + 3 * 2 * PER_NODE as u64,
+            "{}: re-signed announcements flowed ({accepted_before} -> {accepted_after})",
+            s.node_id
+        );
+        everything(s).await.unwrap();
+    }
+    let status = operator.get("/status").await;
+    for node in NODES {
+        let rotation = &status["keyRotation"][format!("fabric/{node}")];
+        assert!(rotation["error"].is_null(), "{rotation}");
+        assert!(rotation["activeKeyId"].as_str().is_some_and(|k| k.starts_with('k')), "{rotation}");
+    }
 }

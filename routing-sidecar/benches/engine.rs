@@ -63,6 +63,10 @@ const FULL: Scale =
     Scale { destinations: 100_000, update_rounds: 2, runs: 3, signed_destinations: 1024, signed_runs: 5 };
 const SMOKE: Scale = Scale { destinations: 500, update_rounds: 1, runs: 1, signed_destinations: 16, signed_runs: 1 };
 
+/// The allocator the `routing-sidecar` binary runs with (see its main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench_mode = args.iter().any(|arg| arg == "--bench");

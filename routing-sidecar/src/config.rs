@@ -191,6 +191,12 @@ pub struct SecurityConfig {
     /// Entries in the verification cache (0 disables it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification_cache_size: Option<usize>,
+    /// The key this node signs with, set by the operator's key rotation.
+    /// It must be one of this node's own `trustedKeys`, and the node's
+    /// signing key (from the operator's snapshot, `--signing-key` or the
+    /// state directory) must carry this key id, or the config is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_id: Option<crate::ids::KeyId>,
 }
 
 pub const DEFAULT_VERIFICATION_CACHE_SIZE: usize = 65_536;
@@ -463,6 +469,15 @@ impl SidecarConfig {
 
     /// Every rule a config must satisfy, each failure naming its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.key_registry()?;
+        self.validate_except_keys()
+    }
+
+    /// Every check of [`validate`](Self::validate) but the decoding of the
+    /// trusted keys: for a caller that checked the same key list once for
+    /// many configs (the operator's compiler, which gives every sidecar the
+    /// same keys).
+    pub fn validate_except_keys(&self) -> Result<(), ConfigError> {
         let limits = &self.limits;
         if limits.max_path_length == 0 || limits.max_tags == 0 || limits.max_string_bytes == 0 {
             return Err(ConfigError::new("limits", "limits must be greater than zero"));
@@ -506,7 +521,14 @@ impl SidecarConfig {
         }
         check_policy("importPolicy", &self.import_policy)?;
         check_policy("exportPolicy", &self.export_policy)?;
-        self.key_registry()?;
+        if let Some(key_id) = &self.security.signing_key_id
+            && !self.security.trusted_keys.iter().any(|k| k.advertiser == self.node_id && &k.key_id == key_id)
+        {
+            return Err(ConfigError::new(
+                "security.signingKeyId",
+                format!("{key_id} is not among the trusted keys of {}", self.node_id),
+            ));
+        }
         let damp = &self.stability.dampening;
         if damp.enabled {
             let positive = [
@@ -712,6 +734,31 @@ pub fn format_rfc3339(time: Timestamp) -> String {
 mod tests {
     use super::*;
     use crate::link_state::RoutingMode;
+
+    #[test]
+    fn a_signing_key_id_must_be_one_of_the_nodes_own_trusted_keys() {
+        let mut config = SidecarConfig::new(NodeId::from("a"));
+        config.security.signing_key_id = Some("k2".into());
+        let error = config.validate().unwrap_err();
+        assert_eq!(
+            (error.field.as_str(), error.reason.as_str()),
+            ("security.signingKeyId", "k2 is not among the trusted keys of a")
+        );
+        let public = encode_public_key(
+            &crate::security::SigningIdentity::from_secret_bytes("k2".into(), &[2; 32]).verifying_key(),
+        );
+        let key = |advertiser: &str| TrustedKey {
+            advertiser: NodeId::from(advertiser),
+            key_id: "k2".into(),
+            public_key: public.clone(),
+            valid_from: None,
+            valid_until: None,
+        };
+        config.security.trusted_keys.push(key("b"));
+        assert!(config.validate().is_err(), "another node's k2 does not count");
+        config.security.trusted_keys.push(key("a"));
+        config.validate().unwrap();
+    }
 
     fn with_neighbors(ids: &[&str]) -> SidecarConfig {
         let mut config = SidecarConfig::new("me");

@@ -112,10 +112,19 @@ struct RunArgs {
     /// PEM CA that signed the operator's serving certificate.
     #[arg(long, env = "FABRIC_OPERATOR_CA")]
     operator_ca: Option<PathBuf>,
+    /// With `--operator`, peering waits for the operator's first config (or
+    /// its word that the config in force is current) at most this long,
+    /// then starts on the config in force.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "FABRIC_OPERATOR_INITIAL_TIMEOUT")]
+    operator_initial_timeout: std::time::Duration,
     /// Namespace reported to the operator (policies select sidecars of their
     /// own namespace).
     #[arg(long, default_value = "default", env = "POD_NAMESPACE")]
     namespace: String,
+    /// The pod running this sidecar (downward API); in a cluster the
+    /// operator matches it to its pod watch and the ServiceAccount token.
+    #[arg(long, default_value = "", env = "POD_NAME")]
+    pod_name: String,
     /// A label reported to the operator (`k=v`, repeated): policy selectors
     /// match these like pod labels.
     #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
@@ -168,10 +177,26 @@ fn start_control(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
     options.token_file = args.operator_token_file.clone();
     options.ca_file = args.operator_ca.clone();
     options.namespace = args.namespace.clone();
+    options.pod_name = args.pod_name.clone();
     options.labels = args.labels.iter().cloned().collect();
     options.local_originate = local.map(|c| c.originate).unwrap_or_default();
+    options.peering = Some(node.peering.clone());
+    let (gate, timeout) = (node.peering.clone(), args.operator_initial_timeout);
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        if !gate.is_open() {
+            tracing::warn!(?timeout, "no config from the operator in time; peering on the config in force");
+            gate.open("operator initial timeout");
+        }
+    });
     tokio::spawn(control::run(node.handle.clone(), node.node_id.clone(), options));
 }
+
+/// mimalloc: with glibc's allocator a third of the ingestion time went to
+/// malloc, free and free-list consolidation (perf, docs/benchmarks.md); the
+/// engine benchmark runs with the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -233,6 +258,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         api_listen: args.api,
         tls,
         signing_key: args.signing_key.clone(),
+        wait_for_operator: args.operator.is_some(),
     })
     .await;
     let node = match node {

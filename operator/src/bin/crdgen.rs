@@ -1,4 +1,5 @@
-//! Writes `crds/<plural>.routing.fabric.dev.yaml`, one file per CRD.
+//! Writes `crds/<plural>.routing.fabric.dev.yaml`, one file per CRD, and
+//! the field reference `docs/crd-reference.md` generated from them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         println!("wrote {}", path.display());
+    }
+    // The field reference, from the same schemas.
+    let reference = fabric_operator::crd_reference::default_path();
+    match fabric_operator::crd_reference::render() {
+        Ok(text) => {
+            if let Err(error) = std::fs::write(&reference, text) {
+                eprintln!("crdgen: cannot write {}: {error}", reference.display());
+                return ExitCode::FAILURE;
+            }
+            println!("wrote {}", reference.display());
+        }
+        Err(error) => {
+            eprintln!("crdgen: cannot render the CRD reference: {error}");
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::SUCCESS
 }

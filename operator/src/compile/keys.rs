@@ -78,16 +78,24 @@ fn trusted_key(node_id: &NodeId, listed: &Listed<'_>) -> Result<TrustedKey, Stri
     Ok(key)
 }
 
-/// Every trusted key, sorted by (advertiser, key id), and the RouteKeys
-/// they come from.
-pub(crate) fn trusted_keys(
-    index: &Index,
-    sidecars: &BTreeMap<NodeId, Sidecar<'_>>,
-    report: &mut Report,
-) -> (Vec<TrustedKey>, BTreeSet<ObjectKey>) {
+/// What the RouteKeys compile to.
+pub(crate) struct Keys {
+    /// Every trusted key, sorted by (advertiser, key id).
+    pub trusted: Vec<TrustedKey>,
+    /// The RouteKeys they come from.
+    pub sources: BTreeSet<ObjectKey>,
+    /// For operator-managed node ids: the key the node signs with
+    /// (`status.activeKeyId`, when that key is trusted).
+    pub signing: BTreeMap<NodeId, KeyId>,
+}
+
+/// The trusted keys of every RouteKey and the signing key of every
+/// operator-managed node id.
+pub(crate) fn trusted_keys(index: &Index, sidecars: &BTreeMap<NodeId, Sidecar<'_>>, report: &mut Report) -> Keys {
     let mut by_node: BTreeMap<NodeId, ObjectKey> = BTreeMap::new();
     let mut keys: BTreeMap<(NodeId, KeyId), TrustedKey> = BTreeMap::new();
     let mut sources = BTreeSet::new();
+    let mut signing = BTreeMap::new();
     for (name, route_key) in index.objects::<RouteKey>() {
         let object = ObjectKey::new(ObjectKind::RouteKey, name);
         let violations = check_route_key(&route_key.spec);
@@ -115,6 +123,10 @@ pub(crate) fn trusted_keys(
         }
         by_node.insert(node_id.clone(), object.clone());
         sources.insert(object.clone());
+        let active = route_key.status.as_ref().and_then(|s| s.active_key_id.as_deref());
+        if let (KeyManagement::Operator, Some(active)) = (route_key.spec.management, active) {
+            signing.insert(node_id.clone(), KeyId::from(active));
+        }
         for listed in listed_keys(route_key) {
             let id = (node_id.clone(), KeyId::from(listed.key_id));
             if keys.contains_key(&id) {
@@ -132,5 +144,7 @@ pub(crate) fn trusted_keys(
             }
         }
     }
-    (keys.into_values().collect(), sources)
+    // A signing key the sidecars would not trust is not used.
+    signing.retain(|node, key| keys.contains_key(&(node.clone(), key.clone())));
+    Keys { trusted: keys.into_values().collect(), sources, signing }
 }

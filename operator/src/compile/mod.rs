@@ -21,8 +21,9 @@ mod sidecars;
 use std::collections::{BTreeMap, BTreeSet};
 
 use fabric_routing::SidecarConfig;
-use fabric_routing::link_state::LinkStateConfig;
-use serde::Serialize;
+use fabric_routing::config::LinkStateAreaMembership;
+use fabric_routing::ids::NodeId;
+use fabric_routing::link_state::AreaId;
 use sha2::{Digest, Sha256};
 
 pub use output::{Compilation, CompiledSidecar, ConditionSpec, ConditionType, Problem, Severity};
@@ -37,10 +38,12 @@ pub fn compile(index: &Index) -> Compilation {
     let route_policies = route_policies::resolve(index, &mut report);
     let neighbor_policies = neighbors::resolve(index, &mut report);
     let sidecars = sidecars::resolve(index, &mut report);
-    let (trusted_keys, key_sources) = keys::trusted_keys(index, &sidecars, &mut report);
+    let keys = keys::trusted_keys(index, &sidecars, &mut report);
     let areas = areas::resolve(index, &mut report);
 
-    let mut compiled = BTreeMap::new();
+    // Two passes: a link belongs to an area when both of its ends are
+    // members, so every sidecar's areas are known before links are placed.
+    let mut drafts = Vec::new();
     for (node_id, sidecar) in &sidecars {
         let info = sidecar.info;
         let mut config = SidecarConfig::new(node_id.clone());
@@ -52,37 +55,65 @@ pub fn compile(index: &Index) -> Compilation {
         let (neighbors, neighbor_sources) = neighbors::for_sidecar(&neighbor_policies, info, &sidecars, &mut report);
         config.neighbors = neighbors;
         sources.extend(neighbor_sources);
-        config.security.trusted_keys = trusted_keys.clone();
-        sources.extend(key_sources.iter().cloned());
+        config.security.trusted_keys = keys.trusted.clone();
+        config.security.signing_key_id = keys.signing.get(node_id).cloned();
+        sources.extend(keys.sources.iter().cloned());
         let member = areas.for_sidecar(info, config.security.require_signatures, &mut report);
-        let (link_state, link_state_areas) = match member {
-            Some(member) => {
-                sources.extend(member.sources);
-                (Some(member.config), member.areas)
-            }
-            None => (None, Vec::new()),
-        };
+        if let Some(member) = &member {
+            sources.extend(member.sources.iter().cloned());
+        }
+        drafts.push((node_id, config, sources, member));
+    }
+    let areas_of: BTreeMap<NodeId, Vec<AreaId>> = drafts
+        .iter()
+        .filter_map(|(node, _, _, member)| Some(((*node).clone(), member.as_ref()?.areas.clone())))
+        .collect();
+
+    let mut compiled = BTreeMap::new();
+    for (node_id, mut config, sources, member) in drafts {
+        if let Some(member) = member {
+            config.link_state_areas = member
+                .areas
+                .iter()
+                .map(|area| LinkStateAreaMembership {
+                    area: area.clone(),
+                    neighbors: Some(
+                        config
+                            .neighbors
+                            .iter()
+                            .filter(|n| areas_of.get(&n.id).is_some_and(|areas| areas.contains(area)))
+                            .map(|n| n.id.clone())
+                            .collect(),
+                    ),
+                })
+                .collect();
+            config.link_state = Some(member.config);
+        }
         for source in &sources {
             report.contributes(source, node_id);
         }
-
-        if let Err(error) = config.validate() {
+        // The trusted keys were checked one by one above (`keys`), and are
+        // the same for every sidecar: decoding them again per sidecar was
+        // 40% of a compile (docs/benchmarks.md, "Operator").
+        if let Err(error) = config.validate_except_keys() {
             report.invalid_sidecar_config(node_id, &sources, error.field, error.reason);
             continue;
         }
-        if let Some(Err(error)) = link_state.as_ref().map(LinkStateConfig::validate) {
-            report.invalid_sidecar_config(node_id, &sources, format!("linkState.{}", error.field), error.reason);
-            continue;
-        }
-        let mut sidecar = CompiledSidecar { config, link_state, link_state_areas, sources };
-        match content_version(&sidecar) {
-            Ok(version) => sidecar.config.version = Some(version),
+        match content_version(&config) {
+            Ok(version) => config.version = Some(version),
             Err(error) => {
-                report.invalid_sidecar_config(node_id, &sidecar.sources, "config".into(), error.to_string());
+                report.invalid_sidecar_config(node_id, &sources, "config".into(), error.to_string());
                 continue;
             }
         }
-        compiled.insert(node_id.clone(), sidecar);
+        let text = match serde_json::to_string(&config) {
+            Ok(text) => std::sync::Arc::from(text),
+            Err(error) => {
+                report.invalid_sidecar_config(node_id, &sources, "config".into(), error.to_string());
+                continue;
+            }
+        };
+        compiled.insert(node_id.clone(), CompiledSidecar { config, sources, text });
     }
 
     let mut objects = Vec::new();
@@ -99,25 +130,12 @@ fn collect_objects<K: Indexed>(index: &Index, objects: &mut Vec<(ObjectKey, Opti
     }
 }
 
-/// What the version hashes: config and link-state, with the version unset.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct VersionedContent<'a> {
-    config: &'a SidecarConfig,
-    link_state: &'a Option<LinkStateConfig>,
-    link_state_areas: &'a [fabric_routing::link_state::AreaId],
-}
-
-/// First 16 hex digits of the SHA-256 of the canonical YAML.
-fn content_version(sidecar: &CompiledSidecar) -> Result<String, serde_norway::Error> {
-    let mut config = sidecar.config.clone();
-    config.version = None;
-    let content = VersionedContent {
-        config: &config,
-        link_state: &sidecar.link_state,
-        link_state_areas: &sidecar.link_state_areas,
-    };
-    let yaml = serde_norway::to_string(&content)?;
-    let digest = Sha256::digest(yaml.as_bytes());
+/// First 16 hex digits of the SHA-256 of the config's JSON with the
+/// version unset (JSON: 15x faster to produce than YAML, and deterministic
+/// the same way: fields in declaration order, maps sorted).
+fn content_version(config: &SidecarConfig) -> Result<String, serde_json::Error> {
+    debug_assert!(config.version.is_none(), "the version is hashed unset");
+    let json = serde_json::to_vec(config)?;
+    let digest = Sha256::digest(&json);
     Ok(digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect())
 }

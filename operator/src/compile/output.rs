@@ -14,31 +14,38 @@ use serde::Serialize;
 use crate::api::{Condition, ConditionStatus};
 use crate::index::ObjectKey;
 
-/// Everything one sidecar is sent. `link_state` travels beside the config
-/// because `SidecarConfig` has no link-state section yet.
+/// Everything one sidecar is sent, link-state included, and where it came
+/// from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompiledSidecar {
-    /// Valid (`SidecarConfig::validate` passed); `version` is the content
-    /// hash of this whole struct (see [`CompiledSidecar::version`]).
+    /// Valid (`SidecarConfig::validate` passed); `version` is its content
+    /// hash (see [`CompiledSidecar::version`]).
     pub config: SidecarConfig,
-    /// Present when the sidecar is a member of at least one area.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub link_state: Option<LinkStateConfig>,
-    /// The areas this sidecar is a member of: its links to neighbors that
-    /// are members of the same area belong to that area.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub link_state_areas: Vec<AreaId>,
     /// The objects that shaped this config (for status roll-ups).
     pub sources: BTreeSet<ObjectKey>,
+    /// The config as sent (JSON, which the sidecar reads as YAML):
+    /// serialized once per compile, not once per push.
+    #[serde(skip)]
+    pub text: std::sync::Arc<str>,
 }
 
 impl CompiledSidecar {
     /// The content hash the distributor uses as the config version: the
-    /// first 16 hex digits of the SHA-256 of the canonical YAML of config
-    /// and link-state (with the version field unset).
+    /// first 16 hex digits of the SHA-256 of the canonical YAML of the
+    /// config with the version field unset.
     pub fn version(&self) -> &str {
         self.config.version.as_deref().unwrap_or_default()
+    }
+
+    /// The link-state section, when the sidecar is in at least one area.
+    pub fn link_state(&self) -> Option<&LinkStateConfig> {
+        self.config.link_state.as_ref()
+    }
+
+    /// The areas the sidecar is a member of.
+    pub fn link_state_areas(&self) -> Vec<&AreaId> {
+        self.config.link_state_areas.iter().map(|m| &m.area).collect()
     }
 }
 

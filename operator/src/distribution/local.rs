@@ -20,6 +20,7 @@ use super::server::{DistributionService, TlsFiles, serve};
 use super::{Distributor, DistributorOptions, status};
 use crate::compile::Severity;
 use crate::manifests::{Manifests, load_dir};
+use crate::rotation::{FileKeyStore, KeyStore, LocalPublisher, MemoryKeyStore, Rotator};
 
 pub struct LocalOptions {
     pub manifests: PathBuf,
@@ -37,13 +38,16 @@ pub struct LocalOptions {
     pub resume_grace: Duration,
     pub forget_disconnected: bool,
     pub poll_interval: Duration,
-    /// Where the registry of sidecars is kept across restarts.
+    /// Where the registry of sidecars and the private keys of RouteKeys
+    /// are kept across restarts.
     pub state_dir: Option<PathBuf>,
+    /// How often key rotation checks its RouteKeys.
+    pub rotation_tick: Duration,
 }
 
 /// What the HTTP status shows besides the distributor.
 #[derive(Default)]
-struct Folder {
+pub(crate) struct Folder {
     /// Issues of the last load (`error: file document N: ...`).
     issues: Vec<String>,
     /// Loads applied since start.
@@ -52,9 +56,9 @@ struct Folder {
 }
 
 #[derive(Clone)]
-struct AppState {
-    distributor: Distributor,
-    folder: Arc<Mutex<Folder>>,
+pub(crate) struct AppState {
+    pub(crate) distributor: Distributor,
+    pub(crate) folder: Arc<Mutex<Folder>>,
 }
 
 fn manifest_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -129,7 +133,7 @@ fn reload(dir: &Path, distributor: &Distributor, folder: &Mutex<Folder>) -> Resu
     Ok(())
 }
 
-async fn get_status(State(app): State<AppState>) -> Json<Value> {
+pub(crate) async fn get_status(State(app): State<AppState>) -> Json<Value> {
     let compilation = app.distributor.compilation();
     let state = app.distributor.state();
     let rollups = status::rollup(&compilation, &state);
@@ -157,15 +161,31 @@ async fn get_status(State(app): State<AppState>) -> Json<Value> {
         "manifestIssues": folder.issues,
         "appliedLoads": folder.applied_loads,
         "pushes": app.distributor.pushes(),
+        "keyRotation": app
+            .distributor
+            .rotation_status()
+            .into_iter()
+            .map(|(name, status)| (name.to_string(), status))
+            .collect::<std::collections::BTreeMap<_, _>>(),
     }))
 }
 
-async fn get_sidecars(State(app): State<AppState>) -> Json<Value> {
+/// `/metrics`: classic text unless the scraper asks for OpenMetrics.
+pub(crate) async fn get_metrics(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> impl axum::response::IntoResponse {
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::MetricsFormat::from_accept(accept);
+    ([(axum::http::header::CONTENT_TYPE, format.content_type())], crate::metrics::render(&app.distributor, format))
+}
+
+pub(crate) async fn get_sidecars(State(app): State<AppState>) -> Json<Value> {
     let compilation = app.distributor.compilation();
     Json(json!(status::sidecars(&compilation, &app.distributor.state())))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -186,6 +206,7 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         forget_disconnected: options.forget_disconnected,
         hold: !options.resume_grace.is_zero(),
         registry: options.state_dir.as_ref().map(|dir| dir.join("sidecars.json")),
+        sidecars_from_objects: false,
     });
     if let Some(dir) = &options.state_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -204,6 +225,26 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
     );
     tracing::info!(grpc = %grpc_addr, http = %http_addr, manifests = %options.manifests.display(), "operator running (local mode)");
 
+    {
+        let store: Arc<dyn KeyStore> = match &options.state_dir {
+            Some(dir) => Arc::new(FileKeyStore::new(dir.join("keys"))?),
+            None => Arc::new(MemoryKeyStore::default()),
+        };
+        let mut rotator = Rotator::new(store, Arc::new(LocalPublisher));
+        // One pass before any sidecar is served: keys of RouteKeys that no
+        // connected sidecar has to learn first are active from the first
+        // snapshot on, so no sidecar starts peering without its key.
+        rotator.tick(&distributor, fabric_routing::runtime::clock::now()).await;
+        distributor.set_rotation_status(rotator.status().clone());
+        let (distributor, tick) = (distributor.clone(), options.rotation_tick);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                rotator.tick(&distributor, fabric_routing::runtime::clock::now()).await;
+                distributor.set_rotation_status(rotator.status().clone());
+            }
+        });
+    }
     if !options.resume_grace.is_zero() {
         let distributor = distributor.clone();
         let grace = options.resume_grace;
@@ -229,6 +270,7 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         .route("/status", get(get_status))
         .route("/sidecars", get(get_sidecars))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(get_metrics))
         .with_state(AppState { distributor: distributor.clone(), folder });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(http, app).await {

@@ -19,14 +19,21 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use fabric_routing::KeyId;
 use fabric_routing::NodeId;
-use fabric_routing::control::proto::{ConfigSnapshot, Hello, OperatorMessage};
+use fabric_routing::control::proto::{ConfigSnapshot, Hello, OperatorMessage, SigningKey};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::api::NODE_ID_LABEL;
+use crate::api::{NODE_ID_LABEL, RouteKey, RouteKeyStatus};
 use crate::compile::{Compilation, compile};
 use crate::index::{Index, NamespacedName, SidecarInfo};
+pub use crate::rotation::Rollout;
+
+/// The index key of the pod running sidecar `name`.
+fn pod_key(name: &NamespacedName) -> crate::index::ObjectKey {
+    crate::index::ObjectKey::new(crate::index::ObjectKind::Pod, name)
+}
 
 /// What goes down one sidecar's stream.
 pub type Outbound = mpsc::UnboundedSender<Result<OperatorMessage, tonic::Status>>;
@@ -50,6 +57,10 @@ pub struct DistributorOptions {
     /// reconnecting sidecars on the current version get no push. (In a
     /// cluster, the pod watch plays this part.)
     pub registry: Option<std::path::PathBuf>,
+    /// Cluster mode: sidecars come from the pod watch (in the objects'
+    /// index), not from Hellos. A Hello then only opens the stream of the
+    /// pod it names (namespace + pod name).
+    pub sidecars_from_objects: bool,
 }
 
 /// A registered sidecar as stored in the registry file.
@@ -146,9 +157,30 @@ pub struct Connection {
     pub id: u64,
 }
 
+/// Key rotation's contribution to the configs (see `crate::rotation`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KeyMaterial {
+    /// Published keys of RouteKeys whose status is not read back from an
+    /// API server (local mode): laid over the objects' status.
+    pub published: BTreeMap<NamespacedName, RouteKeyStatus>,
+    /// Private keys of operator-managed node ids, by key id. A sidecar whose
+    /// config names a signing key gets that key with its snapshot.
+    pub signing: BTreeMap<NodeId, BTreeMap<KeyId, [u8; 32]>>,
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let signing: BTreeMap<&NodeId, Vec<&KeyId>> =
+            self.signing.iter().map(|(n, k)| (n, k.keys().collect())).collect();
+        f.debug_struct("KeyMaterial").field("published", &self.published).field("signing", &signing).finish()
+    }
+}
+
 struct Inner {
     options: DistributorOptions,
     objects: Index,
+    keys: KeyMaterial,
+    rotation: BTreeMap<NamespacedName, crate::rotation::RotationStatus>,
     registered: BTreeMap<NamespacedName, SidecarInfo>,
     compilation: Arc<Compilation>,
     state: DistributionState,
@@ -157,7 +189,7 @@ struct Inner {
     next_nonce: u64,
     /// Nonces from different operator runs never collide.
     epoch: String,
-    pushes: u64,
+    counters: crate::metrics::Counters,
 }
 
 /// Shared by the gRPC streams, the manifest watcher and the HTTP status.
@@ -186,7 +218,7 @@ pub fn sidecar_from_hello(hello: &Hello, remote: Option<IpAddr>) -> Result<Sidec
     Ok(SidecarInfo {
         node_id: NodeId::from(node_id),
         namespace,
-        name: hello.node_id.clone(),
+        name: if hello.pod_name.is_empty() { hello.node_id.clone() } else { hello.pod_name.clone() },
         labels: hello.labels.clone(),
         peer_address,
     })
@@ -225,6 +257,8 @@ impl Distributor {
         let inner = Inner {
             options,
             objects: Index::new(),
+            keys: KeyMaterial::default(),
+            rotation: BTreeMap::new(),
             registered,
             compilation: Arc::new(compile(&Index::new())),
             state,
@@ -232,7 +266,7 @@ impl Distributor {
             next_connection: 0,
             next_nonce: 0,
             epoch,
-            pushes: 0,
+            counters: crate::metrics::Counters { leader: true, ..Default::default() },
         };
         Self { inner: Arc::new(Mutex::new(inner)) }
     }
@@ -249,11 +283,88 @@ impl Distributor {
         inner.recompile();
     }
 
+    /// The objects last set (without the key rotation overlay).
+    pub fn objects(&self) -> Index {
+        self.lock().objects.clone()
+    }
+
+    /// Key rotation changed published or private keys: recompile if that
+    /// changes anything.
+    pub fn set_key_material(&self, keys: KeyMaterial) {
+        let mut inner = self.lock();
+        if inner.keys != keys {
+            inner.keys = keys;
+            inner.recompile();
+        }
+    }
+
+    /// Key rotation's progress per RouteKey, for the status API.
+    pub fn set_rotation_status(&self, status: BTreeMap<NamespacedName, crate::rotation::RotationStatus>) {
+        self.lock().rotation = status;
+    }
+
+    pub fn rotation_status(&self) -> BTreeMap<NamespacedName, crate::rotation::RotationStatus> {
+        self.lock().rotation.clone()
+    }
+
+    /// Whether every connected sidecar runs (acknowledged) a config that
+    /// trusts key `key` of `node`: the condition for it to start signing.
+    pub fn rollout(&self, node: &NodeId, key: &KeyId) -> Rollout {
+        let inner = self.lock();
+        let mut waiting = Vec::new();
+        // Only sidecars of the fabric count (a pod the index does not know,
+        // or the loser of a duplicate node id, gets no config and must not
+        // hold rotation back).
+        for (name, sidecar) in inner.state.sidecars.iter().filter(|(name, s)| s.connected && inner.is_member(name)) {
+            let compiled = inner.compilation.sidecars.get(&sidecar.node_id);
+            if compiled.is_some_and(|c| !c.sources.contains(&pod_key(name))) {
+                continue;
+            }
+            let trusts = compiled.is_some_and(|c| {
+                c.config.security.trusted_keys.iter().any(|k| &k.advertiser == node && &k.key_id == key)
+            });
+            let current = compiled.is_some_and(|c| sidecar.acked_version.as_deref() == Some(c.version()));
+            if !(trusts && current) {
+                waiting.push(match &sidecar.last_nack {
+                    Some(nack) => format!("{name} (refuses its config: {}: {})", nack.field, nack.message),
+                    None if compiled.is_none() => format!("{name} (no valid config compiled)"),
+                    None => name.to_string(),
+                });
+            }
+        }
+        if waiting.is_empty() { Rollout::Everywhere } else { Rollout::Waiting(waiting) }
+    }
+
+    /// Whether the sidecar of `node` acknowledged a config that makes it
+    /// sign with `key` (true when no sidecar has that node id).
+    pub fn signs_with(&self, node: &NodeId, key: &KeyId) -> bool {
+        let inner = self.lock();
+        let Some(compiled) = inner.compilation.sidecars.get(node) else {
+            // No sidecar has the node id: nobody signs with the old key.
+            return true;
+        };
+        // The sidecar the config was compiled for (its pod is a source).
+        let owner = inner.state.sidecars.iter().find(|(name, _)| compiled.sources.contains(&pod_key(name)));
+        let Some((_, owner)) = owner else { return true };
+        compiled.config.security.signing_key_id.as_ref() == Some(key)
+            && owner.acked_version.as_deref() == Some(compiled.version())
+    }
+
     /// A stream said Hello: register the sidecar, recompile, and push its
     /// config unless it already runs the current version.
-    pub fn connect(&self, sidecar: SidecarInfo, applied_version: &str) -> (Connection, OutboundReceiver) {
+    pub fn connect(&self, mut sidecar: SidecarInfo, applied_version: &str) -> (Connection, OutboundReceiver) {
         let mut inner = self.lock();
         let key = NamespacedName::new(&sidecar.namespace, &sidecar.name);
+        // In a cluster the pod is authoritative: its node id label and
+        // address win over what the Hello says.
+        if inner.options.sidecars_from_objects
+            && let Some(pod) = inner.objects.sidecars().find(|s| s.namespace == key.namespace && s.name == key.name)
+        {
+            if pod.node_id != sidecar.node_id {
+                tracing::warn!(sidecar = %key, hello = %sidecar.node_id, pod = %pod.node_id, "Hello node id differs from the pod's; the pod's is used");
+            }
+            sidecar = pod.clone();
+        }
         inner.next_connection += 1;
         let id = inner.next_connection;
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -271,10 +382,18 @@ impl Distributor {
             last_nack: None,
         };
         inner.state.sidecars.insert(key.clone(), state);
-        if inner.registered.insert(key.clone(), sidecar.clone()).as_ref() != Some(&sidecar) {
+        // A Hello changes the fabric only when it registers a new or changed
+        // sidecar (local mode); in a cluster the pod watch does. Otherwise
+        // the compilation stands: a fleet reconnecting after an operator
+        // restart must not recompile once per sidecar.
+        let changed = !inner.options.sidecars_from_objects
+            && inner.registered.insert(key.clone(), sidecar.clone()).as_ref() != Some(&sidecar);
+        if changed {
             inner.save_registry();
+            inner.recompile();
+        } else {
+            inner.push_if_needed(&key);
         }
-        inner.recompile();
         (Connection { sidecar: key, id }, receiver)
     }
 
@@ -282,10 +401,14 @@ impl Distributor {
     /// older push, another stream) are ignored.
     pub fn ack(&self, connection: &Connection, version: &str, nonce: &str) -> bool {
         let mut inner = self.lock();
-        let Some(state) = inner.current_state(connection, nonce) else { return false };
+        let Some(state) = inner.current_state(connection, nonce) else {
+            inner.counters.stale_replies += 1;
+            return false;
+        };
         state.acked_version = Some(version.to_string());
         state.applied_version = Some(version.to_string());
         state.last_nack = None;
+        inner.counters.acks += 1;
         true
     }
 
@@ -293,9 +416,13 @@ impl Distributor {
     /// `applied_version`.
     pub fn nack(&self, connection: &Connection, nack: NackInfo, nonce: &str, applied_version: &str) -> bool {
         let mut inner = self.lock();
-        let Some(state) = inner.current_state(connection, nonce) else { return false };
+        let Some(state) = inner.current_state(connection, nonce) else {
+            inner.counters.stale_replies += 1;
+            return false;
+        };
         state.applied_version = (!applied_version.is_empty()).then(|| applied_version.to_string());
         state.last_nack = Some(nack);
+        inner.counters.nacks += 1;
         true
     }
 
@@ -336,7 +463,22 @@ impl Distributor {
 
     /// Snapshots pushed since start (all streams).
     pub fn pushes(&self) -> u64 {
-        self.lock().pushes
+        self.lock().counters.pushes
+    }
+
+    /// What `/metrics` shows.
+    pub fn counters(&self) -> crate::metrics::Counters {
+        self.lock().counters.clone()
+    }
+
+    /// Status writes that reached the API server (cluster mode).
+    pub fn record_status_patches(&self, written: u64) {
+        self.lock().counters.status_patches += written;
+    }
+
+    /// Whether this replica leads (cluster mode; local mode always does).
+    pub fn set_leader(&self, leader: bool) {
+        self.lock().counters.leader = leader;
     }
 
     /// The compiled version for a sidecar, if it has a valid config.
@@ -371,12 +513,58 @@ impl Inner {
         Some(state)
     }
 
-    fn recompile(&mut self) {
-        let mut index = self.objects.clone();
-        for sidecar in self.registered.values() {
-            index.upsert_sidecar(sidecar.clone());
+    /// Whether `name` is a sidecar of the fabric: a pod of the objects (a
+    /// cluster) or a sidecar that said Hello (local mode).
+    fn is_member(&self, name: &NamespacedName) -> bool {
+        if self.options.sidecars_from_objects {
+            self.objects.sidecars().any(|s| s.namespace == name.namespace && s.name == name.name)
+        } else {
+            self.registered.contains_key(name)
         }
-        self.compilation = Arc::new(compile(&index));
+    }
+
+    fn recompile(&mut self) {
+        if self.options.sidecars_from_objects {
+            // A deleted pod is forgotten once its stream is gone.
+            let objects = &self.objects;
+            self.state.sidecars.retain(|name, state| {
+                state.connected || objects.sidecars().any(|s| s.namespace == name.namespace && s.name == name.name)
+            });
+        }
+        let mut index = self.objects.clone();
+        for (name, published) in &self.keys.published {
+            if let Some(route_key) = index.get::<RouteKey>(&name.namespace, &name.name) {
+                let mut route_key = route_key.clone();
+                let mut status = route_key.status.take().unwrap_or_default();
+                status.keys = published.keys.clone();
+                status.active_key_id = published.active_key_id.clone();
+                status.next_rotation = published.next_rotation.clone();
+                route_key.status = Some(status);
+                let _ = index.apply(route_key);
+            }
+        }
+        if !self.options.sidecars_from_objects {
+            for sidecar in self.registered.values() {
+                index.upsert_sidecar(sidecar.clone());
+            }
+        }
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!(
+            "fabric.operator.compile",
+            sidecars = index.sidecars().count(),
+            revision = index.revision(),
+            problems = tracing::field::Empty
+        );
+        self.compilation = Arc::new(span.in_scope(|| compile(&index)));
+        span.record("problems", self.compilation.problems.len());
+        self.counters.compile_duration.observe(started.elapsed().as_secs_f64());
+        for (object, conditions) in &self.compilation.conditions {
+            let accepted = conditions.iter().any(|c| {
+                c.type_ == crate::compile::ConditionType::Accepted && c.status == crate::api::ConditionStatus::True
+            });
+            let key = (object.kind.as_str(), if accepted { "ok" } else { "error" });
+            *self.counters.reconciles.entry(key).or_default() += 1;
+        }
         self.push_all();
     }
 
@@ -398,26 +586,52 @@ impl Inner {
         let Some((_, sender)) = self.streams.get(key) else { return };
         let Some(state) = self.state.sidecars.get_mut(key) else { return };
         let Some(compiled) = self.compilation.sidecars.get(&state.node_id) else { return };
-        let version = compiled.version();
-        let current = match &state.sent_version {
-            Some(sent) => sent == version,
-            None => state.acked_version.as_deref() == Some(version),
-        };
-        if current {
+        // Only the sidecar the config was compiled for gets it (and its
+        // signing key): not a pod that claims the node id without being
+        // that sidecar (unknown to the index, or a duplicate node id).
+        if !compiled.sources.contains(&pod_key(key)) {
+            tracing::warn!(sidecar = %key, node = %state.node_id, "not the sidecar compiled for this node id; nothing pushed");
             return;
         }
+        let version = compiled.version();
+        match &state.sent_version {
+            Some(sent) if sent == version => return,
+            None if state.acked_version.as_deref() == Some(version) => {
+                // Resume: tell the sidecar (once per stream) so it starts
+                // peering without waiting for a snapshot that will not come.
+                if sender.send(Ok(OperatorMessage::current(version))).is_ok() {
+                    state.sent_version = Some(version.to_string());
+                }
+                return;
+            }
+            _ => {}
+        }
+        let signing_key = match &compiled.config.security.signing_key_id {
+            None => None,
+            Some(key_id) => match self.keys.signing.get(&state.node_id).and_then(|keys| keys.get(key_id)) {
+                Some(secret) => Some(SigningKey { key_id: key_id.to_string(), private_key: secret.to_vec() }),
+                None => {
+                    // The config names a key whose private half is not
+                    // here yet (the store is read after the status): push
+                    // when it is, never a config the sidecar must refuse.
+                    tracing::warn!(sidecar = %key, %key_id, "signing key not available yet; push deferred");
+                    return;
+                }
+            },
+        };
         self.next_nonce += 1;
         let nonce = format!("{}-{}", self.epoch, self.next_nonce);
         let snapshot = ConfigSnapshot {
             version: version.to_string(),
             nonce: nonce.clone(),
-            config_yaml: compiled.config.to_yaml(),
+            config_yaml: compiled.text.to_string(),
+            signing_key,
         };
         if sender.send(Ok(OperatorMessage::snapshot(snapshot))).is_ok() {
             tracing::info!(sidecar = %key, version, nonce, "config pushed");
             state.sent_version = Some(version.to_string());
             state.sent_nonce = Some(nonce);
-            self.pushes += 1;
+            self.counters.pushes += 1;
         }
     }
 }
@@ -435,12 +649,21 @@ mod tests {
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             peer_address: "0.0.0.0:7000".into(),
             applied_version: String::new(),
+            pod_name: String::new(),
         }
     }
 
     fn snapshot(receiver: &mut OutboundReceiver) -> Option<ConfigSnapshot> {
         match receiver.try_recv().ok()?.ok()?.kind? {
             operator_message::Kind::Snapshot(s) => Some(s),
+            operator_message::Kind::Current(c) => panic!("Current {} where a snapshot was expected", c.version),
+        }
+    }
+
+    fn current(receiver: &mut OutboundReceiver) -> Option<String> {
+        match receiver.try_recv().ok()?.ok()?.kind? {
+            operator_message::Kind::Current(c) => Some(c.version),
+            operator_message::Kind::Snapshot(s) => panic!("snapshot {} where Current was expected", s.version),
         }
     }
 
@@ -473,7 +696,10 @@ mod tests {
         distributor.disconnect(&connection);
         assert!(!distributor.state().sidecars[&connection.sidecar].connected);
         let (again, mut receiver) = distributor.connect(info.clone(), &first.version);
-        assert!(snapshot(&mut receiver).is_none(), "resume: nothing to push");
+        assert_eq!(current(&mut receiver), Some(first.version.clone()), "resume: told it is current");
+        assert!(receiver.try_recv().is_err(), "resume: nothing pushed, Current sent once");
+        distributor.set_objects(Index::new());
+        assert!(receiver.try_recv().is_err(), "a recompile to the same version sends nothing");
         // The old stream ending late does not disconnect the new one.
         distributor.disconnect(&connection);
         assert!(distributor.state().sidecars[&again.sidecar].connected);
@@ -481,6 +707,45 @@ mod tests {
         // Reconnect reporting another version: pushed.
         let (_, mut receiver) = distributor.connect(info, "old");
         assert_eq!(snapshot(&mut receiver).map(|s| s.version), Some(first.version));
+    }
+
+    #[test]
+    fn in_a_cluster_the_pod_decides_the_node_id() {
+        let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
+        let mut index = Index::new();
+        let mut pod = sidecar_from_hello(&hello("a", &[]), None).unwrap();
+        pod.node_id = NodeId::from("eu-1");
+        pod.peer_address = Some("10.0.0.7:7400".into());
+        index.upsert_sidecar(pod);
+        distributor.set_objects(index);
+        let (connection, _receiver) = distributor.connect(sidecar_from_hello(&hello("a", &[]), None).unwrap(), "");
+        let state = &distributor.state().sidecars[&connection.sidecar];
+        assert_eq!((state.node_id.as_str(), state.peer_address.as_str()), ("eu-1", "10.0.0.7:7400"));
+    }
+
+    #[test]
+    fn only_the_pod_compiled_for_a_node_id_gets_its_config() {
+        let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
+        let mut index = Index::new();
+        for pod in ["a", "b-duplicate"] {
+            let mut info = sidecar_from_hello(&hello(pod, &[]), None).unwrap();
+            info.node_id = NodeId::from("a");
+            index.upsert_sidecar(info);
+        }
+        distributor.set_objects(index);
+        // The compiler keeps the smaller name for a duplicate node id.
+        let (_, mut owner) = distributor.connect(sidecar_from_hello(&hello("a", &[]), None).unwrap(), "");
+        assert!(snapshot(&mut owner).is_some(), "the compiled pod gets its config");
+        let (_, mut duplicate) = distributor.connect(sidecar_from_hello(&hello("b-duplicate", &[]), None).unwrap(), "");
+        assert!(duplicate.try_recv().is_err(), "the duplicate gets nothing");
+        // A pod the watch does not know, claiming node id a, gets nothing,
+        // and does not hold key rotation back.
+        let mut rogue = hello("rogue", &[]);
+        rogue.labels.insert(NODE_ID_LABEL.into(), "a".into());
+        let (_, mut rogue) = distributor.connect(sidecar_from_hello(&rogue, None).unwrap(), "");
+        assert!(rogue.try_recv().is_err(), "an unknown pod gets nothing");
+        let waiting = distributor.rollout(&NodeId::from("a"), &KeyId::from("k1"));
+        assert_eq!(waiting, Rollout::Waiting(vec!["fabric/a".into()]), "only the member counts");
     }
 
     #[test]

@@ -26,21 +26,32 @@ pub struct DistributionService {
     distributor: Distributor,
     /// `None`: streams are not authenticated (explicit local opt-out).
     verifier: Option<Arc<dyn TokenVerifier>>,
+    /// Cluster mode: the Hello must name the pod the token was issued to.
+    require_pod_binding: bool,
 }
 
 impl DistributionService {
     pub fn new(distributor: Distributor, verifier: Option<Arc<dyn TokenVerifier>>) -> Self {
-        Self { distributor, verifier }
+        Self { distributor, verifier, require_pod_binding: false }
+    }
+
+    /// Refuse (`PERMISSION_DENIED`) a Hello whose namespace and pod name are
+    /// not those of the pod the token was issued to (see
+    /// [`super::auth::Identity::check_pod`]).
+    pub fn require_pod_binding(mut self) -> Self {
+        self.require_pod_binding = true;
+        self
     }
 }
 
 #[tonic::async_trait]
 impl ConfigDistribution for DistributionService {
     async fn stream(&self, request: Request<Streaming<SidecarMessage>>) -> Result<Response<OperatorStream>, Status> {
+        let mut identity = None;
         if let Some(verifier) = &self.verifier {
             let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
             let token = bearer(header).map_err(|e| Status::unauthenticated(e.to_string()))?;
-            verifier.verify(token).await.map_err(|e| Status::unauthenticated(e.to_string()))?;
+            identity = Some(verifier.verify(token).await.map_err(|e| Status::unauthenticated(e.to_string()))?);
         }
         let remote = request.remote_addr().map(|a| a.ip());
         let mut inbound = request.into_inner();
@@ -51,6 +62,10 @@ impl ConfigDistribution for DistributionService {
             return Err(Status::invalid_argument("the first message must be Hello"));
         };
         let sidecar = sidecar_from_hello(&hello, remote).map_err(Status::invalid_argument)?;
+        if self.require_pod_binding {
+            let identity = identity.ok_or_else(|| Status::unauthenticated("pod binding needs a token verifier"))?;
+            identity.check_pod(&sidecar.namespace, &sidecar.name).map_err(Status::permission_denied)?;
+        }
         tracing::info!(
             sidecar = %sidecar.key(), node = %sidecar.node_id, peer = ?sidecar.peer_address,
             applied_version = %hello.applied_version, "sidecar connected"

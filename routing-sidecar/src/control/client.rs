@@ -15,8 +15,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::{ConfigError, LocalRoute, SidecarConfig};
 use crate::control::proto::{self, Ack, ConfigSnapshot, Hello, Nack, SidecarMessage, operator_message};
-use crate::ids::NodeId;
+use crate::ids::{KeyId, NodeId};
 use crate::runtime::NodeHandle;
+use crate::security::SigningIdentity;
 use crate::session::Backoff;
 
 /// Where the operator is and what the sidecar tells it.
@@ -29,6 +30,8 @@ pub struct ControlOptions {
     /// PEM CA that signed the operator's serving certificate (for https).
     pub ca_file: Option<PathBuf>,
     pub namespace: String,
+    /// The pod running this sidecar (cluster mode; empty locally).
+    pub pod_name: String,
     pub labels: BTreeMap<String, String>,
     /// `host:port` other sidecars dial; an unspecified host is filled in by
     /// the operator with the address the stream comes from.
@@ -39,6 +42,9 @@ pub struct ControlOptions {
     pub local_originate: Vec<LocalRoute>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// Opened once the first snapshot was answered (ACK or NACK): from then
+    /// on the node peers with the config the operator sees it run.
+    pub peering: Option<crate::runtime::PeeringGate>,
 }
 
 impl ControlOptions {
@@ -48,11 +54,13 @@ impl ControlOptions {
             token_file: None,
             ca_file: None,
             namespace: "default".into(),
+            pod_name: String::new(),
             labels: BTreeMap::new(),
             peer_address: peer_address.into(),
             local_originate: Vec::new(),
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(5),
+            peering: None,
         }
     }
 }
@@ -125,6 +133,7 @@ async fn session(
         labels: options.labels.clone(),
         peer_address: options.peer_address.clone(),
         applied_version: applied.clone(),
+        pod_name: options.pod_name.clone(),
     };
     outbound.send(SidecarMessage::hello(hello)).await.map_err(|_| Stop::Failed("stream closed".into()))?;
     let mut request = tonic::Request::new(ReceiverStream::new(queue));
@@ -145,8 +154,21 @@ async fn session(
             Ok(None) => return Ok(()),
             Err(status) => return Err(Stop::Failed(format!("{}: {}", status.code(), status.message()))),
         };
-        let Some(operator_message::Kind::Snapshot(snapshot)) = message.kind else { continue };
+        let snapshot = match message.kind {
+            Some(operator_message::Kind::Snapshot(snapshot)) => snapshot,
+            Some(operator_message::Kind::Current(current)) => {
+                tracing::info!(version = %current.version, "the config in force is current");
+                if let Some(gate) = &options.peering {
+                    gate.open("the config in force is the operator's current one");
+                }
+                continue;
+            }
+            None => continue,
+        };
         let reply = answer(handle, options, snapshot).await?;
+        if let Some(gate) = &options.peering {
+            gate.open("the operator's config is in force");
+        }
         outbound.send(reply).await.map_err(|_| Stop::Failed("stream closed".into()))?;
     }
 }
@@ -157,8 +179,8 @@ async fn answer(
     options: &ControlOptions,
     snapshot: ConfigSnapshot,
 ) -> Result<SidecarMessage, Stop> {
-    let result = match parse(&snapshot, options) {
-        Ok(config) => handle.apply_config(config, "operator").await?,
+    let result = match parse(&snapshot, options).and_then(|config| Ok((config, signing_key(&snapshot)?))) {
+        Ok((config, signer)) => handle.apply_config_with_signer(config, signer, "operator").await?,
         Err(error) => Err(error),
     };
     Ok(match result {
@@ -196,6 +218,19 @@ pub fn parse(snapshot: &ConfigSnapshot, options: &ControlOptions) -> Result<Side
     Ok(config)
 }
 
+/// The signing key a snapshot carries (key rotation), checked for shape; the
+/// node checks it against `security.signingKeyId` and the trusted keys.
+pub fn signing_key(snapshot: &ConfigSnapshot) -> Result<Option<SigningIdentity>, ConfigError> {
+    let Some(key) = &snapshot.signing_key else { return Ok(None) };
+    if key.key_id.is_empty() {
+        return Err(ConfigError::new("signingKey.keyId", "empty"));
+    }
+    let secret: [u8; 32] = key.private_key.as_slice().try_into().map_err(|_| {
+        ConfigError::new("signingKey.privateKey", format!("{} bytes, an ed25519 key has 32", key.private_key.len()))
+    })?;
+    Ok(Some(SigningIdentity::from_secret_bytes(KeyId::from(key.key_id.as_str()), &secret)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +244,7 @@ mod tests {
             version: "v1".into(),
             nonce: "n1".into(),
             config_yaml: "nodeId: a\nversion: v1\nneighbors: [{id: b, address: '127.0.0.1:9'}]\n".into(),
+            signing_key: None,
         };
         let config = parse(&snapshot, &options).unwrap();
         assert_eq!(config.originate.len(), 1);
@@ -219,9 +255,27 @@ mod tests {
     #[test]
     fn an_unparsable_snapshot_names_the_place() {
         let options = ControlOptions::new("http://127.0.0.1:1", "127.0.0.1:2");
-        let snapshot =
-            ConfigSnapshot { version: "v".into(), nonce: "n".into(), config_yaml: "nodeId: a\nbogus: 1\n".into() };
+        let snapshot = ConfigSnapshot {
+            version: "v".into(),
+            nonce: "n".into(),
+            config_yaml: "nodeId: a\nbogus: 1\n".into(),
+            signing_key: None,
+        };
         let error = parse(&snapshot, &options).unwrap_err();
         assert!(error.field.starts_with("line "), "{error:?}");
+    }
+
+    #[test]
+    fn a_signing_key_is_taken_only_when_well_formed() {
+        let mut snapshot =
+            ConfigSnapshot { version: "v".into(), nonce: "n".into(), config_yaml: String::new(), signing_key: None };
+        assert!(signing_key(&snapshot).unwrap().is_none(), "absent: keep the signer");
+        snapshot.signing_key = Some(proto::SigningKey { key_id: "k2".into(), private_key: vec![1; 31] });
+        assert_eq!(signing_key(&snapshot).unwrap_err().field, "signingKey.privateKey");
+        snapshot.signing_key = Some(proto::SigningKey { key_id: String::new(), private_key: vec![1; 32] });
+        assert_eq!(signing_key(&snapshot).unwrap_err().field, "signingKey.keyId");
+        snapshot.signing_key = Some(proto::SigningKey { key_id: "k2".into(), private_key: vec![1; 32] });
+        let identity = signing_key(&snapshot).unwrap().unwrap();
+        assert_eq!((identity.key_id().as_str(), identity.secret_bytes()), ("k2", [1; 32]));
     }
 }

@@ -42,7 +42,7 @@ pub mod sidecar_message {
 /// Operator to sidecar.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct OperatorMessage {
-    #[prost(oneof = "operator_message::Kind", tags = "1")]
+    #[prost(oneof = "operator_message::Kind", tags = "1, 2")]
     pub kind: Option<operator_message::Kind>,
 }
 
@@ -51,6 +51,8 @@ pub mod operator_message {
     pub enum Kind {
         #[prost(message, tag = "1")]
         Snapshot(super::ConfigSnapshot),
+        #[prost(message, tag = "2")]
+        Current(super::Current),
     }
 }
 
@@ -67,6 +69,8 @@ pub struct Hello {
     pub peer_address: String,
     #[prost(string, tag = "5")]
     pub applied_version: String,
+    #[prost(string, tag = "6")]
+    pub pod_name: String,
 }
 
 /// A complete `SidecarConfig` (YAML), its content version and a nonce.
@@ -78,6 +82,27 @@ pub struct ConfigSnapshot {
     pub nonce: String,
     #[prost(string, tag = "3")]
     pub config_yaml: String,
+    #[prost(message, optional, tag = "4")]
+    pub signing_key: Option<SigningKey>,
+}
+
+/// The version the sidecar reported in its Hello is current: no snapshot
+/// follows.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Current {
+    #[prost(string, tag = "1")]
+    pub version: String,
+}
+
+/// The private key a sidecar signs with (key rotation). Sent only to the
+/// sidecar owning the node id, only over an authenticated stream.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SigningKey {
+    #[prost(string, tag = "1")]
+    pub key_id: String,
+    /// The 32-byte ed25519 secret key.
+    #[prost(bytes = "vec", tag = "2")]
+    pub private_key: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -117,6 +142,9 @@ impl SidecarMessage {
 impl OperatorMessage {
     pub fn snapshot(snapshot: ConfigSnapshot) -> Self {
         Self { kind: Some(operator_message::Kind::Snapshot(snapshot)) }
+    }
+    pub fn current(version: impl Into<String>) -> Self {
+        Self { kind: Some(operator_message::Kind::Current(Current { version: version.into() })) }
     }
 }
 
@@ -238,12 +266,21 @@ mod tests {
             assert_eq!(fields(message), want, "message {message}");
         };
         expect("SidecarMessage", &[("hello", 1), ("ack", 2), ("nack", 3)]);
-        expect("OperatorMessage", &[("snapshot", 1)]);
+        expect("OperatorMessage", &[("snapshot", 1), ("current", 2)]);
+        expect("Current", &[("version", 1)]);
         expect(
             "Hello",
-            &[("node_id", 1), ("namespace", 2), ("labels", 3), ("peer_address", 4), ("applied_version", 5)],
+            &[
+                ("node_id", 1),
+                ("namespace", 2),
+                ("labels", 3),
+                ("peer_address", 4),
+                ("applied_version", 5),
+                ("pod_name", 6),
+            ],
         );
-        expect("ConfigSnapshot", &[("version", 1), ("nonce", 2), ("config_yaml", 3)]);
+        expect("ConfigSnapshot", &[("version", 1), ("nonce", 2), ("config_yaml", 3), ("signing_key", 4)]);
+        expect("SigningKey", &[("key_id", 1), ("private_key", 2)]);
         expect("Ack", &[("version", 1), ("nonce", 2)]);
         expect(
             "Nack",
@@ -261,6 +298,7 @@ mod tests {
             labels: [("region".to_string(), "eu".to_string())].into(),
             peer_address: "10.0.0.1:7443".into(),
             applied_version: "abc".into(),
+            pod_name: "eu-1-7f9c".into(),
         });
         assert_eq!(SidecarMessage::decode(hello.encode_to_vec().as_slice()).unwrap(), hello);
         let nack = SidecarMessage::nack(Nack {
@@ -275,6 +313,7 @@ mod tests {
             version: "v".into(),
             nonce: "1".into(),
             config_yaml: "nodeId: a\n".into(),
+            signing_key: Some(SigningKey { key_id: "k2".into(), private_key: vec![7; 32] }),
         });
         assert_eq!(OperatorMessage::decode(snapshot.encode_to_vec().as_slice()).unwrap(), snapshot);
     }

@@ -283,11 +283,13 @@ impl Engine {
         match assessment.ineligible {
             None => {
                 self.counters.announcements_accepted += 1;
-                self.emit(RouteEvent::Accepted {
-                    destination: destination.clone(),
-                    from: from.clone(),
-                    epoch: a.epoch,
-                });
+                if self.accepted_events {
+                    self.emit(RouteEvent::Accepted {
+                        destination: destination.clone(),
+                        from: from.clone(),
+                        epoch: a.epoch,
+                    });
+                }
                 if let Some(violation) = assessment.dry_run {
                     self.counters.dry_run_reject(violation.reason());
                     self.emit(RouteEvent::DryRunWouldReject {

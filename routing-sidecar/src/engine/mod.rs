@@ -193,6 +193,10 @@ pub struct Engine {
     restart_windows: DeadlineQueue<NodeIx>,
     verifier: Verifier,
     signer: Option<SigningIdentity>,
+    /// Emit `RouteEvent::Accepted` per accepted announcement (off by
+    /// default: the counters record acceptances, and one event per
+    /// announcement is a large share of the ingestion cost).
+    accepted_events: bool,
     next_epoch: u64,
     pending: Vec<DestIx>,
     /// Neighbors that get an end-of-table marker after the next flush.
@@ -243,6 +247,7 @@ impl Engine {
             restart_windows: DeadlineQueue::default(),
             verifier: Verifier::new(cache),
             signer: None,
+            accepted_events: false,
             next_epoch: now.as_millis() << 20,
             pending: Vec::new(),
             end_of_table_due: Vec::new(),
@@ -285,6 +290,20 @@ impl Engine {
     /// start and by key rotation once every peer trusts the new key.
     pub fn set_signer(&mut self, signer: Option<SigningIdentity>) {
         self.signer = signer;
+    }
+
+    /// Whether to emit a `RouteEvent::Accepted` for every accepted
+    /// announcement (the runtime turns it on when debug logging is on).
+    pub fn set_accepted_events(&mut self, on: bool) {
+        self.accepted_events = on;
+    }
+
+    /// Key rotation: signs with `signer` from now on and re-advertises the
+    /// whole table, so every neighbor holds copies signed with the new key
+    /// well before the old one stops being trusted.
+    pub fn rotate_signer(&mut self, signer: SigningIdentity) {
+        self.signer = Some(signer);
+        self.readvertise_all();
     }
 
     pub fn signer(&self) -> Option<&SigningIdentity> {

@@ -6,6 +6,7 @@ use crate::config::{ConfigError, SidecarConfig};
 use crate::engine::BestRoute;
 use crate::runtime::link_state::{ExplainAnswer, LinkStateStatus, RouteAnswer};
 use crate::runtime::node::{Command, ConfigStatus, NodeStats, PeerStatus, Query};
+use crate::security::SigningIdentity;
 
 /// The actor has stopped (shutting down).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -60,8 +61,25 @@ impl NodeHandle {
 
     /// Applies a config live; `Err(Ok(error))` when the node refused it.
     pub async fn apply_config(&self, config: SidecarConfig, source: &str) -> Result<Result<(), ConfigError>, NodeGone> {
+        self.apply_config_with_signer(config, None, source).await
+    }
+
+    /// Applies `config` and, when it is accepted, switches to `signer` (key
+    /// rotation: the operator sends the new private key with the config that
+    /// names it in `security.signingKeyId`).
+    pub async fn apply_config_with_signer(
+        &self,
+        config: SidecarConfig,
+        signer: Option<SigningIdentity>,
+        source: &str,
+    ) -> Result<Result<(), ConfigError>, NodeGone> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::ApplyConfig { config: Box::new(config), source: source.to_string(), reply };
+        let command = Command::ApplyConfig {
+            config: Box::new(config),
+            signer: signer.map(Box::new),
+            source: source.to_string(),
+            reply,
+        };
         self.commands.send(command).await.map_err(|_| NodeGone)?;
         answer.await.map_err(|_| NodeGone)
     }

@@ -123,11 +123,15 @@ impl MetricsFormat {
 
 /// Renders the metrics in the given format.
 pub fn render(input: &MetricsInput<'_>, format: MetricsFormat) -> String {
-    let registry = registry(input);
+    encode(&registry(input), format)
+}
+
+/// Encodes a registry in the given format.
+pub fn encode(registry: &Registry, format: MetricsFormat) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let written = match format {
-        MetricsFormat::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
-        MetricsFormat::PrometheusText => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
+        MetricsFormat::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
+        MetricsFormat::PrometheusText => prometheus_client::encoding::prometheus_text::encode(&mut out, registry),
     };
     // Writing to a String does not fail, and no metric here returns an error.
     written.expect("metrics encode into a String");
@@ -135,13 +139,13 @@ pub fn render(input: &MetricsInput<'_>, format: MetricsFormat) -> String {
 }
 
 /// A label set: `(name, value)` pairs.
-type Labels = Vec<(&'static str, String)>;
+pub type Labels = Vec<(&'static str, String)>;
 
 /// A labelled metric family with its series in a fixed order.
 /// (prometheus-client's `Family` keeps a hash map, so its order would change
 /// from one scrape to the next.)
 #[derive(Debug)]
-struct Series<M> {
+pub struct Series<M> {
     series: Vec<(Labels, M)>,
 }
 
@@ -158,17 +162,19 @@ impl<M: EncodeMetric + TypedMetric> EncodeMetric for Series<M> {
     }
 }
 
-fn counters(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstCounter<u64>> {
+/// A counter family with these series (shared with the operator's metrics).
+pub fn counters(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstCounter<u64>> {
     Series { series: series.into_iter().map(|(labels, value)| (labels, ConstCounter::new(value))).collect() }
 }
 
-fn gauges(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstGauge<u64>> {
+/// A gauge family with these series.
+pub fn gauges(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstGauge<u64>> {
     Series { series: series.into_iter().map(|(labels, value)| (labels, ConstGauge::new(value))).collect() }
 }
 
 /// A histogram whose buckets are given, not observed.
 #[derive(Debug)]
-struct ConstHistogram {
+pub struct ConstHistogram {
     sum: f64,
     count: u64,
     /// `(upper bound, observations in this bucket only)`, the last bound
@@ -191,7 +197,7 @@ impl ConstHistogram {
     /// have no buckets: all zero then. The cumulative counts are clamped to
     /// be non-decreasing and at most `count`, so even an inconsistent
     /// snapshot renders a valid histogram.
-    fn from_cumulative(bounds: &[f64], cumulative_counts: &[u64], count: u64, sum: f64) -> Self {
+    pub fn from_cumulative(bounds: &[f64], cumulative_counts: &[u64], count: u64, sum: f64) -> Self {
         let mut buckets = Vec::with_capacity(bounds.len() + 1);
         let mut previous = 0;
         for (i, bound) in bounds.iter().enumerate() {

@@ -17,6 +17,7 @@ pub mod transport;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -43,6 +44,31 @@ pub struct NodeOptions {
     pub tls: Option<TlsFiles>,
     /// A mounted signing key (`{"keyId": ..., "secretKey": base64}`).
     pub signing_key: Option<PathBuf>,
+    /// Start with peering closed: no session is dialed or served until
+    /// `RunningNode::peering` opens it (the control client does, once the
+    /// operator's first config is in force, or a timeout does).
+    pub wait_for_operator: bool,
+}
+
+/// Opens peering once. A node fed by the operator waits for its first
+/// config before talking to peers: a config from the state directory may
+/// not trust keys that became active while it was down, and it would
+/// reject its neighbors' announcements signed with them.
+#[derive(Clone, Debug)]
+pub struct PeeringGate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl PeeringGate {
+    /// Opens the gate (idempotent); `why` is logged the first time.
+    pub fn open(&self, why: &str) {
+        if !*self.0.borrow() {
+            tracing::info!(reason = why, "peering open");
+            self.0.send_replace(true);
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        *self.0.borrow()
+    }
 }
 
 /// A started node: its handle and the addresses it bound.
@@ -56,6 +82,7 @@ pub struct RunningNode {
     pub config_source: String,
     pub config_warning: Option<String>,
     pub actor: tokio::task::JoinHandle<()>,
+    pub peering: PeeringGate,
 }
 
 /// The config to start with: the file if it is valid, else the last good
@@ -100,6 +127,8 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
     let node_id = config.node_id.clone();
     let mut engine = Engine::new(config.clone(), clock::now()).map_err(|e| e.to_string())?;
     engine.set_signer(signer);
+    // Per-announcement events only feed debug log lines.
+    engine.set_accepted_events(tracing::enabled!(tracing::Level::DEBUG));
 
     let peer_listener =
         TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
@@ -109,7 +138,8 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
 
     let (commands, inbox) = mpsc::channel(1024);
-    let shared = Node::shared_for(node_id.clone(), tls, commands.clone(), &config);
+    let (gate, peering) = tokio::sync::watch::channel(!options.wait_for_operator);
+    let shared = Node::shared_for(node_id.clone(), tls, commands.clone(), &config, peering);
     let node = Node::new(engine, shared.clone(), state, source.clone());
     let actor = tokio::spawn(node.run(inbox));
 
@@ -133,5 +163,14 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
             tracing::error!(error = %e, "API server stopped");
         }
     });
-    Ok(RunningNode { handle, peer_addr, api_addr, node_id, config_source: source, config_warning: warning, actor })
+    Ok(RunningNode {
+        handle,
+        peer_addr,
+        api_addr,
+        node_id,
+        config_source: source,
+        config_warning: warning,
+        actor,
+        peering: PeeringGate(Arc::new(gate)),
+    })
 }

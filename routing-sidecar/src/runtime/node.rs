@@ -23,6 +23,7 @@ use crate::runtime::link_state::{
 use crate::runtime::state_dir::StateDir;
 use crate::runtime::tls::Tls;
 use crate::runtime::transport::{BoxedStream, Connection, Outbound};
+use crate::security::SigningIdentity;
 use crate::session::{Backoff, SessionSettings};
 use crate::stats::StatsSnapshot;
 use crate::time::Timestamp;
@@ -70,6 +71,8 @@ pub enum Command {
     },
     ApplyConfig {
         config: Box<SidecarConfig>,
+        /// A new signing key arriving with the config (key rotation).
+        signer: Option<Box<SigningIdentity>>,
         source: String,
         reply: oneshot::Sender<Result<(), ConfigError>>,
     },
@@ -152,9 +155,18 @@ pub struct Shared {
     pub neighbors: NeighborSet,
     next_conn: Arc<AtomicU64>,
     settings: Arc<RwLock<(SessionSettings, crate::wire::DecodeLimits)>>,
+    /// Closed while the node waits for its first config from the operator:
+    /// no session is dialed or served before (see `PeeringGate`).
+    peering: watch::Receiver<bool>,
 }
 
 impl Shared {
+    /// Returns once peering is allowed.
+    async fn peering_allowed(&self) {
+        let mut peering = self.peering.clone();
+        let _ = peering.wait_for(|open| *open).await;
+    }
+
     fn connection(&self, expected: Option<NodeId>) -> Connection {
         let (settings, limits) = *self.settings.read().expect("settings lock");
         Connection {
@@ -170,6 +182,7 @@ impl Shared {
 
     /// Serves an accepted TCP connection.
     pub async fn serve_inbound(self, stream: TcpStream) {
+        self.peering_allowed().await;
         let _ = stream.set_nodelay(true);
         let stream: BoxedStream = match &self.tls {
             Some(tls) => match tls.accept(stream).await {
@@ -240,8 +253,15 @@ impl Node {
         }
     }
 
-    pub fn shared_for(local: NodeId, tls: Option<Tls>, actor: mpsc::Sender<Command>, config: &SidecarConfig) -> Shared {
+    pub fn shared_for(
+        local: NodeId,
+        tls: Option<Tls>,
+        actor: mpsc::Sender<Command>,
+        config: &SidecarConfig,
+        peering: watch::Receiver<bool>,
+    ) -> Shared {
         Shared {
+            peering,
             local,
             tls,
             actor,
@@ -319,9 +339,14 @@ impl Node {
                 if accept {
                     let _span = tracing::info_span!("fabric.session.establish", peer = %peer, conn, dialed).entered();
                     if let Some(old) = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound }) {
+                        // Announced as a restart: when both ends dialed at
+                        // once, the peer may still count the closed
+                        // connection as its session; it keeps our routes as
+                        // stale until the surviving session re-sends them,
+                        // instead of withdrawing them for a moment.
                         let _ = old
                             .outbound
-                            .send(Outbound::Close { reason: "replaced by a newer session".into(), restarting: false });
+                            .send(Outbound::Close { reason: "replaced by a newer session".into(), restarting: true });
                     }
                     let info = self.peers.entry(peer.clone()).or_default();
                     info.since = Some(now);
@@ -342,10 +367,18 @@ impl Node {
                     self.sessions.remove(&peer);
                     let info = self.peers.entry(peer.clone()).or_default();
                     info.since = Some(now);
-                    info.failures_total += 1;
                     info.last_error = Some(reason.clone());
+                    if !keep_routes {
+                        info.failures_total += 1;
+                    }
                     self.set_established(&peer, false);
-                    tracing::warn!(peer = %peer, conn, keep_routes, reason = %reason, "session down");
+                    if keep_routes {
+                        // A restart the peer announced (or a replaced
+                        // connection): not a failure.
+                        tracing::info!(peer = %peer, conn, reason = %reason, "session closed by the peer; routes kept as stale");
+                    } else {
+                        tracing::warn!(peer = %peer, conn, keep_routes, reason = %reason, "session down");
+                    }
                     self.engine.neighbor_down(now, &peer, keep_routes);
                 }
             }
@@ -361,8 +394,8 @@ impl Node {
             Command::Malformed { peer, detail } => {
                 self.engine.record_malformed(now, &peer, detail);
             }
-            Command::ApplyConfig { config, source, reply } => {
-                let result = self.apply_config(*config, source);
+            Command::ApplyConfig { config, signer, source, reply } => {
+                let result = self.apply_config(*config, signer.map(|s| *s), source);
                 let _ = reply.send(result);
             }
             Command::Query(query) => self.answer(query),
@@ -404,10 +437,19 @@ impl Node {
         source = %source, version = config.version.as_deref().unwrap_or(""), result = tracing::field::Empty,
         otel.status_code = tracing::field::Empty
     ))]
-    fn apply_config(&mut self, config: SidecarConfig, source: String) -> Result<(), ConfigError> {
+    fn apply_config(
+        &mut self,
+        config: SidecarConfig,
+        signer: Option<SigningIdentity>,
+        source: String,
+    ) -> Result<(), ConfigError> {
         let now = clock::now();
-        match self.engine.apply_config(now, config) {
+        let checked = check_signer(&config, signer.as_ref().or(self.engine.signer()));
+        match checked.and_then(|()| self.engine.apply_config(now, config)) {
             Ok(()) => {
+                if let Some(signer) = signer {
+                    self.switch_signer(signer);
+                }
                 tracing::Span::current().record("result", "applied");
                 self.config.version = self.engine.config().version.clone();
                 self.config.applied_at = now;
@@ -431,6 +473,24 @@ impl Node {
                 Err(error)
             }
         }
+    }
+
+    /// Key rotation: from now on messages are signed with `signer`; the
+    /// table is re-advertised so neighbors hold copies signed with the new
+    /// key before the old one retires. The key is kept in the state
+    /// directory so a restart signs with it.
+    fn switch_signer(&mut self, signer: SigningIdentity) {
+        if self.engine.signer().is_some_and(|current| current.secret_bytes() == signer.secret_bytes()) {
+            return;
+        }
+        if let Some(state) = &self.state_dir
+            && let Err(e) = state.save_signing_key(&signer)
+        {
+            tracing::error!(error = %e, dir = %state.path().display(), "could not persist the signing key");
+        }
+        tracing::info!(key_id = %signer.key_id(), "signing key switched");
+        self.engine.rotate_signer(signer);
+        self.sync_link_state();
     }
 
     /// Neighbor set, session settings and dialers follow the config.
@@ -681,6 +741,7 @@ async fn dial_loop(
     mut established: watch::Receiver<bool>,
     mut backoff: Backoff,
 ) {
+    shared.peering_allowed().await;
     loop {
         if established.wait_for(|up| !*up).await.is_err() {
             return;
@@ -711,5 +772,64 @@ async fn dial_loop(
             Err(e) => tracing::debug!(peer = %peer, address = %address, error = %e, "dial failed"),
         }
         tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// A config naming a signing key (`security.signingKeyId`) needs the node to
+/// sign with that key, and with the public half the config trusts.
+fn check_signer(config: &SidecarConfig, signer: Option<&SigningIdentity>) -> Result<(), ConfigError> {
+    let Some(wanted) = &config.security.signing_key_id else { return Ok(()) };
+    let field = "security.signingKeyId";
+    let Some(signer) = signer else {
+        return Err(ConfigError::new(field, format!("no signing key {wanted}: this node has no signing key")));
+    };
+    if signer.key_id() != wanted {
+        return Err(ConfigError::new(
+            field,
+            format!("no signing key {wanted}: this node signs with {}", signer.key_id()),
+        ));
+    }
+    let public = crate::config::encode_public_key(&signer.verifying_key());
+    let trusted = config
+        .security
+        .trusted_keys
+        .iter()
+        .any(|k| k.advertiser == config.node_id && &k.key_id == wanted && k.public_key.trim() == public);
+    if trusted {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, format!("the private key {wanted} does not match its trusted public key")))
+    }
+}
+
+#[cfg(test)]
+mod signer_tests {
+    use super::*;
+    use crate::config::{TrustedKey, encode_public_key};
+
+    fn config(signing_key_id: Option<&str>, public_of: &SigningIdentity) -> SidecarConfig {
+        let mut config = SidecarConfig::new(NodeId::from("a"));
+        config.security.trusted_keys.push(TrustedKey {
+            advertiser: NodeId::from("a"),
+            key_id: "k2".into(),
+            public_key: encode_public_key(&public_of.verifying_key()),
+            valid_from: None,
+            valid_until: None,
+        });
+        config.security.signing_key_id = signing_key_id.map(Into::into);
+        config
+    }
+
+    #[test]
+    fn a_config_naming_a_signing_key_needs_that_key() {
+        let k2 = SigningIdentity::from_secret_bytes("k2".into(), &[2; 32]);
+        let other_k2 = SigningIdentity::from_secret_bytes("k2".into(), &[9; 32]);
+        let k1 = SigningIdentity::from_secret_bytes("k1".into(), &[1; 32]);
+        assert_eq!(check_signer(&config(None, &k2), None), Ok(()), "no signing key named: anything goes");
+        assert_eq!(check_signer(&config(Some("k2"), &k2), Some(&k2)), Ok(()));
+        let refused = |signer| check_signer(&config(Some("k2"), &k2), signer).unwrap_err();
+        assert_eq!(refused(None).field, "security.signingKeyId");
+        assert!(refused(Some(&k1)).reason.contains("signs with k1"), "{}", refused(Some(&k1)).reason);
+        assert!(refused(Some(&other_k2)).reason.contains("does not match"), "{}", refused(Some(&other_k2)).reason);
     }
 }

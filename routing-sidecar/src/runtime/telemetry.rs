@@ -94,7 +94,9 @@ type Layers = Vec<Box<dyn Layer<Registry> + Send + Sync>>;
 /// OTLP span export. With OTLP on it must be called inside a tokio runtime.
 pub fn init(options: &TelemetryOptions) -> Result<TelemetryGuard, String> {
     let filter = env_filter();
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let fmt = match options.log_format.as_str() {
         "json" => fmt.json().boxed(),
         "text" => fmt.boxed(),
@@ -117,7 +119,11 @@ pub fn init(options: &TelemetryOptions) -> Result<TelemetryGuard, String> {
             SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.clone()).build();
         // The exporter's own stack must not feed spans back into it.
         let filter = env_filter().and(filter_fn(|meta| !is_exporter_internal(meta.target())));
-        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(SCOPE)).with_filter(filter);
+        // The scope is the service: `routing-sidecar`, or `fabric-operator`
+        // when the operator uses this setup.
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(options.service_name.clone()))
+            .with_filter(filter);
         layers.push(otel.boxed());
         guard.tracer = Some(provider);
         guard.otlp = Some(Otlp {

@@ -1,0 +1,216 @@
+//! Kubernetes Events on the fabric objects (`kubectl describe` shows them):
+//! which status transitions deserve one is the pure [`events_for`];
+//! [`EventPublisher`] sends them with kube-runtime's `Recorder` (reporter
+//! `fabric-operator`, which also folds repeats into an event series).
+//! [`EventPublisher::rotated`] is for the key rotation.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+
+use super::status_writer::OwnedStatus;
+use crate::api::{Condition, ConditionStatus, RouteKey};
+
+/// `reportingController` of every event.
+pub const REPORTER: &str = "fabric-operator";
+/// The API limits an event's note to 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// One event to publish on an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSpec {
+    pub warning: bool,
+    /// `Accepted`, the refusal reason (`Invalid`, `EqualPriority`, ...),
+    /// `Nacked`, `Rotated`.
+    pub reason: String,
+    /// What the operator was doing: `Compile`, `Distribute`, `Rotate`.
+    pub action: &'static str,
+    pub note: String,
+}
+
+fn condition<'a>(status: &'a OwnedStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The events a status change from `current` to `desired` deserves:
+///
+/// - `Accepted` changed status (or appeared), or stayed refused for another
+///   reason: `Normal Accepted` when it is True, else `Warning <reason>` with
+///   the compiler's message.
+/// - `Conflict` became True: `Warning Conflict`, the note being the
+///   compiler's reason and message (which objects collide, who wins). The
+///   object stays Accepted (one of them wins), so the Accepted rule alone
+///   would say nothing.
+/// - `Applied` became `False`/`Nacked`: `Warning Nacked`, whose note names
+///   the sidecars and their errors (the condition's message). Further NACKs
+///   while it stays Nacked update the status, not the events.
+pub fn events_for(current: &OwnedStatus, desired: &OwnedStatus) -> Vec<EventSpec> {
+    let mut events = Vec::new();
+    if let Some(accepted) = condition(desired, "Accepted") {
+        let before = condition(current, "Accepted");
+        let transition = match before {
+            None => true,
+            Some(before) => {
+                before.status != accepted.status
+                    || (accepted.status != ConditionStatus::True && before.reason != accepted.reason)
+            }
+        };
+        if transition {
+            let warning = accepted.status != ConditionStatus::True;
+            let reason = if warning { accepted.reason.clone() } else { "Accepted".to_owned() };
+            events.push(EventSpec { warning, reason, action: "Compile", note: accepted.message.clone() });
+        }
+    }
+    fn conflict(status: &OwnedStatus) -> Option<&Condition> {
+        condition(status, "Conflict").filter(|c| c.status == ConditionStatus::True)
+    }
+    if let (Some(conflict), None) = (conflict(desired), conflict(current)) {
+        events.push(EventSpec {
+            warning: true,
+            reason: "Conflict".into(),
+            action: "Compile",
+            note: format!("{}: {}", conflict.reason, conflict.message),
+        });
+    }
+    fn nacked(status: &OwnedStatus) -> Option<&Condition> {
+        condition(status, "Applied").filter(|c| c.status == ConditionStatus::False && c.reason == "Nacked")
+    }
+    if let (Some(applied), None) = (nacked(desired), nacked(current)) {
+        events.push(EventSpec {
+            warning: true,
+            reason: "Nacked".into(),
+            action: "Distribute",
+            note: applied.message.clone(),
+        });
+    }
+    events
+}
+
+/// Publishes events as `fabric-operator`.
+#[derive(Clone)]
+pub struct EventPublisher {
+    recorder: Recorder,
+}
+
+impl EventPublisher {
+    /// `instance`: this replica (`reportingInstance`), e.g. the pod name.
+    pub fn new(client: Client, instance: Option<String>) -> Self {
+        Self { recorder: Recorder::new(client, Reporter { controller: REPORTER.into(), instance }) }
+    }
+
+    /// One event on the object `regarding` (in its namespace).
+    pub async fn publish(&self, regarding: &ObjectReference, event: &EventSpec) -> Result<(), kube::Error> {
+        let event = Event {
+            type_: if event.warning { EventType::Warning } else { EventType::Normal },
+            reason: event.reason.clone(),
+            note: (!event.note.is_empty()).then(|| truncate(&event.note, MAX_NOTE_BYTES)),
+            action: event.action.into(),
+            secondary: None,
+        };
+        self.recorder.publish(&event, regarding).await
+    }
+
+    /// `Normal Rotated` on a RouteKey: for the key rotation, after it
+    /// published a new active key (`note` e.g. `active key k-2025-02;
+    /// previous k-2025-01 retiring until ...`).
+    pub async fn rotated(&self, key: &RouteKey, note: &str) -> Result<(), kube::Error> {
+        let event = EventSpec { warning: false, reason: "Rotated".into(), action: "Rotate", note: note.into() };
+        self.publish(&key.object_ref(&()), &event).await
+    }
+}
+
+/// At most `max` bytes, cut at a character boundary, with `...` when cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(conditions: &[(&str, ConditionStatus, &str)]) -> OwnedStatus {
+        OwnedStatus {
+            observed_generation: Some(1),
+            conditions: conditions
+                .iter()
+                .map(|(type_, status, reason)| Condition {
+                    type_: type_.to_string(),
+                    status: *status,
+                    reason: reason.to_string(),
+                    message: format!("{type_} {reason}"),
+                    last_transition_time: "2025-01-01T00:00:00Z".into(),
+                    observed_generation: Some(1),
+                })
+                .collect(),
+            rollout: None,
+        }
+    }
+
+    use ConditionStatus::{False, True};
+
+    #[test]
+    fn accepted_transitions_make_events() {
+        let none = OwnedStatus::default();
+        let accepted = status(&[("Accepted", True, "Compiled")]);
+        let invalid = status(&[("Accepted", False, "Invalid")]);
+        let refused = status(&[("Accepted", False, "EqualPriority")]);
+        assert_eq!(
+            events_for(&none, &accepted),
+            [EventSpec {
+                warning: false,
+                reason: "Accepted".into(),
+                action: "Compile",
+                note: "Accepted Compiled".into()
+            }]
+        );
+        assert_eq!(events_for(&accepted, &accepted), []);
+        let event = &events_for(&accepted, &invalid)[0];
+        assert_eq!((event.warning, event.reason.as_str()), (true, "Invalid"));
+        assert_eq!(events_for(&invalid, &refused)[0].reason, "EqualPriority", "another refusal reason");
+        assert_eq!(events_for(&invalid, &invalid), []);
+        assert_eq!(events_for(&invalid, &accepted)[0].reason, "Accepted");
+    }
+
+    #[test]
+    fn a_new_conflict_makes_one_warning() {
+        let clear = status(&[("Accepted", True, "Compiled"), ("Conflict", False, "NoConflict")]);
+        let conflict = status(&[("Accepted", True, "Compiled"), ("Conflict", True, "EqualPriority")]);
+        assert_eq!(
+            events_for(&clear, &conflict),
+            [EventSpec {
+                warning: true,
+                reason: "Conflict".into(),
+                action: "Compile",
+                note: "EqualPriority: Conflict EqualPriority".into()
+            }]
+        );
+        assert_eq!(events_for(&conflict, &conflict), []);
+        assert_eq!(events_for(&conflict, &clear), []);
+    }
+
+    #[test]
+    fn applied_becoming_nacked_makes_one_warning() {
+        let pending = status(&[("Accepted", True, "Compiled"), ("Applied", False, "Pending")]);
+        let nacked = status(&[("Accepted", True, "Compiled"), ("Applied", False, "Nacked")]);
+        let events = events_for(&pending, &nacked);
+        assert_eq!(
+            events,
+            [EventSpec { warning: true, reason: "Nacked".into(), action: "Distribute", note: "Applied Nacked".into() }]
+        );
+        assert_eq!(events_for(&nacked, &nacked), [], "still nacked: no new event");
+    }
+
+    #[test]
+    fn notes_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate("short", 10), "short");
+        let cut = truncate(&"é".repeat(600), MAX_NOTE_BYTES);
+        assert!(cut.len() <= MAX_NOTE_BYTES && cut.ends_with("..."));
+    }
+}

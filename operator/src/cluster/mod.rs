@@ -1,0 +1,364 @@
+//! Cluster mode, `fabric-operator run` without `--manifests`: the same
+//! pipeline as local mode with the API server as the source and the sink.
+//!
+//! ```text
+//! watch (4 CRDs + sidecar Pods) -> Index -> Distributor (compile, push over gRPC)
+//!                                      \-> status writer (SSA on /status) -> Events
+//! ```
+//!
+//! - `watch`: kube-runtime watchers into the pure `Index` (`apply_event`),
+//!   debounced, handed to the [`Distributor`] built with
+//!   `sidecars_from_objects` (sidecars are the watched pods; a Hello only
+//!   opens the stream of its pod).
+//! - `status_writer`: the pure desired status of every CR and its
+//!   server-side apply; `events`: Events on transitions.
+//! - `leader`: only the Lease holder does any of it.
+//! - Sidecar tokens are checked with a TokenReview
+//!   ([`crate::distribution::auth::TokenReview`]) and a Hello must name the
+//!   pod its token was issued to.
+
+pub mod events;
+pub mod leader;
+pub mod status_writer;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use kube::Client;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch as channel};
+
+use crate::distribution::auth::TokenReview;
+use crate::distribution::local::{AppState, Folder, get_metrics, get_sidecars, get_status, shutdown_signal};
+use crate::distribution::server::{DistributionService, TlsFiles, serve};
+use crate::distribution::{DistributionState, Distributor, DistributorOptions};
+use crate::index::Index;
+use crate::rotation::Rotator;
+use crate::rotation::secret::{ClusterPublisher, SecretKeyStore};
+use events::EventPublisher;
+use status_writer::StatusWriter;
+
+/// The label the sidecar injection puts on every pod that runs a routing
+/// sidecar; only pods with `routing.fabric.dev/sidecar=true` are watched.
+pub const SIDECAR_LABEL: &str = "routing.fabric.dev/sidecar";
+/// The pod watch's label selector.
+pub const SIDECAR_LABEL_SELECTOR: &str = "routing.fabric.dev/sidecar=true";
+/// Pod annotation: the port other sidecars dial, when the pod has no
+/// `routing.fabric.dev/peer-address` annotation (the address is then
+/// `<podIP>:<port>`).
+pub const PEER_PORT_ANNOTATION: &str = "routing.fabric.dev/peer-port";
+/// The peer port when neither annotation is set.
+pub const DEFAULT_PEER_PORT: u16 = 7443;
+
+/// After a change, how long more changes are collected before one
+/// recompile.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How often the status writer looks at the ACKs and NACKs (besides after
+/// every recompile).
+const STATUS_POLL: Duration = Duration::from_millis(500);
+/// The longest wait before retrying failed status writes.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+pub struct ClusterOptions {
+    /// Watch only this namespace (default: all).
+    pub namespace: Option<String>,
+    /// gRPC config distribution.
+    pub listen: SocketAddr,
+    /// HTTP: `/healthz`, `/readyz`, `/status`, `/sidecars`, `/metrics`.
+    pub http: SocketAddr,
+    /// `None`: plaintext (`--insecure-plaintext`).
+    pub tls: Option<TlsFiles>,
+    /// The audience of the sidecars' projected ServiceAccount tokens.
+    pub token_audience: String,
+    /// `None`: no leader election (`--no-leader-election`).
+    pub leader_election: Option<LeaderElection>,
+    /// The sidecar injection webhook (`None`: `--no-webhook`); served by
+    /// every replica, leader or not.
+    pub webhook: Option<crate::webhook::WebhookOptions>,
+    /// How often key rotation checks the RouteKeys (`--rotation-tick`).
+    pub rotation_tick: Duration,
+}
+
+pub struct LeaderElection {
+    /// Namespace of the Lease (default: the client's namespace, in a pod
+    /// the operator's own).
+    pub namespace: Option<String>,
+}
+
+/// Liveness and readiness. Live as soon as the HTTP server runs; ready when
+/// this replica leads, listed the cluster and serves distribution, so a
+/// Service in front of the replicas sends sidecars to the leader only.
+#[derive(Clone, Default)]
+pub struct Health {
+    ready: Arc<AtomicBool>,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// This replica's name: `POD_NAME` (downward API), else the hostname (a
+/// pod's hostname is its name).
+pub fn instance_name() -> String {
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    from_env("POD_NAME")
+        .or_else(|| from_env("HOSTNAME"))
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("fabric-operator-{}", std::process::id()))
+}
+
+/// The current time as RFC 3339 (seconds, UTC), for condition transitions.
+pub fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn router(distributor: Distributor, health: Health) -> axum::Router {
+    // `/status`, `/sidecars` and `/metrics` are local mode's handlers; the
+    // folder part of `/status` (`manifestIssues`, `appliedLoads`) stays
+    // empty here.
+    let app = AppState { distributor, folder: Arc::new(Mutex::new(Folder::default())) };
+    let readyz =
+        axum::Router::new().route("/readyz", get(readyz)).route("/healthz", get(|| async { "ok" })).with_state(health);
+    axum::Router::new()
+        .route("/status", get(get_status))
+        .route("/sidecars", get(get_sidecars))
+        .route("/metrics", get(get_metrics))
+        .with_state(app)
+        .merge(readyz)
+}
+
+async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
+    if health.ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: not the leader, or still listing the cluster")
+    }
+}
+
+/// Runs cluster mode until SIGTERM or Ctrl-C, or until leadership is lost
+/// (an error: the process exits and the Deployment restarts it).
+pub async fn run(options: ClusterOptions) -> Result<(), String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("cannot configure the Kubernetes client (in-cluster config or kubeconfig): {e}"))?;
+    let instance = instance_name();
+    let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
+    distributor.set_leader(false);
+    let health = Health::default();
+
+    // HTTP first: the probes must answer while this replica waits for the
+    // Lease.
+    let http = TcpListener::bind(options.http).await.map_err(|e| format!("HTTP on {}: {e}", options.http))?;
+    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    let app = router(distributor.clone(), health.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(http, app).await {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    tracing::info!(http = %http_addr, instance, namespace = ?options.namespace, "operator starting (cluster mode)");
+    if let Some(webhook) = &options.webhook {
+        crate::webhook::start(&client, webhook, options.tls.as_ref()).await?;
+    }
+
+    let mut leadership = match &options.leader_election {
+        Some(election) => {
+            let namespace = election.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+            tokio::select! {
+                leadership = leader::acquire(client.clone(), &namespace, &instance) => Some(leadership?),
+                () = shutdown_signal() => {
+                    tracing::info!("shutting down before becoming leader");
+                    return Ok(());
+                }
+            }
+        }
+        None => {
+            tracing::info!("leader election disabled (--no-leader-election): acting as the only replica");
+            None
+        }
+    };
+
+    let lost = async {
+        match leadership.as_mut() {
+            Some(leadership) => leadership.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = lead(client, &options, distributor, health.clone(), instance) => result,
+        reason = lost => {
+            tracing::error!(%reason, "leadership lost: exiting so that this replica restarts as a follower");
+            Err(format!("leadership lost: {reason}"))
+        }
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+    health.set_ready(false);
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
+    result
+}
+
+/// The leader's work: watch, compile, distribute, write status. Returns
+/// only on a fatal error.
+async fn lead(
+    client: Client,
+    options: &ClusterOptions,
+    distributor: Distributor,
+    health: Health,
+    instance: String,
+) -> Result<(), String> {
+    // Everything spawned here stops with this future (leadership lost or
+    // shutdown), so nothing writes after the Lease is gone.
+    let mut tasks = Tasks::default();
+    let (events, receiver) = mpsc::channel(1024);
+    tasks.0.extend(watch::spawn_watchers(&client, options.namespace.as_deref(), events));
+    let (snapshots, mut snapshot) = channel::channel(None);
+    tasks.0.push(tokio::spawn(watch::IndexLoop::new(distributor.clone(), snapshots, DEBOUNCE).run(receiver)));
+
+    // Serve sidecars only once the whole cluster is listed: a config
+    // compiled from part of it would miss neighbors.
+    let mut progress = tokio::time::interval(Duration::from_secs(10));
+    progress.tick().await;
+    while snapshot.borrow_and_update().is_none() {
+        tokio::select! {
+            changed = snapshot.changed() => changed.map_err(|_| "the index loop stopped".to_string())?,
+            _ = progress.tick() => tracing::info!("still waiting for the first list of every watched kind"),
+        }
+    }
+
+    let grpc = TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
+    let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
+    let verifier = Arc::new(TokenReview::new(client.clone(), options.token_audience.clone()));
+    let service = DistributionService::new(distributor.clone(), Some(verifier)).require_pod_binding();
+    let mut rotator = Rotator::new(
+        Arc::new(SecretKeyStore::new(client.clone())),
+        Arc::new(ClusterPublisher::new(client.clone(), Some(instance.clone()))),
+    );
+    // One pass before serving: keys nobody has to learn first are active in
+    // the first snapshots.
+    rotator.tick(&distributor, fabric_routing::runtime::clock::now()).await;
+    distributor.set_rotation_status(rotator.status().clone());
+    tasks.0.push(tokio::spawn(rotation_loop(rotator, distributor.clone(), options.rotation_tick)));
+    let writer = StatusWriter::new(client.clone(), EventPublisher::new(client, Some(instance)));
+    tasks.0.push(tokio::spawn(status_loop(writer, distributor.clone(), snapshot)));
+    distributor.set_leader(true);
+    health.set_ready(true);
+    tracing::info!(grpc = %grpc_addr, tls = options.tls.is_some(), "serving sidecars");
+    // Config streams never end by themselves: the server runs until the
+    // process stops (see `run`).
+    serve(grpc, service, options.tls.as_ref(), std::future::pending()).await
+}
+
+/// Key rotation for every operator-managed RouteKey: Secrets, key status,
+/// signing keys to the distributor (see `crate::rotation`).
+async fn rotation_loop(mut rotator: Rotator, distributor: Distributor, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first fires at once; `lead` already ran a pass
+    loop {
+        tick.tick().await;
+        rotator.tick(&distributor, fabric_routing::runtime::clock::now()).await;
+        distributor.set_rotation_status(rotator.status().clone());
+    }
+}
+
+/// Tasks aborted when dropped.
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Runs the status writer after every recompile and every [`STATUS_POLL`]
+/// (ACKs and NACKs change the roll-up without a recompile). A run whose
+/// inputs did not change since the last run is skipped, unless writes
+/// failed: those are retried with a backoff (0.5 s doubling up to
+/// [`MAX_RETRY`]), so a lasting failure (RBAC) does not flood the API
+/// server or the log.
+async fn status_loop(
+    mut writer: StatusWriter,
+    distributor: Distributor,
+    mut snapshots: channel::Receiver<Option<Arc<Index>>>,
+) {
+    let mut poll = tokio::time::interval(STATUS_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<(u64, Arc<crate::compile::Compilation>, DistributionState)> = None;
+    let mut retry: Option<(tokio::time::Instant, Duration)> = None;
+    loop {
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { return },
+            _ = poll.tick() => {}
+        }
+        let Some(index) = snapshots.borrow_and_update().clone() else { continue };
+        let compilation = distributor.compilation();
+        let state = distributor.state();
+        let unchanged = last.as_ref().is_some_and(|(revision, compiled, sidecars)| {
+            *revision == index.revision() && Arc::ptr_eq(compiled, &compilation) && *sidecars == state
+        });
+        if unchanged && retry.is_none_or(|(at, _)| tokio::time::Instant::now() < at) {
+            continue;
+        }
+        let span = tracing::info_span!(
+            "fabric.operator.status",
+            revision = index.revision(),
+            written = tracing::field::Empty,
+            failed = tracing::field::Empty
+        );
+        let report = {
+            use tracing::Instrument as _;
+            writer.reconcile(&index, &compilation, &state, &now_rfc3339()).instrument(span.clone()).await
+        };
+        span.record("written", report.written).record("failed", report.failed);
+        distributor.record_status_patches(report.written as u64);
+        if report.written + report.failed + report.events > 0 {
+            tracing::debug!(?report, "status run");
+        }
+        retry = (report.failed > 0).then(|| {
+            let delay = retry.map_or(STATUS_POLL, |(_, delay)| (delay * 2).min(MAX_RETRY));
+            (tokio::time::Instant::now() + delay, delay)
+        });
+        last = Some((index.revision(), compilation, state));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_is_rfc3339_in_seconds() {
+        let now = now_rfc3339();
+        assert_eq!(now.len(), "2025-01-01T00:00:00Z".len(), "{now}");
+        assert!(crate::time::parse_rfc3339_millis(&now).is_ok(), "{now}");
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_health_flag() {
+        let health = Health::default();
+        assert_eq!(readyz(State(health.clone())).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        health.set_ready(true);
+        assert_eq!(readyz(State(health)).await.0, StatusCode::OK);
+    }
+}

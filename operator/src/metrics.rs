@@ -1,0 +1,162 @@
+//! The operator's `/metrics`, rendered at scrape time from the
+//! distributor's counters and state (the same scheme and the same content
+//! negotiation as the sidecar's, `fabric_routing::runtime::metrics`: the
+//! classic text format for promtool and curl, OpenMetrics for Prometheus).
+//! Names are listed in docs/metrics.md, "Operator".
+
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+pub use fabric_routing::runtime::metrics::MetricsFormat;
+use fabric_routing::runtime::metrics::{ConstHistogram, counters, encode, gauges};
+
+use crate::distribution::Distributor;
+use crate::distribution::status::{SyncState, sidecars};
+
+/// Upper bounds (seconds) of the compile duration histogram.
+pub const COMPILE_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Cumulative observations over [`COMPILE_BUCKETS`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DurationHistogram {
+    pub cumulative: Vec<u64>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&mut self, seconds: f64) {
+        if self.cumulative.is_empty() {
+            self.cumulative = vec![0; COMPILE_BUCKETS.len()];
+        }
+        for (bound, count) in COMPILE_BUCKETS.iter().zip(self.cumulative.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
+}
+
+/// The counters the distributor keeps for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counters {
+    pub pushes: u64,
+    /// ACKs of the snapshot in force.
+    pub acks: u64,
+    pub nacks: u64,
+    /// ACKs and NACKs of a snapshot already replaced by a newer push (or
+    /// from an old stream): ignored, counted here.
+    pub stale_replies: u64,
+    /// Objects compiled, by kind and outcome (`ok`: accepted; `error`: not).
+    pub reconciles: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    pub status_patches: u64,
+    pub compile_duration: DurationHistogram,
+    /// 1 while this replica leads (always 1 in local mode).
+    pub leader: bool,
+}
+
+const SYNC_STATES: [(SyncState, &str); 4] = [
+    (SyncState::Synced, "synced"),
+    (SyncState::Stale, "stale"),
+    (SyncState::Nacked, "nacked"),
+    (SyncState::NotSent, "not_sent"),
+];
+
+/// Renders the operator's metrics in `format`.
+pub fn render(distributor: &Distributor, format: MetricsFormat) -> String {
+    let counters_now = distributor.counters();
+    let state = distributor.state();
+    let compilation = distributor.compilation();
+    let rotations: u64 = distributor.rotation_status().values().map(|r| r.rotations).sum();
+    let listed = sidecars(&compilation, &state);
+
+    let mut r = Registry::with_prefix("fabric_operator");
+    let counter =
+        |r: &mut Registry, name: &str, help: &str, value: u64| r.register(name, help, ConstCounter::new(value));
+    let gauge = |r: &mut Registry, name: &str, help: &str, value: u64| r.register(name, help, ConstGauge::new(value));
+    let reconciles = counters_now
+        .reconciles
+        .iter()
+        .map(|((kind, result), value)| (vec![("kind", (*kind).to_owned()), ("result", (*result).to_owned())], *value));
+    r.register("reconciles", "Objects compiled, by kind and result (error: not accepted)", counters(reconciles));
+    counter(&mut r, "config_pushes", "Config snapshots pushed to sidecars", counters_now.pushes);
+    counter(&mut r, "config_acks", "Snapshots acknowledged by sidecars", counters_now.acks);
+    counter(&mut r, "config_nacks", "Snapshots refused by sidecars", counters_now.nacks);
+    counter(
+        &mut r,
+        "config_stale_replies",
+        "ACKs and NACKs ignored because a newer snapshot replaced theirs",
+        counters_now.stale_replies,
+    );
+    counter(&mut r, "status_patches", "Status writes to the API server", counters_now.status_patches);
+    counter(&mut r, "key_rotations", "Signing keys that became active", rotations);
+    gauge(
+        &mut r,
+        "sidecars_connected",
+        "Sidecars with an open config stream",
+        state.sidecars.values().filter(|s| s.connected).count() as u64,
+    );
+    let by_sync = SYNC_STATES.iter().map(|(sync, label)| {
+        (vec![("sync", (*label).to_owned())], listed.iter().filter(|s| s.sync == *sync).count() as u64)
+    });
+    r.register("sidecars", "Known sidecars by sync state (synced, stale, nacked, not_sent)", gauges(by_sync));
+    gauge(
+        &mut r,
+        "leader",
+        "1 while this replica leads (writes status, serves sidecars)",
+        u64::from(counters_now.leader),
+    );
+    let histogram = &counters_now.compile_duration;
+    r.register_with_unit(
+        "compile_duration",
+        "Time to compile every sidecar's config",
+        Unit::Seconds,
+        ConstHistogram::from_cumulative(COMPILE_BUCKETS, &histogram.cumulative, histogram.count, histogram.sum_seconds),
+    );
+    encode(&r, format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distribution::DistributorOptions;
+
+    #[test]
+    fn every_documented_family_is_rendered_in_both_formats() {
+        let distributor = Distributor::new(DistributorOptions::default());
+        distributor.set_objects(crate::index::Index::new());
+        let text = render(&distributor, MetricsFormat::PrometheusText);
+        for family in [
+            "# TYPE fabric_operator_reconciles_total counter",
+            "# TYPE fabric_operator_config_pushes_total counter",
+            "# TYPE fabric_operator_config_acks_total counter",
+            "# TYPE fabric_operator_config_nacks_total counter",
+            "# TYPE fabric_operator_config_stale_replies_total counter",
+            "# TYPE fabric_operator_status_patches_total counter",
+            "# TYPE fabric_operator_key_rotations_total counter",
+            "# TYPE fabric_operator_sidecars_connected gauge",
+            "# TYPE fabric_operator_sidecars gauge",
+            "fabric_operator_sidecars{sync=\"not_sent\"} 0",
+            "# TYPE fabric_operator_leader gauge",
+            "# TYPE fabric_operator_compile_duration_seconds histogram",
+            "fabric_operator_compile_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(family), "{family} missing from\n{text}");
+        }
+        let open = render(&distributor, MetricsFormat::OpenMetrics);
+        assert!(open.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_histogram_is_cumulative() {
+        let mut h = DurationHistogram::default();
+        h.observe(0.003);
+        h.observe(0.2);
+        assert_eq!(h.cumulative[..3], [0, 0, 1]);
+        assert_eq!(*h.cumulative.last().unwrap(), 2);
+        assert_eq!(h.count, 2);
+    }
+}

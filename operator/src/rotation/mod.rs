@@ -1,0 +1,253 @@
+//! Key rotation for RouteKeys with `management: Operator`: generate ed25519
+//! keys, keep the private halves in a [`KeyStore`] (an owner-referenced
+//! Secret in a cluster, the state directory locally), publish the public
+//! halves in `status.keys`, switch the owning sidecar's signer once every
+//! sidecar trusts the new key, retire the old key after the overlap.
+//!
+//! [`plan`] decides (pure); [`Rotator`] runs it for every RouteKey: it
+//! saves the private keys first, then publishes (so a published key always
+//! has its private half somewhere), then hands the signing keys to the
+//! distributor. See docs/operator.md, "Key rotation".
+
+pub mod plan;
+pub mod secret;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fabric_routing::{KeyId, NodeId, Timestamp};
+
+pub use plan::{KeyRing, Plan, PrivateKey, PublishedKeys, Rollout, RotationEvent};
+pub use store::{FileKeyStore, KeyStore, MemoryKeyStore};
+
+use crate::api::{KeyManagement, RouteKey, RouteKeyStatus};
+use crate::compile::ConditionType;
+use crate::distribution::{Distributor, KeyMaterial};
+use crate::index::{NamespacedName, ObjectKey, ObjectKind};
+
+/// Where published keys go.
+#[tonic::async_trait]
+pub trait KeyPublisher: Send + Sync {
+    /// Whether the published keys of RouteKeys are read back from the
+    /// objects (a cluster: status is written and watched) or must be laid
+    /// over them (local mode: there is no API server to hold them).
+    fn overlay(&self) -> bool;
+    /// Writes the published keys of one RouteKey.
+    async fn publish(&self, name: &NamespacedName, route_key: &RouteKey, keys: &PublishedKeys) -> Result<(), String>;
+    /// A rotation step worth telling users about (an Event in a cluster).
+    async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent);
+}
+
+/// Local mode: published keys live in memory (and are laid over the
+/// objects); events are logged.
+#[derive(Default)]
+pub struct LocalPublisher;
+
+#[tonic::async_trait]
+impl KeyPublisher for LocalPublisher {
+    fn overlay(&self) -> bool {
+        true
+    }
+    async fn publish(&self, _: &NamespacedName, _: &RouteKey, _: &PublishedKeys) -> Result<(), String> {
+        Ok(())
+    }
+    async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent) {
+        tracing::info!(route_key = %name, node = %route_key.spec.node_id, "{event}");
+    }
+}
+
+/// The state of one RouteKey's rotation, as `/status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    pub node_id: String,
+    pub active_key_id: Option<String>,
+    pub keys: Vec<String>,
+    pub waiting: Option<String>,
+    pub error: Option<String>,
+    pub rotations: u64,
+}
+
+/// The sidecars as the distributor knows them, for one node id's keys.
+struct DistributedFabric<'a> {
+    distributor: &'a Distributor,
+    node: NodeId,
+}
+
+impl plan::Fabric for DistributedFabric<'_> {
+    fn trusted_everywhere(&self, key_id: &str) -> Rollout {
+        self.distributor.rollout(&self.node, &KeyId::from(key_id))
+    }
+    fn signs_with(&self, key_id: &str) -> bool {
+        self.distributor.signs_with(&self.node, &KeyId::from(key_id))
+    }
+}
+
+/// Runs rotation for every operator-managed RouteKey.
+pub struct Rotator {
+    store: Arc<dyn KeyStore>,
+    publisher: Arc<dyn KeyPublisher>,
+    /// Private keys as last loaded or saved (loaded once per RouteKey).
+    rings: BTreeMap<NamespacedName, KeyRing>,
+    /// Published keys (authoritative in local mode; a cache of what was
+    /// written in a cluster, so a write is not repeated before the watch
+    /// brings it back).
+    published: BTreeMap<NamespacedName, PublishedKeys>,
+    status: BTreeMap<NamespacedName, RotationStatus>,
+    generate: Box<dyn FnMut() -> Result<[u8; 32], String> + Send>,
+}
+
+impl Rotator {
+    pub fn new(store: Arc<dyn KeyStore>, publisher: Arc<dyn KeyPublisher>) -> Self {
+        let generate = || fabric_routing::security::generate_signing_key_bytes().map_err(|e| e.to_string());
+        Self::with_generator(store, publisher, Box::new(generate))
+    }
+
+    /// With a key generator of the caller's (tests use fixed bytes).
+    pub fn with_generator(
+        store: Arc<dyn KeyStore>,
+        publisher: Arc<dyn KeyPublisher>,
+        generate: Box<dyn FnMut() -> Result<[u8; 32], String> + Send>,
+    ) -> Self {
+        Self { store, publisher, rings: BTreeMap::new(), published: BTreeMap::new(), status: BTreeMap::new(), generate }
+    }
+
+    pub fn status(&self) -> &BTreeMap<NamespacedName, RotationStatus> {
+        &self.status
+    }
+
+    /// One pass over every RouteKey of the distributor's objects at `now`.
+    /// Returns the events of the pass.
+    pub async fn tick(&mut self, distributor: &Distributor, now: Timestamp) -> Vec<(NamespacedName, RotationEvent)> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!("fabric.operator.key_rotation", events = tracing::field::Empty);
+        let events = self.tick_inner(distributor, now).instrument(span.clone()).await;
+        span.record("events", events.len());
+        events
+    }
+
+    async fn tick_inner(&mut self, distributor: &Distributor, now: Timestamp) -> Vec<(NamespacedName, RotationEvent)> {
+        let objects = distributor.objects();
+        let compilation = distributor.compilation();
+        let mut all_events = Vec::new();
+        let mut seen = Vec::new();
+        for (name, route_key) in objects.objects::<RouteKey>() {
+            if route_key.spec.management != KeyManagement::Operator {
+                continue;
+            }
+            // A RouteKey the compiler refused (invalid, foreign node id, a
+            // second one for a node id) gets no keys.
+            let object = ObjectKey::new(ObjectKind::RouteKey, name);
+            let accepted = compilation
+                .condition(&object, ConditionType::Accepted)
+                .is_some_and(|c| c.status == crate::api::ConditionStatus::True);
+            if !accepted {
+                continue;
+            }
+            seen.push(name.clone());
+            let events = self.rotate_one(name, route_key, distributor, now).await;
+            for event in events {
+                self.publisher.announce(name, route_key, &event).await;
+                all_events.push((name.clone(), event));
+            }
+        }
+        self.rings.retain(|name, _| seen.contains(name));
+        self.published.retain(|name, _| seen.contains(name));
+        self.status.retain(|name, _| seen.contains(name));
+        distributor.set_key_material(self.material(&objects));
+        all_events
+    }
+
+    async fn rotate_one(
+        &mut self,
+        name: &NamespacedName,
+        route_key: &RouteKey,
+        distributor: &Distributor,
+        now: Timestamp,
+    ) -> Vec<RotationEvent> {
+        let status = self.status.entry(name.clone()).or_default();
+        status.node_id = route_key.spec.node_id.clone();
+        if !self.rings.contains_key(name) {
+            match self.store.load(name).await {
+                Ok(ring) => {
+                    self.rings.insert(name.clone(), ring);
+                }
+                Err(error) => {
+                    tracing::error!(route_key = %name, %error, "cannot read the private keys; rotation waits");
+                    status.error = Some(error);
+                    return Vec::new();
+                }
+            }
+        }
+        let ring = self.rings[name].clone();
+        let published = if self.publisher.overlay() {
+            self.published.get(name).cloned().unwrap_or_default()
+        } else {
+            // What the API server has, unless a write of ours is newer than
+            // what the watch has brought back so far.
+            let from_status = PublishedKeys::from_status(route_key.status.as_ref());
+            match self.published.get(name) {
+                Some(written) if written != &from_status => written.clone(),
+                _ => from_status,
+            }
+        };
+        let fabric = DistributedFabric { distributor, node: NodeId::from(route_key.spec.node_id.as_str()) };
+        let inputs = plan::Inputs { spec: &route_key.spec, published: &published, ring: &ring, now };
+        let plan = match plan::plan(&inputs, &fabric, &mut self.generate) {
+            Ok(plan) => plan,
+            Err(error) => {
+                status.error = Some(error);
+                return Vec::new();
+            }
+        };
+        status.waiting = plan.waiting.clone();
+        if plan.ring != ring {
+            if let Err(error) = self.store.save(name, route_key, &plan.ring).await {
+                tracing::error!(route_key = %name, %error, "cannot save the private keys; nothing is published");
+                status.error = Some(error);
+                return Vec::new();
+            }
+            self.rings.insert(name.clone(), plan.ring.clone());
+        }
+        if plan.published != published
+            && let Err(error) = self.publisher.publish(name, route_key, &plan.published).await
+        {
+            tracing::error!(route_key = %name, %error, "cannot publish the keys; retrying");
+            status.error = Some(error);
+            return Vec::new();
+        }
+        self.published.insert(name.clone(), plan.published.clone());
+        status.error = None;
+        status.active_key_id = plan.published.active_key_id.clone();
+        status.keys = plan.published.keys.iter().map(|k| format!("{}:{:?}", k.key_id, k.state)).collect();
+        status.rotations += plan.events.iter().filter(|e| matches!(e, RotationEvent::Activated { .. })).count() as u64;
+        plan.events
+    }
+
+    /// The published overlay (local mode) and the private keys by node id.
+    fn material(&self, objects: &crate::index::Index) -> KeyMaterial {
+        let mut material = KeyMaterial::default();
+        for (name, ring) in &self.rings {
+            let Some(route_key) = objects.get::<RouteKey>(&name.namespace, &name.name) else { continue };
+            let node = NodeId::from(route_key.spec.node_id.as_str());
+            let keys = material.signing.entry(node).or_default();
+            for private in &ring.keys {
+                match private.secret() {
+                    Ok(secret) => {
+                        keys.insert(KeyId::from(private.key_id.as_str()), secret);
+                    }
+                    Err(error) => tracing::error!(route_key = %name, %error, "unusable private key"),
+                }
+            }
+        }
+        if self.publisher.overlay() {
+            for (name, published) in &self.published {
+                let mut status = RouteKeyStatus::default();
+                published.write_to(&mut status);
+                material.published.insert(name.clone(), status);
+            }
+        }
+        material
+    }
+}

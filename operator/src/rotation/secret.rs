@@ -1,0 +1,154 @@
+//! Key rotation in a cluster: private keys in one Secret per RouteKey
+//! (`routekey-<name>`, owner-referenced so it goes with the RouteKey),
+//! published keys in the RouteKey's status, events on the RouteKey. Both
+//! writes are server-side applies with the field manager
+//! `fabric-operator/keys`, which owns exactly the Secret's data and
+//! `status.keys`, `status.activeKeyId`, `status.nextRotation` (the status
+//! writer owns the conditions under another manager).
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use serde_json::json;
+
+use super::KeyPublisher;
+use super::plan::{KeyRing, PublishedKeys, RotationEvent};
+use super::store::KeyStore;
+use crate::api::RouteKey;
+use crate::index::NamespacedName;
+
+/// Field manager of every key write.
+pub const FIELD_MANAGER: &str = "fabric-operator/keys";
+/// The Secret's data key holding the key ring (JSON).
+pub const SECRET_DATA_KEY: &str = "keys.json";
+
+/// `routekey-<name>`.
+pub fn secret_name(route_key: &str) -> String {
+    format!("routekey-{route_key}")
+}
+
+pub struct SecretKeyStore {
+    client: Client,
+}
+
+impl SecretKeyStore {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+#[tonic::async_trait]
+impl KeyStore for SecretKeyStore {
+    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, String> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &name.namespace);
+        let secret_name = secret_name(&name.name);
+        let secret =
+            secrets.get_opt(&secret_name).await.map_err(|e| format!("Secret {}/{secret_name}: {e}", name.namespace))?;
+        let Some(data) = secret.and_then(|s| s.data).and_then(|mut d| d.remove(SECRET_DATA_KEY)) else {
+            return Ok(KeyRing::default());
+        };
+        serde_json::from_slice(&data.0)
+            .map_err(|e| format!("Secret {}/{secret_name} key {SECRET_DATA_KEY}: {e}", name.namespace))
+    }
+
+    async fn save(&self, name: &NamespacedName, route_key: &RouteKey, ring: &KeyRing) -> Result<(), String> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &name.namespace);
+        let secret_name = secret_name(&name.name);
+        let owner = route_key
+            .controller_owner_ref(&())
+            .ok_or_else(|| format!("RouteKey {name} has no uid yet; its Secret needs an owner"))?;
+        let ring_json = serde_json::to_vec(ring).map_err(|e| e.to_string())?;
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": secret_name,
+                "namespace": name.namespace,
+                "labels": {
+                    "app.kubernetes.io/managed-by": "fabric-operator",
+                    "routing.fabric.dev/route-key": name.name,
+                },
+                "ownerReferences": [owner],
+            },
+            "type": "Opaque",
+            "data": { SECRET_DATA_KEY: k8s_openapi::ByteString(ring_json) },
+        });
+        secrets
+            .patch(&secret_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("Secret {}/{secret_name}: {e}", name.namespace))
+    }
+}
+
+/// Publishes keys into RouteKey status and rotation events as Kubernetes
+/// Events.
+pub struct ClusterPublisher {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl ClusterPublisher {
+    pub fn new(client: Client, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: "fabric-operator".into(), instance };
+        Self { recorder: Recorder::new(client.clone(), reporter), client }
+    }
+}
+
+/// The server-side apply body of the key fields of a RouteKey's status.
+pub fn status_patch(name: &str, keys: &PublishedKeys) -> serde_json::Value {
+    let mut status = serde_json::Map::new();
+    status.insert("keys".into(), json!(keys.keys));
+    if let Some(active) = &keys.active_key_id {
+        status.insert("activeKeyId".into(), json!(active));
+    }
+    if let Some(next) = &keys.next_rotation {
+        status.insert("nextRotation".into(), json!(next));
+    }
+    json!({
+        "apiVersion": crate::api::API_VERSION,
+        "kind": "RouteKey",
+        "metadata": { "name": name },
+        "status": status,
+    })
+}
+
+#[tonic::async_trait]
+impl KeyPublisher for ClusterPublisher {
+    fn overlay(&self) -> bool {
+        false
+    }
+
+    async fn publish(&self, name: &NamespacedName, _: &RouteKey, keys: &PublishedKeys) -> Result<(), String> {
+        let api: Api<RouteKey> = Api::namespaced(self.client.clone(), &name.namespace);
+        api.patch_status(
+            &name.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(status_patch(&name.name, keys)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("RouteKey {name} status: {e}"))
+    }
+
+    async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent) {
+        let (type_, reason) = match event {
+            RotationEvent::Published { .. } => (EventType::Normal, "KeyPublished"),
+            RotationEvent::Activated { .. } => (EventType::Normal, "Rotated"),
+            RotationEvent::Retired { .. } => (EventType::Normal, "KeyRetired"),
+            RotationEvent::Lost { .. } => (EventType::Warning, "KeyLost"),
+        };
+        tracing::info!(route_key = %name, node = %route_key.spec.node_id, reason, "{event}");
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(event.to_string()),
+            action: "Rotate".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &route_key.object_ref(&())).await {
+            tracing::warn!(route_key = %name, %error, "cannot publish the event");
+        }
+    }
+}

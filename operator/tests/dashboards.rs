@@ -1,0 +1,420 @@
+//! Every metric the Grafana dashboards (charts/fabric-routing/dashboards/)
+//! query is exported by the sidecar or the operator.
+//!
+//! The metric names come from the PromQL of every panel target (rows and
+//! nested panels included) and every query template variable, as in
+//! `scripts/dashboard-metrics.py`: identifiers `[a-zA-Z_:][a-zA-Z0-9_:]*`
+//! starting with `fabric_`, outside string literals. The exported families
+//! come from the `# TYPE` lines of the real renderers in the classic text
+//! format: the sidecar's `fabric_routing::runtime::metrics::render` with
+//! every input populated (peers and link-state included) and the operator's
+//! `fabric_operator::metrics::render` on a Distributor with the example
+//! manifests. A `_bucket`, `_sum` or `_count` name is exported when its base
+//! name is a histogram family (`_sum`/`_count` also for a summary).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fabric_operator::distribution::{Distributor, DistributorOptions};
+use fabric_routing::link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
+use fabric_routing::link_state::{AreaId, ExportCounts, LinkStateSnapshot};
+use fabric_routing::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics};
+use fabric_routing::stats::{Histogram, RejectReason, StatsSnapshot};
+use serde_json::Value;
+
+const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
+
+/// One PromQL query of a dashboard and where it is.
+#[derive(Clone, Debug)]
+struct Query {
+    dashboard: String,
+    location: String,
+    expr: String,
+}
+
+fn walk_panels<'a>(panels: &'a Value, out: &mut Vec<&'a Value>) {
+    for panel in panels.as_array().into_iter().flatten() {
+        out.push(panel);
+        walk_panels(&panel["panels"], out);
+    }
+}
+
+/// Every panel target `expr` and every query variable of a dashboard.
+fn queries(name: &str, dashboard: &Value) -> Vec<Query> {
+    let mut panels = Vec::new();
+    walk_panels(&dashboard["panels"], &mut panels);
+    let mut out = Vec::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str().filter(|e| !e.trim().is_empty()) {
+                let location = format!("panel {:?}", panel["title"].as_str().unwrap_or_default());
+                out.push(Query { dashboard: name.into(), location, expr: expr.into() });
+            }
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+        if variable["type"] != "query" {
+            continue;
+        }
+        let query = match &variable["query"] {
+            Value::String(q) => Some(q.as_str()),
+            object => object["query"].as_str(),
+        };
+        if let Some(expr) = query.filter(|q| !q.trim().is_empty()) {
+            let location = format!("variable {:?}", variable["name"].as_str().unwrap_or_default());
+            out.push(Query { dashboard: name.into(), location, expr: expr.into() });
+        }
+    }
+    out
+}
+
+/// PromQL with its string literals (`"..."`, `'...'`, `` `...` ``) blanked:
+/// label values are not metric names.
+fn without_strings(expr: &str) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let mut chars = expr.chars();
+    while let Some(c) = chars.next() {
+        if matches!(c, '"' | '\'' | '`') {
+            let quote = c;
+            while let Some(inner) = chars.next() {
+                if inner == '\\' && quote != '`' {
+                    chars.next();
+                } else if inner == quote {
+                    break;
+                }
+            }
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `fabric_*` identifiers of one PromQL expression, as queried (a
+/// histogram's `_bucket` kept: [`exported`] knows what it belongs to).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let text = without_strings(expr);
+    let mut names = BTreeSet::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if !(c.is_ascii_alphabetic() || c == '_' || c == ':') {
+            // Digits and the rest of non-identifier text; an identifier
+            // cannot start inside a number like `0.99`, so skip its tail.
+            if c.is_ascii_digit() {
+                while chars.peek().is_some_and(|(_, d)| d.is_ascii_alphanumeric() || *d == '_' || *d == '.') {
+                    chars.next();
+                }
+            }
+            continue;
+        }
+        let mut end = start + c.len_utf8();
+        while let Some(&(i, d)) = chars.peek() {
+            if d.is_ascii_alphanumeric() || d == '_' || d == ':' {
+                end = i + d.len_utf8();
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let word = &text[start..end];
+        if word.starts_with("fabric_") {
+            names.insert(word.to_string());
+        }
+    }
+    names
+}
+
+/// `name` without a histogram series suffix, if it has one.
+fn strip_suffix(name: &str) -> Option<&str> {
+    HISTOGRAM_SUFFIXES.iter().find_map(|suffix| name.strip_suffix(suffix))
+}
+
+/// Family name -> type, from the `# TYPE name type` lines of a render.
+fn families(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .map(|(name, kind)| (name.to_string(), kind.trim().to_string()))
+        .collect()
+}
+
+/// Whether the series name `name` is exported by one of `families`.
+fn exported(name: &str, families: &BTreeMap<String, String>) -> bool {
+    if families.contains_key(name) {
+        return true;
+    }
+    let Some(base) = strip_suffix(name) else { return false };
+    match families.get(base).map(String::as_str) {
+        Some("histogram") => true,
+        Some("summary") => !name.ends_with("_bucket"),
+        _ => false,
+    }
+}
+
+/// The queried names no family exports, with where they are queried.
+fn missing(queries: &[Query], families: &BTreeMap<String, String>) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for query in queries {
+        for name in metric_names(&query.expr) {
+            if !exported(&name, families) {
+                out.entry(name).or_default().push(format!("{} {}: {}", query.dashboard, query.location, query.expr));
+            }
+        }
+    }
+    out
+}
+
+fn dashboards_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/fabric-routing/dashboards")
+}
+
+fn all_queries() -> Vec<Query> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dashboards_dir())
+        .expect("charts/fabric-routing/dashboards")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no dashboard in {}", dashboards_dir().display());
+    let mut out = Vec::new();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let dashboard: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let found = queries(&name, &dashboard);
+        assert!(!found.is_empty(), "{name} has no query");
+        for query in &found {
+            assert!(
+                !metric_names(&query.expr).is_empty(),
+                "{name} {}: no fabric_ metric in {:?}",
+                query.location,
+                query.expr
+            );
+        }
+        out.extend(found);
+    }
+    out
+}
+
+/// A sidecar's stats with every value set (as in routing-sidecar's
+/// tests/promtool.rs).
+fn sidecar_stats() -> StatsSnapshot {
+    let mut convergence = Histogram::default();
+    for ms in [0, 2, 15, 80, 700, 3_000] {
+        convergence.observe(Duration::from_millis(ms));
+    }
+    let rejects: BTreeMap<&'static str, u64> =
+        RejectReason::ALL.iter().enumerate().map(|(i, r)| (r.label(), i as u64 + 1)).collect();
+    StatsSnapshot {
+        routes_active_total: 12,
+        candidates_stored: 30,
+        routes_held_down: 2,
+        routes_suppressed_now: 1,
+        announcements_received: 1_000,
+        announcements_accepted: 900,
+        announcement_rejects_total: rejects.clone(),
+        dry_run_rejects_total: rejects,
+        withdrawals_received: 40,
+        withdrawals_applied: 35,
+        routes_withdrawn_total: 35,
+        routes_expired_total: 4,
+        routes_purged_stale_total: 3,
+        routes_suppressed_total: 6,
+        routes_reused_total: 5,
+        hold_down_rejects: 7,
+        best_path_changes_total: 50,
+        messages_sent_total: 2_000,
+        config_reloads_total: 3,
+        config_rejects_total: 1,
+        signatures_verified_total: 950,
+        signature_cache_hits_total: 400,
+        unverified_signatures_accepted_total: 2,
+        convergence_seconds: convergence,
+        last_convergence: BTreeMap::new(),
+    }
+}
+
+/// A border router's link-state snapshot: two areas, exports, refusals.
+fn link_state_snapshot() -> LinkStateSnapshot {
+    let mut spf = DurationHistogram::default();
+    for micros in [40, 900, 12_000] {
+        spf.observe(Duration::from_micros(micros));
+    }
+    LinkStateSnapshot {
+        lsdb_entries: BTreeMap::from([(AreaId::from("core"), 12), (AreaId::from("edge-eu"), 30)]),
+        topology_fingerprints: BTreeMap::new(),
+        routes_active: 41,
+        summary_exports: vec![SummaryExportStat {
+            source_area: AreaId::from("edge-eu"),
+            target_area: AreaId::from("core"),
+            counts: ExportCounts { exported: 28, filtered: 2, compressed: 1 },
+        }],
+        summary_entries_refused: vec![SummaryExportRefusal {
+            source_area: AreaId::from("dmz"),
+            target_area: AreaId::from("core"),
+            refused: 3,
+        }],
+        updates_received_total: 500,
+        updates_installed_total: 300,
+        updates_duplicate_total: 190,
+        updates_stale_total: 4,
+        update_rejects_total: BTreeMap::from([("area_mismatch", 6)]),
+        area_mismatches_total: BTreeMap::from([(AreaId::from("lab"), 6)]),
+        flushes_received_total: 2,
+        entries_expired_total: 1,
+        updates_originated_total: 20,
+        sequence_jumps_total: 1,
+        updates_sent_total: 900,
+        spf_runs_total: 33,
+        spf_skipped_total: 70,
+        spf_heap_pops_total: 4_000,
+        spf_duration_seconds: spf,
+        route_changes_total: 60,
+        unverified_signatures_accepted_total: 1,
+        config_reloads_total: 1,
+    }
+}
+
+/// The sidecar's `/metrics` (classic text) with every input populated.
+fn sidecar_metrics() -> String {
+    let stats = sidecar_stats();
+    let link_state = link_state_snapshot();
+    let peers = [
+        PeerMetrics {
+            peer: "node-b".into(),
+            established: true,
+            sessions_established_total: 3,
+            session_failures_total: 1,
+            routes_received: 9,
+        },
+        PeerMetrics {
+            peer: "node-c".into(),
+            established: false,
+            sessions_established_total: 0,
+            session_failures_total: 12,
+            routes_received: 0,
+        },
+    ];
+    fabric_routing::runtime::metrics::render(
+        &MetricsInput {
+            stats: &stats,
+            peers: &peers,
+            node_id: "node-a",
+            config_version: Some("v7"),
+            config_applied_total: 4,
+            config_rejected_total: 1,
+            link_state: Some(&link_state),
+        },
+        MetricsFormat::PrometheusText,
+    )
+}
+
+/// The operator's `/metrics` (classic text) after compiling the example
+/// manifests.
+fn operator_metrics() -> String {
+    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests");
+    let loaded = fabric_operator::manifests::load_dir(&manifests).expect("examples/manifests");
+    let distributor = Distributor::new(DistributorOptions::default());
+    distributor.set_objects(loaded.index);
+    fabric_operator::metrics::render(&distributor, MetricsFormat::PrometheusText)
+}
+
+#[test]
+fn every_metric_the_dashboards_query_is_exported() {
+    let queries = all_queries();
+    let mut exported_families = families(&sidecar_metrics());
+    let operator = families(&operator_metrics());
+    assert!(operator.contains_key("fabric_operator_compile_duration_seconds"), "{operator:?}");
+    assert!(exported_families.contains_key("fabric_link_state_spf_duration_seconds"), "{exported_families:?}");
+    exported_families.extend(operator);
+
+    let missing = missing(&queries, &exported_families);
+    let report: Vec<String> = missing
+        .iter()
+        .map(|(name, places)| format!("{name}\n    queried by {}", places.join("\n    queried by ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} metric(s) queried by the dashboards are not exported by the sidecar or the operator:\n{}",
+        missing.len(),
+        report.join("\n")
+    );
+
+    // The dashboards query a fair share of what is exported (a broken
+    // extraction that finds almost nothing would pass the check above).
+    let queried: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(&q.expr)).collect();
+    assert!(queried.len() >= 40, "only {} metric names found: {queried:?}", queried.len());
+    assert!(queried.contains("fabric_convergence_seconds_bucket"), "{queried:?}");
+    assert!(queried.contains("fabric_operator_sidecars"), "{queried:?}");
+}
+
+#[test]
+fn names_are_extracted_from_promql() {
+    let names = |expr: &str| metric_names(expr).into_iter().collect::<Vec<_>>();
+    assert_eq!(
+        names(
+            r#"histogram_quantile(0.99, sum by (le) (rate(fabric_convergence_seconds_bucket{namespace=~"$namespace", reason="fabric_not_a_metric"}[5m])))"#
+        ),
+        ["fabric_convergence_seconds_bucket"]
+    );
+    assert_eq!(
+        names("sum(rate(fabric_a_total[1m])) / on(pod) group_left fabric_b or vector(0) + fabric:recorded:rule"),
+        ["fabric_a_total", "fabric_b"]
+    );
+    assert_eq!(names("label_values(fabric_node_info{namespace=~\"$namespace\"}, pod)"), ["fabric_node_info"]);
+    assert_eq!(names(r#"up{job='fabric_job'} + 1e3 + 0.5"#), Vec::<String>::new());
+    assert_eq!(names("x_fabric_routes + fabric_2"), ["fabric_2"]);
+}
+
+#[test]
+fn a_metric_nobody_exports_is_reported_missing() {
+    let dashboard: Value = serde_json::json!({
+        "panels": [
+            {"title": "row", "type": "row", "panels": [
+                {"title": "fake", "targets": [{"expr": "rate(fabric_does_not_exist[5m]) + fabric_routes_active"}]}
+            ]},
+            {"title": "gauge as histogram", "targets": [{"expr": "fabric_routes_active_bucket"}]},
+            {"title": "histogram", "targets": [
+                {"expr": "histogram_quantile(0.9, rate(fabric_convergence_seconds_bucket[5m]))"},
+                {"expr": "fabric_convergence_seconds_sum / fabric_convergence_seconds_count"}
+            ]}
+        ],
+        "templating": {"list": [
+            {"name": "ns", "type": "query", "query": {"query": "label_values(fabric_does_not_exist_info, namespace)"}},
+            {"name": "ds", "type": "datasource", "query": "prometheus"}
+        ]}
+    });
+    let queries = queries("fake.json", &dashboard);
+    assert_eq!(queries.len(), 5, "{queries:?}");
+    let families = families(&sidecar_metrics());
+    let missing = missing(&queries, &families);
+    assert_eq!(
+        missing.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["fabric_does_not_exist", "fabric_does_not_exist_info", "fabric_routes_active_bucket"]
+    );
+    assert_eq!(
+        missing["fabric_does_not_exist"],
+        ["fake.json panel \"fake\": rate(fabric_does_not_exist[5m]) + fabric_routes_active"]
+    );
+    assert!(missing["fabric_does_not_exist_info"][0].starts_with("fake.json variable \"ns\": "));
+}
+
+#[test]
+fn families_come_from_type_lines() {
+    let text = "# HELP fabric_x_total X\n# TYPE fabric_x_total counter\nfabric_x_total 1\n\
+                # TYPE fabric_h_seconds histogram\nfabric_h_seconds_bucket{le=\"+Inf\"} 1\n\
+                # TYPE fabric_s summary\n# TYPE fabric_g_count gauge\n";
+    let families = families(text);
+    assert!(exported("fabric_x_total", &families));
+    assert!(!exported("fabric_x", &families));
+    for name in ["fabric_h_seconds", "fabric_h_seconds_bucket", "fabric_h_seconds_sum", "fabric_h_seconds_count"] {
+        assert!(exported(name, &families), "{name}");
+    }
+    assert!(exported("fabric_s_sum", &families));
+    assert!(!exported("fabric_s_bucket", &families));
+    // A gauge whose name ends in _count is itself, not a histogram series.
+    assert!(exported("fabric_g_count", &families));
+    assert!(!exported("fabric_g", &families));
+}
