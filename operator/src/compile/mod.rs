@@ -36,8 +36,9 @@ use report::Report;
 pub fn compile(index: &Index) -> Compilation {
     let mut report = Report::default();
     let route_policies = route_policies::resolve(index, &mut report);
-    let neighbor_policies = neighbors::resolve(index, &mut report);
+    let mut neighbor_policies = neighbors::resolve(index, &mut report);
     let sidecars = sidecars::resolve(index, &mut report);
+    neighbors::expand_entries(&mut neighbor_policies, &sidecars);
     let keys = keys::trusted_keys(index, &sidecars, &mut report);
     let areas = areas::resolve(index, &mut report);
 

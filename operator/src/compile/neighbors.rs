@@ -25,6 +25,10 @@ use crate::validation::check_neighbor_policy;
 pub(crate) struct ResolvedNeighborPolicy<'a> {
     pub key: ObjectKey,
     pub spec: &'a NeighborPolicySpec,
+    /// Per entry, the node ids it names among the sidecars of the policy's
+    /// namespace ([`expand_entries`]): computed once per compile, not once
+    /// per selected sidecar.
+    matches: Vec<Vec<NodeId>>,
 }
 
 pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> Vec<ResolvedNeighborPolicy<'a>> {
@@ -33,7 +37,7 @@ pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> Vec<Resolved
         let key = ObjectKey::new(ObjectKind::NeighborPolicy, name);
         let violations = check_neighbor_policy(&policy.spec);
         if violations.is_empty() {
-            resolved.push(ResolvedNeighborPolicy { key, spec: &policy.spec });
+            resolved.push(ResolvedNeighborPolicy { key, spec: &policy.spec, matches: Vec::new() });
         } else {
             report.invalid(key, violations);
         }
@@ -48,19 +52,25 @@ struct Chosen<'a> {
     explicit: bool,
 }
 
-/// The node ids one entry names for `sidecar`.
-fn expand(entry: &NeighborSpec, sidecar: &SidecarInfo, sidecars: &BTreeMap<NodeId, Sidecar<'_>>) -> Vec<NodeId> {
-    let mut ids = match (&entry.node_id, &entry.selector) {
-        (Some(node_id), _) => vec![NodeId::from(node_id.as_str())],
-        (None, Some(selector)) => sidecars
-            .values()
-            .filter(|s| s.info.namespace == sidecar.namespace && selector_matches(selector, &s.info.labels))
-            .map(|s| s.info.node_id.clone())
-            .collect(),
-        (None, None) => Vec::new(),
-    };
-    ids.retain(|id| *id != sidecar.node_id);
-    ids
+/// Fills every policy's per-entry matches: a `nodeId` entry names that
+/// node, a selector entry the sidecars of the policy's namespace it selects.
+pub(crate) fn expand_entries(policies: &mut [ResolvedNeighborPolicy<'_>], sidecars: &BTreeMap<NodeId, Sidecar<'_>>) {
+    for policy in policies {
+        policy.matches = policy
+            .spec
+            .neighbors
+            .iter()
+            .map(|entry| match (&entry.node_id, &entry.selector) {
+                (Some(node_id), _) => vec![NodeId::from(node_id.as_str())],
+                (None, Some(selector)) => sidecars
+                    .values()
+                    .filter(|s| s.info.namespace == policy.key.namespace && selector_matches(selector, &s.info.labels))
+                    .map(|s| s.info.node_id.clone())
+                    .collect(),
+                (None, None) => Vec::new(),
+            })
+            .collect();
+    }
 }
 
 /// The neighbors of `sidecar`, sorted by node id, and the policies that
@@ -79,9 +89,9 @@ pub(crate) fn for_sidecar<'a>(
     for policy in selecting {
         sources.insert(policy.key.clone());
         let mut own: BTreeMap<NodeId, Chosen<'a>> = BTreeMap::new();
-        for entry in &policy.spec.neighbors {
+        for (entry, matches) in policy.spec.neighbors.iter().zip(&policy.matches) {
             let explicit = entry.node_id.is_some();
-            for id in expand(entry, sidecar, sidecars) {
+            for id in matches.iter().filter(|id| **id != sidecar.node_id).cloned() {
                 if explicit && !sidecars.contains_key(&id) {
                     report.missing_neighbor(&policy.key, id.as_str(), &sidecar.node_id);
                 }
