@@ -42,7 +42,7 @@
 #                             `kind export logs` there
 #   E2E_CHECK_OPERATOR_SPOOF=1  also run check 6: a pod that is not a fabric
 #                             sidecar asks the operator for core-1's config
-#                             and must be refused (off: fails today)
+#                             and must be refused (off by default: slow)
 #   HELM                      a helm binary (default: scripts/install-helm.sh,
 #                             else helm on PATH)
 #
@@ -1027,11 +1027,10 @@ ok "check 5: generation $GEN_BEFORE -> $GEN_AFTER Applied 2/2, the edges' next h
 # A pod that is not a fabric sidecar (not labelled, so not watched) but has
 # a projected token for the operator's audience asks the operator for node
 # core-1's config: the operator must refuse it, or it hands out core-1's
-# private signing key. Opt-in (E2E_CHECK_OPERATOR_SPOOF=1) and last: with
-# the operator as of this writing it fails (a Hello is served the config of
-# the node id it claims when its pod is not a watched sidecar, see
-# docs/security.md, "What is not protected"), and a served thief would
-# also disturb the fabric (it peers as core-1 with a valid key).
+# private signing key. Opt-in (E2E_CHECK_OPERATOR_SPOOF=1) and last: a
+# served thief would disturb the fabric (it peers as core-1 with a valid
+# key); the operator pushes only to the pod a node id's config was compiled
+# for (docs/security.md, "What is not protected", 2).
 if [ "${E2E_CHECK_OPERATOR_SPOOF:-0}" = 1 ]; then
   section "check 6: the operator refuses a non-sidecar pod that claims node id core-1"
   THIEF=thief-core-1
