@@ -631,3 +631,21 @@ fn the_version_changes_with_the_content_and_only_with_it() {
     index.upsert_sidecar(border);
     assert_eq!(compile(&index).sidecars["eu-1"].version(), after.sidecars["eu-1"].version());
 }
+
+#[test]
+fn the_text_sent_is_the_config_with_its_version() {
+    let mut index = Index::new();
+    index.upsert_sidecar(SidecarInfo {
+        node_id: NodeId::from("a"),
+        namespace: "fabric".into(),
+        name: "a".into(),
+        labels: Default::default(),
+        peer_address: None,
+    });
+    let compilation = compile(&index);
+    let compiled = &compilation.sidecars[&NodeId::from("a")];
+    assert_eq!(&*compiled.text, serde_json::to_string(&compiled.config).unwrap());
+    let read = fabric_routing::SidecarConfig::from_yaml(&compiled.text).unwrap();
+    assert_eq!(read, compiled.config, "the sidecar reads the JSON as YAML");
+    assert_eq!(compiled.version().len(), 16);
+}

@@ -106,7 +106,21 @@ impl Report {
     }
 
     pub fn contributes(&mut self, object: &ObjectKey, sidecar: &NodeId) {
-        self.contributions.entry(object.clone()).or_default().insert(sidecar.clone());
+        // No key clone when the object is known (the usual case: it is
+        // called once per object per sidecar).
+        match self.contributions.get_mut(object) {
+            Some(sidecars) => {
+                sidecars.insert(sidecar.clone());
+            }
+            None => {
+                self.contributions.insert(object.clone(), BTreeSet::from([sidecar.clone()]));
+            }
+        }
+    }
+
+    /// `object` shapes every one of `sidecars` (given in node-id order).
+    pub fn contributes_to_all<'a>(&mut self, object: &ObjectKey, sidecars: impl Iterator<Item = &'a NodeId>) {
+        self.contributions.entry(object.clone()).or_default().extend(sidecars.cloned());
     }
 
     pub fn problem(&mut self, problem: Problem) {
