@@ -585,7 +585,7 @@ EOF
         - --state-dir
         - /var/lib/fabric
         - --listen
-        - 0.0.0.0:7400
+        - 0.0.0.0:7443
         - --api
         - 127.0.0.1:7480
         - --operator
@@ -608,7 +608,7 @@ EOF
         - name: RUST_LOG
           value: info
       ports:
-        - {name: fabric-peer, containerPort: 7400, protocol: TCP}
+        - {name: fabric-peer, containerPort: 7443, protocol: TCP}
       resources:
         requests: {cpu: 10m, memory: 32Mi}
         limits: {memory: 128Mi}
@@ -665,12 +665,12 @@ start_node() {
 
 # peer_address POD: what the operator tells neighbors to dial: the
 # routing.fabric.dev/peer-address annotation, else <podIP>:<peer-port
-# annotation, default 7400> (docs/operator.md, "Cluster mode").
+# annotation, default 7443> (docs/operator.md, "Cluster mode").
 peer_address() {
   local line ip address port
   line=$(kubectl -n "$FABRIC_NS" get pod "$1" -o jsonpath='{.status.podIP}|{.metadata.annotations.routing\.fabric\.dev/peer-address}|{.metadata.annotations.routing\.fabric\.dev/peer-port}') || return 1
   IFS='|' read -r ip address port <<<"$line"
-  if [ -n "$address" ]; then echo "$address"; else echo "$ip:${port:-7400}"; fi
+  if [ -n "$address" ]; then echo "$address"; else echo "$ip:${port:-7443}"; fi
 }
 
 # ================================================================ setup
@@ -876,7 +876,7 @@ spec:
       image: $SIDECAR_IMAGE
       imagePullPolicy: Never
       args: [run, --config, /etc/rogue/sidecar.yaml, --signing-key, /etc/rogue/signing-key.json,
-             --state-dir, /var/lib/fabric, --listen, "0.0.0.0:7400", --api, "127.0.0.1:7480"]
+             --state-dir, /var/lib/fabric, --listen, "0.0.0.0:7443", --api, "127.0.0.1:7480"]
       env:
         - {name: RUST_LOG, value: info}
       securityContext:
@@ -1054,7 +1054,7 @@ spec:
     - name: thief
       image: $SIDECAR_IMAGE
       imagePullPolicy: Never
-      args: [run, --config, /etc/thief/sidecar.yaml, --state-dir, /var/lib/fabric, --listen, "0.0.0.0:7400",
+      args: [run, --config, /etc/thief/sidecar.yaml, --state-dir, /var/lib/fabric, --listen, "0.0.0.0:7443",
              --api, "127.0.0.1:7480", --operator, "$OPERATOR_URL", --operator-token-file, /var/run/secrets/fabric/token,
              --operator-ca, /etc/thief/ca.crt]
       env:

@@ -307,6 +307,11 @@ impl Index {
         self.changed(removed)
     }
 
+    /// The sidecar of pod `namespace/name`.
+    pub fn sidecar(&self, namespace: &str, name: &str) -> Option<&SidecarInfo> {
+        self.sidecars.get(&NamespacedName::new(namespace, name))
+    }
+
     /// Every sidecar, in namespace/name order.
     pub fn sidecars(&self) -> impl Iterator<Item = &SidecarInfo> {
         self.sidecars.values()

@@ -15,7 +15,7 @@ mod support;
 use fabric_routing::SidecarConfig;
 use fabric_routing::runtime::lab::SidecarProcess;
 use serde_json::Value;
-use support::{Operator, sidecar_exe, wait_for};
+use support::{MESH_NEIGHBORS as NEIGHBORS, Operator, sidecar_exe, wait_for};
 
 const TOKEN: &str = "local-test-token";
 
@@ -27,16 +27,6 @@ spec:
   sidecarSelector: {matchLabels: {mesh: test}}
   import:
     destinations: {deny: ["blocked-*"]}
-"#;
-
-const NEIGHBORS: &str = r#"
-apiVersion: routing.fabric.dev/v1alpha1
-kind: NeighborPolicy
-metadata: {name: mesh, namespace: fabric}
-spec:
-  sidecarSelector: {matchLabels: {mesh: test}}
-  neighbors:
-    - selector: {matchLabels: {mesh: test}}
 "#;
 
 /// A fresh scratch folder for one test.

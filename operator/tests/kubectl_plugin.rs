@@ -18,7 +18,7 @@ mod support;
 use fabric_routing::SidecarConfig;
 use fabric_routing::runtime::lab::SidecarProcess;
 use serde_json::Value;
-use support::{Operator, sidecar_exe, wait_for};
+use support::{MESH_NEIGHBORS as NEIGHBORS, Operator, sidecar_exe, wait_for};
 use tokio::process::Command;
 
 const POLICY: &str = r#"
@@ -27,16 +27,6 @@ kind: RoutePolicy
 metadata: {name: default, namespace: fabric}
 spec:
   sidecarSelector: {matchLabels: {mesh: test}}
-"#;
-
-const NEIGHBORS: &str = r#"
-apiVersion: routing.fabric.dev/v1alpha1
-kind: NeighborPolicy
-metadata: {name: mesh, namespace: fabric}
-spec:
-  sidecarSelector: {matchLabels: {mesh: test}}
-  neighbors:
-    - selector: {matchLabels: {mesh: test}}
 "#;
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-fabric");

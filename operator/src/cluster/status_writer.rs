@@ -370,22 +370,11 @@ metadata: {name: b, namespace: fabric, labels: {mesh: test}, annotations: {routi
         let compilation = compile(&manifests.index);
         let mut state = DistributionState::default();
         for node in ["a", "b"] {
-            state.sidecars.insert(NamespacedName::new("fabric", node), sidecar(node, None, None));
+            state
+                .sidecars
+                .insert(NamespacedName::new("fabric", node), SidecarState::connected_for_test(node, None, None));
         }
         (compilation, state)
-    }
-
-    fn sidecar(node: &str, acked: Option<&str>, nack: Option<NackInfo>) -> SidecarState {
-        SidecarState {
-            node_id: NodeId::from(node),
-            peer_address: String::new(),
-            connected: true,
-            sent_version: None,
-            sent_nonce: None,
-            acked_version: acked.map(str::to_string),
-            applied_version: acked.map(str::to_string),
-            last_nack: nack,
-        }
     }
 
     fn empty_current() -> BTreeMap<ObjectKey, OwnedStatus> {
@@ -458,7 +447,10 @@ metadata: {name: b, namespace: fabric, labels: {mesh: test}, annotations: {routi
         // Both sidecars acknowledge: only Applied moves, and gets the new time.
         for node in ["a", "b"] {
             let version = compilation.sidecars[&NodeId::from(node)].version().to_string();
-            state.sidecars.insert(NamespacedName::new("fabric", node), sidecar(node, Some(&version), None));
+            state.sidecars.insert(
+                NamespacedName::new("fabric", node),
+                SidecarState::connected_for_test(node, Some(&version), None),
+            );
         }
         let next = updates(&compilation, &state, &current, LATER);
         assert_eq!(next.len(), 1);
@@ -478,7 +470,9 @@ metadata: {name: b, namespace: fabric, labels: {mesh: test}, annotations: {routi
             updates(&compilation, &state, &empty_current(), NOW).into_iter().map(|u| (u.object, u.status)).collect();
         let version = compilation.sidecars[&NodeId::from("b")].version().to_string();
         let nack = NackInfo { version: version.clone(), field: "nodeId".into(), message: "refused".into() };
-        state.sidecars.insert(NamespacedName::new("fabric", "b"), sidecar("b", Some("old"), Some(nack)));
+        state
+            .sidecars
+            .insert(NamespacedName::new("fabric", "b"), SidecarState::connected_for_test("b", Some("old"), Some(nack)));
         let next = updates(&compilation, &state, &current, LATER);
         assert_eq!(next.len(), 1);
         let rollout = next[0].status.rollout.as_ref().unwrap();

@@ -142,6 +142,24 @@ pub struct SidecarState {
     pub last_nack: Option<NackInfo>,
 }
 
+#[cfg(test)]
+impl SidecarState {
+    /// A connected sidecar of node `node` that acknowledged `acked` and
+    /// last refused `nack` (for the roll-up and status tests).
+    pub(crate) fn connected_for_test(node: &str, acked: Option<&str>, nack: Option<NackInfo>) -> Self {
+        Self {
+            node_id: NodeId::from(node),
+            peer_address: String::new(),
+            connected: true,
+            sent_version: None,
+            sent_nonce: None,
+            acked_version: acked.map(str::to_string),
+            applied_version: acked.map(str::to_string),
+            last_nack: nack,
+        }
+    }
+}
+
 /// The per-sidecar state, keyed by sidecar (namespace/name); what
 /// [`status::rollup`] reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -283,9 +301,10 @@ impl Distributor {
         inner.recompile();
     }
 
-    /// The objects last set (without the key rotation overlay).
-    pub fn objects(&self) -> Index {
-        self.lock().objects.clone()
+    /// The RouteKeys last set (without the key rotation overlay), in
+    /// namespace/name order.
+    pub fn route_keys(&self) -> BTreeMap<NamespacedName, RouteKey> {
+        self.lock().objects.objects::<RouteKey>().map(|(name, key)| (name.clone(), key.clone())).collect()
     }
 
     /// Key rotation changed published or private keys: recompile if that
@@ -358,7 +377,7 @@ impl Distributor {
         // In a cluster the pod is authoritative: its node id label and
         // address win over what the Hello says.
         if inner.options.sidecars_from_objects
-            && let Some(pod) = inner.objects.sidecars().find(|s| s.namespace == key.namespace && s.name == key.name)
+            && let Some(pod) = inner.objects.sidecar(&key.namespace, &key.name)
         {
             if pod.node_id != sidecar.node_id {
                 tracing::warn!(sidecar = %key, hello = %sidecar.node_id, pod = %pod.node_id, "Hello node id differs from the pod's; the pod's is used");
@@ -517,7 +536,7 @@ impl Inner {
     /// cluster) or a sidecar that said Hello (local mode).
     fn is_member(&self, name: &NamespacedName) -> bool {
         if self.options.sidecars_from_objects {
-            self.objects.sidecars().any(|s| s.namespace == name.namespace && s.name == name.name)
+            self.objects.sidecar(&name.namespace, &name.name).is_some()
         } else {
             self.registered.contains_key(name)
         }
@@ -527,9 +546,9 @@ impl Inner {
         if self.options.sidecars_from_objects {
             // A deleted pod is forgotten once its stream is gone.
             let objects = &self.objects;
-            self.state.sidecars.retain(|name, state| {
-                state.connected || objects.sidecars().any(|s| s.namespace == name.namespace && s.name == name.name)
-            });
+            self.state
+                .sidecars
+                .retain(|name, state| state.connected || objects.sidecar(&name.namespace, &name.name).is_some());
         }
         let mut index = self.objects.clone();
         for (name, published) in &self.keys.published {

@@ -191,19 +191,6 @@ kind: Pod
 metadata: {name: b, namespace: fabric, labels: {mesh: test}, annotations: {routing.fabric.dev/peer-address: "127.0.0.1:2"}}
 "#;
 
-    fn sidecar(node: &str, acked: Option<&str>, nack: Option<NackInfo>) -> SidecarState {
-        SidecarState {
-            node_id: NodeId::from(node),
-            peer_address: String::new(),
-            connected: true,
-            sent_version: None,
-            sent_nonce: None,
-            acked_version: acked.map(str::to_string),
-            applied_version: acked.map(str::to_string),
-            last_nack: nack,
-        }
-    }
-
     #[test]
     fn rollup_counts_current_acks_and_names_nacks() {
         let mut manifests = Manifests::default();
@@ -212,8 +199,13 @@ metadata: {name: b, namespace: fabric, labels: {mesh: test}, annotations: {routi
         let version = |node: &str| compilation.sidecars[&NodeId::from(node)].version().to_string();
         let nack = NackInfo { version: version("b"), field: "nodeId".into(), message: "refused".into() };
         let mut state = DistributionState::default();
-        state.sidecars.insert(NamespacedName::new("fabric", "a"), sidecar("a", Some(&version("a")), None));
-        state.sidecars.insert(NamespacedName::new("fabric", "b"), sidecar("b", Some("old"), Some(nack)));
+        state.sidecars.insert(
+            NamespacedName::new("fabric", "a"),
+            SidecarState::connected_for_test("a", Some(&version("a")), None),
+        );
+        state
+            .sidecars
+            .insert(NamespacedName::new("fabric", "b"), SidecarState::connected_for_test("b", Some("old"), Some(nack)));
 
         let policy = ObjectKey { kind: ObjectKind::RoutePolicy, namespace: "fabric".into(), name: "p".into() };
         let rollups = rollup(&compilation, &state);

@@ -128,11 +128,11 @@ impl Rotator {
     }
 
     async fn tick_inner(&mut self, distributor: &Distributor, now: Timestamp) -> Vec<(NamespacedName, RotationEvent)> {
-        let objects = distributor.objects();
+        let route_keys = distributor.route_keys();
         let compilation = distributor.compilation();
         let mut all_events = Vec::new();
         let mut seen = Vec::new();
-        for (name, route_key) in objects.objects::<RouteKey>() {
+        for (name, route_key) in &route_keys {
             if route_key.spec.management != KeyManagement::Operator {
                 continue;
             }
@@ -155,7 +155,7 @@ impl Rotator {
         self.rings.retain(|name, _| seen.contains(name));
         self.published.retain(|name, _| seen.contains(name));
         self.status.retain(|name, _| seen.contains(name));
-        distributor.set_key_material(self.material(&objects));
+        distributor.set_key_material(self.material(&route_keys));
         all_events
     }
 
@@ -226,10 +226,10 @@ impl Rotator {
     }
 
     /// The published overlay (local mode) and the private keys by node id.
-    fn material(&self, objects: &crate::index::Index) -> KeyMaterial {
+    fn material(&self, route_keys: &BTreeMap<NamespacedName, RouteKey>) -> KeyMaterial {
         let mut material = KeyMaterial::default();
         for (name, ring) in &self.rings {
-            let Some(route_key) = objects.get::<RouteKey>(&name.namespace, &name.name) else { continue };
+            let Some(route_key) = route_keys.get(name) else { continue };
             let node = NodeId::from(route_key.spec.node_id.as_str());
             let keys = material.signing.entry(node).or_default();
             for private in &ring.keys {

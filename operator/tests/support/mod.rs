@@ -13,6 +13,17 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// Every sidecar labelled `mesh: test` peers with every other one.
+pub const MESH_NEIGHBORS: &str = r#"
+apiVersion: routing.fabric.dev/v1alpha1
+kind: NeighborPolicy
+metadata: {name: mesh, namespace: fabric}
+spec:
+  sidecarSelector: {matchLabels: {mesh: test}}
+  neighbors:
+    - selector: {matchLabels: {mesh: test}}
+"#;
+
 /// The workspace's `target/<profile>/routing-sidecar`.
 pub fn sidecar_exe() -> PathBuf {
     let test_exe = std::env::current_exe().expect("test exe");
