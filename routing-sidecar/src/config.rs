@@ -187,7 +187,9 @@ pub struct SecurityConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_advertisers: Option<Vec<NodeId>>,
     /// Public keys of advertisers, several per advertiser during rotation.
-    pub trusted_keys: Vec<TrustedKey>,
+    /// Shared: the operator gives every sidecar of a fabric the same list,
+    /// so its compiled configs hold one copy, not one per sidecar.
+    pub trusted_keys: std::sync::Arc<[TrustedKey]>,
     /// Entries in the verification cache (0 disables it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification_cache_size: Option<usize>,
@@ -754,9 +756,9 @@ mod tests {
             valid_from: None,
             valid_until: None,
         };
-        config.security.trusted_keys.push(key("b"));
+        config.security.trusted_keys = vec![key("b")].into();
         assert!(config.validate().is_err(), "another node's k2 does not count");
-        config.security.trusted_keys.push(key("a"));
+        config.security.trusted_keys = vec![key("b"), key("a")].into();
         config.validate().unwrap();
     }
 

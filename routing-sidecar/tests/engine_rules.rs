@@ -99,7 +99,7 @@ fn signatures_valid_invalid_unsigned_unknown_and_spoofed() {
     let mallory = identity("mallory", "k1");
     let mut config = config_with(&["a"]);
     config.security.require_signatures = true;
-    config.security.trusted_keys = vec![trusted("a", &a_key)];
+    config.security.trusted_keys = vec![trusted("a", &a_key)].into();
     let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
 
     let mut good = ann("a", "x", &["a"], 1, 1);
@@ -149,7 +149,7 @@ fn key_rotation_overlap_accepts_both_keys_then_rejects_the_expired_one() {
     old_entry.valid_until = Some("1970-01-01T00:01:40Z".into()); // 100 s
     let mut new_entry = trusted("a", &new);
     new_entry.valid_from = Some("1970-01-01T00:00:50Z".into()); // 50 s
-    config.security.trusted_keys = vec![old_entry, new_entry];
+    config.security.trusted_keys = vec![old_entry, new_entry].into();
     let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
     let signed = |key: &fabric_routing::security::SigningIdentity, epoch| {
         let mut a = ann("a", "x", &["a"], 1, epoch);

@@ -73,7 +73,7 @@ fn trusted_key(node_id: &NodeId, listed: &Listed<'_>) -> Result<TrustedKey, Stri
     };
     // The sidecar's own check, on a config holding only this key.
     let mut probe = SidecarConfig::new(node_id.clone());
-    probe.security.trusted_keys.push(key.clone());
+    probe.security.trusted_keys = vec![key.clone()].into();
     probe.key_registry().map_err(|error| format!("{}: {}", listed.field, error.reason))?;
     Ok(key)
 }
@@ -81,7 +81,7 @@ fn trusted_key(node_id: &NodeId, listed: &Listed<'_>) -> Result<TrustedKey, Stri
 /// What the RouteKeys compile to.
 pub(crate) struct Keys {
     /// Every trusted key, sorted by (advertiser, key id).
-    pub trusted: Vec<TrustedKey>,
+    pub trusted: std::sync::Arc<[TrustedKey]>,
     /// The RouteKeys they come from.
     pub sources: BTreeSet<ObjectKey>,
     /// For operator-managed node ids: the key the node signs with

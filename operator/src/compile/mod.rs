@@ -14,14 +14,17 @@ mod convert;
 mod keys;
 mod neighbors;
 mod output;
+mod population;
 mod report;
 mod route_policies;
 mod sidecars;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use fabric_routing::SidecarConfig;
-use fabric_routing::config::LinkStateAreaMembership;
+use fabric_routing::config::{LinkStateAreaMembership, TrustedKey};
 use fabric_routing::ids::NodeId;
 use fabric_routing::link_state::AreaId;
 use sha2::{Digest, Sha256};
@@ -30,6 +33,7 @@ pub use output::{Compilation, CompiledSidecar, ConditionSpec, ConditionType, Pro
 
 use crate::api::{LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
 use crate::index::{Index, Indexed, ObjectKey};
+use population::Population;
 use report::Report;
 
 /// Compiles every sidecar of `index`.
@@ -38,25 +42,37 @@ pub fn compile(index: &Index) -> Compilation {
     let route_policies = route_policies::resolve(index, &mut report);
     let mut neighbor_policies = neighbors::resolve(index, &mut report);
     let sidecars = sidecars::resolve(index, &mut report);
-    neighbors::expand_entries(&mut neighbor_policies, &sidecars);
+    let population = Population::new(sidecars.values().map(|sidecar| sidecar.info));
+    neighbors::expand_entries(&mut neighbor_policies, &population);
+    let route_policy_choices = population.selections(route_policies.iter().map(|p| p.selector()));
+    let neighbor_policy_choices = population.selections(neighbor_policies.iter().map(|p| p.selector()));
     let keys = keys::trusted_keys(index, &sidecars, &mut report);
+    let shared_keys = SharedKeys::new(keys.trusted.clone());
     let areas = areas::resolve(index, &mut report);
 
     // Two passes: a link belongs to an area when both of its ends are
     // members, so every sidecar's areas are known before links are placed.
     let mut drafts = Vec::new();
-    for (node_id, sidecar) in &sidecars {
+    for (position, (node_id, sidecar)) in sidecars.iter().enumerate() {
         let info = sidecar.info;
         let mut config = SidecarConfig::new(node_id.clone());
         let mut sources = BTreeSet::from([info.key()]);
-        if let Some(policy) = route_policies::select(&route_policies, info, &mut report) {
+        if let Some(policy) =
+            route_policies::select(&route_policies, &route_policy_choices[position], info, &mut report)
+        {
             policy.apply(&mut config);
             sources.insert(policy.key.clone());
         }
-        let (neighbors, neighbor_sources) = neighbors::for_sidecar(&neighbor_policies, info, &sidecars, &mut report);
+        let (neighbors, neighbor_sources) = neighbors::for_sidecar(
+            &neighbor_policies,
+            &neighbor_policy_choices[position],
+            info,
+            &sidecars,
+            &mut report,
+        );
         config.neighbors = neighbors;
         sources.extend(neighbor_sources);
-        config.security.trusted_keys = keys.trusted.clone();
+        config.security.trusted_keys = shared_keys.list.clone();
         config.security.signing_key_id = keys.signing.get(node_id).cloned();
         // The RouteKeys shape every config: they are recorded once for all
         // compiled sidecars below, not in each sidecar's sources (50 keys x
@@ -102,7 +118,7 @@ pub fn compile(index: &Index) -> Compilation {
             report.invalid_sidecar_config(node_id, &sources, error.field, error.reason);
             continue;
         }
-        let text = match versioned_text(&mut config) {
+        let text = match versioned_text(&mut config, &shared_keys) {
             Ok(text) => text,
             Err(error) => {
                 report.invalid_sidecar_config(node_id, &sources, "config".into(), error.to_string());
@@ -130,20 +146,66 @@ fn collect_objects<K: Indexed>(index: &Index, objects: &mut Vec<(ObjectKey, Opti
     }
 }
 
+/// The trusted keys every config carries, serialized once per compile:
+/// with 60 RouteKeys, cloning and serializing them into each of 1,000
+/// configs was a third of a compile (docs/benchmarks.md, "Operator").
+struct SharedKeys {
+    list: Arc<[TrustedKey]>,
+    json: String,
+}
+
+impl SharedKeys {
+    fn new(list: Arc<[TrustedKey]>) -> Self {
+        // Strings and options only: serde_json cannot fail on them.
+        let json = serde_json::to_string(&*list).expect("trusted keys serialize to JSON");
+        SharedKeys { list, json }
+    }
+}
+
 /// Sets the config's version, the first 16 hex digits of the SHA-256 of
 /// its JSON with the version unset (JSON: 15x faster to produce than YAML,
 /// and deterministic the same way: fields in declaration order, maps
-/// sorted), and returns the JSON with the version, what is sent. One
-/// serialization: the version goes in right after `nodeId`, where serde
-/// puts it (`SidecarConfig` declares `version` second).
-fn versioned_text(config: &mut SidecarConfig) -> Result<std::sync::Arc<str>, serde_json::Error> {
+/// sorted), gives it the shared trusted keys, and returns the JSON with the
+/// version, what is sent.
+///
+/// The config is serialized once, with an empty key list, and the shared
+/// keys' JSON is spliced in where serde writes `"trustedKeys":[]`: the
+/// first occurrence after `"security":{`, since nothing before it in that
+/// object can hold an unescaped quote. The version goes in right after
+/// `nodeId`, where serde puts it (`SidecarConfig` declares `version`
+/// second). A debug assertion checks both against a full serialization.
+fn versioned_text(config: &mut SidecarConfig, keys: &SharedKeys) -> Result<Arc<str>, serde_json::Error> {
+    const EMPTY_KEYS: &str = r#""trustedKeys":[]"#;
     config.version = None;
+    config.security.trusted_keys = Arc::from([]);
     let json = serde_json::to_string(config)?;
-    let digest = Sha256::digest(json.as_bytes());
-    let version: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    config.security.trusted_keys = keys.list.clone();
+    let security = json.find(r#""security":{"#).expect("every config has a security section");
+    let keys_at = security + json[security..].find(EMPTY_KEYS).expect("security always has trustedKeys");
+    let (before_keys, after_keys) = (&json[..keys_at + EMPTY_KEYS.len() - 2], &json[keys_at + EMPTY_KEYS.len()..]);
     let after_node_id = r#"{"nodeId":"#.len() + serde_json::to_string(&config.node_id)?.len();
-    let text = format!(r#"{},"version":"{version}"{}"#, &json[..after_node_id], &json[after_node_id..]);
+
+    let mut hasher = Sha256::new();
+    hasher.update(before_keys.as_bytes());
+    hasher.update(keys.json.as_bytes());
+    hasher.update(after_keys.as_bytes());
+    let digest = hasher.finalize();
+    let mut version = String::with_capacity(16);
+    for byte in digest.iter().take(8) {
+        write!(version, "{byte:02x}").expect("writing to a String");
+    }
+
+    let mut text = String::with_capacity(json.len() + keys.json.len() + version.len() + 16);
+    text.push_str(&before_keys[..after_node_id]);
+    write!(text, r#","version":"{version}""#).expect("writing to a String");
+    text.push_str(&before_keys[after_node_id..]);
+    text.push_str(&keys.json);
+    text.push_str(after_keys);
     config.version = Some(version);
-    debug_assert_eq!(Some(&text), serde_json::to_string(config).ok().as_ref(), "version inserted where serde puts it");
+    debug_assert_eq!(
+        Some(&text),
+        serde_json::to_string(config).ok().as_ref(),
+        "keys and version spliced where serde puts them"
+    );
     Ok(text.into())
 }

@@ -13,13 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fabric_routing::NodeId;
 use fabric_routing::config::NeighborConfig;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::convert::advertise_nothing;
+use super::population::Population;
 use super::report::Report;
 use super::sidecars::Sidecar;
 use crate::api::{NeighborPolicy, NeighborPolicySpec, NeighborSpec};
 use crate::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
-use crate::selector::selector_matches;
 use crate::validation::check_neighbor_policy;
 
 pub(crate) struct ResolvedNeighborPolicy<'a> {
@@ -45,6 +46,13 @@ pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> Vec<Resolved
     resolved
 }
 
+impl ResolvedNeighborPolicy<'_> {
+    /// The namespace and selector of the sidecars it applies to.
+    pub fn selector(&self) -> (&str, &LabelSelector) {
+        (&self.key.namespace, &self.spec.sidecar_selector)
+    }
+}
+
 /// One neighbor entry chosen for one node id.
 struct Chosen<'a> {
     policy: &'a ResolvedNeighborPolicy<'a>,
@@ -53,8 +61,9 @@ struct Chosen<'a> {
 }
 
 /// Fills every policy's per-entry matches: a `nodeId` entry names that
-/// node, a selector entry the sidecars of the policy's namespace it selects.
-pub(crate) fn expand_entries(policies: &mut [ResolvedNeighborPolicy<'_>], sidecars: &BTreeMap<NodeId, Sidecar<'_>>) {
+/// node, a selector entry the sidecars of the policy's namespace it selects
+/// (in node-id order: the population's order).
+pub(crate) fn expand_entries(policies: &mut [ResolvedNeighborPolicy<'_>], sidecars: &Population<'_>) {
     for policy in policies {
         policy.matches = policy
             .spec
@@ -63,9 +72,9 @@ pub(crate) fn expand_entries(policies: &mut [ResolvedNeighborPolicy<'_>], sideca
             .map(|entry| match (&entry.node_id, &entry.selector) {
                 (Some(node_id), _) => vec![NodeId::from(node_id.as_str())],
                 (None, Some(selector)) => sidecars
-                    .values()
-                    .filter(|s| s.info.namespace == policy.key.namespace && selector_matches(selector, &s.info.labels))
-                    .map(|s| s.info.node_id.clone())
+                    .select(&policy.key.namespace, selector)
+                    .into_iter()
+                    .map(|position| sidecars.member(position).node_id.clone())
                     .collect(),
                 (None, None) => Vec::new(),
             })
@@ -74,19 +83,18 @@ pub(crate) fn expand_entries(policies: &mut [ResolvedNeighborPolicy<'_>], sideca
 }
 
 /// The neighbors of `sidecar`, sorted by node id, and the policies that
-/// contributed them.
+/// contributed them. `selecting`: the positions in `policies` of the
+/// policies that select it, ascending.
 pub(crate) fn for_sidecar<'a>(
     policies: &'a [ResolvedNeighborPolicy<'a>],
+    selecting: &[usize],
     sidecar: &SidecarInfo,
     sidecars: &BTreeMap<NodeId, Sidecar<'_>>,
     report: &mut Report,
 ) -> (Vec<NeighborConfig>, BTreeSet<ObjectKey>) {
     let mut chosen: BTreeMap<NodeId, Chosen<'a>> = BTreeMap::new();
     let mut sources = BTreeSet::new();
-    let selecting = policies.iter().filter(|p| {
-        p.key.namespace == sidecar.namespace && selector_matches(&p.spec.sidecar_selector, &sidecar.labels)
-    });
-    for policy in selecting {
+    for policy in selecting.iter().map(|&position| &policies[position]) {
         sources.insert(policy.key.clone());
         let mut own: BTreeMap<NodeId, Chosen<'a>> = BTreeMap::new();
         for (entry, matches) in policy.spec.neighbors.iter().zip(&policy.matches) {

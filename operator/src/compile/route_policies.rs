@@ -8,12 +8,12 @@ use std::collections::BTreeSet;
 use fabric_routing::SidecarConfig;
 use fabric_routing::config::{DampeningConfig, SelectionConfig, StabilityConfig};
 use fabric_routing::ids::NodeId;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::report::Report;
 use crate::api::{DampeningSpec, RoutePolicy, RoutePolicySpec};
 use crate::duration::GoDuration;
 use crate::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
-use crate::selector::selector_matches;
 use crate::validation::check_route_policy;
 
 /// A valid RoutePolicy with its durations parsed.
@@ -72,16 +72,16 @@ pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> Vec<Resolved
     resolved
 }
 
-/// The policy that applies to `sidecar`, recording equal-priority conflicts.
+/// The policy that applies to `sidecar`, recording equal-priority
+/// conflicts. `selecting`: the positions in `policies` of the policies that
+/// select it, ascending ([`super::population::Population::selections`]).
 pub(crate) fn select<'p, 'a>(
     policies: &'p [ResolvedRoutePolicy<'a>],
+    selecting: &[usize],
     sidecar: &SidecarInfo,
     report: &mut Report,
 ) -> Option<&'p ResolvedRoutePolicy<'a>> {
-    let selecting: Vec<&ResolvedRoutePolicy> = policies
-        .iter()
-        .filter(|p| p.key.namespace == sidecar.namespace && selector_matches(&p.spec.sidecar_selector, &sidecar.labels))
-        .collect();
+    let selecting: Vec<&ResolvedRoutePolicy> = selecting.iter().map(|&position| &policies[position]).collect();
     let top = selecting.iter().map(|p| p.spec.priority).max()?;
     // `policies` is in namespace/name order, so the first tied one is the
     // smallest namespace/name.
@@ -96,6 +96,11 @@ pub(crate) fn select<'p, 'a>(
 }
 
 impl ResolvedRoutePolicy<'_> {
+    /// The namespace and selector of the sidecars it applies to.
+    pub fn selector(&self) -> (&str, &LabelSelector) {
+        (&self.key.namespace, &self.spec.sidecar_selector)
+    }
+
     /// Writes this policy's part of the config.
     pub fn apply(&self, config: &mut SidecarConfig) {
         let spec = self.spec;

@@ -809,13 +809,14 @@ mod signer_tests {
 
     fn config(signing_key_id: Option<&str>, public_of: &SigningIdentity) -> SidecarConfig {
         let mut config = SidecarConfig::new(NodeId::from("a"));
-        config.security.trusted_keys.push(TrustedKey {
+        config.security.trusted_keys = vec![TrustedKey {
             advertiser: NodeId::from("a"),
             key_id: "k2".into(),
             public_key: encode_public_key(&public_of.verifying_key()),
             valid_from: None,
             valid_until: None,
-        });
+        }]
+        .into();
         config.security.signing_key_id = signing_key_id.map(Into::into);
         config
     }
