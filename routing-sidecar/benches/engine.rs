@@ -7,9 +7,11 @@
 //! Every scenario runs the full pipeline: `receive` (or `receive_batch` /
 //! `receive_frame`) of pre-built messages, and `drain_effects_into` after
 //! every burst, dropping the drained effects as a caller would after acting
-//! on them. Messages are built outside the timed region with freshly
-//! allocated strings, as the wire decoder produces them, so dropping them
-//! (which the engine does) is timed.
+//! on them. Messages are built outside the timed region as the runtime's
+//! session tasks hand them to the engine: freshly allocated strings from
+//! the decoder, with node ids and tags then swapped for the session's shared
+//! copies (`SharedIds`); dropping them (which the engine does) is timed. One
+//! row repeats an update round without the sharing.
 //!
 //! A name filter selects as in criterion; the scenario table is named
 //! `table` (`cargo bench -p routing-sidecar --bench engine -- table`).
@@ -27,6 +29,7 @@ use fabric_routing::canonical;
 use fabric_routing::config::{NeighborConfig, TrustedKey, encode_public_key};
 use fabric_routing::message::{SignatureAlgorithm, SignatureBlock};
 use fabric_routing::security::{KeyRegistry, SignatureCheck, SigningIdentity, Verifier, VerifyRequest};
+use fabric_routing::shared_ids::SharedIds;
 use fabric_routing::{
     Effect, Engine, KeyId, Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Tag, Timestamp,
 };
@@ -143,7 +146,12 @@ fn announcement(d: usize, i: usize, round: u64) -> RouteAnnouncement {
 
 /// One round of the unsigned workload: every neighbor sends its whole table
 /// (neighbor by neighbor, as after session establishment or a refresh).
-fn unsigned_round(destinations: usize, round: u64) -> Vec<(NodeId, Message)> {
+///
+/// With `sessions` (one per neighbor, kept across rounds), the messages are
+/// what the runtime's session tasks hand the engine: decoded with fresh
+/// strings, then node ids and tags swapped for the session's shared copies
+/// (`SharedIds`). Without, every string stays freshly allocated.
+fn unsigned_round(destinations: usize, round: u64, sessions: Option<&mut [SharedIds]>) -> Vec<(NodeId, Message)> {
     let peers: Vec<NodeId> = (0..NEIGHBORS).map(peer).collect();
     let mut out = Vec::with_capacity(destinations * NEIGHBORS);
     for (i, from) in peers.iter().enumerate() {
@@ -151,7 +159,18 @@ fn unsigned_round(destinations: usize, round: u64) -> Vec<(NodeId, Message)> {
             out.push((from.clone(), Message::Announcement(announcement(d, i, round))));
         }
     }
+    if let Some(sessions) = sessions {
+        for (from, message) in &mut out {
+            let i = peers.iter().position(|peer| peer == from).expect("one of the peers");
+            sessions[i].share(message);
+        }
+    }
     out
+}
+
+/// One session's id sharing per neighbor, as the runtime keeps them.
+fn sessions() -> Vec<SharedIds> {
+    (0..NEIGHBORS).map(|_| SharedIds::default()).collect()
 }
 
 fn base_config() -> SidecarConfig {
@@ -307,6 +326,9 @@ struct Row {
 struct UnsignedResult {
     initial: Samples,
     updates: Samples,
+    /// One more update round with every string freshly allocated (no
+    /// session sharing): what sharing saves.
+    fresh_updates: Samples,
     frames: Samples,
     sent_per_message: f64,
     changes_per_message: f64,
@@ -326,7 +348,8 @@ fn unsigned_run(scale: Scale, neighbors_up: bool, result: &mut UnsignedResult) {
         engine.drain_effects_into(NOW, &mut out);
         out.clear();
     }
-    let messages = unsigned_round(scale.destinations, 0);
+    let mut sessions = sessions();
+    let messages = unsigned_round(scale.destinations, 0, Some(&mut sessions));
     let elapsed = ingest(&mut engine, messages, BURST, &mut out);
     result.initial.add(per_round, elapsed);
     let stats = engine.stats();
@@ -335,12 +358,15 @@ fn unsigned_run(scale: Scale, neighbors_up: bool, result: &mut UnsignedResult) {
 
     let mut update_time = Duration::ZERO;
     for round in 1..=scale.update_rounds {
-        let messages = unsigned_round(scale.destinations, round);
+        let messages = unsigned_round(scale.destinations, round, Some(&mut sessions));
         update_time += ingest(&mut engine, messages, BURST, &mut out);
     }
     result.updates.add(per_round * scale.update_rounds as usize, update_time);
 
-    let frames: Vec<(NodeId, Vec<u8>)> = unsigned_round(scale.destinations, scale.update_rounds + 1)
+    let messages = unsigned_round(scale.destinations, scale.update_rounds + 1, None);
+    result.fresh_updates.add(per_round, ingest(&mut engine, messages, BURST, &mut out));
+
+    let frames: Vec<(NodeId, Vec<u8>)> = unsigned_round(scale.destinations, scale.update_rounds + 2, None)
         .into_iter()
         .map(|(from, message)| (from, fabric_routing::wire::encode(&message)))
         .collect();
@@ -432,6 +458,14 @@ fn scenario_table(scale: Scale) -> Vec<Row> {
             target: Some(target_min(updates, TARGET_UNSIGNED_PER_SEC)),
             note: String::new(),
             samples: r.updates,
+        });
+        let fresh_ratio = r.fresh_updates.median() / updates;
+        rows.push(Row {
+            name: format!("unsigned update round, fresh ids (no session sharing), {label}"),
+            ratio: Some((fresh_ratio, "updates")),
+            target: None,
+            note: String::new(),
+            samples: r.fresh_updates,
         });
         rows.push(Row {
             name: format!("unsigned update round from wire frames (decode+receive), {label}"),
@@ -542,7 +576,7 @@ fn micro_benchmarks(c: &mut Criterion, scale: Scale) {
     // One announcement with a new epoch into a populated table, then drain.
     let mut engine = Engine::new(base_config(), NOW).expect("valid config");
     let mut out = Vec::new();
-    ingest(&mut engine, unsigned_round(scale.destinations, 0), BURST, &mut out);
+    ingest(&mut engine, unsigned_round(scale.destinations, 0, Some(&mut sessions())), BURST, &mut out);
     let peers: Vec<NodeId> = (0..NEIGHBORS).map(peer).collect();
     let mut k = 0usize;
     let mut group = c.benchmark_group("engine");

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod runtime;
 pub mod security;
 pub mod session;
+pub mod shared_ids;
 pub mod sim;
 pub mod stats;
 pub mod time;

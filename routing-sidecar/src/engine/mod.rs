@@ -67,7 +67,9 @@ pub struct BestRoute {
     pub hop_count: u32,
     /// Metrics including the link to the next hop.
     pub metrics: RouteMetrics,
-    pub tags: Vec<Tag>,
+    /// Shared with the engine's interned tag set: a best-route change
+    /// allocates no tag list.
+    pub tags: std::sync::Arc<[Tag]>,
     pub local: bool,
     pub signed: bool,
     pub stale: bool,

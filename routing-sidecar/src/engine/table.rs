@@ -143,7 +143,7 @@ impl Engine {
             path: best.path.iter().map(|hop| self.nodes.resolve(*hop).clone()).collect(),
             hop_count: best.hop_count,
             metrics: effective_metrics(best, self.link_of(best.next_hop)),
-            tags: self.tag_sets.resolve(best.tags).to_vec(),
+            tags: self.tag_sets.resolve(best.tags).clone(),
             local,
             signed: best.is(flags::SIGNED),
             stale: best.is(flags::STALE),

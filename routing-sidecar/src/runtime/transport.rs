@@ -18,6 +18,7 @@ use crate::message::Message;
 use crate::runtime::clock;
 use crate::runtime::node::{Command, NeighborSet};
 use crate::session::{Received, Session, SessionError, SessionSettings};
+use crate::shared_ids::SharedIds;
 use crate::wire::{self, DecodeLimits, Frame};
 
 pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -203,6 +204,7 @@ impl Connection {
         mut outbound: mpsc::UnboundedReceiver<Outbound>,
     ) -> Ended {
         let neighbors = self.neighbors.clone();
+        let mut shared_ids = SharedIds::default();
         loop {
             let deadline = clock::instant_at(session.next_deadline());
             tokio::select! {
@@ -232,7 +234,10 @@ impl Connection {
                             }
                         };
                         match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
-                            Ok(Received::Routing(message)) => batch.messages.push(message),
+                            Ok(Received::Routing(mut message)) => {
+                                shared_ids.share(&mut message);
+                                batch.messages.push(message);
+                            }
                             Ok(Received::LinkState(update)) => batch.link_state.push(update),
                             Ok(_) => {}
                             Err(error) => {

@@ -1,0 +1,138 @@
+//! Per-session sharing of the ids a neighbor repeats in every message.
+//!
+//! A neighbor names the same few thousand nodes (itself, transit nodes,
+//! origins) and the same tags in message after message; the decoder gives
+//! every occurrence a fresh allocation. The session task swaps each one for
+//! the copy it has already seen, so the routing engine (one task, the
+//! bottleneck) drops a reference count instead of freeing 4 to 9 strings per
+//! announcement, and the freeing happens on the session's task instead.
+//! Destinations are not shared: each usually appears once per table.
+//!
+//! Memory is bounded: a set that reaches its capacity starts over, so ids
+//! made up by a hostile or buggy neighbor cannot grow it without limit.
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+
+use foldhash::{HashSet, HashSetExt};
+
+use crate::ids::{NodeId, Tag};
+use crate::message::Message;
+
+/// Node ids kept per session before the set starts over: well above the
+/// nodes of a large fabric.
+pub const DEFAULT_NODE_CAPACITY: usize = 16_384;
+/// Tags kept per session before the set starts over.
+pub const DEFAULT_TAG_CAPACITY: usize = 1_024;
+
+#[derive(Debug)]
+pub struct SharedIds {
+    nodes: HashSet<NodeId>,
+    tags: HashSet<Tag>,
+    node_capacity: usize,
+    tag_capacity: usize,
+}
+
+impl Default for SharedIds {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_NODE_CAPACITY, DEFAULT_TAG_CAPACITY)
+    }
+}
+
+impl SharedIds {
+    pub fn with_capacity(node_capacity: usize, tag_capacity: usize) -> Self {
+        SharedIds { nodes: HashSet::new(), tags: HashSet::new(), node_capacity, tag_capacity }
+    }
+
+    /// Replaces every node id and tag of `message` by the shared copy of an
+    /// equal one (remembering those not seen yet). The message stays equal
+    /// to what it was.
+    pub fn share(&mut self, message: &mut Message) {
+        let (advertiser, path, tags) = match message {
+            Message::Announcement(a) => (&mut a.advertiser, a.path.as_mut_slice(), a.tags.as_mut_slice()),
+            Message::Withdrawal(w) => (&mut w.advertiser, w.path.as_mut_slice(), [].as_mut_slice()),
+            Message::EndOfTable { advertiser } => (advertiser, [].as_mut_slice(), [].as_mut_slice()),
+        };
+        share_one(&mut self.nodes, self.node_capacity, advertiser);
+        for hop in path {
+            share_one(&mut self.nodes, self.node_capacity, hop);
+        }
+        for tag in tags {
+            share_one(&mut self.tags, self.tag_capacity, tag);
+        }
+    }
+
+    /// Ids currently remembered (nodes, tags).
+    pub fn len(&self) -> (usize, usize) {
+        (self.nodes.len(), self.tags.len())
+    }
+}
+
+fn share_one<Id: Clone + Eq + Hash + Borrow<str>>(seen: &mut HashSet<Id>, capacity: usize, id: &mut Id) {
+    let name: &str = (*id).borrow();
+    if let Some(shared) = seen.get(name) {
+        *id = shared.clone();
+        return;
+    }
+    if seen.len() >= capacity {
+        seen.clear();
+    }
+    seen.insert(id.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{RouteAnnouncement, RouteMetrics};
+
+    fn announcement(path: &[&str], tags: &[&str]) -> Message {
+        Message::Announcement(RouteAnnouncement {
+            destination: "svc".into(),
+            path: path.iter().map(|&hop| NodeId::from(hop)).collect(),
+            hop_count: path.len() as u32,
+            metrics: RouteMetrics { cost: 1, latency_us: 1, reliability: 1.0 },
+            advertiser: NodeId::from(path[0]),
+            epoch: 1,
+            ttl_ms: 1000,
+            tags: tags.iter().map(|&tag| Tag::from(tag)).collect(),
+            signature: None,
+        })
+    }
+
+    fn hops(message: &Message) -> (&NodeId, &[NodeId], &[Tag]) {
+        match message {
+            Message::Announcement(a) => (&a.advertiser, &a.path, &a.tags),
+            _ => unreachable!("announcements only"),
+        }
+    }
+
+    #[test]
+    fn repeated_ids_come_back_as_the_first_copy_and_messages_stay_equal() {
+        let mut shared = SharedIds::default();
+        let mut first = announcement(&["a", "t", "o"], &["gold"]);
+        let mut second = announcement(&["a", "t", "o"], &["gold"]);
+        let expected = second.clone();
+        shared.share(&mut first);
+        shared.share(&mut second);
+        assert_eq!(second, expected, "sharing does not change the message");
+        let ((adv1, path1, tags1), (adv2, path2, tags2)) = (hops(&first), hops(&second));
+        assert!(std::ptr::eq(adv1.as_str(), adv2.as_str()), "advertiser shared");
+        assert!(std::ptr::eq(adv1.as_str(), path2[0].as_str()), "advertiser and path[0] are one id");
+        for (one, two) in path1.iter().zip(path2) {
+            assert!(std::ptr::eq(one.as_str(), two.as_str()), "{one} shared");
+        }
+        assert!(std::ptr::eq(tags1[0].as_str(), tags2[0].as_str()), "tag shared");
+        assert_eq!(shared.len(), (3, 1));
+    }
+
+    #[test]
+    fn a_full_set_starts_over_instead_of_growing() {
+        let mut shared = SharedIds::with_capacity(2, 1);
+        for i in 0..10 {
+            let name = format!("n{i}");
+            shared.share(&mut announcement(&[name.as_str()], &[name.as_str()]));
+            let (nodes, tags) = shared.len();
+            assert!(nodes <= 2 && tags <= 1, "bounded: {nodes} nodes, {tags} tags");
+        }
+    }
+}
