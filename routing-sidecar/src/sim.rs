@@ -222,7 +222,11 @@ impl Fabric {
         let Some(engine) = self.engines.get_mut(id) else { return };
         for effect in engine.drain_effects(self.now) {
             match effect {
-                Effect::Send { to, message } => self.queue.push_back(InFlight { from: id.clone(), to, message }),
+                Effect::Send { to, message } => {
+                    for to in to {
+                        self.queue.push_back(InFlight { from: id.clone(), to, message: Arc::clone(&message) });
+                    }
+                }
                 other => self.events.push((id.clone(), other)),
             }
         }

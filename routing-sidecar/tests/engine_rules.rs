@@ -242,16 +242,16 @@ fn dry_run_policy_counts_what_it_would_reject_but_accepts() {
 fn sends_to(effects: &[Effect]) -> Vec<(String, &'static str)> {
     effects
         .iter()
-        .filter_map(|f| match f {
-            Effect::Send { to, message } => Some((
-                to.to_string(),
-                match **message {
+        .flat_map(|f| match f {
+            Effect::Send { to, message } => {
+                let kind = match **message {
                     Message::Announcement(_) => "announce",
                     Message::Withdrawal(_) => "withdraw",
                     Message::EndOfTable { .. } => "eot",
-                },
-            )),
-            _ => None,
+                };
+                to.iter().map(|to| (to.to_string(), kind)).collect()
+            }
+            _ => Vec::new(),
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::engine::candidate::{Candidate, Pending, flags};
 use crate::engine::intern::{DestIx, NodeIx};
 use crate::engine::selection::effective_metrics;
-use crate::engine::{Effect, Engine};
+use crate::engine::{Effect, Engine, Recipients};
 use crate::message::{Message, RouteAnnouncement, RouteWithdrawal};
 use crate::policy::{PolicyMode, RouteFacts};
 use crate::time::Timestamp;
@@ -98,9 +98,8 @@ impl Engine {
         Arc::new(Message::Withdrawal(withdrawal))
     }
 
-    fn send(&mut self, to: NodeIx, message: Arc<Message>) {
-        self.counters.messages_sent += 1;
-        let to = self.nodes.resolve(to).clone();
+    fn send(&mut self, to: Recipients, message: Arc<Message>) {
+        self.counters.messages_sent += to.len() as u64;
         self.effects.push(Effect::Send { to, message });
     }
 
@@ -120,8 +119,8 @@ impl Engine {
             let entry = &mut self.table[dest.index()];
             let mode = std::mem::take(&mut entry.pending);
             let best = entry.best().cloned();
-            let mut announcement = None;
-            let mut withdrawal = None;
+            let mut announce_to = Recipients::new();
+            let mut withdraw_from = Recipients::new();
             for &neighbor in &up {
                 let export = best.as_ref().is_some_and(|b| self.exports_to(dest, b, neighbor));
                 let advertised = &mut self.table[dest.index()].advertised_to;
@@ -133,27 +132,27 @@ impl Engine {
                     if !was {
                         advertised.push(neighbor);
                     }
-                    let best = best.as_ref().expect("export implies a best route");
-                    let message = match &announcement {
-                        Some(message) => Arc::clone(message),
-                        None => announcement.insert(self.build_announcement(dest, best)).clone(),
-                    };
-                    self.send(neighbor, message);
+                    announce_to.push(self.nodes.resolve(neighbor).clone());
                 } else if was {
                     advertised.retain(|n| *n != neighbor);
-                    let message = match &withdrawal {
-                        Some(message) => Arc::clone(message),
-                        None => withdrawal.insert(self.build_withdrawal(dest)).clone(),
-                    };
-                    self.send(neighbor, message);
+                    withdraw_from.push(self.nodes.resolve(neighbor).clone());
                 }
+            }
+            if let (Some(best), false) = (&best, announce_to.is_empty()) {
+                let message = self.build_announcement(dest, best);
+                self.send(announce_to, message);
+            }
+            if !withdraw_from.is_empty() {
+                let message = self.build_withdrawal(dest);
+                self.send(withdraw_from, message);
             }
         }
         self.pending = pending;
         for neighbor in std::mem::take(&mut self.end_of_table_due) {
             if self.neighbors.get(&neighbor).is_some_and(|n| n.up) {
                 let advertiser = self.config.node_id.clone();
-                self.send(neighbor, Arc::new(Message::EndOfTable { advertiser }));
+                let to = Recipients::from_elem(self.nodes.resolve(neighbor).clone(), 1);
+                self.send(to, Arc::new(Message::EndOfTable { advertiser }));
             }
         }
     }

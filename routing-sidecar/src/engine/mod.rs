@@ -38,6 +38,9 @@ use crate::time::Timestamp;
 pub use explain::{CandidateStatus, CandidateTrace, RejectionRecord, SelectionTrace};
 pub use selection::Criterion;
 
+/// The neighbors one message goes to; inline up to the usual fabric degree.
+pub type Recipients = smallvec::SmallVec<[NodeId; 4]>;
+
 use candidate::{DestinationEntry, RouteKey};
 use intern::{DestIx, Destinations, NodeIx, Nodes, TagSets};
 use reconfigure::Compiled;
@@ -155,10 +158,12 @@ pub enum WithdrawCause {
 /// Something the caller must do or may log.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Send `message` to neighbor `to`. The same message is shared by all
-    /// neighbors it goes to (signed once).
+    /// Send `message` to each neighbor of `to`, in order. One effect per
+    /// message, not per neighbor: a route change goes to most neighbors,
+    /// and one effect per neighbor was a third of the engine's output
+    /// (docs/benchmarks.md). The message is built and signed once.
     Send {
-        to: NodeId,
+        to: Recipients,
         message: Arc<Message>,
     },
     /// The best route to `destination` changed (`None`: unreachable).

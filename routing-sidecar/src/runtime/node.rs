@@ -646,8 +646,10 @@ impl Node {
                     // sent). The engine coalesces per destination, so the
                     // queue is bounded in practice by table size; the
                     // connection's writes apply TCP backpressure.
-                    if let Some(session) = self.sessions.get(&to) {
-                        let _ = session.outbound.send(Outbound::Message(message));
+                    for to in &to {
+                        if let Some(session) = self.sessions.get(to) {
+                            let _ = session.outbound.send(Outbound::Message(Arc::clone(&message)));
+                        }
                     }
                 }
                 Effect::RouteChanged { destination, best } => match best {
