@@ -139,7 +139,7 @@ fn announcement(d: usize, i: usize, round: u64) -> RouteAnnouncement {
         advertiser: peer(i),
         epoch: 1000 + round,
         ttl_ms: TTL_MS,
-        tags: tags(d),
+        tags: tags(d).into(),
         signature: None,
     }
 }

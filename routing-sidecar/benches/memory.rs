@@ -199,7 +199,7 @@ fn announcement(d: usize, i: usize) -> RouteAnnouncement {
         advertiser: peer(i),
         epoch: 1000,
         ttl_ms: 90_000,
-        tags: tags(d),
+        tags: tags(d).into(),
         signature: None,
     }
 }

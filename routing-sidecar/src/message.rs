@@ -61,7 +61,9 @@ pub struct RouteAnnouncement {
     /// How long the receiver may keep the route without a refresh.
     pub ttl_ms: u32,
     /// A set: order on the wire does not matter, the canonical encoding sorts.
-    pub tags: Vec<Tag>,
+    /// Shared: a session hands the engine one list per distinct tag set
+    /// (`SharedIds`), and the engine advertises its interned sets.
+    pub tags: std::sync::Arc<[Tag]>,
     pub signature: Option<SignatureBlock>,
 }
 

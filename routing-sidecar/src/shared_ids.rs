@@ -1,11 +1,12 @@
 //! Per-session sharing of the ids a neighbor repeats in every message.
 //!
 //! A neighbor names the same few thousand nodes (itself, transit nodes,
-//! origins) and the same tags in message after message; the decoder gives
-//! every occurrence a fresh allocation. The session task swaps each one for
-//! the copy it has already seen, so the routing engine (one task, the
-//! bottleneck) drops a reference count instead of freeing 4 to 9 strings per
-//! announcement, and the freeing happens on the session's task instead.
+//! origins) and the same few tag sets in message after message; the decoder
+//! gives every occurrence a fresh allocation. The session task swaps each
+//! one for the copy it has already seen, so the routing engine (one task,
+//! the bottleneck) drops a reference count instead of freeing 4 to 9
+//! strings per announcement, and the freeing happens on the session's task
+//! instead.
 //! Destinations are not shared: each usually appears once per table.
 //!
 //! Memory is bounded: a set that reaches its capacity starts over, so ids
@@ -13,6 +14,7 @@
 
 use std::borrow::Borrow;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use foldhash::{HashSet, HashSetExt};
 
@@ -22,55 +24,59 @@ use crate::message::Message;
 /// Node ids kept per session before the set starts over: well above the
 /// nodes of a large fabric.
 pub const DEFAULT_NODE_CAPACITY: usize = 16_384;
-/// Tags kept per session before the set starts over.
-pub const DEFAULT_TAG_CAPACITY: usize = 1_024;
+/// Tag lists kept per session before the set starts over.
+pub const DEFAULT_TAG_LIST_CAPACITY: usize = 1_024;
 
 #[derive(Debug)]
 pub struct SharedIds {
     nodes: HashSet<NodeId>,
-    tags: HashSet<Tag>,
+    tag_lists: HashSet<Arc<[Tag]>>,
     node_capacity: usize,
-    tag_capacity: usize,
+    tag_list_capacity: usize,
 }
 
 impl Default for SharedIds {
     fn default() -> Self {
-        Self::with_capacity(DEFAULT_NODE_CAPACITY, DEFAULT_TAG_CAPACITY)
+        Self::with_capacity(DEFAULT_NODE_CAPACITY, DEFAULT_TAG_LIST_CAPACITY)
     }
 }
 
 impl SharedIds {
-    pub fn with_capacity(node_capacity: usize, tag_capacity: usize) -> Self {
-        SharedIds { nodes: HashSet::new(), tags: HashSet::new(), node_capacity, tag_capacity }
+    pub fn with_capacity(node_capacity: usize, tag_list_capacity: usize) -> Self {
+        SharedIds { nodes: HashSet::new(), tag_lists: HashSet::new(), node_capacity, tag_list_capacity }
     }
 
-    /// Replaces every node id and tag of `message` by the shared copy of an
-    /// equal one (remembering those not seen yet). The message stays equal
-    /// to what it was.
+    /// Replaces every node id and the tag list of `message` by the shared
+    /// copy of an equal one (remembering those not seen yet). The message
+    /// stays equal to what it was.
     pub fn share(&mut self, message: &mut Message) {
         let (advertiser, path, tags) = match message {
-            Message::Announcement(a) => (&mut a.advertiser, a.path.as_mut_slice(), a.tags.as_mut_slice()),
-            Message::Withdrawal(w) => (&mut w.advertiser, w.path.as_mut_slice(), [].as_mut_slice()),
-            Message::EndOfTable { advertiser } => (advertiser, [].as_mut_slice(), [].as_mut_slice()),
+            Message::Announcement(a) => (&mut a.advertiser, a.path.as_mut_slice(), Some(&mut a.tags)),
+            Message::Withdrawal(w) => (&mut w.advertiser, w.path.as_mut_slice(), None),
+            Message::EndOfTable { advertiser } => (advertiser, [].as_mut_slice(), None),
         };
-        share_one(&mut self.nodes, self.node_capacity, advertiser);
+        share_one::<_, str>(&mut self.nodes, self.node_capacity, advertiser);
         for hop in path {
-            share_one(&mut self.nodes, self.node_capacity, hop);
+            share_one::<_, str>(&mut self.nodes, self.node_capacity, hop);
         }
-        for tag in tags {
-            share_one(&mut self.tags, self.tag_capacity, tag);
+        if let Some(tags) = tags {
+            share_one::<_, [Tag]>(&mut self.tag_lists, self.tag_list_capacity, tags);
         }
     }
 
-    /// Ids currently remembered (nodes, tags).
+    /// Ids currently remembered (node ids, tag lists).
     pub fn len(&self) -> (usize, usize) {
-        (self.nodes.len(), self.tags.len())
+        (self.nodes.len(), self.tag_lists.len())
     }
 }
 
-fn share_one<Id: Clone + Eq + Hash + Borrow<str>>(seen: &mut HashSet<Id>, capacity: usize, id: &mut Id) {
-    let name: &str = (*id).borrow();
-    if let Some(shared) = seen.get(name) {
+fn share_one<Id, Key>(seen: &mut HashSet<Id>, capacity: usize, id: &mut Id)
+where
+    Id: Clone + Eq + Hash + Borrow<Key>,
+    Key: Eq + Hash + ?Sized,
+{
+    let key: &Key = (*id).borrow();
+    if let Some(shared) = seen.get(key) {
         *id = shared.clone();
         return;
     }
@@ -121,7 +127,7 @@ mod tests {
         for (one, two) in path1.iter().zip(path2) {
             assert!(std::ptr::eq(one.as_str(), two.as_str()), "{one} shared");
         }
-        assert!(std::ptr::eq(tags1[0].as_str(), tags2[0].as_str()), "tag shared");
+        assert!(std::ptr::eq(tags1, tags2), "tag list shared");
         assert_eq!(shared.len(), (3, 1));
     }
 
@@ -132,7 +138,7 @@ mod tests {
             let name = format!("n{i}");
             shared.share(&mut announcement(&[name.as_str()], &[name.as_str()]));
             let (nodes, tags) = shared.len();
-            assert!(nodes <= 2 && tags <= 1, "bounded: {nodes} nodes, {tags} tags");
+            assert!(nodes <= 2 && tags <= 1, "bounded: {nodes} nodes, {tags} tag lists");
         }
     }
 }

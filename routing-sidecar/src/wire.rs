@@ -633,7 +633,7 @@ fn from_wire_path(hops: Vec<String>, limits: &DecodeLimits) -> Result<Vec<NodeId
     hops.into_iter().map(|hop| identifier("path hop", hop, limits).map(NodeId::from)).collect()
 }
 
-fn from_wire_tags(tags: Vec<String>, limits: &DecodeLimits) -> Result<Vec<Tag>, DecodeError> {
+fn from_wire_tags(tags: Vec<String>, limits: &DecodeLimits) -> Result<std::sync::Arc<[Tag]>, DecodeError> {
     if tags.len() > limits.max_tags {
         return Err(DecodeError::TooManyTags { count: tags.len(), limit: limits.max_tags });
     }
@@ -734,7 +734,7 @@ pub mod vectors {
             advertiser: NodeId::from(ADVERTISER),
             epoch: 42,
             ttl_ms: 90_000,
-            tags: vec!["gold".into(), "eu".into()],
+            tags: vec!["gold".into(), "eu".into()].into(),
             signature: None,
         }
     }
@@ -1348,7 +1348,7 @@ mod tests {
         assert_eq!(error, DecodeError::TooManyTags { count: 33, limit: 32 });
         assert_eq!(error.limit_name(), "max_tags");
 
-        announcement.tags.pop();
+        announcement.tags = announcement.tags[..32].into();
         assert!(roundtrip(&Message::Announcement(announcement)).is_ok());
     }
 
@@ -1375,7 +1375,7 @@ mod tests {
         assert_string_too_long(Message::Announcement(a), "path hop");
 
         let mut a = announcement();
-        a.tags[1] = Tag::from(long.as_str());
+        a.tags = [a.tags[0].clone(), Tag::from(long.as_str())].into();
         assert_string_too_long(Message::Announcement(a), "tag");
 
         let mut a = signed_announcement();
@@ -1526,7 +1526,7 @@ mod tests {
         assert_eq!(roundtrip(&Message::Announcement(a)), Err(DecodeError::EmptyString("path hop")));
 
         let mut a = announcement();
-        a.tags[0] = Tag::from("");
+        a.tags = [Tag::from(""), a.tags[1].clone()].into();
         assert_eq!(roundtrip(&Message::Announcement(a)), Err(DecodeError::EmptyString("tag")));
 
         let mut a = signed_announcement();

@@ -106,7 +106,7 @@ fn spoofed_advertiser_is_rejected_when_signatures_are_required() {
         advertiser: "a".into(),
         epoch: u64::MAX / 2,
         ttl_ms: 90_000,
-        tags: vec![],
+        tags: Vec::new().into(),
         signature: None,
     };
     identity("m", "k1").sign_announcement(&mut forged);

@@ -183,7 +183,7 @@ async fn spoofed_advertiser_is_rejected_and_counted_in_metrics() {
         advertiser: "mallory".into(),
         epoch: 1,
         ttl_ms: 60_000,
-        tags: vec![],
+        tags: Vec::new().into(),
         signature: None,
     };
     send_message(&mut framed, Message::Announcement(forged.clone())).await; // unsigned

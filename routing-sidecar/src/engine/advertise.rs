@@ -75,7 +75,7 @@ impl Engine {
             advertiser: self.config.node_id.clone(),
             epoch: self.allocate_epoch(),
             ttl_ms,
-            tags: self.tag_sets.resolve(best.tags).to_vec(),
+            tags: self.tag_sets.resolve(best.tags).clone(),
             signature: None,
         };
         if let Some(signer) = &self.signer {

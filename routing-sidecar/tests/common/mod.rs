@@ -47,7 +47,7 @@ pub fn ann(from: &str, dest: &str, path: &[&str], cost: u32, epoch: u64) -> Rout
         advertiser: NodeId::new(from),
         epoch,
         ttl_ms: 90_000,
-        tags: Vec::new(),
+        tags: Vec::new().into(),
         signature: None,
     }
 }
