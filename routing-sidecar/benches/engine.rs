@@ -151,8 +151,12 @@ fn announcement(d: usize, i: usize, round: u64) -> RouteAnnouncement {
 /// what the runtime's session tasks hand the engine: decoded with fresh
 /// strings, then node ids and tags swapped for the session's shared copies
 /// (`SharedIds`). Without, every string stays freshly allocated.
-fn unsigned_round(destinations: usize, round: u64, sessions: Option<&mut [SharedIds]>) -> Vec<(NodeId, Message)> {
-    let peers: Vec<NodeId> = (0..NEIGHBORS).map(peer).collect();
+fn unsigned_round(destinations: usize, round: u64, sessions: Option<&mut [Session]>) -> Vec<(NodeId, Message)> {
+    let peers: Vec<NodeId> = match &sessions {
+        // The session's peer id is the `from` of everything it receives.
+        Some(sessions) => sessions.iter().map(|session| session.peer.clone()).collect(),
+        None => (0..NEIGHBORS).map(peer).collect(),
+    };
     let mut out = Vec::with_capacity(destinations * NEIGHBORS);
     for (i, from) in peers.iter().enumerate() {
         for d in 0..destinations {
@@ -162,15 +166,26 @@ fn unsigned_round(destinations: usize, round: u64, sessions: Option<&mut [Shared
     if let Some(sessions) = sessions {
         for (from, message) in &mut out {
             let i = peers.iter().position(|peer| peer == from).expect("one of the peers");
-            sessions[i].share(message);
+            sessions[i].ids.share(message);
         }
     }
     out
 }
 
-/// One session's id sharing per neighbor, as the runtime keeps them.
-fn sessions() -> Vec<SharedIds> {
-    (0..NEIGHBORS).map(|_| SharedIds::default()).collect()
+/// A neighbor's session as the runtime keeps it: the peer's id and the
+/// ids shared over the session.
+struct Session {
+    peer: NodeId,
+    ids: SharedIds,
+}
+
+fn sessions() -> Vec<Session> {
+    (0..NEIGHBORS)
+        .map(|i| {
+            let peer = peer(i);
+            Session { ids: SharedIds::for_peer(&peer), peer }
+        })
+        .collect()
 }
 
 fn base_config() -> SidecarConfig {

@@ -42,6 +42,16 @@ impl Default for SharedIds {
 }
 
 impl SharedIds {
+    /// For a session with `peer`: its own id, which starts every path it
+    /// sends, is shared from the start, so that the engine's checks that a
+    /// message comes from its sender compare one pointer instead of two
+    /// strings.
+    pub fn for_peer(peer: &NodeId) -> Self {
+        let mut shared = Self::default();
+        shared.nodes.insert(peer.clone());
+        shared
+    }
+
     pub fn with_capacity(node_capacity: usize, tag_list_capacity: usize) -> Self {
         SharedIds { nodes: HashSet::new(), tag_lists: HashSet::new(), node_capacity, tag_list_capacity }
     }
@@ -83,6 +93,7 @@ where
     if seen.len() >= capacity {
         seen.clear();
     }
+    // (After a restart the peer's id is learned again from its next message.)
     seen.insert(id.clone());
 }
 
@@ -129,6 +140,17 @@ mod tests {
         }
         assert!(std::ptr::eq(tags1, tags2), "tag list shared");
         assert_eq!(shared.len(), (3, 1));
+    }
+
+    #[test]
+    fn a_session_shares_its_peer_id_with_what_the_peer_sends() {
+        let peer = NodeId::from("a");
+        let mut shared = SharedIds::for_peer(&peer);
+        let mut message = announcement(&["a", "o"], &[]);
+        shared.share(&mut message);
+        let (advertiser, path, _) = hops(&message);
+        assert!(std::ptr::eq(advertiser.as_str(), peer.as_str()));
+        assert!(std::ptr::eq(path[0].as_str(), peer.as_str()));
     }
 
     #[test]

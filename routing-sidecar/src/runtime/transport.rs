@@ -204,7 +204,7 @@ impl Connection {
         mut outbound: mpsc::UnboundedReceiver<Outbound>,
     ) -> Ended {
         let neighbors = self.neighbors.clone();
-        let mut shared_ids = SharedIds::default();
+        let mut shared_ids = SharedIds::for_peer(peer);
         loop {
             let deadline = clock::instant_at(session.next_deadline());
             tokio::select! {
