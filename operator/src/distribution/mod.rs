@@ -208,6 +208,11 @@ struct Inner {
     /// Nonces from different operator runs never collide.
     epoch: String,
     counters: crate::metrics::Counters,
+    /// Bumped each time compile inputs are taken; the compilation in force
+    /// came from inputs `installed_inputs`. A compile of older inputs that
+    /// finishes after a newer one is dropped.
+    taken_inputs: u64,
+    installed_inputs: u64,
 }
 
 /// Shared by the gRPC streams, the manifest watcher and the HTTP status.
@@ -285,6 +290,8 @@ impl Distributor {
             next_nonce: 0,
             epoch,
             counters: crate::metrics::Counters { leader: true, ..Default::default() },
+            taken_inputs: 0,
+            installed_inputs: 0,
         };
         Self { inner: Arc::new(Mutex::new(inner)) }
     }
@@ -293,12 +300,33 @@ impl Distributor {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Recompiles with the inputs as they are under `inner`, without holding
+    /// the lock while compiling (about 70 ms at 1,000 sidecars,
+    /// docs/benchmarks.md): ACKs, Hellos and the status API go on meanwhile.
+    /// The result is installed, and pushed, unless a compile of newer inputs
+    /// was installed first.
+    fn recompile(&self, mut inner: MutexGuard<'_, Inner>) {
+        let (inputs, index) = inner.compile_inputs();
+        drop(inner);
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!(
+            "fabric.operator.compile",
+            sidecars = index.sidecars().count(),
+            revision = index.revision(),
+            problems = tracing::field::Empty
+        );
+        let compilation = span.in_scope(|| compile(&index));
+        span.record("problems", compilation.problems.len());
+        let took = started.elapsed();
+        self.lock().install(inputs, compilation, took);
+    }
+
     /// The objects (and any sidecars known from pods or manifests) changed:
     /// recompile and push what changed.
     pub fn set_objects(&self, objects: Index) {
         let mut inner = self.lock();
         inner.objects = objects;
-        inner.recompile();
+        self.recompile(inner);
     }
 
     /// The RouteKeys last set (without the key rotation overlay), in
@@ -313,7 +341,7 @@ impl Distributor {
         let mut inner = self.lock();
         if inner.keys != keys {
             inner.keys = keys;
-            inner.recompile();
+            self.recompile(inner);
         }
     }
 
@@ -409,7 +437,7 @@ impl Distributor {
             && inner.registered.insert(key.clone(), sidecar.clone()).as_ref() != Some(&sidecar);
         if changed {
             inner.save_registry();
-            inner.recompile();
+            self.recompile(inner);
         } else {
             inner.push_if_needed(&key);
         }
@@ -457,7 +485,7 @@ impl Distributor {
             inner.state.sidecars.remove(&connection.sidecar);
             inner.registered.remove(&connection.sidecar);
             inner.save_registry();
-            inner.recompile();
+            self.recompile(inner);
         } else if let Some(state) = inner.state.sidecars.get_mut(&connection.sidecar) {
             state.connected = false;
             state.sent_version = None;
@@ -542,7 +570,10 @@ impl Inner {
         }
     }
 
-    fn recompile(&mut self) {
+    /// What a compile reads: the objects with the published keys laid over
+    /// their status and (local mode) the registered sidecars. Forgets
+    /// deleted pods whose stream is gone.
+    fn compile_inputs(&mut self) -> (u64, Index) {
         if self.options.sidecars_from_objects {
             // A deleted pod is forgotten once its stream is gone.
             let objects = &self.objects;
@@ -567,16 +598,21 @@ impl Inner {
                 index.upsert_sidecar(sidecar.clone());
             }
         }
-        let started = std::time::Instant::now();
-        let span = tracing::info_span!(
-            "fabric.operator.compile",
-            sidecars = index.sidecars().count(),
-            revision = index.revision(),
-            problems = tracing::field::Empty
-        );
-        self.compilation = Arc::new(span.in_scope(|| compile(&index)));
-        span.record("problems", self.compilation.problems.len());
-        self.counters.compile_duration.observe(started.elapsed().as_secs_f64());
+        self.taken_inputs += 1;
+        (self.taken_inputs, index)
+    }
+
+    /// Puts a compilation of the inputs numbered `inputs` in force and
+    /// pushes what changed; a compilation older than the one in force is
+    /// dropped.
+    fn install(&mut self, inputs: u64, compilation: Compilation, took: std::time::Duration) {
+        self.counters.compile_duration.observe(took.as_secs_f64());
+        if inputs < self.installed_inputs {
+            tracing::debug!(inputs, installed = self.installed_inputs, "a newer compilation is in force; dropped");
+            return;
+        }
+        self.installed_inputs = inputs;
+        self.compilation = Arc::new(compilation);
         for (object, conditions) in &self.compilation.conditions {
             let accepted = conditions.iter().any(|c| {
                 c.type_ == crate::compile::ConditionType::Accepted && c.status == crate::api::ConditionStatus::True
@@ -765,6 +801,38 @@ mod tests {
         assert!(rogue.try_recv().is_err(), "an unknown pod gets nothing");
         let waiting = distributor.rollout(&NodeId::from("a"), &KeyId::from("k1"));
         assert_eq!(waiting, Rollout::Waiting(vec!["fabric/a".into()]), "only the member counts");
+    }
+
+    /// Compiles run outside the lock, so two can overlap and finish in
+    /// either order: the compilation of the newest inputs must stay in force.
+    #[test]
+    fn a_compile_of_older_inputs_finishing_last_does_not_replace_a_newer_one() {
+        let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
+        let fleet = |pods: &[&str]| {
+            let mut index = Index::new();
+            for pod in pods {
+                index.upsert_sidecar(sidecar_from_hello(&hello(pod, &[]), None).unwrap());
+            }
+            index
+        };
+        let (older, older_index) = {
+            let mut inner = distributor.lock();
+            inner.objects = fleet(&["a"]);
+            inner.compile_inputs()
+        };
+        let (newer, newer_index) = {
+            let mut inner = distributor.lock();
+            inner.objects = fleet(&["a", "b"]);
+            inner.compile_inputs()
+        };
+        assert!(older < newer);
+        let took = std::time::Duration::ZERO;
+        distributor.lock().install(newer, compile(&newer_index), took);
+        distributor.lock().install(older, compile(&older_index), took);
+        let compilation = distributor.compilation();
+        let in_force: Vec<&str> = compilation.sidecars.keys().map(|node| node.as_str()).collect();
+        assert_eq!(in_force, ["a", "b"], "the newer compilation stays");
+        assert_eq!(distributor.counters().compile_duration.count, 2, "both compiles are timed");
     }
 
     #[test]
