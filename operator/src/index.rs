@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use fabric_routing::NodeId;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Serialize, Serializer};
 
 use crate::api::{LinkStateArea, NODE_ID_LABEL, NeighborPolicy, PEER_ADDRESS_ANNOTATION, RouteKey, RoutePolicy};
-use crate::selector::{Labels, selector_matches};
+use crate::selector::Labels;
 
 /// The kinds of object the compiler reads or reports on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -316,21 +316,15 @@ impl Index {
     pub fn sidecars(&self) -> impl Iterator<Item = &SidecarInfo> {
         self.sidecars.values()
     }
-
-    /// Sidecars of `namespace` whose labels `selector` selects, in name order.
-    pub fn selected_sidecars<'a>(
-        &'a self,
-        namespace: &'a str,
-        selector: &'a LabelSelector,
-    ) -> impl Iterator<Item = &'a SidecarInfo> + 'a {
-        self.sidecars.values().filter(move |s| s.namespace == namespace && selector_matches(selector, &s.labels))
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
     use super::*;
     use crate::api::{RoutePolicySpec, route_policy};
+    use crate::compile::population::Population;
 
     fn policy(namespace: Option<&str>, name: &str, priority: i32) -> RoutePolicy {
         let mut policy = RoutePolicy::new(
@@ -417,10 +411,13 @@ mod tests {
             match_labels: Some([("region".to_string(), "eu".to_string())].into()),
             match_expressions: None,
         };
-        let selected: Vec<&str> = index.selected_sidecars("ns", &selector).map(|s| s.name.as_str()).collect();
-        assert_eq!(selected, ["eu-1"]);
+        let selected = |index: &Index| -> Vec<String> {
+            let population = Population::new(index.sidecars());
+            population.select("ns", &selector).into_iter().map(|i| population.member(i).name.clone()).collect()
+        };
+        assert_eq!(selected(&index), ["eu-1"]);
         assert!(index.remove_sidecar("ns", "eu-1"));
-        assert_eq!(index.selected_sidecars("ns", &selector).count(), 0);
+        assert_eq!(selected(&index).len(), 0);
         assert!(!index.remove_sidecar("ns", "eu-1"));
     }
 

@@ -14,7 +14,7 @@ mod convert;
 mod keys;
 mod neighbors;
 mod output;
-mod population;
+pub(crate) mod population;
 mod report;
 mod route_policies;
 mod sidecars;
