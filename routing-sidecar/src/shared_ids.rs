@@ -91,9 +91,11 @@ where
         return;
     }
     if seen.len() >= capacity {
+        // This also forgets the peer's seeded id: the copy in its next
+        // message is shared from then on, and the sender checks compare
+        // strings again (still correct, only slower).
         seen.clear();
     }
-    // (After a restart the peer's id is learned again from its next message.)
     seen.insert(id.clone());
 }
 

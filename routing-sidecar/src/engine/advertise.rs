@@ -138,7 +138,8 @@ impl Engine {
                     withdraw_from.push(self.nodes.resolve(neighbor).clone());
                 }
             }
-            if let (Some(best), false) = (&best, announce_to.is_empty()) {
+            if !announce_to.is_empty() {
+                let best = best.as_ref().expect("export implies a best route");
                 let message = self.build_announcement(dest, best);
                 self.send(announce_to, message);
             }
