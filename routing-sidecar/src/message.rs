@@ -100,6 +100,15 @@ impl Message {
         }
     }
 
+    /// The destination an announcement or withdrawal is about.
+    pub fn destination(&self) -> Option<&DestinationId> {
+        match self {
+            Message::Announcement(a) => Some(&a.destination),
+            Message::Withdrawal(w) => Some(&w.destination),
+            Message::EndOfTable { .. } => None,
+        }
+    }
+
     pub fn signature(&self) -> Option<&SignatureBlock> {
         match self {
             Message::Announcement(a) => a.signature.as_ref(),

@@ -195,6 +195,12 @@ pub struct CompiledPolicy {
 }
 
 impl CompiledPolicy {
+    /// Whether no rule can reject anything (callers may skip gathering
+    /// the facts to evaluate).
+    pub fn accepts_everything(&self) -> bool {
+        self.accepts_all
+    }
+
     pub fn compile(policy: &RoutePolicy) -> Self {
         let accepts_all = policy.advertisers == MatchList::default()
             && policy.origins == MatchList::default()

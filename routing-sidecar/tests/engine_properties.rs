@@ -186,3 +186,100 @@ proptest! {
         }
     }
 }
+
+/// A message of a burst: an announcement (unsigned, or signed by `a` or
+/// `b`, whose keys are trusted, possibly altered after signing), a
+/// withdrawal, an end-of-table, or an announcement from a node that is not
+/// a neighbor.
+#[derive(Clone, Debug)]
+enum BurstMessage {
+    Announce(AnnouncementSpec),
+    Signed { spec: AnnouncementSpec, tampered: bool },
+    Withdraw(usize, usize),
+    EndOfTable(usize),
+    Stranger(usize),
+}
+
+fn burst_message_strategy() -> impl Strategy<Value = BurstMessage> {
+    prop_oneof![
+        6 => announcement_strategy().prop_map(BurstMessage::Announce),
+        2 => (announcement_strategy(), any::<bool>()).prop_map(|(mut spec, tampered)| {
+            spec.0 %= 2;
+            BurstMessage::Signed { spec, tampered }
+        }),
+        2 => (0..NEIGHBORS.len(), 0..DESTS.len()).prop_map(|(n, d)| BurstMessage::Withdraw(n, d)),
+        1 => (0..NEIGHBORS.len()).prop_map(BurstMessage::EndOfTable),
+        1 => (0..DESTS.len()).prop_map(BurstMessage::Stranger),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// `receive_batch` verifies signatures in one batch and looks
+    /// destinations up a window ahead of processing; whatever the burst
+    /// (destinations first seen inside the window, several senders,
+    /// strangers, withdrawals, good and bad signatures), it must act exactly
+    /// as the same messages received one by one.
+    #[test]
+    fn a_batch_is_handled_as_its_messages_one_by_one(
+        messages in prop::collection::vec(burst_message_strategy(), 1..60),
+        split in 1usize..40,
+    ) {
+        let messages: Vec<(NodeId, Message)> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let epoch = 10 + i as u64;
+                match m {
+                    BurstMessage::Announce(spec) => {
+                        (NodeId::new(NEIGHBORS[spec.0]), Message::Announcement(build(spec, epoch)))
+                    }
+                    BurstMessage::Signed { spec, tampered } => {
+                        let mut a = build(spec, epoch);
+                        identity(NEIGHBORS[spec.0], "k1").sign_announcement(&mut a);
+                        if *tampered {
+                            a.metrics.cost += 1;
+                        }
+                        (NodeId::new(NEIGHBORS[spec.0]), Message::Announcement(a))
+                    }
+                    BurstMessage::Withdraw(n, d) => {
+                        (NodeId::new(NEIGHBORS[*n]), Message::Withdrawal(wd(NEIGHBORS[*n], DESTS[*d], epoch)))
+                    }
+                    BurstMessage::EndOfTable(n) => {
+                        let neighbor = NodeId::new(NEIGHBORS[*n]);
+                        (neighbor.clone(), Message::EndOfTable { advertiser: neighbor })
+                    }
+                    BurstMessage::Stranger(d) => {
+                        (NodeId::new("stranger"), Message::Announcement(ann("stranger", DESTS[*d], &["stranger"], 1, epoch)))
+                    }
+                }
+            })
+            .collect();
+        let engine = || {
+            let mut config = config_with(&NEIGHBORS);
+            config.security.trusted_keys = NEIGHBORS[..2]
+                .iter()
+                .map(|n| trusted(n, &identity(n, "k1")))
+                .collect::<Vec<_>>()
+                .into();
+            let mut e = Engine::new(config, t(0)).unwrap();
+            for n in &NEIGHBORS[..3] {
+                e.neighbor_up(t(0), &NodeId::new(*n));
+            }
+            e.drain_effects(t(0));
+            e
+        };
+        let mut one_by_one = engine();
+        for (from, message) in messages.clone() {
+            one_by_one.receive(t(1), &from, message);
+        }
+        let mut batched = engine();
+        for chunk in messages.chunks(split) {
+            batched.receive_batch(t(1), chunk.to_vec());
+        }
+        prop_assert_eq!(one_by_one.drain_effects(t(1)), batched.drain_effects(t(1)));
+        prop_assert_eq!(one_by_one.routes(), batched.routes());
+        prop_assert_eq!(format!("{:?}", one_by_one.stats()), format!("{:?}", batched.stats()));
+    }
+}

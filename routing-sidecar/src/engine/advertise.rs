@@ -11,6 +11,7 @@ use crate::engine::selection::effective_metrics;
 use crate::engine::{Effect, Engine, Recipients};
 use crate::message::{Message, RouteAnnouncement, RouteWithdrawal};
 use crate::policy::{PolicyMode, RouteFacts};
+use crate::stats::RejectReason;
 use crate::time::Timestamp;
 
 impl Engine {
@@ -37,12 +38,16 @@ impl Engine {
     }
 
     /// Whether `best` may be sent to `neighbor`: never back to where it came
-    /// from or to a node already on its path; otherwise as export policy says.
-    fn exports_to(&mut self, dest: DestIx, best: &Candidate, neighbor: NodeIx) -> bool {
+    /// from or to a node already on its path; otherwise as export policy
+    /// says. `Err`: a dry-run policy would have refused it (it is sent).
+    fn exports_to(&self, dest: DestIx, best: &Candidate, neighbor: NodeIx) -> Result<bool, RejectReason> {
         if best.next_hop == neighbor || best.path.contains(&neighbor) {
-            return false;
+            return Ok(false);
         }
         let policy = self.compiled.export_for(neighbor);
+        if policy.accepts_everything() {
+            return Ok(true);
+        }
         let learned_from = if best.is(flags::LOCAL) { self.compiled.self_ix } else { best.next_hop };
         let origin = best.origin().unwrap_or(self.compiled.self_ix);
         let facts = RouteFacts {
@@ -53,16 +58,17 @@ impl Engine {
             hop_count: best.hop_count + 1,
         };
         match policy.evaluate(&facts) {
-            Ok(()) => true,
-            Err(violation) if policy.mode == PolicyMode::DryRun => {
-                self.counters.dry_run_reject(violation.reason());
-                true
-            }
-            Err(_) => false,
+            Ok(()) => Ok(true),
+            Err(violation) if policy.mode == PolicyMode::DryRun => Err(violation.reason()),
+            Err(_) => Ok(false),
         }
     }
 
-    fn build_announcement(&mut self, dest: DestIx, best: &Candidate) -> Arc<Message> {
+    /// The announcement of the best route of `dest` (there is one), with
+    /// the next epoch.
+    fn build_announcement(&mut self, dest: DestIx) -> Arc<Message> {
+        let epoch = self.allocate_epoch();
+        let best = self.table[dest.index()].best().expect("announced routes exist");
         let mut path = Vec::with_capacity(best.path.len() + 1);
         path.push(self.config.node_id.clone());
         path.extend(best.path.iter().map(|hop| self.nodes.resolve(*hop).clone()));
@@ -73,7 +79,7 @@ impl Engine {
             path,
             metrics: effective_metrics(best, self.link_of(best.next_hop)),
             advertiser: self.config.node_id.clone(),
-            epoch: self.allocate_epoch(),
+            epoch,
             ttl_ms,
             tags: self.tag_sets.resolve(best.tags).clone(),
             signature: None,
@@ -116,13 +122,20 @@ impl Engine {
             .filter(|ix| self.neighbors.get(ix).is_some_and(|n| n.up))
             .collect();
         for dest in pending.drain(..) {
-            let entry = &mut self.table[dest.index()];
-            let mode = std::mem::take(&mut entry.pending);
-            let best = entry.best().cloned();
+            let mode = std::mem::take(&mut self.table[dest.index()].pending);
             let mut announce_to = Recipients::new();
             let mut withdraw_from = Recipients::new();
             for &neighbor in &up {
-                let export = best.as_ref().is_some_and(|b| self.exports_to(dest, b, neighbor));
+                let export = match self.table[dest.index()].best() {
+                    None => false,
+                    Some(best) => match self.exports_to(dest, best, neighbor) {
+                        Ok(export) => export,
+                        Err(dry_run) => {
+                            self.counters.dry_run_reject(dry_run);
+                            true
+                        }
+                    },
+                };
                 let advertised = &mut self.table[dest.index()].advertised_to;
                 let was = advertised.contains(&neighbor);
                 if export {
@@ -139,8 +152,8 @@ impl Engine {
                 }
             }
             if !announce_to.is_empty() {
-                let best = best.as_ref().expect("export implies a best route");
-                let message = self.build_announcement(dest, best);
+                // Export implies a best route.
+                let message = self.build_announcement(dest);
                 self.send(announce_to, message);
             }
             if !withdraw_from.is_empty() {

@@ -5,6 +5,7 @@
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
+use crate::engine::name_index::{MANY, NameIndex};
 use crate::ids::{DestinationId, NodeId, Tag};
 
 macro_rules! index_type {
@@ -51,7 +52,11 @@ impl<Id> Default for Interner<Id> {
 
 impl<Id: Clone + Eq + std::hash::Hash + std::borrow::Borrow<str>> Interner<Id> {
     pub fn intern(&mut self, id: &Id) -> u32 {
-        if let Some(&ix) = self.index.get(id.borrow()) {
+        // By id, not by text: ids are shared strings whose equality first
+        // compares pointers, so a clone of the interned id (every id a
+        // session shares, for the session that brought it) skips the text
+        // comparison.
+        if let Some(&ix) = self.index.get::<Id>(id) {
             return ix;
         }
         let ix = u32::try_from(self.ids.len()).expect("fewer than 2^32 ids");
@@ -92,22 +97,42 @@ impl Nodes {
     }
 }
 
-/// Destination ids with typed indices.
-#[derive(Clone, Debug, Default)]
-pub struct Destinations(Interner<DestinationId>);
+/// Destination ids with typed indices. Their own index (not `Interner`):
+/// the engine looks destinations up a window at a time (`get_many`).
+#[derive(Default)]
+pub struct Destinations {
+    ids: Vec<DestinationId>,
+    index: NameIndex,
+}
 
 impl Destinations {
     pub fn intern(&mut self, id: &DestinationId) -> DestIx {
-        DestIx(self.0.intern(id))
+        if let Some(ix) = self.get(id.as_str()) {
+            return ix;
+        }
+        let ix = u32::try_from(self.ids.len()).expect("fewer than 2^32 destinations");
+        self.ids.push(id.clone());
+        self.index.insert(&self.ids, ix);
+        DestIx(ix)
     }
     pub fn get(&self, name: &str) -> Option<DestIx> {
-        self.0.get(name).map(DestIx)
+        self.index.get(&self.ids, name).map(DestIx)
+    }
+    /// `found[k]`: the index of `wanted[k]`, as `get` would answer, for up
+    /// to `name_index::MANY` names at once.
+    pub fn get_many(&self, wanted: &[Option<&str>], found: &mut [Option<DestIx>]) {
+        let mut raw = [None; MANY];
+        let raw = &mut raw[..found.len()];
+        self.index.get_many(&self.ids, wanted, raw);
+        for (found, raw) in found.iter_mut().zip(raw.iter()) {
+            *found = raw.map(DestIx);
+        }
     }
     pub fn resolve(&self, ix: DestIx) -> &DestinationId {
-        self.0.resolve(ix.0)
+        &self.ids[ix.index()]
     }
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ids.len()
     }
 }
 

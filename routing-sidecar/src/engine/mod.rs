@@ -8,11 +8,13 @@
 //! update for it (like BGP's update batching), in destination order.
 
 mod advertise;
+mod batch;
 mod candidate;
 mod explain;
 mod ingest;
 mod intern;
 mod invariants;
+mod name_index;
 mod reconfigure;
 mod selection;
 mod table;
