@@ -4,10 +4,12 @@
 //! few runs each, all in this one process so the ratios compare like with
 //! like), then a few criterion micro benchmarks of the hot pieces.
 //!
-//! Every scenario runs the full pipeline: `receive` (or `receive_batch` /
-//! `receive_frame`) of pre-built messages, and `drain_effects_into` after
-//! every burst, dropping the drained effects as a caller would after acting
-//! on them. Messages are built outside the timed region as the runtime's
+//! Every scenario runs the full pipeline: `receive_batch` of pre-built
+//! messages in batches of 512, as the runtime's sessions hand them over
+//! (one row: `receive` one by one; another: `receive_frame` of wire
+//! frames), and `drain_effects_into` after every batch, dropping the
+//! drained effects as a caller would after acting on them. Messages are
+//! built outside the timed region as the runtime's
 //! session tasks hand them to the engine: freshly allocated strings from
 //! the decoder, with node ids and tags then swapped for the session's shared
 //! copies (`SharedIds`); dropping them (which the engine does) is timed. One
@@ -36,9 +38,9 @@ use fabric_routing::{
 
 /// Neighbors, each announcing every destination.
 const NEIGHBORS: usize = 4;
-/// Unsigned messages received between two drains (one read batch of the
-/// IO loop).
-const BURST: usize = 1024;
+/// Unsigned messages per `receive_batch` and between two drains: what a
+/// session hands the node per read batch (`runtime::transport`'s batch).
+const BURST: usize = 512;
 /// Signed messages per `receive_batch` call, and between drains on the
 /// single-verify path.
 const SIGNED_BURST: usize = 64;
@@ -344,6 +346,8 @@ struct UnsignedResult {
     /// One more update round with every string freshly allocated (no
     /// session sharing): what sharing saves.
     fresh_updates: Samples,
+    /// One more update round through `receive`, message by message.
+    one_by_one: Samples,
     frames: Samples,
     sent_per_message: f64,
     changes_per_message: f64,
@@ -365,7 +369,7 @@ fn unsigned_run(scale: Scale, neighbors_up: bool, result: &mut UnsignedResult) {
     }
     let mut sessions = sessions();
     let messages = unsigned_round(scale.destinations, 0, Some(&mut sessions));
-    let elapsed = ingest(&mut engine, messages, BURST, &mut out);
+    let elapsed = ingest_batches(&mut engine, chunked(messages, BURST), &mut out);
     result.initial.add(per_round, elapsed);
     let stats = engine.stats();
     assert_eq!(stats.candidates_stored, per_round as u64, "every announcement stored");
@@ -374,14 +378,17 @@ fn unsigned_run(scale: Scale, neighbors_up: bool, result: &mut UnsignedResult) {
     let mut update_time = Duration::ZERO;
     for round in 1..=scale.update_rounds {
         let messages = unsigned_round(scale.destinations, round, Some(&mut sessions));
-        update_time += ingest(&mut engine, messages, BURST, &mut out);
+        update_time += ingest_batches(&mut engine, chunked(messages, BURST), &mut out);
     }
     result.updates.add(per_round * scale.update_rounds as usize, update_time);
 
     let messages = unsigned_round(scale.destinations, scale.update_rounds + 1, None);
-    result.fresh_updates.add(per_round, ingest(&mut engine, messages, BURST, &mut out));
+    result.fresh_updates.add(per_round, ingest_batches(&mut engine, chunked(messages, BURST), &mut out));
 
-    let frames: Vec<(NodeId, Vec<u8>)> = unsigned_round(scale.destinations, scale.update_rounds + 2, None)
+    let messages = unsigned_round(scale.destinations, scale.update_rounds + 2, Some(&mut sessions));
+    result.one_by_one.add(per_round, ingest(&mut engine, messages, BURST, &mut out));
+
+    let frames: Vec<(NodeId, Vec<u8>)> = unsigned_round(scale.destinations, scale.update_rounds + 3, None)
         .into_iter()
         .map(|(from, message)| (from, fabric_routing::wire::encode(&message)))
         .collect();
@@ -481,6 +488,14 @@ fn scenario_table(scale: Scale) -> Vec<Row> {
             target: None,
             note: String::new(),
             samples: r.fresh_updates,
+        });
+        let one_by_one_ratio = r.one_by_one.median() / updates;
+        rows.push(Row {
+            name: format!("unsigned update round, receive one by one (no batch), {label}"),
+            ratio: Some((one_by_one_ratio, "updates")),
+            target: None,
+            note: String::new(),
+            samples: r.one_by_one,
         });
         rows.push(Row {
             name: format!("unsigned update round from wire frames (decode+receive), {label}"),
@@ -591,7 +606,7 @@ fn micro_benchmarks(c: &mut Criterion, scale: Scale) {
     // One announcement with a new epoch into a populated table, then drain.
     let mut engine = Engine::new(base_config(), NOW).expect("valid config");
     let mut out = Vec::new();
-    ingest(&mut engine, unsigned_round(scale.destinations, 0, Some(&mut sessions())), BURST, &mut out);
+    ingest_batches(&mut engine, chunked(unsigned_round(scale.destinations, 0, Some(&mut sessions())), BURST), &mut out);
     let peers: Vec<NodeId> = (0..NEIGHBORS).map(peer).collect();
     let mut k = 0usize;
     let mut group = c.benchmark_group("engine");
