@@ -223,8 +223,12 @@ impl Fabric {
         for effect in engine.drain_effects(self.now) {
             match effect {
                 Effect::Send { to, message } => {
-                    for to in to {
-                        self.queue.push_back(InFlight { from: id.clone(), to, message: Arc::clone(&message) });
+                    for to in to.iter() {
+                        self.queue.push_back(InFlight {
+                            from: id.clone(),
+                            to: to.clone(),
+                            message: Arc::clone(&message),
+                        });
                     }
                 }
                 other => self.events.push((id.clone(), other)),

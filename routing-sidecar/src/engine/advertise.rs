@@ -8,11 +8,44 @@ use std::sync::Arc;
 use crate::engine::candidate::{Candidate, Pending, flags};
 use crate::engine::intern::{DestIx, NodeIx};
 use crate::engine::selection::effective_metrics;
+use foldhash::HashMap;
+use smallvec::SmallVec;
+
+use crate::engine::intern::Nodes;
 use crate::engine::{Effect, Engine, Recipients};
 use crate::message::{Message, RouteAnnouncement, RouteWithdrawal};
 use crate::policy::{PolicyMode, RouteFacts};
 use crate::stats::RejectReason;
 use crate::time::Timestamp;
+
+/// Distinct recipient sets kept; past this the cache starts over (a
+/// fabric node has a handful of neighbors, so few sets ever exist).
+const MAX_RECIPIENT_SETS: usize = 1024;
+
+/// Neighbors in the order messages go to them (configured order).
+type NeighborList = SmallVec<[NodeIx; 8]>;
+
+/// The recipient lists handed out so far, by the neighbors they name.
+#[derive(Default)]
+pub(super) struct RecipientSets {
+    sets: HashMap<NeighborList, Recipients>,
+}
+
+impl RecipientSets {
+    /// The shared list of `neighbors` (indices are never reused, so a list
+    /// stays right for as long as it is kept).
+    fn get(&mut self, neighbors: &[NodeIx], nodes: &Nodes) -> Recipients {
+        if let Some(set) = self.sets.get(neighbors) {
+            return Arc::clone(set);
+        }
+        if self.sets.len() >= MAX_RECIPIENT_SETS {
+            self.sets.clear();
+        }
+        let set: Recipients = neighbors.iter().map(|neighbor| nodes.resolve(*neighbor).clone()).collect();
+        self.sets.insert(neighbors.into(), Arc::clone(&set));
+        set
+    }
+}
 
 impl Engine {
     /// Marks every routed destination for re-advertisement (refresh).
@@ -123,8 +156,8 @@ impl Engine {
             .collect();
         for dest in pending.drain(..) {
             let mode = std::mem::take(&mut self.table[dest.index()].pending);
-            let mut announce_to = Recipients::new();
-            let mut withdraw_from = Recipients::new();
+            let mut announce_to = NeighborList::new();
+            let mut withdraw_from = NeighborList::new();
             for &neighbor in &up {
                 let export = match self.table[dest.index()].best() {
                     None => false,
@@ -145,27 +178,29 @@ impl Engine {
                     if !was {
                         advertised.push(neighbor);
                     }
-                    announce_to.push(self.nodes.resolve(neighbor).clone());
+                    announce_to.push(neighbor);
                 } else if was {
                     advertised.retain(|n| *n != neighbor);
-                    withdraw_from.push(self.nodes.resolve(neighbor).clone());
+                    withdraw_from.push(neighbor);
                 }
             }
             if !announce_to.is_empty() {
                 // Export implies a best route.
                 let message = self.build_announcement(dest);
-                self.send(announce_to, message);
+                let to = self.recipient_sets.get(&announce_to, &self.nodes);
+                self.send(to, message);
             }
             if !withdraw_from.is_empty() {
                 let message = self.build_withdrawal(dest);
-                self.send(withdraw_from, message);
+                let to = self.recipient_sets.get(&withdraw_from, &self.nodes);
+                self.send(to, message);
             }
         }
         self.pending = pending;
         for neighbor in std::mem::take(&mut self.end_of_table_due) {
             if self.neighbors.get(&neighbor).is_some_and(|n| n.up) {
                 let advertiser = self.config.node_id.clone();
-                let to = Recipients::from_elem(self.nodes.resolve(neighbor).clone(), 1);
+                let to = self.recipient_sets.get(&[neighbor], &self.nodes);
                 self.send(to, Arc::new(Message::EndOfTable { advertiser }));
             }
         }

@@ -40,8 +40,11 @@ use crate::time::Timestamp;
 pub use explain::{CandidateStatus, CandidateTrace, RejectionRecord, SelectionTrace};
 pub use selection::Criterion;
 
-/// The neighbors one message goes to; inline up to the usual fabric degree.
-pub type Recipients = smallvec::SmallVec<[NodeId; 4]>;
+/// The neighbors one message goes to. Shared between messages: most route
+/// changes go to one of a few sets of neighbors (every neighbor up but the
+/// next hop), so each set is built once and a message holds a reference
+/// instead of a clone of every id (`advertise::RecipientSets`).
+pub type Recipients = Arc<[NodeId]>;
 
 use candidate::{DestinationEntry, RouteKey};
 use intern::{DestIx, Destinations, NodeIx, Nodes, TagSets};
@@ -210,6 +213,7 @@ pub struct Engine {
     pending: Vec<DestIx>,
     /// Neighbors that get an end-of-table marker after the next flush.
     end_of_table_due: Vec<NodeIx>,
+    recipient_sets: advertise::RecipientSets,
     effects: Vec<Effect>,
     counters: Counters,
     rejections: VecDeque<RejectionRecord>,
@@ -260,6 +264,7 @@ impl Engine {
             next_epoch: now.as_millis() << 20,
             pending: Vec::new(),
             end_of_table_due: Vec::new(),
+            recipient_sets: advertise::RecipientSets::default(),
             effects: Vec::new(),
             counters: Counters::default(),
             rejections: VecDeque::new(),

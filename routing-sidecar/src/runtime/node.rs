@@ -646,7 +646,7 @@ impl Node {
                     // sent). The engine coalesces per destination, so the
                     // queue is bounded in practice by table size; the
                     // connection's writes apply TCP backpressure.
-                    for to in &to {
+                    for to in to.iter() {
                         if let Some(session) = self.sessions.get(to) {
                             let _ = session.outbound.send(Outbound::Message(Arc::clone(&message)));
                         }
