@@ -339,6 +339,13 @@ struct Row {
     note: String,
 }
 
+impl Row {
+    /// A row without a target, shown as a ratio to another row's median.
+    fn compared(name: String, samples: Samples, (base, base_name): (f64, &'static str)) -> Row {
+        Row { name, ratio: Some((samples.median() / base, base_name)), target: None, note: String::new(), samples }
+    }
+}
+
 #[derive(Default)]
 struct UnsignedResult {
     initial: Samples,
@@ -481,22 +488,16 @@ fn scenario_table(scale: Scale) -> Vec<Row> {
             note: String::new(),
             samples: r.updates,
         });
-        let fresh_ratio = r.fresh_updates.median() / updates;
-        rows.push(Row {
-            name: format!("unsigned update round, fresh ids (no session sharing), {label}"),
-            ratio: Some((fresh_ratio, "updates")),
-            target: None,
-            note: String::new(),
-            samples: r.fresh_updates,
-        });
-        let one_by_one_ratio = r.one_by_one.median() / updates;
-        rows.push(Row {
-            name: format!("unsigned update round, receive one by one (no batch), {label}"),
-            ratio: Some((one_by_one_ratio, "updates")),
-            target: None,
-            note: String::new(),
-            samples: r.one_by_one,
-        });
+        rows.push(Row::compared(
+            format!("unsigned update round, fresh ids (no session sharing), {label}"),
+            r.fresh_updates,
+            (updates, "updates"),
+        ));
+        rows.push(Row::compared(
+            format!("unsigned update round, receive one by one (no batch), {label}"),
+            r.one_by_one,
+            (updates, "updates"),
+        ));
         rows.push(Row {
             name: format!("unsigned update round from wire frames (decode+receive), {label}"),
             ratio: None,
@@ -511,7 +512,6 @@ fn scenario_table(scale: Scale) -> Vec<Row> {
     let single = s.single.median();
     let batch_ratio = s.batch.median() / single;
     let dup_ratio = s.duplicate_single.median() / single;
-    let dup_batch_ratio = s.duplicate_batch.median() / single;
     let n = s.single.messages;
     rows.push(Row {
         name: format!("signed fresh, single verify (receive), {n} msgs"),
@@ -534,13 +534,11 @@ fn scenario_table(scale: Scale) -> Vec<Row> {
         note: String::new(),
         samples: s.duplicate_single,
     });
-    rows.push(Row {
-        name: format!("signed duplicate (cache hit + refresh), receive_batch x{SIGNED_BURST}"),
-        ratio: Some((dup_batch_ratio, "signed single")),
-        target: None,
-        note: String::new(),
-        samples: s.duplicate_batch,
-    });
+    rows.push(Row::compared(
+        format!("signed duplicate (cache hit + refresh), receive_batch x{SIGNED_BURST}"),
+        s.duplicate_batch,
+        (single, "signed single"),
+    ));
     rows
 }
 

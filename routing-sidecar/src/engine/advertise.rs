@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::engine::candidate::{Candidate, Pending, flags};
-use crate::engine::intern::{DestIx, NodeIx};
-use crate::engine::selection::effective_metrics;
 use foldhash::HashMap;
 use smallvec::SmallVec;
 
-use crate::engine::intern::Nodes;
+use crate::engine::candidate::{Candidate, Pending, flags};
+use crate::engine::intern::{DestIx, NodeIx, Nodes};
+use crate::engine::selection::effective_metrics;
 use crate::engine::{Effect, Engine, Recipients};
 use crate::message::{Message, RouteAnnouncement, RouteWithdrawal};
 use crate::policy::{PolicyMode, RouteFacts};

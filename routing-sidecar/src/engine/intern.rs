@@ -5,7 +5,7 @@
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
-use crate::engine::name_index::{MANY, NameIndex};
+use crate::engine::name_index::NameIndex;
 use crate::ids::{DestinationId, NodeId, Tag};
 
 macro_rules! index_type {
@@ -110,23 +110,18 @@ impl Destinations {
         if let Some(ix) = self.get(id.as_str()) {
             return ix;
         }
-        let ix = u32::try_from(self.ids.len()).expect("fewer than 2^32 destinations");
+        let ix = DestIx(u32::try_from(self.ids.len()).expect("fewer than 2^32 destinations"));
         self.ids.push(id.clone());
         self.index.insert(&self.ids, ix);
-        DestIx(ix)
+        ix
     }
     pub fn get(&self, name: &str) -> Option<DestIx> {
-        self.index.get(&self.ids, name).map(DestIx)
+        self.index.get(&self.ids, name)
     }
     /// `found[k]`: the index of `wanted[k]`, as `get` would answer, for up
     /// to `name_index::MANY` names at once.
     pub fn get_many(&self, wanted: &[Option<&str>], found: &mut [Option<DestIx>]) {
-        let mut raw = [None; MANY];
-        let raw = &mut raw[..found.len()];
-        self.index.get_many(&self.ids, wanted, raw);
-        for (found, raw) in found.iter_mut().zip(raw.iter()) {
-            *found = raw.map(DestIx);
-        }
+        self.index.get_many(&self.ids, wanted, found);
     }
     pub fn resolve(&self, ix: DestIx) -> &DestinationId {
         &self.ids[ix.index()]

@@ -14,6 +14,7 @@
 
 use std::hash::BuildHasher;
 
+use crate::engine::intern::DestIx;
 use crate::ids::DestinationId;
 
 /// One slot: the upper half of the name's hash (to skip other names
@@ -59,31 +60,37 @@ impl NameIndex {
         (hash >> 32) as u32
     }
 
-    /// The index of `name` (whose hash is `hash`) among `names`.
-    pub fn get_hashed(&self, names: &[DestinationId], name: &str, hash: u64) -> Option<u32> {
+    /// The first index in the probe run of `hash` whose slot carries the
+    /// hash's tag and that `accept` takes; `None` at the run's end.
+    fn probe(&self, hash: u64, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = Self::tag(hash);
         let mut at = self.home(hash);
         loop {
             let slot = self.slots[at];
             let index = slot.index_plus_one.checked_sub(1)?;
-            if slot.tag == tag && names[index as usize].as_str() == name {
+            if slot.tag == tag && accept(index) {
                 return Some(index);
             }
             at = (at + 1) & self.mask();
         }
     }
 
-    pub fn get(&self, names: &[DestinationId], name: &str) -> Option<u32> {
+    /// The index of `name` (whose hash is `hash`) among `names`.
+    pub fn get_hashed(&self, names: &[DestinationId], name: &str, hash: u64) -> Option<DestIx> {
+        self.probe(hash, |index| names[index as usize].as_str() == name).map(DestIx)
+    }
+
+    pub fn get(&self, names: &[DestinationId], name: &str) -> Option<DestIx> {
         self.get_hashed(names, name, self.hash(name))
     }
 
     /// Adds `names[index]`, the newest name (the ones before it are in
     /// the index already).
-    pub fn insert(&mut self, names: &[DestinationId], index: u32) {
-        if (index as usize + 1) * 2 > self.slots.len() {
-            self.grow(&names[..index as usize]);
+    pub fn insert(&mut self, names: &[DestinationId], index: DestIx) {
+        if (index.index() + 1) * 2 > self.slots.len() {
+            self.grow(&names[..index.index()]);
         }
-        self.place(self.hash(names[index as usize].as_str()), index);
+        self.place(self.hash(names[index.index()].as_str()), index.0);
     }
 
     fn place(&mut self, hash: u64, index: u32) {
@@ -105,7 +112,7 @@ impl NameIndex {
     /// `wanted[k]` (`None` for no name or an unknown one). The same
     /// answers as `get` one by one, with the cache misses of the whole
     /// window overlapped (see the module doc).
-    pub fn get_many(&self, names: &[DestinationId], wanted: &[Option<&str>], found: &mut [Option<u32>]) {
+    pub fn get_many(&self, names: &[DestinationId], wanted: &[Option<&str>], found: &mut [Option<DestIx>]) {
         let mut hashes = [0u64; MANY];
         // Stages 1 to 3 only bring lines into cache; what they read is summed
         // into `touched` and passed to `black_box`, so that the loads are kept.
@@ -127,7 +134,7 @@ impl NameIndex {
         let mut stored = [""; MANY];
         for ((name, &hash), stored) in wanted.iter().zip(&hashes).zip(&mut stored) {
             if name.is_some()
-                && let Some(index) = self.first_tag_match(hash)
+                && let Some(index) = self.probe(hash, |_| true)
             {
                 *stored = names[index as usize].as_str();
             }
@@ -140,19 +147,6 @@ impl NameIndex {
         // Stage 4: confirm, with everything in cache.
         for ((name, &hash), found) in wanted.iter().zip(&hashes).zip(found) {
             *found = name.and_then(|name| self.get_hashed(names, name, hash));
-        }
-    }
-
-    fn first_tag_match(&self, hash: u64) -> Option<u32> {
-        let tag = Self::tag(hash);
-        let mut at = self.home(hash);
-        loop {
-            let slot = self.slots[at];
-            let index = slot.index_plus_one.checked_sub(1)?;
-            if slot.tag == tag {
-                return Some(index);
-            }
-            at = (at + 1) & self.mask();
         }
     }
 }
@@ -168,7 +162,7 @@ mod tests {
         for name in names {
             if index.get(&ids, name).is_none() {
                 ids.push(DestinationId::from(name.as_str()));
-                index.insert(&ids, ids.len() as u32 - 1);
+                index.insert(&ids, DestIx(ids.len() as u32 - 1));
             }
         }
         (ids, index)
@@ -181,7 +175,7 @@ mod tests {
         assert_eq!(ids.len(), 5000);
         assert!(index.slots.len() >= 10_000, "at most half full");
         for (i, name) in names.iter().enumerate() {
-            assert_eq!(index.get(&ids, name), Some(i as u32), "{name}");
+            assert_eq!(index.get(&ids, name), Some(DestIx(i as u32)), "{name}");
         }
         assert_eq!(index.get(&ids, "svc-5000"), None);
         assert_eq!(index.get(&ids, ""), None);
@@ -196,8 +190,8 @@ mod tests {
             ids.push(DestinationId::from(*name));
             index.place(7, i as u32);
         }
-        assert_eq!(index.get_hashed(&ids, "b", 7), Some(1));
-        assert_eq!(index.get_hashed(&ids, "c", 7), Some(2));
+        assert_eq!(index.get_hashed(&ids, "b", 7), Some(DestIx(1)));
+        assert_eq!(index.get_hashed(&ids, "c", 7), Some(DestIx(2)));
         assert_eq!(index.get_hashed(&ids, "d", 7), None);
     }
 
@@ -209,7 +203,7 @@ mod tests {
         ) {
             let (ids, index) = build(&stored);
             let wanted: Vec<Option<&str>> = asked.iter().map(|name| name.as_deref()).collect();
-            let mut found = [Some(u32::MAX); MANY];
+            let mut found = [Some(DestIx(u32::MAX)); MANY];
             index.get_many(&ids, &wanted, &mut found[..wanted.len()]);
             for (name, found) in wanted.iter().zip(&found) {
                 prop_assert_eq!(*found, name.and_then(|name| index.get(&ids, name)));
