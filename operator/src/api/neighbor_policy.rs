@@ -55,6 +55,7 @@ pub struct NeighborPolicySpec {
 /// One neighbor, or a group of neighbors chosen by label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = without_server_defaults)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": rules::NEIGHBOR_NODE_ID_XOR_SELECTOR.rule, "message": rules::NEIGHBOR_NODE_ID_XOR_SELECTOR.message},
     {"rule": rules::NEIGHBOR_EXPORT_NEEDS_ADVERTISE.rule, "message": rules::NEIGHBOR_EXPORT_NEEDS_ADVERTISE.message}
@@ -88,15 +89,38 @@ fn yes() -> bool {
     true
 }
 
+/// Drops `default` from the schema of a neighbor entry and everything in
+/// it. `neighbors` is an atomic list: defaults the API server filled into
+/// its items made every client-side `kubectl apply` of an unchanged object
+/// see a different list and report `configured`. The defaults still hold:
+/// the compiler reads absent fields with the same serde defaults.
+fn without_server_defaults(schema: &mut schemars::Schema) {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("default");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    if let Some(properties) = schema.get_mut("properties") {
+        strip(properties);
+    }
+}
+
 /// Link metrics; defaults cost 1, latency 0, reliability 1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkSpec {
+    /// Added to the path cost of routes learned over the link. Default 1.
     #[serde(default = "one")]
     pub cost: u32,
+    /// Latency in microseconds (the `Latency` tie-breaker). Default 0.
     #[serde(default)]
     pub latency_us: u32,
-    /// Between 0 and 1.
+    /// Between 0 and 1 (the `Reliability` tie-breaker). Default 1.
     #[serde(default = "full")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub reliability: f64,

@@ -1,0 +1,47 @@
+//! What the real-API tests share (fabric-envtest): installing the CRDs and
+//! finding the workspace's files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
+
+use super::wait_for;
+
+/// The repository root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
+}
+
+/// Applies every CRD in `crds/` (server-side apply: a no-op when they are
+/// there) and waits until each is Established. Returns their names, sorted.
+pub async fn install_crds(client: &kube::Client) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(workspace().join("crds")).unwrap().map(|entry| entry.unwrap().path()).collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let applied = fabric_envtest::apply_yaml(client, "default", &text)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        names.extend(applied.into_iter().filter_map(|crd| crd.metadata.name));
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in &names {
+        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || async {
+            let crd = crds.get(name).await.map_err(|e| e.to_string())?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established { Ok(()) } else { Err("not yet".to_owned()) }
+        })
+        .await;
+    }
+    names.sort();
+    names
+}
