@@ -40,7 +40,7 @@ else
   minor="${VERSION#v1.}"; minor="${minor%%.*}"
   (
     cd "$MODULE"
-    GOFLAGS=-mod=mod go build -trimpath \
+    go build -trimpath -buildvcs=false \
       -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
       -o "$ASSETS/kube-apiserver.new" .
   )

@@ -109,14 +109,17 @@ impl Envtest {
                 panic!("envtest: {reason}; {REQUIRE_ENV}=require, so this fails. Run scripts/install-envtest.sh")
             }
             Err(reason) => {
-                eprintln!(
-                    "SKIPPED (no real API server: {reason}). Run `bash scripts/install-envtest.sh` to build it, then the tests again."
-                );
+                uncaptured(&format!(
+                    "SKIPPED: the real-API tests (no kube-apiserver: {reason}). Run `bash scripts/install-envtest.sh` \
+                     once, then the tests again."
+                ));
                 None
             }
         });
         if envtest.is_none() {
-            eprintln!("SKIPPED {test}: needs the real API server (scripts/install-envtest.sh)");
+            // libtest names each test's thread after the test.
+            let name = std::thread::current().name().map(str::to_owned).unwrap_or_default();
+            uncaptured(&format!("SKIPPED {test}::{name}: needs the real API server (bash scripts/install-envtest.sh)"));
         }
         envtest.as_ref()
     }
@@ -277,6 +280,13 @@ impl Envtest {
     pub fn unique(&self) -> u32 {
         self.next_namespace.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// A line on the test binary's stderr that the test harness does not
+/// capture (it captures `eprintln!` of passing tests), so a skip is seen.
+pub fn uncaptured(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn required() -> bool {

@@ -170,9 +170,17 @@ pub async fn run(options: ClusterOptions) -> Result<(), String> {
         }
     });
     tracing::info!(http = %http_addr, instance, namespace = ?options.namespace, "operator starting (cluster mode)");
-    if let Some(webhook) = &options.webhook {
-        crate::webhook::start(&client, webhook, options.tls.as_ref()).await?;
-    }
+    let webhook_addr = match &options.webhook {
+        Some(webhook) => Some(crate::webhook::start(&client, webhook, options.tls.as_ref()).await?),
+        None => None,
+    };
+    // One line on stdout with the bound addresses (ports may be OS-chosen),
+    // as local mode prints; the gRPC address follows once this replica leads.
+    println!(
+        "{}",
+        serde_json::json!({"event": "listening", "http": http_addr.to_string(),
+            "webhook": webhook_addr.map(|a| a.to_string()), "instance": instance})
+    );
 
     let mut leadership = match &options.leader_election {
         Some(election) => {
@@ -261,6 +269,7 @@ async fn lead(
     distributor.set_leader(true);
     health.set_ready(true);
     tracing::info!(grpc = %grpc_addr, tls = options.tls.is_some(), "serving sidecars");
+    println!("{}", serde_json::json!({"event": "leading", "grpc": grpc_addr.to_string()}));
     // Config streams never end by themselves: the server runs until the
     // process stops (see `run`).
     serve(grpc, service, options.tls.as_ref(), std::future::pending()).await

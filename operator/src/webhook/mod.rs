@@ -168,7 +168,11 @@ async fn mutate_pods(State(settings): State<Arc<InjectionSettings>>, body: Bytes
 /// (TLS with the serving certificate; plaintext only with
 /// `--insecure-plaintext`). A bind failure is an error; a server that stops
 /// later is logged.
-pub async fn start(client: &kube::Client, options: &WebhookOptions, tls: Option<&TlsFiles>) -> Result<(), String> {
+pub async fn start(
+    client: &kube::Client,
+    options: &WebhookOptions,
+    tls: Option<&TlsFiles>,
+) -> Result<SocketAddr, String> {
     let native = match options.native_sidecars {
         NativeSidecars::Always => true,
         NativeSidecars::Never => false,
@@ -210,7 +214,7 @@ pub async fn start(client: &kube::Client, options: &WebhookOptions, tls: Option<
             tracing::error!(%error, "webhook: server stopped; labelled pods are not injected");
         }
     });
-    Ok(())
+    Ok(address)
 }
 
 #[cfg(test)]

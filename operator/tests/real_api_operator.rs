@@ -1,0 +1,544 @@
+//! The operator in cluster mode against a real kube-apiserver
+//! (fabric-envtest), authenticated as the chart's ServiceAccount with the
+//! chart's own ClusterRole and Roles (rendered by helm), never as an admin:
+//! watches, server-side-apply status with observedGeneration, Events,
+//! RouteKey Secrets and a key rotation with real sidecars connected, and
+//! the leader Lease with two replicas and a failover.
+//!
+//! The sidecars are real `routing-sidecar` processes that authenticate with
+//! pod-bound ServiceAccount tokens from the TokenRequest API, checked by the
+//! operator with a real TokenReview. There is no kubelet: the test creates
+//! each Pod and sets its status (phase, podIP) through the status
+//! subresource. The operator serves gRPC in plaintext here (TLS between
+//! sidecar and operator is covered by tests/distribution_processes.rs).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fabric_envtest::{Envtest, apply_yaml, envtest_or_skip};
+use fabric_routing::config::SidecarConfig;
+use fabric_routing::runtime::lab::SidecarProcess;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use serde_json::{Value, json};
+use support::real_api::{install_crds, workspace};
+use support::{sidecar_exe, wait_for};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(45);
+/// The audience of the sidecars' tokens (the operator's default).
+const AUDIENCE: &str = "fabric-operator";
+
+/// One fabric: the operator's namespace (its ServiceAccount, Roles and
+/// Lease, as the chart installs them) and the namespace of the sidecars and
+/// their CRs.
+struct Fabric {
+    envtest: &'static Envtest,
+    client: kube::Client,
+    operator_namespace: String,
+    namespace: String,
+    kubeconfig: PathBuf,
+    dir: PathBuf,
+}
+
+impl Fabric {
+    async fn new(envtest: &'static Envtest, prefix: &str) -> Option<Fabric> {
+        let helm = helm()?;
+        let client = envtest.client().await;
+        install_crds(&client).await;
+        let operator_namespace = envtest.namespace(&client, &format!("{prefix}-operator")).await;
+        let namespace = envtest.namespace(&client, prefix).await;
+        envtest.service_account(&client, &namespace, "sidecar").await;
+        let dir = envtest.dir().join(&namespace);
+        std::fs::create_dir_all(&dir).unwrap();
+
+        // The chart's RBAC and ServiceAccount, as `helm install` would create
+        // them; the release name is unique so cluster-scoped names are too.
+        let release = format!("fabric-{}", envtest.unique());
+        let rendered = std::process::Command::new(helm)
+            .args(["template", &release])
+            .arg(workspace().join("charts/fabric-routing"))
+            .args(["--namespace", &operator_namespace])
+            .args(["--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml"])
+            .args(["--set", &format!("rbac.secrets.namespaces={{{namespace}}}")])
+            .output()
+            .unwrap();
+        assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
+        let objects =
+            apply_yaml(&client, &operator_namespace, &String::from_utf8(rendered.stdout).unwrap()).await.unwrap();
+        let account = objects
+            .iter()
+            .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "ServiceAccount"))
+            .and_then(|o| o.metadata.name.clone())
+            .expect("the chart renders a ServiceAccount");
+        // What the kubelet would mount: a token of the chart's account.
+        let token = envtest.token(&client, &operator_namespace, &account, &[], None).await;
+        let kubeconfig = envtest.kubeconfig_with_token(&format!("{release}-operator"), &token).unwrap();
+        Some(Fabric { envtest, client, operator_namespace, namespace, kubeconfig, dir })
+    }
+
+    /// A `fabric-operator run` replica in cluster mode named `instance`.
+    async fn operator(&self, instance: &str) -> OperatorProcess {
+        let log = std::fs::File::create(self.dir.join(format!("{instance}.log"))).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fabric-operator"))
+            .args(["run", "--insecure-plaintext", "--no-webhook"])
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--rotation-tick", "100ms"])
+            .args(["--namespace", &self.namespace, "--leader-election-namespace", &self.operator_namespace])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAME", instance)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (http_sender, mut http) = watch::channel(None);
+        let (grpc_sender, grpc) = watch::channel(None);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
+                let address = |key: &str| event[key].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+                match event["event"].as_str() {
+                    Some("listening") => http_sender.send_replace(address("http")),
+                    Some("leading") => grpc_sender.send_replace(address("grpc")),
+                    _ => None,
+                };
+            }
+        });
+        let log = self.dir.join(format!("{instance}.log"));
+        let http = tokio::time::timeout(WAIT, http.wait_for(Option::is_some))
+            .await
+            .unwrap_or_else(|_| panic!("{instance} printed no listening line; see {}", log.display()))
+            .unwrap()
+            .expect("http address");
+        OperatorProcess { instance: instance.to_owned(), child, http, grpc, log }
+    }
+
+    /// A real sidecar for node `node` in a Pod of its own, authenticated
+    /// with a token bound to that Pod.
+    async fn sidecar(&self, operator: SocketAddr, node: &str, originate: &[&str]) -> SidecarProcess {
+        let mut yaml = format!("nodeId: {node}\noriginate:\n");
+        for destination in originate {
+            yaml.push_str(&format!("  - destination: {destination}\n"));
+        }
+        let token_file = self.dir.join(format!("{node}.token"));
+        let args = [
+            "--operator".to_owned(),
+            format!("http://{operator}"),
+            "--operator-token-file".to_owned(),
+            token_file.display().to_string(),
+            "--namespace".to_owned(),
+            self.namespace.clone(),
+            "--pod-name".to_owned(),
+            node.to_owned(),
+        ];
+        let config = SidecarConfig::from_yaml(&yaml).unwrap();
+        // Started first, to learn the peer port it bound; it retries the
+        // operator until its token file exists.
+        let sidecar = SidecarProcess::spawn(&sidecar_exe(), &config, &self.dir.join(node), &args).await.unwrap();
+        let uid = self.pod(node, node, sidecar.peer).await;
+        let token = self.envtest.token(&self.client, &self.namespace, "sidecar", &[AUDIENCE], Some((node, &uid))).await;
+        write_atomically(&token_file, &token);
+        sidecar
+    }
+
+    /// Creates the Pod of a sidecar and sets its status as a kubelet would;
+    /// returns its uid.
+    async fn pod(&self, name: &str, node: &str, peer: SocketAddr) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {
+                "name": name,
+                "labels": {"routing.fabric.dev/sidecar": "true", "routing.fabric.dev/node-id": node, "mesh": "test"},
+                "annotations": {"routing.fabric.dev/peer-address": peer.to_string()},
+            },
+            "spec": {
+                "serviceAccountName": "sidecar",
+                "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
+            },
+        }))
+        .unwrap();
+        let created = pods.create(&Default::default(), &pod).await.unwrap_or_else(|e| panic!("create Pod {name}: {e}"));
+        let status = json!({"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        created.metadata.uid.expect("uid")
+    }
+
+    async fn apply(&self, yaml: &str) -> Vec<DynamicObject> {
+        apply_yaml(&self.client, &self.namespace, yaml).await.unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    }
+
+    /// A fabric CR as the server has it.
+    async fn get(&self, kind: &str, name: &str) -> DynamicObject {
+        let gvk = GroupVersionKind::gvk("routing.fabric.dev", "v1alpha1", kind);
+        let (resource, _) = pinned_kind(&self.client, &gvk).await.unwrap();
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
+        api.get(name).await.unwrap_or_else(|e| panic!("{kind} {name}: {e}"))
+    }
+
+    /// Waits until `kind/name` reports its current generation with
+    /// condition `condition` True; returns the object.
+    async fn wait_condition(&self, kind: &str, name: &str, condition: &str) -> DynamicObject {
+        wait_for(&format!("{kind} {name}: {condition}=True at its generation"), WAIT, || async {
+            let object = self.get(kind, name).await;
+            let status = &object.data["status"];
+            let observed = status["observedGeneration"].as_i64();
+            if observed != object.metadata.generation {
+                return Err(format!("observedGeneration {observed:?}, generation {:?}", object.metadata.generation));
+            }
+            match condition_of(&object, condition) {
+                Some(c) if c["status"] == "True" => Ok(object),
+                other => Err(format!("{condition}: {other:?}; status {status}")),
+            }
+        })
+        .await
+    }
+}
+
+struct OperatorProcess {
+    instance: String,
+    child: Child,
+    http: SocketAddr,
+    grpc: watch::Receiver<Option<SocketAddr>>,
+    log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// The gRPC address once this replica leads.
+    async fn leading(&mut self, within: Duration) -> SocketAddr {
+        tokio::time::timeout(within, self.grpc.wait_for(Option::is_some))
+            .await
+            .unwrap_or_else(|_| panic!("{} did not lead within {within:?}; see {}", self.instance, self.log.display()))
+            .unwrap()
+            .expect("grpc address")
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = fabric_routing::runtime::local_http::get(self.http, path).await.unwrap();
+        (response.status, response.body)
+    }
+
+    /// SIGTERM (a rolling update or a drained node) and wait for the exit.
+    async fn terminate(&mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit on SIGTERM", self.instance))
+            .unwrap();
+    }
+}
+
+fn condition_of<'a>(object: &'a DynamicObject, kind: &str) -> Option<&'a Value> {
+    object.data["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
+}
+
+/// The path of helm, or `None` (test skipped) when it is not installed and
+/// the real-API tests are not required.
+fn helm() -> Option<PathBuf> {
+    let helm = workspace().join(".tools/bin/helm");
+    if helm.exists() {
+        return Some(helm);
+    }
+    if std::env::var(fabric_envtest::REQUIRE_ENV).as_deref() == Ok("require") {
+        panic!("helm is missing ({}); run scripts/install-helm.sh", helm.display());
+    }
+    fabric_envtest::uncaptured("SKIPPED: helm is missing; run scripts/install-helm.sh");
+    None
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let temporary = path.with_extension("new");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+/// Every sidecar labelled `mesh: test` peers with every other one; every
+/// route must be signed; each node has an operator-managed RouteKey.
+fn signed_mesh(nodes: &[&str], rotation_interval: &str, overlap: &str) -> String {
+    let mut yaml = String::from(
+        "apiVersion: routing.fabric.dev/v1alpha1\nkind: NeighborPolicy\nmetadata: {name: mesh}\n\
+         spec:\n  sidecarSelector: {matchLabels: {mesh: test}}\n  neighbors:\n    - selector: {matchLabels: {mesh: test}}\n\
+         ---\napiVersion: routing.fabric.dev/v1alpha1\nkind: RoutePolicy\nmetadata: {name: signed}\n\
+         spec:\n  sidecarSelector: {}\n  security: {requireSignatures: true}\n",
+    );
+    for node in nodes {
+        yaml.push_str(&format!(
+            "---\napiVersion: routing.fabric.dev/v1alpha1\nkind: RouteKey\nmetadata: {{name: {node}}}\n\
+             spec: {{nodeId: {node}, rotationInterval: {rotation_interval}, overlap: {overlap}}}\n"
+        ));
+    }
+    yaml
+}
+
+/// Every sidecar has a route to every destination of `destinations`.
+async fn converged(sidecars: &[SidecarProcess], destinations: &[&str]) -> Result<(), String> {
+    for sidecar in sidecars {
+        for destination in destinations {
+            if sidecar.next_hop(destination).await?.is_none() {
+                return Err(format!("{} has no route to {destination}", sidecar.node_id));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_under_its_chart_account_serves_signs_rotates_and_reports() {
+    let envtest = envtest_or_skip!();
+    let Some(fabric) = Fabric::new(envtest, "serve").await else { return };
+    const NODES: [&str; 3] = ["s1", "s2", "s3"];
+    fabric.apply(&signed_mesh(&NODES, "4s", "2s")).await;
+    let mut operator = fabric.operator("operator-a").await;
+    let grpc = operator.leading(WAIT).await;
+    let mut sidecars = Vec::new();
+    for node in NODES {
+        sidecars.push(fabric.sidecar(grpc, node, &[&format!("svc-{node}")]).await);
+    }
+    let destinations = ["svc-s1", "svc-s2", "svc-s3"];
+    // Signatures are required, so routes appear only once every node signs
+    // with its operator-managed key: the keys reached the sidecars.
+    wait_for("signed routes converged", WAIT, || converged(&sidecars, &destinations)).await;
+
+    // Status: written with server-side apply for the current generation,
+    // Applied by all three sidecars (their ACKs came over streams that a
+    // real TokenReview admitted).
+    let mesh = fabric.wait_condition("NeighborPolicy", "mesh", "Applied").await;
+    assert_eq!(mesh.data["status"]["selectedSidecars"], 3, "{:?}", mesh.data["status"]);
+    assert_eq!(mesh.data["status"]["appliedSidecars"], 3, "{:?}", mesh.data["status"]);
+    let status_managers: Vec<_> = mesh
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .map(|m| (m.manager.clone().unwrap_or_default(), m.operation.clone().unwrap_or_default()))
+        .collect();
+    assert!(
+        status_managers
+            .iter()
+            .any(|(manager, operation)| manager.starts_with("fabric-operator") && operation == "Apply"),
+        "status is written by server-side apply: {status_managers:?}"
+    );
+    fabric.wait_condition("RoutePolicy", "signed", "Accepted").await;
+
+    // RouteKeys: a Secret per key holding the private keys, the published
+    // keys in status, Events recorded by the operator.
+    let secrets: Api<Secret> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
+    for node in NODES {
+        let secret = secrets.get(&format!("routekey-{node}")).await.unwrap_or_else(|e| panic!("Secret of {node}: {e}"));
+        assert!(secret.data.is_some_and(|d| d.contains_key("keys.json")), "routekey-{node} holds keys.json");
+        let owner = secret.metadata.owner_references.unwrap_or_default();
+        assert!(
+            owner.iter().any(|o| o.kind == "RouteKey" && o.name == node),
+            "routekey-{node} is owned by its RouteKey"
+        );
+    }
+    let first_keys: Vec<String> = {
+        let mut keys = Vec::new();
+        for node in NODES {
+            let key = fabric.get("RouteKey", node).await;
+            keys.push(
+                key.data["status"]["activeKeyId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{node}: no active key"))
+                    .to_owned(),
+            );
+        }
+        keys
+    };
+
+    // A full rotation with the sidecars connected: every RouteKey gets a
+    // new active key, and the signed routes stay in place.
+    wait_for("every RouteKey rotated to a new active key", WAIT, || async {
+        for (node, first) in NODES.iter().zip(&first_keys) {
+            let key = fabric.get("RouteKey", node).await;
+            let active = key.data["status"]["activeKeyId"].as_str().unwrap_or_default().to_owned();
+            if &active == first {
+                return Err(format!("{node} still signs with {first}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    converged(&sidecars, &destinations).await.unwrap();
+    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
+    wait_for("key rotation Events on the RouteKeys", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let reasons: Vec<(String, String)> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("RouteKey"))
+            .map(|e| (e.reason.clone().unwrap_or_default(), e.reporting_controller.clone().unwrap_or_default()))
+            .collect();
+        if reasons.iter().any(|(reason, controller)| reason == "Rotated" && !controller.is_empty()) {
+            Ok(())
+        } else {
+            Err(format!("{reasons:?}"))
+        }
+    })
+    .await;
+
+    // An edit: a new generation reaches every sidecar and status follows.
+    fabric
+        .apply(&signed_mesh(&NODES, "4s", "2s").replace(
+            "- selector: {matchLabels: {mesh: test}}",
+            "- selector: {matchLabels: {mesh: test}}\n      link: {cost: 3}",
+        ))
+        .await;
+    let mesh = fabric.wait_condition("NeighborPolicy", "mesh", "Applied").await;
+    assert_eq!(mesh.metadata.generation, Some(2));
+    assert_eq!(mesh.data["status"]["appliedSidecars"], 3);
+
+    let (status, body) = operator.get("/readyz").await;
+    assert_eq!(status, 200, "the leader is ready: {body}");
+    operator.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_can_only_open_the_stream_of_the_pod_its_token_is_bound_to() {
+    let envtest = envtest_or_skip!();
+    let Some(fabric) = Fabric::new(envtest, "auth").await else { return };
+    fabric.apply(&signed_mesh(&[], "720h", "24h").replace("  security: {requireSignatures: true}\n", "")).await;
+    let mut operator = fabric.operator("operator-a").await;
+    let grpc = operator.leading(WAIT).await;
+
+    // The impostor speaks for pod `victim` with a real token bound to its
+    // own pod `impostor`: the TokenReview names `impostor`, so the stream
+    // of `victim` is refused.
+    let victim_uid = fabric.pod("victim", "victim", "127.0.0.1:9".parse().unwrap()).await;
+    let impostor_uid = fabric.pod("impostor", "impostor", "127.0.0.1:9".parse().unwrap()).await;
+    assert_ne!(victim_uid, impostor_uid);
+    let stolen = envtest
+        .token(&fabric.client, &fabric.namespace, "sidecar", &[AUDIENCE], Some(("impostor", &impostor_uid)))
+        .await;
+    let unbound = envtest.token(&fabric.client, &fabric.namespace, "sidecar", &[AUDIENCE], None).await;
+    let wrong_audience = envtest
+        .token(&fabric.client, &fabric.namespace, "sidecar", &["somebody-else"], Some(("victim", &victim_uid)))
+        .await;
+    let cases = [
+        ("bound to another pod", stolen, "the token was issued to pod"),
+        ("not bound to a pod", unbound, "is not bound to a pod"),
+        ("for another audience", wrong_audience, "invalid token"),
+    ];
+    for (what, token, refusal) in cases {
+        let dir = fabric.dir.join(format!("victim-{}", envtest.unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("token");
+        write_atomically(&token_file, &token);
+        let args = [
+            "--operator".to_owned(),
+            format!("http://{grpc}"),
+            "--operator-token-file".to_owned(),
+            token_file.display().to_string(),
+            "--namespace".to_owned(),
+            fabric.namespace.clone(),
+            "--pod-name".to_owned(),
+            "victim".to_owned(),
+        ];
+        let config = SidecarConfig::from_yaml("nodeId: victim\n").unwrap();
+        let mut sidecar = SidecarProcess::spawn(&sidecar_exe(), &config, &dir, &args).await.unwrap();
+        wait_for(&format!("a token {what} refused"), WAIT, || async {
+            let log = std::fs::read_to_string(dir.join("sidecar.log")).unwrap_or_default();
+            if log.contains(refusal) { Ok(()) } else { Err(log.lines().last().unwrap_or_default().to_owned()) }
+        })
+        .await;
+        sidecar.kill().await;
+    }
+    let (_, sidecars) = operator.get("/sidecars").await;
+    let sidecars: Value = serde_json::from_str(&sidecars).unwrap();
+    let victim = sidecars.as_array().unwrap().iter().find(|s| s["sidecar"] == format!("{}/victim", fabric.namespace));
+    assert!(
+        victim.is_none_or(|v| v["connected"] != true),
+        "the victim's stream was never opened: {victim:?} in {sidecars}"
+    );
+
+    // The real owner of the pod gets in.
+    let token_file = fabric.dir.join("victim.token");
+    let owner =
+        envtest.token(&fabric.client, &fabric.namespace, "sidecar", &[AUDIENCE], Some(("victim", &victim_uid))).await;
+    write_atomically(&token_file, &owner);
+    let args = [
+        "--operator".to_owned(),
+        format!("http://{grpc}"),
+        "--operator-token-file".to_owned(),
+        token_file.display().to_string(),
+        "--namespace".to_owned(),
+        fabric.namespace.clone(),
+        "--pod-name".to_owned(),
+        "victim".to_owned(),
+    ];
+    let config = SidecarConfig::from_yaml("nodeId: victim\n").unwrap();
+    let _owner = SidecarProcess::spawn(&sidecar_exe(), &config, &fabric.dir.join("victim-owner"), &args).await.unwrap();
+    wait_for("the pod's own sidecar is SYNCED", WAIT, || async {
+        let (_, body) = operator.get("/sidecars").await;
+        let list: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let victim =
+            list.as_array().into_iter().flatten().find(|s| s["sidecar"] == format!("{}/victim", fabric.namespace));
+        match victim {
+            Some(v) if v["sync"] == "SYNCED" && v["connected"] == true => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    operator.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_takes_the_lease_when_the_leader_stops() {
+    let envtest = envtest_or_skip!();
+    let Some(fabric) = Fabric::new(envtest, "lease").await else { return };
+    fabric.apply(&signed_mesh(&[], "720h", "24h")).await;
+    let mut first = fabric.operator("replica-a").await;
+    first.leading(WAIT).await;
+    let mut second = fabric.operator("replica-b").await;
+    let leases: Api<Lease> = Api::namespaced(fabric.client.clone(), &fabric.operator_namespace);
+    let holder = || async {
+        let lease = leases.get("fabric-operator").await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(lease.spec.and_then(|s| s.holder_identity).unwrap_or_default())
+    };
+    assert_eq!(holder().await.unwrap(), "replica-a");
+    // The standby answers its probes but is not ready: a Service sends
+    // sidecars to the leader only.
+    wait_for("the standby's /healthz", WAIT, || async {
+        match second.get("/healthz").await {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        }
+    })
+    .await;
+    assert_eq!(second.get("/readyz").await.0, 503, "a standby is not ready");
+    fabric.wait_condition("RoutePolicy", "signed", "Accepted").await;
+
+    let stopped = Instant::now();
+    first.terminate().await;
+    second.leading(WAIT).await;
+    let handover = stopped.elapsed();
+    assert_eq!(holder().await.unwrap(), "replica-b");
+    eprintln!("lease handover after SIGTERM: {handover:?}");
+
+    // The new leader writes status: an edit is observed at its generation.
+    fabric
+        .apply(
+            &signed_mesh(&[], "720h", "24h")
+                .replace("priority: 0", "")
+                .replace("sidecarSelector: {}\n", "sidecarSelector: {}\n  priority: 5\n"),
+        )
+        .await;
+    let policy = fabric.wait_condition("RoutePolicy", "signed", "Accepted").await;
+    assert_eq!(policy.metadata.generation, Some(2));
+    assert_eq!(second.get("/readyz").await.0, 200);
+    second.terminate().await;
+}
