@@ -2,11 +2,16 @@
 //! them, because that is what Kubernetes users write (metav1.Duration) and
 //! what CEL's `duration()` accepts on the API server.
 //!
-//! The accepted grammar is deliberately a subset of Go's `time.ParseDuration`:
-//! one or more `<integer><unit>` parts, units `h`, `m`, `s`, `ms`, `us`, `ns`,
-//! no sign and no fractions. Every string this parser accepts is also
-//! accepted by Go and by CEL, so the schema pattern, the API server and the
-//! compiler agree on what is valid.
+//! The accepted grammar is a subset of Go's `time.ParseDuration` that the
+//! API server can check with one regular expression: `<integer><unit>`
+//! parts with units `h`, `m`, `s`, `ms`, `us`, `ns`, largest first, each at
+//! most once, no sign and no fractions, and few enough digits per unit
+//! (6 for hours, 7 for minutes, 9, 12, 15 and 18 for the smaller units)
+//! that the sum stays below Go's longest duration (about 2,562,047 h). So
+//! every string this parser accepts is also accepted by Go and by CEL's
+//! `duration()`, and a bad value gets one clear message from the API
+//! server ([`DURATION_FORMAT`]) instead of a pattern error plus a CEL type
+//! conversion error.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,8 +20,20 @@ use std::time::Duration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-/// The OpenAPI pattern of [`GoDuration`], the grammar of [`parse_duration`].
-pub const DURATION_PATTERN: &str = r"^([0-9]+(ns|us|ms|s|m|h))+$";
+pub use crate::api::rules::DURATION_FORMAT;
+
+/// The grammar as one regular expression (RE2 on the API server, the
+/// `regex` crate in cel-rust: the same language), for CEL's `matches`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! duration_regex {
+    () => {
+        "^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?([0-9]{1,12}ms)?([0-9]{1,15}us)?([0-9]{1,18}ns)?$"
+    };
+}
+
+/// The grammar of [`parse_duration`] as a regular expression.
+pub const DURATION_PATTERN: &str = duration_regex!();
 
 /// Longest duration string accepted (keeps CEL cost estimation bounded).
 pub const DURATION_MAX_LENGTH: u32 = 64;
@@ -30,18 +47,21 @@ pub enum DurationError {
     ExpectedNumber { text: String, at: usize },
     #[error("{text:?}: missing or unknown unit at byte {at} (units: h, m, s, ms, us, ns)")]
     BadUnit { text: String, at: usize },
-    #[error("{text:?}: too long a duration")]
-    Overflow { text: String },
+    #[error("{text:?}: unit {unit} at byte {at} is out of order or repeated (largest unit first, each at most once)")]
+    UnitOrder { text: String, unit: &'static str, at: usize },
+    #[error("{text:?}: too long a duration ({unit} takes at most {digits} digits; at most 999999h in all)")]
+    Overflow { text: String, unit: &'static str, digits: usize },
 }
 
-const UNITS: [(&str, u128); 6] = [
-    // Two-letter units first, so that "ms" is not read as "m" followed by "s".
-    ("ms", 1_000_000),
-    ("us", 1_000),
-    ("ns", 1),
-    ("h", 3_600_000_000_000),
-    ("m", 60_000_000_000),
-    ("s", 1_000_000_000),
+/// Units from largest to smallest: the order they must appear in, with the
+/// most digits each may have.
+const UNITS: [(&str, u64, usize); 6] = [
+    ("h", 3_600_000_000_000, 6),
+    ("m", 60_000_000_000, 7),
+    ("s", 1_000_000_000, 9),
+    ("ms", 1_000_000, 12),
+    ("us", 1_000, 15),
+    ("ns", 1, 18),
 ];
 
 /// Parses `"1h30m"`-style text (see the module docs for the grammar).
@@ -50,31 +70,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(DurationError::Empty);
     }
     let bytes = text.as_bytes();
-    let overflow = || DurationError::Overflow { text: text.to_owned() };
     let mut total_nanos: u128 = 0;
+    // Index into UNITS of the next unit allowed.
+    let mut next_unit = 0;
     let mut at = 0;
     while at < bytes.len() {
         let digits = bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
             return Err(DurationError::ExpectedNumber { text: text.to_owned(), at });
         }
-        let mut number: u128 = 0;
-        for digit in &bytes[at..at + digits] {
-            number =
-                number.checked_mul(10).and_then(|n| n.checked_add(u128::from(digit - b'0'))).ok_or_else(overflow)?;
-        }
+        let number_at = at;
         at += digits;
         let rest = &text[at..];
-        let (unit, nanos_per_unit) = UNITS
-            .iter()
-            .find(|(unit, _)| rest.starts_with(unit))
+        // Two-letter units first, so that "ms" is not read as "m" then "s".
+        let unit_index = [3, 4, 5, 0, 1, 2]
+            .into_iter()
+            .find(|&i| rest.starts_with(UNITS[i].0))
             .ok_or_else(|| DurationError::BadUnit { text: text.to_owned(), at })?;
+        let (unit, nanos_per_unit, max_digits) = UNITS[unit_index];
+        if unit_index < next_unit {
+            return Err(DurationError::UnitOrder { text: text.to_owned(), unit, at });
+        }
+        if digits > max_digits {
+            return Err(DurationError::Overflow { text: text.to_owned(), unit, digits: max_digits });
+        }
+        // At most 18 digits: fits a u64, and the product a u128.
+        let number: u64 = text[number_at..at].parse().expect("at most 18 ASCII digits");
+        total_nanos += u128::from(number) * u128::from(nanos_per_unit);
+        next_unit = unit_index + 1;
         at += unit.len();
-        let part = number.checked_mul(*nanos_per_unit).ok_or_else(overflow)?;
-        total_nanos = total_nanos.checked_add(part).ok_or_else(overflow)?;
     }
-    let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| overflow())?;
-    // The remainder is below 1e9 and always fits.
+    // The digit limits keep the total below 2^63 ns; seconds fit a u64.
+    let secs = (total_nanos / 1_000_000_000) as u64;
     let nanos = (total_nanos % 1_000_000_000) as u32;
     Ok(Duration::new(secs, nanos))
 }
@@ -144,11 +171,14 @@ impl JsonSchema for GoDuration {
     }
 
     fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+        // A CEL rule rather than a `pattern`: the API server then answers a
+        // bad value with DURATION_FORMAT's message instead of the regex.
         json_schema!({
             "type": "string",
-            "pattern": DURATION_PATTERN,
+            "minLength": 2,
             "maxLength": DURATION_MAX_LENGTH,
-            "description": "A duration such as \"10s\", \"15m\" or \"1h30m\" (units h, m, s, ms, us, ns)."
+            "x-kubernetes-validations": [{"rule": DURATION_FORMAT.rule, "message": DURATION_FORMAT.message}],
+            "description": "A duration such as \"10s\", \"15m\" or \"1h30m\" (units h, m, s, ms, us, ns, largest first)."
         })
     }
 }
@@ -180,6 +210,51 @@ mod tests {
             parse_duration("99999999999999999999999999999999999999999h"),
             Err(DurationError::Overflow { .. })
         ));
+        assert!(matches!(parse_duration("99999999999999h"), Err(DurationError::Overflow { unit: "h", .. })));
+        assert!(matches!(parse_duration("30m1h"), Err(DurationError::UnitOrder { unit: "h", at: 4, .. })));
+        assert!(matches!(parse_duration("1s1s"), Err(DurationError::UnitOrder { unit: "s", .. })));
+        assert!(matches!(parse_duration("1ms1s"), Err(DurationError::UnitOrder { unit: "s", .. })));
+    }
+
+    #[test]
+    fn the_largest_accepted_duration_is_below_gos_limit() {
+        let largest = parse_duration("999999h9999999m999999999s999999999999ms999999999999999us999999999999999999ns");
+        let go_max = Duration::from_nanos(i64::MAX as u64);
+        assert!(largest.unwrap() < go_max);
+    }
+
+    /// The parser and the regular expression of the CEL rule agree (the
+    /// API server and `analyze` refuse the same strings).
+    #[test]
+    fn the_parser_accepts_exactly_what_the_pattern_matches() {
+        let pattern = regex::Regex::new(DURATION_PATTERN).unwrap();
+        for text in [
+            "0s",
+            "10s",
+            "1h30m",
+            "250ms",
+            "1m1s1ms1us1ns",
+            "999999h",
+            "1000000h",
+            "30m1h",
+            "1s1s",
+            "1ms1s",
+            "10",
+            "1.5h",
+            "-1s",
+            "5 minutes",
+            "1h0m0s",
+            "0ns",
+            "12345678m",
+            "1234567m",
+            "1d",
+            "5ms",
+            "5m5ms",
+            "1h1h",
+        ] {
+            // The empty string matches the expression; minLength refuses it.
+            assert_eq!(parse_duration(text).is_ok(), pattern.is_match(text), "{text}");
+        }
     }
 
     #[test]

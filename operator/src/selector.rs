@@ -3,46 +3,16 @@
 //! semantics: all requirements must hold, an empty selector selects
 //! everything.
 //!
-//! Validation is separate from matching so that a malformed selector is
-//! reported once, against its object and field, instead of silently
-//! selecting nothing.
+//! Validation is separate from matching (`crate::validation`, mirroring
+//! the rules `crate::crds` adds to every selector's schema) so that a
+//! malformed selector is reported once, against its object and field,
+//! instead of silently selecting nothing.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 pub type Labels = BTreeMap<String, String>;
-
-/// Checks the rules the API server applies to a label selector: a known
-/// operator, values for `In`/`NotIn`, no values for `Exists`/`DoesNotExist`,
-/// a non-empty key. The error names the offending requirement.
-pub fn validate_selector(field: &str, selector: &LabelSelector) -> Result<(), String> {
-    for (i, requirement) in selector.match_expressions.iter().flatten().enumerate() {
-        let at = format!("{field}.matchExpressions[{i}]");
-        if requirement.key.is_empty() {
-            return Err(format!("{at}.key: must not be empty"));
-        }
-        let values = requirement.values.as_deref().unwrap_or_default();
-        match requirement.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => {
-                return Err(format!("{at}.values: operator {} needs at least one value", requirement.operator));
-            }
-            "Exists" | "DoesNotExist" if !values.is_empty() => {
-                return Err(format!("{at}.values: operator {} takes no values", requirement.operator));
-            }
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            other => {
-                return Err(format!("{at}.operator: {other:?} is not one of In, NotIn, Exists, DoesNotExist"));
-            }
-        }
-    }
-    for key in selector.match_labels.iter().flat_map(|labels| labels.keys()) {
-        if key.is_empty() {
-            return Err(format!("{field}.matchLabels: a key must not be empty"));
-        }
-    }
-    Ok(())
-}
 
 fn requirement_holds(requirement: &LabelSelectorRequirement, labels: &Labels) -> bool {
     let value = labels.get(&requirement.key);
@@ -53,7 +23,7 @@ fn requirement_holds(requirement: &LabelSelectorRequirement, labels: &Labels) ->
         "NotIn" => value.is_none_or(|v| !values.contains(v)),
         "Exists" => value.is_some(),
         "DoesNotExist" => value.is_none(),
-        // Unknown operators are refused by `validate_selector`; should one
+        // Unknown operators are refused by validation; should one
         // get here anyway, it selects nothing rather than everything.
         _ => false,
     }
@@ -133,18 +103,8 @@ mod tests {
     }
 
     #[test]
-    fn validation_names_the_bad_requirement() {
+    fn an_unknown_operator_selects_nothing() {
         let bad_operator = selector(&[], vec![expression("a", "Exists", &[]), expression("b", "Equals", &["x"])]);
-        let error = validate_selector("spec.sidecarSelector", &bad_operator).unwrap_err();
-        assert!(error.starts_with("spec.sidecarSelector.matchExpressions[1].operator"), "{error}");
         assert!(!selector_matches(&bad_operator, &labels(&[("a", "1"), ("b", "x")])));
-
-        let in_without_values = selector(&[], vec![expression("a", "In", &[])]);
-        assert!(validate_selector("s", &in_without_values).unwrap_err().contains("needs at least one value"));
-        let exists_with_values = selector(&[], vec![expression("a", "Exists", &["x"])]);
-        assert!(validate_selector("s", &exists_with_values).unwrap_err().contains("takes no values"));
-        let empty_key = selector(&[], vec![expression("", "Exists", &[])]);
-        assert!(validate_selector("s", &empty_key).unwrap_err().contains(".key"));
-        assert_eq!(validate_selector("s", &selector(&[("a", "b")], vec![])), Ok(()));
     }
 }

@@ -17,7 +17,6 @@ use crate::api::route_key::{MAX_EXTERNAL_KEYS, RouteKeySpec};
 use crate::api::route_policy::RoutePolicySpec;
 use crate::api::rules::{self, CelRule};
 use crate::duration::GoDuration;
-use crate::selector::validate_selector;
 use crate::time::parse_rfc3339_millis;
 
 /// One broken rule: where, what, and which CEL rule when it is one.
@@ -63,9 +62,45 @@ impl Checker {
         self.violations.push(Violation::schema(field, message));
     }
 
+    /// The rules `crds::constrain` adds to every label selector.
     fn selector(&mut self, field: &str, selector: &LabelSelector) {
-        if let Err(message) = validate_selector(field, selector) {
-            self.violations.push(Violation::schema(field, message));
+        use crate::crds::{MAX_SELECTOR_EXPRESSIONS, MAX_SELECTOR_LABELS, MAX_SELECTOR_VALUES, SELECTOR_OPERATORS};
+        let labels = selector.match_labels.as_ref();
+        let labels_field = format!("{field}.matchLabels");
+        if labels.is_some_and(|l| l.len() > MAX_SELECTOR_LABELS as usize) {
+            self.schema(&labels_field, format!("at most {MAX_SELECTOR_LABELS} labels"));
+        }
+        self.cel(labels.into_iter().flatten().all(|(k, _)| is_label_key(k)), &labels_field, rules::SELECTOR_LABEL_KEYS);
+        self.cel(
+            labels.into_iter().flatten().all(|(_, v)| is_label_value(v)),
+            &labels_field,
+            rules::SELECTOR_LABEL_VALUES,
+        );
+        let expressions = selector.match_expressions.as_deref().unwrap_or_default();
+        self.max_items(&format!("{field}.matchExpressions"), expressions.len(), MAX_SELECTOR_EXPRESSIONS);
+        for (i, requirement) in expressions.iter().enumerate() {
+            let at = format!("{field}.matchExpressions[{i}]");
+            if !is_label_key(&requirement.key) {
+                self.schema(format!("{at}.key"), format!("{:?} is not a label key", requirement.key));
+            }
+            let operator = requirement.operator.as_str();
+            if !SELECTOR_OPERATORS.contains(&operator) {
+                self.schema(
+                    format!("{at}.operator"),
+                    format!("{operator:?} is not one of In, NotIn, Exists, DoesNotExist"),
+                );
+            }
+            let values = requirement.values.as_deref().unwrap_or_default();
+            let values_fit = match operator {
+                "In" | "NotIn" => !values.is_empty(),
+                "Exists" | "DoesNotExist" => values.is_empty(),
+                _ => true,
+            };
+            self.cel(values_fit, &at, rules::SELECTOR_EXPRESSION_VALUES);
+            self.max_items(&format!("{at}.values"), values.len(), MAX_SELECTOR_VALUES);
+            if values.iter().any(|v| v.len() > 63) {
+                self.schema(format!("{at}.values"), "a value is longer than 63 bytes");
+            }
         }
     }
 
@@ -122,12 +157,15 @@ impl Checker {
         }
     }
 
-    /// The parsed duration, or a schema violation (pattern mismatch).
+    /// The parsed duration, or the violation of the duration rule (its
+    /// message, then what exactly is wrong).
     fn duration(&mut self, field: &str, value: &GoDuration) -> Option<std::time::Duration> {
         match value.parse() {
             Ok(duration) => Some(duration),
             Err(error) => {
-                self.schema(field, error.to_string());
+                let rule = crate::duration::DURATION_FORMAT;
+                let message = format!("{} ({error})", rule.message);
+                self.violations.push(Violation { field: field.into(), message, rule: Some(rule) });
                 None
             }
         }
@@ -148,6 +186,38 @@ impl Checker {
         self.violations.dedup();
         self.violations
     }
+}
+
+/// A label key ([`rules::LABEL_KEY_PATTERN`]): an optional DNS subdomain
+/// prefix and `/`, then a name of 1 to 63 characters.
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    key.len() <= rules::LABEL_KEY_MAX_LENGTH as usize
+        && prefix.is_none_or(|p| !p.is_empty() && p.split('.').all(is_dns_label))
+        && !name.is_empty()
+        && is_label_value(name)
+}
+
+/// A label value ([`rules::LABEL_VALUE_PATTERN`]): empty, or 1 to 63 of
+/// `[-A-Za-z0-9_.]` beginning and ending with a letter or digit.
+pub fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    value.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().is_none_or(u8::is_ascii_alphanumeric)
+        && bytes.last().is_none_or(u8::is_ascii_alphanumeric)
+}
+
+/// One label of a DNS subdomain: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
+fn is_dns_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    !bytes.is_empty()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(|b| *b != b'-')
+        && bytes.last().is_some_and(|b| *b != b'-')
 }
 
 /// True when every element of `items` (by `key`) occurs once, i.e. CEL's
@@ -336,6 +406,103 @@ mod tests {
     use super::*;
     use crate::api::{ExternalKey, KeyManagement, NeighborSpec, SummaryFilterSpec};
 
+    #[test]
+    fn label_syntax_matches_the_rules_regular_expressions() {
+        let key = regex::Regex::new(rules::LABEL_KEY_PATTERN).unwrap();
+        let value = regex::Regex::new(rules::LABEL_VALUE_PATTERN).unwrap();
+        let long = "a".repeat(63);
+        let too_long = "a".repeat(64);
+        for text in [
+            "",
+            "a",
+            "A",
+            "role",
+            "app.kubernetes.io/name",
+            "example.com/x",
+            "-a",
+            "a-",
+            "a_b.c",
+            "a/b/c",
+            "/a",
+            "Example.com/x",
+            "a..b/c",
+            "a.-b/c",
+            "x/",
+            "a b",
+            &long,
+            &too_long,
+            "sub.example.com/A_b-c.D",
+        ] {
+            assert_eq!(is_label_key(text), key.is_match(text) && text.len() <= 317, "key {text:?}");
+            assert_eq!(is_label_value(text), value.is_match(text), "value {text:?}");
+        }
+    }
+
+    #[test]
+    fn selector_rules_name_the_bad_requirement() {
+        let requirement = |key: &str, operator: &str, values: &[&str]| LabelSelectorRequirement {
+            key: key.into(),
+            operator: operator.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        };
+        let spec = |selector: LabelSelector| RoutePolicySpec {
+            sidecar_selector: selector,
+            priority: 0,
+            mode: Default::default(),
+            import: Default::default(),
+            export: Default::default(),
+            tie_breakers: None,
+            security: Default::default(),
+            stability: Default::default(),
+        };
+        let expressions =
+            |list: Vec<LabelSelectorRequirement>| LabelSelector { match_expressions: Some(list), match_labels: None };
+        let cases = [
+            (
+                expressions(vec![requirement("a", "Exists", &[]), requirement("b", "Equals", &["x"])]),
+                "spec.sidecarSelector.matchExpressions[1].operator",
+                "is not one of In, NotIn, Exists, DoesNotExist",
+            ),
+            (
+                expressions(vec![requirement("a", "In", &[])]),
+                "spec.sidecarSelector.matchExpressions[0]",
+                rules::SELECTOR_EXPRESSION_VALUES.message,
+            ),
+            (
+                expressions(vec![requirement("a", "Exists", &["x"])]),
+                "spec.sidecarSelector.matchExpressions[0]",
+                rules::SELECTOR_EXPRESSION_VALUES.message,
+            ),
+            (
+                expressions(vec![requirement("", "Exists", &[])]),
+                "spec.sidecarSelector.matchExpressions[0].key",
+                "is not a label key",
+            ),
+            (
+                LabelSelector { match_labels: Some([("bad key".into(), "v".into())].into()), match_expressions: None },
+                "spec.sidecarSelector.matchLabels",
+                rules::SELECTOR_LABEL_KEYS.message,
+            ),
+            (
+                LabelSelector { match_labels: Some([("k".into(), "-v".into())].into()), match_expressions: None },
+                "spec.sidecarSelector.matchLabels",
+                rules::SELECTOR_LABEL_VALUES.message,
+            ),
+        ];
+        for (selector, field, message) in cases {
+            let violations = check_route_policy(&spec(selector));
+            assert!(
+                violations.iter().any(|v| v.field == field && v.message.contains(message)),
+                "{field}: {message}: {violations:?}"
+            );
+        }
+        let good = LabelSelector {
+            match_labels: Some([("app.kubernetes.io/name".into(), "x".into())].into()),
+            match_expressions: None,
+        };
+        assert_eq!(check_route_policy(&spec(good)), vec![]);
+    }
+
     fn fields(violations: &[Violation]) -> Vec<&str> {
         violations.iter().map(|v| v.field.as_str()).collect()
     }
@@ -375,7 +542,10 @@ mod tests {
             fields(&violations),
             ["spec.externalKeys[0].publicKey", "spec.externalKeys[0].validFrom", "spec.rotationInterval"]
         );
-        assert!(violations.iter().all(|v| v.rule.is_none()), "unparsable values skip the CEL comparisons");
+        // The malformed duration is reported by its own rule; the comparison
+        // with the overlap is skipped.
+        let rules: Vec<_> = violations.iter().filter_map(|v| v.rule).collect();
+        assert_eq!(rules, [rules::DURATION_FORMAT], "unparsable values skip the CEL comparisons");
 
         let mut neighbors = NeighborPolicySpec {
             sidecar_selector: LabelSelector {
@@ -401,7 +571,7 @@ mod tests {
                 "spec.neighbors[0].import.destinations.allow[0]",
                 "spec.neighbors[0].import.maxHopCount",
                 "spec.neighbors[0].link.reliability",
-                "spec.sidecarSelector",
+                "spec.sidecarSelector.matchExpressions[0].operator",
             ]
         );
     }

@@ -25,7 +25,7 @@ use fabric_operator::validation::{
     cel_messages, check_link_state_area, check_neighbor_policy, check_route_key, check_route_key_update,
     check_route_policy,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
@@ -68,8 +68,11 @@ fn collect_rules(schema: &Value, path: &mut Vec<Step>, out: &mut Vec<Rule>) {
     }
 }
 
+/// The rules of `K`'s CRD as generated (`crds::all`, which adds the
+/// selector and integer constraints to the derived schema).
 fn rules_of<K: CustomResourceExt>() -> Vec<Rule> {
-    let crd = K::crd();
+    let name = K::crd_name();
+    let crd = fabric_operator::crds::all().into_iter().find(|c| c.metadata.name.as_deref() == Some(name)).expect("CRD");
     let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("schema");
     let schema = serde_json::to_value(schema).expect("schema serializes");
     let mut rules = Vec::new();
@@ -188,6 +191,16 @@ fn selector(key: &str, value: &str) -> LabelSelector {
     LabelSelector { match_labels: Some([(key.to_owned(), value.to_owned())].into()), match_expressions: None }
 }
 
+/// Breaks every selector rule at once: a malformed label key and value, a
+/// malformed expression key, `In` without values.
+fn break_selector(selector: &mut LabelSelector) {
+    selector.match_labels = Some([("bad key".into(), "-v".into())].into());
+    selector.match_expressions = Some(vec![
+        LabelSelectorRequirement { key: "/x".into(), operator: "Exists".into(), values: None },
+        LabelSelectorRequirement { key: "a".into(), operator: "In".into(), values: Some(vec![]) },
+    ]);
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("serializes")
 }
@@ -230,6 +243,24 @@ fn route_policy_rules_match_the_mirror() {
             s.stability.dampening = None;
             s.tie_breakers = None;
         }),
+        ("malformed half-life", |s| {
+            if let Some(d) = s.stability.dampening.as_mut() {
+                d.half_life = GoDuration::new("15 minutes");
+            }
+        }),
+        ("hold-down units out of order", |s| s.stability.hold_down = Some(GoDuration::new("30m1h"))),
+        ("selector: In without values, Exists with values", |s| {
+            s.sidecar_selector.match_expressions = Some(vec![
+                LabelSelectorRequirement { key: "a".into(), operator: "In".into(), values: Some(vec![]) },
+                LabelSelectorRequirement { key: "b".into(), operator: "Exists".into(), values: Some(vec!["x".into()]) },
+                LabelSelectorRequirement { key: "c".into(), operator: "Like".into(), values: Some(vec!["x".into()]) },
+            ])
+        }),
+        ("selector: malformed keys and values", |s| {
+            s.sidecar_selector.match_labels = Some([("bad key".into(), "-v".into())].into());
+            s.sidecar_selector.match_expressions =
+                Some(vec![LabelSelectorRequirement { key: "/x".into(), operator: "Exists".into(), values: None }]);
+        }),
     ];
     let object = |spec: &RoutePolicySpec| json(&RoutePolicy::new("p", spec.clone()));
     let seen = check_all_combinations(&base, mutations, &rules, object, |s| cel_messages(&check_route_policy(s)));
@@ -255,6 +286,7 @@ fn neighbor_policy_rules_match_the_mirror() {
         ("receive-only neighbor", |s| {
             s.neighbors.push(NeighborSpec { advertise: false, ..NeighborSpec::node("eu-9") })
         }),
+        ("malformed neighbor selector", |s| break_selector(s.neighbors[1].selector.get_or_insert_default())),
     ];
     let object = |spec: &NeighborPolicySpec| json(&NeighborPolicy::new("n", spec.clone()));
     let seen = check_all_combinations(&base, mutations, &rules, object, |s| cel_messages(&check_neighbor_policy(s)));
@@ -286,6 +318,7 @@ fn route_key_rules_match_the_mirror() {
     let rules = rules_of::<RouteKey>();
     let mutations: &[Mutation<RouteKeySpec>] = &[
         ("overlap >= rotation", |s| s.overlap = GoDuration::new("720h")),
+        ("malformed overlap", |s| s.overlap = GoDuration::new("99999999999999h")),
         ("external management", |s| s.management = KeyManagement::External),
         ("no external keys", |s| s.external_keys.clear()),
         ("duplicate key id", |s| s.external_keys.push(key("k1", None, None))),
@@ -333,6 +366,7 @@ fn link_state_area_rules_match_the_mirror() {
         max_summary_entries: Some(10),
     };
     let mutations: &[Mutation<LinkStateAreaSpec>] = &[
+        ("malformed member selector", |s| break_selector(&mut s.member_selector)),
         ("own parent", |s| s.parents.push("eu".into())),
         ("duplicate parent", |s| s.parents.push("core".into())),
         ("ecmp zero", |s| s.ecmp_max_paths = 0),

@@ -405,7 +405,13 @@ fn an_object_breaking_a_rule_is_not_accepted_and_left_out() {
         "{}",
         accepted.message
     );
-    assert!(accepted.message.contains("spec.stability.holdDown: \"5 minutes\""), "{}", accepted.message);
+    assert!(
+        accepted
+            .message
+            .contains(&format!("spec.stability.holdDown: {} (\"5 minutes\"", rules::DURATION_FORMAT.message)),
+        "{}",
+        accepted.message
+    );
     let fields: BTreeSet<&str> = compilation
         .problems
         .iter()

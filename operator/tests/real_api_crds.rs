@@ -198,7 +198,91 @@ const REFUSED: &[Case] = &[
         "spec.externalKeys[0].validFrom",
     ),
     case("algorithm enum", ROUTE_KEY, r#"{"algorithm": "RSA"}"#, "Unsupported value: \"RSA\""),
+    // Values the server used to store although the operator could not read
+    // them or the docs said they were refused.
+    case(
+        "uint32 overflow",
+        ROUTE_POLICY,
+        r#"{"import": {"maxHopCount": 4294967296}}"#,
+        "should be less than or equal to 4294967295",
+    ),
+    case(
+        "link cost overflow",
+        NEIGHBOR_POLICY,
+        r#"{"neighbors": [{"nodeId": "x", "link": {"cost": 4294967296}}]}"#,
+        "should be less than or equal to 4294967295",
+    ),
+    case("int32 overflow", ROUTE_POLICY, r#"{"priority": 2147483648}"#, "should be less than or equal to 2147483647"),
+    case(
+        "selector operator",
+        ROUTE_POLICY,
+        r#"{"sidecarSelector": {"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}}"#,
+        "Unsupported value: \"Like\"",
+    ),
+    case(
+        "In without values",
+        NEIGHBOR_POLICY,
+        r#"{"sidecarSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}}"#,
+        "operators In and NotIn need at least one value; Exists and DoesNotExist take none",
+    ),
+    case(
+        "Exists with values",
+        LINK_STATE_AREA,
+        r#"{"memberSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}}"#,
+        "operators In and NotIn need at least one value; Exists and DoesNotExist take none",
+    ),
+    case(
+        "malformed label key",
+        ROUTE_POLICY,
+        r#"{"sidecarSelector": {"matchLabels": {"bad key": "x"}}}"#,
+        "matchLabels keys must be label keys",
+    ),
+    case(
+        "malformed label value",
+        NEIGHBOR_POLICY,
+        r#"{"neighbors": [{"selector": {"matchLabels": {"role": "-core"}}}]}"#,
+        "matchLabels values must be label values",
+    ),
+    case(
+        "malformed expression key",
+        ROUTE_POLICY,
+        r#"{"sidecarSelector": {"matchExpressions": [{"key": "a/b/c", "operator": "Exists"}]}}"#,
+        "spec.sidecarSelector.matchExpressions[0].key",
+    ),
+    case(
+        "duration too long",
+        ROUTE_POLICY,
+        r#"{"stability": {"holdDown": "99999999999999h"}}"#,
+        "must be a duration such as 10s, 15m or 1h30m",
+    ),
+    case(
+        "duration units out of order",
+        ROUTE_KEY,
+        r#"{"rotationInterval": "30m1h"}"#,
+        "must be a duration such as 10s, 15m or 1h30m",
+    ),
 ];
+
+#[tokio::test]
+async fn a_malformed_duration_gets_one_clear_message() {
+    let envtest = envtest_or_skip!();
+    let client = envtest.client().await;
+    install_crds(&client).await;
+    let namespace = envtest.namespace(&client, "duration").await;
+    let bad = ROUTE_POLICY.replace("halfLife: 15m", "halfLife: 15 minutes");
+    let error = apply_yaml(&client, &namespace, &bad).await.expect_err("a malformed halfLife is refused");
+    let fabric_envtest::Error::Kube(kube::Error::Api(status)) = error else { panic!("{error}") };
+    assert_eq!(status.code, 422);
+    assert_eq!(
+        status.message.matches("spec.stability.dampening").count(),
+        1,
+        "one cause, on the field itself: {}",
+        status.message
+    );
+    assert!(status.message.contains("spec.stability.dampening.halfLife"), "{}", status.message);
+    assert!(status.message.contains("must be a duration such as 10s"), "{}", status.message);
+    assert!(!status.message.contains("conversion"), "no CEL type error: {}", status.message);
+}
 
 /// `base` with `spec_patch` merged into its spec (RFC 7386).
 fn object(case: &Case) -> Value {

@@ -33,13 +33,25 @@ pub const DAMPENING_REUSE_BELOW_SUPPRESS: CelRule = CelRule {
 
 /// On `spec.stability.dampening`.
 pub const DAMPENING_HALF_LIFE_POSITIVE: CelRule = CelRule {
-    rule: "duration(self.halfLife) > duration('0s')",
+    // Each duration rule first checks the grammar, so that a malformed value
+    // is reported once, by DURATION_FORMAT, not also as a CEL type error.
+    rule: concat!(
+        "!self.halfLife.matches('",
+        crate::duration_regex!(),
+        "') || duration(self.halfLife) > duration('0s')"
+    ),
     message: "dampening.halfLife must be greater than zero",
 };
 
 /// On `spec.stability.dampening`.
 pub const DAMPENING_MAX_SUPPRESS_AT_LEAST_HALF_LIFE: CelRule = CelRule {
-    rule: "duration(self.maxSuppress) >= duration(self.halfLife)",
+    rule: concat!(
+        "!self.maxSuppress.matches('",
+        crate::duration_regex!(),
+        "') || !self.halfLife.matches('",
+        crate::duration_regex!(),
+        "') || duration(self.maxSuppress) >= duration(self.halfLife)"
+    ),
     message: "dampening.maxSuppress must be at least dampening.halfLife",
 };
 
@@ -67,7 +79,13 @@ pub const NEIGHBOR_NODE_IDS_UNIQUE: CelRule = CelRule {
 
 /// On `spec`.
 pub const ROUTE_KEY_OVERLAP_BELOW_ROTATION: CelRule = CelRule {
-    rule: "duration(self.overlap) < duration(self.rotationInterval)",
+    rule: concat!(
+        "!self.overlap.matches('",
+        crate::duration_regex!(),
+        "') || !self.rotationInterval.matches('",
+        crate::duration_regex!(),
+        "') || duration(self.overlap) < duration(self.rotationInterval)"
+    ),
     message: "overlap must be shorter than rotationInterval",
 };
 
@@ -121,6 +139,57 @@ pub const SUMMARY_TARGET_IS_SELF_OR_PARENT: CelRule = CelRule {
     message: "a summary filter's targetArea must be this area or one of its parents",
 };
 
+// --- Fields of every kind -------------------------------------------------
+
+/// On every duration field (the grammar: `crate::duration`). The empty
+/// string matches the expression; `minLength` refuses it.
+pub const DURATION_FORMAT: CelRule = CelRule {
+    rule: concat!("self.matches('", crate::duration_regex!(), "')"),
+    message: "must be a duration such as 10s, 15m or 1h30m: whole numbers with units h, m, s, ms, us, ns, largest \
+              unit first, each unit at most once, at most 999999h",
+};
+
+/// A label key: an optional DNS subdomain prefix and `/`, then a name of 1
+/// to 63 characters. (`[.]`, not `\.`: CEL strings have no `\.` escape.)
+macro_rules! label_key_regex {
+    () => {
+        "^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    };
+}
+/// A label value: empty, or 1 to 63 characters.
+macro_rules! label_value_regex {
+    () => {
+        "^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+    };
+}
+/// The regular expressions of label keys and values, for the mirror's tests.
+pub const LABEL_KEY_PATTERN: &str = label_key_regex!();
+pub const LABEL_VALUE_PATTERN: &str = label_value_regex!();
+/// Longest label key: a 253-byte prefix, `/`, a 63-byte name.
+pub const LABEL_KEY_MAX_LENGTH: u32 = 317;
+
+/// On every label selector's `matchLabels`.
+pub const SELECTOR_LABEL_KEYS: CelRule = CelRule {
+    rule: concat!("self.all(k, size(k) <= 317 && k.matches('", label_key_regex!(), "'))"),
+    message: "matchLabels keys must be label keys: an optional DNS subdomain prefix and '/', then 1 to 63 letters, \
+              digits, '-', '_' or '.', beginning and ending with a letter or digit",
+};
+
+/// On every label selector's `matchLabels`.
+pub const SELECTOR_LABEL_VALUES: CelRule = CelRule {
+    rule: concat!("self.all(k, self[k].matches('", label_value_regex!(), "'))"),
+    message: "matchLabels values must be label values: empty, or 1 to 63 letters, digits, '-', '_' or '.', beginning \
+              and ending with a letter or digit",
+};
+
+/// On each `matchExpressions[]` entry of every label selector. An unknown
+/// operator is refused by the schema's enum alone.
+pub const SELECTOR_EXPRESSION_VALUES: CelRule = CelRule {
+    rule: "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!(self.operator in \
+           ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0)",
+    message: "operators In and NotIn need at least one value; Exists and DoesNotExist take none",
+};
+
 /// Every rule, for documentation and for the test that checks each one is
 /// present in the generated CRDs.
 pub const ALL: &[CelRule] = &[
@@ -140,5 +209,9 @@ pub const ALL: &[CelRule] = &[
     AREA_PARENTS_UNIQUE,
     AREA_ECMP_RANGE,
     SUMMARY_TARGETS_UNIQUE,
+    DURATION_FORMAT,
+    SELECTOR_LABEL_KEYS,
+    SELECTOR_LABEL_VALUES,
+    SELECTOR_EXPRESSION_VALUES,
     SUMMARY_TARGET_IS_SELF_OR_PARENT,
 ];

@@ -1,5 +1,6 @@
-//! Writes `crds/<plural>.routing.fabric.dev.yaml`, one file per CRD, and
-//! the field reference `docs/crd-reference.md` generated from them.
+//! Writes `crds/<plural>.routing.fabric.dev.yaml`, one file per CRD, the
+//! same files into the Helm chart's `crds/` (which `scripts/check-chart.sh`
+//! compares), and the field reference `docs/crd-reference.md`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let out = args.out.unwrap_or_else(fabric_operator::crds::default_dir);
+    let out = args.out.clone().unwrap_or_else(fabric_operator::crds::default_dir);
     let files = match fabric_operator::crds::files() {
         Ok(files) => files,
         Err(error) => {
@@ -28,9 +29,12 @@ fn main() -> ExitCode {
         eprintln!("crdgen: cannot create {}: {error}", out.display());
         return ExitCode::FAILURE;
     }
-    for file in files {
-        let path = out.join(&file.file_name);
-        if let Err(error) = std::fs::write(&path, file.yaml) {
+    // Without --out: the chart carries the same files.
+    let chart = args.out.is_none().then(|| out.parent().unwrap_or(&out).join("charts/fabric-routing/crds"));
+    let targets: Vec<PathBuf> = std::iter::once(out.clone()).chain(chart).collect();
+    for (dir, file) in targets.iter().flat_map(|dir| files.iter().map(move |file| (dir, file))) {
+        let path = dir.join(&file.file_name);
+        if let Err(error) = std::fs::write(&path, &file.yaml) {
             eprintln!("crdgen: cannot write {}: {error}", path.display());
             return ExitCode::FAILURE;
         }
