@@ -374,7 +374,33 @@ async fn the_operator_under_its_chart_account_serves_signs_rotates_and_reports()
     })
     .await;
     converged(&sidecars, &destinations).await.unwrap();
+    // The newest Rotated event of each RouteKey names the key now active
+    // (a series of events used to keep showing its first message).
     let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
+    wait_for("the newest Rotated event names the active key", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        for node in NODES {
+            let active = fabric.get("RouteKey", node).await.data["status"]["activeKeyId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let newest = list
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("Rotated"))
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(node))
+                .max_by_key(|e| {
+                    e.series.as_ref().map(|s| s.last_observed_time.0).or(e.event_time.as_ref().map(|t| t.0))
+                })
+                .and_then(|e| e.note.clone())
+                .unwrap_or_default();
+            if !newest.contains(&active) {
+                return Err(format!("{node}: active {active}, newest Rotated event says {newest:?}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
     wait_for("key rotation Events on the RouteKeys", WAIT, || async {
         let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
         let reasons: Vec<(String, String)> = list
@@ -392,12 +418,38 @@ async fn the_operator_under_its_chart_account_serves_signs_rotates_and_reports()
     .await;
 
     // An edit: a new generation reaches every sidecar and status follows.
+    // Every status write is watched: the first one for generation 2 must
+    // not say Applied=True (`kubectl wait --for=condition=Applied` would
+    // pass before any sidecar has the change).
+    let (resource, _) =
+        pinned_kind(&fabric.client, &GroupVersionKind::gvk("routing.fabric.dev", "v1alpha1", "NeighborPolicy"))
+            .await
+            .unwrap();
+    let policies: Api<DynamicObject> = Api::namespaced_with(fabric.client.clone(), &fabric.namespace, &resource);
+    let version = fabric.get("NeighborPolicy", "mesh").await.metadata.resource_version.unwrap();
+    let params = kube::api::WatchParams::default().fields("metadata.name=mesh").timeout(60);
+    let mut writes = Box::pin(policies.watch(&params, &version).await.unwrap());
     fabric
         .apply(&signed_mesh(&NODES, "4s", "2s").replace(
             "- selector: {matchLabels: {mesh: test}}",
             "- selector: {matchLabels: {mesh: test}}\n      link: {cost: 3}",
         ))
         .await;
+    let first_at_generation_2 = tokio::time::timeout(WAIT, async {
+        use futures::StreamExt;
+        while let Some(event) = writes.next().await {
+            if let kube::api::WatchEvent::Modified(object) = event.unwrap() {
+                let applied = condition_of(&object, "Applied").cloned().unwrap_or_default();
+                if applied["observedGeneration"] == 2 || object.data["status"]["observedGeneration"] == 2 {
+                    return applied;
+                }
+            }
+        }
+        panic!("the watch ended");
+    })
+    .await
+    .expect("a status write for generation 2");
+    assert_ne!(first_at_generation_2["status"], "True", "the first status of generation 2: {first_at_generation_2}");
     let mesh = fabric.wait_condition("NeighborPolicy", "mesh", "Applied").await;
     assert_eq!(mesh.metadata.generation, Some(2));
     assert_eq!(mesh.data["status"]["appliedSidecars"], 3);
@@ -541,4 +593,37 @@ async fn a_standby_replica_takes_the_lease_when_the_leader_stops() {
     assert_eq!(policy.metadata.generation, Some(2));
     assert_eq!(second.get("/readyz").await.0, 200);
     second.terminate().await;
+}
+
+#[tokio::test]
+async fn a_repeated_event_counts_up_and_a_changed_message_is_a_new_event() {
+    use fabric_operator::cluster::events::{EventPublisher, EventSpec};
+    let envtest = envtest_or_skip!();
+    let client = envtest.client().await;
+    let namespace = envtest.namespace(&client, "events").await;
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("routing.fabric.dev/v1alpha1".into()),
+        kind: Some("RouteKey".into()),
+        name: Some("k".into()),
+        namespace: Some(namespace.clone()),
+        uid: Some("uid-k".into()),
+        ..Default::default()
+    };
+    let publisher = EventPublisher::new(client.clone(), Some("replica-a".into()));
+    let event =
+        |note: &str| EventSpec { warning: false, reason: "Rotated".into(), action: "Rotate", note: note.into() };
+    for note in ["active key k1", "active key k1", "active key k2", "active key k2", "active key k2"] {
+        publisher.publish(&regarding, &event(note)).await.unwrap();
+    }
+    let events: Api<Event> = Api::namespaced(client, &namespace);
+    let mut list: Vec<(String, i32)> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
+        .collect();
+    list.sort();
+    assert_eq!(list, [("active key k1".to_owned(), 2), ("active key k2".to_owned(), 3)]);
 }

@@ -506,7 +506,7 @@ async fn rotated_events_are_published_on_the_route_key() {
         assert_eq!(event["note"], "active key k2");
         assert_eq!(event["action"], "Rotate");
     };
-    let (result, ()) = scripted(events.rotated(&key, "active key k2"), script).await;
+    let (result, ()) = scripted(events.on_route_key(&key, false, "Rotated", "active key k2"), script).await;
     result.unwrap();
 }
 

@@ -35,7 +35,7 @@ pub const MAX_EXTERNAL_KEYS: u32 = 16;
     printcolumn(name = "Node", type_ = "string", json_path = ".spec.nodeId"),
     printcolumn(name = "Management", type_ = "string", json_path = ".spec.management"),
     printcolumn(name = "Active Key", type_ = "string", json_path = ".status.activeKeyId"),
-    printcolumn(name = "Next Rotation", type_ = "date", json_path = ".status.nextRotation"),
+    printcolumn(name = "Next Rotation", type_ = "string", json_path = ".status.nextRotation"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

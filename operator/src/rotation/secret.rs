@@ -8,7 +8,6 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 use serde_json::json;
 
@@ -16,6 +15,7 @@ use super::KeyPublisher;
 use super::plan::{KeyRing, PublishedKeys, RotationEvent};
 use super::store::KeyStore;
 use crate::api::RouteKey;
+use crate::cluster::events::EventPublisher;
 use crate::index::NamespacedName;
 
 /// Field manager of every key write.
@@ -86,13 +86,12 @@ impl KeyStore for SecretKeyStore {
 /// Events.
 pub struct ClusterPublisher {
     client: Client,
-    recorder: Recorder,
+    events: EventPublisher,
 }
 
 impl ClusterPublisher {
     pub fn new(client: Client, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: "fabric-operator".into(), instance };
-        Self { recorder: Recorder::new(client.clone(), reporter), client }
+        Self { events: EventPublisher::new(client.clone(), instance), client }
     }
 }
 
@@ -133,21 +132,14 @@ impl KeyPublisher for ClusterPublisher {
     }
 
     async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent) {
-        let (type_, reason) = match event {
-            RotationEvent::Published { .. } => (EventType::Normal, "KeyPublished"),
-            RotationEvent::Activated { .. } => (EventType::Normal, "Rotated"),
-            RotationEvent::Retired { .. } => (EventType::Normal, "KeyRetired"),
-            RotationEvent::Lost { .. } => (EventType::Warning, "KeyLost"),
+        let (warning, reason) = match event {
+            RotationEvent::Published { .. } => (false, "KeyPublished"),
+            RotationEvent::Activated { .. } => (false, "Rotated"),
+            RotationEvent::Retired { .. } => (false, "KeyRetired"),
+            RotationEvent::Lost { .. } => (true, "KeyLost"),
         };
         tracing::info!(route_key = %name, node = %route_key.spec.node_id, reason, "{event}");
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(event.to_string()),
-            action: "Rotate".into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &route_key.object_ref(&())).await {
+        if let Err(error) = self.events.on_route_key(route_key, warning, reason, &event.to_string()).await {
             tracing::warn!(route_key = %name, %error, "cannot publish the event");
         }
     }
