@@ -359,9 +359,50 @@ fn analyze(args: &AnalyzeArgs) -> ExitCode {
     if analysis.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
+/// Flags that only local mode (`--manifests`) reads. clap's `requires`
+/// does not refuse them without `--manifests` (they have defaults), so
+/// cluster mode checks by hand; cluster-only flags conflict with
+/// `--manifests` in their definitions.
+const LOCAL_ONLY: [&str; 6] =
+    ["token_file", "allow_unauthenticated", "resume_grace", "forget_disconnected", "state_dir", "poll_interval"];
+
+/// Refuses, naming it, a local-mode flag given in cluster mode: it would
+/// silently have no effect.
+fn check_mode_flags(matches: &clap::ArgMatches, local: bool) -> Result<(), String> {
+    use clap::parser::ValueSource;
+    if local {
+        return Ok(());
+    }
+    let given: Vec<String> = LOCAL_ONLY
+        .iter()
+        .filter(|id| matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable)))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} only appl{} to local mode (--manifests DIR); in cluster mode {} no effect: remove {}",
+        given.join(", "),
+        if given.len() == 1 { "ies" } else { "y" },
+        if given.len() == 1 { "it has" } else { "they have" },
+        if given.len() == 1 { "it" } else { "them" },
+    ))
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    match cli.command {
         Command::Analyze(args) => analyze(&args),
-        Command::Run(args) => run(*args),
+        Command::Run(args) => {
+            let run_matches = matches.subcommand_matches("run").expect("the run subcommand was parsed");
+            if let Err(message) = check_mode_flags(run_matches, args.manifests.is_some()) {
+                eprintln!("fabric-operator run: {message}");
+                return ExitCode::from(2);
+            }
+            run(*args)
+        }
     }
 }

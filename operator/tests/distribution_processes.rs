@@ -288,6 +288,37 @@ async fn sidecars_keep_routes_while_the_operator_is_down_and_resume_after_a_rest
     wait_for("routes still converged", WAIT, converged).await;
 }
 
+/// Every flag works in the mode it is given or is refused at start naming
+/// it: a local-mode flag in cluster mode (no `--manifests`) used to be
+/// accepted and ignored.
+#[test]
+fn flags_of_the_other_mode_are_refused_by_name() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fabric-operator"))
+            .arg("run")
+            .args(args)
+            .env("KUBECONFIG", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    for (args, named) in [
+        (&["--insecure-plaintext", "--no-webhook", "--resume-grace", "5s"][..], "--resume-grace"),
+        (
+            &["--insecure-plaintext", "--no-webhook", "--token-file", "t", "--state-dir", "d"][..],
+            "--token-file, --state-dir",
+        ),
+        (&["--insecure-plaintext", "--no-webhook", "--forget-disconnected"][..], "--forget-disconnected"),
+        (&["--insecure-plaintext", "--no-webhook", "--poll-interval", "1s"][..], "--poll-interval"),
+        (&["--insecure-plaintext", "--no-webhook", "--allow-unauthenticated"][..], "--allow-unauthenticated"),
+        (&["--manifests", "m", "--insecure-plaintext", "--namespace", "x"][..], "--namespace"),
+    ] {
+        let output = run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?} must name {named}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_on_by_default_and_tokens_are_checked() {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};

@@ -476,3 +476,21 @@ async fn dry_run_applies_nothing() {
     let keys: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
     assert!(keys.get_opt("key").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn kubectl_get_shows_a_future_next_rotation() {
+    let envtest = envtest_or_skip!();
+    let client = envtest.client().await;
+    install_crds(&client).await;
+    let namespace = envtest.namespace(&client, "columns").await;
+    apply_yaml(&client, &namespace, ROUTE_KEY).await.unwrap();
+    let gvk = kube::core::GroupVersionKind::gvk("routing.fabric.dev", "v1alpha1", "RouteKey");
+    let (resource, _) = pinned_kind(&client, &gvk).await.unwrap();
+    let keys: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
+    let status = serde_json::json!({"status": {"nextRotation": "2999-01-01T00:00:00Z", "activeKeyId": "k1"}});
+    keys.patch_status("key", &PatchParams::default(), &kube::api::Patch::Merge(&status)).await.unwrap();
+    let output = envtest.kubectl().args(["get", "routekeys", "-n", &namespace]).output().unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("NEXT ROTATION") && table.contains("2999-01-01T00:00:00Z"), "{table}");
+    assert!(!table.contains("<invalid>"), "{table}");
+}
