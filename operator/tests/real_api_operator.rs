@@ -49,10 +49,18 @@ struct Fabric {
     namespace: String,
     kubeconfig: PathBuf,
     dir: PathBuf,
+    /// The chart's ServiceAccount of the operator.
+    account: String,
 }
 
 impl Fabric {
     async fn new(envtest: &'static Envtest, prefix: &str) -> Option<Fabric> {
+        Fabric::with_rbac(envtest, prefix, true).await
+    }
+
+    /// `secrets`: whether the chart's values grant Secrets in the fabric's
+    /// namespace (`rbac.secrets.namespaces`), where RouteKeys keep theirs.
+    async fn with_rbac(envtest: &'static Envtest, prefix: &str, secrets: bool) -> Option<Fabric> {
         let helm = helm()?;
         let client = envtest.client().await;
         install_crds(&client).await;
@@ -70,7 +78,11 @@ impl Fabric {
             .arg(workspace().join("charts/fabric-routing"))
             .args(["--namespace", &operator_namespace])
             .args(["--show-only", "templates/rbac.yaml", "--show-only", "templates/serviceaccount.yaml"])
-            .args(["--set", &format!("rbac.secrets.namespaces={{{namespace}}}")])
+            .args(if secrets {
+                vec!["--set".to_owned(), format!("rbac.secrets.namespaces={{{namespace}}}")]
+            } else {
+                vec![]
+            })
             .output()
             .unwrap();
         assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
@@ -84,11 +96,15 @@ impl Fabric {
         // What the kubelet would mount: a token of the chart's account.
         let token = envtest.token(&client, &operator_namespace, &account, &[], None).await;
         let kubeconfig = envtest.kubeconfig_with_token(&format!("{release}-operator"), &token).unwrap();
-        Some(Fabric { envtest, client, operator_namespace, namespace, kubeconfig, dir })
+        Some(Fabric { envtest, client, operator_namespace, namespace, kubeconfig, dir, account })
     }
 
     /// A `fabric-operator run` replica in cluster mode named `instance`.
     async fn operator(&self, instance: &str) -> OperatorProcess {
+        self.operator_logging(instance, "info").await
+    }
+
+    async fn operator_logging(&self, instance: &str, filter: &str) -> OperatorProcess {
         let log = std::fs::File::create(self.dir.join(format!("{instance}.log"))).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fabric-operator"))
             .args(["run", "--insecure-plaintext", "--no-webhook"])
@@ -96,7 +112,7 @@ impl Fabric {
             .args(["--namespace", &self.namespace, "--leader-election-namespace", &self.operator_namespace])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("POD_NAME", instance)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -626,4 +642,73 @@ async fn a_repeated_event_counts_up_and_a_changed_message_is_a_new_event() {
         .collect();
     list.sort();
     assert_eq!(list, [("active key k1".to_owned(), 2), ("active key k2".to_owned(), 3)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_secret_rbac_degrades_the_route_key_and_backs_off_until_granted() {
+    let envtest = envtest_or_skip!();
+    let Some(fabric) = Fabric::with_rbac(envtest, "norbac", false).await else { return };
+    fabric.apply(&signed_mesh(&["n1"], "720h", "24h")).await;
+    let started = Instant::now();
+    let operator = fabric.operator_logging("operator-a", "info,fabric_operator::rotation=debug").await;
+
+    // Degraded with the API server's own words (verb, resource, namespace),
+    // and a Warning event with the same reason.
+    let key = wait_for("RouteKey n1 Degraded=True RotationFailed", WAIT, || async {
+        let key = fabric.get("RouteKey", "n1").await;
+        match condition_of(&key, "Degraded") {
+            Some(c) if c["status"] == "True" && c["reason"] == "RotationFailed" => Ok(key),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let message = condition_of(&key, "Degraded").unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("cannot get resource \"secrets\""), "names the denied verb and resource: {message}");
+    assert!(message.contains(&fabric.namespace), "names the namespace: {message}");
+    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
+    wait_for("a RotationFailed Warning event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let found = list
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("RotationFailed") && e.type_.as_deref() == Some("Warning"));
+        if found { Ok(()) } else { Err(format!("{} events", list.items.len())) }
+    })
+    .await;
+
+    // Backoff: the fourth failure in a row comes at least 0.5 + 1 + 2 s
+    // after the first (which came after `started`), and only the first is
+    // logged at ERROR.
+    let log = operator.log.clone();
+    let failures = |n: u32| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().filter(|l| l.contains("key rotation failed") && l.contains(&format!("failures={n}"))).count()
+    };
+    wait_for("four failures in a row", WAIT, || async { if failures(4) > 0 { Ok(()) } else { Err(String::new()) } })
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(3500), "retries back off: {:?}", started.elapsed());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let errors = text.lines().filter(|l| l.contains("ERROR") && l.contains("key rotation failed")).count();
+    assert_eq!(errors, 1, "one ERROR line for a lasting failure, not one per tick:\n{text}");
+
+    // Granted: rotation resumes, the key is active, Degraded clears.
+    let grant = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: secrets}}\n\
+         rules: [{{apiGroups: [\"\"], resources: [secrets], verbs: [get, list, watch, create, update, patch]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: secrets}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: secrets}}\n\
+         subjects: [{{kind: ServiceAccount, name: {}, namespace: {}}}]\n",
+        fabric.account, fabric.operator_namespace
+    );
+    fabric.apply(&grant).await;
+    wait_for("RouteKey n1 active and no longer Degraded", Duration::from_secs(90), || async {
+        let key = fabric.get("RouteKey", "n1").await;
+        let degraded = condition_of(&key, "Degraded").cloned().unwrap_or_default();
+        if key.data["status"]["activeKeyId"].is_string() && degraded["status"] == "False" {
+            Ok(())
+        } else {
+            Err(format!("{degraded}"))
+        }
+    })
+    .await;
 }

@@ -30,7 +30,8 @@ pub struct EventSpec {
     /// `Accepted`, the refusal reason (`Invalid`, `EqualPriority`, ...),
     /// `Nacked`, `Rotated`.
     pub reason: String,
-    /// What the operator was doing: `Compile`, `Distribute`, `Rotate`.
+    /// What the operator was doing: `Compile`, `Distribute`, `Rotate`,
+    /// `Reconcile`.
     pub action: &'static str,
     pub note: String,
 }
@@ -48,6 +49,8 @@ fn condition<'a>(status: &'a OwnedStatus, type_: &str) -> Option<&'a Condition> 
 ///   compiler's reason and message (which objects collide, who wins). The
 ///   object stays Accepted (one of them wins), so the Accepted rule alone
 ///   would say nothing.
+/// - `Degraded` became True (or changed reason while True): `Warning
+///   <reason>` with the message.
 /// - `Applied` became `False`/`Nacked`: `Warning Nacked`, whose note names
 ///   the sidecars and their errors (the condition's message). Further NACKs
 ///   while it stays Nacked update the status, not the events.
@@ -81,6 +84,22 @@ pub fn events_for(current: &OwnedStatus, desired: &OwnedStatus) -> Vec<EventSpec
     }
     fn nacked(status: &OwnedStatus) -> Option<&Condition> {
         condition(status, "Applied").filter(|c| c.status == ConditionStatus::False && c.reason == "Nacked")
+    }
+    // Degraded became True, or stays True for another reason: the object
+    // works, but something is ignored or stopped (a refused key, a cycle,
+    // key rotation that cannot reach its Secret).
+    fn degraded(status: &OwnedStatus) -> Option<&Condition> {
+        condition(status, "Degraded").filter(|c| c.status == ConditionStatus::True)
+    }
+    if let Some(now) = degraded(desired)
+        && degraded(current).is_none_or(|before| before.reason != now.reason)
+    {
+        events.push(EventSpec {
+            warning: true,
+            reason: now.reason.clone(),
+            action: "Reconcile",
+            note: now.message.clone(),
+        });
     }
     if let (Some(applied), None) = (nacked(desired), nacked(current)) {
         events.push(EventSpec {

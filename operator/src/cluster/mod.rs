@@ -22,6 +22,7 @@ pub mod leader;
 pub mod status_writer;
 pub mod watch;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,9 +39,9 @@ use crate::distribution::auth::TokenReview;
 use crate::distribution::local::{AppState, Folder, get_metrics, get_sidecars, get_status, shutdown_signal};
 use crate::distribution::server::{DistributionService, TlsFiles, serve};
 use crate::distribution::{DistributionState, Distributor, DistributorOptions};
-use crate::index::Index;
-use crate::rotation::Rotator;
+use crate::index::{Index, NamespacedName};
 use crate::rotation::secret::{ClusterPublisher, SecretKeyStore};
+use crate::rotation::{RotationStatus, Rotator};
 use events::EventPublisher;
 use status_writer::StatusWriter;
 
@@ -313,7 +314,8 @@ async fn status_loop(
 ) {
     let mut poll = tokio::time::interval(STATUS_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<(u64, Arc<crate::compile::Compilation>, DistributionState)> = None;
+    type Inputs = (u64, Arc<crate::compile::Compilation>, DistributionState, BTreeMap<NamespacedName, RotationStatus>);
+    let mut last: Option<Inputs> = None;
     let mut retry: Option<(tokio::time::Instant, Duration)> = None;
     loop {
         tokio::select! {
@@ -323,8 +325,12 @@ async fn status_loop(
         let Some(index) = snapshots.borrow_and_update().clone() else { continue };
         let compilation = distributor.compilation();
         let state = distributor.state();
-        let unchanged = last.as_ref().is_some_and(|(revision, compiled, sidecars)| {
-            *revision == index.revision() && Arc::ptr_eq(compiled, &compilation) && *sidecars == state
+        let rotation = distributor.rotation_status();
+        let unchanged = last.as_ref().is_some_and(|(revision, compiled, sidecars, rotated)| {
+            *revision == index.revision()
+                && Arc::ptr_eq(compiled, &compilation)
+                && *sidecars == state
+                && *rotated == rotation
         });
         if unchanged && retry.is_none_or(|(at, _)| tokio::time::Instant::now() < at) {
             continue;
@@ -337,6 +343,7 @@ async fn status_loop(
         );
         let report = {
             use tracing::Instrument as _;
+            writer.set_rotation(&rotation);
             writer.reconcile(&index, &compilation, &state, &now_rfc3339()).instrument(span.clone()).await
         };
         span.record("written", report.written).record("failed", report.failed);
@@ -348,7 +355,7 @@ async fn status_loop(
             let delay = retry.map_or(STATUS_POLL, |(_, delay)| (delay * 2).min(MAX_RETRY));
             (tokio::time::Instant::now() + delay, delay)
         });
-        last = Some((index.revision(), compilation, state));
+        last = Some((index.revision(), compilation, state, rotation));
     }
 }
 

@@ -30,7 +30,7 @@ use crate::api::{
 use crate::compile::{Compilation, ConditionSpec};
 use crate::distribution::DistributionState;
 use crate::distribution::status::{self, AppliedStatus as Rollup};
-use crate::index::{Index, Indexed, ObjectKey, ObjectKind};
+use crate::index::{Index, Indexed, NamespacedName, ObjectKey, ObjectKind};
 
 /// The field manager of status writes.
 pub const FIELD_MANAGER: &str = "fabric-operator/status";
@@ -118,22 +118,53 @@ pub struct StatusUpdate {
 /// object without an entry is skipped: it was deleted). `now` (RFC 3339)
 /// stamps conditions whose status changed; a condition whose status did
 /// not change keeps its `lastTransitionTime`.
+///
+/// `failures` are the operator's own failures per object (key rotation of
+/// a RouteKey that cannot read or write its Secret): they make the object
+/// `Degraded=True` with reason [`ROTATION_FAILED`] and the failure as the
+/// message, whatever the compiler said.
 pub fn status_updates(
     compilation: &Compilation,
     rollups: &BTreeMap<ObjectKey, Rollup>,
+    failures: &BTreeMap<ObjectKey, String>,
     current: &BTreeMap<ObjectKey, OwnedStatus>,
     now: &str,
 ) -> Vec<StatusUpdate> {
     let mut updates = Vec::new();
     for (object, specs) in &compilation.conditions {
         let Some(current) = current.get(object) else { continue };
-        let desired = desired_status(specs, rollups.get(object), current, now);
+        let mut desired = desired_status(specs, rollups.get(object), current, now);
+        if let Some(failure) = failures.get(object) {
+            degrade(&mut desired, current, failure, now);
+        }
         if !desired.same_as(current) {
             let events = events_for(current, &desired);
             updates.push(StatusUpdate { object: object.clone(), status: desired, events });
         }
     }
     updates
+}
+
+/// The `Degraded` reason of a RouteKey whose key rotation fails.
+pub const ROTATION_FAILED: &str = "RotationFailed";
+
+fn degrade(desired: &mut OwnedStatus, current: &OwnedStatus, failure: &str, now: &str) {
+    let message = format!("key rotation stopped: {failure}; retrying with backoff");
+    let since = current
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == ConditionStatus::True && !c.last_transition_time.is_empty())
+        .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
+    let observed_generation = desired.observed_generation;
+    desired.conditions.retain(|c| c.type_ != "Degraded");
+    desired.conditions.push(Condition {
+        type_: "Degraded".into(),
+        status: ConditionStatus::True,
+        reason: ROTATION_FAILED.into(),
+        message,
+        last_transition_time: since,
+        observed_generation,
+    });
 }
 
 fn desired_status(specs: &[ConditionSpec], rollup: Option<&Rollup>, current: &OwnedStatus, now: &str) -> OwnedStatus {
@@ -233,11 +264,21 @@ pub struct StatusWriter {
     /// the written status counts as current, so the next run does not write
     /// it (and publish its events) again.
     written: BTreeMap<ObjectKey, Written>,
+    /// Key rotation failures per RouteKey (see [`status_updates`]).
+    failures: BTreeMap<ObjectKey, String>,
 }
 
 impl StatusWriter {
     pub fn new(client: Client, events: EventPublisher) -> Self {
-        Self { client, events, written: BTreeMap::new() }
+        Self { client, events, written: BTreeMap::new(), failures: BTreeMap::new() }
+    }
+
+    /// The current key rotation failures, for the next [`Self::reconcile`].
+    pub fn set_rotation(&mut self, rotation: &BTreeMap<NamespacedName, crate::rotation::RotationStatus>) {
+        self.failures = rotation
+            .iter()
+            .filter_map(|(name, status)| Some((ObjectKey::new(ObjectKind::RouteKey, name), status.error.clone()?)))
+            .collect();
     }
 
     /// Writes every status that differs from what the objects have, then
@@ -261,7 +302,7 @@ impl StatusWriter {
             })
             .collect();
         let mut report = WriteReport::default();
-        for update in status_updates(compilation, &rollups, &current, now) {
+        for update in status_updates(compilation, &rollups, &self.failures, &current, now) {
             let object = &objects[&update.object];
             match self.patch(&update).await {
                 Ok(()) => {
@@ -387,7 +428,7 @@ metadata: {name: b, namespace: fabric, labels: {mesh: test}, annotations: {routi
         current: &BTreeMap<ObjectKey, OwnedStatus>,
         now: &str,
     ) -> Vec<StatusUpdate> {
-        status_updates(compilation, &status::rollup(compilation, state), current, now)
+        status_updates(compilation, &status::rollup(compilation, state), &BTreeMap::new(), current, now)
     }
 
     fn conditions(status: &OwnedStatus) -> Vec<(String, ConditionStatus, String, String)> {

@@ -95,7 +95,30 @@ pub struct Rotator {
     /// brings it back).
     published: BTreeMap<NamespacedName, PublishedKeys>,
     status: BTreeMap<NamespacedName, RotationStatus>,
+    /// RouteKeys whose last pass failed: when to try again, and how many
+    /// passes in a row failed.
+    retry: BTreeMap<NamespacedName, Retry>,
     generate: Box<dyn FnMut() -> Result<[u8; 32], String> + Send>,
+}
+
+/// Backoff after a failed pass (a Secret the operator may not read, an API
+/// server error): the first retry after [`RETRY_INITIAL`], doubling up to
+/// [`RETRY_MAX`], so a lasting failure neither floods the API server nor
+/// the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Retry {
+    at: Timestamp,
+    failures: u32,
+}
+
+const RETRY_INITIAL: std::time::Duration = std::time::Duration::from_millis(500);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Retry {
+    fn after(failures: u32, now: Timestamp) -> Retry {
+        let delay = RETRY_INITIAL.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_MAX);
+        Retry { at: now + delay, failures }
+    }
 }
 
 impl Rotator {
@@ -110,7 +133,15 @@ impl Rotator {
         publisher: Arc<dyn KeyPublisher>,
         generate: Box<dyn FnMut() -> Result<[u8; 32], String> + Send>,
     ) -> Self {
-        Self { store, publisher, rings: BTreeMap::new(), published: BTreeMap::new(), status: BTreeMap::new(), generate }
+        Self {
+            store,
+            publisher,
+            rings: BTreeMap::new(),
+            published: BTreeMap::new(),
+            status: BTreeMap::new(),
+            retry: BTreeMap::new(),
+            generate,
+        }
     }
 
     pub fn status(&self) -> &BTreeMap<NamespacedName, RotationStatus> {
@@ -146,7 +177,32 @@ impl Rotator {
                 continue;
             }
             seen.push(name.clone());
-            let events = self.rotate_one(name, route_key, distributor, now).await;
+            if self.retry.get(name).is_some_and(|retry| now < retry.at) {
+                continue;
+            }
+            let events = match self.rotate_one(name, route_key, distributor, now).await {
+                Ok(events) => {
+                    if self.retry.remove(name).is_some() {
+                        tracing::info!(route_key = %name, "key rotation works again");
+                    }
+                    events
+                }
+                Err(error) => {
+                    let failures = self.retry.get(name).map_or(1, |r| r.failures + 1);
+                    let retry = Retry::after(failures, now);
+                    let wait = std::time::Duration::from_millis(retry.at.0.saturating_sub(now.0));
+                    // The first failure (and then every tenth) at ERROR; the
+                    // condition and the Event carry it meanwhile.
+                    if failures == 1 || failures % 10 == 0 {
+                        tracing::error!(route_key = %name, %error, failures, retry_in = ?wait, "key rotation failed");
+                    } else {
+                        tracing::debug!(route_key = %name, %error, failures, retry_in = ?wait, "key rotation failed");
+                    }
+                    self.retry.insert(name.clone(), retry);
+                    self.status.entry(name.clone()).or_default().error = Some(error);
+                    Vec::new()
+                }
+            };
             for event in events {
                 self.publisher.announce(name, route_key, &event).await;
                 all_events.push((name.clone(), event));
@@ -155,30 +211,24 @@ impl Rotator {
         self.rings.retain(|name, _| seen.contains(name));
         self.published.retain(|name, _| seen.contains(name));
         self.status.retain(|name, _| seen.contains(name));
+        self.retry.retain(|name, _| seen.contains(name));
         distributor.set_key_material(self.material(&route_keys));
         all_events
     }
 
+    /// One pass for one RouteKey; an error leaves everything as it was
+    /// (the caller backs off).
     async fn rotate_one(
         &mut self,
         name: &NamespacedName,
         route_key: &RouteKey,
         distributor: &Distributor,
         now: Timestamp,
-    ) -> Vec<RotationEvent> {
-        let status = self.status.entry(name.clone()).or_default();
-        status.node_id = route_key.spec.node_id.clone();
+    ) -> Result<Vec<RotationEvent>, String> {
+        self.status.entry(name.clone()).or_default().node_id = route_key.spec.node_id.clone();
         if !self.rings.contains_key(name) {
-            match self.store.load(name).await {
-                Ok(ring) => {
-                    self.rings.insert(name.clone(), ring);
-                }
-                Err(error) => {
-                    tracing::error!(route_key = %name, %error, "cannot read the private keys; rotation waits");
-                    status.error = Some(error);
-                    return Vec::new();
-                }
-            }
+            let ring = self.store.load(name).await.map_err(|e| format!("cannot read the private keys: {e}"))?;
+            self.rings.insert(name.clone(), ring);
         }
         let ring = self.rings[name].clone();
         let published = if self.publisher.overlay() {
@@ -194,35 +244,28 @@ impl Rotator {
         };
         let fabric = DistributedFabric { distributor, node: NodeId::from(route_key.spec.node_id.as_str()) };
         let inputs = plan::Inputs { spec: &route_key.spec, published: &published, ring: &ring, now };
-        let plan = match plan::plan(&inputs, &fabric, &mut self.generate) {
-            Ok(plan) => plan,
-            Err(error) => {
-                status.error = Some(error);
-                return Vec::new();
-            }
-        };
-        status.waiting = plan.waiting.clone();
+        let plan = plan::plan(&inputs, &fabric, &mut self.generate)?;
         if plan.ring != ring {
-            if let Err(error) = self.store.save(name, route_key, &plan.ring).await {
-                tracing::error!(route_key = %name, %error, "cannot save the private keys; nothing is published");
-                status.error = Some(error);
-                return Vec::new();
-            }
+            self.store
+                .save(name, route_key, &plan.ring)
+                .await
+                .map_err(|e| format!("cannot save the private keys (nothing is published): {e}"))?;
             self.rings.insert(name.clone(), plan.ring.clone());
         }
-        if plan.published != published
-            && let Err(error) = self.publisher.publish(name, route_key, &plan.published).await
-        {
-            tracing::error!(route_key = %name, %error, "cannot publish the keys; retrying");
-            status.error = Some(error);
-            return Vec::new();
+        if plan.published != published {
+            self.publisher
+                .publish(name, route_key, &plan.published)
+                .await
+                .map_err(|e| format!("cannot publish the keys: {e}"))?;
         }
         self.published.insert(name.clone(), plan.published.clone());
+        let status = self.status.entry(name.clone()).or_default();
+        status.waiting = plan.waiting.clone();
         status.error = None;
         status.active_key_id = plan.published.active_key_id.clone();
         status.keys = plan.published.keys.iter().map(|k| format!("{}:{:?}", k.key_id, k.state)).collect();
         status.rotations += plan.events.iter().filter(|e| matches!(e, RotationEvent::Activated { .. })).count() as u64;
-        plan.events
+        Ok(plan.events)
     }
 
     /// The published overlay (local mode) and the private keys by node id.

@@ -23,6 +23,17 @@ pub const FIELD_MANAGER: &str = "fabric-operator/keys";
 /// The Secret's data key holding the key ring (JSON).
 pub const SECRET_DATA_KEY: &str = "keys.json";
 
+/// What the API server said, without the debug dump of its reply: for a
+/// refusal its message names the user, verb, resource and namespace
+/// (`User "system:serviceaccount:fabric-system:fabric-routing" cannot get
+/// resource "secrets" in API group "" in the namespace "fabric"`).
+pub fn api_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({} {})", status.message, status.code, status.reason),
+        other => other.to_string(),
+    }
+}
+
 /// `routekey-<name>`.
 pub fn secret_name(route_key: &str) -> String {
     format!("routekey-{route_key}")
@@ -43,8 +54,7 @@ impl KeyStore for SecretKeyStore {
     async fn load(&self, name: &NamespacedName) -> Result<KeyRing, String> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &name.namespace);
         let secret_name = secret_name(&name.name);
-        let secret =
-            secrets.get_opt(&secret_name).await.map_err(|e| format!("Secret {}/{secret_name}: {e}", name.namespace))?;
+        let secret = secrets.get_opt(&secret_name).await.map_err(|e| api_error(&e))?;
         let Some(data) = secret.and_then(|s| s.data).and_then(|mut d| d.remove(SECRET_DATA_KEY)) else {
             return Ok(KeyRing::default());
         };
@@ -78,7 +88,7 @@ impl KeyStore for SecretKeyStore {
             .patch(&secret_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
             .await
             .map(|_| ())
-            .map_err(|e| format!("Secret {}/{secret_name}: {e}", name.namespace))
+            .map_err(|e| api_error(&e))
     }
 }
 
@@ -128,7 +138,7 @@ impl KeyPublisher for ClusterPublisher {
         )
         .await
         .map(|_| ())
-        .map_err(|e| format!("RouteKey {name} status: {e}"))
+        .map_err(|e| format!("RouteKey {name} status: {}", api_error(&e)))
     }
 
     async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent) {
