@@ -571,7 +571,7 @@ async fn a_standby_replica_takes_the_lease_when_the_leader_stops() {
     fabric.apply(&signed_mesh(&[], "720h", "24h")).await;
     let mut first = fabric.operator("replica-a").await;
     first.leading(WAIT).await;
-    let mut second = fabric.operator("replica-b").await;
+    let mut second = fabric.operator_logging("replica-b", "info,kube_lease_manager=debug").await;
     let leases: Api<Lease> = Api::namespaced(fabric.client.clone(), &fabric.operator_namespace);
     let holder = || async {
         let lease = leases.get("fabric-operator").await.map_err(|e| e.to_string())?;
@@ -588,14 +588,27 @@ async fn a_standby_replica_takes_the_lease_when_the_leader_stops() {
     })
     .await;
     assert_eq!(second.get("/readyz").await.0, 503, "a standby is not ready");
+    assert_eq!(leader_metric(&second).await, 0, "the standby does not lead");
+    assert_eq!(leader_metric(&first).await, 1, "the leader says so");
     fabric.wait_condition("RoutePolicy", "signed", "Accepted").await;
+    // The standby has seen the Lease held and sleeps until it expires
+    // (kube-lease-manager's own wait, up to 15 s).
+    let log = second.log.clone();
+    wait_for("the standby saw the Lease held", WAIT, || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("lease is actually locked by other identity") { Ok(()) } else { Err(String::new()) }
+    })
+    .await;
 
     let stopped = Instant::now();
     first.terminate().await;
     second.leading(WAIT).await;
     let handover = stopped.elapsed();
     assert_eq!(holder().await.unwrap(), "replica-b");
-    eprintln!("lease handover after SIGTERM: {handover:?}");
+    // Released on SIGTERM: the standby watches the Lease and takes it at
+    // once, instead of after the expiry it slept towards (5 to 15 s).
+    assert!(handover < Duration::from_secs(4), "handover took {handover:?}");
+    assert_eq!(leader_metric(&second).await, 1);
 
     // The new leader writes status: an edit is observed at its generation.
     fabric
@@ -711,4 +724,12 @@ async fn missing_secret_rbac_degrades_the_route_key_and_backs_off_until_granted(
         }
     })
     .await;
+}
+
+/// `fabric_operator_leader` from a replica's `/metrics`.
+async fn leader_metric(operator: &OperatorProcess) -> u64 {
+    let (status, body) = operator.get("/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    let line = body.lines().find(|l| l.starts_with("fabric_operator_leader ")).unwrap_or_else(|| panic!("{body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }

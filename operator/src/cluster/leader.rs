@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
+use kube::api::Api;
+use kube::runtime::watcher;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,31 +34,63 @@ pub struct Leadership {
 }
 
 /// Waits until this replica holds the Lease `namespace/fabric-operator`.
+///
+/// kube-lease-manager lets a standby sleep until the holder's lease
+/// expires (up to [`LEASE_SECONDS`]), even when the holder released it on
+/// shutdown. So the standby also watches the Lease, and when it sees it
+/// released it looks again at once with a fresh manager (whose state is
+/// read anew): a rolling update hands over in well under a second.
 pub async fn acquire(client: Client, namespace: &str, identity: &str) -> Result<Leadership, String> {
     let lease = format!("{namespace}/{LEASE_NAME}");
-    let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
-        .with_namespace(namespace)
-        .with_identity(identity)
-        .with_duration(LEASE_SECONDS)
-        .with_grace(GRACE_SECONDS)
-        .with_field_manager("fabric-operator/leader")
-        .build()
-        .await
-        .map_err(|e| format!("leader election: Lease {lease}: {e} (RBAC: get/create/patch leases)"))?;
-    let (mut receiver, task) = manager.watch().await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
     tracing::info!(lease, identity, "waiting for leadership");
-    loop {
-        if *receiver.borrow_and_update() {
-            tracing::info!(lease, identity, "leader");
-            return Ok(Leadership { receiver, task, lease });
+    let manager = loop {
+        let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+            .with_namespace(namespace)
+            .with_identity(identity)
+            .with_duration(LEASE_SECONDS)
+            .with_grace(GRACE_SECONDS)
+            .with_field_manager("fabric-operator/leader")
+            .build()
+            .await
+            .map_err(|e| format!("leader election: Lease {lease}: {e} (RBAC: get/create/patch leases)"))?;
+        tokio::select! {
+            changed = manager.changed() => match changed {
+                Ok(true) => break manager,
+                Ok(false) => continue,
+                Err(error) => return Err(format!("leader election on Lease {lease} failed: {error}")),
+            },
+            () = released(&leases, identity) => {
+                tracing::info!(lease, identity, "the Lease was released; trying to take it");
+            }
         }
-        if receiver.changed().await.is_err() {
-            let error = match task.await {
-                Ok(Err(error)) => error.to_string(),
-                Ok(Ok(_)) => "the lease manager stopped".into(),
-                Err(error) => error.to_string(),
-            };
-            return Err(format!("leader election on Lease {lease} failed: {error}"));
+    };
+    tracing::info!(lease, identity, "leader");
+    let (receiver, task) = manager.watch().await;
+    Ok(Leadership { receiver, task, lease })
+}
+
+/// Completes when the Lease loses its holder (released, or deleted); never
+/// when it cannot be watched (then the lease manager's expiry-based wait
+/// alone applies).
+async fn released(leases: &Api<Lease>, identity: &str) {
+    use futures::StreamExt;
+    let config = watcher::Config::default().fields(&format!("metadata.name={LEASE_NAME}"));
+    let mut events = std::pin::pin!(watcher(leases.clone(), config));
+    while let Some(event) = events.next().await {
+        let holder_gone = |lease: &Lease| {
+            lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()).is_none_or(|holder| holder.is_empty())
+        };
+        match event {
+            // Only a change counts: a Lease that had no holder when the
+            // manager was built is taken by the manager itself.
+            Ok(watcher::Event::Apply(lease)) if holder_gone(&lease) => return,
+            Ok(watcher::Event::Delete(_)) => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(identity, %error, "cannot watch the Lease; waiting for its expiry instead");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

@@ -187,7 +187,13 @@ pub async fn run(options: ClusterOptions) -> Result<(), String> {
         Some(election) => {
             let namespace = election.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
             tokio::select! {
-                leadership = leader::acquire(client.clone(), &namespace, &instance) => Some(leadership?),
+                leadership = leader::acquire(client.clone(), &namespace, &instance) => {
+                    let leadership = leadership?;
+                    // The metric follows the Lease, even while the first
+                    // lists are still failing.
+                    distributor.set_leader(true);
+                    Some(leadership)
+                }
                 () = shutdown_signal() => {
                     tracing::info!("shutting down before becoming leader");
                     return Ok(());
