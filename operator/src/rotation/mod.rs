@@ -193,7 +193,7 @@ impl Rotator {
                     let wait = std::time::Duration::from_millis(retry.at.0.saturating_sub(now.0));
                     // The first failure (and then every tenth) at ERROR; the
                     // condition and the Event carry it meanwhile.
-                    if failures == 1 || failures % 10 == 0 {
+                    if failures == 1 || failures.is_multiple_of(10) {
                         tracing::error!(route_key = %name, %error, failures, retry_in = ?wait, "key rotation failed");
                     } else {
                         tracing::debug!(route_key = %name, %error, failures, retry_in = ?wait, "key rotation failed");
