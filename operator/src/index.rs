@@ -29,7 +29,7 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ObjectKind::RoutePolicy => "RoutePolicy",
             ObjectKind::NeighborPolicy => "NeighborPolicy",
@@ -181,6 +181,17 @@ pub fn namespaced_name<K: Indexed>(object: &K) -> Result<NamespacedName, IndexEr
     Ok(NamespacedName { namespace, name })
 }
 
+fn unreadable_name<K: Indexed>(object: &Unreadable) -> Result<NamespacedName, IndexError> {
+    let metadata = &object.metadata;
+    let name = metadata.name.clone().filter(|n| !n.is_empty()).ok_or(IndexError::MissingName { kind: K::KIND })?;
+    let namespace = metadata
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| IndexError::MissingNamespace { kind: K::KIND, name: name.clone() })?;
+    Ok(NamespacedName { namespace, name })
+}
+
 /// All objects and sidecars, and a revision that grows on every change.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
@@ -189,7 +200,23 @@ pub struct Index {
     route_keys: BTreeMap<NamespacedName, RouteKey>,
     link_state_areas: BTreeMap<NamespacedName, LinkStateArea>,
     sidecars: BTreeMap<NamespacedName, SidecarInfo>,
+    /// Objects the API server stores but that do not decode as their kind
+    /// (a value a CRD of an older version let through): each is reported
+    /// on itself and left out of the compilation, never stopping the rest.
+    unreadable: BTreeMap<ObjectKey, Unreadable>,
     revision: u64,
+}
+
+/// What is known of an object that does not decode: its metadata, its raw
+/// status (to keep the conditions other writers own), and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unreadable {
+    pub metadata: ObjectMeta,
+    pub status: serde_json::Value,
+    /// Where decoding failed, e.g. `spec.import.maxHopCount`.
+    pub field: String,
+    /// What failed there, e.g. `invalid value: integer 4294967296, expected u32`.
+    pub error: String,
 }
 
 impl Index {
@@ -214,18 +241,67 @@ impl Index {
     /// changed (re-applying an identical object does not).
     pub fn apply<K: Indexed>(&mut self, object: K) -> Result<bool, IndexError> {
         let key = namespaced_name(&object)?;
+        let was_unreadable = self.unreadable.remove(&ObjectKey::new(K::KIND, &key)).is_some();
         let store = K::store_mut(self);
         let changed = store.get(&key) != Some(&object);
         if changed {
             store.insert(key, object);
         }
-        Ok(self.changed(changed))
+        Ok(self.changed(changed || was_unreadable))
     }
 
     /// A watch `Delete` event. Returns whether the object was known.
     pub fn delete<K: Indexed>(&mut self, namespace: &str, name: &str) -> bool {
-        let removed = K::store_mut(self).remove(&NamespacedName::new(namespace, name)).is_some();
-        self.changed(removed)
+        let name = NamespacedName::new(namespace, name);
+        let was_unreadable = self.unreadable.remove(&ObjectKey::new(K::KIND, &name)).is_some();
+        let removed = K::store_mut(self).remove(&name).is_some();
+        self.changed(removed || was_unreadable)
+    }
+
+    /// A watch `Apply` of an object of kind `K` that does not decode: it
+    /// replaces the decoded version, if any (the edit that broke it is the
+    /// object now). Returns whether the index changed.
+    pub fn apply_unreadable<K: Indexed>(&mut self, object: Unreadable) -> Result<bool, IndexError> {
+        let name = unreadable_name::<K>(&object)?;
+        let removed = K::store_mut(self).remove(&name).is_some();
+        let key = ObjectKey::new(K::KIND, &name);
+        let changed = self.unreadable.get(&key) != Some(&object);
+        if changed {
+            self.unreadable.insert(key, object);
+        }
+        Ok(self.changed(changed || removed))
+    }
+
+    /// A re-list of kind `K`: its undecodable objects (the decoded ones go
+    /// through [`Index::replace`]).
+    pub fn replace_unreadable<K: Indexed>(&mut self, objects: impl IntoIterator<Item = Unreadable>) -> Vec<IndexError> {
+        let mut errors = Vec::new();
+        let mut fresh = BTreeMap::new();
+        for object in objects {
+            match unreadable_name::<K>(&object) {
+                Ok(name) => {
+                    K::store_mut(self).remove(&name);
+                    fresh.insert(ObjectKey::new(K::KIND, &name), object);
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        let before: BTreeMap<ObjectKey, Unreadable> = self
+            .unreadable
+            .iter()
+            .filter(|(key, _)| key.kind == K::KIND)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.unreadable.retain(|key, _| key.kind != K::KIND);
+        let changed = before != fresh;
+        self.unreadable.extend(fresh);
+        self.changed(changed);
+        errors
+    }
+
+    /// The objects that do not decode, by kind, namespace and name.
+    pub fn unreadable(&self) -> impl Iterator<Item = (&ObjectKey, &Unreadable)> {
+        self.unreadable.iter()
     }
 
     /// A watch re-list (`Init` .. `InitDone`): the complete set of one kind

@@ -37,6 +37,13 @@ impl Violation {
     fn schema(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into(), rule: None }
     }
+
+    /// An object the operator cannot decode: `field` is where, `error`
+    /// what (e.g. an integer beyond its type's range, stored under a CRD of
+    /// an older version that did not bound it).
+    pub fn unreadable(field: &str, error: &str) -> Self {
+        Self::schema(field, format!("cannot be read by the operator: {error}; fix or delete this object"))
+    }
 }
 
 impl fmt::Display for Violation {

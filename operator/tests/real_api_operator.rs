@@ -733,3 +733,77 @@ async fn leader_metric(operator: &OperatorProcess) -> u64 {
     let line = body.lines().find(|l| l.starts_with("fabric_operator_leader ")).unwrap_or_else(|| panic!("{body}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
+
+/// `schema` without any `maximum`: the RoutePolicy CRD as an older version
+/// of it was, which let integers beyond `u32` in.
+fn without_maximum(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            map.remove("maximum");
+            map.values_mut().for_each(without_maximum);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_maximum),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_the_operator_cannot_read_is_refused_alone_and_the_rest_compiles() {
+    use support::real_api::{CRD_CHANGE, install_crds_unlocked};
+    let envtest = envtest_or_skip!();
+    let Some(fabric) = Fabric::new(envtest, "unreadable").await else { return };
+    // Under the older CRD the server stores maxHopCount 4294967296; today's
+    // CRD refuses it but keeps what is stored.
+    {
+        let _change = CRD_CHANGE.lock().await;
+        let text = std::fs::read_to_string(workspace().join("crds/routepolicies.routing.fabric.dev.yaml")).unwrap();
+        let mut old = fabric_envtest::parse_yaml_documents(&text).unwrap().remove(0);
+        without_maximum(&mut old);
+        apply_yaml(&fabric.client, "default", &old.to_string()).await.unwrap();
+        let huge = "apiVersion: routing.fabric.dev/v1alpha1\nkind: RoutePolicy\nmetadata: {name: huge}\n\
+                    spec: {sidecarSelector: {}, priority: 9, import: {maxHopCount: 4294967296}}\n";
+        wait_for("the older CRD stores the huge value", WAIT, || async {
+            apply_yaml(&fabric.client, &fabric.namespace, huge).await.map(drop).map_err(|e| e.to_string())
+        })
+        .await;
+        install_crds_unlocked(&fabric.client).await;
+    }
+    fabric
+        .apply(
+            "apiVersion: routing.fabric.dev/v1alpha1\nkind: RoutePolicy\nmetadata: {name: good}\nspec: {sidecarSelector: {}}\n",
+        )
+        .await;
+    let mut operator = fabric.operator("operator-a").await;
+    operator.leading(WAIT).await;
+
+    // The rest of the kind is listed and compiled.
+    fabric.wait_condition("RoutePolicy", "good", "Accepted").await;
+    assert_eq!(operator.get("/readyz").await.0, 200, "the operator listed the cluster");
+    // The unreadable one is refused on itself, naming the field and why.
+    let huge = wait_for("RoutePolicy huge Accepted=False", WAIT, || async {
+        let huge = fabric.get("RoutePolicy", "huge").await;
+        match condition_of(&huge, "Accepted") {
+            Some(c) if c["status"] == "False" => Ok(c.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(huge["reason"], "Invalid");
+    let message = huge["message"].as_str().unwrap();
+    assert!(message.contains("spec.import.maxHopCount") && message.contains("4294967296"), "{message}");
+    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
+    wait_for("a Warning event on the unreadable object", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let found = list.items.iter().any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("huge")
+                && e.note.as_deref().is_some_and(|n| n.contains("maxHopCount"))
+        });
+        if found { Ok(()) } else { Err(format!("{} events", list.items.len())) }
+    })
+    .await;
+    let log = std::fs::read_to_string(&operator.log).unwrap();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2048, "no log line carries a list body ({longest} bytes)");
+    operator.terminate().await;
+}

@@ -19,6 +19,7 @@
 
 pub mod events;
 pub mod leader;
+pub mod lenient;
 pub mod status_writer;
 pub mod watch;
 

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::events::{EventPublisher, EventSpec, events_for};
+use super::lenient::Lenient;
 use crate::api::{
     API_VERSION, AppliedStatus, Condition, ConditionStatus, LinkStateArea, NeighborPolicy, RouteKey, RouteKeyStatus,
     RoutePolicy, SidecarNack,
@@ -233,6 +234,27 @@ pub fn current_objects(index: &Index) -> BTreeMap<ObjectKey, CurrentObject> {
     collect::<NeighborPolicy>(index, |o| OwnedStatus::of_applied(o.status.as_ref()), &mut out);
     collect::<RouteKey>(index, |o| OwnedStatus::of_route_key(o.status.as_ref()), &mut out);
     collect::<LinkStateArea>(index, |o| OwnedStatus::of_applied(o.status.as_ref()), &mut out);
+    // Undecodable objects get their status too (Accepted=False naming the
+    // field), read as far as their raw status allows.
+    for (key, object) in index.unreadable() {
+        let status = match key.kind {
+            ObjectKind::RouteKey => {
+                OwnedStatus::of_route_key(serde_json::from_value(object.status.clone()).ok().as_ref())
+            }
+            _ => OwnedStatus::of_applied(serde_json::from_value(object.status.clone()).ok().as_ref()),
+        };
+        let reference = ObjectReference {
+            api_version: Some(API_VERSION.to_owned()),
+            kind: Some(key.kind.as_str().to_owned()),
+            name: Some(key.name.clone()),
+            namespace: Some(key.namespace.clone()),
+            uid: object.metadata.uid.clone(),
+            resource_version: object.metadata.resource_version.clone(),
+            ..Default::default()
+        };
+        let current = CurrentObject { status, resource_version: object.metadata.resource_version.clone(), reference };
+        out.insert(key.clone(), current);
+    }
     out
 }
 
@@ -356,7 +378,10 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
-    let api: Api<K> = Api::namespaced(client, &object.namespace);
+    // The reply is read leniently: an object that does not decode as `K`
+    // (see `super::lenient`) still gets its status, and the reply is not
+    // logged whole by the client as a decoding failure.
+    let api: Api<Lenient<K>> = Api::namespaced(client, &object.namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch_status(&object.name, &params, &Patch::Apply(body)).await.map(drop)
 }

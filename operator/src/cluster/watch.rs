@@ -18,10 +18,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::lenient::Lenient;
 use super::{DEFAULT_PEER_PORT, PEER_PORT_ANNOTATION, SIDECAR_LABEL, SIDECAR_LABEL_SELECTOR};
 use crate::api::{LinkStateArea, NeighborPolicy, PEER_ADDRESS_ANNOTATION, RouteKey, RoutePolicy};
 use crate::distribution::Distributor;
-use crate::index::{Index, SidecarInfo};
+use crate::index::{Index, Indexed, SidecarInfo};
 
 /// How one watched kind goes into the index. `issues` collects what could
 /// not be indexed (the caller logs and counts them: nothing is dropped
@@ -36,38 +37,54 @@ pub trait Watched: Sized {
     fn replace(objects: Vec<Self>, index: &mut Index, issues: &mut Vec<String>) -> bool;
 }
 
-macro_rules! watched_crd {
-    ($kind:ident) => {
-        impl Watched for $kind {
-            const KIND: &'static str = stringify!($kind);
-            fn upsert(self, index: &mut Index, issues: &mut Vec<String>) -> bool {
-                index.apply(self).unwrap_or_else(|error| {
-                    issues.push(error.to_string());
-                    false
-                })
+/// The four CRDs, read so that one undecodable object is reported on
+/// itself instead of failing the list of its kind (see [`Lenient`]).
+impl<K: Indexed> Watched for Lenient<K> {
+    const KIND: &'static str = K::KIND.as_str();
+    fn upsert(self, index: &mut Index, issues: &mut Vec<String>) -> bool {
+        let result = match self {
+            Lenient::Read(object) => index.apply(object),
+            Lenient::Unreadable(object) => {
+                tracing::warn!(
+                    kind = Self::KIND,
+                    namespace = object.metadata.namespace.as_deref().unwrap_or_default(),
+                    name = object.metadata.name.as_deref().unwrap_or_default(),
+                    field = object.field,
+                    error = object.error,
+                    "object cannot be read; it is refused (Accepted=False) and the others compile"
+                );
+                index.apply_unreadable::<K>(object)
             }
-            fn remove(self, index: &mut Index, issues: &mut Vec<String>) -> bool {
-                match crate::index::namespaced_name(&self) {
-                    Ok(name) => index.delete::<$kind>(&name.namespace, &name.name),
-                    Err(error) => {
-                        issues.push(format!("delete event ignored: {error}"));
-                        false
-                    }
-                }
-            }
-            fn replace(objects: Vec<Self>, index: &mut Index, issues: &mut Vec<String>) -> bool {
-                let before = index.revision();
-                issues.extend(index.replace(objects).iter().map(ToString::to_string));
-                index.revision() != before
+        };
+        result.unwrap_or_else(|error| {
+            issues.push(error.to_string());
+            false
+        })
+    }
+    fn remove(self, index: &mut Index, issues: &mut Vec<String>) -> bool {
+        let metadata = self.metadata();
+        match (metadata.namespace.as_deref(), metadata.name.as_deref()) {
+            (Some(namespace), Some(name)) => index.delete::<K>(namespace, name),
+            _ => {
+                issues.push(format!("delete event of a {} without namespace or name ignored", Self::KIND));
+                false
             }
         }
-    };
+    }
+    fn replace(objects: Vec<Self>, index: &mut Index, issues: &mut Vec<String>) -> bool {
+        let before = index.revision();
+        let (mut read, mut unreadable) = (Vec::new(), Vec::new());
+        for object in objects {
+            match object {
+                Lenient::Read(object) => read.push(object),
+                Lenient::Unreadable(object) => unreadable.push(object),
+            }
+        }
+        issues.extend(index.replace(read).iter().map(ToString::to_string));
+        issues.extend(index.replace_unreadable::<K>(unreadable).iter().map(ToString::to_string));
+        index.revision() != before
+    }
 }
-
-watched_crd!(RoutePolicy);
-watched_crd!(NeighborPolicy);
-watched_crd!(RouteKey);
-watched_crd!(LinkStateArea);
 
 /// The sidecar a Pod runs, or `None` while it is not one the fabric can
 /// use: not labelled `routing.fabric.dev/sidecar=true`, terminating
@@ -209,10 +226,10 @@ pub fn apply_event<K: Watched>(index: &mut Index, state: &mut WatchState<K>, eve
 // would cost an allocation per event to save a copy of 2 KB.
 #[allow(clippy::large_enum_variant)]
 pub enum WatchEvent {
-    RoutePolicy(Event<RoutePolicy>),
-    NeighborPolicy(Event<NeighborPolicy>),
-    RouteKey(Event<RouteKey>),
-    LinkStateArea(Event<LinkStateArea>),
+    RoutePolicy(Event<Lenient<RoutePolicy>>),
+    NeighborPolicy(Event<Lenient<NeighborPolicy>>),
+    RouteKey(Event<Lenient<RouteKey>>),
+    LinkStateArea(Event<Lenient<LinkStateArea>>),
     Pod(Event<Pod>),
 }
 
@@ -220,10 +237,10 @@ pub enum WatchEvent {
 #[derive(Debug, Default)]
 pub struct Watches {
     index: Index,
-    route_policies: WatchState<RoutePolicy>,
-    neighbor_policies: WatchState<NeighborPolicy>,
-    route_keys: WatchState<RouteKey>,
-    link_state_areas: WatchState<LinkStateArea>,
+    route_policies: WatchState<Lenient<RoutePolicy>>,
+    neighbor_policies: WatchState<Lenient<NeighborPolicy>>,
+    route_keys: WatchState<Lenient<RouteKey>>,
+    link_state_areas: WatchState<Lenient<LinkStateArea>>,
     pods: WatchState<Pod>,
     /// Events whose object could not be indexed, since start.
     pub skipped: u64,
@@ -255,10 +272,10 @@ impl Watches {
     /// The kinds still waiting for their first list.
     pub fn unsynced(&self) -> Vec<&'static str> {
         let states = [
-            (<RoutePolicy as Watched>::KIND, self.route_policies.synced),
-            (<NeighborPolicy as Watched>::KIND, self.neighbor_policies.synced),
-            (<RouteKey as Watched>::KIND, self.route_keys.synced),
-            (<LinkStateArea as Watched>::KIND, self.link_state_areas.synced),
+            (<Lenient<RoutePolicy> as Watched>::KIND, self.route_policies.synced),
+            (<Lenient<NeighborPolicy> as Watched>::KIND, self.neighbor_policies.synced),
+            (<Lenient<RouteKey> as Watched>::KIND, self.route_keys.synced),
+            (<Lenient<LinkStateArea> as Watched>::KIND, self.link_state_areas.synced),
             (<Pod as Watched>::KIND, self.pods.synced),
         ];
         states.into_iter().filter(|(_, synced)| !synced).map(|(kind, _)| kind).collect()
@@ -270,10 +287,10 @@ impl Watches {
         let mut take = |kind: &str, list: &mut Vec<String>| {
             issues.extend(list.drain(..).map(|issue| format!("{kind}: {issue}")));
         };
-        take(<RoutePolicy as Watched>::KIND, &mut self.route_policies.issues);
-        take(<NeighborPolicy as Watched>::KIND, &mut self.neighbor_policies.issues);
-        take(<RouteKey as Watched>::KIND, &mut self.route_keys.issues);
-        take(<LinkStateArea as Watched>::KIND, &mut self.link_state_areas.issues);
+        take(<Lenient<RoutePolicy> as Watched>::KIND, &mut self.route_policies.issues);
+        take(<Lenient<NeighborPolicy> as Watched>::KIND, &mut self.neighbor_policies.issues);
+        take(<Lenient<RouteKey> as Watched>::KIND, &mut self.route_keys.issues);
+        take(<Lenient<LinkStateArea> as Watched>::KIND, &mut self.link_state_areas.issues);
         take(<Pod as Watched>::KIND, &mut self.pods.issues);
         self.skipped += issues.len() as u64;
         issues
@@ -422,7 +439,11 @@ mod tests {
     use super::*;
     use crate::api::{NODE_ID_LABEL, RoutePolicySpec};
 
-    fn policy(name: &str, priority: i32) -> RoutePolicy {
+    fn policy(name: &str, priority: i32) -> Lenient<RoutePolicy> {
+        Lenient::Read(typed_policy(name, priority))
+    }
+
+    fn typed_policy(name: &str, priority: i32) -> RoutePolicy {
         let mut policy = RoutePolicy::new(
             name,
             RoutePolicySpec {
@@ -501,8 +522,9 @@ mod tests {
     #[test]
     fn objects_that_cannot_be_indexed_are_reported_not_dropped() {
         let (mut index, mut state) = (Index::new(), WatchState::default());
-        let mut nameless = policy("x", 0);
+        let mut nameless = typed_policy("x", 0);
         nameless.metadata.namespace = None;
+        let nameless = Lenient::Read(nameless);
         assert!(!apply_event(&mut index, &mut state, Event::Apply(nameless.clone())));
         apply_event(&mut index, &mut state, Event::Init);
         apply_event(&mut index, &mut state, Event::InitApply(nameless));

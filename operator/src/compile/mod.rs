@@ -33,6 +33,7 @@ pub use output::{Compilation, CompiledSidecar, ConditionSpec, ConditionType, Pro
 
 use crate::api::{LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
 use crate::index::{Index, Indexed, ObjectKey};
+use crate::validation::Violation;
 use population::Population;
 use report::Report;
 
@@ -137,6 +138,12 @@ pub fn compile(index: &Index) -> Compilation {
     collect_objects::<NeighborPolicy>(index, &mut objects);
     collect_objects::<RouteKey>(index, &mut objects);
     collect_objects::<LinkStateArea>(index, &mut objects);
+    // Objects that do not decode are refused on themselves, like invalid
+    // ones, and shape no config.
+    for (key, object) in index.unreadable() {
+        report.invalid(key.clone(), vec![Violation::unreadable(&object.field, &object.error)]);
+        objects.push((key.clone(), object.metadata.generation));
+    }
     report.finish(objects, compiled)
 }
 

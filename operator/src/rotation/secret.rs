@@ -16,6 +16,7 @@ use super::plan::{KeyRing, PublishedKeys, RotationEvent};
 use super::store::KeyStore;
 use crate::api::RouteKey;
 use crate::cluster::events::EventPublisher;
+use crate::cluster::lenient::Lenient;
 use crate::index::NamespacedName;
 
 /// Field manager of every key write.
@@ -130,7 +131,8 @@ impl KeyPublisher for ClusterPublisher {
     }
 
     async fn publish(&self, name: &NamespacedName, _: &RouteKey, keys: &PublishedKeys) -> Result<(), String> {
-        let api: Api<RouteKey> = Api::namespaced(self.client.clone(), &name.namespace);
+        // Read the reply leniently, as the status writer does.
+        let api: Api<Lenient<RouteKey>> = Api::namespaced(self.client.clone(), &name.namespace);
         api.patch_status(
             &name.name,
             &PatchParams::apply(FIELD_MANAGER).force(),

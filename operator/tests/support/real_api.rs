@@ -14,9 +14,19 @@ pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
 }
 
+/// Held while a test changes the CRDs of its server (an older CRD to store
+/// an object today's refuses), so no other test installs them meanwhile.
+pub static CRD_CHANGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Applies every CRD in `crds/` (server-side apply: a no-op when they are
 /// there) and waits until each is Established. Returns their names, sorted.
 pub async fn install_crds(client: &kube::Client) -> Vec<String> {
+    let _no_change = CRD_CHANGE.lock().await;
+    install_crds_unlocked(client).await
+}
+
+/// [`install_crds`] for a caller that holds [`CRD_CHANGE`].
+pub async fn install_crds_unlocked(client: &kube::Client) -> Vec<String> {
     let mut names = Vec::new();
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(workspace().join("crds")).unwrap().map(|entry| entry.unwrap().path()).collect();
