@@ -204,6 +204,12 @@ pub struct Index {
     /// (a value a CRD of an older version let through): each is reported
     /// on itself and left out of the compilation, never stopping the rest.
     unreadable: BTreeMap<ObjectKey, Unreadable>,
+    /// The node id each running pod (by uid) started with: it is fixed for
+    /// the life of the pod (see [`Index::upsert_pod_sidecar`]).
+    pinned_node_ids: BTreeMap<NamespacedName, (String, NodeId)>,
+    /// Pods whose node-id label was changed while they run: the node id
+    /// the label asks for (refused; the pinned one stays).
+    refused_node_ids: BTreeMap<NamespacedName, NodeId>,
     revision: u64,
 }
 
@@ -377,10 +383,43 @@ impl Index {
         self.changed(changed)
     }
 
+    /// The sidecar of a running pod with uid `uid`. Its node id is fixed
+    /// for the life of the pod: a sidecar authenticates, peers and signs as
+    /// the node id it started with, and moving it under another identity
+    /// mid-flight left it without a config and its peers flapping. A
+    /// changed `routing.fabric.dev/node-id` label on the same pod is
+    /// refused (see [`Index::refused_node_ids`]) and the pinned id kept;
+    /// a new pod (another uid) takes the label's id.
+    pub fn upsert_pod_sidecar(&mut self, mut sidecar: SidecarInfo, uid: &str) -> bool {
+        let key = NamespacedName::new(&sidecar.namespace, &sidecar.name);
+        let refusal_changed = match self.pinned_node_ids.get(&key) {
+            Some((pinned_uid, pinned)) if pinned_uid == uid && pinned != &sidecar.node_id => {
+                let requested = std::mem::replace(&mut sidecar.node_id, pinned.clone());
+                self.refused_node_ids.insert(key, requested.clone()) != Some(requested)
+            }
+            Some((pinned_uid, _)) if pinned_uid == uid => self.refused_node_ids.remove(&key).is_some(),
+            _ => {
+                self.pinned_node_ids.insert(key.clone(), (uid.to_owned(), sidecar.node_id.clone()));
+                self.refused_node_ids.remove(&key).is_some()
+            }
+        };
+        let changed = self.upsert_sidecar(sidecar);
+        self.changed(refusal_changed) || changed
+    }
+
+    /// Pods whose node-id label asks for another id than the one they run
+    /// as, with the id asked for.
+    pub fn refused_node_ids(&self) -> impl Iterator<Item = (&NamespacedName, &NodeId)> {
+        self.refused_node_ids.iter()
+    }
+
     /// A sidecar's pod is gone.
     pub fn remove_sidecar(&mut self, namespace: &str, name: &str) -> bool {
-        let removed = self.sidecars.remove(&NamespacedName::new(namespace, name)).is_some();
-        self.changed(removed)
+        let key = NamespacedName::new(namespace, name);
+        self.pinned_node_ids.remove(&key);
+        let refusal = self.refused_node_ids.remove(&key).is_some();
+        let removed = self.sidecars.remove(&key).is_some();
+        self.changed(removed || refusal)
     }
 
     /// The sidecar of pod `namespace/name`.
@@ -397,6 +436,30 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    #[test]
+    fn a_running_pods_node_id_is_fixed_and_a_new_pod_takes_the_label() {
+        let mut index = Index::new();
+        let with_id = |id: &str| SidecarInfo {
+            node_id: NodeId::from(id),
+            namespace: "fabric".into(),
+            name: "edge-b".into(),
+            labels: Default::default(),
+            peer_address: None,
+        };
+        assert!(index.upsert_pod_sidecar(with_id("edge-b"), "uid-1"));
+        assert!(index.upsert_pod_sidecar(with_id("edge-b2"), "uid-1"), "the refusal is a change");
+        assert_eq!(index.sidecar("fabric", "edge-b").unwrap().node_id, NodeId::from("edge-b"));
+        let refused: Vec<_> = index.refused_node_ids().map(|(k, id)| (k.to_string(), id.to_string())).collect();
+        assert_eq!(refused, [("fabric/edge-b".to_owned(), "edge-b2".to_owned())]);
+        assert!(!index.upsert_pod_sidecar(with_id("edge-b2"), "uid-1"), "the same refusal again");
+        assert!(index.upsert_pod_sidecar(with_id("edge-b"), "uid-1"), "the label back: refusal cleared");
+        assert_eq!(index.refused_node_ids().count(), 0);
+        // The pod recreated (another uid) with the new label: it takes it.
+        assert!(index.upsert_pod_sidecar(with_id("edge-b2"), "uid-2"));
+        assert_eq!(index.sidecar("fabric", "edge-b").unwrap().node_id, NodeId::from("edge-b2"));
+        assert_eq!(index.refused_node_ids().count(), 0);
+    }
 
     use super::*;
     use crate::api::{RoutePolicySpec, route_policy};

@@ -807,3 +807,63 @@ async fn an_object_the_operator_cannot_read_is_refused_alone_and_the_rest_compil
     assert!(longest < 2048, "no log line carries a list body ({longest} bytes)");
     operator.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabelling_a_running_pods_node_id_is_refused_and_reported_and_nothing_flaps() {
+    let envtest = envtest_or_skip!();
+    let Some(fabric) = Fabric::new(envtest, "relabel").await else { return };
+    fabric.apply(&signed_mesh(&["r1", "r2"], "720h", "24h")).await;
+    let mut operator = fabric.operator("operator-a").await;
+    let grpc = operator.leading(WAIT).await;
+    let sidecars = [fabric.sidecar(grpc, "r1", &["svc-r1"]).await, fabric.sidecar(grpc, "r2", &["svc-r2"]).await];
+    wait_for("signed routes converged", WAIT, || converged(&sidecars, &["svc-r1", "svc-r2"])).await;
+    fabric.wait_condition("NeighborPolicy", "mesh", "Applied").await;
+
+    // `kubectl label pod r2 routing.fabric.dev/node-id=r2b --overwrite`
+    let pods: Api<Pod> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
+    let relabel = |id: &'static str| json!({"metadata": {"labels": {"routing.fabric.dev/node-id": id}}});
+    pods.patch("r2", &PatchParams::default(), &Patch::Merge(relabel("r2b"))).await.unwrap();
+
+    // Reported: on the Pod (an Event) and in /status; the pod keeps its id.
+    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
+    wait_for("a SidecarProblem event on the pod", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("SidecarProblem")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("r2")
+                && e.note.as_deref().is_some_and(|n| n.contains("changed to r2b") && n.contains("keeps running as r2"))
+        });
+        if found { Ok(()) } else { Err(format!("{} events", list.items.len())) }
+    })
+    .await;
+    let (_, status) = operator.get("/status").await;
+    assert!(status.contains("changed to r2b while the pod runs as r2"), "{status}");
+    // Nothing moved: both sidecars SYNCED, the policy Applied 2/2, routes
+    // in place, no session of either sidecar reset.
+    let (_, list) = operator.get("/sidecars").await;
+    let list: Value = serde_json::from_str(&list).unwrap();
+    for entry in list.as_array().unwrap() {
+        assert_eq!(entry["sync"], "SYNCED", "{entry}");
+    }
+    let mesh = fabric.wait_condition("NeighborPolicy", "mesh", "Applied").await;
+    assert_eq!(mesh.data["status"]["appliedSidecars"], 2);
+    converged(&sidecars, &["svc-r1", "svc-r2"]).await.unwrap();
+    for sidecar in &sidecars {
+        let metrics = sidecar.get("/metrics").await.unwrap().body;
+        let resets: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("fabric_peer_session_failures_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(resets, 0.0, "{}: sessions failed after the relabel", sidecar.node_id);
+    }
+
+    // The label back: the problem is gone.
+    pods.patch("r2", &PatchParams::default(), &Patch::Merge(relabel("r2"))).await.unwrap();
+    wait_for("the refusal cleared from /status", WAIT, || async {
+        let (_, status) = operator.get("/status").await;
+        if status.contains("changed to r2b") { Err("still reported".into()) } else { Ok(()) }
+    })
+    .await;
+    operator.terminate().await;
+}

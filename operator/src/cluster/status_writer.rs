@@ -13,7 +13,7 @@
 //! so the two never take fields from each other. Conditions of other types
 //! (someone else's) are ignored when comparing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
@@ -288,11 +288,15 @@ pub struct StatusWriter {
     written: BTreeMap<ObjectKey, Written>,
     /// Key rotation failures per RouteKey (see [`status_updates`]).
     failures: BTreeMap<ObjectKey, String>,
+    /// The sidecar (Pod) problems already announced with an Event: Pods
+    /// have no conditions of ours, so each problem gets one Warning
+    /// `SidecarProblem` on its Pod when it appears.
+    pod_problems: BTreeSet<(ObjectKey, String)>,
 }
 
 impl StatusWriter {
     pub fn new(client: Client, events: EventPublisher) -> Self {
-        Self { client, events, written: BTreeMap::new(), failures: BTreeMap::new() }
+        Self { client, events, written: BTreeMap::new(), failures: BTreeMap::new(), pod_problems: BTreeSet::new() }
     }
 
     /// The current key rotation failures, for the next [`Self::reconcile`].
@@ -324,6 +328,7 @@ impl StatusWriter {
             })
             .collect();
         let mut report = WriteReport::default();
+        self.announce_pod_problems(compilation, &mut report).await;
         for update in status_updates(compilation, &rollups, &self.failures, &current, now) {
             let object = &objects[&update.object];
             match self.patch(&update).await {
@@ -355,6 +360,39 @@ impl StatusWriter {
             }
         }
         report
+    }
+
+    async fn announce_pod_problems(&mut self, compilation: &Compilation, report: &mut WriteReport) {
+        let current: BTreeSet<(ObjectKey, String)> = compilation
+            .problems
+            .iter()
+            .filter_map(|p| p.object.as_ref().filter(|o| o.kind == ObjectKind::Pod).map(|o| (o.clone(), p.to_string())))
+            .collect();
+        self.pod_problems.retain(|problem| current.contains(problem));
+        for (pod, message) in current {
+            if self.pod_problems.contains(&(pod.clone(), message.clone())) {
+                continue;
+            }
+            let reference = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod.name.clone()),
+                namespace: Some(pod.namespace.clone()),
+                ..Default::default()
+            };
+            let event =
+                EventSpec { warning: true, reason: "SidecarProblem".into(), action: "Compile", note: message.clone() };
+            match self.events.publish(&reference, &event).await {
+                Ok(()) => {
+                    report.events += 1;
+                    self.pod_problems.insert((pod, message));
+                }
+                Err(error) => {
+                    report.event_failures += 1;
+                    tracing::warn!(object = %pod, %error, "event not published");
+                }
+            }
+        }
     }
 
     async fn patch(&self, update: &StatusUpdate) -> Result<(), kube::Error> {

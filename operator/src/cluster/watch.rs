@@ -147,7 +147,7 @@ impl Watched for Pod {
 
     fn upsert(self, index: &mut Index, issues: &mut Vec<String>) -> bool {
         match sidecar_from_pod(&self, issues) {
-            Some(info) => index.upsert_sidecar(info),
+            Some(info) => index.upsert_pod_sidecar(info, self.metadata.uid.as_deref().unwrap_or_default()),
             // It stopped being a usable sidecar (terminating, lost its IP,
             // label removed): it leaves the fabric now, not at deletion.
             None => self.remove(index, issues),
@@ -160,18 +160,21 @@ impl Watched for Pod {
     }
 
     fn replace(objects: Vec<Self>, index: &mut Index, issues: &mut Vec<String>) -> bool {
-        let fresh: Vec<SidecarInfo> = objects.iter().filter_map(|pod| sidecar_from_pod(pod, issues)).collect();
+        let fresh: Vec<(SidecarInfo, &str)> = objects
+            .iter()
+            .filter_map(|pod| Some((sidecar_from_pod(pod, issues)?, pod.metadata.uid.as_deref().unwrap_or_default())))
+            .collect();
         let gone: Vec<(String, String)> = index
             .sidecars()
-            .filter(|old| !fresh.iter().any(|new| new.namespace == old.namespace && new.name == old.name))
+            .filter(|old| !fresh.iter().any(|(new, _)| new.namespace == old.namespace && new.name == old.name))
             .map(|old| (old.namespace.clone(), old.name.clone()))
             .collect();
         let mut changed = false;
         for (namespace, name) in gone {
             changed |= index.remove_sidecar(&namespace, &name);
         }
-        for info in fresh {
-            changed |= index.upsert_sidecar(info);
+        for (info, uid) in fresh {
+            changed |= index.upsert_pod_sidecar(info, uid);
         }
         changed
     }

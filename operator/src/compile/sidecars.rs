@@ -10,7 +10,7 @@ use fabric_routing::NodeId;
 
 use super::output::{Problem, Severity};
 use super::report::Report;
-use crate::api::PEER_ADDRESS_ANNOTATION;
+use crate::api::{NODE_ID_LABEL, PEER_ADDRESS_ANNOTATION};
 use crate::index::{Index, SidecarInfo};
 
 /// A sidecar with its usable peer address.
@@ -26,6 +26,21 @@ fn is_host_port(address: &str) -> bool {
 
 pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> BTreeMap<NodeId, Sidecar<'a>> {
     let mut sidecars: BTreeMap<NodeId, Sidecar<'a>> = BTreeMap::new();
+    for (pod, requested) in index.refused_node_ids() {
+        let Some(info) = index.sidecar(&pod.namespace, &pod.name) else { continue };
+        report.problem(Problem {
+            severity: Severity::Error,
+            object: Some(info.key()),
+            sidecar: Some(info.node_id.clone()),
+            field: Some(format!("metadata.labels[{NODE_ID_LABEL}]")),
+            message: format!(
+                "changed to {requested} while the pod runs as {}: refused, it keeps running as {} (a pod's node id \
+                 is fixed for its life; delete the pod to start it as {requested})",
+                info.node_id, info.node_id
+            ),
+            related: Vec::new(),
+        });
+    }
     // The index iterates in namespace/name order, so the first claimant of a
     // node id is the smallest namespace/name.
     for info in index.sidecars() {
