@@ -15,7 +15,7 @@ pub mod local;
 pub mod server;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -175,6 +175,10 @@ pub struct Connection {
     pub id: u64,
 }
 
+/// How long key rotation waits for a connected sidecar that has no valid
+/// config (see [`Distributor::rollout`]).
+pub const UNCONFIGURED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Key rotation's contribution to the configs (see `crate::rotation`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct KeyMaterial {
@@ -199,6 +203,9 @@ struct Inner {
     objects: Index,
     keys: KeyMaterial,
     rotation: BTreeMap<NamespacedName, crate::rotation::RotationStatus>,
+    /// Connected sidecars without a valid config, since when (key rotation
+    /// waits for them only so long).
+    unconfigured_since: BTreeMap<NamespacedName, fabric_routing::Timestamp>,
     registered: BTreeMap<NamespacedName, SidecarInfo>,
     compilation: Arc<Compilation>,
     state: DistributionState,
@@ -282,6 +289,7 @@ impl Distributor {
             objects: Index::new(),
             keys: KeyMaterial::default(),
             rotation: BTreeMap::new(),
+            unconfigured_since: BTreeMap::new(),
             registered,
             compilation: Arc::new(compile(&Index::new())),
             state,
@@ -356,9 +364,20 @@ impl Distributor {
 
     /// Whether every connected sidecar runs (acknowledged) a config that
     /// trusts key `key` of `node`: the condition for it to start signing.
-    pub fn rollout(&self, node: &NodeId, key: &KeyId) -> Rollout {
-        let inner = self.lock();
+    ///
+    /// A connected sidecar for which no valid config compiles cannot come
+    /// to trust the key; it is waited for [`UNCONFIGURED_WAIT`] (a compile
+    /// may be on its way), then left behind and reported, so that one
+    /// broken sidecar never stops key rotation for the whole fabric.
+    pub fn rollout(&self, node: &NodeId, key: &KeyId, now: fabric_routing::Timestamp) -> Rollout {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let mut waiting = Vec::new();
+        let mut left_behind = Vec::new();
+        let connected: BTreeSet<NamespacedName> =
+            inner.state.sidecars.iter().filter(|(_, s)| s.connected).map(|(name, _)| name.clone()).collect();
+        let mut unconfigured_since = std::mem::take(&mut inner.unconfigured_since);
+        unconfigured_since.retain(|name, _| connected.contains(name));
         // Only sidecars of the fabric count (a pod the index does not know,
         // or the loser of a duplicate node id, gets no config and must not
         // hold rotation back).
@@ -374,12 +393,27 @@ impl Distributor {
             if !(trusts && current) {
                 waiting.push(match &sidecar.last_nack {
                     Some(nack) => format!("{name} (refuses its config: {}: {})", nack.field, nack.message),
-                    None if compiled.is_none() => format!("{name} (no valid config compiled)"),
+                    None if compiled.is_none() => {
+                        let since = *unconfigured_since.entry(name.clone()).or_insert(now);
+                        if now.0.saturating_sub(since.0) >= UNCONFIGURED_WAIT.as_millis() as u64 {
+                            left_behind.push(format!("{name} (no valid config compiled)"));
+                            continue;
+                        }
+                        format!("{name} (no valid config compiled)")
+                    }
                     None => name.to_string(),
                 });
             }
+            if compiled.is_some() {
+                unconfigured_since.remove(name);
+            }
         }
-        if waiting.is_empty() { Rollout::Everywhere } else { Rollout::Waiting(waiting) }
+        inner.unconfigured_since = unconfigured_since;
+        match (waiting.is_empty(), left_behind.is_empty()) {
+            (true, true) => Rollout::Everywhere,
+            (true, false) => Rollout::LeavingBehind(left_behind),
+            (false, _) => Rollout::Waiting(waiting),
+        }
     }
 
     /// Whether the sidecar of `node` acknowledged a config that makes it
@@ -799,8 +833,34 @@ mod tests {
         rogue.labels.insert(NODE_ID_LABEL.into(), "a".into());
         let (_, mut rogue) = distributor.connect(sidecar_from_hello(&rogue, None).unwrap(), "");
         assert!(rogue.try_recv().is_err(), "an unknown pod gets nothing");
-        let waiting = distributor.rollout(&NodeId::from("a"), &KeyId::from("k1"));
+        let waiting = distributor.rollout(&NodeId::from("a"), &KeyId::from("k1"), fabric_routing::Timestamp(0));
         assert_eq!(waiting, Rollout::Waiting(vec!["fabric/a".into()]), "only the member counts");
+    }
+
+    /// A connected sidecar for which no config compiles holds a key back
+    /// for UNCONFIGURED_WAIT, then is left behind (and named).
+    #[test]
+    fn key_rotation_waits_only_so_long_for_a_sidecar_without_a_config() {
+        let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
+        let mut index = Index::new();
+        index.upsert_sidecar(sidecar_from_hello(&hello("a", &[]), None).unwrap());
+        distributor.set_objects(index);
+        let (_, _stream) = distributor.connect(sidecar_from_hello(&hello("a", &[]), None).unwrap(), "");
+        // The pod's node id changes under the connected sidecar: the config
+        // is compiled for the new id, none for the one it runs as.
+        let mut index = Index::new();
+        let mut moved = sidecar_from_hello(&hello("a", &[]), None).unwrap();
+        moved.node_id = NodeId::from("a2");
+        index.upsert_sidecar(moved);
+        distributor.set_objects(index);
+        let (node, key) = (NodeId::from("b"), KeyId::from("k1"));
+        let waiting = Rollout::Waiting(vec!["fabric/a (no valid config compiled)".into()]);
+        assert_eq!(distributor.rollout(&node, &key, fabric_routing::Timestamp(1_000)), waiting);
+        assert_eq!(distributor.rollout(&node, &key, fabric_routing::Timestamp(60_999)), waiting);
+        assert_eq!(
+            distributor.rollout(&node, &key, fabric_routing::Timestamp(61_000)),
+            Rollout::LeavingBehind(vec!["fabric/a (no valid config compiled)".into()])
+        );
     }
 
     /// Compiles run outside the lock, so two can overlap and finish in

@@ -73,11 +73,12 @@ pub struct RotationStatus {
 struct DistributedFabric<'a> {
     distributor: &'a Distributor,
     node: NodeId,
+    now: Timestamp,
 }
 
 impl plan::Fabric for DistributedFabric<'_> {
     fn trusted_everywhere(&self, key_id: &str) -> Rollout {
-        self.distributor.rollout(&self.node, &KeyId::from(key_id))
+        self.distributor.rollout(&self.node, &KeyId::from(key_id), self.now)
     }
     fn signs_with(&self, key_id: &str) -> bool {
         self.distributor.signs_with(&self.node, &KeyId::from(key_id))
@@ -242,7 +243,7 @@ impl Rotator {
                 _ => from_status,
             }
         };
-        let fabric = DistributedFabric { distributor, node: NodeId::from(route_key.spec.node_id.as_str()) };
+        let fabric = DistributedFabric { distributor, node: NodeId::from(route_key.spec.node_id.as_str()), now };
         let inputs = plan::Inputs { spec: &route_key.spec, published: &published, ring: &ring, now };
         let plan = plan::plan(&inputs, &fabric, &mut self.generate)?;
         if plan.ring != ring {

@@ -119,6 +119,12 @@ pub enum Rollout {
     Everywhere,
     /// Not yet: these sidecars (names) have not.
     Waiting(Vec<String>),
+    /// Every sidecar that can be configured trusts the key; these (names,
+    /// with why) have had no valid config for longer than the operator
+    /// waits for one, and are left behind rather than holding the key back
+    /// for ever: they refuse announcements signed with it until they get a
+    /// config.
+    LeavingBehind(Vec<String>),
 }
 
 /// What happened in one planning step (for events and logs).
@@ -290,8 +296,16 @@ pub fn plan(
     let mut waiting = None;
     if let Some(pending) = keys.iter().position(|k| k.state == KeyState::Pending) {
         let key_id = keys[pending].key_id.clone();
-        match fabric.trusted_everywhere(&key_id) {
-            Rollout::Everywhere => {
+        let rollout = fabric.trusted_everywhere(&key_id);
+        if let Rollout::LeavingBehind(sidecars) = &rollout {
+            waiting = Some(format!(
+                "key {key_id} activated without {} sidecar(s) that have had no valid config for a while: {}",
+                sidecars.len(),
+                sidecars.join(", ")
+            ));
+        }
+        match rollout {
+            Rollout::Everywhere | Rollout::LeavingBehind(_) => {
                 let previous = active_key_id.take();
                 for key in &mut keys {
                     if Some(&key.key_id) == previous.as_ref() {
@@ -370,6 +384,20 @@ mod tests {
         fn signs_with(&self, _: &str) -> bool {
             self.signs_with
         }
+    }
+
+    #[test]
+    fn a_key_is_activated_leaving_behind_sidecars_without_a_config_and_says_so() {
+        let mut keys = Keys(0);
+        let t0 = 1_800_000_000_000;
+        let waiting = Rollout::Waiting(vec!["fabric/x (no valid config compiled)".into()]);
+        let p1 = step(&PublishedKeys::default(), &KeyRing::default(), t0, waiting, &mut keys);
+        assert_eq!(p1.published.active_key_id, None, "held back while it may still get a config");
+        let left = Rollout::LeavingBehind(vec!["fabric/x (no valid config compiled)".into()]);
+        let p2 = step(&p1.published, &p1.ring, t0 + 60_000, left, &mut keys);
+        assert_eq!(p2.published.active_key_id.as_deref(), Some("k1"));
+        let note = p2.waiting.unwrap_or_default();
+        assert!(note.contains("activated without 1 sidecar(s)") && note.contains("fabric/x"), "{note}");
     }
 
     fn step(published: &PublishedKeys, ring: &KeyRing, now: u64, rollout: Rollout, keys: &mut Keys) -> Plan {
