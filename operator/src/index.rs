@@ -171,25 +171,21 @@ indexed!(LinkStateArea, link_state_areas);
 
 /// The namespace/name of an object, or why it cannot be indexed.
 pub fn namespaced_name<K: Indexed>(object: &K) -> Result<NamespacedName, IndexError> {
-    let metadata = object.metadata();
-    let name = metadata.name.clone().filter(|n| !n.is_empty()).ok_or(IndexError::MissingName { kind: K::KIND })?;
+    name_in(K::KIND, object.metadata())
+}
+
+fn name_in(kind: ObjectKind, metadata: &ObjectMeta) -> Result<NamespacedName, IndexError> {
+    let name = metadata.name.clone().filter(|n| !n.is_empty()).ok_or(IndexError::MissingName { kind })?;
     let namespace = metadata
         .namespace
         .clone()
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| IndexError::MissingNamespace { kind: K::KIND, name: name.clone() })?;
+        .ok_or_else(|| IndexError::MissingNamespace { kind, name: name.clone() })?;
     Ok(NamespacedName { namespace, name })
 }
 
 fn unreadable_name<K: Indexed>(object: &Unreadable) -> Result<NamespacedName, IndexError> {
-    let metadata = &object.metadata;
-    let name = metadata.name.clone().filter(|n| !n.is_empty()).ok_or(IndexError::MissingName { kind: K::KIND })?;
-    let namespace = metadata
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| IndexError::MissingNamespace { kind: K::KIND, name: name.clone() })?;
-    Ok(NamespacedName { namespace, name })
+    name_in(K::KIND, &object.metadata)
 }
 
 /// All objects and sidecars, and a revision that grows on every change.

@@ -150,6 +150,25 @@ impl Fabric {
             yaml.push_str(&format!("  - destination: {destination}\n"));
         }
         let token_file = self.dir.join(format!("{node}.token"));
+        // Started first, to learn the peer port it bound; it retries the
+        // operator until its token file exists.
+        let sidecar = self.spawn_sidecar(operator, node, &token_file, &yaml, &self.dir.join(node)).await;
+        let uid = self.pod(node, node, sidecar.peer).await;
+        let token = self.envtest.token(&self.client, &self.namespace, "sidecar", &[AUDIENCE], Some((node, &uid))).await;
+        write_atomically(&token_file, &token);
+        sidecar
+    }
+
+    /// A `routing-sidecar run` that takes its config from `operator` as
+    /// pod `pod` of the fabric's namespace, with the token in `token_file`.
+    async fn spawn_sidecar(
+        &self,
+        operator: SocketAddr,
+        pod: &str,
+        token_file: &Path,
+        bootstrap: &str,
+        dir: &Path,
+    ) -> SidecarProcess {
         let args = [
             "--operator".to_owned(),
             format!("http://{operator}"),
@@ -158,16 +177,10 @@ impl Fabric {
             "--namespace".to_owned(),
             self.namespace.clone(),
             "--pod-name".to_owned(),
-            node.to_owned(),
+            pod.to_owned(),
         ];
-        let config = SidecarConfig::from_yaml(&yaml).unwrap();
-        // Started first, to learn the peer port it bound; it retries the
-        // operator until its token file exists.
-        let sidecar = SidecarProcess::spawn(&sidecar_exe(), &config, &self.dir.join(node), &args).await.unwrap();
-        let uid = self.pod(node, node, sidecar.peer).await;
-        let token = self.envtest.token(&self.client, &self.namespace, "sidecar", &[AUDIENCE], Some((node, &uid))).await;
-        write_atomically(&token_file, &token);
-        sidecar
+        let config = SidecarConfig::from_yaml(bootstrap).unwrap();
+        SidecarProcess::spawn(&sidecar_exe(), &config, dir, &args).await.unwrap()
     }
 
     /// Creates the Pod of a sidecar and sets its status as a kubelet would;
@@ -506,18 +519,7 @@ async fn a_sidecar_can_only_open_the_stream_of_the_pod_its_token_is_bound_to() {
         std::fs::create_dir_all(&dir).unwrap();
         let token_file = dir.join("token");
         write_atomically(&token_file, &token);
-        let args = [
-            "--operator".to_owned(),
-            format!("http://{grpc}"),
-            "--operator-token-file".to_owned(),
-            token_file.display().to_string(),
-            "--namespace".to_owned(),
-            fabric.namespace.clone(),
-            "--pod-name".to_owned(),
-            "victim".to_owned(),
-        ];
-        let config = SidecarConfig::from_yaml("nodeId: victim\n").unwrap();
-        let mut sidecar = SidecarProcess::spawn(&sidecar_exe(), &config, &dir, &args).await.unwrap();
+        let mut sidecar = fabric.spawn_sidecar(grpc, "victim", &token_file, "nodeId: victim\n", &dir).await;
         wait_for(&format!("a token {what} refused"), WAIT, || async {
             let log = std::fs::read_to_string(dir.join("sidecar.log")).unwrap_or_default();
             if log.contains(refusal) { Ok(()) } else { Err(log.lines().last().unwrap_or_default().to_owned()) }
@@ -538,18 +540,8 @@ async fn a_sidecar_can_only_open_the_stream_of_the_pod_its_token_is_bound_to() {
     let owner =
         envtest.token(&fabric.client, &fabric.namespace, "sidecar", &[AUDIENCE], Some(("victim", &victim_uid))).await;
     write_atomically(&token_file, &owner);
-    let args = [
-        "--operator".to_owned(),
-        format!("http://{grpc}"),
-        "--operator-token-file".to_owned(),
-        token_file.display().to_string(),
-        "--namespace".to_owned(),
-        fabric.namespace.clone(),
-        "--pod-name".to_owned(),
-        "victim".to_owned(),
-    ];
-    let config = SidecarConfig::from_yaml("nodeId: victim\n").unwrap();
-    let _owner = SidecarProcess::spawn(&sidecar_exe(), &config, &fabric.dir.join("victim-owner"), &args).await.unwrap();
+    let owner_dir = fabric.dir.join("victim-owner");
+    let _owner = fabric.spawn_sidecar(grpc, "victim", &token_file, "nodeId: victim\n", &owner_dir).await;
     wait_for("the pod's own sidecar is SYNCED", WAIT, || async {
         let (_, body) = operator.get("/sidecars").await;
         let list: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
