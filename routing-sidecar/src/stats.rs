@@ -102,6 +102,11 @@ pub struct Counters {
     pub announcement_rejects: [u64; RejectReason::COUNT],
     /// Rejections a dry-run policy reported but did not enforce.
     pub dry_run_rejects: [u64; RejectReason::COUNT],
+    /// Best routes not advertised because their path, with this node added,
+    /// would exceed `limits.maxPathLength`: a neighbor with the same limits
+    /// would refuse the announcement (counted once per destination and
+    /// flush, whatever the number of neighbors).
+    pub exports_over_path_limit: u64,
     pub withdrawals_received: u64,
     pub withdrawals_applied: u64,
     pub routes_withdrawn: u64,
@@ -155,6 +160,9 @@ pub struct StatsSnapshot {
     pub announcements_accepted: u64,
     pub announcement_rejects_total: BTreeMap<&'static str, u64>,
     pub dry_run_rejects_total: BTreeMap<&'static str, u64>,
+    /// Routes not advertised, by reason (`path_limit`: the path with this
+    /// node added is longer than `limits.maxPathLength`).
+    pub export_refusals_total: BTreeMap<&'static str, u64>,
     pub withdrawals_received: u64,
     pub withdrawals_applied: u64,
     pub routes_withdrawn_total: u64,
@@ -197,6 +205,7 @@ impl StatsSnapshot {
             announcements_accepted: counters.announcements_accepted,
             announcement_rejects_total: by_label(&counters.announcement_rejects),
             dry_run_rejects_total: by_label(&counters.dry_run_rejects),
+            export_refusals_total: BTreeMap::from([("path_limit", counters.exports_over_path_limit)]),
             withdrawals_received: counters.withdrawals_received,
             withdrawals_applied: counters.withdrawals_applied,
             routes_withdrawn_total: counters.routes_withdrawn,

@@ -567,3 +567,39 @@ fn local_routes_are_originated_preferred_and_withdrawn_on_removal() {
     e.apply_config(t(1), config).unwrap();
     assert_eq!(next_hop(&e, "mine").as_deref(), Some("a"));
 }
+
+/// What a node exports, a neighbor with the same limits must be able to
+/// decode: a path at `maxPathLength` is used here but not advertised (it
+/// would have one hop more), and the refusal is counted and explained.
+#[test]
+fn a_route_at_the_path_limit_is_used_but_never_exported_over_it() {
+    use fabric_routing::wire;
+    let mut config = config_with(&["a", "b"]);
+    config.limits.max_path_length = 4;
+    let limits = config.decode_limits();
+    let mut e = fabric_routing::engine::Engine::new(config, t(0)).unwrap();
+    for n in ["a", "b"] {
+        e.neighbor_up(t(0), &NodeId::new(n));
+    }
+    e.drain_effects(t(0));
+    // Three hops: advertised with four, which decodes at the limit.
+    let fx = send(&mut e, t(1), "a", ann("a", "short", &["a", "p", "q"], 1, 1));
+    let sent: Vec<&Message> = fx
+        .iter()
+        .filter_map(|f| match f {
+            Effect::Send { message, .. } => Some(&**message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{fx:?}");
+    let decoded = wire::decode(&wire::encode(sent[0]), &limits).expect("a neighbor with the same limits accepts it");
+    assert!(matches!(decoded, Message::Announcement(a) if a.path.len() == 4));
+    // Four hops: accepted and used, not advertised (five would be refused).
+    let fx = send(&mut e, t(2), "a", ann("a", "long", &["a", "p", "q", "r"], 1, 1));
+    assert_eq!(next_hop(&e, "long").as_deref(), Some("a"));
+    assert!(!fx.iter().any(|f| matches!(f, Effect::Send { .. })), "nothing sent: {fx:?}");
+    assert_eq!(e.stats().export_refusals_total.get("path_limit"), Some(&1));
+    let trace = e.explain("long", t(3)).unwrap();
+    assert!(trace.not_exported.as_deref().is_some_and(|why| why.contains("maxPathLength 4")), "{trace:?}");
+    assert!(e.explain("short", t(3)).unwrap().not_exported.is_none());
+}

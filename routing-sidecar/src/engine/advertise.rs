@@ -157,9 +157,20 @@ impl Engine {
             let mode = std::mem::take(&mut self.table[dest.index()].pending);
             let mut announce_to = NeighborList::new();
             let mut withdraw_from = NeighborList::new();
+            // A path at maxPathLength grows past it with this node added: a
+            // neighbor with the same limits would refuse the announcement
+            // (and, before it treated that as one bad announcement, dropped
+            // the whole session). Not exported; withdrawn where it was.
+            let over_limit = self.table[dest.index()]
+                .best()
+                .is_some_and(|best| best.path.len() + 1 > self.config.limits.max_path_length);
+            if over_limit && !up.is_empty() {
+                self.counters.exports_over_path_limit += 1;
+            }
             for &neighbor in &up {
                 let export = match self.table[dest.index()].best() {
                     None => false,
+                    Some(_) if over_limit => false,
                     Some(best) => match self.exports_to(dest, best, neighbor) {
                         Ok(export) => export,
                         Err(dry_run) => {

@@ -76,6 +76,10 @@ pub struct SelectionTrace {
     pub candidates: Vec<CandidateTrace>,
     /// Messages for this destination rejected before being stored, newest last.
     pub rejections: Vec<RejectionRecord>,
+    /// Why the selected route is not advertised to any neighbor, when a
+    /// limit forbids it (policy refusals per neighbor are not listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_exported: Option<String>,
 }
 
 impl Engine {
@@ -104,11 +108,21 @@ impl Engine {
             selected: None,
             candidates: Vec::new(),
             rejections,
+            not_exported: None,
         };
         let Some(dest) = dest else { return Some(trace) };
         let entry = &self.table[dest.index()];
         let winner = entry.best();
         trace.selected = winner.map(|w| self.next_hop_id(w));
+        let limit = self.config.limits.max_path_length;
+        trace.not_exported = winner.filter(|w| w.path.len() + 1 > limit).map(|w| {
+            format!(
+                "path has {} hop(s); advertised it would have {}, over limits.maxPathLength {limit}: a neighbor with \
+                 the same limits would refuse it",
+                w.path.len(),
+                w.path.len() + 1
+            )
+        });
         let mut eligible: Vec<&Candidate> = entry.candidates.iter().filter(|c| c.eligible()).collect();
         eligible.sort_by(|a, b| compare(&self.ranked(a), &self.ranked(b), &self.compiled.tie_breakers, &self.nodes).0);
         let mut ineligible: Vec<&Candidate> = entry.candidates.iter().filter(|c| !c.eligible()).collect();

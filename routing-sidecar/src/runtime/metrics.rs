@@ -322,6 +322,13 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
         "Announcements accepted that an import policy in dry-run mode would have rejected, by reason; every reason is always present",
         counters(reason_series(&s.dry_run_rejects_total)),
     );
+    r.register(
+        "export_refusals",
+        "Best routes not advertised to neighbors, by reason (path_limit: with this node added the path would exceed limits.maxPathLength, so a neighbor with the same limits would refuse it)",
+        counters(
+            s.export_refusals_total.iter().map(|(reason, n)| (vec![("reason", (*reason).to_owned())], *n)).collect::<Vec<(Labels, u64)>>(),
+        ),
+    );
     counter(
         &mut r,
         "hold_down_rejects",
@@ -604,6 +611,7 @@ mod tests {
             announcements_accepted: 0,
             announcement_rejects_total: BTreeMap::new(),
             dry_run_rejects_total: BTreeMap::new(),
+            export_refusals_total: BTreeMap::from([("path_limit", 0)]),
             withdrawals_received: 0,
             withdrawals_applied: 0,
             routes_withdrawn_total: 0,
@@ -639,6 +647,7 @@ mod tests {
             announcements_accepted: 106,
             announcement_rejects_total: BTreeMap::from([("bad_signature", 107), ("loop_detected", 108)]),
             dry_run_rejects_total: BTreeMap::from([("policy_tag", 109)]),
+            export_refusals_total: BTreeMap::from([("path_limit", 3)]),
             withdrawals_received: 110,
             withdrawals_applied: 111,
             routes_withdrawn_total: 112,

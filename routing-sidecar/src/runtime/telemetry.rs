@@ -439,6 +439,20 @@ fn register_instruments(meter: &Meter, latest: &Latest) {
             .build();
     }
 
+    let refusals = latest.clone();
+    meter
+        .u64_observable_counter("fabric.export.refusals")
+        .with_unit("{route}")
+        .with_description("Best routes not advertised to neighbors, by reason")
+        .with_callback(move |observer| {
+            if let Some(stats) = current(&refusals) {
+                for (reason, value) in &stats.engine.export_refusals_total {
+                    observer.observe(*value, &[KeyValue::new("reason", *reason)]);
+                }
+            }
+        })
+        .build();
+
     let sum = latest.clone();
     meter
         .f64_observable_counter("fabric.convergence.time")
