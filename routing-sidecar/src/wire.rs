@@ -111,6 +111,17 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Whether the error concerns one announcement, withdrawal or link-state
+    /// update rather than the framing or the protocol: such a message is
+    /// refused alone and the session stays up (RFC 7606's
+    /// treat-as-withdraw); anything else ends the session.
+    pub fn is_per_message(&self) -> bool {
+        !matches!(
+            self,
+            DecodeError::MessageTooLarge { .. } | DecodeError::UnsupportedVersion { .. } | DecodeError::Protobuf(_)
+        )
+    }
+
     /// A short, stable snake_case label for logs and metrics. For limit
     /// violations it is the name of the [`DecodeLimits`] field.
     pub fn limit_name(&self) -> &'static str {
@@ -382,6 +393,21 @@ pub fn decode_frame(bytes: &[u8], limits: &DecodeLimits) -> Result<Frame, Decode
         Body::LinkStateUpdate(update) => from_wire_link_state_update(update, limits).map(Frame::LinkState),
         routing => routing_body(routing, limits).map(Frame::Routing),
     }
+}
+
+/// The destination an announcement or withdrawal names, read without the
+/// limits that refused the rest of it, so that the session layer can treat
+/// the refused message as a withdrawal of that destination. `None` when
+/// the frame is not a routing message, or the destination itself breaks
+/// `limits` (nothing is stored under an over-long name to withdraw).
+pub fn destination_of(bytes: &[u8], limits: &DecodeLimits) -> Option<String> {
+    let envelope = schema::Envelope::decode(bytes).ok()?;
+    let destination = match envelope.body? {
+        Body::Announcement(announcement) => announcement.destination,
+        Body::Withdrawal(withdrawal) => withdrawal.destination,
+        _ => return None,
+    };
+    (!destination.is_empty() && destination.len() <= limits.max_string_bytes).then_some(destination)
 }
 
 /// Encodes `message` as one envelope of the current protocol version.

@@ -425,3 +425,132 @@ async fn a_table_larger_than_any_queue_reaches_the_neighbor_whole() {
     let stats = lab.node("b").get_json("/stats").await.unwrap();
     assert_eq!(stats["engine"]["routes_active_total"], ROUTES as u64);
 }
+
+/// The sum of every series of `name` (all peers).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A line n1 - n2 - n3 - n4, every node with `maxPathLength: 2`, each
+/// originating `x<i>`: a node has a route to every `x` at most two hops
+/// away and none further, and no session ever resets. A route at the limit
+/// used to be relayed one hop over it, and the neighbor dropped the whole
+/// session on it, again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_at_the_path_limit_are_not_relayed_over_it_and_sessions_stay_up() {
+    let topo = topology(
+        "nodes:\n  - {id: n1, originate: [{destination: x1}]}\n  - {id: n2, originate: [{destination: x2}]}\n\
+         \x20 - {id: n3, originate: [{destination: x3}]}\n  - {id: n4, originate: [{destination: x4}]}\n\
+         links:\n  - {a: n1, b: n2}\n  - {a: n2, b: n3}\n  - {a: n3, b: n4}\n",
+    );
+    let lab = Lab::start(exe(), &topo, &scratch("path-limit"), |config| {
+        fast_sessions(config);
+        config.limits.max_path_length = 2;
+    })
+    .await
+    .unwrap();
+    let nodes = ["n1", "n2", "n3", "n4"];
+    let within_limit = |from: usize, to: usize| from != to && from.abs_diff(to) <= 2;
+    eventually(Duration::from_secs(20), "every route within the limit", || async {
+        for (i, node) in nodes.iter().enumerate() {
+            for j in 0..nodes.len() {
+                let present = lab.node(node).next_hop(&format!("x{}", j + 1)).await.unwrap().is_some();
+                if within_limit(i, j) && !present {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    // Many keepalive intervals (300 ms each) with every session up: no
+    // reset, no route beyond the limit, and the refusals to export counted.
+    let failures = || async {
+        let mut total = 0.0;
+        for node in nodes {
+            total +=
+                metric_sum(&lab.node(node).get("/metrics").await.unwrap().body, "fabric_peer_session_failures_total");
+        }
+        total
+    };
+    assert_eq!(failures().await, 0.0, "sessions went down while converging");
+    tokio::time::sleep(GOSSIP_INTERVAL * 10).await;
+    assert_eq!(failures().await, 0.0, "sessions went down at the path limit");
+    for (i, node) in nodes.iter().enumerate() {
+        for j in 0..nodes.len() {
+            let hop = lab.node(node).next_hop(&format!("x{}", j + 1)).await.unwrap();
+            if i != j {
+                assert_eq!(hop.is_some(), within_limit(i, j), "{node} -> x{}: {hop:?}", j + 1);
+            }
+        }
+    }
+    let n2 = lab.node("n2").get("/metrics").await.unwrap().body;
+    assert!(metric(&n2, "fabric_export_refusals_total{reason=\"path_limit\"}") >= 1.0, "n2 holds x4 at the limit");
+    let rejects = metric(&n2, "fabric_announcement_rejects_total{reason=\"malformed\"}");
+    assert_eq!(rejects, 0.0, "nothing over the limit was sent to n2");
+}
+
+/// An announcement that breaks a per-message limit is refused alone and
+/// treated as a withdrawal of its destination (RFC 7606): the session stays
+/// up and the neighbor's other routes stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_over_a_limit_is_treated_as_a_withdrawal_and_the_session_stays() {
+    let lab = Lab::start(exe(), &line3(), &scratch("treat-as-withdraw"), |config| {
+        fast_sessions(config);
+        if config.node_id.as_str() == "b" {
+            config.neighbors.push(fabric_routing::config::NeighborConfig {
+                id: "mallory".into(),
+                address: None,
+                link: Default::default(),
+                import: None,
+                export: None,
+            });
+        }
+    })
+    .await
+    .unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    let b = lab.node("b");
+    let mut peer = fake_peer(b, "mallory").await;
+    let announce = |destination: &str, hops: usize, epoch: u64| {
+        let mut path: Vec<fabric_routing::NodeId> = vec!["mallory".into()];
+        path.extend((1..hops).map(|i| fabric_routing::NodeId::from(format!("far-{i}"))));
+        Message::Announcement(RouteAnnouncement {
+            destination: destination.into(),
+            hop_count: path.len() as u32,
+            path,
+            metrics: RouteMetrics { cost: 1, latency_us: 0, reliability: 1.0 },
+            advertiser: "mallory".into(),
+            epoch,
+            ttl_ms: 60_000,
+            tags: Vec::new().into(),
+            signature: None,
+        })
+    };
+    send_message(&mut peer, announce("m-kept", 1, 1)).await;
+    send_message(&mut peer, announce("m-bad", 1, 1)).await;
+    eventually(Duration::from_secs(5), "b learns both routes", || async {
+        b.next_hop("m-kept").await.unwrap().is_some() && b.next_hop("m-bad").await.unwrap().is_some()
+    })
+    .await;
+    // 70 hops: over the default maxPathLength (64).
+    send_message(&mut peer, announce("m-bad", 70, 2)).await;
+    eventually(Duration::from_secs(5), "m-bad withdrawn", || async { b.next_hop("m-bad").await.unwrap().is_none() })
+        .await;
+    // Still the same session: a new announcement on it is accepted, and the
+    // other route of the peer never left.
+    send_message(&mut peer, announce("m-after", 1, 1)).await;
+    eventually(Duration::from_secs(5), "the session still works", || async {
+        b.next_hop("m-after").await.unwrap().is_some()
+    })
+    .await;
+    assert!(b.next_hop("m-kept").await.unwrap().is_some());
+    let text = b.get("/metrics").await.unwrap().body;
+    assert_eq!(metric(&text, "fabric_announcement_rejects_total{reason=\"malformed\"}"), 1.0);
+    assert_eq!(metric(&text, "fabric_peer_session_failures_total{peer=\"mallory\"}"), 0.0);
+    let explain = b.get("/routes/m-bad/explain").await.unwrap().body;
+    assert!(explain.contains("treated as a withdrawal"), "{explain}");
+}

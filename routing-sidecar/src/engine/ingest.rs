@@ -50,6 +50,25 @@ impl Engine {
         self.reject(now, None, from, (RejectReason::Malformed, detail));
     }
 
+    /// A message from neighbor `from` about `destination` broke a
+    /// per-message limit: it is refused (counted as `malformed`, shown by
+    /// `explain`) and treated as a withdrawal of `from`'s route to
+    /// `destination`, the way RFC 7606 handles a malformed attribute,
+    /// instead of ending the session and dropping every route of `from`.
+    /// The session authenticated `from`, so no signature is needed to
+    /// withdraw its own route.
+    pub fn treat_as_withdraw(&mut self, now: Timestamp, from: &NodeId, destination: &str, detail: String) {
+        let name = DestinationId::new(destination);
+        self.reject(now, Some(name), from, (RejectReason::Malformed, format!("{detail}; treated as a withdrawal")));
+        let (Some(next_hop), Some(dest)) = (self.configured_neighbor(from, None), self.destinations.get(destination))
+        else {
+            return;
+        };
+        if self.table[dest.index()].position(next_hop).is_some() {
+            self.remove_route(now, RouteKey { destination: dest, next_hop }, WithdrawCause::TreatAsWithdraw);
+        }
+    }
+
     pub(super) fn process(
         &mut self,
         now: Timestamp,

@@ -155,6 +155,9 @@ pub enum RouteEvent {
 #[serde(rename_all = "snake_case")]
 pub enum WithdrawCause {
     Withdrawal,
+    /// The neighbor sent an announcement of the destination that could not
+    /// be decoded (RFC 7606 treat-as-withdraw): its previous route is gone.
+    TreatAsWithdraw,
     NeighborLost,
     NeighborRemoved,
     LocalRouteRemoved,

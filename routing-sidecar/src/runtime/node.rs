@@ -69,6 +69,14 @@ pub enum Command {
         peer: NodeId,
         detail: String,
     },
+    /// One message broke a per-message limit; the session stays up.
+    /// With a destination, it withdraws the peer's route to it.
+    MalformedMessage {
+        peer: NodeId,
+        conn: u64,
+        destination: Option<String>,
+        detail: String,
+    },
     ApplyConfig {
         config: Box<SidecarConfig>,
         /// A new signing key arriving with the config (key rotation).
@@ -394,6 +402,12 @@ impl Node {
             Command::Malformed { peer, detail } => {
                 self.engine.record_malformed(now, &peer, detail);
             }
+            Command::MalformedMessage { peer, conn, destination, detail } => match destination {
+                Some(destination) if self.sessions.get(&peer).is_some_and(|s| s.conn == conn) => {
+                    self.engine.treat_as_withdraw(now, &peer, &destination, detail);
+                }
+                _ => self.engine.record_malformed(now, &peer, detail),
+            },
             Command::ApplyConfig { config, signer, source, reply } => {
                 let result = self.apply_config(*config, signer.map(|s| *s), source);
                 let _ = reply.send(result);

@@ -225,6 +225,25 @@ impl Connection {
                         };
                         let frame = match wire::decode_frame(&bytes, &self.limits) {
                             Ok(frame) => frame,
+                            Err(error) if error.is_per_message() => {
+                                // One bad message is refused alone (treated
+                                // as a withdrawal of its destination); the
+                                // session and every other route stay.
+                                self.flush_batch(peer, &mut batch).await;
+                                let destination = wire::destination_of(&bytes, &self.limits);
+                                tracing::debug!(%peer, %error, ?destination, "message refused; session kept");
+                                let refused = Command::MalformedMessage {
+                                    peer: peer.clone(),
+                                    conn: self.id,
+                                    destination,
+                                    detail: error.to_string(),
+                                };
+                                let _ = self.actor.send(refused).await;
+                                if batch.len() < BATCH {
+                                    next = framed.next().now_or_never();
+                                }
+                                continue;
+                            }
                             Err(error) => {
                                 self.flush_batch(peer, &mut batch).await;
                                 let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
