@@ -216,6 +216,7 @@ fn sidecar_stats() -> StatsSnapshot {
         announcements_accepted: 900,
         announcement_rejects_total: rejects.clone(),
         dry_run_rejects_total: rejects,
+        export_refusals_total: BTreeMap::from([("path_limit", 1)]),
         withdrawals_received: 40,
         withdrawals_applied: 35,
         routes_withdrawn_total: 35,

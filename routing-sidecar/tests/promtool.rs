@@ -82,6 +82,7 @@ fn snapshot(populated: bool) -> StatsSnapshot {
         announcements_accepted: 900 * n,
         announcement_rejects_total: rejects(2),
         dry_run_rejects_total: rejects(5),
+        export_refusals_total: BTreeMap::from([("path_limit", 2)]),
         withdrawals_received: 40 * n,
         withdrawals_applied: 35 * n,
         routes_withdrawn_total: 35 * n,
