@@ -39,12 +39,13 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// Whether the peer's routes should be kept as stale (graceful restart)
-    /// rather than withdrawn. Kept when the peer announced a restart, and
-    /// when we cut a misbehaving peer off: what it sent before the offence
-    /// stays until it reconnects or the restart window closes.
+    /// Whether the peer's routes stay (as stale, for the graceful-restart
+    /// window) after this error: only when the peer announced a restart.
+    /// A reset, an expired hold timer, a rate-limit or protocol violation
+    /// withdraws them at once, so traffic moves to alternatives within a
+    /// gossip interval instead of following a dead or cut-off neighbor.
     pub fn keeps_routes(&self) -> bool {
-        matches!(self, SessionError::ClosedByPeer { restarting: true, .. } | SessionError::RateLimited { .. })
+        matches!(self, SessionError::ClosedByPeer { restarting: true, .. })
     }
 
     /// Short label for metrics and logs.
@@ -348,7 +349,7 @@ mod tests {
         }
         let error = s.on_frame(Timestamp(50), Frame::Keepalive, any).unwrap_err();
         assert_eq!(error, SessionError::RateLimited { limit: 5 });
-        assert!(error.keeps_routes());
+        assert!(!error.keeps_routes(), "only an announced restart keeps routes");
         let mut s = Session::new("a".into(), None, settings(), Timestamp(0));
         s.on_frame(Timestamp(0), hello("b", 3000), any).unwrap();
         for i in 1..50 {

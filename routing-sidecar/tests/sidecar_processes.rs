@@ -554,3 +554,53 @@ async fn an_announcement_over_a_limit_is_treated_as_a_withdrawal_and_the_session
     let explain = b.get("/routes/m-bad/explain").await.unwrap().body;
     assert!(explain.contains("treated as a withdrawal"), "{explain}");
 }
+
+/// A session that ends with a TCP reset (SO_LINGER 0) withdraws the peer's
+/// routes at once: only an announced restart keeps them as stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_connection_withdraws_the_peers_routes_at_once() {
+    let lab = Lab::start(exe(), &line3(), &scratch("reset"), |config| {
+        fast_sessions(config);
+        if config.node_id.as_str() == "b" {
+            config.neighbors.push(fabric_routing::config::NeighborConfig {
+                id: "mallory".into(),
+                address: None,
+                link: Default::default(),
+                import: None,
+                export: None,
+            });
+        }
+    })
+    .await
+    .unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    let b = lab.node("b");
+    let mut peer = fake_peer(b, "mallory").await;
+    let announcement = Message::Announcement(RouteAnnouncement {
+        destination: "m-svc".into(),
+        hop_count: 1,
+        path: vec!["mallory".into()],
+        metrics: RouteMetrics { cost: 1, latency_us: 0, reliability: 1.0 },
+        advertiser: "mallory".into(),
+        epoch: 1,
+        ttl_ms: 600_000,
+        tags: Vec::new().into(),
+        signature: None,
+    });
+    send_message(&mut peer, announcement).await;
+    eventually(Duration::from_secs(5), "b learns m-svc", || async { b.next_hop("m-svc").await.unwrap().is_some() })
+        .await;
+    // Abort: linger 0 makes close send RST instead of FIN.
+    let stream = peer.into_inner();
+    #[allow(deprecated)] // set_linger: the one way to ask for an RST
+    stream.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+    // Far sooner than the restart window (`session.restartTime`).
+    let took = eventually(Duration::from_secs(5), "m-svc withdrawn after the reset", || async {
+        b.next_hop("m-svc").await.unwrap().is_none()
+    })
+    .await;
+    assert!(took < Duration::from_secs(5));
+    let routes = b.get_json("/routes").await.unwrap();
+    assert!(!routes.to_string().contains("m-svc"), "no stale copy either: {routes}");
+}

@@ -79,11 +79,9 @@ impl Ended {
         Self { keep_routes: error.keeps_routes(), reason: error.to_string() }
     }
 
-    /// A protocol violation: the peer is cut off, what it sent before stays.
-    fn violation(reason: String) -> Self {
-        Self { reason, keep_routes: true }
-    }
-
+    /// The session ended without an announced restart (a reset, EOF, a
+    /// read error, a protocol violation): the peer's routes are withdrawn
+    /// at once.
     fn lost(reason: String) -> Self {
         Self { reason, keep_routes: false }
     }
@@ -161,14 +159,14 @@ impl Connection {
         };
         let bytes = match frame {
             Some(Ok(bytes)) => bytes,
-            Some(Err(e)) => return Err(Ended::violation(format!("read: {e}"))),
+            Some(Err(e)) => return Err(Ended::lost(format!("read: {e}"))),
             None => return Err(Ended::lost("closed before hello".into())),
         };
-        let frame = wire::decode_frame(&bytes, &self.limits).map_err(|e| Ended::violation(e.to_string()))?;
+        let frame = wire::decode_frame(&bytes, &self.limits).map_err(|e| Ended::lost(e.to_string()))?;
         let neighbors = self.neighbors.clone();
         let peer = match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
             Ok(Received::Established { peer }) => peer,
-            Ok(_) => return Err(Ended::violation("unexpected frame before hello".into())),
+            Ok(_) => return Err(Ended::lost("unexpected frame before hello".into())),
             Err(error) => {
                 let _ = framed.send(encode(&Frame::Close { reason: error.to_string(), restarting: false })).await;
                 return Err(Ended::from_session(error));
@@ -216,7 +214,7 @@ impl Connection {
                             Some(Ok(bytes)) => bytes,
                             Some(Err(e)) => {
                                 self.flush_batch(peer, &mut batch).await;
-                                return Ended::violation(format!("read: {e}"));
+                                return Ended::lost(format!("read: {e}"));
                             }
                             None => {
                                 self.flush_batch(peer, &mut batch).await;
@@ -249,7 +247,7 @@ impl Connection {
                                 let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
                                 let close = Frame::Close { reason: format!("malformed frame: {error}"), restarting: false };
                                 let _ = framed.send(encode(&close)).await;
-                                return Ended::violation(format!("malformed frame: {error}"));
+                                return Ended::lost(format!("malformed frame: {error}"));
                             }
                         };
                         match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
