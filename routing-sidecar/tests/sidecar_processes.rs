@@ -604,3 +604,33 @@ async fn a_reset_connection_withdraws_the_peers_routes_at_once() {
     let routes = b.get_json("/routes").await.unwrap();
     assert!(!routes.to_string().contains("m-svc"), "no stale copy either: {routes}");
 }
+
+/// `GET /config` shows the settings in force, not just the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_config_shows_the_effective_settings_with_keys_redacted() {
+    let identity = SigningIdentity::generate("b-key".into()).unwrap();
+    let public = encode_public_key(&identity.verifying_key());
+    let lab = Lab::start(exe(), &line3(), &scratch("effective"), |config| {
+        fast_sessions(config);
+        if config.node_id.as_str() == "b" {
+            config.stability.hold_down = Duration::from_secs(7);
+            config.security.trusted_keys = vec![TrustedKey {
+                advertiser: "a".into(),
+                key_id: "a-key".into(),
+                public_key: public.clone(),
+                valid_from: None,
+                valid_until: None,
+            }]
+            .into();
+        }
+    })
+    .await
+    .unwrap();
+    let config = lab.node("b").get_json("/config").await.unwrap();
+    let effective = &config["effective"];
+    assert_eq!(effective["stability"]["holdDown"], "7s", "{config}");
+    assert_eq!(effective["security"]["trustedKeys"][0]["keyId"], "a-key");
+    assert_eq!(effective["security"]["trustedKeys"][0]["publicKey"], "<redacted>");
+    assert!(!config.to_string().contains(&public), "no key material in /config");
+    assert!(config["version"].is_string() || config["version"].is_null());
+}

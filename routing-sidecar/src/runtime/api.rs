@@ -80,8 +80,24 @@ async fn stats(State(node): State<NodeHandle>) -> Result<Response, NodeGone> {
     Ok(Json(node.stats().await?).into_response())
 }
 
+/// Version, source and history of the config, and under `effective` the
+/// settings in force (timers, stability, limits, policies, neighbors), so a
+/// user can check them from the API; trusted keys show their ids and
+/// validity, not the key material.
 async fn config(State(node): State<NodeHandle>) -> Result<Response, NodeGone> {
-    Ok(Json(node.config().await?).into_response())
+    let status = node.config().await?;
+    let effective = node.effective_config().await?;
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    body["effective"] = redacted(&effective);
+    Ok(Json(body).into_response())
+}
+
+fn redacted(config: &SidecarConfig) -> serde_json::Value {
+    let mut value = serde_json::to_value(config).unwrap_or_default();
+    for key in value["security"]["trustedKeys"].as_array_mut().into_iter().flatten() {
+        key["publicKey"] = serde_json::Value::from("<redacted>");
+    }
+    value
 }
 
 /// Applies a SidecarConfig (YAML or JSON body) live.

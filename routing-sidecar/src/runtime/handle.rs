@@ -59,6 +59,11 @@ impl NodeHandle {
         self.ask(Query::Config).await
     }
 
+    /// The SidecarConfig in force.
+    pub async fn effective_config(&self) -> Result<SidecarConfig, NodeGone> {
+        self.ask(Query::EffectiveConfig).await
+    }
+
     /// Applies a config live; `Err(Ok(error))` when the node refused it.
     pub async fn apply_config(&self, config: SidecarConfig, source: &str) -> Result<Result<(), ConfigError>, NodeGone> {
         self.apply_config_with_signer(config, None, source).await

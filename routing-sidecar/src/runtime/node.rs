@@ -103,6 +103,8 @@ pub enum Query {
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Stats(oneshot::Sender<NodeStats>),
     Config(oneshot::Sender<ConfigStatus>),
+    /// The SidecarConfig in force, as the engine runs it.
+    EffectiveConfig(oneshot::Sender<SidecarConfig>),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -595,6 +597,9 @@ impl Node {
             }
             Query::Config(reply) => {
                 let _ = reply.send(self.config.clone());
+            }
+            Query::EffectiveConfig(reply) => {
+                let _ = reply.send(self.engine.config().clone());
             }
         }
     }
