@@ -307,6 +307,7 @@ fn sidecar_metrics() -> String {
             config_applied_total: 4,
             config_rejected_total: 1,
             link_state: Some(&link_state),
+            session_ends: &Default::default(),
         },
         MetricsFormat::PrometheusText,
     )

@@ -59,10 +59,36 @@ impl SessionError {
             SessionError::HoldTimeTooShort(_) => "hold_time_too_short",
             SessionError::HoldTimerExpired(_) => "hold_timer_expired",
             SessionError::RateLimited { .. } => "rate_limited",
+            SessionError::ClosedByPeer { restarting: true, .. } => "restart_announced",
             SessionError::ClosedByPeer { .. } => "closed_by_peer",
         }
     }
 }
+
+/// Every reason a connection to a peer ends, established or not: the
+/// labels of [`SessionError`] and of the transport's own ends. A fixed
+/// set, so every one can be exported (at zero) as a metric series.
+pub const SESSION_END_REASONS: &[&str] = &[
+    // Protocol (SessionError::label).
+    "no_hello",
+    "wrong_peer",
+    "unknown_peer",
+    "self_connection",
+    "duplicate_hello",
+    "hold_time_too_short",
+    "hold_timer_expired",
+    "rate_limited",
+    "closed_by_peer",
+    // Transport.
+    "restart_announced",
+    "connection_reset",
+    "eof",
+    "read_error",
+    "write_error",
+    "frame_too_large",
+    "malformed_frame",
+    "closed_locally",
+];
 
 /// Timers and limits of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -175,6 +175,7 @@ fn promtool_accepts_populated_metrics() {
             config_applied_total: 4,
             config_rejected_total: 1,
             link_state: Some(&link_state_snapshot()),
+            session_ends: &Default::default(),
         },
         MetricsFormat::PrometheusText,
     );
@@ -198,6 +199,7 @@ fn promtool_accepts_metrics_of_a_fresh_node() {
             config_applied_total: 1,
             config_rejected_total: 0,
             link_state: None,
+            session_ends: &Default::default(),
         },
         MetricsFormat::PrometheusText,
     );

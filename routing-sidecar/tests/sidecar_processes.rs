@@ -316,6 +316,17 @@ async fn garbage_and_oversized_frames_disconnect_the_peer_but_the_node_keeps_ser
     assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
     let text = b.get("/metrics").await.unwrap().body;
     assert!(metric(&text, "fabric_announcement_rejects_total{reason=\"malformed\"}") >= 1.0);
+    // Every end is counted by reason, also the connection that never got
+    // past its first frame; /peers shows the peer's own.
+    eventually(Duration::from_secs(5), "both ends counted", || async {
+        let text = b.get("/metrics").await.unwrap().body;
+        metric(&text, "fabric_session_ends_total{reason=\"malformed_frame\"}") >= 1.0
+            && metric(&text, "fabric_session_ends_total{reason=\"frame_too_large\"}") >= 1.0
+    })
+    .await;
+    let peers = b.get_json("/peers").await.unwrap();
+    let mallory = peers.as_array().unwrap().iter().find(|p| p["id"] == "mallory").expect("mallory in /peers");
+    assert_eq!(mallory["session_ends"]["malformed_frame"], 1, "{mallory}");
 }
 
 /// A CA and one certificate per node (DNS name = node id), as PEM files.
@@ -603,6 +614,8 @@ async fn a_reset_connection_withdraws_the_peers_routes_at_once() {
     assert!(took < Duration::from_secs(5));
     let routes = b.get_json("/routes").await.unwrap();
     assert!(!routes.to_string().contains("m-svc"), "no stale copy either: {routes}");
+    let text = b.get("/metrics").await.unwrap().body;
+    assert_eq!(metric(&text, "fabric_session_ends_total{reason=\"connection_reset\"}"), 1.0, "{text}");
 }
 
 /// `GET /config` shows the settings in force, not just the version.

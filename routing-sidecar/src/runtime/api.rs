@@ -135,6 +135,7 @@ async fn metrics(State(node): State<NodeHandle>, headers: HeaderMap) -> Result<R
             config_applied_total: stats.config.applied_total,
             config_rejected_total: stats.config.rejected_total,
             link_state: stats.link_state.as_ref(),
+            session_ends: &stats.session_ends_total,
         },
         format,
     );

@@ -67,6 +67,9 @@ pub struct MetricsInput<'a> {
     /// The link-state router's snapshot; `None` (no `fabric_link_state_*`
     /// family at all) when link-state is off.
     pub link_state: Option<&'a LinkStateSnapshot>,
+    /// Connection ends by reason (`crate::session::SESSION_END_REASONS`);
+    /// reasons missing here are rendered at zero.
+    pub session_ends: &'a std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The exposition format of a `/metrics` response.
@@ -321,6 +324,18 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
         "dry_run_rejects",
         "Announcements accepted that an import policy in dry-run mode would have rejected, by reason; every reason is always present",
         counters(reason_series(&s.dry_run_rejects_total)),
+    );
+    r.register(
+        "session_ends",
+        "Connections to peers that ended, established or not, by reason; every reason is always present",
+        counters(
+            crate::session::SESSION_END_REASONS
+                .iter()
+                .map(|reason| {
+                    (vec![("reason", (*reason).to_owned())], input.session_ends.get(reason).copied().unwrap_or(0))
+                })
+                .collect::<Vec<(Labels, u64)>>(),
+        ),
     );
     r.register(
         "export_refusals",
@@ -706,6 +721,7 @@ mod tests {
                 config_applied_total: 301,
                 config_rejected_total: 302,
                 link_state,
+                session_ends: &Default::default(),
             },
             format,
         )
@@ -1085,6 +1101,7 @@ mod tests {
             config_applied_total: 1,
             config_rejected_total: 0,
             link_state: None,
+            session_ends: &Default::default(),
         };
         for format in FORMATS {
             let text = render(&input, format);

@@ -58,6 +58,16 @@ pub enum Command {
         peer: NodeId,
         keep_routes: bool,
         reason: String,
+        /// One of `session::SESSION_END_REASONS`.
+        label: &'static str,
+    },
+    /// A connection ended before its session was established (no or a bad
+    /// hello, a reset during the handshake, garbage before the hello).
+    SessionFailed {
+        /// The neighbor dialed; `None` for an accepted connection.
+        expected: Option<NodeId>,
+        label: &'static str,
+        reason: String,
     },
     Frames {
         peer: NodeId,
@@ -117,6 +127,9 @@ pub struct PeerStatus {
     pub routes_received: u32,
     pub sessions_established_total: u64,
     pub session_failures_total: u64,
+    /// Every end of a connection with this peer (established or not, for
+    /// connections this node dialed), by reason.
+    pub session_ends: BTreeMap<&'static str, u64>,
     pub last_error: Option<String>,
 }
 
@@ -136,6 +149,9 @@ pub struct ConfigStatus {
 pub struct NodeStats {
     pub engine: StatsSnapshot,
     pub peers: Vec<PeerStatus>,
+    /// Every connection end, established or not, by reason (all of
+    /// `session::SESSION_END_REASONS` present).
+    pub session_ends_total: BTreeMap<&'static str, u64>,
     pub config: ConfigStatus,
     /// Present when link-state is on.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,6 +163,7 @@ struct PeerInfo {
     since: Option<Timestamp>,
     established_total: u64,
     failures_total: u64,
+    ends: BTreeMap<&'static str, u64>,
     last_error: Option<String>,
 }
 
@@ -232,6 +249,8 @@ pub struct Node {
     sessions: HashMap<NodeId, LiveSession>,
     established: HashMap<NodeId, watch::Sender<bool>>,
     peers: BTreeMap<NodeId, PeerInfo>,
+    /// Every connection end by reason (see `NodeStats::session_ends_total`).
+    session_ends: BTreeMap<&'static str, u64>,
     dialers: HashMap<NodeId, Dialer>,
     config: ConfigStatus,
     /// Shutting down: no new sessions.
@@ -257,6 +276,7 @@ impl Node {
             sessions: HashMap::new(),
             established: HashMap::new(),
             peers: BTreeMap::new(),
+            session_ends: crate::session::SESSION_END_REASONS.iter().map(|r| (*r, 0)).collect(),
             dialers: HashMap::new(),
             config,
             closing: false,
@@ -370,7 +390,17 @@ impl Node {
                 }
                 let _ = reply.send(accept);
             }
-            Command::SessionDown { conn, peer, keep_routes, reason } => {
+            Command::SessionFailed { expected, label, reason } => {
+                *self.session_ends.entry(label).or_default() += 1;
+                if let Some(peer) = expected {
+                    let info = self.peers.entry(peer).or_default();
+                    *info.ends.entry(label).or_default() += 1;
+                    info.last_error = Some(reason);
+                }
+            }
+            Command::SessionDown { conn, peer, keep_routes, reason, label } => {
+                *self.session_ends.entry(label).or_default() += 1;
+                *self.peers.entry(peer.clone()).or_default().ends.entry(label).or_default() += 1;
                 if self.sessions.get(&peer).is_some_and(|s| s.conn == conn) {
                     let _span = tracing::info_span!("fabric.session.teardown", peer = %peer, conn, keep_routes, reason = %reason)
                         .entered();
@@ -591,6 +621,7 @@ impl Node {
                 let _ = reply.send(NodeStats {
                     engine: self.engine.stats(),
                     peers: self.peer_statuses(),
+                    session_ends_total: self.session_ends.clone(),
                     config: self.config.clone(),
                     link_state: self.link_state.as_ref().map(LinkStateRuntime::snapshot),
                 });
@@ -617,6 +648,7 @@ impl Node {
                     routes_received: routes,
                     sessions_established_total: info.established_total,
                     session_failures_total: info.failures_total,
+                    session_ends: info.ends,
                     last_error: info.last_error,
                     id,
                 }

@@ -439,6 +439,21 @@ fn register_instruments(meter: &Meter, latest: &Latest) {
             .build();
     }
 
+    let ends = latest.clone();
+    meter
+        .u64_observable_counter("fabric.session.ends")
+        .with_unit("{session}")
+        .with_description("Connections to peers that ended, established or not, by reason")
+        .with_callback(move |observer| {
+            if let Some(stats) = current(&ends) {
+                for reason in crate::session::SESSION_END_REASONS {
+                    let value = stats.session_ends_total.get(reason).copied().unwrap_or(0);
+                    observer.observe(value, &[KeyValue::new("reason", *reason)]);
+                }
+            }
+        })
+        .build();
+
     let refusals = latest.clone();
     meter
         .u64_observable_counter("fabric.export.refusals")

@@ -69,6 +69,8 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Ended {
     pub reason: String,
+    /// One of [`crate::session::SESSION_END_REASONS`], for counting.
+    pub label: &'static str,
     /// Keep the peer's routes as stale (graceful restart) rather than
     /// withdrawing them.
     pub keep_routes: bool,
@@ -76,14 +78,26 @@ pub struct Ended {
 
 impl Ended {
     fn from_session(error: SessionError) -> Self {
-        Self { keep_routes: error.keeps_routes(), reason: error.to_string() }
+        Self { keep_routes: error.keeps_routes(), label: error.label(), reason: error.to_string() }
     }
 
     /// The session ended without an announced restart (a reset, EOF, a
     /// read error, a protocol violation): the peer's routes are withdrawn
     /// at once.
-    fn lost(reason: String) -> Self {
-        Self { reason, keep_routes: false }
+    fn lost(label: &'static str, reason: String) -> Self {
+        Self { reason, label, keep_routes: false }
+    }
+
+    /// A read that failed: a reset, a frame above the size limit, or
+    /// another I/O error.
+    fn read(error: &std::io::Error) -> Self {
+        let label = match error.kind() {
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => "connection_reset",
+            std::io::ErrorKind::InvalidData if error.to_string().contains("frame size too big") => "frame_too_large",
+            std::io::ErrorKind::UnexpectedEof => "eof",
+            _ => "read_error",
+        };
+        Self::lost(label, format!("read: {error}"))
     }
 }
 
@@ -129,13 +143,24 @@ impl Connection {
         };
         match peer {
             Some(peer) => {
-                let down =
-                    Command::SessionDown { conn: self.id, peer, keep_routes: ended.keep_routes, reason: ended.reason };
+                let down = Command::SessionDown {
+                    conn: self.id,
+                    peer,
+                    keep_routes: ended.keep_routes,
+                    reason: ended.reason,
+                    label: ended.label,
+                };
                 let _ = self.actor.send(down).await;
                 true
             }
             None => {
-                tracing::info!(conn = self.id, reason = %ended.reason, "session failed before hello");
+                tracing::info!(conn = self.id, reason = %ended.reason, label = ended.label, "session failed before hello");
+                let failed = Command::SessionFailed {
+                    expected: self.expected.clone(),
+                    label: ended.label,
+                    reason: ended.reason,
+                };
+                let _ = self.actor.send(failed).await;
                 false
             }
         }
@@ -149,24 +174,25 @@ impl Connection {
         session: &mut Session,
     ) -> Result<Option<(NodeId, mpsc::UnboundedReceiver<Outbound>)>, Ended> {
         let hello = session.hello(clock::now());
-        framed.send(encode(&hello)).await.map_err(|e| Ended::lost(format!("write: {e}")))?;
+        framed.send(encode(&hello)).await.map_err(|e| Ended::lost("write_error", format!("write: {e}")))?;
         let deadline = tokio::time::Instant::now() + session.hold_time();
         let frame = tokio::select! {
             frame = framed.next() => frame,
             _ = tokio::time::sleep_until(deadline) => {
-                return Err(Ended::lost("no hello within the hold time".into()));
+                return Err(Ended::lost("no_hello", "no hello within the hold time".into()));
             }
         };
         let bytes = match frame {
             Some(Ok(bytes)) => bytes,
-            Some(Err(e)) => return Err(Ended::lost(format!("read: {e}"))),
-            None => return Err(Ended::lost("closed before hello".into())),
+            Some(Err(e)) => return Err(Ended::read(&e)),
+            None => return Err(Ended::lost("eof", "closed before hello".into())),
         };
-        let frame = wire::decode_frame(&bytes, &self.limits).map_err(|e| Ended::lost(e.to_string()))?;
+        let frame =
+            wire::decode_frame(&bytes, &self.limits).map_err(|e| Ended::lost("malformed_frame", e.to_string()))?;
         let neighbors = self.neighbors.clone();
         let peer = match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
             Ok(Received::Established { peer }) => peer,
-            Ok(_) => return Err(Ended::lost("unexpected frame before hello".into())),
+            Ok(_) => return Err(Ended::lost("malformed_frame", "unexpected frame before hello".into())),
             Err(error) => {
                 let _ = framed.send(encode(&Frame::Close { reason: error.to_string(), restarting: false })).await;
                 return Err(Ended::from_session(error));
@@ -214,11 +240,11 @@ impl Connection {
                             Some(Ok(bytes)) => bytes,
                             Some(Err(e)) => {
                                 self.flush_batch(peer, &mut batch).await;
-                                return Ended::lost(format!("read: {e}"));
+                                return Ended::read(&e);
                             }
                             None => {
                                 self.flush_batch(peer, &mut batch).await;
-                                return Ended::lost("connection closed by peer".into());
+                                return Ended::lost("eof", "connection closed by peer".into());
                             }
                         };
                         let frame = match wire::decode_frame(&bytes, &self.limits) {
@@ -247,7 +273,7 @@ impl Connection {
                                 let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
                                 let close = Frame::Close { reason: format!("malformed frame: {error}"), restarting: false };
                                 let _ = framed.send(encode(&close)).await;
-                                return Ended::lost(format!("malformed frame: {error}"));
+                                return Ended::lost("malformed_frame", format!("malformed frame: {error}"));
                             }
                         };
                         match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
@@ -274,7 +300,7 @@ impl Connection {
                 }
                 message = outbound.recv() => {
                     let Some(first) = message else {
-                        return Ended::lost("node shutting down".into());
+                        return Ended::lost("closed_locally", "node shutting down".into());
                     };
                     let mut next = Some(first);
                     while let Some(item) = next.take() {
@@ -282,25 +308,25 @@ impl Connection {
                             Outbound::Message(message) => {
                                 let frame = Frame::Routing(Arc::unwrap_or_clone(message));
                                 if let Err(e) = framed.feed(encode(&frame)).await {
-                                    return Ended::lost(format!("write: {e}"));
+                                    return Ended::lost("write_error", format!("write: {e}"));
                                 }
                             }
                             Outbound::LinkState(update) => {
                                 if let Some(bytes) = encode_link_state(&update, &self.limits)
                                     && let Err(e) = framed.feed(bytes).await
                                 {
-                                    return Ended::lost(format!("write: {e}"));
+                                    return Ended::lost("write_error", format!("write: {e}"));
                                 }
                             }
                             Outbound::Close { reason, restarting } => {
                                 let _ = framed.send(encode(&Frame::Close { reason: reason.clone(), restarting })).await;
-                                return Ended { reason, keep_routes: false };
+                                return Ended { reason, label: "closed_locally", keep_routes: false };
                             }
                         }
                         next = outbound.try_recv().ok();
                     }
                     if let Err(e) = SinkExt::<Bytes>::flush(framed).await {
-                        return Ended::lost(format!("write: {e}"));
+                        return Ended::lost("write_error", format!("write: {e}"));
                     }
                     session.on_sent(clock::now());
                 }
@@ -308,7 +334,7 @@ impl Connection {
                     match session.poll(clock::now()) {
                         Ok(Some(keepalive)) => {
                             if let Err(e) = framed.send(encode(&keepalive)).await {
-                                return Ended::lost(format!("write: {e}"));
+                                return Ended::lost("write_error", format!("write: {e}"));
                             }
                         }
                         Ok(None) => {}
