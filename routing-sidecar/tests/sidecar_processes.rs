@@ -543,13 +543,19 @@ async fn an_announcement_over_a_limit_is_treated_as_a_withdrawal_and_the_session
     };
     send_message(&mut peer, announce("m-kept", 1, 1)).await;
     send_message(&mut peer, announce("m-bad", 1, 1)).await;
-    eventually(Duration::from_secs(5), "b learns both routes", || async {
-        b.next_hop("m-kept").await.unwrap().is_some() && b.next_hop("m-bad").await.unwrap().is_some()
+    eventually(Duration::from_secs(5), "b learns both routes, c through b", || async {
+        b.next_hop("m-kept").await.unwrap().is_some()
+            && b.next_hop("m-bad").await.unwrap().is_some()
+            && lab.node("c").next_hop("m-bad").await.unwrap().is_some()
     })
     .await;
     // 70 hops: over the default maxPathLength (64).
     send_message(&mut peer, announce("m-bad", 70, 2)).await;
     eventually(Duration::from_secs(5), "m-bad withdrawn", || async { b.next_hop("m-bad").await.unwrap().is_none() })
+        .await;
+    // Nothing b refused is relayed: c, which had m-bad through b, loses it.
+    let c = lab.node("c");
+    eventually(Duration::from_secs(5), "c loses m-bad too", || async { c.next_hop("m-bad").await.unwrap().is_none() })
         .await;
     // Still the same session: a new announcement on it is accepted, and the
     // other route of the peer never left.
@@ -646,4 +652,53 @@ async fn get_config_shows_the_effective_settings_with_keys_redacted() {
     assert_eq!(effective["security"]["trustedKeys"][0]["publicKey"], "<redacted>");
     assert!(!config.to_string().contains(&public), "no key material in /config");
     assert!(config["version"].is_string() || config["version"].is_null());
+}
+
+/// A sidecar killed with SIGKILL while data for it sits unread in its
+/// socket: its kernel answers with a reset, and its neighbor withdraws its
+/// routes at once, long before the hold timer would (10 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_killed_with_unread_input_is_withdrawn_at_once() {
+    let topo = topology(
+        "nodes:\n  - {id: a}\n  - {id: b}\n  - {id: c, originate: [{destination: c-svc}]}\n\
+         links:\n  - {a: a, b: b}\n  - {a: b, b: c}\n",
+    );
+    let mut lab = Lab::start(exe(), &topo, &scratch("kill-unread"), |config| {
+        fast_sessions(config);
+        config.session.hold_time = Duration::from_secs(10);
+    })
+    .await
+    .unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    let signal = |name: &str, pid: u32| {
+        std::process::Command::new("kill").args([name, &pid.to_string()]).status().unwrap();
+    };
+    let c_pid = lab.node("c").child.id().expect("c runs");
+    signal("-STOP", c_pid);
+    // b sends c an announcement that c, stopped, never reads.
+    let sent_before = lab.node("b").get_json("/stats").await.unwrap()["engine"]["messages_sent_total"].as_u64();
+    let mut config = lab.configs["b"].clone();
+    config.originate.push(LocalRoute {
+        destination: "b-new".into(),
+        cost: 0,
+        latency_us: 0,
+        reliability: 1.0,
+        tags: vec![],
+    });
+    config.version = Some("b-new".into());
+    assert_eq!(lab.node("b").apply(&config).await.unwrap().status, 200);
+    let b = lab.node("b");
+    eventually(Duration::from_secs(5), "b sent to the stopped c", || async {
+        b.get_json("/stats").await.unwrap()["engine"]["messages_sent_total"].as_u64() > sent_before
+    })
+    .await;
+    signal("-KILL", c_pid);
+    let took = eventually(Duration::from_secs(5), "b withdraws c-svc", || async {
+        b.next_hop("c-svc").await.unwrap().is_none()
+    })
+    .await;
+    assert!(took < Duration::from_secs(5));
+    let text = b.get("/metrics").await.unwrap().body;
+    assert!(metric(&text, "fabric_session_ends_total{reason=\"connection_reset\"}") >= 1.0, "{text}");
+    lab.nodes.remove(&fabric_routing::NodeId::from("c"));
 }
