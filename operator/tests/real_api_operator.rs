@@ -29,7 +29,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use serde_json::{Value, json};
-use support::real_api::{install_crds, workspace};
+use support::real_api::{helm, install_crds, workspace};
 use support::{sidecar_exe, wait_for};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -274,19 +274,6 @@ fn condition_of<'a>(object: &'a DynamicObject, kind: &str) -> Option<&'a Value> 
     object.data["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
 }
 
-/// The path of helm, or `None` (test skipped) when it is not installed and
-/// the real-API tests are not required.
-fn helm() -> Option<PathBuf> {
-    let helm = workspace().join(".tools/bin/helm");
-    if helm.exists() {
-        return Some(helm);
-    }
-    if std::env::var(fabric_envtest::REQUIRE_ENV).as_deref() == Ok("require") {
-        panic!("helm is missing ({}); run scripts/install-helm.sh", helm.display());
-    }
-    fabric_envtest::uncaptured("SKIPPED: helm is missing; run scripts/install-helm.sh");
-    None
-}
 
 fn write_atomically(path: &Path, text: &str) {
     let temporary = path.with_extension("new");

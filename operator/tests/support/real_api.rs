@@ -55,3 +55,17 @@ pub async fn install_crds_unlocked(client: &kube::Client) -> Vec<String> {
     names.sort();
     names
 }
+
+/// helm (installed by `scripts/install-helm.sh`), or `None` when it is not
+/// there and the real-API tests are not required: the caller skips.
+pub fn helm() -> Option<PathBuf> {
+    let helm = workspace().join(".tools/bin/helm");
+    if helm.exists() {
+        return Some(helm);
+    }
+    if std::env::var(fabric_envtest::REQUIRE_ENV).as_deref() == Ok("require") {
+        panic!("helm is missing ({}); run scripts/install-helm.sh", helm.display());
+    }
+    fabric_envtest::uncaptured("SKIPPED: helm is missing; run scripts/install-helm.sh");
+    None
+}
