@@ -274,7 +274,6 @@ fn condition_of<'a>(object: &'a DynamicObject, kind: &str) -> Option<&'a Value> 
     object.data["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
 }
 
-
 fn write_atomically(path: &Path, text: &str) {
     let temporary = path.with_extension("new");
     std::fs::write(&temporary, text).unwrap();
