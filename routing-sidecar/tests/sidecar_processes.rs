@@ -119,17 +119,39 @@ fn require_signatures(keys: &[(String, SigningIdentity, PathBuf)]) -> impl Fn(&m
                 valid_until: None,
             })
             .collect();
-        // Make room for the test's fake peer next to b.
-        if config.node_id.as_str() == "b" {
-            config.neighbors.push(fabric_routing::config::NeighborConfig {
-                id: "mallory".into(),
-                address: None,
-                link: Default::default(),
-                import: None,
-                export: None,
-            });
-        }
+        mallory_next_to_b(config);
     }
+}
+
+/// Makes room for the tests' fake peer `mallory` next to b: a configured
+/// neighbor without an address, which dials in.
+fn mallory_next_to_b(config: &mut SidecarConfig) {
+    if config.node_id.as_str() == "b" {
+        config.neighbors.push(fabric_routing::config::NeighborConfig {
+            id: "mallory".into(),
+            address: None,
+            link: Default::default(),
+            import: None,
+            export: None,
+        });
+    }
+}
+
+/// An unsigned announcement of `destination` by `mallory`, `hops` long.
+fn from_mallory(destination: &str, hops: usize, epoch: u64) -> Message {
+    let mut path: Vec<fabric_routing::NodeId> = vec!["mallory".into()];
+    path.extend((1..hops).map(|i| fabric_routing::NodeId::from(format!("far-{i}"))));
+    Message::Announcement(RouteAnnouncement {
+        destination: destination.into(),
+        hop_count: path.len() as u32,
+        path,
+        metrics: RouteMetrics { cost: 1, latency_us: 0, reliability: 1.0 },
+        advertiser: "mallory".into(),
+        epoch,
+        ttl_ms: 600_000,
+        tags: Vec::new().into(),
+        signature: None,
+    })
 }
 
 /// Starts a lab whose nodes sign with the given key files.
@@ -269,14 +291,8 @@ async fn garbage_and_oversized_frames_disconnect_the_peer_but_the_node_keeps_ser
     let topo = line3();
     let lab = Lab::start(exe(), &topo, &dir, |config| {
         fast_sessions(config);
+        mallory_next_to_b(config);
         if config.node_id.as_str() == "b" {
-            config.neighbors.push(fabric_routing::config::NeighborConfig {
-                id: "mallory".into(),
-                address: None,
-                link: Default::default(),
-                import: None,
-                export: None,
-            });
             config.originate.push(LocalRoute {
                 destination: "b-svc".into(),
                 cost: 0,
@@ -511,38 +527,15 @@ async fn routes_at_the_path_limit_are_not_relayed_over_it_and_sessions_stay_up()
 async fn an_announcement_over_a_limit_is_treated_as_a_withdrawal_and_the_session_stays() {
     let lab = Lab::start(exe(), &line3(), &scratch("treat-as-withdraw"), |config| {
         fast_sessions(config);
-        if config.node_id.as_str() == "b" {
-            config.neighbors.push(fabric_routing::config::NeighborConfig {
-                id: "mallory".into(),
-                address: None,
-                link: Default::default(),
-                import: None,
-                export: None,
-            });
-        }
+        mallory_next_to_b(config);
     })
     .await
     .unwrap();
     lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
     let b = lab.node("b");
     let mut peer = fake_peer(b, "mallory").await;
-    let announce = |destination: &str, hops: usize, epoch: u64| {
-        let mut path: Vec<fabric_routing::NodeId> = vec!["mallory".into()];
-        path.extend((1..hops).map(|i| fabric_routing::NodeId::from(format!("far-{i}"))));
-        Message::Announcement(RouteAnnouncement {
-            destination: destination.into(),
-            hop_count: path.len() as u32,
-            path,
-            metrics: RouteMetrics { cost: 1, latency_us: 0, reliability: 1.0 },
-            advertiser: "mallory".into(),
-            epoch,
-            ttl_ms: 60_000,
-            tags: Vec::new().into(),
-            signature: None,
-        })
-    };
-    send_message(&mut peer, announce("m-kept", 1, 1)).await;
-    send_message(&mut peer, announce("m-bad", 1, 1)).await;
+    send_message(&mut peer, from_mallory("m-kept", 1, 1)).await;
+    send_message(&mut peer, from_mallory("m-bad", 1, 1)).await;
     eventually(Duration::from_secs(5), "b learns both routes, c through b", || async {
         b.next_hop("m-kept").await.unwrap().is_some()
             && b.next_hop("m-bad").await.unwrap().is_some()
@@ -550,7 +543,7 @@ async fn an_announcement_over_a_limit_is_treated_as_a_withdrawal_and_the_session
     })
     .await;
     // 70 hops: over the default maxPathLength (64).
-    send_message(&mut peer, announce("m-bad", 70, 2)).await;
+    send_message(&mut peer, from_mallory("m-bad", 70, 2)).await;
     eventually(Duration::from_secs(5), "m-bad withdrawn", || async { b.next_hop("m-bad").await.unwrap().is_none() })
         .await;
     // Nothing b refused is relayed: c, which had m-bad through b, loses it.
@@ -559,7 +552,7 @@ async fn an_announcement_over_a_limit_is_treated_as_a_withdrawal_and_the_session
         .await;
     // Still the same session: a new announcement on it is accepted, and the
     // other route of the peer never left.
-    send_message(&mut peer, announce("m-after", 1, 1)).await;
+    send_message(&mut peer, from_mallory("m-after", 1, 1)).await;
     eventually(Duration::from_secs(5), "the session still works", || async {
         b.next_hop("m-after").await.unwrap().is_some()
     })
@@ -578,33 +571,14 @@ async fn an_announcement_over_a_limit_is_treated_as_a_withdrawal_and_the_session
 async fn a_reset_connection_withdraws_the_peers_routes_at_once() {
     let lab = Lab::start(exe(), &line3(), &scratch("reset"), |config| {
         fast_sessions(config);
-        if config.node_id.as_str() == "b" {
-            config.neighbors.push(fabric_routing::config::NeighborConfig {
-                id: "mallory".into(),
-                address: None,
-                link: Default::default(),
-                import: None,
-                export: None,
-            });
-        }
+        mallory_next_to_b(config);
     })
     .await
     .unwrap();
     lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
     let b = lab.node("b");
     let mut peer = fake_peer(b, "mallory").await;
-    let announcement = Message::Announcement(RouteAnnouncement {
-        destination: "m-svc".into(),
-        hop_count: 1,
-        path: vec!["mallory".into()],
-        metrics: RouteMetrics { cost: 1, latency_us: 0, reliability: 1.0 },
-        advertiser: "mallory".into(),
-        epoch: 1,
-        ttl_ms: 600_000,
-        tags: Vec::new().into(),
-        signature: None,
-    });
-    send_message(&mut peer, announcement).await;
+    send_message(&mut peer, from_mallory("m-svc", 1, 1)).await;
     eventually(Duration::from_secs(5), "b learns m-svc", || async { b.next_hop("m-svc").await.unwrap().is_some() })
         .await;
     // Abort: linger 0 makes close send RST instead of FIN.

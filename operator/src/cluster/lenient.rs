@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::index::{Indexed, Unreadable};
+use crate::index::Unreadable;
 
 /// One object of kind `K` as a watch reads it.
 #[derive(Clone, Debug)]
@@ -26,15 +26,6 @@ use crate::index::{Indexed, Unreadable};
 pub enum Lenient<K> {
     Read(K),
     Unreadable(Unreadable),
-}
-
-impl<K: Indexed> Lenient<K> {
-    pub fn metadata(&self) -> &ObjectMeta {
-        match self {
-            Lenient::Read(object) => object.metadata(),
-            Lenient::Unreadable(object) => &object.metadata,
-        }
-    }
 }
 
 impl<K> From<K> for Lenient<K> {

@@ -28,7 +28,7 @@ use crate::api::{
     API_VERSION, AppliedStatus, Condition, ConditionStatus, LinkStateArea, NeighborPolicy, RouteKey, RouteKeyStatus,
     RoutePolicy, SidecarNack,
 };
-use crate::compile::{Compilation, ConditionSpec};
+use crate::compile::{Compilation, ConditionSpec, ConditionType};
 use crate::distribution::DistributionState;
 use crate::distribution::status::{self, AppliedStatus as Rollup};
 use crate::index::{Index, Indexed, NamespacedName, ObjectKey, ObjectKind};
@@ -134,10 +134,10 @@ pub fn status_updates(
     let mut updates = Vec::new();
     for (object, specs) in &compilation.conditions {
         let Some(current) = current.get(object) else { continue };
-        let mut desired = desired_status(specs, rollups.get(object), current, now);
-        if let Some(failure) = failures.get(object) {
-            degrade(&mut desired, current, failure, now);
-        }
+        let desired = match failures.get(object) {
+            Some(failure) => desired_status(&with_failure(specs, failure), rollups.get(object), current, now),
+            None => desired_status(specs, rollups.get(object), current, now),
+        };
         if !desired.same_as(current) {
             let events = events_for(current, &desired);
             updates.push(StatusUpdate { object: object.clone(), status: desired, events });
@@ -149,23 +149,18 @@ pub fn status_updates(
 /// The `Degraded` reason of a RouteKey whose key rotation fails.
 pub const ROTATION_FAILED: &str = "RotationFailed";
 
-fn degrade(desired: &mut OwnedStatus, current: &OwnedStatus, failure: &str, now: &str) {
-    let message = format!("key rotation stopped: {failure}; retrying with backoff");
-    let since = current
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded" && c.status == ConditionStatus::True && !c.last_transition_time.is_empty())
-        .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
-    let observed_generation = desired.observed_generation;
-    desired.conditions.retain(|c| c.type_ != "Degraded");
-    desired.conditions.push(Condition {
-        type_: "Degraded".into(),
+/// `specs` with `Degraded` replaced by the key rotation failure, so the
+/// status is built (and its transition time kept) like any other.
+fn with_failure(specs: &[ConditionSpec], failure: &str) -> Vec<ConditionSpec> {
+    let degraded = ConditionSpec {
+        type_: ConditionType::Degraded,
         status: ConditionStatus::True,
         reason: ROTATION_FAILED.into(),
-        message,
-        last_transition_time: since,
-        observed_generation,
-    });
+        message: format!("key rotation stopped: {failure}; retrying with backoff"),
+        observed_generation: specs.iter().find_map(|spec| spec.observed_generation),
+        related: Vec::new(),
+    };
+    specs.iter().filter(|spec| spec.type_ != ConditionType::Degraded).cloned().chain([degraded]).collect()
 }
 
 fn desired_status(specs: &[ConditionSpec], rollup: Option<&Rollup>, current: &OwnedStatus, now: &str) -> OwnedStatus {

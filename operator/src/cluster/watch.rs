@@ -39,7 +39,7 @@ pub trait Watched: Sized {
 
 /// The four CRDs, read so that one undecodable object is reported on
 /// itself instead of failing the list of its kind (see [`Lenient`]).
-impl<K: Indexed> Watched for Lenient<K> {
+impl<K: Indexed + kube::Resource<DynamicType = ()>> Watched for Lenient<K> {
     const KIND: &'static str = K::KIND.as_str();
     fn upsert(self, index: &mut Index, issues: &mut Vec<String>) -> bool {
         let result = match self {
@@ -62,7 +62,7 @@ impl<K: Indexed> Watched for Lenient<K> {
         })
     }
     fn remove(self, index: &mut Index, issues: &mut Vec<String>) -> bool {
-        let metadata = self.metadata();
+        let metadata = kube::Resource::meta(&self);
         match (metadata.namespace.as_deref(), metadata.name.as_deref()) {
             (Some(namespace), Some(name)) => index.delete::<K>(namespace, name),
             _ => {
