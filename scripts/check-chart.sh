@@ -253,7 +253,8 @@ summary["default"] = expect_kinds("default", default, {**base, **webhook_rbac, "
 dep, c = container(default)
 args = c["args"]
 want = ["run", "--listen", "0.0.0.0:7600", "--http", "0.0.0.0:8080", "--tls-cert", "/tls/tls.crt",
-        "--tls-key", "/tls/tls.key", "--leader-election-namespace", "$(POD_NAMESPACE)"]
+        "--tls-key", "/tls/tls.key", "--leader-election-namespace", "$(POD_NAMESPACE)",
+        "--unbound-node-ids", "allow"]
 want += webhook_args("fabric-fabric-routing", f"routing-sidecar:{app_version}",
                      {"cpu": "10m", "memory": "32Mi"}, {"memory": "128Mi"})
 if args != want:
@@ -309,6 +310,9 @@ summary["full"] = expect_kinds("full", full, {
 dep, c = container(full)
 if dep["spec"]["replicas"] != 2 or "--no-leader-election" in c["args"]:
     problems.append("full: expected 2 replicas with leader election")
+identity_args = " ".join(c["args"])
+if ("--fabric-namespace fabric --fabric-namespace fabric-edge --unbound-node-ids refuse" not in identity_args):
+    problems.append(f"full: identity flags missing from {c['args']}")
 if not c["image"].startswith("registry.example.com/fabric/fabric-operator@sha256:"):
     problems.append(f"full: operator image {c['image']} does not use the digest")
 full_webhook = webhook_args("fabric-fabric-routing", "registry.example.com/fabric/routing-sidecar:0.1.0",

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::compile::{Compilation, Severity, compile};
+use crate::compile::{Compilation, Settings, Severity, compile_with};
 use crate::manifests::{ManifestError, Manifests, load_dir};
 
 /// The loaded manifests and their compilation.
@@ -15,9 +15,10 @@ pub struct Analysis {
     pub compilation: Compilation,
 }
 
-pub fn analyze_dir(dir: &Path) -> Result<Analysis, ManifestError> {
+/// Loads `dir` and compiles it as an operator with `identity` would.
+pub fn analyze_dir(dir: &Path, identity: &Settings) -> Result<Analysis, ManifestError> {
     let manifests = load_dir(dir)?;
-    let compilation = compile(&manifests.index);
+    let compilation = compile_with(&manifests.index, identity);
     Ok(Analysis { manifests, compilation })
 }
 

@@ -104,14 +104,24 @@ pub struct SidecarInfo {
     pub labels: Labels,
     /// `host:port` other sidecars dial.
     pub peer_address: Option<String>,
+    /// The ServiceAccount the pod runs as: what a RouteKey's
+    /// `serviceAccountName` binds a node id to. `None` for sidecars that
+    /// are not pods (local mode registrations).
+    pub service_account: Option<String>,
 }
 
 impl SidecarInfo {
-    /// A sidecar from its pod's metadata: node id from the
-    /// `routing.fabric.dev/node-id` label (default: the pod name), peer
-    /// address from the `routing.fabric.dev/peer-address` annotation.
-    /// `default_namespace` applies when the metadata has none (manifests).
-    pub fn from_pod_metadata(metadata: &ObjectMeta, default_namespace: &str) -> Result<Self, IndexError> {
+    /// A sidecar from its pod: node id from the `routing.fabric.dev/node-id`
+    /// label (default: the pod name), peer address from the
+    /// `routing.fabric.dev/peer-address` annotation, ServiceAccount from
+    /// `spec.serviceAccountName` (`default` when unset, as the API server
+    /// admits it). `default_namespace` applies when the metadata has none
+    /// (manifests).
+    pub fn from_pod(
+        metadata: &ObjectMeta,
+        service_account: Option<&str>,
+        default_namespace: &str,
+    ) -> Result<Self, IndexError> {
         let name =
             metadata.name.clone().filter(|n| !n.is_empty()).ok_or(IndexError::MissingName { kind: ObjectKind::Pod })?;
         let labels = metadata.labels.clone().unwrap_or_default();
@@ -123,6 +133,7 @@ impl SidecarInfo {
             name,
             labels,
             peer_address,
+            service_account: Some(service_account.filter(|sa| !sa.is_empty()).unwrap_or("default").to_owned()),
         })
     }
 
@@ -442,6 +453,7 @@ mod tests {
             name: "edge-b".into(),
             labels: Default::default(),
             peer_address: None,
+            service_account: None,
         };
         assert!(index.upsert_pod_sidecar(with_id("edge-b"), "uid-1"));
         assert!(index.upsert_pod_sidecar(with_id("edge-b2"), "uid-1"), "the refusal is a change");
@@ -486,6 +498,7 @@ mod tests {
             name: name.into(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             peer_address: None,
+            service_account: None,
         }
     }
 
@@ -557,23 +570,25 @@ mod tests {
     }
 
     #[test]
-    fn sidecar_from_pod_metadata_uses_label_annotation_and_defaults() {
+    fn sidecar_from_pod_uses_label_annotation_service_account_and_defaults() {
         let mut metadata = ObjectMeta { name: Some("pod-7f9c".into()), ..Default::default() };
-        let plain = SidecarInfo::from_pod_metadata(&metadata, "default").unwrap();
+        let plain = SidecarInfo::from_pod(&metadata, None, "default").unwrap();
         assert_eq!(plain.node_id.as_str(), "pod-7f9c");
         assert_eq!(plain.namespace, "default");
         assert_eq!(plain.peer_address, None);
+        assert_eq!(plain.service_account.as_deref(), Some("default"));
 
         metadata.namespace = Some("fabric".into());
         metadata.labels = Some([(NODE_ID_LABEL.to_string(), "eu-1".to_string())].into());
         metadata.annotations = Some([(PEER_ADDRESS_ANNOTATION.to_string(), "10.0.0.1:7400".to_string())].into());
-        let labelled = SidecarInfo::from_pod_metadata(&metadata, "default").unwrap();
+        let labelled = SidecarInfo::from_pod(&metadata, Some("edge"), "default").unwrap();
+        assert_eq!(labelled.service_account.as_deref(), Some("edge"));
         assert_eq!(labelled.node_id.as_str(), "eu-1");
         assert_eq!(labelled.namespace, "fabric");
         assert_eq!(labelled.peer_address.as_deref(), Some("10.0.0.1:7400"));
         assert_eq!(labelled.key().to_string(), "Pod fabric/pod-7f9c");
 
-        let nameless = SidecarInfo::from_pod_metadata(&ObjectMeta::default(), "default");
+        let nameless = SidecarInfo::from_pod(&ObjectMeta::default(), None, "default");
         assert_eq!(nameless, Err(IndexError::MissingName { kind: ObjectKind::Pod }));
     }
 }

@@ -11,6 +11,7 @@ pub mod crd_reference;
 pub mod crds;
 pub mod distribution;
 pub mod duration;
+pub mod identity_flags;
 pub mod index;
 pub mod manifests;
 pub mod metrics;

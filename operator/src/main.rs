@@ -152,6 +152,8 @@ struct RunArgs {
     /// How often the manifest folder is checked for edits (local mode).
     #[arg(long, default_value = "500ms", value_parser = parse_duration, requires = "manifests")]
     poll_interval: Duration,
+    #[command(flatten)]
+    identity: fabric_operator::identity_flags::IdentityFlags,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -206,6 +208,7 @@ fn run(args: RunArgs) -> ExitCode {
         poll_interval: args.poll_interval,
         state_dir: args.state_dir,
         rotation_tick: args.rotation_tick,
+        identity: args.identity.settings(),
     };
     run_with_telemetry(telemetry, local::run(options))
 }
@@ -280,6 +283,7 @@ fn run_cluster(args: RunArgs) -> ExitCode {
             .then_some(LeaderElection { namespace: args.leader_election_namespace }),
         webhook,
         rotation_tick: args.rotation_tick,
+        identity: args.identity.settings(),
     };
     run_with_telemetry(telemetry, cluster::run(options))
 }
@@ -342,10 +346,12 @@ struct AnalyzeArgs {
     /// Print only the findings, not the compiled configs.
     #[arg(long)]
     no_configs: bool,
+    #[command(flatten)]
+    identity: fabric_operator::identity_flags::IdentityFlags,
 }
 
 fn analyze(args: &AnalyzeArgs) -> ExitCode {
-    let analysis = match fabric_operator::analyze::analyze_dir(&args.path) {
+    let analysis = match fabric_operator::analyze::analyze_dir(&args.path, &args.identity.settings()) {
         Ok(analysis) => analysis,
         Err(error) => {
             eprintln!("fabric-operator analyze: {error}");

@@ -237,7 +237,8 @@ fn load_pod(manifests: &mut Manifests, source: Source, value: &Value) {
             return;
         }
     };
-    let sidecar = match SidecarInfo::from_pod_metadata(&metadata, DEFAULT_NAMESPACE) {
+    let service_account = value.pointer("/spec/serviceAccountName").and_then(Value::as_str);
+    let sidecar = match SidecarInfo::from_pod(&metadata, service_account, DEFAULT_NAMESPACE) {
         Ok(sidecar) => sidecar,
         Err(error) => {
             manifests.issues.push(issue(error.to_string(), None));

@@ -517,6 +517,7 @@ mod tests {
     fn route_key() -> RouteKeySpec {
         RouteKeySpec {
             node_id: "eu-1".into(),
+            service_account_name: None,
             algorithm: Default::default(),
             management: KeyManagement::Operator,
             rotation_interval: GoDuration::new("720h"),

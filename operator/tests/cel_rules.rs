@@ -305,6 +305,7 @@ fn key(id: &str, from: Option<&str>, until: Option<&str>) -> ExternalKey {
 fn route_key_base() -> RouteKeySpec {
     RouteKeySpec {
         node_id: "eu-1".into(),
+        service_account_name: None,
         algorithm: Default::default(),
         management: KeyManagement::Operator,
         rotation_interval: GoDuration::new("720h"),

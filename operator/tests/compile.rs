@@ -9,14 +9,14 @@ use fabric_operator::api::{
     NeighborSpec, PolicyMode, PublishedKey, RouteFilter, RouteKey, RouteKeySpec, RouteKeyStatus, RoutePolicy,
     RoutePolicySpec, RoutingMode, SummaryFilterSpec, TieBreaker, rules,
 };
-use fabric_operator::compile::{Compilation, ConditionType, Severity, compile};
+use fabric_operator::compile::{Compilation, ConditionType, Settings, Severity, UnboundNodeIds, compile, compile_with};
 use fabric_operator::duration::GoDuration;
 use fabric_operator::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
 use fabric_operator::manifests;
 use fabric_routing::NodeId;
 use fabric_routing::link_state::RoutingMode as EngineRoutingMode;
 use fabric_routing::policy::PolicyMode as EnginePolicyMode;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 
 const NS: &str = "fabric";
 const KEY_A: &str = "f3LZc9EXICJwg92vpsL6sfFc3ErII+y/fcB+e1aREaA=";
@@ -44,6 +44,7 @@ fn sidecar(namespace: &str, node_id: &str, pairs: &[(&str, &str)]) -> SidecarInf
         name: format!("{node_id}-0"),
         labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         peer_address: Some(format!("{node_id}.{namespace}:7400")),
+        service_account: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn route_key(namespace: &str, name: &str, node_id: &str) -> RouteKey {
         metadata: meta(namespace, name),
         spec: RouteKeySpec {
             node_id: node_id.into(),
+            service_account_name: None,
             algorithm: Default::default(),
             management: KeyManagement::Operator,
             rotation_interval: GoDuration::new("720h"),
@@ -297,20 +299,183 @@ fn a_bad_peer_address_is_an_error_and_the_address_is_dropped() {
 }
 
 #[test]
-fn two_pods_with_one_node_id_keep_the_smaller_name() {
+fn two_pods_with_one_node_id_get_nothing_until_one_is_gone() {
     let mut index = three_sidecars();
     let mut twin = sidecar(NS, "eu-1", &[("region", "eu")]);
     twin.name = "eu-1-1".into();
     index.upsert_sidecar(twin);
     let compilation = compile(&index);
-    assert!(compilation.sidecars["eu-1"].sources.contains(&ObjectKey {
-        kind: ObjectKind::Pod,
-        namespace: NS.into(),
-        name: "eu-1-0".into()
-    }));
-    let problem = &compilation.problems[0];
-    assert_eq!(problem.object.as_ref().map(|o| o.name.as_str()), Some("eu-1-1"));
-    assert!(problem.message.contains("already used by Pod fabric/eu-1-0"), "{problem}");
+    assert!(!compilation.sidecars.contains_key("eu-1"), "neither claimant is compiled");
+    let refused: Vec<(&str, &str)> = compilation
+        .problems
+        .iter()
+        .filter(|p| p.sidecar.as_ref().map(NodeId::as_str) == Some("eu-1"))
+        .map(|p| (p.object.as_ref().unwrap().name.as_str(), p.message.as_str()))
+        .collect();
+    let message = "node id eu-1 is claimed by Pod fabric/eu-1-0 and Pod fabric/eu-1-1: none of them gets a config, \
+                   key or certificate until only one claims it";
+    assert_eq!(refused, [("eu-1-0", message), ("eu-1-1", message)]);
+
+    index.remove_sidecar(NS, "eu-1-0");
+    let compilation = compile(&index);
+    let pods: Vec<&str> = compilation.sidecars["eu-1"]
+        .sources
+        .iter()
+        .filter(|s| s.kind == ObjectKind::Pod)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(pods, ["eu-1-1"], "the one left is served");
+}
+
+/// A RouteKey binds its node id to its namespace and ServiceAccount.
+fn bound_route_key(namespace: &str, name: &str, node_id: &str, service_account: &str) -> RouteKey {
+    let mut key = route_key(namespace, name, node_id);
+    key.spec.service_account_name = Some(service_account.into());
+    key.status = Some(RouteKeyStatus {
+        keys: vec![PublishedKey {
+            key_id: "k1".into(),
+            public_key: KEY_A.into(),
+            valid_from: None,
+            valid_until: None,
+            state: KeyState::Active,
+        }],
+        active_key_id: Some("k1".into()),
+        ..Default::default()
+    });
+    key
+}
+
+fn pod_as(namespace: &str, name: &str, node_id: &str, service_account: &str) -> SidecarInfo {
+    let mut info = sidecar(namespace, node_id, &[]);
+    info.name = name.into();
+    info.service_account = Some(service_account.into());
+    info
+}
+
+fn served_pod(compilation: &Compilation, node_id: &str) -> Option<String> {
+    let sidecar = compilation.sidecars.get(node_id)?;
+    sidecar.sources.iter().find(|s| s.kind == ObjectKind::Pod).map(|s| format!("{}/{}", s.namespace, s.name))
+}
+
+fn problem_of<'a>(compilation: &'a Compilation, namespace: &str, pod: &str) -> Option<&'a str> {
+    compilation
+        .problems
+        .iter()
+        .find(|p| {
+            p.object.as_ref().is_some_and(|o| o.kind == ObjectKind::Pod && o.namespace == namespace && o.name == pod)
+        })
+        .map(|p| p.message.as_str())
+}
+
+#[test]
+fn a_route_key_binds_its_node_id_to_its_namespace_and_service_account() {
+    struct Case {
+        name: &'static str,
+        impostor: Option<(&'static str, &'static str, &'static str)>,
+    }
+    let cases = [
+        Case { name: "no impostor", impostor: None },
+        // Sorts before the real pod: under "smaller name wins" it took the node.
+        Case { name: "same namespace, other ServiceAccount", impostor: Some((NS, "a-impostor", "default")) },
+        Case { name: "other namespace, same ServiceAccount name", impostor: Some(("aaa", "a-impostor", "edge")) },
+    ];
+    for case in cases {
+        let mut index = Index::new();
+        index.upsert_sidecar(pod_as(NS, "edge-0", "edge", "edge"));
+        index.apply(bound_route_key(NS, "edge", "edge", "edge")).unwrap();
+        if let Some((namespace, name, account)) = case.impostor {
+            index.upsert_sidecar(pod_as(namespace, name, "edge", account));
+        }
+        let compilation = compile(&index);
+        assert_eq!(served_pod(&compilation, "edge").as_deref(), Some("fabric/edge-0"), "{}", case.name);
+        let config = &compilation.sidecars["edge"].config;
+        assert_eq!(
+            config.security.signing_key_id.as_ref().map(|k| k.as_str()),
+            Some("k1"),
+            "{}: the owner signs",
+            case.name
+        );
+        let route_key = key(ObjectKind::RouteKey, "edge");
+        assert_eq!(
+            status_of(&compilation, &route_key, ConditionType::Accepted),
+            ConditionStatus::True,
+            "{}",
+            case.name
+        );
+        if let Some((namespace, name, account)) = case.impostor {
+            let message = problem_of(&compilation, namespace, name).expect("the impostor is reported");
+            assert_eq!(
+                message,
+                format!(
+                    "claims node id edge as ServiceAccount {account} in namespace {namespace}, but RouteKey \
+                     fabric/edge binds it to ServiceAccount edge in namespace fabric: refused, it gets no config, \
+                     key or certificate"
+                ),
+                "{}",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bound_node_id_moves_with_its_service_account() {
+    let mut index = Index::new();
+    index.apply(bound_route_key(NS, "edge", "edge", "edge")).unwrap();
+    index.upsert_sidecar(pod_as(NS, "edge-7f9c", "edge", "edge"));
+    assert_eq!(served_pod(&compile(&index), "edge").as_deref(), Some("fabric/edge-7f9c"));
+    // Rescheduled: the old pod goes, a new one with the same account comes.
+    index.remove_sidecar(NS, "edge-7f9c");
+    index.upsert_sidecar(pod_as(NS, "edge-b81d", "edge", "edge"));
+    let compilation = compile(&index);
+    assert_eq!(served_pod(&compilation, "edge").as_deref(), Some("fabric/edge-b81d"));
+    assert!(compilation.problems.is_empty(), "{:#?}", compilation.problems);
+}
+
+#[test]
+fn the_oldest_route_key_binds_a_node_id_and_a_later_one_elsewhere_cannot_take_it() {
+    let mut index = Index::new();
+    index.upsert_sidecar(pod_as(NS, "edge-0", "edge", "edge"));
+    let mut owner = bound_route_key(NS, "edge", "edge", "edge");
+    owner.metadata.creation_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
+    // Created later in a namespace that sorts first, for its own account.
+    let mut thief = bound_route_key("aaa", "steal", "edge", "thief");
+    thief.metadata.creation_timestamp = Some(Time("2026-06-01T00:00:00Z".parse().unwrap()));
+    index.apply(owner).unwrap();
+    index.apply(thief).unwrap();
+    index.upsert_sidecar(pod_as("aaa", "thief-0", "edge", "thief"));
+    let compilation = compile(&index);
+    assert_eq!(served_pod(&compilation, "edge").as_deref(), Some("fabric/edge-0"));
+    let steal = ObjectKey { kind: ObjectKind::RouteKey, namespace: "aaa".into(), name: "steal".into() };
+    let conflict = compilation.condition(&steal, ConditionType::Conflict).unwrap();
+    assert_eq!(conflict.reason, "DuplicateNodeId");
+    assert!(conflict.message.ends_with("RouteKey fabric/edge wins"), "{}", conflict.message);
+    assert!(problem_of(&compilation, "aaa", "thief-0").unwrap().contains("RouteKey fabric/edge binds it"));
+}
+
+#[test]
+fn fabric_namespaces_and_unbound_node_ids_are_the_installers_choice() {
+    let mut index = Index::new();
+    index.upsert_sidecar(pod_as(NS, "edge-0", "edge", "edge"));
+    index.upsert_sidecar(pod_as(NS, "core-0", "core", "core"));
+    index.upsert_sidecar(pod_as("sandbox", "probe-0", "probe", "default"));
+    index.apply(bound_route_key(NS, "edge", "edge", "edge")).unwrap();
+    index.apply(bound_route_key("sandbox", "probe", "probe", "default")).unwrap();
+    let settings =
+        Settings { namespaces: Some(BTreeSet::from([NS.to_owned()])), unbound_node_ids: UnboundNodeIds::Refuse };
+    let compilation = compile_with(&index, &settings);
+    assert_eq!(compilation.sidecars.keys().map(NodeId::as_str).collect::<Vec<_>>(), ["edge"]);
+    assert!(problem_of(&compilation, NS, "core-0").unwrap().starts_with("node id core has no RouteKey binding it"));
+    let outside = "namespace sandbox is not a fabric namespace (--fabric-namespace, chart identity.namespaces: fabric)";
+    assert_eq!(problem_of(&compilation, "sandbox", "probe-0"), Some(outside));
+    let probe = ObjectKey { kind: ObjectKind::RouteKey, namespace: "sandbox".into(), name: "probe".into() };
+    let accepted = compilation.condition(&probe, ConditionType::Accepted).unwrap();
+    assert_eq!((accepted.status, accepted.reason.as_str()), (ConditionStatus::False, "NamespaceNotAllowed"));
+    let trusted: Vec<&str> =
+        compilation.sidecars["edge"].config.security.trusted_keys.iter().map(|k| k.advertiser.as_str()).collect();
+    assert_eq!(trusted, ["edge"], "a refused RouteKey's keys are trusted nowhere");
+    // The defaults: any namespace, unbound node ids served.
+    assert_eq!(compile(&index).sidecars.len(), 3);
 }
 
 #[test]
@@ -360,7 +525,7 @@ fn every_sidecar_trusts_every_published_and_external_key() {
 }
 
 #[test]
-fn route_keys_for_foreign_or_duplicate_node_ids_and_bad_keys_are_reported() {
+fn route_keys_for_bound_or_duplicate_node_ids_and_bad_keys_are_reported() {
     let mut index = three_sidecars();
     index.apply(route_key("intruder", "steal", "border")).unwrap();
     index.apply(route_key(NS, "a-border", "border")).unwrap();
@@ -375,12 +540,15 @@ fn route_keys_for_foreign_or_duplicate_node_ids_and_bad_keys_are_reported() {
     }];
     index.apply(weak).unwrap();
     let compilation = compile(&index);
-    let steal = ObjectKey { kind: ObjectKind::RouteKey, namespace: "intruder".into(), name: "steal".into() };
-    let accepted = compilation.condition(&steal, ConditionType::Accepted).unwrap();
-    assert_eq!((accepted.status, accepted.reason.as_str()), (ConditionStatus::False, "ForeignNodeId"));
-    let duplicate = compilation.condition(&key(ObjectKind::RouteKey, "b-border"), ConditionType::Conflict).unwrap();
-    assert_eq!(duplicate.reason, "DuplicateNodeId");
-    assert!(duplicate.message.ends_with("RouteKey fabric/a-border wins"), "{}", duplicate.message);
+    // Without creation times (manifests), namespace/name decides.
+    for loser in [
+        key(ObjectKind::RouteKey, "b-border"),
+        ObjectKey { kind: ObjectKind::RouteKey, namespace: "intruder".into(), name: "steal".into() },
+    ] {
+        let duplicate = compilation.condition(&loser, ConditionType::Conflict).unwrap();
+        assert_eq!(duplicate.reason, "DuplicateNodeId");
+        assert!(duplicate.message.ends_with("RouteKey fabric/a-border wins"), "{}", duplicate.message);
+    }
     let degraded = compilation.condition(&key(ObjectKind::RouteKey, "eu-2"), ConditionType::Degraded).unwrap();
     assert_eq!((degraded.status, degraded.reason.as_str()), (ConditionStatus::True, "KeyRefused"));
     assert!(degraded.message.starts_with("spec.externalKeys[0]: weak"), "{}", degraded.message);
@@ -647,6 +815,7 @@ fn the_text_sent_is_the_config_with_its_version() {
         name: "a".into(),
         labels: Default::default(),
         peer_address: None,
+        service_account: None,
     });
     let compilation = compile(&index);
     let compiled = &compilation.sidecars[&NodeId::from("a")];

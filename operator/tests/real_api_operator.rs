@@ -159,6 +159,18 @@ impl Fabric {
         sidecar
     }
 
+    /// A real sidecar in pod `pod` running as ServiceAccount `account` that
+    /// claims node id `node` by its label.
+    async fn sidecar_as(&self, operator: SocketAddr, pod: &str, node: &str, account: &str) -> SidecarProcess {
+        let token_file = self.dir.join(format!("{pod}.token"));
+        let bootstrap = format!("nodeId: {node}\n");
+        let sidecar = self.spawn_sidecar(operator, pod, &token_file, &bootstrap, &self.dir.join(pod)).await;
+        let uid = self.pod_as(pod, node, sidecar.peer, account).await;
+        let token = self.envtest.token(&self.client, &self.namespace, account, &[AUDIENCE], Some((pod, &uid))).await;
+        write_atomically(&token_file, &token);
+        sidecar
+    }
+
     /// A `routing-sidecar run` that takes its config from `operator` as
     /// pod `pod` of the fabric's namespace, with the token in `token_file`.
     async fn spawn_sidecar(
@@ -186,6 +198,10 @@ impl Fabric {
     /// Creates the Pod of a sidecar and sets its status as a kubelet would;
     /// returns its uid.
     async fn pod(&self, name: &str, node: &str, peer: SocketAddr) -> String {
+        self.pod_as(name, node, peer, "sidecar").await
+    }
+
+    async fn pod_as(&self, name: &str, node: &str, peer: SocketAddr, account: &str) -> String {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {
@@ -194,7 +210,7 @@ impl Fabric {
                 "annotations": {"routing.fabric.dev/peer-address": peer.to_string()},
             },
             "spec": {
-                "serviceAccountName": "sidecar",
+                "serviceAccountName": account,
                 "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
             },
         }))
@@ -282,6 +298,8 @@ fn write_atomically(path: &Path, text: &str) {
 
 /// Every sidecar labelled `mesh: test` peers with every other one; every
 /// route must be signed; each node has an operator-managed RouteKey.
+/// RouteKeys bind each node id to the fabric's namespace and the
+/// ServiceAccount `sidecar`, which every sidecar of [`Fabric::sidecar`] runs as.
 fn signed_mesh(nodes: &[&str], rotation_interval: &str, overlap: &str) -> String {
     let mut yaml = String::from(
         "apiVersion: routing.fabric.dev/v1alpha1\nkind: NeighborPolicy\nmetadata: {name: mesh}\n\
@@ -292,7 +310,8 @@ fn signed_mesh(nodes: &[&str], rotation_interval: &str, overlap: &str) -> String
     for node in nodes {
         yaml.push_str(&format!(
             "---\napiVersion: routing.fabric.dev/v1alpha1\nkind: RouteKey\nmetadata: {{name: {node}}}\n\
-             spec: {{nodeId: {node}, rotationInterval: {rotation_interval}, overlap: {overlap}}}\n"
+             spec: {{nodeId: {node}, serviceAccountName: sidecar, rotationInterval: {rotation_interval}, \
+             overlap: {overlap}}}\n"
         ));
     }
     yaml
@@ -843,5 +862,67 @@ async fn relabelling_a_running_pods_node_id_is_refused_and_reported_and_nothing_
         if status.contains("changed to r2b") { Err("still reported".into()) } else { Ok(()) }
     })
     .await;
+    operator.terminate().await;
+}
+
+/// A pod that labels itself with a bound node id, under another
+/// ServiceAccount, sorts before the real pod (it would have won "smaller
+/// name keeps it"): refused and reported on itself, served nothing, and the
+/// real node keeps its config, key and RouteKey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_claiming_a_node_id_bound_to_another_service_account_gets_nothing() {
+    let envtest = envtest_or_skip!();
+    let Some(fabric) = Fabric::new(envtest, "impostor").await else { return };
+    envtest.service_account(&fabric.client, &fabric.namespace, "impostor").await;
+    fabric.apply(&signed_mesh(&["b1", "b2"], "720h", "24h")).await;
+    let mut operator = fabric.operator("operator-a").await;
+    let grpc = operator.leading(WAIT).await;
+    let sidecars = [fabric.sidecar(grpc, "b1", &["svc-b1"]).await, fabric.sidecar(grpc, "b2", &["svc-b2"]).await];
+    wait_for("signed routes converged", WAIT, || converged(&sidecars, &["svc-b1", "svc-b2"])).await;
+    let signing_key_of = |config: &Value| config["effective"]["security"]["signingKeyId"].as_str().map(str::to_owned);
+    let before = sidecars[0].get_json("/config").await.unwrap();
+    assert!(signing_key_of(&before).is_some(), "b1 signs: {before}");
+
+    let mut impostor = fabric.sidecar_as(grpc, "a-impostor", "b1", "impostor").await;
+    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
+    wait_for("a SidecarProblem event on the impostor", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("SidecarProblem")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a-impostor")
+                && e.note.as_deref().is_some_and(|n| {
+                    n.contains("as ServiceAccount impostor")
+                        && n.contains("binds it to ServiceAccount sidecar")
+                        && n.contains("refused")
+                })
+        });
+        if found { Ok(()) } else { Err(format!("{} events", list.items.len())) }
+    })
+    .await;
+    // Its stream was authenticated (a real pod-bound token), but the
+    // operator compiled nothing for it: no config version, no key.
+    wait_for("the impostor's stream is open", WAIT, || async {
+        let (_, list) = operator.get("/sidecars").await;
+        if list.contains("a-impostor") { Ok(()) } else { Err(list) }
+    })
+    .await;
+    let config = impostor.get_json("/config").await.unwrap();
+    assert!(config["version"].is_null() && signing_key_of(&config).is_none(), "the impostor got {config}");
+    // The real b1: same key, still SYNCED, routes in place; its RouteKey
+    // Accepted.
+    let after = sidecars[0].get_json("/config").await.unwrap();
+    assert_eq!(signing_key_of(&after), signing_key_of(&before));
+    let route_key = fabric.wait_condition("RouteKey", "b1", "Accepted").await;
+    assert!(condition_of(&route_key, "Conflict").is_none_or(|c| c["status"] == "False"), "{:?}", route_key.data);
+    let (_, list) = operator.get("/sidecars").await;
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let sync_of = |pod: &str| {
+        let name = format!("{}/{pod}", fabric.namespace);
+        list.as_array().unwrap().iter().find(|e| e["sidecar"] == name.as_str()).map(|e| e["sync"].clone())
+    };
+    assert_eq!(sync_of("b1"), Some(Value::from("SYNCED")), "{list}");
+    assert_eq!(sync_of("a-impostor"), Some(Value::from("NOT SENT")), "{list}");
+    converged(&sidecars, &["svc-b1", "svc-b2"]).await.unwrap();
+    impostor.kill().await;
     operator.terminate().await;
 }

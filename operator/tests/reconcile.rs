@@ -160,6 +160,7 @@ fn sidecar(name: &str) -> SidecarInfo {
         name: name.into(),
         labels: [("mesh".to_string(), "test".to_string())].into(),
         peer_address: Some(format!("{name}.{NS}:7400")),
+        service_account: None,
     }
 }
 

@@ -116,6 +116,7 @@ pub fn sidecar(i: usize) -> SidecarInfo {
         name: pod_name(i),
         labels,
         peer_address: Some(format!("10.{}.{}.{}:7400", i >> 16 & 255, i >> 8 & 255, i & 255)),
+        service_account: None,
     }
 }
 
@@ -249,6 +250,7 @@ pub fn route_key(k: usize) -> RouteKey {
         metadata: meta(format!("rk-{}", node_id(k))),
         spec: RouteKeySpec {
             node_id: node_id(k),
+            service_account_name: None,
             algorithm: Default::default(),
             management: KeyManagement::External,
             rotation_interval: GoDuration::new("720h"),

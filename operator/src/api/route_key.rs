@@ -1,5 +1,5 @@
-//! `RouteKey`: the signing identity of one node id. The operator (next
-//! step) generates and rotates ed25519 keys and publishes their public
+//! `RouteKey`: the signing identity of one node id, and who may run as it
+//! (its namespace and `serviceAccountName`). The operator generates and rotates ed25519 keys and publishes their public
 //! halves in `status.keys`; keys managed elsewhere are listed in
 //! `spec.externalKeys`. Every sidecar trusts every published key.
 
@@ -51,6 +51,14 @@ pub struct RouteKeySpec {
         "message": rules::ROUTE_KEY_NODE_ID_IMMUTABLE.message
     }]))]
     pub node_id: String,
+    /// The ServiceAccount pods running as this node id must use. With it,
+    /// this RouteKey binds the node id to its namespace and that
+    /// ServiceAccount: another pod that claims the node id (by its
+    /// `routing.fabric.dev/node-id` label) is refused and gets no config,
+    /// key or certificate. Without it, the binding is to the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
     #[serde(default)]
     pub algorithm: KeyAlgorithm,
     /// `Operator`: the operator generates and rotates keys. `External`:

@@ -107,6 +107,8 @@ struct AnalyzeArgs {
     /// Print only the findings, not the compiled configs.
     #[arg(long)]
     no_configs: bool,
+    #[command(flatten)]
+    identity: fabric_operator::identity_flags::IdentityFlags,
 }
 
 /// How long `--pod` waits for kubectl's "Forwarding from" line.
@@ -215,8 +217,8 @@ async fn sync(output: Output, args: &OperatorArgs) -> Result<u8, Failure> {
 
 /// `fabric-operator analyze`, through the same library calls.
 fn analyze(output: Output, args: &AnalyzeArgs) -> Result<u8, Failure> {
-    let analysis =
-        fabric_operator::analyze::analyze_dir(&args.path).map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))?;
+    let analysis = fabric_operator::analyze::analyze_dir(&args.path, &args.identity.settings())
+        .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))?;
     match output {
         Output::Text => {
             print!("{}", analysis.render_findings());

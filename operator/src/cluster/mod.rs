@@ -85,6 +85,9 @@ pub struct ClusterOptions {
     pub webhook: Option<crate::webhook::WebhookOptions>,
     /// How often key rotation checks the RouteKeys (`--rotation-tick`).
     pub rotation_tick: Duration,
+    /// Who may run as which node id (`--fabric-namespace`,
+    /// `--unbound-node-ids`).
+    pub identity: crate::compile::Settings,
 }
 
 pub struct LeaderElection {
@@ -157,7 +160,11 @@ pub async fn run(options: ClusterOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client (in-cluster config or kubeconfig): {e}"))?;
     let instance = instance_name();
-    let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
+    let distributor = Distributor::new(DistributorOptions {
+        sidecars_from_objects: true,
+        identity: options.identity.clone(),
+        ..Default::default()
+    });
     distributor.set_leader(false);
     let health = Health::default();
 

@@ -89,7 +89,7 @@ impl<K: Indexed + kube::Resource<DynamicType = ()>> Watched for Lenient<K> {
 /// The sidecar a Pod runs, or `None` while it is not one the fabric can
 /// use: not labelled `routing.fabric.dev/sidecar=true`, terminating
 /// (`deletionTimestamp` set), finished (`Succeeded`/`Failed`), or without a
-/// pod IP yet. Node id and labels come from [`SidecarInfo::from_pod_metadata`];
+/// pod IP yet. Node id and labels come from [`SidecarInfo::from_pod`];
 /// the peer address from the `routing.fabric.dev/peer-address` annotation,
 /// else `<podIP>:<port>` with the port from `routing.fabric.dev/peer-port`
 /// (default [`DEFAULT_PEER_PORT`]). An unparsable port leaves the sidecar
@@ -105,7 +105,8 @@ pub fn sidecar_from_pod(pod: &Pod, issues: &mut Vec<String>) -> Option<SidecarIn
         return None;
     }
     let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-    let mut info = match SidecarInfo::from_pod_metadata(metadata, "") {
+    let service_account = pod.spec.as_ref().and_then(|spec| spec.service_account_name.as_deref());
+    let mut info = match SidecarInfo::from_pod(metadata, service_account, "") {
         Ok(info) => info,
         Err(error) => {
             issues.push(error.to_string());

@@ -1,8 +1,6 @@
 //! RouteKey: the trusted keys every sidecar gets. Node ids are global, so
 //! every sidecar trusts the keys of every node id, with these guards:
-//! - a RouteKey for a node id that belongs to a sidecar of another
-//!   namespace is refused (a namespace cannot vouch for another's node);
-//! - two RouteKeys for one node id conflict; the smaller namespace/name wins;
+//! - only the RouteKey that binds a node id ([`super::identity`]) counts;
 //! - a key that the sidecar would refuse (bad base64, not an ed25519 point,
 //!   bad times, a key id used twice) is left out with a Degraded condition,
 //!   so one bad key cannot invalidate every sidecar's config.
@@ -17,12 +15,11 @@ use fabric_routing::SidecarConfig;
 use fabric_routing::config::TrustedKey;
 use fabric_routing::ids::{KeyId, NodeId};
 
+use super::identity::Bindings;
 use super::report::Report;
-use super::sidecars::Sidecar;
 use crate::api::{KeyManagement, RouteKey};
-use crate::index::{Index, ObjectKey, ObjectKind};
+use crate::index::ObjectKey;
 use crate::time::normalize_rfc3339;
-use crate::validation::check_route_key;
 
 /// One key as listed in a RouteKey, before checks.
 struct Listed<'a> {
@@ -91,37 +88,12 @@ pub(crate) struct Keys {
 
 /// The trusted keys of every RouteKey and the signing key of every
 /// operator-managed node id.
-pub(crate) fn trusted_keys(index: &Index, sidecars: &BTreeMap<NodeId, Sidecar<'_>>, report: &mut Report) -> Keys {
-    let mut by_node: BTreeMap<NodeId, ObjectKey> = BTreeMap::new();
+pub(crate) fn trusted_keys(bindings: &Bindings<'_>, report: &mut Report) -> Keys {
     let mut keys: BTreeMap<(NodeId, KeyId), TrustedKey> = BTreeMap::new();
     let mut sources = BTreeSet::new();
     let mut signing = BTreeMap::new();
-    for (name, route_key) in index.objects::<RouteKey>() {
-        let object = ObjectKey::new(ObjectKind::RouteKey, name);
-        let violations = check_route_key(&route_key.spec);
-        if !violations.is_empty() {
-            report.invalid(object, violations);
-            continue;
-        }
-        let node_id = NodeId::from(route_key.spec.node_id.as_str());
-        if let Some(owner) = sidecars.get(&node_id)
-            && owner.info.namespace != name.namespace
-        {
-            let message = format!(
-                "node id {node_id} belongs to {} in namespace {}; a RouteKey must live in its sidecar's namespace",
-                owner.info.key(),
-                owner.info.namespace
-            );
-            report.refuse(object, "ForeignNodeId", message);
-            continue;
-        }
-        if let Some(earlier) = by_node.get(&node_id) {
-            let parties = BTreeSet::from([earlier.clone(), object.clone()]);
-            let subject = format!("second RouteKey for node id {node_id}");
-            report.conflict("DuplicateNodeId", &subject, &parties, earlier, None);
-            continue;
-        }
-        by_node.insert(node_id.clone(), object.clone());
+    for (node_id, binding) in bindings {
+        let (object, route_key) = (&binding.route_key, binding.object);
         sources.insert(object.clone());
         let active = route_key.status.as_ref().and_then(|s| s.active_key_id.as_deref());
         if let (KeyManagement::Operator, Some(active)) = (route_key.spec.management, active) {
@@ -131,15 +103,15 @@ pub(crate) fn trusted_keys(index: &Index, sidecars: &BTreeMap<NodeId, Sidecar<'_
             let id = (node_id.clone(), KeyId::from(listed.key_id));
             if keys.contains_key(&id) {
                 let message = format!("{}: key id {} is listed twice; the first is used", listed.field, listed.key_id);
-                report.degraded(&object, "DuplicateKeyId", message, BTreeSet::new());
+                report.degraded(object, "DuplicateKeyId", message, BTreeSet::new());
                 continue;
             }
-            match trusted_key(&node_id, &listed) {
+            match trusted_key(node_id, &listed) {
                 Ok(key) => {
                     keys.insert(id, key);
                 }
                 Err(error) => {
-                    report.degraded(&object, "KeyRefused", format!("{error}; this key is not trusted"), BTreeSet::new())
+                    report.degraded(object, "KeyRefused", format!("{error}; this key is not trusted"), BTreeSet::new())
                 }
             }
         }

@@ -11,6 +11,7 @@
 
 mod areas;
 mod convert;
+mod identity;
 mod keys;
 mod neighbors;
 mod output;
@@ -29,6 +30,7 @@ use fabric_routing::ids::NodeId;
 use fabric_routing::link_state::AreaId;
 use sha2::{Digest, Sha256};
 
+pub use identity::{Settings, UnboundNodeIds};
 pub use output::{Compilation, CompiledSidecar, ConditionSpec, ConditionType, Problem, Severity};
 
 use crate::api::{LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
@@ -37,17 +39,24 @@ use crate::validation::Violation;
 use population::Population;
 use report::Report;
 
-/// Compiles every sidecar of `index`.
+/// Compiles every sidecar of `index` with the default identity settings
+/// (any namespace, unbound node ids allowed).
 pub fn compile(index: &Index) -> Compilation {
+    compile_with(index, &Settings::default())
+}
+
+/// Compiles every sidecar of `index` that `settings` let claim its node id.
+pub fn compile_with(index: &Index, settings: &Settings) -> Compilation {
     let mut report = Report::default();
     let route_policies = route_policies::resolve(index, &mut report);
     let mut neighbor_policies = neighbors::resolve(index, &mut report);
-    let sidecars = sidecars::resolve(index, &mut report);
+    let bindings = identity::bind(index, settings, &mut report);
+    let sidecars = sidecars::resolve(index, settings, &bindings, &mut report);
     let population = Population::new(sidecars.values().map(|sidecar| sidecar.info));
     neighbors::expand_entries(&mut neighbor_policies, &population);
     let route_policy_choices = population.selections(route_policies.iter().map(|p| p.selector()));
     let neighbor_policy_choices = population.selections(neighbor_policies.iter().map(|p| p.selector()));
-    let keys = keys::trusted_keys(index, &sidecars, &mut report);
+    let keys = keys::trusted_keys(&bindings, &mut report);
     let shared_keys = SharedKeys::new(keys.trusted.clone());
     let areas = areas::resolve(index, &mut report);
 

@@ -12,7 +12,7 @@ use fabric_routing::link_state::{AreaId, LinkStateConfig};
 use serde::Serialize;
 
 use crate::api::{Condition, ConditionStatus};
-use crate::index::ObjectKey;
+use crate::index::{NamespacedName, ObjectKey, ObjectKind};
 
 /// Everything one sidecar is sent, link-state included, and where it came
 /// from.
@@ -193,6 +193,13 @@ pub struct Compilation {
 }
 
 impl Compilation {
+    /// The config compiled for node `node_id` if it was compiled for pod
+    /// `pod`: a pod that claims a node id it was not compiled for (refused
+    /// by the identity rules, or unknown to the index) has none.
+    pub fn for_pod(&self, node_id: &NodeId, pod: &NamespacedName) -> Option<&CompiledSidecar> {
+        self.sidecars.get(node_id).filter(|compiled| compiled.sources.contains(&ObjectKey::new(ObjectKind::Pod, pod)))
+    }
+
     /// Error-level problems and conditions (what makes `analyze` exit 1).
     pub fn has_errors(&self) -> bool {
         self.problems.iter().any(|p| p.severity == Severity::Error)

@@ -95,6 +95,7 @@ mod tests {
             name: name.into(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             peer_address: None,
+            service_account: None,
         }
     }
 
@@ -158,6 +159,7 @@ mod tests {
                     name: format!("n{i}"),
                     labels: labels.iter().cloned().collect(),
                     peer_address: None,
+                    service_account: None,
                 })
                 .collect();
             let selector = LabelSelector { match_labels: Some(wanted.into_iter().collect()), match_expressions: None };

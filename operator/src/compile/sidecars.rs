@@ -1,13 +1,12 @@
-//! The sidecars by node id. Node ids are global (they appear in every path
-//! of the fabric); two pods claiming one node id is an error and the
-//! smaller namespace/name keeps it. A malformed peer address is reported
-//! and dropped, so that one bad annotation does not invalidate the config of
+//! The sidecars by node id, among the pods [`identity`] lets claim their
+//! node id. A malformed peer address is reported and dropped, so that one bad annotation does not invalidate the config of
 //! every sidecar that has this one as a neighbor.
 
 use std::collections::BTreeMap;
 
 use fabric_routing::NodeId;
 
+use super::identity::{self, Bindings, Settings};
 use super::output::{Problem, Severity};
 use super::report::Report;
 use crate::api::{NODE_ID_LABEL, PEER_ADDRESS_ANNOTATION};
@@ -24,8 +23,12 @@ fn is_host_port(address: &str) -> bool {
     address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
-pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> BTreeMap<NodeId, Sidecar<'a>> {
-    let mut sidecars: BTreeMap<NodeId, Sidecar<'a>> = BTreeMap::new();
+pub(crate) fn resolve<'a>(
+    index: &'a Index,
+    settings: &Settings,
+    bindings: &Bindings<'_>,
+    report: &mut Report,
+) -> BTreeMap<NodeId, Sidecar<'a>> {
     for (pod, requested) in index.refused_node_ids() {
         let Some(info) = index.sidecar(&pod.namespace, &pod.name) else { continue };
         report.problem(Problem {
@@ -41,24 +44,8 @@ pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> BTreeMap<Nod
             related: Vec::new(),
         });
     }
-    // The index iterates in namespace/name order, so the first claimant of a
-    // node id is the smallest namespace/name.
-    for info in index.sidecars() {
-        if let Some(owner) = sidecars.get(&info.node_id) {
-            report.problem(Problem {
-                severity: Severity::Error,
-                object: Some(info.key()),
-                sidecar: Some(info.node_id.clone()),
-                field: None,
-                message: format!(
-                    "node id {} is already used by {}; this pod is ignored",
-                    info.node_id,
-                    owner.info.key()
-                ),
-                related: vec![owner.info.key()],
-            });
-            continue;
-        }
+    let mut sidecars = BTreeMap::new();
+    for (node_id, info) in identity::claims(index, settings, bindings, report) {
         let address = match &info.peer_address {
             Some(address) if is_host_port(address) => Some(address.clone()),
             Some(address) => {
@@ -74,7 +61,7 @@ pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> BTreeMap<Nod
             }
             None => None,
         };
-        sidecars.insert(info.node_id.clone(), Sidecar { info, address });
+        sidecars.insert(node_id, Sidecar { info, address });
     }
     sidecars
 }

@@ -43,6 +43,8 @@ pub struct LocalOptions {
     pub state_dir: Option<PathBuf>,
     /// How often key rotation checks its RouteKeys.
     pub rotation_tick: Duration,
+    /// Who may run as which node id.
+    pub identity: crate::compile::Settings,
 }
 
 /// What the HTTP status shows besides the distributor.
@@ -207,6 +209,7 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         hold: !options.resume_grace.is_zero(),
         registry: options.state_dir.as_ref().map(|dir| dir.join("sidecars.json")),
         sidecars_from_objects: false,
+        identity: options.identity.clone(),
     });
     if let Some(dir) = &options.state_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

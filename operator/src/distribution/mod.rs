@@ -26,15 +26,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::api::{NODE_ID_LABEL, RouteKey, RouteKeyStatus};
-use crate::compile::{Compilation, compile};
+use crate::compile::{Compilation, compile, compile_with};
 use crate::index::{Index, NamespacedName, SidecarInfo};
 pub use crate::rotation::Rollout;
 
 /// The index key of the pod running sidecar `name`.
-fn pod_key(name: &NamespacedName) -> crate::index::ObjectKey {
-    crate::index::ObjectKey::new(crate::index::ObjectKind::Pod, name)
-}
-
 /// What goes down one sidecar's stream.
 pub type Outbound = mpsc::UnboundedSender<Result<OperatorMessage, tonic::Status>>;
 pub type OutboundReceiver = mpsc::UnboundedReceiver<Result<OperatorMessage, tonic::Status>>;
@@ -61,6 +57,9 @@ pub struct DistributorOptions {
     /// index), not from Hellos. A Hello then only opens the stream of the
     /// pod it names (namespace + pod name).
     pub sidecars_from_objects: bool,
+    /// Who may run as which node id (`--fabric-namespace`,
+    /// `--unbound-node-ids`).
+    pub identity: crate::compile::Settings,
 }
 
 /// A registered sidecar as stored in the registry file.
@@ -94,6 +93,7 @@ impl From<Registered> for SidecarInfo {
             name: r.name,
             labels: r.labels,
             peer_address: r.peer_address,
+            service_account: None,
         }
     }
 }
@@ -251,6 +251,7 @@ pub fn sidecar_from_hello(hello: &Hello, remote: Option<IpAddr>) -> Result<Sidec
         name: if hello.pod_name.is_empty() { hello.node_id.clone() } else { hello.pod_name.clone() },
         labels: hello.labels.clone(),
         peer_address,
+        service_account: None,
     })
 }
 
@@ -315,6 +316,7 @@ impl Distributor {
     /// was installed first.
     fn recompile(&self, mut inner: MutexGuard<'_, Inner>) {
         let (inputs, index) = inner.compile_inputs();
+        let identity = inner.options.identity.clone();
         drop(inner);
         let started = std::time::Instant::now();
         let span = tracing::info_span!(
@@ -323,7 +325,7 @@ impl Distributor {
             revision = index.revision(),
             problems = tracing::field::Empty
         );
-        let compilation = span.in_scope(|| compile(&index));
+        let compilation = span.in_scope(|| compile_with(&index, &identity));
         span.record("problems", compilation.problems.len());
         let took = started.elapsed();
         self.lock().install(inputs, compilation, took);
@@ -383,7 +385,7 @@ impl Distributor {
         // hold rotation back).
         for (name, sidecar) in inner.state.sidecars.iter().filter(|(name, s)| s.connected && inner.is_member(name)) {
             let compiled = inner.compilation.sidecars.get(&sidecar.node_id);
-            if compiled.is_some_and(|c| !c.sources.contains(&pod_key(name))) {
+            if compiled.is_some() && inner.compilation.for_pod(&sidecar.node_id, name).is_none() {
                 continue;
             }
             let trusts = compiled.is_some_and(|c| {
@@ -425,7 +427,7 @@ impl Distributor {
             return true;
         };
         // The sidecar the config was compiled for (its pod is a source).
-        let owner = inner.state.sidecars.iter().find(|(name, _)| compiled.sources.contains(&pod_key(name)));
+        let owner = inner.state.sidecars.iter().find(|(name, _)| inner.compilation.for_pod(node, name).is_some());
         let Some((_, owner)) = owner else { return true };
         compiled.config.security.signing_key_id.as_ref() == Some(key)
             && owner.acked_version.as_deref() == Some(compiled.version())
@@ -674,14 +676,17 @@ impl Inner {
         }
         let Some((_, sender)) = self.streams.get(key) else { return };
         let Some(state) = self.state.sidecars.get_mut(key) else { return };
-        let Some(compiled) = self.compilation.sidecars.get(&state.node_id) else { return };
-        // Only the sidecar the config was compiled for gets it (and its
-        // signing key): not a pod that claims the node id without being
-        // that sidecar (unknown to the index, or a duplicate node id).
-        if !compiled.sources.contains(&pod_key(key)) {
-            tracing::warn!(sidecar = %key, node = %state.node_id, "not the sidecar compiled for this node id; nothing pushed");
+        if !self.compilation.sidecars.contains_key(&state.node_id) {
             return;
         }
+        // Only the sidecar the config was compiled for gets it (and its
+        // signing key): not a pod that claims the node id without being
+        // that sidecar (unknown to the index, or refused by the identity
+        // rules).
+        let Some(compiled) = self.compilation.for_pod(&state.node_id, key) else {
+            tracing::warn!(sidecar = %key, node = %state.node_id, "not the sidecar compiled for this node id; nothing pushed");
+            return;
+        };
         let version = compiled.version();
         match &state.sent_version {
             Some(sent) if sent == version => return,
@@ -816,17 +821,10 @@ mod tests {
     fn only_the_pod_compiled_for_a_node_id_gets_its_config() {
         let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
         let mut index = Index::new();
-        for pod in ["a", "b-duplicate"] {
-            let mut info = sidecar_from_hello(&hello(pod, &[]), None).unwrap();
-            info.node_id = NodeId::from("a");
-            index.upsert_sidecar(info);
-        }
-        distributor.set_objects(index);
-        // The compiler keeps the smaller name for a duplicate node id.
+        index.upsert_sidecar(sidecar_from_hello(&hello("a", &[]), None).unwrap());
+        distributor.set_objects(index.clone());
         let (_, mut owner) = distributor.connect(sidecar_from_hello(&hello("a", &[]), None).unwrap(), "");
         assert!(snapshot(&mut owner).is_some(), "the compiled pod gets its config");
-        let (_, mut duplicate) = distributor.connect(sidecar_from_hello(&hello("b-duplicate", &[]), None).unwrap(), "");
-        assert!(duplicate.try_recv().is_err(), "the duplicate gets nothing");
         // A pod the watch does not know, claiming node id a, gets nothing,
         // and does not hold key rotation back.
         let mut rogue = hello("rogue", &[]);
@@ -835,6 +833,14 @@ mod tests {
         assert!(rogue.try_recv().is_err(), "an unknown pod gets nothing");
         let waiting = distributor.rollout(&NodeId::from("a"), &KeyId::from("k1"), fabric_routing::Timestamp(0));
         assert_eq!(waiting, Rollout::Waiting(vec!["fabric/a".into()]), "only the member counts");
+        // A second watched pod claiming node id a: the compiler serves
+        // neither (compile::identity), so the duplicate gets nothing.
+        let mut duplicate = sidecar_from_hello(&hello("b-duplicate", &[]), None).unwrap();
+        duplicate.node_id = NodeId::from("a");
+        index.upsert_sidecar(duplicate);
+        distributor.set_objects(index);
+        let (_, mut duplicate) = distributor.connect(sidecar_from_hello(&hello("b-duplicate", &[]), None).unwrap(), "");
+        assert!(duplicate.try_recv().is_err(), "the duplicate gets nothing");
     }
 
     /// A connected sidecar for which no config compiles holds a key back

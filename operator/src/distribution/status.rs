@@ -155,7 +155,7 @@ pub fn sidecars(compilation: &Compilation, state: &DistributionState) -> Vec<Sid
         .sidecars
         .iter()
         .map(|(name, sidecar)| {
-            let current = compilation.sidecars.get(&sidecar.node_id).map(|c| c.version().to_string());
+            let current = compilation.for_pod(&sidecar.node_id, name).map(|c| c.version().to_string());
             let sync = match &current {
                 None => SyncState::NotSent,
                 Some(v) if sidecar.acked_version.as_ref() == Some(v) => SyncState::Synced,

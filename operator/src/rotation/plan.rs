@@ -355,6 +355,7 @@ mod tests {
     fn spec() -> RouteKeySpec {
         RouteKeySpec {
             node_id: "eu-1".into(),
+            service_account_name: None,
             algorithm: Default::default(),
             management: Default::default(),
             rotation_interval: GoDuration::new("720h"),

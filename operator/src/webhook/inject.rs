@@ -193,7 +193,7 @@ pub fn inject(pod: &Pod, settings: &InjectionSettings) -> Result<Option<JsonPatc
         return Ok(None);
     }
 
-    // The node id the operator will compile for (SidecarInfo::from_pod_metadata).
+    // The node id the operator will compile for (SidecarInfo::from_pod).
     let node_id = labels
         .get(NODE_ID_LABEL)
         .filter(|id| !id.is_empty())
