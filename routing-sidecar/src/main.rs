@@ -103,8 +103,14 @@ struct RunArgs {
     otlp_service_name: String,
     /// The operator to take configs from (`https://host:port`, or
     /// `http://` for local use); see docs/sidecar.md, "Operator connection".
+    /// With it, the local API is read-only.
     #[arg(long, env = "FABRIC_OPERATOR")]
     operator: Option<String>,
+    /// A file holding the bearer token `PUT /config` on the local API
+    /// needs. Without it (and without --operator) the local API refuses
+    /// config writes.
+    #[arg(long, env = "FABRIC_API_TOKEN_FILE", conflicts_with = "operator")]
+    api_token_file: Option<PathBuf>,
     /// Bearer token for the operator (a projected ServiceAccount token, or
     /// the operator's static token in local mode); re-read at each connect.
     #[arg(long, env = "FABRIC_OPERATOR_TOKEN_FILE")]
@@ -251,6 +257,13 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() }),
         _ => None,
     };
+    let config_writes = match config_writes(&args) {
+        Ok(writes) => writes,
+        Err(e) => {
+            telemetry.shutdown().await;
+            return Err(e);
+        }
+    };
     let node = start(NodeOptions {
         config_path: args.config.clone(),
         state_dir: args.state_dir.clone(),
@@ -259,6 +272,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         tls,
         signing_key: args.signing_key.clone(),
         wait_for_operator: args.operator.is_some(),
+        config_writes,
     })
     .await;
     let node = match node {
@@ -289,6 +303,18 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     node.handle.shutdown(args.announce_restart).await;
     telemetry.shutdown().await;
     Ok(())
+}
+
+/// Who may `PUT /config`: nobody with --operator (the operator is the
+/// source of config), holders of the --api-token-file token, else nobody.
+fn config_writes(args: &RunArgs) -> Result<fabric_routing::runtime::api::ConfigWrites, String> {
+    use fabric_routing::runtime::api::ConfigWrites;
+    if args.operator.is_some() {
+        return Ok(ConfigWrites::Operator);
+    }
+    let Some(path) = &args.api_token_file else { return Ok(ConfigWrites::Disabled) };
+    let token = std::fs::read_to_string(path).map_err(|e| format!("--api-token-file {}: {e}", path.display()))?;
+    ConfigWrites::token(&token).ok_or_else(|| format!("--api-token-file {}: the file is empty", path.display()))
 }
 
 #[cfg(unix)]

@@ -257,6 +257,80 @@ async fn live_reload_changes_selection_without_restart_and_bad_config_is_refused
     lab.configs.insert("s".into(), config);
 }
 
+/// The local API is reachable from every container of the pod: a config
+/// write needs the --api-token-file token, and a sidecar fed by an
+/// operator takes none. Each refusal is counted and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_writes_need_the_api_token_and_an_operator_fed_sidecar_is_read_only() {
+    use fabric_routing::runtime::local_http;
+    let dir = scratch("api-writes");
+    let mut config = SidecarConfig::new("w");
+    config.version = Some("v1".into());
+    let standalone = SidecarProcess::spawn(exe(), &config, &dir.join("standalone"), &[]).await.unwrap();
+    // Operator-fed: the operator is unreachable, so it runs on its file.
+    let operator = ["--operator".to_owned(), "http://127.0.0.1:9".to_owned()];
+    let fed = SidecarProcess::spawn(exe(), &config, &dir.join("fed"), &operator).await.unwrap();
+    let mut replacement = config.clone();
+    replacement.version = Some("v2".into());
+    let injected =
+        LocalRoute { destination: "injected".into(), cost: 0, latency_us: 0, reliability: 1.0, tags: vec![] };
+    replacement.originate.push(injected);
+    let yaml = replacement.to_yaml();
+    let token = standalone.api_token.clone().expect("a standalone sidecar has a token");
+
+    struct Case<'a> {
+        name: &'a str,
+        sidecar: &'a SidecarProcess,
+        bearer: Option<&'a str>,
+        status: u16,
+        error: &'a str,
+    }
+    let cases = [
+        Case {
+            name: "no token",
+            sidecar: &standalone,
+            bearer: None,
+            status: 401,
+            error: "PUT /config needs Authorization: Bearer <token>",
+        },
+        Case {
+            name: "wrong token",
+            sidecar: &standalone,
+            bearer: Some("not-the-token"),
+            status: 401,
+            error: "the bearer token is not the --api-token-file token",
+        },
+        Case {
+            name: "operator-fed, even with a token",
+            sidecar: &fed,
+            bearer: Some(&token),
+            status: 403,
+            error: "the config comes from the operator (--operator); the local API is read-only",
+        },
+    ];
+    for (refusals, case) in cases.iter().enumerate() {
+        let response = local_http::put(case.sidecar.api, "/config", &yaml, case.bearer).await.unwrap();
+        assert_eq!(
+            (response.status, response.json().unwrap()["error"].as_str()),
+            (case.status, Some(case.error)),
+            "{}",
+            case.name
+        );
+        let status = case.sidecar.get_json("/config").await.unwrap();
+        assert_eq!(status["version"], "v1", "{}: nothing changed", case.name);
+        assert_eq!(status["last_error"], format!("PUT /config refused: {}", case.error), "{}", case.name);
+        assert!(case.sidecar.next_hop("injected").await.unwrap().is_none(), "{}", case.name);
+        let counted = if case.name.starts_with("operator") { 1 } else { refusals as u64 + 1 };
+        assert_eq!(status["rejected_total"], counted, "{}: counted", case.name);
+        let metrics = case.sidecar.get("/metrics").await.unwrap().body;
+        assert!(metrics.contains(&format!("fabric_config_rejected_total {counted}")), "{}: {metrics}", case.name);
+    }
+    // The token holder writes.
+    let accepted = local_http::put(standalone.api, "/config", &yaml, Some(&token)).await.unwrap();
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(standalone.get_json("/config").await.unwrap()["version"], "v2");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_comes_back_with_the_persisted_config_and_key() {
     let dir = scratch("restart");

@@ -1,12 +1,20 @@
 //! The local HTTP API (localhost): what the application and operators ask
 //! the node. Errors are JSON `{"error": ..., "field": ...}`.
+//!
+//! Every container of the pod reaches this port, so reading is open and
+//! writing is not: `PUT /config` is refused when the operator is the source
+//! of config, and otherwise needs the bearer token of `--api-token-file`
+//! ([`ConfigWrites`]).
 
-use axum::extract::{Path, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::config::SidecarConfig;
 use crate::runtime::handle::{NodeGone, NodeHandle};
@@ -29,7 +37,68 @@ impl IntoResponse for NodeGone {
     }
 }
 
-pub fn router(node: NodeHandle) -> Router {
+/// Who may replace the config with `PUT /config`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigWrites {
+    /// The operator (`--operator`) is the only source of config; the local
+    /// API is read-only.
+    Operator,
+    /// No `--api-token-file`: nobody.
+    Disabled,
+    /// Callers presenting this bearer token, kept as its SHA-256 digest so
+    /// the comparison's timing says nothing about the token.
+    Token([u8; 32]),
+}
+
+impl ConfigWrites {
+    /// Writes with `token` (surrounding whitespace, e.g. a trailing newline
+    /// of the file, is not part of it); `None` for an empty token.
+    pub fn token(token: &str) -> Option<Self> {
+        let token = token.trim();
+        (!token.is_empty()).then(|| ConfigWrites::Token(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    /// Whether a request with `headers` may write, or the status and reason
+    /// to refuse it with.
+    fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+        match self {
+            ConfigWrites::Operator => Err((
+                StatusCode::FORBIDDEN,
+                "the config comes from the operator (--operator); the local API is read-only",
+            )),
+            ConfigWrites::Disabled => Err((
+                StatusCode::FORBIDDEN,
+                "config writes are disabled: start the sidecar with --api-token-file to allow PUT /config",
+            )),
+            ConfigWrites::Token(expected) => {
+                let presented = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .map(|token| <[u8; 32]>::from(Sha256::digest(token.trim().as_bytes())));
+                match presented {
+                    Some(digest) if &digest == expected => Ok(()),
+                    Some(_) => Err((StatusCode::UNAUTHORIZED, "the bearer token is not the --api-token-file token")),
+                    None => Err((StatusCode::UNAUTHORIZED, "PUT /config needs Authorization: Bearer <token>")),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ApiState {
+    node: NodeHandle,
+    writes: Arc<ConfigWrites>,
+}
+
+impl FromRef<ApiState> for NodeHandle {
+    fn from_ref(state: &ApiState) -> NodeHandle {
+        state.node.clone()
+    }
+}
+
+pub fn router(node: NodeHandle, writes: ConfigWrites) -> Router {
     Router::new()
         .route("/routes", get(routes))
         .route("/routes/{destination}", get(route))
@@ -44,7 +113,7 @@ pub fn router(node: NodeHandle) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
         // A config with tens of thousands of originated routes is several MiB.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
-        .with_state(node)
+        .with_state(ApiState { node, writes: Arc::new(writes) })
 }
 
 async fn routes(State(node): State<NodeHandle>) -> Result<Response, NodeGone> {
@@ -100,8 +169,18 @@ fn redacted(config: &SidecarConfig) -> serde_json::Value {
     value
 }
 
-/// Applies a SidecarConfig (YAML or JSON body) live.
-async fn put_config(State(node): State<NodeHandle>, body: String) -> Result<Response, NodeGone> {
+/// Applies a SidecarConfig (YAML or JSON body) live, for callers
+/// [`ConfigWrites`] allows; a refusal is counted as a refused config.
+async fn put_config(State(state): State<ApiState>, headers: HeaderMap, body: String) -> Result<Response, NodeGone> {
+    let node = state.node;
+    if let Err((status, reason)) = state.writes.check(&headers) {
+        node.refuse_config("api", format!("PUT /config refused: {reason}")).await?;
+        let mut response = error(status, reason, None);
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        return Ok(response);
+    }
     let config = match SidecarConfig::from_yaml(&body) {
         Ok(config) => config,
         Err(e) => return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string(), Some(e.field))),
@@ -150,4 +229,28 @@ async fn healthz() -> Response {
 async fn readyz(State(node): State<NodeHandle>) -> Result<Response, NodeGone> {
     let config = node.config().await?;
     Ok(Json(serde_json::json!({"status": "ready", "configVersion": config.version})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn config_writes_are_refused_unless_a_token_allows_them() {
+        let token = ConfigWrites::token("s3cret\n").unwrap();
+        assert_eq!(token.check(&bearer("s3cret")), Ok(()), "the file's trailing newline is not part of it");
+        assert_eq!(token.check(&bearer("s3cre")).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(token.check(&HeaderMap::new()).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        let disabled = ConfigWrites::Disabled.check(&bearer("s3cret")).unwrap_err();
+        assert_eq!(disabled.0, StatusCode::FORBIDDEN);
+        assert!(disabled.1.contains("--api-token-file"), "{}", disabled.1);
+        assert_eq!(ConfigWrites::Operator.check(&bearer("s3cret")).unwrap_err().0, StatusCode::FORBIDDEN);
+        assert_eq!(ConfigWrites::token(" \n"), None, "an empty token allows nothing");
+    }
 }

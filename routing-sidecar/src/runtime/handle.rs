@@ -89,6 +89,12 @@ impl NodeHandle {
         answer.await.map_err(|_| NodeGone)
     }
 
+    /// Counts a config refused before it reached the node (an API write
+    /// the caller may not make), like a config the node refused.
+    pub async fn refuse_config(&self, source: &str, reason: String) -> Result<(), NodeGone> {
+        self.commands.send(Command::RefuseConfig { source: source.to_string(), reason }).await.map_err(|_| NodeGone)
+    }
+
     /// Closes every session (announcing a restart when `restarting`) and
     /// stops the actor.
     pub async fn shutdown(&self, restarting: bool) {

@@ -25,6 +25,23 @@ pub struct SidecarProcess {
     pub api: SocketAddr,
     pub dir: PathBuf,
     pub config_path: PathBuf,
+    /// The token `PUT /config` needs (`dir/api-token`); `None` for a
+    /// sidecar fed by an operator, whose local API is read-only.
+    pub api_token: Option<String>,
+}
+
+/// The local API token of the sidecar in `dir`: kept across restarts, made
+/// (random, owner-only) the first time.
+fn api_token(dir: &Path) -> Result<(PathBuf, String), String> {
+    let path = dir.join("api-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok((path, token));
+    }
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("random token: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    crate::runtime::state_dir::write_private(&path, token.as_bytes())?;
+    Ok((path, token))
 }
 
 impl SidecarProcess {
@@ -56,6 +73,14 @@ impl SidecarProcess {
         if let Some(path) = config_path {
             command.arg("--config").arg(path);
         }
+        let operator_fed = extra.iter().any(|arg| arg == "--operator");
+        let api_token = if operator_fed {
+            None
+        } else {
+            let (path, token) = api_token(dir)?;
+            command.arg("--api-token-file").arg(path);
+            Some(token)
+        };
         command
             .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-format", "json"])
             .args(extra)
@@ -85,6 +110,7 @@ impl SidecarProcess {
             child,
             dir: dir.to_path_buf(),
             config_path: config_path.map(Path::to_path_buf).unwrap_or_else(|| dir.join("config.yaml")),
+            api_token,
         })
     }
 
@@ -104,7 +130,7 @@ impl SidecarProcess {
     pub async fn apply(&self, config: &SidecarConfig) -> Result<HttpResponse, String> {
         let yaml = config.to_yaml();
         std::fs::write(&self.config_path, &yaml).map_err(|e| e.to_string())?;
-        local_http::put(self.api, "/config", &yaml).await
+        local_http::put(self.api, "/config", &yaml, self.api_token.as_deref()).await
     }
 
     /// Next hop for `destination`, `None` when there is no route.

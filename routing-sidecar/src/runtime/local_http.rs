@@ -19,13 +19,21 @@ impl HttpResponse {
     }
 }
 
-/// Sends one request; `Connection: close` so the body ends at EOF.
-pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<HttpResponse, String> {
+/// Sends one request, with `Authorization: Bearer` when `bearer` is set;
+/// `Connection: close` so the body ends at EOF.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> Result<HttpResponse, String> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
         let body = body.unwrap_or("");
+        let authorization = bearer.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{authorization}Content-Length: {}\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
@@ -64,9 +72,9 @@ fn dechunk(mut rest: &str) -> Result<String, String> {
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Result<HttpResponse, String> {
-    request(addr, "GET", path, None).await
+    request(addr, "GET", path, None, None).await
 }
 
-pub async fn put(addr: SocketAddr, path: &str, body: &str) -> Result<HttpResponse, String> {
-    request(addr, "PUT", path, Some(body)).await
+pub async fn put(addr: SocketAddr, path: &str, body: &str, bearer: Option<&str>) -> Result<HttpResponse, String> {
+    request(addr, "PUT", path, Some(body), bearer).await
 }

@@ -48,6 +48,8 @@ pub struct NodeOptions {
     /// `RunningNode::peering` opens it (the control client does, once the
     /// operator's first config is in force, or a timeout does).
     pub wait_for_operator: bool,
+    /// Who may `PUT /config` on the local API.
+    pub config_writes: api::ConfigWrites,
 }
 
 /// Opens peering once. A node fed by the operator waits for its first
@@ -157,7 +159,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
         }
     });
     let handle = NodeHandle::new(commands);
-    let app = api::router(handle.clone());
+    let app = api::router(handle.clone(), options.config_writes.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(api_listener, app).await {
             tracing::error!(error = %e, "API server stopped");

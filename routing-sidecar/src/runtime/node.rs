@@ -46,6 +46,12 @@ impl NeighborSet {
 /// path-vector messages for the engine, link-state updates for the
 /// link-state router.
 pub enum Command {
+    /// A config refused before it reached the engine (a local API write
+    /// the caller may not make): counted with the refused configs.
+    RefuseConfig {
+        source: String,
+        reason: String,
+    },
     SessionUp {
         conn: u64,
         peer: NodeId,
@@ -440,6 +446,11 @@ impl Node {
                 }
                 _ => self.engine.record_malformed(now, &peer, detail),
             },
+            Command::RefuseConfig { source, reason } => {
+                self.config.rejected_total += 1;
+                tracing::warn!(source = %source, reason = %reason, "config refused; the previous one stays in force");
+                self.config.last_error = Some(reason);
+            }
             Command::ApplyConfig { config, signer, source, reply } => {
                 let result = self.apply_config(*config, signer.map(|s| *s), source);
                 let _ = reply.send(result);

@@ -104,6 +104,13 @@ impl StateDir {
     }
 }
 
+/// Writes a secret file readable by its owner only.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    write_atomically(path, contents)
+        .and_then(|()| restrict_permissions(path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 #[cfg(unix)]
 fn restrict_permissions(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
