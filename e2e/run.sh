@@ -15,8 +15,9 @@
 #   2. deleting pod core-1 reroutes both edges through core-2 within
 #      E2E_CONVERGENCE_TARGET seconds (measured on the sidecars' /routes);
 #   3. a rogue pod that claims node id core-1 with a key of its own is
-#      rejected: the signature reject counters of the edges rise and no
-#      sidecar uses its routes;
+#      rejected: with peer TLS (the chart's default) its sessions are refused
+#      at the TLS handshake, without it its signatures are; either counter of
+#      the edges rises and no sidecar uses its routes;
 #   4. with core-1 back, every RouteKey activates a new key and retires the
 #      old one while no reject counter of any sidecar moves;
 #   5. a NeighborPolicy edit (core-1's link cost 1 -> 10) reaches Applied
@@ -492,6 +493,14 @@ rejects() {
        }' <<<"$body" | sort
 }
 
+# tls_refusals NODE: peer sessions NODE refused at the TLS layer (no or an
+# untrusted certificate, or one naming another node).
+tls_refusals() {
+  local body
+  body=$(api_get "sidecar-$1" /metrics) || { echo "$1: GET /metrics failed: $body"; return 1; }
+  awk '/^fabric_session_ends_total\{reason="(tls_handshake|identity_mismatch)"\}/ { sum += $NF } END { print sum + 0 }' <<<"$body"
+}
+
 # reject_changes BEFORE AFTER: "REASON BEFORE->AFTER" for every reason whose
 # count changed between two `rejects` snapshots.
 reject_changes() {
@@ -853,6 +862,7 @@ kubectl -n "$FABRIC_NS" create secret generic "$ROGUE" --from-file=sidecar.yaml=
   --from-file=signing-key.json="$WORK/rogue-key.json" >/dev/null
 for node in edge-a edge-b; do
   rejects "$node" >"$WORK/rejects/rogue-before-$node" || fail "$(cat "$WORK/rejects/rogue-before-$node")"
+  tls_refusals "$node" >"$WORK/rejects/rogue-tls-before-$node" || fail "$(cat "$WORK/rejects/rogue-tls-before-$node")"
 done
 kubectl -n "$FABRIC_NS" create -f - >/dev/null <<EOF
 apiVersion: v1
@@ -897,22 +907,24 @@ out=$(kubectl -n "$FABRIC_NS" wait --for=condition=Ready "pod/$ROGUE" --timeout=
 log "rogue $ROGUE runs as core-1 with a forged key $ROGUE_KEY_ID, dialing edge-a ($EDGE_A_PEER) and edge-b ($EDGE_B_PEER)"
 
 spoof_rejected() {
-  local node changes signature seen='' report=''
+  local node changes signature tls seen='' report=''
   for node in edge-a edge-b; do
     rejects "$node" >"$WORK/rejects/rogue-now-$node" || { cat "$WORK/rejects/rogue-now-$node"; return 1; }
     signature=$(signature_changes "$WORK/rejects/rogue-before-$node" "$WORK/rejects/rogue-now-$node" | tr '\n' ' ')
     changes=$(reject_changes "$WORK/rejects/rogue-before-$node" "$WORK/rejects/rogue-now-$node" | tr '\n' ' ')
     [ -z "$signature" ] || seen="$seen $node: ${signature% };"
+    tls=$(tls_refusals "$node") || { echo "$tls"; return 1; }
+    [ "$tls" -le "$(cat "$WORK/rejects/rogue-tls-before-$node")" ] || seen="$seen $node: $tls TLS refusals;"
     report="$report $node: ${changes:-none};"
   done
   if [ -n "$seen" ]; then
     echo "${seen# }"
     return 0
   fi
-  echo "no signature reject on edge-a or edge-b yet (reject counter changes:$report); the rogue's last log lines: $(kubectl -n "$FABRIC_NS" logs "$ROGUE" --tail=3 2>&1 | tr '\n' ' ')"
+  echo "no signature reject or TLS refusal on edge-a or edge-b yet (reject counter changes:$report); the rogue's last log lines: $(kubectl -n "$FABRIC_NS" logs "$ROGUE" --tail=3 2>&1 | tr '\n' ' ')"
   return 1
 }
-wait_until 0.5 "a signature reject counter of edge-a or edge-b to rise (fabric_announcement_rejects_total)" spoof_rejected
+wait_until 0.5 "a signature reject (fabric_announcement_rejects_total) or TLS refusal (fabric_session_ends_total) of edge-a or edge-b to rise" spoof_rejected
 SPOOF_REJECTS=$WAIT_OUTPUT
 sleep 2
 # Nothing of the rogue is used: the edges still route everything through

@@ -564,6 +564,7 @@ mod clients {
             peer_address: info.peer_address.unwrap_or_default(),
             applied_version: String::new(),
             pod_name: info.name,
+            peer_certificate_request: Vec::new(),
         };
         if outbound.send(SidecarMessage::hello(hello)).await.is_err() {
             return;

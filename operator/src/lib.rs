@@ -15,6 +15,7 @@ pub mod identity_flags;
 pub mod index;
 pub mod manifests;
 pub mod metrics;
+pub mod peer_ca;
 pub mod plugin;
 pub mod rotation;
 pub mod selector;

@@ -154,6 +154,29 @@ struct RunArgs {
     poll_interval: Duration,
     #[command(flatten)]
     identity: fabric_operator::identity_flags::IdentityFlags,
+    /// Local mode: issue peer TLS certificates to sidecars that ask
+    /// (`--peer-tls-from-operator`); the CA is kept in --state-dir.
+    #[arg(long, requires = "manifests")]
+    peer_certificates: bool,
+    /// Cluster mode: issue peer TLS certificates, with the CA kept in this
+    /// Secret of the operator's namespace (created when missing).
+    #[arg(long, value_name = "NAME", conflicts_with = "manifests")]
+    peer_ca_secret: Option<String>,
+    /// How long an issued peer certificate is valid; renewed when a third
+    /// of it is left.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    peer_certificate_lifetime: Duration,
+    /// SPIFFE trust domain of the peer certificates' URI names
+    /// (`spiffe://DOMAIN/ns/NAMESPACE/node/NODE_ID`).
+    #[arg(long, default_value = fabric_operator::peer_ca::DEFAULT_TRUST_DOMAIN)]
+    peer_trust_domain: String,
+}
+
+/// The peer CA settings of `--peer-trust-domain` and
+/// `--peer-certificate-lifetime` (fields, so that other fields of the args
+/// may already be moved out).
+fn peer_ca_settings(trust_domain: &str, lifetime: Duration) -> fabric_operator::peer_ca::PeerCaSettings {
+    fabric_operator::peer_ca::PeerCaSettings { trust_domain: trust_domain.to_owned(), lifetime }
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -197,6 +220,8 @@ fn run(args: RunArgs) -> ExitCode {
         None if args.allow_unauthenticated => None,
         None => return fail("sidecars must authenticate: pass --token-file, or --allow-unauthenticated".into()),
     };
+    let peer_ca =
+        args.peer_certificates.then(|| peer_ca_settings(&args.peer_trust_domain, args.peer_certificate_lifetime));
     let options = LocalOptions {
         manifests,
         listen: args.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7600))),
@@ -208,6 +233,7 @@ fn run(args: RunArgs) -> ExitCode {
         poll_interval: args.poll_interval,
         state_dir: args.state_dir,
         rotation_tick: args.rotation_tick,
+        peer_ca,
         identity: args.identity.settings(),
     };
     run_with_telemetry(telemetry, local::run(options))
@@ -284,6 +310,9 @@ fn run_cluster(args: RunArgs) -> ExitCode {
         webhook,
         rotation_tick: args.rotation_tick,
         identity: args.identity.settings(),
+        peer_ca: args
+            .peer_ca_secret
+            .map(|secret| (secret, peer_ca_settings(&args.peer_trust_domain, args.peer_certificate_lifetime))),
     };
     run_with_telemetry(telemetry, cluster::run(options))
 }
@@ -327,6 +356,7 @@ fn webhook_options(
     let mut settings = InjectionSettings::new(args.sidecar_image.clone(), url, ca);
     settings.image_pull_policy = args.sidecar_image_pull_policy.clone();
     settings.token_audience = args.token_audience.clone();
+    settings.peer_tls_from_operator = args.peer_ca_secret.is_some();
     settings.resources = resource_requirements(&args.sidecar_requests, &args.sidecar_limits)?;
     Ok(Some(WebhookOptions {
         listen: args.webhook_listen,

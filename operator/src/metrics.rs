@@ -53,6 +53,11 @@ pub struct Counters {
     /// Objects compiled, by kind and outcome (`ok`: accepted; `error`: not).
     pub reconciles: std::collections::BTreeMap<(&'static str, &'static str), u64>,
     pub status_patches: u64,
+    /// Peer TLS certificates sent to sidecars (first ones and renewals).
+    pub peer_certificates_issued: u64,
+    /// Certificate requests refused (a request that does not parse or is
+    /// not signed by its key, a node id that is not a DNS name).
+    pub peer_certificate_refusals: u64,
     pub compile_duration: DurationHistogram,
     /// 1 while this replica leads (always 1 in local mode).
     pub leader: bool,
@@ -93,6 +98,18 @@ pub fn render(distributor: &Distributor, format: MetricsFormat) -> String {
     );
     counter(&mut r, "status_patches", "Status writes to the API server", counters_now.status_patches);
     counter(&mut r, "key_rotations", "Signing keys that became active", rotations);
+    counter(
+        &mut r,
+        "peer_certificates_issued",
+        "Peer TLS certificates issued to sidecars, renewals included",
+        counters_now.peer_certificates_issued,
+    );
+    counter(
+        &mut r,
+        "peer_certificate_refusals",
+        "Peer TLS certificate requests refused",
+        counters_now.peer_certificate_refusals,
+    );
     gauge(
         &mut r,
         "sidecars_connected",
@@ -137,6 +154,8 @@ mod tests {
             "# TYPE fabric_operator_config_stale_replies_total counter",
             "# TYPE fabric_operator_status_patches_total counter",
             "# TYPE fabric_operator_key_rotations_total counter",
+            "# TYPE fabric_operator_peer_certificates_issued_total counter",
+            "# TYPE fabric_operator_peer_certificate_refusals_total counter",
             "# TYPE fabric_operator_sidecars_connected gauge",
             "# TYPE fabric_operator_sidecars gauge",
             "fabric_operator_sidecars{sync=\"not_sent\"} 0",

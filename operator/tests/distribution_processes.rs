@@ -489,3 +489,86 @@ async fn keys_rotate_under_continuous_announcements_with_zero_rejects() {
         assert!(rotation["activeKeyId"].as_str().is_some_and(|k| k.starts_with('k')), "{rotation}");
     }
 }
+
+/// A sidecar's session-end counters, summed over every reason.
+async fn session_ends(sidecar: &SidecarProcess) -> u64 {
+    let metrics = sidecar.get("/metrics").await.unwrap().body;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("fabric_session_ends_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Peer TLS from the operator: sidecars ask in their Hello, get a
+/// certificate naming their node id, peer only over mutual TLS, and take a
+/// renewed certificate before the first expires without a session ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_issued_peer_certificates_are_renewed_without_dropping_sessions() {
+    let dir = scratch("peer-tls");
+    // Renewed when a third of the 6 s is left: every ~4 s.
+    let extra = ["--resume-grace", "0s", "--peer-certificates", "--peer-certificate-lifetime", "6s"];
+    let operator = start_operator(&dir, "127.0.0.1:0", &extra).await;
+    let url = format!("http://{}", operator.grpc);
+    let token = dir.join("token").display().to_string();
+    let args = ["--operator-token-file", token.as_str(), "--peer-tls-from-operator"];
+    let fabric = [
+        sidecar_with(&dir, &url, "t1", &["mesh=test"], &["svc-t1"], &args).await,
+        sidecar_with(&dir, &url, "t2", &["mesh=test"], &["svc-t2"], &args).await,
+    ];
+    wait_for("routes over mutual TLS", WAIT, || async {
+        has_route(&fabric[0], "svc-t2").await?;
+        has_route(&fabric[1], "svc-t1").await
+    })
+    .await;
+    let first: Vec<Value> = certificates_in_use(&fabric).await;
+    // Both dial each other at first; the collision closes one connection.
+    // What counts is that nothing ends from here on.
+    let mut before = Vec::new();
+    for sidecar in &fabric {
+        before.push((session_ends(sidecar).await, sessions_established(sidecar).await));
+    }
+    for (sidecar, certificate) in fabric.iter().zip(&first) {
+        assert_eq!(certificate["source"], "operator", "{}: {certificate}", sidecar.node_id);
+    }
+    wait_for("every sidecar installed a renewed certificate", WAIT, || async {
+        for sidecar in &fabric {
+            let certificate = config_of(sidecar).await["peer_certificate"].clone();
+            if certificate["installed_total"].as_u64() < Some(2) {
+                return Err(format!("{}: {certificate}", sidecar.node_id));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let renewed: Vec<Value> = certificates_in_use(&fabric).await;
+    for (((sidecar, old), new), counts) in fabric.iter().zip(&first).zip(&renewed).zip(&before) {
+        assert_ne!(old["fingerprint"], new["fingerprint"], "{}: a new certificate", sidecar.node_id);
+        let now = (session_ends(sidecar).await, sessions_established(sidecar).await);
+        assert_eq!(&now, counts, "{}: no session ended or started across the renewal", sidecar.node_id);
+    }
+    let metrics = operator_metrics(&operator).await;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("fabric_operator_peer_certificates_issued_total ")
+            && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 4.0)),
+        "{metrics}"
+    );
+    has_route(&fabric[0], "svc-t2").await.unwrap();
+}
+
+async fn sessions_established(sidecar: &SidecarProcess) -> u64 {
+    let peers = sidecar.get_json("/peers").await.unwrap();
+    peers.as_array().unwrap().iter().filter_map(|p| p["sessions_established_total"].as_u64()).sum()
+}
+
+async fn certificates_in_use(fabric: &[SidecarProcess]) -> Vec<Value> {
+    let mut certificates = Vec::new();
+    for sidecar in fabric {
+        certificates.push(config_of(sidecar).await["peer_certificate"].clone());
+    }
+    certificates
+}
+
+async fn operator_metrics(operator: &Operator) -> String {
+    fabric_routing::runtime::local_http::get(operator.http, "/metrics").await.unwrap().body
+}

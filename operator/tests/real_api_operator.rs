@@ -51,6 +51,9 @@ struct Fabric {
     dir: PathBuf,
     /// The chart's ServiceAccount of the operator.
     account: String,
+    /// Peer TLS from the operator: its `--peer-ca-secret`, and sidecars
+    /// started with `--peer-tls-from-operator`.
+    peer_ca_secret: Option<String>,
 }
 
 impl Fabric {
@@ -96,7 +99,7 @@ impl Fabric {
         // What the kubelet would mount: a token of the chart's account.
         let token = envtest.token(&client, &operator_namespace, &account, &[], None).await;
         let kubeconfig = envtest.kubeconfig_with_token(&format!("{release}-operator"), &token).unwrap();
-        Some(Fabric { envtest, client, operator_namespace, namespace, kubeconfig, dir, account })
+        Some(Fabric { envtest, client, operator_namespace, namespace, kubeconfig, dir, account, peer_ca_secret: None })
     }
 
     /// A `fabric-operator run` replica in cluster mode named `instance`.
@@ -110,6 +113,7 @@ impl Fabric {
             .args(["run", "--insecure-plaintext", "--no-webhook"])
             .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--rotation-tick", "100ms"])
             .args(["--namespace", &self.namespace, "--leader-election-namespace", &self.operator_namespace])
+            .args(self.peer_ca_secret.iter().flat_map(|secret| ["--peer-ca-secret", secret.as_str()]))
             .env("KUBECONFIG", &self.kubeconfig)
             .env("POD_NAME", instance)
             .env("RUST_LOG", filter)
@@ -181,7 +185,7 @@ impl Fabric {
         bootstrap: &str,
         dir: &Path,
     ) -> SidecarProcess {
-        let args = [
+        let mut args = vec![
             "--operator".to_owned(),
             format!("http://{operator}"),
             "--operator-token-file".to_owned(),
@@ -191,6 +195,9 @@ impl Fabric {
             "--pod-name".to_owned(),
             pod.to_owned(),
         ];
+        if self.peer_ca_secret.is_some() {
+            args.push("--peer-tls-from-operator".to_owned());
+        }
         let config = SidecarConfig::from_yaml(bootstrap).unwrap();
         SidecarProcess::spawn(&sidecar_exe(), &config, dir, &args).await.unwrap()
     }
@@ -925,4 +932,36 @@ async fn a_pod_claiming_a_node_id_bound_to_another_service_account_gets_nothing(
     converged(&sidecars, &["svc-b1", "svc-b2"]).await.unwrap();
     impostor.kill().await;
     operator.terminate().await;
+}
+
+/// Cluster mode with peer TLS: the leader creates the peer CA's Secret in
+/// its own namespace under the chart's RBAC, sidecars peer over mutual TLS
+/// with certificates naming their node ids, and a new leader issues from
+/// the same CA (the Secret is read, not replaced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_keeps_the_peer_ca_in_a_secret_and_sidecars_peer_over_mutual_tls() {
+    let envtest = envtest_or_skip!();
+    let Some(mut fabric) = Fabric::new(envtest, "peer-tls").await else { return };
+    fabric.peer_ca_secret = Some("fabric-peer-ca".into());
+    fabric.apply(&signed_mesh(&["p1", "p2"], "720h", "24h")).await;
+    let mut operator = fabric.operator("operator-a").await;
+    let grpc = operator.leading(WAIT).await;
+    let secrets: Api<Secret> = Api::namespaced(fabric.client.clone(), &fabric.operator_namespace);
+    let ca = secrets.get("fabric-peer-ca").await.expect("the leader created the peer CA Secret");
+    let data = ca.data.clone().unwrap();
+    assert!(String::from_utf8_lossy(&data["ca.crt"].0).starts_with("-----BEGIN CERTIFICATE-----"));
+    let sidecars = [fabric.sidecar(grpc, "p1", &["svc-p1"]).await, fabric.sidecar(grpc, "p2", &["svc-p2"]).await];
+    wait_for("signed routes over mutual TLS", WAIT, || converged(&sidecars, &["svc-p1", "svc-p2"])).await;
+    for sidecar in &sidecars {
+        let config = sidecar.get_json("/config").await.unwrap();
+        assert_eq!(config["peer_certificate"]["source"], "operator", "{}: {config}", sidecar.node_id);
+    }
+    operator.terminate().await;
+
+    // The next leader reads the Secret: the CA, and so the peers' trust, stay.
+    let mut next = fabric.operator("operator-b").await;
+    next.leading(WAIT).await;
+    let after = secrets.get("fabric-peer-ca").await.unwrap();
+    assert_eq!(after.metadata.resource_version, ca.metadata.resource_version, "the Secret is not rewritten");
+    next.terminate().await;
 }

@@ -81,6 +81,12 @@ struct RunArgs {
     /// PEM CA that signed every peer's certificate.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// Peer TLS with a certificate the operator issues: the sidecar makes
+    /// its key pair at start, asks the operator for a short-lived
+    /// certificate naming its node id, and renews it before it expires.
+    /// Peering waits for the first certificate.
+    #[arg(long, env = "FABRIC_PEER_TLS_FROM_OPERATOR", requires = "operator", conflicts_with = "tls_cert")]
+    peer_tls_from_operator: bool,
     /// Signing key file from `keygen` (a mounted Secret).
     #[arg(long, env = "FABRIC_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
@@ -187,6 +193,7 @@ fn start_control(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
     options.labels = args.labels.iter().cloned().collect();
     options.local_originate = local.map(|c| c.originate).unwrap_or_default();
     options.peering = Some(node.peering.clone());
+    options.peer_tls = node.peer_tls.clone().filter(|tls| tls.certificate_request().is_some());
     let (gate, timeout) = (node.peering.clone(), args.operator_initial_timeout);
     tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
@@ -244,7 +251,8 @@ fn node_id_hint(args: &RunArgs) -> Option<String> {
 
 async fn serve(args: RunArgs) -> Result<(), String> {
     use fabric_routing::runtime::telemetry::{self, TelemetryOptions};
-    use fabric_routing::runtime::{NodeOptions, start, tls::TlsFiles};
+    use fabric_routing::runtime::tls::{PeerTlsSource, TlsFiles};
+    use fabric_routing::runtime::{NodeOptions, start};
     // Inside the runtime: the OTLP exporters need it.
     let telemetry = telemetry::init(&TelemetryOptions {
         log_format: args.log_format.clone(),
@@ -253,9 +261,12 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         node_id: args.otlp_endpoint.as_ref().and_then(|_| node_id_hint(&args)),
         metrics_interval: args.otlp_metrics_interval,
     })?;
-    let tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
-        (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() }),
-        _ => None,
+    let peer_tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            PeerTlsSource::Files(TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() })
+        }
+        _ if args.peer_tls_from_operator => PeerTlsSource::Operator,
+        _ => PeerTlsSource::Off,
     };
     let config_writes = match config_writes(&args) {
         Ok(writes) => writes,
@@ -269,7 +280,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         state_dir: args.state_dir.clone(),
         listen: args.listen,
         api_listen: args.api,
-        tls,
+        peer_tls,
         signing_key: args.signing_key.clone(),
         wait_for_operator: args.operator.is_some(),
         config_writes,

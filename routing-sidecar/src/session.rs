@@ -88,6 +88,10 @@ pub const SESSION_END_REASONS: &[&str] = &[
     "frame_too_large",
     "malformed_frame",
     "closed_locally",
+    // Peer TLS: a failed handshake (no, an untrusted or an expired
+    // certificate), or a certificate that does not name the claimed node.
+    "tls_handshake",
+    "identity_mismatch",
 ];
 
 /// Timers and limits of a session.

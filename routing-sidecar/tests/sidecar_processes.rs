@@ -11,6 +11,7 @@ use bytes::Bytes;
 use fabric_routing::config::{LocalRoute, TrustedKey, encode_public_key};
 use fabric_routing::runtime::lab::{Lab, SidecarProcess};
 use fabric_routing::runtime::state_dir::SigningKeyFile;
+use fabric_routing::runtime::tls::{PeerTls, TlsFiles};
 use fabric_routing::security::SigningIdentity;
 use fabric_routing::sim::Topology;
 use fabric_routing::wire::{self, Frame};
@@ -450,7 +451,7 @@ fn fabric_certificates(dir: &Path, nodes: &[&str]) -> Vec<(String, Vec<String>)>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_run_over_mutual_tls_and_refuse_a_peer_without_a_certificate() {
+async fn sessions_run_over_mutual_tls_and_refuse_peers_without_a_certificate_or_claiming_another_node() {
     let dir = scratch("tls");
     let args = fabric_certificates(&dir.join("pki"), &["a", "b", "c"]);
     let tls_args = |id: &fabric_routing::NodeId| args.iter().find(|(n, _)| n == id.as_str()).unwrap().1.clone();
@@ -466,6 +467,43 @@ async fn sessions_run_over_mutual_tls_and_refuse_a_peer_without_a_certificate() 
     let reply = tokio::time::timeout(Duration::from_secs(5), framed.next()).await.expect("b hangs up");
     assert!(!matches!(reply, Some(Ok(_))), "no frame for a client without TLS");
     assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
+    eventually(Duration::from_secs(5), "the failed handshake is counted", || async {
+        session_end_count(lab.node("b"), "tls_handshake").await == 1
+    })
+    .await;
+
+    // A fabric member (c's certificate) dials b claiming to be a, b's other
+    // neighbor: refused before the hello is believed, and counted; a's
+    // session and routes stay.
+    let pki = dir.join("pki");
+    let files = TlsFiles { cert: pki.join("c.pem"), key: pki.join("c.key"), ca: pki.join("ca.pem") };
+    let impostor = PeerTls::from_files(&files).unwrap();
+    let stream = TcpStream::connect(lab.node("b").peer).await.unwrap();
+    let stream = impostor.connect(&"b".into(), stream).await.expect("the certificate itself is valid");
+    let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
+    let mut hello = Vec::new();
+    wire::encode_frame(&Frame::Hello { node_id: "a".into(), hold_time_ms: 3000 }, &mut hello);
+    framed.send(Bytes::from(hello)).await.unwrap();
+    let mut refusal = None;
+    while let Ok(Some(Ok(bytes))) = tokio::time::timeout(Duration::from_secs(5), framed.next()).await {
+        if let Ok(Frame::Close { reason, .. }) = wire::decode_frame(&bytes, &Default::default()) {
+            refusal = Some(reason);
+        }
+    }
+    let refusal = refusal.expect("b closes with a reason");
+    assert_eq!(refusal, "the peer's certificate does not name a, the node id its hello claims");
+    assert_eq!(session_end_count(lab.node("b"), "identity_mismatch").await, 1);
+    let peers = lab.node("b").get_json("/peers").await.unwrap();
+    let a = peers.as_array().unwrap().iter().find(|p| p["id"] == "a").unwrap();
+    assert_eq!((a["established"].as_bool(), a["sessions_established_total"].as_u64()), (Some(true), Some(1)), "{a}");
+    assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
+}
+
+/// `fabric_session_ends_total{reason}` of `sidecar`.
+async fn session_end_count(sidecar: &SidecarProcess, reason: &str) -> u64 {
+    let metrics = sidecar.get("/metrics").await.unwrap().body;
+    let prefix = format!("fabric_session_ends_total{{reason=\"{reason}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok()).unwrap_or(0.0) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

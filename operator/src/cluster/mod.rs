@@ -20,6 +20,7 @@
 pub mod events;
 pub mod leader;
 pub mod lenient;
+pub mod peer_ca_secret;
 pub mod status_writer;
 pub mod watch;
 
@@ -88,6 +89,9 @@ pub struct ClusterOptions {
     /// Who may run as which node id (`--fabric-namespace`,
     /// `--unbound-node-ids`).
     pub identity: crate::compile::Settings,
+    /// Issue peer TLS certificates with the CA kept in this Secret of the
+    /// operator's namespace (`--peer-ca-secret`).
+    pub peer_ca: Option<(String, crate::peer_ca::PeerCaSettings)>,
 }
 
 pub struct LeaderElection {
@@ -266,6 +270,16 @@ async fn lead(
         }
     }
 
+    if let Some((secret, settings)) = &options.peer_ca {
+        let namespace = options
+            .leader_election
+            .as_ref()
+            .and_then(|election| election.namespace.clone())
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let ca = peer_ca_secret::load_or_create(client.clone(), &namespace, secret, settings).await?;
+        distributor.set_peer_ca(Arc::new(ca));
+        tasks.0.push(tokio::spawn(distributor.clone().run_peer_certificate_renewal(options.rotation_tick)));
+    }
     let grpc = TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
     let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
     let verifier = Arc::new(TokenReview::new(client.clone(), options.token_audience.clone()));

@@ -45,6 +45,29 @@ pub struct LocalOptions {
     pub rotation_tick: Duration,
     /// Who may run as which node id.
     pub identity: crate::compile::Settings,
+    /// Issue peer TLS certificates (`--peer-certificates`); the CA is kept
+    /// in `STATE_DIR/peer-ca/` (memory only without a state dir).
+    pub peer_ca: Option<crate::peer_ca::PeerCaSettings>,
+}
+
+/// The local CA: the one kept in `dir` (so sidecars keep trusting it across
+/// operator restarts), else a new one, kept there.
+fn local_peer_ca(
+    dir: Option<&std::path::Path>,
+    settings: &crate::peer_ca::PeerCaSettings,
+) -> Result<crate::peer_ca::PeerCa, String> {
+    use crate::peer_ca::PeerCa;
+    let (domain, lifetime, now) = (&settings.trust_domain, settings.lifetime, std::time::SystemTime::now());
+    let Some(dir) = dir else { return PeerCa::generate(domain, lifetime, now).map_err(|e| e.to_string()) };
+    let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    if let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read_to_string(&cert), std::fs::read_to_string(&key)) {
+        return PeerCa::from_pem(&cert_pem, &key_pem, domain, lifetime).map_err(|e| format!("{}: {e}", dir.display()));
+    }
+    let ca = PeerCa::generate(domain, lifetime, now).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    fabric_routing::runtime::state_dir::write_private(&key, ca.key_pem().as_bytes())?;
+    std::fs::write(&cert, ca.certificate_pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
+    Ok(ca)
 }
 
 /// What the HTTP status shows besides the distributor.
@@ -204,7 +227,14 @@ pub(crate) async fn shutdown_signal() {
 
 /// Runs local mode until SIGTERM or Ctrl-C.
 pub async fn run(options: LocalOptions) -> Result<(), String> {
+    let peer_ca = options
+        .peer_ca
+        .as_ref()
+        .map(|settings| local_peer_ca(options.state_dir.as_ref().map(|d| d.join("peer-ca")).as_deref(), settings))
+        .transpose()?
+        .map(Arc::new);
     let distributor = Distributor::new(DistributorOptions {
+        peer_ca: peer_ca.clone(),
         forget_disconnected: options.forget_disconnected,
         hold: !options.resume_grace.is_zero(),
         registry: options.state_dir.as_ref().map(|dir| dir.join("sidecars.json")),
@@ -247,6 +277,9 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
                 distributor.set_rotation_status(rotator.status().clone());
             }
         });
+    }
+    if peer_ca.is_some() {
+        tokio::spawn(distributor.clone().run_peer_certificate_renewal(options.rotation_tick));
     }
     if !options.resume_grace.is_zero() {
         let distributor = distributor.clone();

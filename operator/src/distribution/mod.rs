@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use fabric_routing::KeyId;
 use fabric_routing::NodeId;
-use fabric_routing::control::proto::{ConfigSnapshot, Hello, OperatorMessage, SigningKey};
+use fabric_routing::control::proto::{ConfigSnapshot, Hello, OperatorMessage, PeerCertificate, SigningKey};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -60,6 +60,17 @@ pub struct DistributorOptions {
     /// Who may run as which node id (`--fabric-namespace`,
     /// `--unbound-node-ids`).
     pub identity: crate::compile::Settings,
+    /// Issues peer TLS certificates to sidecars that ask in their Hello.
+    pub peer_ca: Option<Arc<crate::peer_ca::PeerCa>>,
+}
+
+/// A sidecar's request for a peer certificate and what it was issued.
+struct PeerCertificateState {
+    /// The stream that asked; a new stream asks again.
+    connection: u64,
+    request: Vec<u8>,
+    /// The node id and expiry of the last certificate sent.
+    issued: Option<(NodeId, std::time::SystemTime)>,
 }
 
 /// A registered sidecar as stored in the registry file.
@@ -210,6 +221,7 @@ struct Inner {
     compilation: Arc<Compilation>,
     state: DistributionState,
     streams: BTreeMap<NamespacedName, (u64, Outbound)>,
+    peer_certificates: BTreeMap<NamespacedName, PeerCertificateState>,
     next_connection: u64,
     next_nonce: u64,
     /// Nonces from different operator runs never collide.
@@ -295,6 +307,7 @@ impl Distributor {
             compilation: Arc::new(compile(&Index::new())),
             state,
             streams: BTreeMap::new(),
+            peer_certificates: BTreeMap::new(),
             next_connection: 0,
             next_nonce: 0,
             epoch,
@@ -509,6 +522,46 @@ impl Distributor {
         true
     }
 
+    /// The sidecar of `connection` asks for a peer TLS certificate for the
+    /// key of `request` (DER PKCS#10); it is issued now if the sidecar's pod
+    /// was compiled for its node id, else when it is.
+    pub fn request_peer_certificate(&self, connection: &Connection, request: Vec<u8>, now: std::time::SystemTime) {
+        let mut inner = self.lock();
+        if inner.options.peer_ca.is_none() {
+            tracing::warn!(sidecar = %connection.sidecar, "asks for a peer certificate, but peer certificates are off (--peer-ca-secret / --peer-certificates)");
+            return;
+        }
+        let state = PeerCertificateState { connection: connection.id, request, issued: None };
+        inner.peer_certificates.insert(connection.sidecar.clone(), state);
+        inner.issue_peer_certificate(&connection.sidecar, now);
+    }
+
+    /// Issues the certificates that are due: first ones of sidecars whose
+    /// pod was compiled since they asked, renewals in the last third of the
+    /// lifetime, and new ones for a pod whose node id changed.
+    pub fn renew_peer_certificates(&self, now: std::time::SystemTime) {
+        let mut inner = self.lock();
+        let keys: Vec<NamespacedName> = inner.peer_certificates.keys().cloned().collect();
+        for key in keys {
+            inner.issue_peer_certificate(&key, now);
+        }
+    }
+
+    /// Issues peer certificates with `ca` from now on (cluster mode: once
+    /// the leader has read or created its Secret).
+    pub fn set_peer_ca(&self, ca: Arc<crate::peer_ca::PeerCa>) {
+        self.lock().options.peer_ca = Some(ca);
+    }
+
+    /// Renews peer certificates every `tick` (see
+    /// [`Distributor::renew_peer_certificates`]).
+    pub async fn run_peer_certificate_renewal(self, tick: std::time::Duration) {
+        loop {
+            tokio::time::sleep(tick).await;
+            self.renew_peer_certificates(std::time::SystemTime::now());
+        }
+    }
+
     /// A stream ended. The sidecar stays registered (marked disconnected)
     /// unless `forget_disconnected`.
     pub fn disconnect(&self, connection: &Connection) {
@@ -517,6 +570,7 @@ impl Distributor {
             return; // an older stream of a sidecar that reconnected
         }
         inner.streams.remove(&connection.sidecar);
+        inner.peer_certificates.remove(&connection.sidecar);
         if inner.options.forget_disconnected {
             inner.state.sidecars.remove(&connection.sidecar);
             inner.registered.remove(&connection.sidecar);
@@ -659,6 +713,55 @@ impl Inner {
         self.push_all();
     }
 
+    /// Sends `key` a peer certificate if one is due (see
+    /// [`Distributor::renew_peer_certificates`]), only for the node id
+    /// compiled for its pod.
+    fn issue_peer_certificate(&mut self, key: &NamespacedName, now: std::time::SystemTime) {
+        let Some(ca) = self.options.peer_ca.clone() else { return };
+        let Some((connection, sender)) = self.streams.get(key) else { return };
+        let Some(state) = self.peer_certificates.get_mut(key).filter(|s| s.connection == *connection) else {
+            return;
+        };
+        let Some(node_id) = self.state.sidecars.get(key).map(|s| s.node_id.clone()) else { return };
+        if self.compilation.for_pod(&node_id, key).is_none() {
+            return;
+        }
+        let due = match &state.issued {
+            Some((issued_for, not_after)) => {
+                issued_for != &node_id || crate::peer_ca::renewal_due(*not_after, ca.lifetime, now)
+            }
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        match ca.issue(&state.request, &node_id, &key.namespace, now) {
+            Ok(issued) => {
+                let not_after_unix_ms = issued
+                    .not_after
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                let message = OperatorMessage::peer_certificate(PeerCertificate {
+                    chain_pem: issued.chain_pem,
+                    ca_bundle_pem: ca.certificate_pem().to_owned(),
+                    not_after_unix_ms,
+                });
+                if sender.send(Ok(message)).is_ok() {
+                    tracing::info!(sidecar = %key, node = %node_id, not_after_unix_ms, "peer certificate issued");
+                    state.issued = Some((node_id, issued.not_after));
+                    self.counters.peer_certificates_issued += 1;
+                }
+            }
+            Err(error) => {
+                // A bad request stays bad: not retried until the sidecar
+                // reconnects with another.
+                tracing::warn!(sidecar = %key, node = %node_id, %error, "peer certificate refused");
+                self.peer_certificates.remove(key);
+                self.counters.peer_certificate_refusals += 1;
+            }
+        }
+    }
+
     fn push_all(&mut self) {
         let keys: Vec<NamespacedName> = self.streams.keys().cloned().collect();
         for key in keys {
@@ -744,6 +847,7 @@ mod tests {
             peer_address: "0.0.0.0:7000".into(),
             applied_version: String::new(),
             pod_name: String::new(),
+            peer_certificate_request: Vec::new(),
         }
     }
 
@@ -751,6 +855,7 @@ mod tests {
         match receiver.try_recv().ok()?.ok()?.kind? {
             operator_message::Kind::Snapshot(s) => Some(s),
             operator_message::Kind::Current(c) => panic!("Current {} where a snapshot was expected", c.version),
+            operator_message::Kind::PeerCertificate(_) => panic!("a peer certificate where a snapshot was expected"),
         }
     }
 
@@ -758,6 +863,7 @@ mod tests {
         match receiver.try_recv().ok()?.ok()?.kind? {
             operator_message::Kind::Current(c) => Some(c.version),
             operator_message::Kind::Snapshot(s) => panic!("snapshot {} where Current was expected", s.version),
+            operator_message::Kind::PeerCertificate(_) => panic!("a peer certificate where Current was expected"),
         }
     }
 

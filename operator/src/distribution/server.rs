@@ -71,6 +71,10 @@ impl ConfigDistribution for DistributionService {
             applied_version = %hello.applied_version, "sidecar connected"
         );
         let (connection, outbound) = self.distributor.connect(sidecar, &hello.applied_version);
+        if !hello.peer_certificate_request.is_empty() {
+            let request = hello.peer_certificate_request;
+            self.distributor.request_peer_certificate(&connection, request, std::time::SystemTime::now());
+        }
         tokio::spawn(read_replies(self.distributor.clone(), connection, inbound));
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(outbound))))
     }

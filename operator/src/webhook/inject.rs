@@ -117,6 +117,10 @@ pub struct InjectionSettings {
     pub api: String,
     /// The host of `--listen` (the port is the pod's peer port).
     pub listen_host: String,
+    /// Peer TLS with certificates the operator issues
+    /// (`--peer-tls-from-operator`; the operator runs with
+    /// `--peer-ca-secret`).
+    pub peer_tls_from_operator: bool,
 }
 
 impl InjectionSettings {
@@ -133,6 +137,7 @@ impl InjectionSettings {
             resources: None,
             api: "127.0.0.1:7480".to_string(),
             listen_host: "0.0.0.0".to_string(),
+            peer_tls_from_operator: false,
         }
     }
 }
@@ -401,6 +406,9 @@ fn sidecar_container(settings: &InjectionSettings, peer_port: u16, native: bool)
     if settings.ca.is_some() {
         args.extend([String::from("--operator-ca"), format!("{CONFIG_DIR}/ca.crt")]);
     }
+    if settings.peer_tls_from_operator {
+        args.push("--peer-tls-from-operator".into());
+    }
     // The pod IP with the bound port; POD_NAME and POD_NAMESPACE are read
     // from the environment by the sidecar (--pod-name, --namespace).
     args.extend(["--advertise-address", "$(POD_IP)", "--log-format", "json"].map(String::from));
@@ -587,6 +595,11 @@ mod tests {
         let token = projected[0].service_account_token.as_ref().unwrap();
         assert_eq!((token.audience.as_deref(), token.expiration_seconds), (Some("fabric-operator"), Some(3600)));
         assert!(volumes[1].empty_dir.is_some());
+        // With operator-issued peer certificates, the sidecar asks for one.
+        let settings = InjectionSettings { peer_tls_from_operator: true, ..settings() };
+        let spec = injected(&pod(&[LABEL], &[]), &settings).spec.unwrap();
+        let args = spec.init_containers.as_ref().unwrap()[0].args.clone().unwrap();
+        assert_eq!(args.iter().filter(|a| *a == "--peer-tls-from-operator").count(), 1, "{args:?}");
     }
 
     #[test]

@@ -43,8 +43,12 @@ pub struct ControlOptions {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     /// Opened once the first snapshot was answered (ACK or NACK): from then
-    /// on the node peers with the config the operator sees it run.
+    /// on the node peers with the config the operator sees it run. With
+    /// operator-issued peer TLS, also not before the first certificate.
     pub peering: Option<crate::runtime::PeeringGate>,
+    /// Peer TLS whose certificate the operator issues
+    /// (`--peer-tls-from-operator`).
+    pub peer_tls: Option<std::sync::Arc<crate::runtime::tls::PeerTls>>,
 }
 
 impl ControlOptions {
@@ -61,6 +65,16 @@ impl ControlOptions {
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(5),
             peering: None,
+            peer_tls: None,
+        }
+    }
+
+    /// Opens peering once the operator's config is in force (`why`) and,
+    /// with operator-issued peer TLS, a certificate is installed.
+    fn open_peering(&self, why: &str) {
+        let Some(gate) = &self.peering else { return };
+        if self.peer_tls.as_ref().is_none_or(|tls| tls.is_ready()) {
+            gate.open(why);
         }
     }
 }
@@ -134,6 +148,12 @@ async fn session(
         peer_address: options.peer_address.clone(),
         applied_version: applied.clone(),
         pod_name: options.pod_name.clone(),
+        peer_certificate_request: options
+            .peer_tls
+            .as_ref()
+            .and_then(|tls| tls.certificate_request())
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default(),
     };
     outbound.send(SidecarMessage::hello(hello)).await.map_err(|_| Stop::Failed("stream closed".into()))?;
     let mut request = tonic::Request::new(ReceiverStream::new(queue));
@@ -148,6 +168,8 @@ async fn session(
         .into_inner();
     tracing::info!(operator = %options.operator_url, applied_version = %applied, "connected to the operator");
     backoff.reset();
+    // Whether the operator's config is in force on this stream.
+    let mut configured = false;
     loop {
         let message = match inbound.message().await {
             Ok(Some(message)) => message,
@@ -158,18 +180,39 @@ async fn session(
             Some(operator_message::Kind::Snapshot(snapshot)) => snapshot,
             Some(operator_message::Kind::Current(current)) => {
                 tracing::info!(version = %current.version, "the config in force is current");
-                if let Some(gate) = &options.peering {
-                    gate.open("the config in force is the operator's current one");
+                configured = true;
+                options.open_peering("the config in force is the operator's current one");
+                continue;
+            }
+            Some(operator_message::Kind::PeerCertificate(certificate)) => {
+                install_certificate(options, &certificate);
+                if configured {
+                    options.open_peering("the operator's config and peer certificate are in force");
                 }
                 continue;
             }
             None => continue,
         };
         let reply = answer(handle, options, snapshot).await?;
-        if let Some(gate) = &options.peering {
-            gate.open("the operator's config is in force");
-        }
+        configured = true;
+        options.open_peering("the operator's config is in force");
         outbound.send(reply).await.map_err(|_| Stop::Failed("stream closed".into()))?;
+    }
+}
+
+/// Installs an operator-issued peer certificate; a bad one is logged and
+/// the one in use (if any) stays.
+fn install_certificate(options: &ControlOptions, certificate: &proto::PeerCertificate) {
+    let Some(tls) = &options.peer_tls else {
+        tracing::warn!("the operator sent a peer certificate, but this sidecar has no --peer-tls-from-operator");
+        return;
+    };
+    match tls.install(&certificate.chain_pem, &certificate.ca_bundle_pem) {
+        Ok(status) => tracing::info!(
+            fingerprint = %status.fingerprint, not_after_unix_ms = certificate.not_after_unix_ms,
+            installed_total = status.installed_total, "peer certificate installed"
+        ),
+        Err(error) => tracing::error!(%error, "peer certificate refused; the one in use stays"),
     }
 }
 

@@ -42,7 +42,7 @@ pub mod sidecar_message {
 /// Operator to sidecar.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct OperatorMessage {
-    #[prost(oneof = "operator_message::Kind", tags = "1, 2")]
+    #[prost(oneof = "operator_message::Kind", tags = "1, 2, 3")]
     pub kind: Option<operator_message::Kind>,
 }
 
@@ -53,6 +53,8 @@ pub mod operator_message {
         Snapshot(super::ConfigSnapshot),
         #[prost(message, tag = "2")]
         Current(super::Current),
+        #[prost(message, tag = "3")]
+        PeerCertificate(super::PeerCertificate),
     }
 }
 
@@ -71,6 +73,20 @@ pub struct Hello {
     pub applied_version: String,
     #[prost(string, tag = "6")]
     pub pod_name: String,
+    /// DER PKCS#10 request for a peer TLS certificate (empty: none wanted).
+    #[prost(bytes = "vec", tag = "7")]
+    pub peer_certificate_request: Vec<u8>,
+}
+
+/// A peer TLS certificate for the key of `Hello::peer_certificate_request`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PeerCertificate {
+    #[prost(string, tag = "1")]
+    pub chain_pem: String,
+    #[prost(string, tag = "2")]
+    pub ca_bundle_pem: String,
+    #[prost(int64, tag = "3")]
+    pub not_after_unix_ms: i64,
 }
 
 /// A complete `SidecarConfig` (YAML), its content version and a nonce.
@@ -145,6 +161,9 @@ impl OperatorMessage {
     }
     pub fn current(version: impl Into<String>) -> Self {
         Self { kind: Some(operator_message::Kind::Current(Current { version: version.into() })) }
+    }
+    pub fn peer_certificate(certificate: PeerCertificate) -> Self {
+        Self { kind: Some(operator_message::Kind::PeerCertificate(certificate)) }
     }
 }
 
@@ -266,7 +285,8 @@ mod tests {
             assert_eq!(fields(message), want, "message {message}");
         };
         expect("SidecarMessage", &[("hello", 1), ("ack", 2), ("nack", 3)]);
-        expect("OperatorMessage", &[("snapshot", 1), ("current", 2)]);
+        expect("OperatorMessage", &[("snapshot", 1), ("current", 2), ("peer_certificate", 3)]);
+        expect("PeerCertificate", &[("chain_pem", 1), ("ca_bundle_pem", 2), ("not_after_unix_ms", 3)]);
         expect("Current", &[("version", 1)]);
         expect(
             "Hello",
@@ -277,6 +297,7 @@ mod tests {
                 ("peer_address", 4),
                 ("applied_version", 5),
                 ("pod_name", 6),
+                ("peer_certificate_request", 7),
             ],
         );
         expect("ConfigSnapshot", &[("version", 1), ("nonce", 2), ("config_yaml", 3), ("signing_key", 4)]);
@@ -299,6 +320,7 @@ mod tests {
             peer_address: "10.0.0.1:7443".into(),
             applied_version: "abc".into(),
             pod_name: "eu-1-7f9c".into(),
+            peer_certificate_request: vec![0x30, 0x82],
         });
         assert_eq!(SidecarMessage::decode(hello.encode_to_vec().as_slice()).unwrap(), hello);
         let nack = SidecarMessage::nack(Nack {

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::config::SidecarConfig;
 use crate::runtime::handle::{NodeGone, NodeHandle};
 use crate::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics, render};
+use crate::runtime::tls::PeerTls;
 
 #[derive(Serialize)]
 struct ApiError {
@@ -90,6 +91,7 @@ impl ConfigWrites {
 struct ApiState {
     node: NodeHandle,
     writes: Arc<ConfigWrites>,
+    peer_tls: Option<Arc<PeerTls>>,
 }
 
 impl FromRef<ApiState> for NodeHandle {
@@ -98,7 +100,7 @@ impl FromRef<ApiState> for NodeHandle {
     }
 }
 
-pub fn router(node: NodeHandle, writes: ConfigWrites) -> Router {
+pub fn router(node: NodeHandle, writes: ConfigWrites, peer_tls: Option<Arc<PeerTls>>) -> Router {
     Router::new()
         .route("/routes", get(routes))
         .route("/routes/{destination}", get(route))
@@ -113,7 +115,7 @@ pub fn router(node: NodeHandle, writes: ConfigWrites) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
         // A config with tens of thousands of originated routes is several MiB.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
-        .with_state(ApiState { node, writes: Arc::new(writes) })
+        .with_state(ApiState { node, writes: Arc::new(writes), peer_tls })
 }
 
 async fn routes(State(node): State<NodeHandle>) -> Result<Response, NodeGone> {
@@ -152,12 +154,16 @@ async fn stats(State(node): State<NodeHandle>) -> Result<Response, NodeGone> {
 /// Version, source and history of the config, and under `effective` the
 /// settings in force (timers, stability, limits, policies, neighbors), so a
 /// user can check them from the API; trusted keys show their ids and
-/// validity, not the key material.
-async fn config(State(node): State<NodeHandle>) -> Result<Response, NodeGone> {
-    let status = node.config().await?;
-    let effective = node.effective_config().await?;
+/// validity, not the key material. With peer TLS, `peer_certificate` says
+/// which certificate is in use.
+async fn config(State(state): State<ApiState>) -> Result<Response, NodeGone> {
+    let status = state.node.config().await?;
+    let effective = state.node.effective_config().await?;
     let mut body = serde_json::to_value(&status).unwrap_or_default();
     body["effective"] = redacted(&effective);
+    if let Some(tls) = &state.peer_tls {
+        body["peer_certificate"] = serde_json::to_value(tls.status()).unwrap_or_default();
+    }
     Ok(Json(body).into_response())
 }
 

@@ -28,7 +28,7 @@ use crate::security::SigningIdentity;
 pub use handle::NodeHandle;
 use node::Node;
 use state_dir::{SigningKeyFile, StateDir};
-use tls::{Tls, TlsFiles};
+use tls::{PeerTls, PeerTlsSource};
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
@@ -41,7 +41,8 @@ pub struct NodeOptions {
     pub listen: SocketAddr,
     /// The local API listens here (keep it on localhost).
     pub api_listen: SocketAddr,
-    pub tls: Option<TlsFiles>,
+    /// Mutual TLS between sidecars.
+    pub peer_tls: PeerTlsSource,
     /// A mounted signing key (`{"keyId": ..., "secretKey": base64}`).
     pub signing_key: Option<PathBuf>,
     /// Start with peering closed: no session is dialed or served until
@@ -85,6 +86,9 @@ pub struct RunningNode {
     pub config_warning: Option<String>,
     pub actor: tokio::task::JoinHandle<()>,
     pub peering: PeeringGate,
+    /// The peer TLS of the node, for the control client to install
+    /// operator-issued certificates in.
+    pub peer_tls: Option<Arc<PeerTls>>,
 }
 
 /// The config to start with: the file if it is valid, else the last good
@@ -125,7 +129,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
     if let Some(state) = &state {
         state.save_config(&config).map_err(|e| format!("state dir: {e}"))?;
     }
-    let tls = options.tls.as_ref().map(Tls::load).transpose()?;
+    let tls = PeerTls::new(&options.peer_tls)?;
     let node_id = config.node_id.clone();
     let mut engine = Engine::new(config.clone(), clock::now()).map_err(|e| e.to_string())?;
     engine.set_signer(signer);
@@ -141,7 +145,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
 
     let (commands, inbox) = mpsc::channel(1024);
     let (gate, peering) = tokio::sync::watch::channel(!options.wait_for_operator);
-    let shared = Node::shared_for(node_id.clone(), tls, commands.clone(), &config, peering);
+    let shared = Node::shared_for(node_id.clone(), tls.clone(), commands.clone(), &config, peering);
     let node = Node::new(engine, shared.clone(), state, source.clone());
     let actor = tokio::spawn(node.run(inbox));
 
@@ -159,7 +163,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
         }
     });
     let handle = NodeHandle::new(commands);
-    let app = api::router(handle.clone(), options.config_writes.clone());
+    let app = api::router(handle.clone(), options.config_writes.clone(), tls.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(api_listener, app).await {
             tracing::error!(error = %e, "API server stopped");
@@ -174,5 +178,6 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
         config_warning: warning,
         actor,
         peering: PeeringGate(Arc::new(gate)),
+        peer_tls: tls,
     })
 }

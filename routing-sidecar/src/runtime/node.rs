@@ -21,7 +21,7 @@ use crate::runtime::link_state::{
     ExplainAnswer, LinkStateRuntime, LinkStateStatus, RouteAnswer, answer_route, explain_route, local_links,
 };
 use crate::runtime::state_dir::StateDir;
-use crate::runtime::tls::Tls;
+use crate::runtime::tls::{PeerIdentity, PeerTls};
 use crate::runtime::transport::{BoxedStream, Connection, Outbound};
 use crate::security::SigningIdentity;
 use crate::session::{Backoff, SessionSettings};
@@ -183,7 +183,7 @@ struct LiveSession {
 #[derive(Clone)]
 pub struct Shared {
     pub local: NodeId,
-    pub tls: Option<Tls>,
+    pub tls: Option<Arc<PeerTls>>,
     pub actor: mpsc::Sender<Command>,
     pub neighbors: NeighborSet,
     next_conn: Arc<AtomicU64>,
@@ -200,9 +200,10 @@ impl Shared {
         let _ = peering.wait_for(|open| *open).await;
     }
 
-    fn connection(&self, expected: Option<NodeId>) -> Connection {
+    fn connection(&self, expected: Option<NodeId>, identity: Option<PeerIdentity>) -> Connection {
         let (settings, limits) = *self.settings.read().expect("settings lock");
         Connection {
+            identity,
             id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             local: self.local.clone(),
             expected,
@@ -217,17 +218,20 @@ impl Shared {
     pub async fn serve_inbound(self, stream: TcpStream) {
         self.peering_allowed().await;
         let _ = stream.set_nodelay(true);
-        let stream: BoxedStream = match &self.tls {
+        let (stream, identity): (BoxedStream, _) = match &self.tls {
             Some(tls) => match tls.accept(stream).await {
-                Ok(stream) => stream,
+                Ok((stream, identity)) => (stream, Some(identity)),
                 Err(e) => {
                     tracing::warn!(error = %e, "inbound TLS handshake failed");
+                    let failed =
+                        Command::SessionFailed { expected: None, label: "tls_handshake", reason: e.to_string() };
+                    let _ = self.actor.send(failed).await;
                     return;
                 }
             },
-            None => Box::new(stream),
+            None => (Box::new(stream), None),
         };
-        self.connection(None).run(stream).await;
+        self.connection(None, identity).run(stream).await;
     }
 }
 
@@ -291,7 +295,7 @@ impl Node {
 
     pub fn shared_for(
         local: NodeId,
-        tls: Option<Tls>,
+        tls: Option<Arc<PeerTls>>,
         actor: mpsc::Sender<Command>,
         config: &SidecarConfig,
         peering: watch::Receiver<bool>,
@@ -811,29 +815,41 @@ async fn dial_loop(
             return;
         }
         let attempt = tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(&address)).await;
-        let stream = match attempt {
+        // `Err(Some(..))`: a TLS failure, counted like a session that
+        // failed; `Err(None)`: no TCP connection (the peer is down).
+        let stream: Result<BoxedStream, Option<String>> = match attempt {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                let stream: Result<BoxedStream, std::io::Error> = match &shared.tls {
-                    Some(tls) => tls.connect(&peer, stream).await,
+                match &shared.tls {
+                    Some(tls) => tls.connect(&peer, stream).await.map_err(|e| Some(e.to_string())),
                     None => Ok(Box::new(stream)),
-                };
-                stream
+                }
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer, address = %address, error = %e, "dial failed");
+                Err(None)
+            }
+            Err(_) => {
+                tracing::debug!(peer = %peer, address = %address, "dial timed out");
+                Err(None)
+            }
         };
         match stream {
             Ok(stream) => {
                 // In its own task: stopping the dialer (config change,
                 // shutdown) must not cut a live session without its close.
-                let session = tokio::spawn(shared.connection(Some(peer.clone())).run(stream));
+                let session = tokio::spawn(shared.connection(Some(peer.clone()), None).run(stream));
                 if session.await.unwrap_or(false) {
                     // It was up: the next attempt starts from the shortest delay.
                     backoff.reset();
                 }
             }
-            Err(e) => tracing::debug!(peer = %peer, address = %address, error = %e, "dial failed"),
+            Err(Some(reason)) => {
+                tracing::warn!(peer = %peer, address = %address, error = %reason, "outbound TLS handshake failed");
+                let failed = Command::SessionFailed { expected: Some(peer.clone()), label: "tls_handshake", reason };
+                let _ = shared.actor.send(failed).await;
+            }
+            Err(None) => {}
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }

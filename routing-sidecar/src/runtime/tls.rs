@@ -1,15 +1,26 @@
-//! Optional mutual TLS between sidecars, from mounted PEM files. Each node
-//! presents a certificate for its node id (as a DNS name) signed by the
-//! fabric CA and checks its peer's the same way, so a session's identity is
-//! authenticated before its hello is believed.
+//! Mutual TLS between sidecars. Each node presents a certificate naming its
+//! node id (a DNS name, and with operator-issued certificates also a
+//! SPIFFE-style URI) signed by the fabric CA, and checks its peer's: a
+//! dialed peer's certificate must name the neighbor dialed, and an accepted
+//! peer's must name the node id its hello claims ([`PeerIdentity`]), so a
+//! session's identity is authenticated before its hello is believed.
+//!
+//! The certificate comes from mounted PEM files ([`PeerTls::from_files`],
+//! fixed for the life of the process) or from the operator
+//! ([`PeerTls::from_operator`]): the sidecar makes its key pair at start and
+//! sends a certificate signing request in its hello; the operator answers
+//! with a short-lived certificate and renews it before it expires.
+//! [`PeerTls::install`] swaps the certificate for new handshakes; sessions
+//! already up keep going.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -23,11 +34,63 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
-/// Both ends of mutual TLS, built once at start.
-#[derive(Clone)]
-pub struct Tls {
+/// Where a node's peer certificate comes from.
+#[derive(Clone, Debug)]
+pub enum PeerTlsSource {
+    /// Plain TCP.
+    Off,
+    /// Mounted PEM files.
+    Files(TlsFiles),
+    /// Issued by the operator (`--peer-tls-from-operator`).
+    Operator,
+}
+
+/// Both ends of mutual TLS for one certificate.
+struct Endpoints {
     acceptor: TlsAcceptor,
     connector: TlsConnector,
+    status: CertificateStatus,
+}
+
+/// The certificate in use, for `GET /peers` and the logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertificateStatus {
+    /// `files` or `operator`.
+    pub source: &'static str,
+    /// First 16 hex digits of the SHA-256 of the certificate.
+    pub fingerprint: String,
+    /// How many certificates were installed since start.
+    pub installed_total: u64,
+}
+
+/// The key pair of operator-issued certificates and the request for them.
+struct OperatorKey {
+    key: PrivatePkcs8KeyDer<'static>,
+    csr: Vec<u8>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerTls").field("certificate", &self.status()).finish_non_exhaustive()
+    }
+}
+
+/// A node's peer TLS: the certificate in use (none yet when the operator
+/// has not issued one) and, for operator-issued ones, the key pair.
+pub struct PeerTls {
+    current: RwLock<Option<Arc<Endpoints>>>,
+    operator_key: Option<OperatorKey>,
+}
+
+/// Why a TLS connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFailure {
+    #[error("no peer certificate yet (the operator has not issued one)")]
+    NoCertificate,
+    #[error("TLS handshake: {0}")]
+    Handshake(std::io::Error),
+    #[error("the peer presented no certificate")]
+    NoPeerCertificate,
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -41,42 +104,174 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-impl Tls {
-    pub fn load(files: &TlsFiles) -> Result<Self, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certs = read_certs(&files.cert)?;
-        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
-        let mut roots = RootCertStore::empty();
-        for ca in read_certs(&files.ca)? {
-            roots.add(ca).map_err(|e| format!("{}: {e}", files.ca.display()))?;
+fn pem_certs(what: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> =
+        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| format!("{what}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{what}: no certificate"));
+    }
+    Ok(certs)
+}
+
+fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(cert.as_ref()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn endpoints(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cas: Vec<CertificateDer<'static>>,
+    status: CertificateStatus,
+) -> Result<Endpoints, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots.add(ca).map_err(|e| format!("CA: {e}"))?;
+    }
+    let roots = Arc::new(roots);
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| format!("client verifier: {e}"))?;
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|e| format!("certificate: {e}"))?;
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("certificate: {e}"))?;
+    Ok(Endpoints {
+        acceptor: TlsAcceptor::from(Arc::new(server)),
+        connector: TlsConnector::from(Arc::new(client)),
+        status,
+    })
+}
+
+impl PeerTls {
+    /// `None` for [`PeerTlsSource::Off`].
+    pub fn new(source: &PeerTlsSource) -> Result<Option<Arc<Self>>, String> {
+        match source {
+            PeerTlsSource::Off => Ok(None),
+            PeerTlsSource::Files(files) => Self::from_files(files).map(|tls| Some(Arc::new(tls))),
+            PeerTlsSource::Operator => Self::from_operator().map(|tls| Some(Arc::new(tls))),
         }
-        let roots = Arc::new(roots);
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| format!("client verifier: {e}"))?;
-        let server = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs.clone(), key.clone_key())
-            .map_err(|e| format!("{}: {e}", files.cert.display()))?;
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(certs, key)
-            .map_err(|e| format!("{}: {e}", files.cert.display()))?;
-        Ok(Self { acceptor: TlsAcceptor::from(Arc::new(server)), connector: TlsConnector::from(Arc::new(client)) })
     }
 
-    pub async fn accept(&self, stream: TcpStream) -> std::io::Result<super::transport::BoxedStream> {
-        Ok(Box::new(self.acceptor.accept(stream).await?))
+    pub fn from_files(files: &TlsFiles) -> Result<Self, String> {
+        let chain = read_certs(&files.cert)?;
+        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
+        let cas = read_certs(&files.ca)?;
+        let status = CertificateStatus { source: "files", fingerprint: fingerprint(&chain[0]), installed_total: 1 };
+        let endpoints = endpoints(chain, key, cas, status).map_err(|e| format!("{}: {e}", files.cert.display()))?;
+        Ok(Self { current: RwLock::new(Some(Arc::new(endpoints))), operator_key: None })
+    }
+
+    /// A fresh key pair (ECDSA P-256) whose certificate the operator issues.
+    pub fn from_operator() -> Result<Self, String> {
+        let key = rcgen::KeyPair::generate().map_err(|e| format!("peer key: {e}"))?;
+        // The operator decides every name; the request only proves the key.
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .map_err(|e| format!("certificate request: {e}"))?;
+        let operator_key = OperatorKey { key: PrivatePkcs8KeyDer::from(key.serialize_der()), csr: csr.der().to_vec() };
+        Ok(Self { current: RwLock::new(None), operator_key: Some(operator_key) })
+    }
+
+    /// The certificate signing request to send to the operator (DER), for
+    /// operator-issued certificates.
+    pub fn certificate_request(&self) -> Option<&[u8]> {
+        self.operator_key.as_ref().map(|key| key.csr.as_slice())
+    }
+
+    /// Installs an operator-issued certificate chain (PEM, leaf first) for
+    /// this node's key and the CAs to trust (PEM); new handshakes use it.
+    pub fn install(&self, chain_pem: &str, ca_bundle_pem: &str) -> Result<CertificateStatus, String> {
+        let key = self.operator_key.as_ref().ok_or("this node's certificate comes from files")?;
+        let chain = pem_certs("certificate chain", chain_pem)?;
+        let cas = pem_certs("CA bundle", ca_bundle_pem)?;
+        let installed_total = self.status().map_or(0, |s| s.installed_total) + 1;
+        let status = CertificateStatus { source: "operator", fingerprint: fingerprint(&chain[0]), installed_total };
+        let endpoints = endpoints(chain, PrivateKeyDer::Pkcs8(key.key.clone_key()), cas, status.clone())?;
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(endpoints));
+        Ok(status)
+    }
+
+    fn endpoints(&self) -> Option<Arc<Endpoints>> {
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Whether a certificate is in use.
+    pub fn is_ready(&self) -> bool {
+        self.endpoints().is_some()
+    }
+
+    pub fn status(&self) -> Option<CertificateStatus> {
+        self.endpoints().map(|endpoints| endpoints.status.clone())
+    }
+
+    /// Accepts a connection; the identity of its certificate is checked
+    /// against the hello (the chain was checked by the handshake).
+    pub async fn accept(&self, stream: TcpStream) -> Result<(super::transport::BoxedStream, PeerIdentity), TlsFailure> {
+        let endpoints = self.endpoints().ok_or(TlsFailure::NoCertificate)?;
+        let stream = endpoints.acceptor.accept(stream).await.map_err(TlsFailure::Handshake)?;
+        let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).cloned();
+        let leaf = leaf.ok_or(TlsFailure::NoPeerCertificate)?;
+        Ok((Box::new(stream), PeerIdentity(leaf.into_owned())))
     }
 
     /// Dials `peer`, whose certificate must name it.
-    pub async fn connect(&self, peer: &NodeId, stream: TcpStream) -> std::io::Result<super::transport::BoxedStream> {
-        let name = ServerName::try_from(peer.to_string())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{peer}: {e}")))?;
-        Ok(Box::new(self.connector.connect(name, stream).await?))
+    pub async fn connect(&self, peer: &NodeId, stream: TcpStream) -> Result<super::transport::BoxedStream, TlsFailure> {
+        let endpoints = self.endpoints().ok_or(TlsFailure::NoCertificate)?;
+        let name = ServerName::try_from(peer.to_string()).map_err(|e| {
+            TlsFailure::Handshake(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{peer}: {e}")))
+        })?;
+        Ok(Box::new(endpoints.connector.connect(name, stream).await.map_err(TlsFailure::Handshake)?))
+    }
+}
+
+/// The certificate an accepted peer presented.
+#[derive(Clone, Debug)]
+pub struct PeerIdentity(CertificateDer<'static>);
+
+impl PeerIdentity {
+    /// Whether the certificate names `node` (as a DNS name, the way a
+    /// dialing peer checks it).
+    pub fn names(&self, node: &NodeId) -> bool {
+        let Ok(name) = ServerName::try_from(node.as_str()) else { return false };
+        webpki::EndEntityCert::try_from(&self.0).is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate_for(names: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_certificate_names_only_its_node_ids() {
+        let identity = PeerIdentity(certificate_for(&["eu-1"]));
+        assert!(identity.names(&NodeId::from("eu-1")));
+        assert!(!identity.names(&NodeId::from("eu-2")));
+        assert!(!identity.names(&NodeId::from("not a dns name")));
+    }
+
+    #[test]
+    fn an_operator_node_has_a_request_and_no_certificate_until_one_is_installed() {
+        let tls = PeerTls::from_operator().unwrap();
+        assert!(!tls.is_ready());
+        assert!(!tls.certificate_request().unwrap().is_empty());
+        let error = tls.install("not pem", "not pem").unwrap_err();
+        assert!(error.starts_with("certificate chain"), "{error}");
+        assert!(!tls.is_ready(), "a refused install leaves nothing in use");
     }
 }

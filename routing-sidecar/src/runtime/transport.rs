@@ -17,6 +17,7 @@ use crate::link_state::LinkStateUpdate;
 use crate::message::Message;
 use crate::runtime::clock;
 use crate::runtime::node::{Command, NeighborSet};
+use crate::runtime::tls::PeerIdentity;
 use crate::session::{Received, Session, SessionError, SessionSettings};
 use crate::shared_ids::SharedIds;
 use crate::wire::{self, DecodeLimits, Frame};
@@ -63,6 +64,9 @@ pub struct Connection {
     pub limits: DecodeLimits,
     pub neighbors: NeighborSet,
     pub actor: mpsc::Sender<Command>,
+    /// The certificate of an accepted TLS peer: the hello must claim a node
+    /// id it names.
+    pub identity: Option<PeerIdentity>,
 }
 
 /// How a connection ended.
@@ -191,6 +195,11 @@ impl Connection {
             wire::decode_frame(&bytes, &self.limits).map_err(|e| Ended::lost("malformed_frame", e.to_string()))?;
         let neighbors = self.neighbors.clone();
         let peer = match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
+            Ok(Received::Established { peer }) if self.identity.as_ref().is_some_and(|id| !id.names(&peer)) => {
+                let reason = format!("the peer's certificate does not name {peer}, the node id its hello claims");
+                let _ = framed.send(encode(&Frame::Close { reason: reason.clone(), restarting: false })).await;
+                return Err(Ended::lost("identity_mismatch", reason));
+            }
             Ok(Received::Established { peer }) => peer,
             Ok(_) => return Err(Ended::lost("malformed_frame", "unexpected frame before hello".into())),
             Err(error) => {
