@@ -12,12 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 /// `"$@"` runs the server; `cat` returns at EOF of the lifeline; then the
-/// server gets SIGTERM and its data folder is removed.
+/// server gets SIGTERM, SIGKILL if it has not exited 5 s later (a
+/// kube-apiserver whose etcd is already gone can wait in its shutdown for
+/// ever), and its data folder is removed.
 const SUPERVISOR: &str = r#"
 "$@" </dev/null &
 server=$!
 cat >/dev/null
 kill -TERM "$server" 2>/dev/null
+( sleep 5; kill -KILL "$server" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
 wait "$server"
 [ -n "$ENVTEST_REMOVE_ON_EXIT" ] && rm -rf "$ENVTEST_REMOVE_ON_EXIT"
 exit 0
