@@ -240,6 +240,16 @@ impl Fabric {
         api.get(name).await.unwrap_or_else(|e| panic!("{kind} {name}: {e}"))
     }
 
+    /// Waits for an Event of the fabric's namespace that `matches`.
+    async fn wait_event(&self, what: &str, matches: impl Fn(&Event) -> bool) {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        wait_for(what, WAIT, || async {
+            let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            if list.items.iter().any(&matches) { Ok(()) } else { Err(format!("{} events", list.items.len())) }
+        })
+        .await
+    }
+
     /// Waits until `kind/name` reports its current generation with
     /// condition `condition` True; returns the object.
     async fn wait_condition(&self, kind: &str, name: &str, condition: &str) -> DynamicObject {
@@ -291,6 +301,13 @@ impl OperatorProcess {
             .unwrap_or_else(|_| panic!("{} did not exit on SIGTERM", self.instance))
             .unwrap();
     }
+}
+
+/// Whether `event` regards the object `name` and its note has every one of
+/// `words`.
+fn event_about(event: &Event, name: &str, words: &[&str]) -> bool {
+    event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        && event.note.as_deref().is_some_and(|note| words.iter().all(|word| note.contains(word)))
 }
 
 fn condition_of<'a>(object: &'a DynamicObject, kind: &str) -> Option<&'a Value> {
@@ -682,16 +699,11 @@ async fn missing_secret_rbac_degrades_the_route_key_and_backs_off_until_granted(
     let message = condition_of(&key, "Degraded").unwrap()["message"].as_str().unwrap().to_owned();
     assert!(message.contains("cannot get resource \"secrets\""), "names the denied verb and resource: {message}");
     assert!(message.contains(&fabric.namespace), "names the namespace: {message}");
-    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
-    wait_for("a RotationFailed Warning event", WAIT, || async {
-        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let found = list
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("RotationFailed") && e.type_.as_deref() == Some("Warning"));
-        if found { Ok(()) } else { Err(format!("{} events", list.items.len())) }
-    })
-    .await;
+    fabric
+        .wait_event("a RotationFailed Warning event", |e| {
+            e.reason.as_deref() == Some("RotationFailed") && e.type_.as_deref() == Some("Warning")
+        })
+        .await;
 
     // Backoff: the fourth failure in a row comes at least 0.5 + 1 + 2 s
     // after the first (which came after `started`), and only the first is
@@ -795,17 +807,11 @@ async fn an_object_the_operator_cannot_read_is_refused_alone_and_the_rest_compil
     assert_eq!(huge["reason"], "Invalid");
     let message = huge["message"].as_str().unwrap();
     assert!(message.contains("spec.import.maxHopCount") && message.contains("4294967296"), "{message}");
-    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
-    wait_for("a Warning event on the unreadable object", WAIT, || async {
-        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let found = list.items.iter().any(|e| {
-            e.type_.as_deref() == Some("Warning")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("huge")
-                && e.note.as_deref().is_some_and(|n| n.contains("maxHopCount"))
-        });
-        if found { Ok(()) } else { Err(format!("{} events", list.items.len())) }
-    })
-    .await;
+    fabric
+        .wait_event("a Warning event on the unreadable object", |e| {
+            e.type_.as_deref() == Some("Warning") && event_about(e, "huge", &["maxHopCount"])
+        })
+        .await;
     let log = std::fs::read_to_string(&operator.log).unwrap();
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 2048, "no log line carries a list body ({longest} bytes)");
@@ -829,17 +835,12 @@ async fn relabelling_a_running_pods_node_id_is_refused_and_reported_and_nothing_
     pods.patch("r2", &PatchParams::default(), &Patch::Merge(relabel("r2b"))).await.unwrap();
 
     // Reported: on the Pod (an Event) and in /status; the pod keeps its id.
-    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
-    wait_for("a SidecarProblem event on the pod", WAIT, || async {
-        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let found = list.items.iter().any(|e| {
+    fabric
+        .wait_event("a SidecarProblem event on the pod", |e| {
             e.reason.as_deref() == Some("SidecarProblem")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("r2")
-                && e.note.as_deref().is_some_and(|n| n.contains("changed to r2b") && n.contains("keeps running as r2"))
-        });
-        if found { Ok(()) } else { Err(format!("{} events", list.items.len())) }
-    })
-    .await;
+                && event_about(e, "r2", &["changed to r2b", "keeps running as r2"])
+        })
+        .await;
     let (_, status) = operator.get("/status").await;
     assert!(status.contains("changed to r2b while the pod runs as r2"), "{status}");
     // Nothing moved: both sidecars SYNCED, the policy Applied 2/2, routes
@@ -891,21 +892,12 @@ async fn a_pod_claiming_a_node_id_bound_to_another_service_account_gets_nothing(
     assert!(signing_key_of(&before).is_some(), "b1 signs: {before}");
 
     let mut impostor = fabric.sidecar_as(grpc, "a-impostor", "b1", "impostor").await;
-    let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
-    wait_for("a SidecarProblem event on the impostor", WAIT, || async {
-        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let found = list.items.iter().any(|e| {
-            e.reason.as_deref() == Some("SidecarProblem")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a-impostor")
-                && e.note.as_deref().is_some_and(|n| {
-                    n.contains("as ServiceAccount impostor")
-                        && n.contains("binds it to ServiceAccount sidecar")
-                        && n.contains("refused")
-                })
-        });
-        if found { Ok(()) } else { Err(format!("{} events", list.items.len())) }
-    })
-    .await;
+    let words = ["as ServiceAccount impostor", "binds it to ServiceAccount sidecar", "refused"];
+    fabric
+        .wait_event("a SidecarProblem event on the impostor", |e| {
+            e.reason.as_deref() == Some("SidecarProblem") && event_about(e, "a-impostor", &words)
+        })
+        .await;
     // Its stream was authenticated (a real pod-bound token), but the
     // operator compiled nothing for it: no config version, no key.
     wait_for("the impostor's stream is open", WAIT, || async {
