@@ -199,7 +199,8 @@ app_version = yaml.safe_load(open(os.path.join(chart, "Chart.yaml")))["appVersio
 def webhook_args(fullname, image, requests, limits, configuration=True):
     args = ["--webhook-listen", "0.0.0.0:9443",
             "--sidecar-operator-url", f"https://{fullname}.fabric-system.svc:7600",
-            "--sidecar-image", image, "--sidecar-image-pull-policy", "IfNotPresent", "--native-sidecars", "auto"]
+            "--sidecar-image", image, "--sidecar-image-pull-policy", "IfNotPresent", "--native-sidecars", "auto",
+            "--sidecar-metrics-port", "7481"]
     for name, quantity in sorted(requests.items()):
         args += ["--sidecar-request", f"{name}={quantity}"]
     for name, quantity in sorted(limits.items()):
@@ -254,7 +255,8 @@ dep, c = container(default)
 args = c["args"]
 want = ["run", "--listen", "0.0.0.0:7600", "--http", "0.0.0.0:8080", "--tls-cert", "/tls/tls.crt",
         "--tls-key", "/tls/tls.key", "--leader-election-namespace", "$(POD_NAMESPACE)",
-        "--unbound-node-ids", "allow"]
+        "--unbound-node-ids", "allow", "--peer-ca-secret", "fabric-fabric-routing-peer-ca",
+        "--peer-certificate-lifetime", "24h", "--peer-trust-domain", "cluster.local"]
 want += webhook_args("fabric-fabric-routing", f"routing-sidecar:{app_version}",
                      {"cpu": "10m", "memory": "32Mi"}, {"memory": "128Mi"})
 if args != want:
@@ -306,7 +308,14 @@ for d in default:
 full = load("full.yaml")
 summary["full"] = expect_kinds("full", full, {
     **base, "Role": 3, "RoleBinding": 3, "Certificate": 2, "Issuer": 2, "PodDisruptionBudget": 1,
-    "NetworkPolicy": 1, "ServiceMonitor": 1, "ConfigMap": 1})
+    "NetworkPolicy": 1, "ServiceMonitor": 1, "PodMonitor": 1, "ConfigMap": 1})
+pod_monitor = one(full, "PodMonitor")
+if pod_monitor:
+    spec = pod_monitor["spec"]
+    if (spec["selector"] != {"matchLabels": {"routing.fabric.dev/sidecar": "true"}}
+            or spec["podMetricsEndpoints"][0]["port"] != "fabric-metrics"
+            or spec["namespaceSelector"] != {"matchNames": ["fabric", "fabric-edge"]}):
+        problems.append(f"full: the PodMonitor does not scrape fabric-metrics of the fabric pods: {spec}")
 dep, c = container(full)
 if dep["spec"]["replicas"] != 2 or "--no-leader-election" in c["args"]:
     problems.append("full: expected 2 replicas with leader election")

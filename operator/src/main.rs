@@ -115,6 +115,11 @@ struct RunArgs {
     /// Cluster mode: its pull policy (default: the cluster's).
     #[arg(long, value_parser = ["Always", "IfNotPresent", "Never"], conflicts_with = "manifests")]
     sidecar_image_pull_policy: Option<String>,
+    /// Cluster mode: the injected sidecar's metrics listener port on the pod
+    /// IP (`--metrics-listen`, container port `fabric-metrics`, and the
+    /// `prometheus.io/*` annotations unless the pod has its own); 0: none.
+    #[arg(long, default_value_t = fabric_operator::webhook::DEFAULT_METRICS_PORT, conflicts_with = "manifests")]
+    sidecar_metrics_port: u16,
     /// Cluster mode: PEM CA injected sidecars verify the operator with,
     /// written into each pod's `routing.fabric.dev/operator-ca` annotation
     /// (default: `ca.crt` beside --tls-cert).
@@ -357,6 +362,7 @@ fn webhook_options(
     settings.image_pull_policy = args.sidecar_image_pull_policy.clone();
     settings.token_audience = args.token_audience.clone();
     settings.peer_tls_from_operator = args.peer_ca_secret.is_some();
+    settings.metrics_port = (args.sidecar_metrics_port != 0).then_some(args.sidecar_metrics_port);
     settings.resources = resource_requirements(&args.sidecar_requests, &args.sidecar_limits)?;
     Ok(Some(WebhookOptions {
         listen: args.webhook_listen,

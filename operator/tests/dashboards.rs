@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod support;
+
 use fabric_operator::distribution::{Distributor, DistributorOptions};
 use fabric_routing::link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
 use fabric_routing::link_state::{AreaId, ExportCounts, LinkStateSnapshot};
@@ -419,4 +421,44 @@ fn families_come_from_type_lines() {
     // A gauge whose name ends in _count is itself, not a histogram series.
     assert!(exported("fabric_g_count", &families));
     assert!(!exported("fabric_g", &families));
+}
+
+/// What Prometheus scrapes in a cluster: the sidecar's metrics listener on
+/// the pod IP (`--metrics-listen`). Two real sidecars in link-state mode
+/// with a session between them serve every series the sidecar dashboard
+/// queries there, and nothing but metrics and health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_serves_every_series_the_sidecar_dashboard_queries() {
+    use fabric_routing::runtime::lab::Lab;
+    use fabric_routing::runtime::local_http;
+    use fabric_routing::sim::Topology;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("metrics-listener-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let topology = Topology::from_yaml(
+        "nodes:\n  - {id: m1, originate: [{destination: svc-m1}]}\n  - {id: m2}\nlinks:\n  - {a: m1, b: m2}\n",
+    )
+    .unwrap();
+    let link_state = |config: &mut fabric_routing::SidecarConfig| {
+        config.link_state = Some(fabric_routing::link_state::LinkStateConfig::default());
+    };
+    let listen = |_: &fabric_routing::NodeId| vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
+    let lab = Lab::start_with(&support::sidecar_exe(), &topology, &dir, link_state, listen).await.unwrap();
+    lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
+    let sidecar = lab.node("m2");
+    let address = sidecar.metrics.expect("the listening line names the metrics listener");
+    let scraped = local_http::get(address, "/metrics").await.unwrap();
+    assert_eq!(scraped.status, 200);
+    let served = families(&scraped.body);
+    let sidecar_queries: Vec<Query> = all_queries().into_iter().filter(|q| q.dashboard.contains("sidecar")).collect();
+    assert!(!sidecar_queries.is_empty());
+    let gaps = missing(&sidecar_queries, &served);
+    assert!(gaps.is_empty(), "not served by the metrics listener: {gaps:#?}");
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(local_http::get(address, path).await.unwrap().status, 200, "{path}");
+    }
+    for path in ["/routes", "/routes/svc-m1", "/config", "/peers", "/stats", "/link-state"] {
+        assert_eq!(local_http::get(address, path).await.unwrap().status, 404, "{path} is not on the metrics listener");
+    }
+    let write = local_http::put(address, "/config", "nodeId: m2\n", None).await.unwrap();
+    assert!(write.status == 404 || write.status == 405, "no config writes there: {}", write.status);
 }

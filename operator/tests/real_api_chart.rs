@@ -33,7 +33,7 @@ use support::real_api::{helm, install_crds, workspace};
 
 /// Stand-ins for the CRDs of other projects that the full values render
 /// objects of (cert-manager's Certificate and Issuer, the Prometheus
-/// operator's ServiceMonitor): the same group, version, kind and scope,
+/// operator's ServiceMonitor and PodMonitor): the same group, version, kind and scope,
 /// with a schema that keeps any spec. They prove the chart's objects reach
 /// the server and that namespaces and names fit; checking their specs
 /// against those projects' own schemas is left to those projects' CRDs,
@@ -42,6 +42,7 @@ const FOREIGN_CRDS: &[(&str, &str, &str, &str)] = &[
     ("cert-manager.io", "v1", "Certificate", "certificates"),
     ("cert-manager.io", "v1", "Issuer", "issuers"),
     ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
+    ("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"),
 ];
 
 /// What the full values add to the default rendering, besides the kinds

@@ -291,8 +291,24 @@ async fn the_api_server_calls_the_webhook_and_the_injected_pod_is_restricted() {
         ("--config", "/var/run/secrets/fabric/bootstrap.yaml"),
         ("--state-dir", "/var/lib/fabric"),
         ("--listen", "0.0.0.0:7443"),
+        ("--metrics-listen", "0.0.0.0:7481"),
     ] {
         assert_eq!(arg(&sidecar, flag), Some(value), "{flag} of {sidecar}");
+    }
+    // Prometheus finds the metrics listener by its port name (PodMonitor)
+    // or by the annotations (annotation-based scraping).
+    assert_eq!(
+        sidecar["ports"],
+        json!([
+            {"name": "fabric-peer", "containerPort": 7443, "protocol": "TCP"},
+            {"name": "fabric-metrics", "containerPort": 7481, "protocol": "TCP"},
+        ]),
+        "{sidecar}"
+    );
+    for (key, value) in
+        [("prometheus.io/scrape", "true"), ("prometheus.io/port", "7481"), ("prometheus.io/path", "/metrics")]
+    {
+        assert_eq!(annotation(&injected, key), value, "{key}");
     }
     // The API server runs its own mutating plugins again after a webhook
     // changed the pod, so the ServiceAccount plugin also mounts the pod's

@@ -112,6 +112,11 @@ struct RunArgs {
     /// With it, the local API is read-only.
     #[arg(long, env = "FABRIC_OPERATOR")]
     operator: Option<String>,
+    /// A second listener serving only `/metrics`, `/healthz` and `/readyz`,
+    /// for Prometheus to scrape on the pod IP (the local API stays on
+    /// localhost). Port 0 lets the OS choose.
+    #[arg(long, env = "FABRIC_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// A file holding the bearer token `PUT /config` on the local API
     /// needs. Without it (and without --operator) the local API refuses
     /// config writes.
@@ -284,6 +289,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         signing_key: args.signing_key.clone(),
         wait_for_operator: args.operator.is_some(),
         config_writes,
+        metrics_listen: args.metrics_listen,
     })
     .await;
     let node = match node {
@@ -305,6 +311,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             "nodeId": node.node_id,
             "peer": node.peer_addr.to_string(),
             "api": node.api_addr.to_string(),
+            "metrics": node.metrics_addr.map(|a| a.to_string()),
             "configSource": node.config_source,
         })
     );

@@ -121,7 +121,19 @@ pub struct InjectionSettings {
     /// (`--peer-tls-from-operator`; the operator runs with
     /// `--peer-ca-secret`).
     pub peer_tls_from_operator: bool,
+    /// The sidecar's metrics listener on the pod IP (`--metrics-listen`,
+    /// port `fabric-metrics`, `prometheus.io/*` annotations); `None`: none.
+    pub metrics_port: Option<u16>,
 }
+
+/// The port of the injected sidecar's metrics listener by default.
+pub const DEFAULT_METRICS_PORT: u16 = 7481;
+/// Annotation-based scraping (the Prometheus community convention). Set on
+/// an injected pod unless it already says whether to scrape it: one pod
+/// has one such port, and an app's own is not overwritten.
+const SCRAPE_ANNOTATION: &str = "prometheus.io/scrape";
+const SCRAPE_PORT_ANNOTATION: &str = "prometheus.io/port";
+const SCRAPE_PATH_ANNOTATION: &str = "prometheus.io/path";
 
 impl InjectionSettings {
     /// Settings with the defaults for everything but what has none.
@@ -138,6 +150,7 @@ impl InjectionSettings {
             api: "127.0.0.1:7480".to_string(),
             listen_host: "0.0.0.0".to_string(),
             peer_tls_from_operator: false,
+            metrics_port: Some(DEFAULT_METRICS_PORT),
         }
     }
 }
@@ -252,6 +265,13 @@ pub fn inject(pod: &Pod, settings: &InjectionSettings) -> Result<Option<JsonPatc
     }
     if let Some(CaSource::Inline(pem)) = &settings.ca {
         new_annotations.insert(OPERATOR_CA_ANNOTATION.to_string(), pem.clone());
+    }
+    if let Some(port) = settings.metrics_port
+        && !annotations.contains_key(SCRAPE_ANNOTATION)
+    {
+        new_annotations.insert(SCRAPE_ANNOTATION.to_string(), "true".to_string());
+        new_annotations.insert(SCRAPE_PORT_ANNOTATION.to_string(), port.to_string());
+        new_annotations.insert(SCRAPE_PATH_ANNOTATION.to_string(), "/metrics".to_string());
     }
 
     let volumes = spec.volumes.as_deref().unwrap_or_default();
@@ -409,6 +429,21 @@ fn sidecar_container(settings: &InjectionSettings, peer_port: u16, native: bool)
     if settings.peer_tls_from_operator {
         args.push("--peer-tls-from-operator".into());
     }
+    let mut ports = vec![ContainerPort {
+        name: Some("fabric-peer".into()),
+        container_port: i32::from(peer_port),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }];
+    if let Some(port) = settings.metrics_port {
+        args.extend([String::from("--metrics-listen"), host_port(&settings.listen_host, port)]);
+        ports.push(ContainerPort {
+            name: Some("fabric-metrics".into()),
+            container_port: i32::from(port),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        });
+    }
     // The pod IP with the bound port; POD_NAME and POD_NAMESPACE are read
     // from the environment by the sidecar (--pod-name, --namespace).
     args.extend(["--advertise-address", "$(POD_IP)", "--log-format", "json"].map(String::from));
@@ -425,12 +460,7 @@ fn sidecar_container(settings: &InjectionSettings, peer_port: u16, native: bool)
         image_pull_policy: settings.image_pull_policy.clone(),
         args: Some(args),
         env: Some(env.into()),
-        ports: Some(vec![ContainerPort {
-            name: Some("fabric-peer".into()),
-            container_port: i32::from(peer_port),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(ports),
         resources: settings.resources.clone(),
         restart_policy: native.then(|| "Always".to_string()),
         security_context: Some(SecurityContext {
@@ -582,9 +612,11 @@ mod tests {
             "run --config /var/run/secrets/fabric/bootstrap.yaml --state-dir /var/lib/fabric --listen 0.0.0.0:7443 \
              --api 127.0.0.1:7480 --operator https://fabric.fabric-system.svc:7600 \
              --operator-token-file /var/run/secrets/fabric/token --operator-ca /var/run/secrets/fabric/ca.crt \
-             --advertise-address $(POD_IP) --log-format json"
+             --metrics-listen 0.0.0.0:7481 --advertise-address $(POD_IP) --log-format json"
         );
-        assert_eq!(sidecar.ports.as_ref().unwrap()[0].container_port, 7443);
+        let ports: Vec<(Option<&str>, i32)> =
+            sidecar.ports.as_ref().unwrap().iter().map(|p| (p.name.as_deref(), p.container_port)).collect();
+        assert_eq!(ports, [(Some("fabric-peer"), 7443), (Some("fabric-metrics"), 7481)]);
         let security = sidecar.security_context.as_ref().unwrap();
         assert_eq!(
             (security.run_as_non_root, security.read_only_root_filesystem, security.allow_privilege_escalation),
@@ -615,12 +647,41 @@ mod tests {
         let patch = inject(&super::tests::pod(&[LABEL], &[("team", "a")]), &settings()).unwrap().unwrap();
         let paths: Vec<_> = patch.0.iter().map(|super::super::patch::PatchOperation::Add { path, .. }| path).collect();
         assert_eq!(
-            paths[..2],
+            paths[..5],
             [
+                "/metadata/annotations/prometheus.io~1path",
+                "/metadata/annotations/prometheus.io~1port",
+                "/metadata/annotations/prometheus.io~1scrape",
                 "/metadata/annotations/routing.fabric.dev~1bootstrap-config",
                 "/metadata/annotations/routing.fabric.dev~1operator-ca"
             ]
         );
+    }
+
+    #[test]
+    fn the_pod_is_annotated_for_scraping_unless_it_says_otherwise() {
+        let annotations = |pod: Pod| pod.metadata.annotations.unwrap();
+        let plain = annotations(injected(&pod(&[LABEL], &[]), &settings()));
+        let scrape: Vec<(&str, &str)> = plain
+            .iter()
+            .filter(|(k, _)| k.starts_with("prometheus.io/"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            scrape,
+            [("prometheus.io/path", "/metrics"), ("prometheus.io/port", "7481"), ("prometheus.io/scrape", "true")]
+        );
+        // The app scrapes its own port: left alone (a pod has one such port).
+        let own = [("prometheus.io/scrape", "true"), ("prometheus.io/port", "8080")];
+        let kept = annotations(injected(&pod(&[LABEL], &own), &settings()));
+        assert_eq!((kept["prometheus.io/port"].as_str(), kept.get("prometheus.io/path")), ("8080", None));
+        // Without a metrics listener, nothing to scrape.
+        let off = InjectionSettings { metrics_port: None, ..settings() };
+        let none = annotations(injected(&pod(&[LABEL], &[]), &off));
+        assert!(!none.contains_key("prometheus.io/scrape"));
+        let spec = injected(&pod(&[LABEL], &[]), &off).spec.unwrap();
+        let args = spec.init_containers.unwrap()[0].args.clone().unwrap();
+        assert!(!args.contains(&"--metrics-listen".to_owned()), "{args:?}");
     }
 
     #[test]

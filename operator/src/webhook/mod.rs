@@ -42,7 +42,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use tokio::net::TcpListener;
 
-pub use inject::{CaSource, InjectError, InjectionSettings, inject};
+pub use inject::{CaSource, DEFAULT_METRICS_PORT, InjectError, InjectionSettings, inject};
 pub use review::{BadReview, Outcome, review};
 
 use crate::distribution::server::TlsFiles;

@@ -197,6 +197,19 @@ async fn put_config(State(state): State<ApiState>, headers: HeaderMap, body: Str
     })
 }
 
+/// The metrics listener (`--metrics-listen`, the pod IP in a cluster, for
+/// Prometheus): `/metrics` and health only, never config or routes.
+pub fn metrics_router(node: NodeHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async {
+            error(StatusCode::NOT_FOUND, "the metrics listener serves /metrics, /healthz and /readyz only", None)
+        })
+        .with_state(node)
+}
+
 async fn metrics(State(node): State<NodeHandle>, headers: HeaderMap) -> Result<Response, NodeGone> {
     let stats = node.stats().await?;
     let peers: Vec<PeerMetrics> = stats

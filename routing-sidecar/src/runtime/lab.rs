@@ -23,6 +23,8 @@ pub struct SidecarProcess {
     pub child: Child,
     pub peer: SocketAddr,
     pub api: SocketAddr,
+    /// The metrics listener, when started with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
     pub dir: PathBuf,
     pub config_path: PathBuf,
     /// The token `PUT /config` needs (`dir/api-token`); `None` for a
@@ -106,6 +108,7 @@ impl SidecarProcess {
         Ok(Self {
             peer: address("peer")?,
             api: address("api")?,
+            metrics: event["metrics"].as_str().and_then(|s| s.parse().ok()),
             node_id,
             child,
             dir: dir.to_path_buf(),

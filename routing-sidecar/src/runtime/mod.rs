@@ -51,6 +51,9 @@ pub struct NodeOptions {
     pub wait_for_operator: bool,
     /// Who may `PUT /config` on the local API.
     pub config_writes: api::ConfigWrites,
+    /// A second listener for Prometheus (`--metrics-listen`): `/metrics`
+    /// and health only.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Opens peering once. A node fed by the operator waits for its first
@@ -79,6 +82,8 @@ pub struct RunningNode {
     pub handle: NodeHandle,
     pub peer_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The bound metrics listener, if any.
+    pub metrics_addr: Option<SocketAddr>,
     pub node_id: crate::ids::NodeId,
     /// Where the config in force came from, and why a config file was not
     /// used if it was refused.
@@ -140,6 +145,13 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
         TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
     let api_listener =
         TcpListener::bind(options.api_listen).await.map_err(|e| format!("API on {}: {e}", options.api_listen))?;
+    let metrics_listener = match options.metrics_listen {
+        Some(address) => {
+            Some(TcpListener::bind(address).await.map_err(|e| format!("metrics listener on {address}: {e}"))?)
+        }
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose().map_err(|e| e.to_string())?;
     let peer_addr = peer_listener.local_addr().map_err(|e| e.to_string())?;
     let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
 
@@ -169,10 +181,19 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
             tracing::error!(error = %e, "API server stopped");
         }
     });
+    if let Some(listener) = metrics_listener {
+        let app = api::metrics_router(handle.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     Ok(RunningNode {
         handle,
         peer_addr,
         api_addr,
+        metrics_addr,
         node_id,
         config_source: source,
         config_warning: warning,
