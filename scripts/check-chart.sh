@@ -308,7 +308,13 @@ for d in default:
 full = load("full.yaml")
 summary["full"] = expect_kinds("full", full, {
     **base, "Role": 3, "RoleBinding": 3, "Certificate": 2, "Issuer": 2, "PodDisruptionBudget": 1,
-    "NetworkPolicy": 1, "ServiceMonitor": 1, "PodMonitor": 1, "ConfigMap": 1})
+    "NetworkPolicy": 1, "ServiceMonitor": 1, "PodMonitor": 1, "ConfigMap": 1, "ValidatingWebhookConfiguration": 1})
+validating = one(full, "ValidatingWebhookConfiguration")
+if validating:
+    hook = validating["webhooks"][0]
+    if (hook["failurePolicy"] != "Ignore" or hook["clientConfig"]["service"]["path"] != "/validate-fabric"
+            or hook["rules"][0]["resources"] != ["routepolicies", "neighborpolicies", "routekeys", "linkstateareas"]):
+        problems.append(f"full: the ValidatingWebhookConfiguration is not the fabric kinds' Ignore hook: {hook}")
 pod_monitor = one(full, "PodMonitor")
 if pod_monitor:
     spec = pod_monitor["spec"]
@@ -327,6 +333,7 @@ if not c["image"].startswith("registry.example.com/fabric/fabric-operator@sha256
 full_webhook = webhook_args("fabric-fabric-routing", "registry.example.com/fabric/routing-sidecar:0.1.0",
                             {"cpu": "20m", "memory": "48Mi"}, {"memory": "192Mi"}, configuration=False)
 start = c["args"].index("--webhook-listen") if "--webhook-listen" in c["args"] else -1
+full_webhook += ["--validation", "warn"]
 if start < 0 or c["args"][start:start + len(full_webhook)] != full_webhook:
     problems.append(f"full: webhook args {c['args']}, expected {full_webhook} (cert-manager injects the caBundle)")
 check_webhook("full", full, "fabric-fabric-routing", ca_injected_by_cert_manager=True)

@@ -104,6 +104,16 @@ struct RunArgs {
     /// chart cannot render it; not with cert-manager's CA injector).
     #[arg(long, value_name = "NAME", conflicts_with = "manifests")]
     webhook_configuration: Option<String>,
+    /// Cluster mode: validate the fabric kinds at admission
+    /// (`POST /validate-fabric` on the webhook listener) with the operator's
+    /// own compiler: `deny` refuses what a change adds that the operator
+    /// would refuse or report, `warn` only warns, `off` does not serve it.
+    #[arg(long, default_value = "off", value_parser = ["off", "warn", "deny"], conflicts_with = "manifests")]
+    validation: String,
+    /// Cluster mode: the ValidatingWebhookConfiguration whose `caBundle`
+    /// the operator keeps equal to the CA of its serving certificate.
+    #[arg(long, value_name = "NAME", conflicts_with = "manifests")]
+    validating_webhook_configuration: Option<String>,
     /// Cluster mode: what injected sidecars dial (their `--operator`), the
     /// operator's Service: `https://NAME.NAMESPACE.svc:7600`. Required
     /// unless --no-webhook.
@@ -370,6 +380,12 @@ fn webhook_options(
         native_sidecars: args.native_sidecars,
         configuration: args.webhook_configuration.clone(),
         ca_bundle: pem,
+        validation: match args.validation.as_str() {
+            "warn" => Some(fabric_operator::webhook::validate::ValidationMode::Warn),
+            "deny" => Some(fabric_operator::webhook::validate::ValidationMode::Deny),
+            _ => None,
+        },
+        validating_configuration: args.validating_webhook_configuration.clone(),
     }))
 }
 

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use base64::Engine as _;
 use fabric_envtest::{Envtest, envtest_or_skip};
 use fabric_operator::webhook::InjectError;
+use fabric_operator::webhook::ca_bundle::WebhookConfiguration;
 use fabric_routing::SidecarConfig;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -71,7 +71,7 @@ struct Operator {
 impl Operator {
     /// Starts it and returns once it printed the addresses it bound (every
     /// listener on port 0).
-    async fn start(envtest: &Envtest, dir: &Path, namespace: &str, configuration: &str) -> Operator {
+    async fn start(envtest: &Envtest, dir: &Path, namespace: &str, configuration: &str, extra: &[&str]) -> Operator {
         let path = |name: &str| dir.join(name).display().to_string();
         let log = dir.join("operator.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_fabric-operator"))
@@ -79,6 +79,7 @@ impl Operator {
             .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0"])
             .args(["--tls-cert", &path("tls.crt"), "--tls-key", &path("tls.key"), "--sidecar-ca-file", &path("ca.crt")])
             .args(["--webhook-configuration", configuration, "--sidecar-operator-url", OPERATOR_URL])
+            .args(extra)
             // `--native-sidecars` keeps its default, `auto`: the operator
             // asks the server its version (1.36, so native sidecars).
             .env("KUBECONFIG", envtest.admin_kubeconfig())
@@ -106,6 +107,17 @@ impl Operator {
         let webhook = listening["webhook"].as_str().expect("the webhook's address").parse().unwrap();
         Operator { child, webhook, log }
     }
+}
+
+/// Waits until the operator wrote `ca` as the `caBundle` of the first
+/// webhook of `configuration`.
+async fn wait_for_ca_bundle<K: WebhookConfiguration>(webhooks: &Api<K>, configuration: &str, ca: &str, log: &str) {
+    wait_for(&format!("the operator writing the caBundle of {configuration} (log: {log})"), WAIT, || async {
+        let current = webhooks.get(configuration).await.map_err(|e| e.to_string())?;
+        let bundle = current.client_configs().first().and_then(|c| c.ca_bundle.as_ref()).map(|b| b.0.clone());
+        if bundle.as_deref() == Some(ca.as_bytes()) { Ok(()) } else { Err(format!("{bundle:?}")) }
+    })
+    .await;
 }
 
 /// A Pod whose one container `app` meets `restricted` by itself.
@@ -240,16 +252,9 @@ async fn the_api_server_calls_the_webhook_and_the_injected_pod_is_restricted() {
     .unwrap();
     webhooks.create(&PostParams::default(), &registration).await.unwrap();
 
-    let mut operator = Operator::start(envtest, &dir, &namespace, &configuration).await;
+    let mut operator = Operator::start(envtest, &dir, &namespace, &configuration, &[]).await;
     let log = operator.log.display().to_string();
-    let expected_bundle = base64::engine::general_purpose::STANDARD.encode(&ca);
-    wait_for(&format!("the operator writing the caBundle (log: {log})"), WAIT, || async {
-        let current = webhooks.get(&configuration).await.map_err(|e| e.to_string())?;
-        let bundle = current.webhooks.unwrap_or_default().first().and_then(|w| w.client_config.ca_bundle.clone());
-        let bundle = bundle.map(|b| base64::engine::general_purpose::STANDARD.encode(b.0));
-        if bundle.as_deref() == Some(expected_bundle.as_str()) { Ok(()) } else { Err(format!("{bundle:?}")) }
-    })
-    .await;
+    wait_for_ca_bundle(&webhooks, &configuration, &ca, &log).await;
     // Guarded by the webhook's name, so this replaces the URL of the
     // webhook written above and nothing else.
     let url = format!("https://{}/mutate-pods", operator.webhook);
@@ -426,4 +431,97 @@ async fn the_api_server_calls_the_webhook_and_the_injected_pod_is_restricted() {
     pods.create(&PostParams::default(), &pod(json!({"name": "plain-2"}))).await.unwrap();
 
     webhooks.delete(&configuration, &DeleteParams::default()).await.unwrap();
+}
+
+/// The optional validating webhook (`--validation deny`) called by the real
+/// API server for the fabric kinds: a change the operator would refuse or
+/// report (a conflict it enters, a neighbor that does not exist) is refused
+/// with the compiler's words, a clean one is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_refuses_a_fabric_change_the_operator_would_refuse() {
+    use fabric_envtest::apply_yaml;
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let envtest = envtest_or_skip!();
+    let client = envtest.client().await;
+    support::real_api::install_crds(&client).await;
+    let namespace = envtest.namespace(&client, "validate").await;
+    let dir = envtest.dir().join(&namespace);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = certificates(&dir);
+
+    // One sidecar pod (no kubelet: the status is set as one would), and a
+    // RoutePolicy already in place.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let mut edge = pod(json!({"name": "edge-0", "labels": {"routing.fabric.dev/sidecar": "true"}}));
+    edge.spec.as_mut().unwrap().containers[0].name = "app".into();
+    pods.create(&PostParams::default(), &edge).await.unwrap();
+    let status = json!({"status": {"phase": "Running", "podIP": "10.0.0.7", "podIPs": [{"ip": "10.0.0.7"}]}});
+    pods.patch_status("edge-0", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    let policy = |name: &str, priority: u32| {
+        format!(
+            "apiVersion: routing.fabric.dev/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: {name}}}\n\
+             spec: {{sidecarSelector: {{}}, priority: {priority}}}\n"
+        )
+    };
+    apply_yaml(&client, &namespace, &policy("base", 10)).await.unwrap();
+
+    let configuration = format!("fabric-validation-{namespace}");
+    let webhooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let registration: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": configuration},
+        "webhooks": [{
+            // The chart's webhook (templates/webhook.yaml), but for the
+            // clientConfig, the namespaceSelector and failurePolicy Fail (so
+            // that a webhook that is not called shows).
+            "name": "fabric-validation.routing.fabric.dev",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 10,
+            "matchPolicy": "Equivalent",
+            "clientConfig": {"url": "https://operator-not-started.invalid/validate-fabric"},
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["routing.fabric.dev"],
+                       "apiVersions": ["v1alpha1"], "resources": ["routepolicies", "neighborpolicies", "routekeys",
+                       "linkstateareas"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        }],
+    }))
+    .unwrap();
+    webhooks.create(&PostParams::default(), &registration).await.unwrap();
+
+    let extra = ["--validation", "deny", "--validating-webhook-configuration", configuration.as_str()];
+    let operator = Operator::start(envtest, &dir, &namespace, "fabric-injector-unused", &extra).await;
+    let log = operator.log.display().to_string();
+    wait_for_ca_bundle(&webhooks, &configuration, &ca, &log).await;
+    let url = format!("https://{}/validate-fabric", operator.webhook);
+    let set_url = serde_json::from_value(json!([
+        {"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": url},
+    ]))
+    .unwrap();
+    webhooks.patch(&configuration, &PatchParams::default(), &Patch::Json::<()>(set_url)).await.unwrap();
+
+    // Until the server calls the webhook, and the operator has listed the
+    // fabric, a twin of `base` is not refused for its conflict.
+    let refusal = wait_for(&format!("a refusal from the webhook at {url} (log: {log})"), WAIT, || async {
+        match apply_yaml(&client, &namespace, &policy("twin", 10)).await.map_err(|e| e.to_string()) {
+            Err(error) if error.contains("would refuse") => Ok(error),
+            Err(error) => Err(error),
+            Ok(_) => {
+                // Stored before the webhook was called: take it back.
+                let _ = kubectl_delete(envtest, &namespace, "routepolicy/twin");
+                Err("stored".to_owned())
+            }
+        }
+    })
+    .await;
+    assert!(refusal.contains("Conflict EqualPriority"), "{refusal}");
+    let neighbors = "apiVersion: routing.fabric.dev/v1alpha1\nkind: NeighborPolicy\nmetadata: {name: uplinks}\n\
+                     spec: {sidecarSelector: {}, neighbors: [{nodeId: nowhere-9}]}\n";
+    let refusal = apply_yaml(&client, &namespace, neighbors).await.unwrap_err().to_string();
+    assert!(refusal.contains("NeighborNotFound") && refusal.contains("nowhere-9"), "{refusal}");
+    apply_yaml(&client, &namespace, &policy("other", 20)).await.expect("a clean policy is stored");
+}
+
+fn kubectl_delete(envtest: &Envtest, namespace: &str, object: &str) -> std::process::Output {
+    envtest.kubectl().args(["-n", namespace, "delete", object, "--wait=false"]).output().unwrap()
 }

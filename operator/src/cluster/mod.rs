@@ -184,7 +184,7 @@ pub async fn run(options: ClusterOptions) -> Result<(), String> {
     });
     tracing::info!(http = %http_addr, instance, namespace = ?options.namespace, "operator starting (cluster mode)");
     let webhook_addr = match &options.webhook {
-        Some(webhook) => Some(crate::webhook::start(&client, webhook, options.tls.as_ref()).await?),
+        Some(webhook) => Some(crate::webhook::start(&client, webhook, options.tls.as_ref(), &distributor).await?),
         None => None,
     };
     // One line on stdout with the bound addresses (ports may be OS-chosen),

@@ -222,6 +222,8 @@ struct Inner {
     state: DistributionState,
     streams: BTreeMap<NamespacedName, (u64, Outbound)>,
     peer_certificates: BTreeMap<NamespacedName, PeerCertificateState>,
+    /// The objects were set at least once (the first full list).
+    objects_listed: bool,
     next_connection: u64,
     next_nonce: u64,
     /// Nonces from different operator runs never collide.
@@ -308,6 +310,7 @@ impl Distributor {
             state,
             streams: BTreeMap::new(),
             peer_certificates: BTreeMap::new(),
+            objects_listed: false,
             next_connection: 0,
             next_nonce: 0,
             epoch,
@@ -349,7 +352,16 @@ impl Distributor {
     pub fn set_objects(&self, objects: Index) {
         let mut inner = self.lock();
         inner.objects = objects;
+        inner.objects_listed = true;
         self.recompile(inner);
+    }
+
+    /// The fabric as the next compile sees it and the identity settings,
+    /// for the validating webhook; `None` until the objects were listed
+    /// once (a follower, or a leader still starting).
+    pub fn fabric(&self) -> Option<(Index, crate::compile::Settings)> {
+        let inner = self.lock();
+        inner.objects_listed.then(|| (inner.fabric(), inner.options.identity.clone()))
     }
 
     /// The RouteKeys last set (without the key rotation overlay), in
@@ -671,6 +683,13 @@ impl Inner {
                 .sidecars
                 .retain(|name, state| state.connected || objects.sidecar(&name.namespace, &name.name).is_some());
         }
+        self.taken_inputs += 1;
+        (self.taken_inputs, self.fabric())
+    }
+
+    /// The objects with the published keys of key rotation, and in local
+    /// mode the sidecars that said Hello.
+    fn fabric(&self) -> Index {
         let mut index = self.objects.clone();
         for (name, published) in &self.keys.published {
             if let Some(route_key) = index.get::<RouteKey>(&name.namespace, &name.name) {
@@ -688,8 +707,7 @@ impl Inner {
                 index.upsert_sidecar(sidecar.clone());
             }
         }
-        self.taken_inputs += 1;
-        (self.taken_inputs, index)
+        index
     }
 
     /// Puts a compilation of the inputs numbered `inputs` in force and

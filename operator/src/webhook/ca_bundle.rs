@@ -1,5 +1,7 @@
 //! Keeps the `caBundle` of the operator's MutatingWebhookConfiguration
-//! equal to the CA of its serving certificate (`--webhook-configuration`).
+//! (`--webhook-configuration`) and ValidatingWebhookConfiguration
+//! (`--validating-webhook-configuration`) equal to the CA of its serving
+//! certificate.
 //!
 //! The API server verifies the webhook with that bundle. The chart cannot
 //! always render it: with `tls.mode: selfSigned` the CA is generated in the
@@ -14,7 +16,9 @@
 use std::time::Duration;
 
 use base64::Engine;
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -24,14 +28,37 @@ const RETRY: Duration = Duration::from_secs(10);
 /// Once written.
 const RECHECK: Duration = Duration::from_secs(300);
 
+/// A webhook configuration kind: its webhooks' client configs.
+pub trait WebhookConfiguration:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+{
+    fn client_configs(&self) -> Vec<&WebhookClientConfig>;
+}
+
+impl WebhookConfiguration for MutatingWebhookConfiguration {
+    fn client_configs(&self) -> Vec<&WebhookClientConfig> {
+        self.webhooks.iter().flatten().map(|w| &w.client_config).collect()
+    }
+}
+
+impl WebhookConfiguration for ValidatingWebhookConfiguration {
+    fn client_configs(&self) -> Vec<&WebhookClientConfig> {
+        self.webhooks.iter().flatten().map(|w| &w.client_config).collect()
+    }
+}
+
 /// The JSON Patch that sets `caBundle` to `pem` in every webhook of
 /// `configuration` whose bundle differs, guarded by the resource version
 /// it was computed from; `None` when every bundle is already `pem`.
-pub fn ca_bundle_patch(configuration: &MutatingWebhookConfiguration, pem: &str) -> Option<Value> {
+pub fn ca_bundle_patch<K: WebhookConfiguration>(configuration: &K, pem: &str) -> Option<Value> {
     let encoded = base64::engine::general_purpose::STANDARD.encode(pem.as_bytes());
     let mut operations = Vec::new();
-    for (i, webhook) in configuration.webhooks.iter().flatten().enumerate() {
-        if webhook.client_config.ca_bundle.as_ref().map(|bundle| bundle.0.as_slice()) != Some(pem.as_bytes()) {
+    for (i, client_config) in configuration.client_configs().into_iter().enumerate() {
+        if client_config.ca_bundle.as_ref().map(|bundle| bundle.0.as_slice()) != Some(pem.as_bytes()) {
             operations
                 .push(json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
         }
@@ -39,7 +66,7 @@ pub fn ca_bundle_patch(configuration: &MutatingWebhookConfiguration, pem: &str) 
     if operations.is_empty() {
         return None;
     }
-    if let Some(version) = &configuration.metadata.resource_version {
+    if let Some(version) = &configuration.meta().resource_version {
         operations.insert(0, json!({"op": "test", "path": "/metadata/resourceVersion", "value": version}));
     }
     Some(Value::Array(operations))
@@ -47,19 +74,20 @@ pub fn ca_bundle_patch(configuration: &MutatingWebhookConfiguration, pem: &str) 
 
 /// One check: reads the configuration and patches it if needed. Returns
 /// whether it wrote.
-pub async fn sync_ca_bundle(api: &Api<MutatingWebhookConfiguration>, name: &str, pem: &str) -> Result<bool, String> {
-    let configuration = api.get(name).await.map_err(|e| format!("get MutatingWebhookConfiguration {name}: {e}"))?;
+pub async fn sync_ca_bundle<K: WebhookConfiguration>(api: &Api<K>, name: &str, pem: &str) -> Result<bool, String> {
+    let kind = K::kind(&());
+    let configuration = api.get(name).await.map_err(|e| format!("get {kind} {name}: {e}"))?;
     let Some(patch) = ca_bundle_patch(&configuration, pem) else { return Ok(false) };
     let patch = Patch::Json::<()>(serde_json::from_value(patch).expect("a JSON Patch"));
     api.patch(name, &PatchParams::default(), &patch)
         .await
-        .map_err(|e| format!("patch the caBundle of MutatingWebhookConfiguration {name}: {e}"))?;
+        .map_err(|e| format!("patch the caBundle of {kind} {name}: {e}"))?;
     Ok(true)
 }
 
 /// Runs [`sync_ca_bundle`] for ever (see the module docs).
-pub async fn keep_ca_bundle(client: kube::Client, name: String, pem: String) {
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client);
+pub async fn keep_ca_bundle<K: WebhookConfiguration>(client: kube::Client, name: String, pem: String) {
+    let api: Api<K> = Api::all(client);
     loop {
         let wait = match sync_ca_bundle(&api, &name, &pem).await {
             Ok(written) => {

@@ -25,6 +25,7 @@ pub mod inject;
 pub mod patch;
 pub mod review;
 pub mod server;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use tokio::net::TcpListener;
@@ -49,6 +51,8 @@ use crate::distribution::server::TlsFiles;
 
 /// The path the MutatingWebhookConfiguration calls.
 pub const PATH: &str = "/mutate-pods";
+/// The path the ValidatingWebhookConfiguration of the fabric kinds calls.
+pub const VALIDATE_PATH: &str = "/validate-fabric";
 /// Default `--webhook-listen`.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9443";
 /// Largest AdmissionReview accepted (a pod is at most ~1.5 MiB in etcd).
@@ -96,6 +100,19 @@ pub struct WebhookOptions {
     pub configuration: Option<String>,
     /// The PEM CA of the serving certificate.
     pub ca_bundle: Option<String>,
+    /// `--validation`: serve [`VALIDATE_PATH`] for the fabric kinds
+    /// (`None`: `off`, the path answers 404).
+    pub validation: Option<validate::ValidationMode>,
+    /// `--validating-webhook-configuration`: the
+    /// ValidatingWebhookConfiguration whose `caBundle` the operator keeps.
+    pub validating_configuration: Option<String>,
+}
+
+/// What the validating webhook needs: the fabric of this replica.
+#[derive(Clone)]
+struct Validation {
+    distributor: crate::distribution::Distributor,
+    mode: validate::ValidationMode,
 }
 
 /// The sidecar's resources from `--sidecar-request` / `--sidecar-limit`
@@ -141,19 +158,50 @@ pub fn is_quantity(text: &str) -> bool {
 
 /// `POST /mutate-pods`.
 pub fn router(settings: Arc<InjectionSettings>) -> Router {
-    Router::new().route(PATH, post(mutate_pods)).layer(DefaultBodyLimit::max(MAX_BODY)).with_state(settings)
+    app(settings, None)
+}
+
+/// `POST /mutate-pods`, and `POST /validate-fabric` with a validation.
+fn app(settings: Arc<InjectionSettings>, validation: Option<Validation>) -> Router {
+    let mutate = Router::new().route(PATH, post(mutate_pods)).with_state(settings);
+    let app = match validation {
+        Some(validation) => {
+            mutate.merge(Router::new().route(VALIDATE_PATH, post(validate_fabric)).with_state(validation))
+        }
+        None => mutate,
+    };
+    app.layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 async fn mutate_pods(State(settings): State<Arc<InjectionSettings>>, body: Bytes) -> Response {
-    match review(&body, &settings) {
+    answer(review(&body, &settings))
+}
+
+async fn validate_fabric(State(validation): State<Validation>, body: Bytes) -> Response {
+    // Compiling takes milliseconds to tens of them: off the async workers.
+    let decision = tokio::task::spawn_blocking(move || {
+        let fabric = validation.distributor.fabric();
+        let identity = fabric.as_ref().map(|(_, identity)| identity.clone()).unwrap_or_default();
+        validate::validate(&body, fabric.as_ref().map(|(index, _)| index), &identity, validation.mode)
+    })
+    .await
+    .unwrap_or_else(|e| Err(BadReview(format!("validation failed: {e}"))));
+    answer(decision)
+}
+
+/// The HTTP answer to a decision, logged.
+fn answer(decision: Result<review::Decision, BadReview>) -> Response {
+    match decision {
         Ok(decision) => {
-            let uid = &decision.response.response.uid;
+            let (subject, uid) = (&decision.subject, &decision.response.response.uid);
             match &decision.outcome {
-                Outcome::Injected => tracing::info!(pod = %decision.subject, uid, "routing sidecar injected"),
-                Outcome::Refused(message) => {
-                    tracing::warn!(pod = %decision.subject, uid, message, "routing sidecar injection refused");
+                Outcome::Injected => tracing::info!(%subject, uid, "routing sidecar injected"),
+                Outcome::Warned => {
+                    let warnings = &decision.response.response.warnings;
+                    tracing::info!(%subject, uid, ?warnings, "admitted with warnings");
                 }
-                Outcome::Unchanged | Outcome::Ignored => tracing::debug!(pod = %decision.subject, uid, "left alone"),
+                Outcome::Refused(message) => tracing::warn!(%subject, uid, message, "refused at admission"),
+                Outcome::Unchanged | Outcome::Ignored => tracing::debug!(%subject, uid, "left alone"),
             }
             axum::Json(decision.response).into_response()
         }
@@ -172,6 +220,7 @@ pub async fn start(
     client: &kube::Client,
     options: &WebhookOptions,
     tls: Option<&TlsFiles>,
+    distributor: &crate::distribution::Distributor,
 ) -> Result<SocketAddr, String> {
     let native = match options.native_sidecars {
         NativeSidecars::Always => true,
@@ -201,9 +250,21 @@ pub async fn start(
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%address, native_sidecars = native, tls = tls.is_some(), "webhook: serving {PATH}");
     if let (Some(name), Some(pem)) = (&options.configuration, &options.ca_bundle) {
-        tokio::spawn(ca_bundle::keep_ca_bundle(client.clone(), name.clone(), pem.clone()));
+        tokio::spawn(ca_bundle::keep_ca_bundle::<MutatingWebhookConfiguration>(
+            client.clone(),
+            name.clone(),
+            pem.clone(),
+        ));
     }
-    let app = router(Arc::new(settings));
+    if let (Some(name), Some(pem)) = (&options.validating_configuration, &options.ca_bundle) {
+        tokio::spawn(ca_bundle::keep_ca_bundle::<ValidatingWebhookConfiguration>(
+            client.clone(),
+            name.clone(),
+            pem.clone(),
+        ));
+    }
+    let validation = options.validation.map(|mode| Validation { distributor: distributor.clone(), mode });
+    let app = app(Arc::new(settings), validation);
     let tls = tls.cloned();
     tokio::spawn(async move {
         let result = match &tls {

@@ -95,6 +95,31 @@ pub struct AdmissionResponse {
     pub warnings: Vec<String>,
 }
 
+impl AdmissionResponse {
+    /// Allows the request of `uid` as it is.
+    pub fn allow(uid: &str) -> Self {
+        Self { uid: uid.to_owned(), allowed: true, status: None, patch: None, patch_type: None, warnings: Vec::new() }
+    }
+
+    /// Refuses it with an HTTP-like `code` and `reason` (`BadRequest`,
+    /// `Invalid`) and `message`, what `kubectl` shows; the outcome to log.
+    pub fn refuse(&mut self, code: u16, reason: &'static str, message: String) -> Outcome {
+        self.allowed = false;
+        self.status = Some(Status { status: "Failure", code, reason, message: message.clone() });
+        Outcome::Refused(message)
+    }
+}
+
+impl Decision {
+    pub fn new(response: AdmissionResponse, outcome: Outcome, subject: String) -> Self {
+        Decision {
+            response: AdmissionReviewResponse { api_version: API_VERSION, kind: KIND, response },
+            outcome,
+            subject,
+        }
+    }
+}
+
 /// The part of `metav1.Status` a refusal carries.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -128,11 +153,13 @@ pub enum Outcome {
     /// Labelled or not, nothing to add.
     Unchanged,
     Injected,
+    /// Allowed with warnings (the validating webhook).
+    Warned,
     Refused(String),
 }
 
-/// Answers one AdmissionReview body.
-pub fn review(body: &[u8], settings: &InjectionSettings) -> Result<Decision, BadReview> {
+/// The request of an AdmissionReview body, or why it is not one.
+pub fn parse(body: &[u8]) -> Result<AdmissionRequest, BadReview> {
     let review: AdmissionReviewRequest =
         serde_json::from_slice(body).map_err(|e| BadReview(format!("the body is not an AdmissionReview: {e}")))?;
     if review.api_version != API_VERSION || review.kind != KIND {
@@ -145,14 +172,12 @@ pub fn review(body: &[u8], settings: &InjectionSettings) -> Result<Decision, Bad
     if request.uid.is_empty() {
         return Err(BadReview("the AdmissionReview request has no uid".into()));
     }
-    let mut response = AdmissionResponse {
-        uid: request.uid.clone(),
-        allowed: true,
-        status: None,
-        patch: None,
-        patch_type: None,
-        warnings: Vec::new(),
-    };
+    Ok(request)
+}
+
+/// `namespace/name` of the request's object, `namespace/generateName*` for
+/// one without a name yet (for the log).
+pub fn subject(request: &AdmissionRequest) -> String {
     let metadata = |field: &str| {
         let value = request.object.as_ref()?.pointer(&format!("/metadata/{field}"))?.as_str()?;
         (!value.is_empty()).then(|| value.to_string())
@@ -161,7 +186,14 @@ pub fn review(body: &[u8], settings: &InjectionSettings) -> Result<Decision, Bad
         .or_else(|| metadata("name"))
         .or_else(|| metadata("generateName").map(|prefix| format!("{prefix}*")))
         .unwrap_or_default();
-    let subject = format!("{}/{name}", request.namespace.as_deref().unwrap_or_default());
+    format!("{}/{name}", request.namespace.as_deref().unwrap_or_default())
+}
+
+/// Answers one AdmissionReview body.
+pub fn review(body: &[u8], settings: &InjectionSettings) -> Result<Decision, BadReview> {
+    let request = parse(body)?;
+    let subject = subject(&request);
+    let mut response = AdmissionResponse::allow(&request.uid);
     let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod";
     let outcome = if !is_pod || request.operation != "CREATE" {
         Outcome::Ignored
@@ -178,20 +210,10 @@ pub fn review(body: &[u8], settings: &InjectionSettings) -> Result<Decision, Bad
                 Outcome::Injected
             }
             Ok(None) => Outcome::Unchanged,
-            Err(message) => {
-                let message = format!("routing sidecar injection: {message}");
-                response.allowed = false;
-                response.status =
-                    Some(Status { status: "Failure", code: 400, reason: "BadRequest", message: message.clone() });
-                Outcome::Refused(message)
-            }
+            Err(message) => response.refuse(400, "BadRequest", format!("routing sidecar injection: {message}")),
         }
     };
-    Ok(Decision {
-        response: AdmissionReviewResponse { api_version: API_VERSION, kind: KIND, response },
-        outcome,
-        subject,
-    })
+    Ok(Decision::new(response, outcome, subject))
 }
 
 #[cfg(test)]
