@@ -107,6 +107,7 @@ impl Engine {
         let removed = entry.candidates.swap_remove(position);
         // Indices moved; the caller's reselect recomputes `best`.
         entry.best = None;
+        self.tag_sets.release(removed.tags);
         if !removed.is(flags::LOCAL)
             && let Some(runtime) = self.neighbors.get_mut(&next_hop)
         {
@@ -121,9 +122,13 @@ impl Engine {
             self.earliest_expiry =
                 Some(self.earliest_expiry.map_or(candidate.expires_at, |e| e.min(candidate.expires_at)));
         }
+        self.tag_sets.acquire(candidate.tags);
         let entry = &mut self.table[dest.index()];
         match entry.position(candidate.next_hop) {
-            Some(position) => entry.candidates[position] = candidate,
+            Some(position) => {
+                let replaced = std::mem::replace(&mut entry.candidates[position], candidate);
+                self.tag_sets.release(replaced.tags);
+            }
             None => {
                 if !candidate.is(flags::LOCAL)
                     && let Some(runtime) = self.neighbors.get_mut(&candidate.next_hop)
