@@ -99,6 +99,10 @@ pub struct LinkStateAreaMembership {
 /// within a small multiple of it.
 pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 64 * 1024 * 1024;
 
+fn is_default_max_queued_bytes(bytes: &u64) -> bool {
+    *bytes == DEFAULT_MAX_QUEUED_BYTES
+}
+
 /// Smallest `session.maxQueuedBytes` accepted (also never below
 /// `limits.maxMessageBytes`, or one message could end any session).
 pub const MIN_MAX_QUEUED_BYTES: u64 = 64 * 1024;
@@ -120,6 +124,11 @@ pub struct SessionConfig {
     /// the peer does not read as fast as this node sends, and the node
     /// never waits for nor drops a message to a peer. A new session gets
     /// the whole table queued at once, so this must hold a full table.
+    /// Left out of the YAML at its default, so that sidecars that do not
+    /// know the field read configs written by those that do (the operator
+    /// is upgraded before its sidecars), and the configs' content hashes
+    /// stay as they were.
+    #[serde(skip_serializing_if = "is_default_max_queued_bytes")]
     pub max_queued_bytes: u64,
     /// First reconnect delay; doubles per failed attempt.
     #[serde(with = "humantime_serde")]
@@ -891,5 +900,23 @@ linkStateAreas:
         let limits = config.decode_limits();
         assert_eq!((limits.max_links, limits.max_summary_entries), (7, 9));
         assert_eq!(limits.max_message_bytes, config.limits.max_message_bytes);
+    }
+
+    #[test]
+    fn the_send_queue_bound_holds_at_least_64_kib_and_one_message() {
+        let mut config = with_neighbors(&[]);
+        assert_eq!(config.session.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES);
+        config.session.max_queued_bytes = MIN_MAX_QUEUED_BYTES;
+        assert_eq!(config.validate(), Ok(()));
+        config.session.max_queued_bytes -= 1;
+        assert_eq!(field_of(&config), "session.maxQueuedBytes");
+        config.session.max_queued_bytes = 1 << 20;
+        config.limits.max_message_bytes = 2 << 20;
+        assert_eq!(field_of(&config), "session.maxQueuedBytes");
+        let yaml = "nodeId: a\nsession: {maxQueuedBytes: 1048576}\n";
+        let parsed = SidecarConfig::from_yaml(yaml).unwrap();
+        assert_eq!(parsed.session.max_queued_bytes, 1 << 20);
+        assert!(parsed.to_yaml().contains("maxQueuedBytes: 1048576"));
+        assert!(!with_neighbors(&[]).to_yaml().contains("maxQueuedBytes"), "left out at its default");
     }
 }
