@@ -122,14 +122,19 @@ impl Engine {
             self.earliest_expiry =
                 Some(self.earliest_expiry.map_or(candidate.expires_at, |e| e.min(candidate.expires_at)));
         }
-        self.tag_sets.acquire(candidate.tags);
         let entry = &mut self.table[dest.index()];
         match entry.position(candidate.next_hop) {
             Some(position) => {
+                // Mostly a refresh or an update with the same tags.
+                let tags = candidate.tags;
                 let replaced = std::mem::replace(&mut entry.candidates[position], candidate);
-                self.tag_sets.release(replaced.tags);
+                if replaced.tags != tags {
+                    self.tag_sets.acquire(tags);
+                    self.tag_sets.release(replaced.tags);
+                }
             }
             None => {
+                self.tag_sets.acquire(candidate.tags);
                 if !candidate.is(flags::LOCAL)
                     && let Some(runtime) = self.neighbors.get_mut(&candidate.next_hop)
                 {
