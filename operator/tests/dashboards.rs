@@ -291,6 +291,7 @@ fn sidecar_metrics() -> String {
             sessions_established_total: 3,
             session_failures_total: 1,
             routes_received: 9,
+            send_queue_bytes: 4096,
         },
         PeerMetrics {
             peer: "node-c".into(),
@@ -298,6 +299,7 @@ fn sidecar_metrics() -> String {
             sessions_established_total: 0,
             session_failures_total: 12,
             routes_received: 0,
+            send_queue_bytes: 0,
         },
     ];
     fabric_routing::runtime::metrics::render(

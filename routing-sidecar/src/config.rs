@@ -93,6 +93,20 @@ pub struct LinkStateAreaMembership {
     pub neighbors: Option<Vec<NodeId>>,
 }
 
+/// Default `session.maxQueuedBytes`: a full table of about 500k unsigned
+/// routes with typical names (about 130 bytes each on the wire), or 250k
+/// signed ones, fits; memory held for a peer that stops reading stays
+/// within a small multiple of it.
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 64 * 1024 * 1024;
+
+fn is_default_max_queued_bytes(bytes: &u64) -> bool {
+    *bytes == DEFAULT_MAX_QUEUED_BYTES
+}
+
+/// Smallest `session.maxQueuedBytes` accepted (also never below
+/// `limits.maxMessageBytes`, or one message could end any session).
+pub const MIN_MAX_QUEUED_BYTES: u64 = 64 * 1024;
+
 /// Peer session timers and limits (used by the sidecar, not the engine).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -105,6 +119,17 @@ pub struct SessionConfig {
     /// (its routes are kept as stale, as for a graceful restart). Bursts of
     /// up to ten seconds' worth pass, so a whole-table transfer is fine.
     pub max_messages_per_second: u32,
+    /// Bytes (wire size) queued for one peer and not yet written to it. A
+    /// message that would queue more ends the session (`send_queue_full`):
+    /// the peer does not read as fast as this node sends, and the node
+    /// never waits for nor drops a message to a peer. A new session gets
+    /// the whole table queued at once, so this must hold a full table.
+    /// Left out of the YAML at its default, so that sidecars that do not
+    /// know the field read configs written by those that do (the operator
+    /// is upgraded before its sidecars), and the configs' content hashes
+    /// stay as they were.
+    #[serde(skip_serializing_if = "is_default_max_queued_bytes")]
+    pub max_queued_bytes: u64,
     /// First reconnect delay; doubles per failed attempt.
     #[serde(with = "humantime_serde")]
     pub reconnect_initial: Duration,
@@ -118,6 +143,7 @@ impl Default for SessionConfig {
         Self {
             hold_time: Duration::from_secs(3),
             max_messages_per_second: 50_000,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
         }
@@ -589,6 +615,13 @@ impl SidecarConfig {
         if session.max_messages_per_second == 0 {
             return Err(ConfigError::new("session.maxMessagesPerSecond", "must be greater than zero"));
         }
+        let min_queued = MIN_MAX_QUEUED_BYTES.max(self.limits.max_message_bytes as u64);
+        if session.max_queued_bytes < min_queued {
+            return Err(ConfigError::new(
+                "session.maxQueuedBytes",
+                format!("must be at least {min_queued} (64 KiB and limits.maxMessageBytes)"),
+            ));
+        }
         if session.reconnect_initial.is_zero() || session.reconnect_max < session.reconnect_initial {
             return Err(ConfigError::new(
                 "session.reconnectMax",
@@ -867,5 +900,23 @@ linkStateAreas:
         let limits = config.decode_limits();
         assert_eq!((limits.max_links, limits.max_summary_entries), (7, 9));
         assert_eq!(limits.max_message_bytes, config.limits.max_message_bytes);
+    }
+
+    #[test]
+    fn the_send_queue_bound_holds_at_least_64_kib_and_one_message() {
+        let mut config = with_neighbors(&[]);
+        assert_eq!(config.session.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES);
+        config.session.max_queued_bytes = MIN_MAX_QUEUED_BYTES;
+        assert_eq!(config.validate(), Ok(()));
+        config.session.max_queued_bytes -= 1;
+        assert_eq!(field_of(&config), "session.maxQueuedBytes");
+        config.session.max_queued_bytes = 1 << 20;
+        config.limits.max_message_bytes = 2 << 20;
+        assert_eq!(field_of(&config), "session.maxQueuedBytes");
+        let yaml = "nodeId: a\nsession: {maxQueuedBytes: 1048576}\n";
+        let parsed = SidecarConfig::from_yaml(yaml).unwrap();
+        assert_eq!(parsed.session.max_queued_bytes, 1 << 20);
+        assert!(parsed.to_yaml().contains("maxQueuedBytes: 1048576"));
+        assert!(!with_neighbors(&[]).to_yaml().contains("maxQueuedBytes"), "left out at its default");
     }
 }

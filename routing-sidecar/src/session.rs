@@ -85,6 +85,7 @@ pub const SESSION_END_REASONS: &[&str] = &[
     "eof",
     "read_error",
     "write_error",
+    "send_queue_full",
     "frame_too_large",
     "malformed_frame",
     "closed_locally",
@@ -265,20 +266,43 @@ impl Session {
 
     /// When `poll` next has something to do.
     pub fn next_deadline(&self) -> Timestamp {
-        (self.last_sent + self.keepalive_interval()).min(self.last_received + self.hold_time)
+        self.keepalive_deadline().min(self.hold_deadline())
+    }
+
+    /// When a keepalive is due unless something is sent first.
+    pub fn keepalive_deadline(&self) -> Timestamp {
+        self.last_sent + self.keepalive_interval()
+    }
+
+    /// When the hold timer expires unless something arrives first.
+    pub fn hold_deadline(&self) -> Timestamp {
+        self.last_received + self.hold_time
     }
 
     /// Timer work at `now`: `Err` when the hold timer expired, `Ok(Some)`
     /// with a keepalive to send, `Ok(None)` otherwise.
     pub fn poll(&mut self, now: Timestamp) -> Result<Option<Frame>, SessionError> {
-        if now >= self.last_received + self.hold_time {
+        self.check_hold_timer(now)?;
+        Ok(self.keepalive(now))
+    }
+
+    /// `Err` once nothing was received for the hold time. A transport that
+    /// reads and writes independently checks this on the reading side, and
+    /// only when nothing is waiting to be read.
+    pub fn check_hold_timer(&self, now: Timestamp) -> Result<(), SessionError> {
+        if now >= self.hold_deadline() {
             return Err(SessionError::HoldTimerExpired(self.hold_time));
         }
-        if matches!(self.state, State::Established { .. }) && now >= self.last_sent + self.keepalive_interval() {
+        Ok(())
+    }
+
+    /// A keepalive to send, when one is due at `now` (counted as sent).
+    pub fn keepalive(&mut self, now: Timestamp) -> Option<Frame> {
+        if matches!(self.state, State::Established { .. }) && now >= self.keepalive_deadline() {
             self.last_sent = now;
-            return Ok(Some(Frame::Keepalive));
+            return Some(Frame::Keepalive);
         }
-        Ok(None)
+        None
     }
 }
 

@@ -603,3 +603,29 @@ fn a_route_at_the_path_limit_is_used_but_never_exported_over_it() {
     assert!(trace.not_exported.as_deref().is_some_and(|why| why.contains("maxPathLength 4")), "{trace:?}");
     assert!(e.explain("short", t(3)).unwrap().not_exported.is_none());
 }
+
+/// The tag-set interner holds what the table uses: a neighbor announcing
+/// ever new tag sets (a new set with each re-announcement) leaves one set
+/// per stored route, and a set goes when the last route using it goes.
+#[test]
+fn tag_sets_no_route_uses_are_freed_so_distinct_sets_cannot_grow_the_engine() {
+    let mut e = engine(&["a", "b"]);
+    let held_at_start = e.tag_sets_held();
+    for i in 0..5_000u64 {
+        let dest = format!("x{}", i % 10);
+        send(&mut e, t(i), "a", with_tags(ann("a", &dest, &["a", "o"], 1, i + 1), &[&format!("t{i}"), "shared"]));
+        assert!(e.tag_sets_held() <= held_at_start + 10, "{} sets after {i}", e.tag_sets_held());
+    }
+    e.verify_invariants().unwrap();
+    // b shares one of a's sets: withdrawing a's route keeps it, b's keeps it.
+    send(&mut e, t(6_000), "b", with_tags(ann("b", "x9", &["b", "o"], 1, 1), &["shared", "t4999"]));
+    assert_eq!(e.tag_sets_held(), held_at_start + 10);
+    for d in 0..10 {
+        send(&mut e, t(6_001), "a", wd("a", &format!("x{d}"), 10_000));
+    }
+    assert_eq!(e.tag_sets_held(), held_at_start + 1, "only b's set is left");
+    assert_eq!(e.best_route("x9").unwrap().tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["shared", "t4999"]);
+    send(&mut e, t(6_002), "b", wd("b", "x9", 2));
+    assert_eq!(e.tag_sets_held(), held_at_start);
+    e.verify_invariants().unwrap();
+}

@@ -157,6 +157,7 @@ fn promtool_accepts_populated_metrics() {
             sessions_established_total: 3,
             session_failures_total: 1,
             routes_received: 9,
+            send_queue_bytes: 4096,
         },
         PeerMetrics {
             peer: "node-c".into(),
@@ -164,6 +165,7 @@ fn promtool_accepts_populated_metrics() {
             sessions_established_total: 0,
             session_failures_total: 12,
             routes_received: 0,
+            send_queue_bytes: 0,
         },
     ];
     let text = render(

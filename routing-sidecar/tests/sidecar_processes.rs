@@ -788,3 +788,188 @@ async fn a_sidecar_killed_with_unread_input_is_withdrawn_at_once() {
     assert!(metric(&text, "fabric_session_ends_total{reason=\"connection_reset\"}") >= 1.0, "{text}");
     lab.nodes.remove(&fabric_routing::NodeId::from("c"));
 }
+
+/// The `/peers` entry of `peer` on `node`.
+async fn peer_status(node: &SidecarProcess, peer: &str) -> serde_json::Value {
+    let peers = node.get_json("/peers").await.unwrap();
+    peers.as_array().unwrap().iter().find(|p| p["id"] == peer).cloned().unwrap_or_else(|| panic!("{peer} in {peers}"))
+}
+
+/// `VmRSS` of a process, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim();
+    kib.parse::<u64>().unwrap() * 1024
+}
+
+/// A fake peer's connection split in two: a task sends it keepalives (so
+/// only the send queue can end the session, never the hold timer), the
+/// test reads the other half, or never does.
+fn keep_alive(
+    framed: Framed<TcpStream, LengthDelimitedCodec>,
+) -> (futures::stream::SplitStream<Framed<TcpStream, LengthDelimitedCodec>>, tokio::task::JoinHandle<()>) {
+    let (mut sink, stream) = framed.split();
+    let task = tokio::spawn(async move {
+        let mut keepalive = Vec::new();
+        wire::encode_frame(&Frame::Keepalive, &mut keepalive);
+        while sink.send(Bytes::from(keepalive.clone())).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (stream, task)
+}
+
+/// A peer that completes the hello and then never reads, while the node
+/// has a 100k-route table for it: the node's queue for it never holds more
+/// than `session.maxQueuedBytes`, the session is reset at the bound
+/// (`send_queue_full`, counted, its routes withdrawn), the node keeps
+/// serving its API and its other neighbor, and the peer gets the whole
+/// table when it comes back and reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_reset_at_the_queue_bound_and_the_sender_stays_healthy() {
+    use fabric_routing::runtime::send_queue::message_wire_size;
+    const ROUTES: usize = 100_000;
+    let route = |i: usize, cost: u32| LocalRoute {
+        destination: format!("svc-{i:06}").into(),
+        cost,
+        latency_us: 0,
+        reliability: 1.0,
+        tags: vec![],
+    };
+    // The bound: one and a half tables, as b sends them. A table fits (a
+    // healthy neighbor gets one at once), two do not.
+    let sample = Message::Announcement(RouteAnnouncement {
+        destination: "svc-000000".into(),
+        path: vec!["b".into()],
+        hop_count: 1,
+        metrics: RouteMetrics { cost: 0, latency_us: 0, reliability: 1.0 },
+        advertiser: "b".into(),
+        epoch: u64::MAX,
+        ttl_ms: 90_000,
+        tags: Vec::new().into(),
+        signature: None,
+    });
+    let table_bytes = ROUTES as u64 * message_wire_size(&sample);
+    let bound = table_bytes * 3 / 2;
+    let topo = topology("nodes:\n  - {id: b}\n  - {id: c}\nlinks:\n  - {a: b, b: c}\n");
+    let lab = Lab::start(exe(), &topo, &scratch("stalled-peer"), |config| {
+        fast_sessions(config);
+        mallory_next_to_b(config);
+        // Rounds of whole-table changes must not trip c's rate limit; and
+        // in a debug build, parsing and applying a 100k-route config keeps
+        // both runtime threads busy for seconds, keepalives included.
+        config.session.max_messages_per_second = 10_000_000;
+        config.session.hold_time = Duration::from_secs(20);
+        if config.node_id.as_str() == "b" {
+            config.session.max_queued_bytes = bound;
+            config.originate = (0..ROUTES).map(|i| route(i, 0)).collect();
+        }
+    })
+    .await
+    .unwrap();
+    let (b, c) = (lab.node("b"), lab.node("c"));
+    // c holds b's table at `cost`: all routes, the first and last at that
+    // cost (a change of every route is queued in one go), and nothing is
+    // left in b's queue for c.
+    let c_has_table = |cost: u64| async move {
+        let cost_of = |i: usize| async move {
+            c.get_json(&format!("/routes/svc-{i:06}")).await.map(|r| r["metrics"]["cost"].clone()).ok()
+        };
+        peer_status(c, "b").await["routes_received"] == ROUTES as u64
+            && cost_of(0).await == Some(cost.into())
+            && cost_of(ROUTES - 1).await == Some(cost.into())
+            && peer_status(b, "c").await["send_queue_bytes"] == 0
+    };
+    eventually(Duration::from_secs(120), "c has b's table", || c_has_table(1)).await;
+    let b_pid = b.child.id().unwrap();
+    let rss_before = rss_bytes(b_pid);
+
+    // mallory: hello, one route, then it never reads again.
+    let mut mallory = fake_peer(b, "mallory").await;
+    send_message(&mut mallory, from_mallory("m-svc", 1, 1)).await;
+    let (unread, keepalives) = keep_alive(mallory);
+    eventually(Duration::from_secs(10), "c learns m-svc through b", || async {
+        c.next_hop("m-svc").await.unwrap().is_some()
+    })
+    .await;
+
+    // What b queues, watched throughout: never above the bound.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (api, watching) = (b.api, watching.clone());
+        tokio::spawn(async move {
+            let mut most = std::collections::BTreeMap::<String, u64>::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                // A busy debug build may drop a request; the next one counts.
+                let Ok(peers) = fabric_routing::runtime::local_http::get(api, "/peers").await.and_then(|r| r.json())
+                else {
+                    continue;
+                };
+                for peer in peers.as_array().unwrap() {
+                    let queued = peer["send_queue_bytes"].as_u64().unwrap();
+                    let entry = most.entry(peer["id"].as_str().unwrap().to_owned()).or_default();
+                    *entry = (*entry).max(queued);
+                }
+            }
+            most
+        })
+    };
+
+    // Rounds of a change to every route: c reads each, mallory none.
+    let reset = |text: &str| metric(text, "fabric_session_ends_total{reason=\"send_queue_full\"}");
+    let mut config = lab.configs["b"].clone();
+    let mut round = 0;
+    while reset(&b.get("/metrics").await.unwrap().body) == 0.0 {
+        round += 1;
+        assert!(round <= 4, "mallory's session not reset after {} rounds", round - 1);
+        config.originate = (0..ROUTES).map(|i| route(i, round)).collect();
+        config.version = Some(format!("round-{round}"));
+        assert_eq!(b.apply(&config).await.unwrap().status, 200);
+        eventually(Duration::from_secs(120), "c has the round's table", || c_has_table(u64::from(round) + 1)).await;
+    }
+    eprintln!("mallory reset after {round} round(s) of {ROUTES} changes; bound {bound} B");
+
+    // Reset once, counted, mallory's routes withdrawn; c untouched.
+    eventually(Duration::from_secs(10), "m-svc withdrawn at b and c", || async {
+        b.next_hop("m-svc").await.unwrap().is_none() && c.next_hop("m-svc").await.unwrap().is_none()
+    })
+    .await;
+    let status = peer_status(b, "mallory").await;
+    assert_eq!(status["established"], false, "{status}");
+    assert_eq!(status["session_ends"]["send_queue_full"], 1, "{status}");
+    assert_eq!(status["send_queue_bytes"], 0, "{status}");
+    let text = b.get("/metrics").await.unwrap().body;
+    assert_eq!(reset(&text), 1.0);
+    assert_eq!(metric(&text, "fabric_peer_session_failures_total{peer=\"c\"}"), 0.0, "c's session never went down");
+    assert_eq!(peer_status(b, "c").await["established"], true);
+    assert_eq!(b.get("/healthz").await.unwrap().status, 200);
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.await.unwrap();
+    eprintln!("largest queues seen: {most:?}; bound {bound}; one table {table_bytes}");
+    assert!(most.values().all(|&queued| queued <= bound), "{most:?} above {bound}");
+    assert!(most["mallory"] > table_bytes / 2, "mallory's queue was seen filling: {most:?}");
+    let rss_after = rss_bytes(b_pid);
+    eprintln!("b's RSS: {} MiB before mallory, {} MiB after its reset", rss_before >> 20, rss_after >> 20);
+    assert!(rss_after < rss_before + 4 * bound + (64 << 20), "{rss_before} -> {rss_after}");
+    keepalives.abort();
+    drop(unread);
+
+    // mallory comes back and reads: a fresh, whole table.
+    let (mut stream, keepalives) = keep_alive(fake_peer(b, "mallory").await);
+    let mut announced = 0;
+    let table = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(Ok(bytes)) = stream.next().await {
+            match wire::decode_frame(&bytes, &Default::default()) {
+                Ok(Frame::Routing(Message::Announcement(_))) => announced += 1,
+                Ok(Frame::Routing(Message::EndOfTable { .. })) => return true,
+                _ => {}
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(table, Ok(true), "end of table after {announced} announcements");
+    assert_eq!(announced, ROUTES);
+    keepalives.abort();
+}

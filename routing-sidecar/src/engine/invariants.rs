@@ -11,13 +11,16 @@ use crate::engine::intern::DestIx;
 impl Engine {
     /// Checks that the incremental state equals a recomputation over the
     /// stored candidates: eligibility, best route, reported best, route
-    /// counts per neighbor, expiry bound. Returns the first difference.
+    /// counts per neighbor, expiry bound, users per tag set. Returns the
+    /// first difference.
     pub fn verify_invariants(&self) -> Result<(), String> {
         let mut counts: HashMap<_, u32> = HashMap::new();
+        let mut tag_set_users: HashMap<_, u32> = HashMap::new();
         for (i, entry) in self.table.iter().enumerate() {
             let dest = DestIx(i as u32);
             let name = self.destinations.resolve(dest);
             for candidate in &entry.candidates {
+                *tag_set_users.entry(candidate.tags).or_default() += 1;
                 let fresh = self.assess(dest, candidate);
                 if fresh.ineligible != candidate.ineligible {
                     return Err(format!(
@@ -54,6 +57,16 @@ impl Engine {
                     return Err(format!("{name}: advertised twice to the same neighbor"));
                 }
                 seen.push(*n);
+            }
+        }
+        let live: std::collections::HashSet<_> = self.tag_sets.live().collect();
+        if let Some(ix) = tag_set_users.keys().find(|ix| !live.contains(*ix)) {
+            return Err(format!("tag set {ix:?} is used by a stored candidate but was freed"));
+        }
+        for ix in live {
+            let (counted, stored) = (self.tag_sets.references(ix), tag_set_users.get(&ix).copied().unwrap_or(0));
+            if counted != stored {
+                return Err(format!("tag set {ix:?}: counted {counted} users, stored {stored}"));
             }
         }
         for (ix, runtime) in &self.neighbors {

@@ -330,14 +330,28 @@ impl Engine {
     /// Takes everything the engine wants done, flushing batched
     /// advertisements first.
     pub fn drain_effects(&mut self, now: Timestamp) -> Vec<Effect> {
-        self.flush_advertisements(now);
+        self.end_step(now);
         std::mem::take(&mut self.effects)
     }
 
     /// Like `drain_effects`, appending into a caller-owned buffer.
     pub fn drain_effects_into(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        self.flush_advertisements(now);
+        self.end_step(now);
         out.append(&mut self.effects);
+    }
+
+    /// Between inputs: flushes batched advertisements, then frees the tag
+    /// sets no stored candidate uses any more (every set index in use is in
+    /// the table now, none is held by an input being processed). Here, so
+    /// that what is freed depends only on the inputs, not on timing.
+    fn end_step(&mut self, now: Timestamp) {
+        self.flush_advertisements(now);
+        self.tag_sets.sweep();
+    }
+
+    /// Distinct tag sets held, the empty set included.
+    pub fn tag_sets_held(&self) -> usize {
+        self.tag_sets.len()
     }
 
     /// When the engine next needs a `tick`.

@@ -107,6 +107,7 @@ impl Engine {
         let removed = entry.candidates.swap_remove(position);
         // Indices moved; the caller's reselect recomputes `best`.
         entry.best = None;
+        self.tag_sets.release(removed.tags);
         if !removed.is(flags::LOCAL)
             && let Some(runtime) = self.neighbors.get_mut(&next_hop)
         {
@@ -123,8 +124,17 @@ impl Engine {
         }
         let entry = &mut self.table[dest.index()];
         match entry.position(candidate.next_hop) {
-            Some(position) => entry.candidates[position] = candidate,
+            Some(position) => {
+                // Mostly a refresh or an update with the same tags.
+                let tags = candidate.tags;
+                let replaced = std::mem::replace(&mut entry.candidates[position], candidate);
+                if replaced.tags != tags {
+                    self.tag_sets.acquire(tags);
+                    self.tag_sets.release(replaced.tags);
+                }
+            }
             None => {
+                self.tag_sets.acquire(candidate.tags);
                 if !candidate.is(flags::LOCAL)
                     && let Some(runtime) = self.neighbors.get_mut(&candidate.next_hop)
                 {

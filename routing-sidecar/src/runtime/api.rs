@@ -221,6 +221,7 @@ async fn metrics(State(node): State<NodeHandle>, headers: HeaderMap) -> Result<R
             sessions_established_total: p.sessions_established_total,
             session_failures_total: p.session_failures_total,
             routes_received: u64::from(p.routes_received),
+            send_queue_bytes: p.send_queue_bytes,
         })
         .collect();
     let format = MetricsFormat::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));

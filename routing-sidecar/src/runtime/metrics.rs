@@ -50,6 +50,8 @@ pub struct PeerMetrics {
     pub session_failures_total: u64,
     /// Routes currently learned from this peer.
     pub routes_received: u64,
+    /// Bytes queued for the peer and not yet written.
+    pub send_queue_bytes: u64,
 }
 
 /// Everything one render needs. The snapshot is the source of truth.
@@ -429,6 +431,12 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
         "Routes currently stored from the peer",
         gauges(peer_series(input.peers, |p| p.routes_received)),
     );
+    r.register_with_unit(
+        "peer_send_queue",
+        "Bytes (wire size) queued for the peer and not yet written; never above session.maxQueuedBytes",
+        Unit::Bytes,
+        gauges(peer_series(input.peers, |p| p.send_queue_bytes)),
+    );
 
     if let Some(link_state) = input.link_state {
         register_link_state(&mut r, link_state);
@@ -691,6 +699,7 @@ mod tests {
                 sessions_established_total: 201,
                 session_failures_total: 202,
                 routes_received: 203,
+                send_queue_bytes: 205,
             },
             PeerMetrics {
                 peer: "node-c".into(),
@@ -698,6 +707,7 @@ mod tests {
                 sessions_established_total: 0,
                 session_failures_total: 204,
                 routes_received: 0,
+                send_queue_bytes: 0,
             },
         ]
     }
@@ -846,6 +856,7 @@ mod tests {
                 "fabric_peer_session_failures_total{peer=\"node-c\"} 204",
                 "fabric_peer_routes_received{peer=\"node-b\"} 203",
                 "fabric_peer_routes_received{peer=\"node-c\"} 0",
+                "fabric_peer_send_queue_bytes{peer=\"node-b\"} 205",
             ] {
                 assert!(has_line(&text, line), "{format:?}: missing {line:?} in:\n{text}");
             }

@@ -10,6 +10,7 @@ pub mod link_state;
 pub mod local_http;
 pub mod metrics;
 pub mod node;
+pub mod send_queue;
 pub mod state_dir;
 pub mod telemetry;
 pub mod tls;

@@ -20,6 +20,7 @@ use crate::runtime::clock;
 use crate::runtime::link_state::{
     ExplainAnswer, LinkStateRuntime, LinkStateStatus, RouteAnswer, answer_route, explain_route, local_links,
 };
+use crate::runtime::send_queue::{self, Refused, SendQueue};
 use crate::runtime::state_dir::StateDir;
 use crate::runtime::tls::{PeerIdentity, PeerTls};
 use crate::runtime::transport::{BoxedStream, Connection, Outbound};
@@ -56,7 +57,7 @@ pub enum Command {
         conn: u64,
         peer: NodeId,
         dialed: bool,
-        outbound: mpsc::UnboundedSender<Outbound>,
+        outbound: SendQueue,
         reply: oneshot::Sender<bool>,
     },
     SessionDown {
@@ -137,6 +138,9 @@ pub struct PeerStatus {
     /// connections this node dialed), by reason.
     pub session_ends: BTreeMap<&'static str, u64>,
     pub last_error: Option<String>,
+    /// Bytes (wire size) queued for the peer and not yet written; 0
+    /// without a session. Never above `session.maxQueuedBytes`.
+    pub send_queue_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -176,7 +180,7 @@ struct PeerInfo {
 struct LiveSession {
     conn: u64,
     dialed: bool,
-    outbound: mpsc::UnboundedSender<Outbound>,
+    outbound: SendQueue,
 }
 
 /// What connections need from the node, shared by the listener and dialers.
@@ -384,9 +388,7 @@ impl Node {
                         // connection as its session; it keeps our routes as
                         // stale until the surviving session re-sends them,
                         // instead of withdrawing them for a moment.
-                        let _ = old
-                            .outbound
-                            .send(Outbound::Close { reason: "replaced by a newer session".into(), restarting: true });
+                        old.outbound.close("replaced by a newer session".into(), true);
                     }
                     let info = self.peers.entry(peer.clone()).or_default();
                     info.since = Some(now);
@@ -563,8 +565,7 @@ impl Node {
         let removed: Vec<NodeId> = self.sessions.keys().filter(|p| !ids.contains(*p)).cloned().collect();
         for peer in removed {
             if let Some(session) = self.sessions.remove(&peer) {
-                let _ =
-                    session.outbound.send(Outbound::Close { reason: "no longer a neighbor".into(), restarting: false });
+                session.outbound.close("no longer a neighbor".into(), false);
             }
         }
         let wanted: HashMap<NodeId, String> =
@@ -665,6 +666,7 @@ impl Node {
                     session_failures_total: info.failures_total,
                     session_ends: info.ends,
                     last_error: info.last_error,
+                    send_queue_bytes: self.sessions.get(&id).map_or(0, |s| s.outbound.queued_bytes()),
                     id,
                 }
             })
@@ -692,14 +694,26 @@ impl Node {
         self.send_link_state(sends);
     }
 
-    fn send_link_state(&self, sends: Vec<OutgoingUpdate>) {
+    fn send_link_state(&mut self, sends: Vec<OutgoingUpdate>) {
         for OutgoingUpdate { to, update } in sends {
-            // Unbounded on purpose: dropping an update would desynchronise
-            // the peer's database silently; the queue is bounded in
-            // practice by the database size.
-            if let Some(session) = self.sessions.get(&to) {
-                let _ = session.outbound.send(Outbound::LinkState(update));
-            }
+            let bytes = send_queue::link_state_wire_size(&update);
+            self.queue_for(&to, Outbound::LinkState(update), bytes);
+        }
+    }
+
+    /// Queues `item` for `peer`'s session, if one is up. Never waits and
+    /// never drops a message of a session that goes on: past
+    /// `session.maxQueuedBytes` the session ends instead (`send_queue`),
+    /// and its end, reported by the connection, withdraws the peer's
+    /// routes; the peer gets a fresh table when it reconnects.
+    fn queue_for(&mut self, peer: &NodeId, item: Outbound, bytes: u64) {
+        let Some(session) = self.sessions.get_mut(peer) else { return };
+        let limit = self.engine.config().session.max_queued_bytes;
+        if let Err(Refused::Overflowed { queued }) = session.outbound.push(item, bytes, limit) {
+            tracing::warn!(
+                peer = %peer, conn = session.conn, queued_bytes = queued, limit,
+                "send queue full: the peer does not read fast enough; resetting the session"
+            );
         }
     }
 
@@ -707,15 +721,9 @@ impl Node {
         for effect in self.engine.drain_effects(clock::now()) {
             match effect {
                 Effect::Send { to, message } => {
-                    // Unbounded on purpose: a dropped message would leave the
-                    // peer's table silently wrong (the engine believes it was
-                    // sent). The engine coalesces per destination, so the
-                    // queue is bounded in practice by table size; the
-                    // connection's writes apply TCP backpressure.
+                    let bytes = send_queue::message_wire_size(&message);
                     for to in to.iter() {
-                        if let Some(session) = self.sessions.get(to) {
-                            let _ = session.outbound.send(Outbound::Message(Arc::clone(&message)));
-                        }
+                        self.queue_for(to, Outbound::Message(Arc::clone(&message)), bytes);
                     }
                 }
                 Effect::RouteChanged { destination, best } => match best {
@@ -738,18 +746,14 @@ impl Node {
         self.closing = true;
         // Link-state has no graceful restart: the others route around this
         // node until it is back, whether it announced a restart or not.
-        if let Some(link_state) = &mut self.link_state {
-            let flushes = link_state.shutdown(clock::now());
+        if let Some(flushes) = self.link_state.as_mut().map(|link_state| link_state.shutdown(clock::now())) {
             self.send_link_state(flushes);
         }
         for (_, dialer) in self.dialers.drain() {
             dialer.task.abort();
         }
         for session in self.sessions.values() {
-            let _ = session.outbound.send(Outbound::Close {
-                reason: if restarting { "restarting".into() } else { "shutting down".into() },
-                restarting,
-            });
+            session.outbound.close(if restarting { "restarting".into() } else { "shutting down".into() }, restarting);
         }
     }
 }

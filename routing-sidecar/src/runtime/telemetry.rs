@@ -487,6 +487,13 @@ fn register_instruments(meter: &Meter, latest: &Latest) {
         .with_description("Whether a session with the peer is established (1) or not (0)")
         .with_callback(move |observer| observe_peers(&up, observer, |p| u64::from(p.established)))
         .build();
+    let queued = latest.clone();
+    meter
+        .u64_observable_gauge("fabric.peer.send_queue.size")
+        .with_unit("By")
+        .with_description("Bytes (wire size) queued for the peer and not yet written")
+        .with_callback(move |observer| observe_peers(&queued, observer, |p| p.send_queue_bytes))
+        .build();
     let routes = latest.clone();
     meter
         .i64_observable_up_down_counter("fabric.peer.routes.received")
@@ -557,6 +564,7 @@ mod tests {
             "fabric.announcement.dry_run_rejects",
             "fabric.convergence.time",
             "fabric.peer.session.up",
+            "fabric.peer.send_queue.size",
             "fabric.peer.routes.received",
             "fabric.peer.sessions.established",
             "fabric.peer.session.failures",

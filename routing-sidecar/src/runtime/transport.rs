@@ -2,11 +2,15 @@
 //! by the sans-IO `Session`. Received routing messages and link-state
 //! updates go to the node actor in batches (so signatures can be
 //! batch-verified and a burst of updates costs one SPF run); messages from
-//! the actor are written with one flush per burst.
+//! the actor are written with one flush per burst. Reading and writing run
+//! at once, and the actor's bounded send queue (`send_queue`) can end the
+//! session even while a write waits for the peer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -17,6 +21,7 @@ use crate::link_state::LinkStateUpdate;
 use crate::message::Message;
 use crate::runtime::clock;
 use crate::runtime::node::{Command, NeighborSet};
+use crate::runtime::send_queue::{SendQueueReceiver, send_queue};
 use crate::runtime::tls::PeerIdentity;
 use crate::session::{Received, Session, SessionError, SessionSettings};
 use crate::shared_ids::SharedIds;
@@ -54,6 +59,10 @@ impl Batch {
 
 /// Frames read per batch before handing them to the actor.
 const BATCH: usize = 512;
+
+/// How long a close frame this end sends on an error may wait for the
+/// peer to read.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Connection {
     pub id: u64,
@@ -131,6 +140,16 @@ fn encode_link_state(update: &LinkStateUpdate, limits: &DecodeLimits) -> Option<
     Some(Bytes::from(buf))
 }
 
+/// The end of a session whose send queue overflowed: the peer does not
+/// read fast enough. A close frame goes out only if the socket takes it at
+/// once; the connection is dropped either way.
+fn send_queue_full(framed: &mut Framed<BoxedStream, LengthDelimitedCodec>) -> Ended {
+    let reason = "send queue full: the peer does not read fast enough (session.maxQueuedBytes)".to_string();
+    let close = encode(&Frame::Close { reason: reason.clone(), restarting: false });
+    let _ = framed.send(close).now_or_never();
+    Ended::lost("send_queue_full", reason)
+}
+
 impl Connection {
     /// Runs the connection to its end and tells the actor. Returns whether
     /// the session was established.
@@ -139,7 +158,12 @@ impl Connection {
         let mut session = Session::new(self.local.clone(), self.expected.clone(), self.settings, clock::now());
         let (peer, ended) = match self.handshake(&mut framed, &mut session).await {
             Ok(Some((peer, outbound))) => {
-                let ended = self.established(&mut framed, &mut session, &peer, outbound).await;
+                // Also while a write waits for a peer that does not read.
+                let overflowed = outbound.overflow_signal();
+                let ended = tokio::select! {
+                    ended = self.established(&mut framed, session, &peer, outbound) => ended,
+                    () = overflowed => send_queue_full(&mut framed),
+                };
                 (Some(peer), ended)
             }
             Ok(None) => return false,
@@ -176,7 +200,7 @@ impl Connection {
         &self,
         framed: &mut Framed<BoxedStream, LengthDelimitedCodec>,
         session: &mut Session,
-    ) -> Result<Option<(NodeId, mpsc::UnboundedReceiver<Outbound>)>, Ended> {
+    ) -> Result<Option<(NodeId, SendQueueReceiver)>, Ended> {
         let hello = session.hello(clock::now());
         framed.send(encode(&hello)).await.map_err(|e| Ended::lost("write_error", format!("write: {e}")))?;
         let deadline = tokio::time::Instant::now() + session.hold_time();
@@ -207,7 +231,7 @@ impl Connection {
                 return Err(Ended::from_session(error));
             }
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = send_queue();
         let (reply, accepted) = oneshot::channel();
         let up = Command::SessionUp {
             conn: self.id,
@@ -229,19 +253,54 @@ impl Connection {
         }
     }
 
+    /// The established session: reading and writing run at once, so a
+    /// write that waits for the peer to read never stops this end from
+    /// reading (two nodes sending each other tables larger than the socket
+    /// buffers would otherwise wait on each other for ever).
     async fn established(
         &self,
         framed: &mut Framed<BoxedStream, LengthDelimitedCodec>,
-        session: &mut Session,
+        session: Session,
         peer: &NodeId,
-        mut outbound: mpsc::UnboundedReceiver<Outbound>,
+        outbound: SendQueueReceiver,
     ) -> Ended {
+        // Both loops use the session: the reader for what arrives and the
+        // hold timer, the writer for what it sent and the keepalives.
+        let shared = Mutex::new(session);
+        let (sink, stream) = framed.split();
+        let (ended, close) = tokio::select! {
+            ended = self.write_loop(sink, outbound, &shared) => (ended, None),
+            (ended, close) = self.read_loop(stream, &shared, peer) => (ended, close),
+        };
+        if let Some(reason) = close {
+            // Bounded: a peer that does not read must not keep the
+            // connection (and its session) alive.
+            let frame = encode(&Frame::Close { reason, restarting: false });
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, framed.send(frame)).await;
+        }
+        ended
+    }
+
+    /// Reads frames and hands them to the actor in batches; runs the hold
+    /// timer. Returns how the session ended and, when this end should tell
+    /// the peer why, the reason for a close frame.
+    async fn read_loop(
+        &self,
+        mut stream: SplitStream<&mut Framed<BoxedStream, LengthDelimitedCodec>>,
+        session: &Mutex<Session>,
+        peer: &NodeId,
+    ) -> (Ended, Option<String>) {
         let neighbors = self.neighbors.clone();
         let mut shared_ids = SharedIds::for_peer(peer);
+        let lock = || session.lock().expect("session lock");
         loop {
-            let deadline = clock::instant_at(session.next_deadline());
+            let hold = clock::instant_at(lock().hold_deadline());
             tokio::select! {
-                frame = framed.next() => {
+                // Frames first: while the actor was busy with the last
+                // batch, the next ones may have waited in the socket past
+                // the hold time; they were received, not missed.
+                biased;
+                frame = stream.next() => {
                     let mut batch = Batch::default();
                     let mut next = Some(frame);
                     while let Some(frame) = next.take() {
@@ -249,11 +308,11 @@ impl Connection {
                             Some(Ok(bytes)) => bytes,
                             Some(Err(e)) => {
                                 self.flush_batch(peer, &mut batch).await;
-                                return Ended::read(&e);
+                                return (Ended::read(&e), None);
                             }
                             None => {
                                 self.flush_batch(peer, &mut batch).await;
-                                return Ended::lost("eof", "connection closed by peer".into());
+                                return (Ended::lost("eof", "connection closed by peer".into()), None);
                             }
                         };
                         let frame = match wire::decode_frame(&bytes, &self.limits) {
@@ -273,19 +332,19 @@ impl Connection {
                                 };
                                 let _ = self.actor.send(refused).await;
                                 if batch.len() < BATCH {
-                                    next = framed.next().now_or_never();
+                                    next = stream.next().now_or_never();
                                 }
                                 continue;
                             }
                             Err(error) => {
                                 self.flush_batch(peer, &mut batch).await;
                                 let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
-                                let close = Frame::Close { reason: format!("malformed frame: {error}"), restarting: false };
-                                let _ = framed.send(encode(&close)).await;
-                                return Ended::lost("malformed_frame", format!("malformed frame: {error}"));
+                                let reason = format!("malformed frame: {error}");
+                                return (Ended::lost("malformed_frame", reason.clone()), Some(reason));
                             }
                         };
-                        match session.on_frame(clock::now(), frame, |id| neighbors.contains(id)) {
+                        let received = lock().on_frame(clock::now(), frame, |id| neighbors.contains(id));
+                        match received {
                             Ok(Received::Routing(mut message)) => {
                                 shared_ids.share(&mut message);
                                 batch.messages.push(message);
@@ -294,63 +353,81 @@ impl Connection {
                             Ok(_) => {}
                             Err(error) => {
                                 self.flush_batch(peer, &mut batch).await;
-                                if !matches!(error, SessionError::ClosedByPeer { .. }) {
-                                    let close = Frame::Close { reason: error.to_string(), restarting: false };
-                                    let _ = framed.send(encode(&close)).await;
-                                }
-                                return Ended::from_session(error);
+                                let close = (!matches!(error, SessionError::ClosedByPeer { .. })).then(|| error.to_string());
+                                return (Ended::from_session(error), close);
                             }
                         }
                         if batch.len() < BATCH {
-                            next = framed.next().now_or_never();
+                            next = stream.next().now_or_never();
                         }
                     }
                     self.flush_batch(peer, &mut batch).await;
                 }
-                message = outbound.recv() => {
-                    let Some(first) = message else {
-                        return Ended::lost("closed_locally", "node shutting down".into());
-                    };
-                    let mut next = Some(first);
-                    while let Some(item) = next.take() {
-                        match item {
-                            Outbound::Message(message) => {
-                                let frame = Frame::Routing(Arc::unwrap_or_clone(message));
-                                if let Err(e) = framed.feed(encode(&frame)).await {
-                                    return Ended::lost("write_error", format!("write: {e}"));
-                                }
-                            }
-                            Outbound::LinkState(update) => {
-                                if let Some(bytes) = encode_link_state(&update, &self.limits)
-                                    && let Err(e) = framed.feed(bytes).await
-                                {
-                                    return Ended::lost("write_error", format!("write: {e}"));
-                                }
-                            }
-                            Outbound::Close { reason, restarting } => {
-                                let _ = framed.send(encode(&Frame::Close { reason: reason.clone(), restarting })).await;
-                                return Ended { reason, label: "closed_locally", keep_routes: false };
-                            }
-                        }
-                        next = outbound.try_recv().ok();
-                    }
-                    if let Err(e) = SinkExt::<Bytes>::flush(framed).await {
-                        return Ended::lost("write_error", format!("write: {e}"));
-                    }
-                    session.on_sent(clock::now());
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    match session.poll(clock::now()) {
-                        Ok(Some(keepalive)) => {
-                            if let Err(e) = framed.send(encode(&keepalive)).await {
-                                return Ended::lost("write_error", format!("write: {e}"));
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(error) => return Ended::from_session(error),
+                _ = tokio::time::sleep_until(hold) => {
+                    let checked = lock().check_hold_timer(clock::now());
+                    if let Err(error) = checked {
+                        return (Ended::from_session(error), None);
                     }
                 }
             }
+        }
+    }
+
+    /// Writes what the actor queues, one flush per burst, and a keepalive
+    /// when nothing was sent for a third of the hold time.
+    async fn write_loop(
+        &self,
+        mut sink: SplitSink<&mut Framed<BoxedStream, LengthDelimitedCodec>, Bytes>,
+        mut outbound: SendQueueReceiver,
+        session: &Mutex<Session>,
+    ) -> Ended {
+        let write_error = |e: std::io::Error| Ended::lost("write_error", format!("write: {e}"));
+        let lock = || session.lock().expect("session lock");
+        loop {
+            let keepalive_at = clock::instant_at(lock().keepalive_deadline());
+            let first = tokio::select! {
+                biased;
+                item = outbound.recv() => match item {
+                    Some(item) => item,
+                    None => return Ended::lost("closed_locally", "node shutting down".into()),
+                },
+                _ = tokio::time::sleep_until(keepalive_at) => {
+                    let keepalive = lock().keepalive(clock::now());
+                    if let Some(frame) = keepalive
+                        && let Err(e) = sink.send(encode(&frame)).await
+                    {
+                        return write_error(e);
+                    }
+                    continue;
+                }
+            };
+            let mut next = Some(first);
+            while let Some(item) = next.take() {
+                match item {
+                    Outbound::Message(message) => {
+                        let frame = Frame::Routing(Arc::unwrap_or_clone(message));
+                        if let Err(e) = sink.feed(encode(&frame)).await {
+                            return write_error(e);
+                        }
+                    }
+                    Outbound::LinkState(update) => {
+                        if let Some(bytes) = encode_link_state(&update, &self.limits)
+                            && let Err(e) = sink.feed(bytes).await
+                        {
+                            return write_error(e);
+                        }
+                    }
+                    Outbound::Close { reason, restarting } => {
+                        let _ = sink.send(encode(&Frame::Close { reason: reason.clone(), restarting })).await;
+                        return Ended { reason, label: "closed_locally", keep_routes: false };
+                    }
+                }
+                next = outbound.try_recv();
+            }
+            if let Err(e) = sink.flush().await {
+                return write_error(e);
+            }
+            lock().on_sent(clock::now());
         }
     }
 

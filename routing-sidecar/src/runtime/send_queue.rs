@@ -1,0 +1,303 @@
+//! A session's send queue: what the node actor has handed a connection and
+//! the connection has not taken out yet, bounded by bytes.
+//!
+//! The actor must never wait for a peer, so putting a message in never
+//! blocks; and it must never drop one, or the peer's table would be
+//! silently wrong while the engine believes it was sent. What a bound can
+//! do is end the session: a message that would take the queue past
+//! `session.maxQueuedBytes` is not queued, the queue is marked full and
+//! the connection is told to end with `send_queue_full` (its routes are
+//! withdrawn as for any abnormal end; the peer gets a fresh table when it
+//! reconnects), as BGP daemons reset a peer that does not keep up.
+//!
+//! Bytes are the wire size of what is queued, an upper bound computed from
+//! the message without encoding it (`wire_size`). The actor counts what it
+//! put in; the connection counts what it took out in an atomic that only it
+//! writes, and the actor reads that only when the bound seems reached, so
+//! the common path costs an addition on each side.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::link_state::LinkStateUpdate;
+use crate::message::{Message, SignatureBlock};
+use crate::runtime::transport::Outbound;
+
+/// State both ends see.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Bytes the connection has taken out, ever.
+    taken: AtomicU64,
+    /// Woken once, when the queue overflows.
+    overflowed: Notify,
+}
+
+/// The actor's end.
+#[derive(Debug)]
+pub struct SendQueue {
+    tx: mpsc::UnboundedSender<(Outbound, u64)>,
+    shared: Arc<Shared>,
+    /// Bytes put in, ever.
+    put: u64,
+    /// The last reading of `shared.taken`: `put - taken_seen` is at least
+    /// what is queued now.
+    taken_seen: u64,
+    full: bool,
+}
+
+/// The connection's end.
+#[derive(Debug)]
+pub struct SendQueueReceiver {
+    rx: mpsc::UnboundedReceiver<(Outbound, u64)>,
+    shared: Arc<Shared>,
+}
+
+/// Why an item was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// This item would have taken the queue past the bound: the queue is
+    /// full from now on and the connection was told to end.
+    Overflowed { queued: u64 },
+    /// The queue overflowed before; the session is ending.
+    Full,
+}
+
+pub fn send_queue() -> (SendQueue, SendQueueReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared::default());
+    (SendQueue { tx, shared: shared.clone(), put: 0, taken_seen: 0, full: false }, SendQueueReceiver { rx, shared })
+}
+
+impl SendQueue {
+    /// Queues `item`, charged `bytes`, unless the queue would then hold
+    /// more than `limit` bytes. A closed connection takes nothing: the item
+    /// is dropped, as the session's end is on its way to the actor.
+    pub fn push(&mut self, item: Outbound, bytes: u64, limit: u64) -> Result<(), Refused> {
+        if self.full {
+            return Err(Refused::Full);
+        }
+        if (self.put - self.taken_seen).saturating_add(bytes) > limit {
+            self.taken_seen = self.shared.taken.load(Ordering::Relaxed);
+            let queued = self.put - self.taken_seen;
+            if queued.saturating_add(bytes) > limit {
+                self.full = true;
+                self.shared.overflowed.notify_one();
+                return Err(Refused::Overflowed { queued });
+            }
+        }
+        self.put += bytes;
+        let _ = self.tx.send((item, bytes));
+        Ok(())
+    }
+
+    /// Queues a close, whatever the bound: it is small and the last item.
+    pub fn close(&self, reason: String, restarting: bool) {
+        let _ = self.tx.send((Outbound::Close { reason, restarting }, 0));
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> u64 {
+        self.put - self.shared.taken.load(Ordering::Relaxed)
+    }
+}
+
+impl SendQueueReceiver {
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        let (item, bytes) = self.rx.recv().await?;
+        Some(self.taken(item, bytes))
+    }
+
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        let (item, bytes) = self.rx.try_recv().ok()?;
+        Some(self.taken(item, bytes))
+    }
+
+    fn taken(&self, item: Outbound, bytes: u64) -> Outbound {
+        self.shared.taken.fetch_add(bytes, Ordering::Relaxed);
+        item
+    }
+
+    /// Resolves once the actor found the queue full (at once if it already
+    /// did), whatever the connection is waiting for meanwhile.
+    pub fn overflow_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        async move { shared.overflowed.notified().await }
+    }
+}
+
+// Upper bounds of protobuf overheads (`wire::schema`): a length-delimited
+// field (string, bytes, nested message) is a tag and a varint length of at
+// most 3 bytes for anything below `maxMessageBytes`; a scalar at most 11.
+const FIELD: u64 = 4;
+/// Length prefix (4), envelope version and body header.
+const FRAME: u64 = 4 + 6 + FIELD;
+
+fn strings<'a>(texts: impl IntoIterator<Item = &'a str>) -> u64 {
+    texts.into_iter().map(|text| text.len() as u64 + FIELD).sum()
+}
+
+fn signature(block: Option<&SignatureBlock>) -> u64 {
+    // Nested message: algorithm name (short), key id, 64 signature bytes.
+    block.map_or(0, |block| FIELD + (16 + FIELD) + strings([block.key_id.as_str()]) + 64 + FIELD)
+}
+
+/// At least the bytes `message` takes on the wire, length prefix included
+/// (scalars are counted at their largest), and not much more.
+pub fn message_wire_size(message: &Message) -> u64 {
+    FRAME
+        + match message {
+            Message::Announcement(a) => {
+                // hop count, cost, latency, reliability, epoch, TTL
+                let scalars = 6 + 6 + 6 + 5 + 11 + 6;
+                strings([a.destination.as_str(), a.advertiser.as_str()])
+                    + strings(a.path.iter().map(|hop| hop.as_str()))
+                    + strings(a.tags.iter().map(|tag| tag.as_str()))
+                    + scalars
+                    + signature(a.signature.as_ref())
+            }
+            Message::Withdrawal(w) => {
+                strings([w.destination.as_str(), w.advertiser.as_str()])
+                    + strings(w.path.iter().map(|hop| hop.as_str()))
+                    + 11
+                    + signature(w.signature.as_ref())
+            }
+            Message::EndOfTable { advertiser } => FIELD + strings([advertiser.as_str()]),
+        }
+}
+
+/// The same for a link-state update.
+pub fn link_state_wire_size(update: &LinkStateUpdate) -> u64 {
+    // cost, latency, reliability
+    let metrics = 6 + 6 + 5;
+    let links: u64 = update.links.iter().map(|link| FIELD + strings([link.neighbor.as_str()]) + metrics).sum();
+    let summary = update.summary.as_ref().map_or(0, |summary| {
+        FIELD
+            + summary
+                .entries
+                .iter()
+                .map(|entry| FIELD + strings([entry.destination.as_str(), entry.source_area.as_str()]) + metrics)
+                .sum::<u64>()
+    });
+    // sequence, TTL
+    FRAME
+        + strings([update.origin.as_str(), update.area.as_str()])
+        + 11
+        + 6
+        + links
+        + summary
+        + signature(update.signature.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link_state::{AreaSummary, LinkAdvert, SummaryEntry};
+    use crate::message::{RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm};
+    use crate::wire;
+
+    fn announcement(path: usize, tags: usize, signed: bool) -> Message {
+        Message::Announcement(RouteAnnouncement {
+            destination: "payments.prod.fabric".into(),
+            path: (0..path).map(|i| format!("node-{i}").into()).collect(),
+            hop_count: path as u32,
+            metrics: RouteMetrics { cost: u32::MAX, latency_us: u32::MAX, reliability: 0.5 },
+            advertiser: "node-0".into(),
+            epoch: u64::MAX,
+            ttl_ms: u32::MAX,
+            tags: (0..tags).map(|i| format!("tag-{i}").into()).collect::<Vec<_>>().into(),
+            signature: signed.then(|| SignatureBlock {
+                algorithm: SignatureAlgorithm::Ed25519,
+                key_id: "node-0-k1".into(),
+                bytes: [7; 64],
+            }),
+        })
+    }
+
+    /// The length-prefixed frame, as the connection writes it.
+    fn framed_len(encoded: usize) -> u64 {
+        encoded as u64 + 4
+    }
+
+    #[test]
+    fn the_estimate_bounds_the_encoding_from_above_and_closely() {
+        let mut messages = vec![Message::EndOfTable { advertiser: "node-0".into() }];
+        for (path, tags, signed) in [(1, 0, false), (4, 3, true), (64, 32, true), (2, 0, true)] {
+            messages.push(announcement(path, tags, signed));
+        }
+        messages.push(Message::Withdrawal(RouteWithdrawal {
+            destination: "payments.prod.fabric".into(),
+            path: vec!["node-0".into()],
+            advertiser: "node-0".into(),
+            epoch: 9,
+            signature: None,
+        }));
+        for message in &messages {
+            let actual = framed_len(wire::encode(message).len());
+            let estimate = message_wire_size(message);
+            assert!(estimate >= actual && estimate <= actual * 3 / 2 + 64, "{estimate} for {actual}: {message:?}");
+        }
+        let update = LinkStateUpdate {
+            origin: "node-0".into(),
+            area: "backbone".into(),
+            sequence: u64::MAX,
+            ttl_ms: u32::MAX,
+            links: (0..8)
+                .map(|i| LinkAdvert { neighbor: format!("node-{i}").into(), cost: 10, latency_us: 5, reliability: 0.9 })
+                .collect(),
+            summary: Some(AreaSummary {
+                entries: vec![SummaryEntry {
+                    destination: "far".into(),
+                    source_area: "edge".into(),
+                    cost: 3,
+                    latency_us: 1,
+                    reliability: 1.0,
+                }],
+            }),
+            signature: None,
+        };
+        let mut buf = Vec::new();
+        wire::encode_link_state_update(&update, &mut buf);
+        let (actual, estimate) = (framed_len(buf.len()), link_state_wire_size(&update));
+        assert!(estimate >= actual && estimate <= actual * 3 / 2 + 64, "{estimate} for {actual}");
+    }
+
+    fn item() -> Outbound {
+        Outbound::Message(Arc::new(Message::EndOfTable { advertiser: "a".into() }))
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_the_queue_refuses_once_signals_and_stays_full() {
+        let (mut queue, mut rx) = send_queue();
+        let overflowed = rx.overflow_signal();
+        for _ in 0..10 {
+            queue.push(item(), 100, 1_000).unwrap();
+        }
+        assert_eq!(queue.queued_bytes(), 1_000);
+        // What the connection took out makes room again.
+        assert!(rx.recv().await.is_some());
+        assert!(rx.try_recv().is_some());
+        assert_eq!(queue.queued_bytes(), 800);
+        queue.push(item(), 200, 1_000).unwrap();
+        assert_eq!(queue.push(item(), 1, 1_000), Err(Refused::Overflowed { queued: 1_000 }));
+        assert_eq!(queue.queued_bytes(), 1_000, "the refused item is not queued");
+        tokio::time::timeout(std::time::Duration::from_secs(1), overflowed).await.expect("signalled");
+        // Full for good, even once drained: the session is ending.
+        while rx.try_recv().is_some() {}
+        assert_eq!(queue.push(item(), 1, 1_000), Err(Refused::Full));
+        queue.close("bye".into(), false);
+        assert!(matches!(rx.try_recv(), Some(Outbound::Close { .. })), "a close still goes in");
+        assert_eq!(queue.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_signal_is_not_given_below_the_bound_nor_when_the_actor_drops_its_end() {
+        let (mut queue, rx) = send_queue();
+        let overflowed = rx.overflow_signal();
+        queue.push(item(), 1_000, 1_000).unwrap();
+        drop(queue);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), overflowed).await;
+        assert!(waited.is_err(), "no overflow signalled");
+    }
+}
