@@ -551,7 +551,11 @@ fn route_keys_for_bound_or_duplicate_node_ids_and_bad_keys_are_reported() {
     }
     let degraded = compilation.condition(&key(ObjectKind::RouteKey, "eu-2"), ConditionType::Degraded).unwrap();
     assert_eq!((degraded.status, degraded.reason.as_str()), (ConditionStatus::True, "KeyRefused"));
-    assert!(degraded.message.starts_with("spec.externalKeys[0]: weak"), "{}", degraded.message);
+    assert!(
+        degraded.message.starts_with("spec.externalKeys[0]: key zero of eu-2: a weak key: a point of small order"),
+        "{}",
+        degraded.message
+    );
     assert_eq!(compilation.sidecars.len(), 3, "a refused key does not invalidate any sidecar");
     assert!(compilation.sidecars.values().all(|s| s.config.security.trusted_keys.is_empty()));
 }

@@ -728,11 +728,12 @@ impl SidecarConfig {
             let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
                 ConfigError::new(format!("{field}.publicKey"), format!("{} bytes, an ed25519 key has 32", b.len()))
             })?;
-            let public = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                .map_err(|_| ConfigError::new(format!("{field}.publicKey"), "not a valid ed25519 point"))?;
-            if public.is_weak() {
-                return Err(ConfigError::new(format!("{field}.publicKey"), "weak (small-order) key"));
-            }
+            let public = crate::security::public_key(&bytes).map_err(|error| {
+                ConfigError::new(
+                    format!("{field}.publicKey"),
+                    format!("key {} of {}: {error}", key.key_id, key.advertiser),
+                )
+            })?;
             let valid_from =
                 key.valid_from.as_deref().map(|v| parse_rfc3339(&format!("{field}.validFrom"), v)).transpose()?;
             let valid_until =
@@ -793,6 +794,25 @@ mod tests {
         assert!(config.validate().is_err(), "another node's k2 does not count");
         config.security.trusted_keys = vec![key("b"), key("a")].into();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_trusted_key_that_is_no_valid_prime_order_point_is_refused_naming_it() {
+        use base64::Engine as _;
+        let mut config = SidecarConfig::new(NodeId::from("a"));
+        let ones = base64::engine::general_purpose::STANDARD.encode([0xffu8; 32]);
+        config.security.trusted_keys = vec![TrustedKey {
+            advertiser: NodeId::from("b"),
+            key_id: "k7".into(),
+            public_key: ones,
+            valid_from: None,
+            valid_until: None,
+        }]
+        .into();
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.field, "security.trustedKeys[0].publicKey");
+        assert!(error.reason.starts_with("key k7 of b: "), "{}", error.reason);
+        assert!(error.reason.contains("canonical") || error.reason.contains("prime-order"), "{}", error.reason);
     }
 
     fn with_neighbors(ids: &[&str]) -> SidecarConfig {

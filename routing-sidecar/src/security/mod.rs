@@ -5,6 +5,6 @@ mod keys;
 mod signer;
 mod verify;
 
-pub use keys::{KeyError, KeyRegistry, PublicKeyEntry};
+pub use keys::{BadPublicKey, KeyError, KeyRegistry, PublicKeyEntry, public_key};
 pub use signer::{SigningIdentity, generate_signing_key_bytes};
 pub use verify::{SignatureCheck, VerificationCache, Verifier, VerifyRequest};
