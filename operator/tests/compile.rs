@@ -561,6 +561,25 @@ fn route_keys_for_bound_or_duplicate_node_ids_and_bad_keys_are_reported() {
 }
 
 #[test]
+fn the_signing_version_settings_of_a_route_policy_reach_the_sidecars() {
+    let mut index = three_sidecars();
+    let mut policy = route_policy("upgrade", 0, all());
+    policy.spec.security.sign_v1 = true;
+    index.apply(policy.clone()).unwrap();
+    let compilation = compile(&index);
+    let security = &compilation.sidecars["eu-1"].config.security;
+    assert!(security.sign_v1 && !security.refuse_v1_messages);
+    // Written only when set: sidecars that predate them read the config.
+    assert!(compilation.sidecars["eu-1"].text.contains(r#""signV1":true"#));
+    policy.spec.security.sign_v1 = false;
+    policy.spec.security.refuse_v1_messages = true;
+    index.apply(policy).unwrap();
+    let compilation = compile(&index);
+    assert!(compilation.sidecars["eu-1"].config.security.refuse_v1_messages);
+    assert!(!compilation.sidecars["eu-1"].text.contains("signV1"));
+}
+
+#[test]
 fn an_object_breaking_a_rule_is_not_accepted_and_left_out() {
     let mut index = three_sidecars();
     let mut broken = route_policy("broken", 100, all());

@@ -234,6 +234,7 @@ fn sidecar_stats() -> StatsSnapshot {
         signatures_verified_total: 950,
         signature_cache_hits_total: 400,
         unverified_signatures_accepted_total: 2,
+        v1_messages_accepted_total: 3,
         convergence_seconds: convergence,
         last_convergence: BTreeMap::new(),
     }

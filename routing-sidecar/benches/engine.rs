@@ -141,6 +141,7 @@ fn announcement(d: usize, i: usize, round: u64) -> RouteAnnouncement {
         advertiser: peer(i),
         epoch: 1000 + round,
         ttl_ms: TTL_MS,
+        issued_at_ms: None,
         tags: tags(d).into(),
         signature: None,
     }

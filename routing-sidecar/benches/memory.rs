@@ -199,6 +199,7 @@ fn announcement(d: usize, i: usize) -> RouteAnnouncement {
         advertiser: peer(i),
         epoch: 1000,
         ttl_ms: 90_000,
+        issued_at_ms: None,
         tags: tags(d).into(),
         signature: None,
     }

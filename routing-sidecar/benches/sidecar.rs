@@ -613,6 +613,7 @@ fn announcements(n: usize) -> Vec<Message> {
                 advertiser: a.clone(),
                 epoch: i as u64 + 1,
                 ttl_ms: 90_000,
+                issued_at_ms: None,
                 tags: Vec::new().into(),
                 signature: None,
             })

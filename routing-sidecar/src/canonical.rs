@@ -10,12 +10,18 @@
 //! - tags sorted and de-duplicated (they are a set);
 //! - the signature algorithm and key id, so a signature cannot be moved to
 //!   another key of the same advertiser.
+//!
+//! Protocol v2 messages carry the time they were issued: their domain tags
+//! say `v2` and the issue time follows the other fields, so a v2 signature
+//! never verifies as v1 (a stripped issue time breaks it) and the reverse.
 
 use crate::ids::{KeyId, Tag};
 use crate::message::{RouteAnnouncement, RouteWithdrawal, SignatureAlgorithm};
 
 pub const ANNOUNCEMENT_DOMAIN: &[u8] = b"fabric-routing/v1/route-announcement";
 pub const WITHDRAWAL_DOMAIN: &[u8] = b"fabric-routing/v1/route-withdrawal";
+pub const ANNOUNCEMENT_DOMAIN_V2: &[u8] = b"fabric-routing/v2/route-announcement";
+pub const WITHDRAWAL_DOMAIN_V2: &[u8] = b"fabric-routing/v2/route-withdrawal";
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_be_bytes());
@@ -55,7 +61,7 @@ pub fn write_announcement(
     algorithm: SignatureAlgorithm,
     key_id: &KeyId,
 ) {
-    put_bytes(out, ANNOUNCEMENT_DOMAIN);
+    put_bytes(out, if announcement.issued_at_ms.is_some() { ANNOUNCEMENT_DOMAIN_V2 } else { ANNOUNCEMENT_DOMAIN });
     put_str(out, announcement.destination.as_str());
     put_u32(out, announcement.path.len() as u32);
     for hop in &announcement.path {
@@ -73,6 +79,9 @@ pub fn write_announcement(
     for tag in tags {
         put_str(out, tag);
     }
+    if let Some(issued_at_ms) = announcement.issued_at_ms {
+        put_u64(out, issued_at_ms);
+    }
     put_signer(out, algorithm, key_id);
 }
 
@@ -83,7 +92,7 @@ pub fn write_withdrawal(
     algorithm: SignatureAlgorithm,
     key_id: &KeyId,
 ) {
-    put_bytes(out, WITHDRAWAL_DOMAIN);
+    put_bytes(out, if withdrawal.issued_at_ms.is_some() { WITHDRAWAL_DOMAIN_V2 } else { WITHDRAWAL_DOMAIN });
     put_str(out, withdrawal.destination.as_str());
     put_u32(out, withdrawal.path.len() as u32);
     for hop in &withdrawal.path {
@@ -91,6 +100,9 @@ pub fn write_withdrawal(
     }
     put_str(out, withdrawal.advertiser.as_str());
     put_u64(out, withdrawal.epoch);
+    if let Some(issued_at_ms) = withdrawal.issued_at_ms {
+        put_u64(out, issued_at_ms);
+    }
     put_signer(out, algorithm, key_id);
 }
 

@@ -225,9 +225,43 @@ pub struct SecurityConfig {
     /// state directory) must carry this key id, or the config is refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_key_id: Option<crate::ids::KeyId>,
+    /// Sign announcements and withdrawals as protocol v1 (no issue time)
+    /// instead of v2: only while sidecars that verify v1 only are still in
+    /// the fabric (docs/protocol.md, "Versions"). Written only when true,
+    /// so configs stay readable by those sidecars.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sign_v1: bool,
+    /// Refuse announcements and withdrawals without a signed issue time
+    /// (protocol v1): set once every sidecar signs v2, so none can be
+    /// replayed after its tombstone expired.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refuse_v1_messages: bool,
+    /// How far the clocks of two nodes may disagree: a message issued more
+    /// than this in the future is refused, and one is valid for
+    /// `timers.maxTtl` minus this after it was issued. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "humantime_serde")]
+    pub max_clock_skew: Option<Duration>,
 }
 
 pub const DEFAULT_VERIFICATION_CACHE_SIZE: usize = 65_536;
+/// Default `security.maxClockSkew`.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+impl SecurityConfig {
+    pub fn max_clock_skew(&self) -> Duration {
+        self.max_clock_skew.unwrap_or(DEFAULT_MAX_CLOCK_SKEW)
+    }
+}
+
+impl SidecarConfig {
+    /// How long after it was issued a v2 announcement or withdrawal is
+    /// accepted: `timers.maxTtl` minus `security.maxClockSkew`. Tombstones
+    /// live `timers.maxTtl`, so a recorded message replayed after its
+    /// tombstone is gone is too old.
+    pub fn message_validity(&self) -> Duration {
+        self.timers.max_ttl.saturating_sub(self.security.max_clock_skew())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -607,6 +641,15 @@ impl SidecarConfig {
         }
         if timers.max_ttl < timers.route_ttl {
             return Err(ConfigError::new("timers.maxTtl", "must be at least routeTtl"));
+        }
+        // A refreshed announcement must arrive while it is valid: the
+        // validity (maxTtl minus the skew) has to exceed two refreshes.
+        if self.message_validity() < 2 * timers.refresh_interval {
+            return Err(ConfigError::new(
+                "security.maxClockSkew",
+                "timers.maxTtl minus security.maxClockSkew (how long a message is valid after it was issued) must be \
+                 at least twice timers.refreshInterval",
+            ));
         }
         let session = &self.session;
         if session.hold_time < crate::session::MIN_HOLD_TIME || session.hold_time > Duration::from_secs(3600) {

@@ -60,6 +60,11 @@ pub struct RouteAnnouncement {
     pub epoch: u64,
     /// How long the receiver may keep the route without a refresh.
     pub ttl_ms: u32,
+    /// When the advertiser made (and signed) it, Unix ms: protocol v2,
+    /// signed; receivers refuse one older than its validity, so a recorded
+    /// announcement cannot be replayed once its tombstone is gone.
+    /// `None`: a v1 message (docs/protocol.md, "Versions").
+    pub issued_at_ms: Option<u64>,
     /// A set: order on the wire does not matter, the canonical encoding sorts.
     /// Shared: a session hands the engine one list per distinct tag set
     /// (`SharedIds`), and the engine advertises its interned sets.
@@ -76,6 +81,8 @@ pub struct RouteWithdrawal {
     pub path: Vec<NodeId>,
     pub advertiser: NodeId,
     pub epoch: u64,
+    /// As [`RouteAnnouncement::issued_at_ms`].
+    pub issued_at_ms: Option<u64>,
     pub signature: Option<SignatureBlock>,
 }
 

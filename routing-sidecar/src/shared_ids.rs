@@ -113,6 +113,7 @@ mod tests {
             advertiser: NodeId::from(path[0]),
             epoch: 1,
             ttl_ms: 1000,
+            issued_at_ms: None,
             tags: tags.iter().map(|&tag| Tag::from(tag)).collect(),
             signature: None,
         })

@@ -62,6 +62,9 @@ reject_reasons! {
     HoldDown => "hold_down", "the (destination, next hop) is held down after a withdrawal";
     Suppressed => "suppressed", "flap dampening suppresses this (destination, advertiser)";
     NeighborRouteLimit => "neighbor_route_limit", "the neighbor already has maxRoutesPerNeighbor routes stored";
+    V1Message => "v1_message", "no signed issue time (protocol v1) while security.refuseV1Messages is true";
+    StaleIssueTime => "stale_issue_time", "issued longer ago than timers.maxTtl minus security.maxClockSkew (a replay)";
+    FutureIssueTime => "future_issue_time", "issued more than security.maxClockSkew in the future";
 }
 
 /// Upper bounds (seconds) of the convergence histogram buckets.
@@ -122,6 +125,9 @@ pub struct Counters {
     pub signatures_verified: u64,
     pub signature_cache_hits: u64,
     pub unverified_signatures_accepted: u64,
+    /// Announcements and withdrawals without a signed issue time (protocol
+    /// v1) that were accepted.
+    pub v1_messages_accepted: u64,
     pub convergence: Histogram,
 }
 
@@ -178,6 +184,7 @@ pub struct StatsSnapshot {
     pub signatures_verified_total: u64,
     pub signature_cache_hits_total: u64,
     pub unverified_signatures_accepted_total: u64,
+    pub v1_messages_accepted_total: u64,
     pub convergence_seconds: Histogram,
     /// Last measured convergence time per destination that has changed.
     pub last_convergence: BTreeMap<DestinationId, Duration>,
@@ -221,6 +228,7 @@ impl StatsSnapshot {
             signatures_verified_total: counters.signatures_verified,
             signature_cache_hits_total: counters.signature_cache_hits,
             unverified_signatures_accepted_total: counters.unverified_signatures_accepted,
+            v1_messages_accepted_total: counters.v1_messages_accepted,
             convergence_seconds: counters.convergence.clone(),
             last_convergence,
         }

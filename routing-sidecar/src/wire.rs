@@ -208,6 +208,8 @@ pub mod schema {
         pub tags: Vec<String>,
         #[prost(message, optional, tag = "11")]
         pub signature: Option<Signature>,
+        #[prost(uint64, optional, tag = "12")]
+        pub issued_at_ms: Option<u64>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -222,6 +224,8 @@ pub mod schema {
         pub epoch: u64,
         #[prost(message, optional, tag = "5")]
         pub signature: Option<Signature>,
+        #[prost(uint64, optional, tag = "6")]
+        pub issued_at_ms: Option<u64>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -492,6 +496,7 @@ fn to_wire_announcement(announcement: &RouteAnnouncement) -> schema::RouteAnnoun
         // encoding sorts them, so the order carries no meaning.
         tags: announcement.tags.iter().map(|tag| tag.as_str().to_owned()).collect(),
         signature: announcement.signature.as_ref().map(to_wire_signature),
+        issued_at_ms: announcement.issued_at_ms,
     }
 }
 
@@ -502,6 +507,7 @@ fn to_wire_withdrawal(withdrawal: &RouteWithdrawal) -> schema::RouteWithdrawal {
         advertiser: withdrawal.advertiser.as_str().to_owned(),
         epoch: withdrawal.epoch,
         signature: withdrawal.signature.as_ref().map(to_wire_signature),
+        issued_at_ms: withdrawal.issued_at_ms,
     }
 }
 
@@ -571,6 +577,7 @@ fn from_wire_announcement(
         advertiser: NodeId::from(identifier("advertiser", wire.advertiser, limits)?),
         epoch: wire.epoch,
         ttl_ms: wire.ttl_ms,
+        issued_at_ms: wire.issued_at_ms,
         tags: from_wire_tags(wire.tags, limits)?,
         signature: wire.signature.map(|signature| from_wire_signature(signature, limits)).transpose()?,
     })
@@ -582,6 +589,7 @@ fn from_wire_withdrawal(wire: schema::RouteWithdrawal, limits: &DecodeLimits) ->
         path: from_wire_path(wire.path, limits)?,
         advertiser: NodeId::from(identifier("advertiser", wire.advertiser, limits)?),
         epoch: wire.epoch,
+        issued_at_ms: wire.issued_at_ms,
         signature: wire.signature.map(|signature| from_wire_signature(signature, limits)).transpose()?,
     })
 }
@@ -701,7 +709,9 @@ pub mod vectors {
     use base64::engine::general_purpose::STANDARD as BASE64;
 
     use super::Frame;
-    use crate::canonical::{self, ANNOUNCEMENT_DOMAIN, WITHDRAWAL_DOMAIN};
+    use crate::canonical::{
+        self, ANNOUNCEMENT_DOMAIN, ANNOUNCEMENT_DOMAIN_V2, WITHDRAWAL_DOMAIN, WITHDRAWAL_DOMAIN_V2,
+    };
     use crate::ids::{KeyId, NodeId, Tag};
     use crate::link_state::lsa::{LINK_STATE_UPDATE_DOMAIN, link_state_update_bytes, sign_update};
     use crate::link_state::{AreaId, AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry};
@@ -715,6 +725,8 @@ pub mod vectors {
     pub const SECRET_KEY: [u8; 32] = [7u8; 32];
     pub const KEY_ID: &str = "k1";
     pub const ADVERTISER: &str = "node-a";
+    /// The issue time of the v2 vectors: 2026-01-01T00:00:00Z.
+    pub const ISSUED_AT_MS: u64 = 1_767_225_600_000;
 
     /// Bytes per line in hex listings.
     const HEX_LINE_BYTES: usize = 32;
@@ -760,6 +772,7 @@ pub mod vectors {
             advertiser: NodeId::from(ADVERTISER),
             epoch: 42,
             ttl_ms: 90_000,
+            issued_at_ms: None,
             tags: vec!["gold".into(), "eu".into()].into(),
             signature: None,
         }
@@ -799,6 +812,7 @@ pub mod vectors {
             path: vec![NodeId::from(ADVERTISER), NodeId::from("node-b")],
             advertiser: NodeId::from(ADVERTISER),
             epoch: 43,
+            issued_at_ms: None,
             signature: None,
         }
     }
@@ -828,6 +842,26 @@ pub mod vectors {
             &identity,
         );
 
+        let mut announcement_v2 = RouteAnnouncement { issued_at_ms: Some(ISSUED_AT_MS), ..self::announcement() };
+        identity.sign_announcement(&mut announcement_v2);
+        let announcement_v2_vector = vector(
+            "Route announcement, v2 (with issue time)",
+            canonical::announcement_bytes(&announcement_v2, algorithm, &key_id),
+            announcement_fields(&announcement_v2, &key_id),
+            Frame::Routing(Message::Announcement(announcement_v2)),
+            &identity,
+        );
+
+        let mut withdrawal_v2 = RouteWithdrawal { issued_at_ms: Some(ISSUED_AT_MS + 1_000), ..self::withdrawal() };
+        identity.sign_withdrawal(&mut withdrawal_v2);
+        let withdrawal_v2_vector = vector(
+            "Route withdrawal, v2 (with issue time)",
+            canonical::withdrawal_bytes(&withdrawal_v2, algorithm, &key_id),
+            withdrawal_fields(&withdrawal_v2, &key_id),
+            Frame::Routing(Message::Withdrawal(withdrawal_v2)),
+            &identity,
+        );
+
         let mut update = link_state_update();
         sign_update(&identity, &mut update);
         let link_state_vector = vector(
@@ -838,7 +872,7 @@ pub mod vectors {
             &identity,
         );
 
-        vec![announcement_vector, withdrawal_vector, link_state_vector]
+        vec![announcement_vector, withdrawal_vector, announcement_v2_vector, withdrawal_v2_vector, link_state_vector]
     }
 
     impl TestVector {
@@ -996,12 +1030,18 @@ pub mod vectors {
                 rows.push(("epoch", a.epoch.to_string()));
                 rows.push(("ttl_ms", a.ttl_ms.to_string()));
                 rows.push(("tags", code_list(a.tags.iter().map(Tag::as_str))));
+                if let Some(issued_at_ms) = a.issued_at_ms {
+                    rows.push(("issued_at_ms", issued_at_ms.to_string()));
+                }
             }
             Message::Withdrawal(w) => {
                 rows.push(("destination", code(w.destination.as_str())));
                 rows.push(("path", code_list(w.path.iter().map(NodeId::as_str))));
                 rows.push(("advertiser", code(w.advertiser.as_str())));
                 rows.push(("epoch", w.epoch.to_string()));
+                if let Some(issued_at_ms) = w.issued_at_ms {
+                    rows.push(("issued_at_ms", issued_at_ms.to_string()));
+                }
             }
             Message::EndOfTable { advertiser } => rows.push(("advertiser", code(advertiser.as_str()))),
         }
@@ -1112,7 +1152,8 @@ pub mod vectors {
 
     fn announcement_fields(a: &RouteAnnouncement, key_id: &KeyId) -> Vec<CanonicalField> {
         let mut fields = FieldList::default();
-        fields.string("domain", domain(ANNOUNCEMENT_DOMAIN));
+        let v2 = a.issued_at_ms.is_some();
+        fields.string("domain", domain(if v2 { ANNOUNCEMENT_DOMAIN_V2 } else { ANNOUNCEMENT_DOMAIN }));
         fields.string("destination", a.destination.as_str());
         fields.path(&a.path);
         fields.u32("hop_count", a.hop_count);
@@ -1127,17 +1168,24 @@ pub mod vectors {
         for (index, tag) in tags.iter().enumerate() {
             fields.string(&format!("tags[{index}]"), tag);
         }
+        if let Some(issued_at_ms) = a.issued_at_ms {
+            fields.u64("issued_at_ms", issued_at_ms);
+        }
         fields.signer(key_id);
         fields.0
     }
 
     fn withdrawal_fields(w: &RouteWithdrawal, key_id: &KeyId) -> Vec<CanonicalField> {
         let mut fields = FieldList::default();
-        fields.string("domain", domain(WITHDRAWAL_DOMAIN));
+        let v2 = w.issued_at_ms.is_some();
+        fields.string("domain", domain(if v2 { WITHDRAWAL_DOMAIN_V2 } else { WITHDRAWAL_DOMAIN }));
         fields.string("destination", w.destination.as_str());
         fields.path(&w.path);
         fields.string("advertiser", w.advertiser.as_str());
         fields.u64("epoch", w.epoch);
+        if let Some(issued_at_ms) = w.issued_at_ms {
+            fields.u64("issued_at_ms", issued_at_ms);
+        }
         fields.signer(key_id);
         fields.0
     }
@@ -1949,7 +1997,7 @@ mod tests {
             any::<u32>(),
             (any::<u32>(), any::<u32>(), finite_f32()),
             node(),
-            any::<u64>(),
+            (any::<u64>(), proptest::option::of(any::<u64>())),
             any::<u32>(),
             proptest::collection::vec(identifier_string(), 0..=6),
             proptest::option::of(signature_block()),
@@ -1961,7 +2009,7 @@ mod tests {
                     hop_count,
                     (cost, latency_us, reliability),
                     advertiser,
-                    epoch,
+                    (epoch, issued_at_ms),
                     ttl_ms,
                     tags,
                     signature,
@@ -1974,6 +2022,7 @@ mod tests {
                         advertiser,
                         epoch,
                         ttl_ms,
+                        issued_at_ms,
                         tags: tags.into_iter().map(Tag::from).collect(),
                         signature,
                     }
@@ -1986,14 +2035,15 @@ mod tests {
             identifier_string(),
             proptest::collection::vec(node(), 0..=8),
             node(),
-            any::<u64>(),
+            (any::<u64>(), proptest::option::of(any::<u64>())),
             proptest::option::of(signature_block()),
         )
-            .prop_map(|(destination, path, advertiser, epoch, signature)| RouteWithdrawal {
+            .prop_map(|(destination, path, advertiser, (epoch, issued_at_ms), signature)| RouteWithdrawal {
                 destination: DestinationId::from(destination),
                 path,
                 advertiser,
                 epoch,
+                issued_at_ms,
                 signature,
             })
     }

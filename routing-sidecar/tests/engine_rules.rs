@@ -128,6 +128,61 @@ fn signatures_valid_invalid_unsigned_unknown_and_spoofed() {
     assert_eq!(e.stats().signatures_verified_total, 1);
 }
 
+/// A signed announcement recorded by an attacker and replayed after its
+/// withdrawal's tombstone expired (`timers.maxTtl`): protocol v2 signs the
+/// issue time, so the replay is too old; a v1 one (no issue time) is only
+/// refused once `security.refuseV1Messages` is set.
+#[test]
+fn a_signed_announcement_replayed_after_its_tombstone_expired_is_refused() {
+    let a_key = identity("a", "k1");
+    let mut config = config_with(&["a"]);
+    config.security.require_signatures = true;
+    config.security.trusted_keys = vec![trusted("a", &a_key)].into();
+    let start = 1_800_000_000_000;
+    let mut e = fabric_routing::Engine::new(config.clone(), t(start)).unwrap();
+    let signed = |mut a: fabric_routing::RouteAnnouncement, issued: Option<u64>| {
+        a.issued_at_ms = issued;
+        a_key.sign_announcement(&mut a);
+        a
+    };
+    let recorded = signed(ann("a", "x", &["a"], 1, 1), Some(start));
+    assert!(rejected_reasons(&send(&mut e, t(start), "a", recorded.clone())).is_empty());
+    let mut withdrawal = wd("a", "x", 2);
+    withdrawal.issued_at_ms = Some(start + 1_000);
+    a_key.sign_withdrawal(&mut withdrawal);
+    send(&mut e, t(start + 1_000), "a", withdrawal);
+    assert_eq!(next_hop(&e, "x"), None);
+
+    // While the tombstone lives, its epoch refuses the replay.
+    let replay = |e: &mut fabric_routing::Engine, at: u64, a: &fabric_routing::RouteAnnouncement| {
+        rejected_reasons(&send(e, t(at), "a", a.clone()))
+    };
+    assert_eq!(replay(&mut e, start + 2_000, &recorded), vec![RejectReason::StaleEpoch]);
+    // After it (maxTtl, 600 s), the signed issue time does.
+    let later = start + 1_000 + 600_000 + 1;
+    e.tick(t(later));
+    assert_eq!(replay(&mut e, later, &recorded), vec![RejectReason::StaleIssueTime]);
+    assert_eq!(next_hop(&e, "x"), None);
+    assert_eq!(rejects(&e, RejectReason::StaleIssueTime), 1);
+
+    // What the advertiser sends now is fresh; from beyond the clock skew
+    // (30 s) it is not.
+    let fresh = signed(ann("a", "x", &["a"], 1, 3), Some(later));
+    assert!(replay(&mut e, later, &fresh).is_empty());
+    let future = signed(ann("a", "y", &["a"], 1, 1), Some(later + 31_000));
+    assert_eq!(replay(&mut e, later, &future), vec![RejectReason::FutureIssueTime]);
+
+    // v1 (no issue time): the tombstone is the only guard, so once it has
+    // expired the replay is taken, and counted, unless v1 is refused.
+    let v1_recorded = signed(ann("a", "z", &["a"], 1, 1), None);
+    let mut v1 = fabric_routing::Engine::new(config.clone(), t(start)).unwrap();
+    assert!(replay(&mut v1, start, &v1_recorded).is_empty());
+    assert_eq!(v1.stats().v1_messages_accepted_total, 1);
+    config.security.refuse_v1_messages = true;
+    let mut strict = fabric_routing::Engine::new(config, t(start)).unwrap();
+    assert_eq!(replay(&mut strict, start, &v1_recorded), vec![RejectReason::V1Message]);
+}
+
 #[test]
 fn unknown_key_is_accepted_unverified_when_signatures_are_optional() {
     let mut e = engine(&["a"]);
@@ -628,4 +683,68 @@ fn tag_sets_no_route_uses_are_freed_so_distinct_sets_cannot_grow_the_engine() {
     send(&mut e, t(6_002), "b", wd("b", "x9", 2));
     assert_eq!(e.tag_sets_held(), held_at_start);
     e.verify_invariants().unwrap();
+}
+
+/// What a node sends carries its issue time (protocol v2), signed; with
+/// `security.signV1` it carries none, for neighbors that verify v1 only.
+#[test]
+fn announcements_and_withdrawals_carry_the_time_they_were_made() {
+    for sign_v1 in [false, true] {
+        let mut config = config_with(&["a", "b"]);
+        config.security.sign_v1 = sign_v1;
+        let mut e = fabric_routing::engine::Engine::new(config, t(0)).unwrap();
+        e.set_signer(Some(identity("me", "k1")));
+        for n in ["a", "b"] {
+            e.neighbor_up(t(0), &NodeId::new(n));
+        }
+        e.drain_effects(t(0));
+        let sent = |fx: Vec<Effect>| -> Vec<(Option<u64>, bool)> {
+            fx.iter()
+                .filter_map(|f| match f {
+                    Effect::Send { message, .. } => match &**message {
+                        Message::Announcement(a) => Some((a.issued_at_ms, a.signature.is_some())),
+                        Message::Withdrawal(w) => Some((w.issued_at_ms, w.signature.is_some())),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        };
+        let issued = |at: u64| if sign_v1 { None } else { Some(at) };
+        assert_eq!(sent(send(&mut e, t(5_000), "a", ann("a", "x", &["a"], 1, 1))), [(issued(5_000), true)]);
+        assert_eq!(sent(send(&mut e, t(7_000), "a", wd("a", "x", 2))), [(issued(7_000), true)]);
+    }
+}
+
+/// A rolling upgrade, as docs/protocol.md describes it: a sidecar that
+/// predates v2 skips the issue time on decoding, so the bytes it checks are
+/// v1's and a v2 signature fails there; with `security.signV1` upgraded
+/// sidecars send what it verifies, and they accept (and count) v1.
+#[test]
+fn during_an_upgrade_v2_breaks_old_verifiers_and_sign_v1_does_not() {
+    use fabric_routing::wire;
+    let a_key = identity("a", "k1");
+    let mut config = config_with(&["a"]);
+    config.security.require_signatures = true;
+    config.security.trusted_keys = vec![trusted("a", &a_key)].into();
+    let start = 1_800_000_000_000;
+    let mut v2 = ann("a", "x", &["a"], 1, 1);
+    v2.issued_at_ms = Some(start);
+    a_key.sign_announcement(&mut v2);
+    // What an old decoder keeps of it: everything but field 12.
+    let limits = config.decode_limits();
+    let Message::Announcement(mut seen_by_old) =
+        wire::decode(&wire::encode(&Message::Announcement(v2.clone())), &limits).unwrap()
+    else {
+        unreachable!()
+    };
+    seen_by_old.issued_at_ms = None;
+    let mut e = fabric_routing::Engine::new(config.clone(), t(start)).unwrap();
+    assert_eq!(rejected_reasons(&send(&mut e, t(start), "a", seen_by_old)), vec![RejectReason::BadSignature]);
+    // An upgraded node takes the v2 message, and a v1 one (signV1), counted.
+    assert!(rejected_reasons(&send(&mut e, t(start), "a", v2)).is_empty());
+    let mut v1 = ann("a", "y", &["a"], 1, 1);
+    a_key.sign_announcement(&mut v1);
+    assert!(rejected_reasons(&send(&mut e, t(start), "a", v1)).is_empty());
+    assert_eq!(e.stats().v1_messages_accepted_total, 1);
 }

@@ -106,6 +106,7 @@ fn spoofed_advertiser_is_rejected_when_signatures_are_required() {
         advertiser: "a".into(),
         epoch: u64::MAX / 2,
         ttl_ms: 90_000,
+        issued_at_ms: None,
         tags: Vec::new().into(),
         signature: None,
     };

@@ -98,6 +98,7 @@ fn snapshot(populated: bool) -> StatsSnapshot {
         signatures_verified_total: 950 * n,
         signature_cache_hits_total: 400 * n,
         unverified_signatures_accepted_total: 0,
+        v1_messages_accepted_total: n,
         convergence_seconds: convergence,
         last_convergence: BTreeMap::new(),
     }

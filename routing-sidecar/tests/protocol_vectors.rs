@@ -132,7 +132,13 @@ fn doc_vectors_verify() {
     let titles: Vec<&str> = vectors.iter().map(|vector| vector.title.as_str()).collect();
     assert_eq!(
         titles,
-        ["Route announcement", "Route withdrawal", "Link-state update"],
+        [
+            "Route announcement",
+            "Route withdrawal",
+            "Route announcement, v2 (with issue time)",
+            "Route withdrawal, v2 (with issue time)",
+            "Link-state update"
+        ],
         "vector sections in docs/protocol.md"
     );
     for vector in &vectors {

@@ -150,6 +150,7 @@ fn from_mallory(destination: &str, hops: usize, epoch: u64) -> Message {
         advertiser: "mallory".into(),
         epoch,
         ttl_ms: 600_000,
+        issued_at_ms: None,
         tags: Vec::new().into(),
         signature: None,
     })
@@ -206,6 +207,7 @@ async fn spoofed_advertiser_is_rejected_and_counted_in_metrics() {
         advertiser: "mallory".into(),
         epoch: 1,
         ttl_ms: 60_000,
+        issued_at_ms: None,
         tags: Vec::new().into(),
         signature: None,
     };
@@ -846,6 +848,7 @@ async fn a_peer_that_stops_reading_is_reset_at_the_queue_bound_and_the_sender_st
         advertiser: "b".into(),
         epoch: u64::MAX,
         ttl_ms: 90_000,
+        issued_at_ms: None,
         tags: Vec::new().into(),
         signature: None,
     });

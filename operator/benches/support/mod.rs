@@ -171,7 +171,7 @@ pub fn route_policy(j: usize, count: usize, variant: u32) -> RoutePolicy {
             import,
             export,
             tie_breakers: j.is_multiple_of(3).then(|| vec![TieBreaker::Latency, TieBreaker::HopCount]),
-            security: SecuritySpec { require_signatures: j % 4 == 1, allowed_advertisers: None },
+            security: SecuritySpec { require_signatures: j % 4 == 1, ..Default::default() },
             stability: if j.is_multiple_of(2) {
                 StabilitySpec { hold_down: Some(GoDuration::new("30s")), dampening: Some(DampeningSpec::default()) }
             } else {

@@ -97,6 +97,16 @@ pub struct SecuritySpec {
     #[schemars(length(max = 1024), inner(length(min = 1, max = MAX_NAME_LENGTH)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_advertisers: Option<Vec<String>>,
+    /// Sign announcements and withdrawals as protocol v1 (no issue time),
+    /// while sidecars that verify only v1 are in the fabric: step 1 of a
+    /// rolling upgrade (docs/protocol.md, "Versions of the signed encoding").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sign_v1: bool,
+    /// Refuse announcements and withdrawals without a signed issue time
+    /// (v1), so none can be replayed after its tombstone expired. Set once
+    /// fabric_v1_messages_accepted_total stays 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refuse_v1_messages: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -107,6 +107,8 @@ impl ResolvedRoutePolicy<'_> {
         config.import_policy = spec.import.to_engine_policy(spec.mode);
         config.export_policy = spec.export.to_engine_policy(spec.mode);
         config.security.require_signatures = spec.security.require_signatures;
+        config.security.sign_v1 = spec.security.sign_v1;
+        config.security.refuse_v1_messages = spec.security.refuse_v1_messages;
         config.security.allowed_advertisers = spec
             .security
             .allowed_advertisers

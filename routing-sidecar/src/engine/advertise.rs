@@ -98,7 +98,7 @@ impl Engine {
 
     /// The announcement of the best route of `dest` (there is one), with
     /// the next epoch.
-    fn build_announcement(&mut self, dest: DestIx) -> Arc<Message> {
+    fn build_announcement(&mut self, now: Timestamp, dest: DestIx) -> Arc<Message> {
         let epoch = self.allocate_epoch();
         let best = self.table[dest.index()].best().expect("announced routes exist");
         let mut path = Vec::with_capacity(best.path.len() + 1);
@@ -113,6 +113,7 @@ impl Engine {
             advertiser: self.config.node_id.clone(),
             epoch,
             ttl_ms,
+            issued_at_ms: self.issue_time(now),
             tags: self.tag_sets.resolve(best.tags).clone(),
             signature: None,
         };
@@ -122,12 +123,19 @@ impl Engine {
         Arc::new(Message::Announcement(announcement))
     }
 
-    fn build_withdrawal(&mut self, dest: DestIx) -> Arc<Message> {
+    /// The signed issue time of what this node sends now: `None` (protocol
+    /// v1) with `security.signV1`.
+    fn issue_time(&self, now: Timestamp) -> Option<u64> {
+        (!self.config.security.sign_v1).then_some(now.0)
+    }
+
+    fn build_withdrawal(&mut self, now: Timestamp, dest: DestIx) -> Arc<Message> {
         let mut withdrawal = RouteWithdrawal {
             destination: self.destinations.resolve(dest).clone(),
             path: vec![self.config.node_id.clone()],
             advertiser: self.config.node_id.clone(),
             epoch: self.allocate_epoch(),
+            issued_at_ms: self.issue_time(now),
             signature: None,
         };
         if let Some(signer) = &self.signer {
@@ -143,7 +151,7 @@ impl Engine {
 
     /// Produces the messages for every pending destination, in destination
     /// order, then the end-of-table markers due.
-    pub(super) fn flush_advertisements(&mut self, _now: Timestamp) {
+    pub(super) fn flush_advertisements(&mut self, now: Timestamp) {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_unstable();
         let up: Vec<NodeIx> = self
@@ -196,12 +204,12 @@ impl Engine {
             }
             if !announce_to.is_empty() {
                 // Export implies a best route.
-                let message = self.build_announcement(dest);
+                let message = self.build_announcement(now, dest);
                 let to = self.recipient_sets.get(&announce_to, &self.nodes);
                 self.send(to, message);
             }
             if !withdraw_from.is_empty() {
-                let message = self.build_withdrawal(dest);
+                let message = self.build_withdrawal(now, dest);
                 let to = self.recipient_sets.get(&withdraw_from, &self.nodes);
                 self.send(to, message);
             }

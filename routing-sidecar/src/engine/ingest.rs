@@ -183,6 +183,32 @@ impl Engine {
         stored.max(self.tombstones.get(&key).copied())
     }
 
+    /// Whether a message issued at `issued_at_ms` (`None`: protocol v1) may
+    /// be taken at `now`: not older than the validity (`timers.maxTtl`
+    /// minus `security.maxClockSkew`, so a replay after the tombstone
+    /// expired is refused), not from further in the future than the skew.
+    fn check_issue_time(&mut self, now: Timestamp, issued_at_ms: Option<u64>) -> Result<(), Rejection> {
+        let Some(issued_at) = issued_at_ms else {
+            if self.config.security.refuse_v1_messages {
+                let detail = "no signed issue time (protocol v1) while security.refuseV1Messages is true";
+                return Err((RejectReason::V1Message, detail.into()));
+            }
+            return Ok(());
+        };
+        let validity = self.config.message_validity().as_millis() as u64;
+        let skew = self.config.security.max_clock_skew().as_millis() as u64;
+        if issued_at.saturating_add(validity) < now.0 {
+            let detail = format!("issued {} ms ago, valid for {validity} ms", now.0 - issued_at);
+            return Err((RejectReason::StaleIssueTime, detail));
+        }
+        if issued_at > now.0.saturating_add(skew) {
+            let detail =
+                format!("issued {} ms in the future, more than the allowed skew of {skew} ms", issued_at - now.0);
+            return Err((RejectReason::FutureIssueTime, detail));
+        }
+        Ok(())
+    }
+
     /// Verifies the signature if there is one; `Ok(true)` when it verified.
     fn check_signature(
         &mut self,
@@ -266,10 +292,16 @@ impl Engine {
             let detail = format!("epoch {} is older than {}", a.epoch, seen.unwrap_or_default());
             return self.reject(now, Some(destination), from, (RejectReason::StaleEpoch, detail));
         }
+        if let Err(rejection) = self.check_issue_time(now, a.issued_at_ms) {
+            return self.reject(now, Some(destination), from, rejection);
+        }
         let signed = match self.check_signature(now, Signable::Announcement(&a), verdict) {
             Ok(signed) => signed,
             Err(rejection) => return self.reject(now, Some(destination), from, rejection),
         };
+        if a.issued_at_ms.is_none() {
+            self.counters.v1_messages_accepted += 1;
+        }
         let dest = match known {
             Some(dest) => dest,
             None => self.intern_destination(&destination),
@@ -445,8 +477,14 @@ impl Engine {
             return self.reject(now, Some(destination), from, (RejectReason::StaleEpoch, detail));
         }
         let epoch = w.epoch;
+        if let Err(rejection) = self.check_issue_time(now, w.issued_at_ms) {
+            return self.reject(now, Some(destination), from, rejection);
+        }
         if let Err(rejection) = self.check_signature(now, Signable::Withdrawal(&w), verdict) {
             return self.reject(now, Some(destination), from, rejection);
+        }
+        if w.issued_at_ms.is_none() {
+            self.counters.v1_messages_accepted += 1;
         }
         let dest = self.intern_destination(&destination);
         let key = RouteKey { destination: dest, next_hop };

@@ -380,6 +380,12 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
         "Signed messages accepted unverified: the key is unknown and signatures are not required",
         s.unverified_signatures_accepted_total,
     );
+    counter(
+        &mut r,
+        "v1_messages_accepted",
+        "Announcements and withdrawals accepted without a signed issue time (protocol v1)",
+        s.v1_messages_accepted_total,
+    );
 
     // Convergence.
     r.register_with_unit(
@@ -650,6 +656,7 @@ mod tests {
             signatures_verified_total: 0,
             signature_cache_hits_total: 0,
             unverified_signatures_accepted_total: 0,
+            v1_messages_accepted_total: 0,
             convergence_seconds: Histogram::default(),
             last_convergence: BTreeMap::new(),
         }
@@ -686,6 +693,7 @@ mod tests {
             signatures_verified_total: 122,
             signature_cache_hits_total: 123,
             unverified_signatures_accepted_total: 124,
+            v1_messages_accepted_total: 7,
             convergence_seconds: convergence,
             last_convergence: BTreeMap::new(),
         }

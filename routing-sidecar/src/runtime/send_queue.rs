@@ -206,6 +206,7 @@ mod tests {
             advertiser: "node-0".into(),
             epoch: u64::MAX,
             ttl_ms: u32::MAX,
+            issued_at_ms: None,
             tags: (0..tags).map(|i| format!("tag-{i}").into()).collect::<Vec<_>>().into(),
             signature: signed.then(|| SignatureBlock {
                 algorithm: SignatureAlgorithm::Ed25519,
@@ -231,6 +232,7 @@ mod tests {
             path: vec!["node-0".into()],
             advertiser: "node-0".into(),
             epoch: 9,
+            issued_at_ms: None,
             signature: None,
         }));
         for message in &messages {

@@ -353,6 +353,12 @@ const COUNTERS: &[Plain] = &[
     plain("fabric.signatures.unverified_accepted", "{message}", "Signed messages accepted unverified", |s| {
         s.engine.unverified_signatures_accepted_total
     }),
+    plain(
+        "fabric.messages.v1_accepted",
+        "{message}",
+        "Announcements and withdrawals accepted without a signed issue time (protocol v1)",
+        |s| s.engine.v1_messages_accepted_total,
+    ),
     plain("fabric.config.applied", "{config}", "Configs put in force, the startup config included", |s| {
         s.config.applied_total
     }),

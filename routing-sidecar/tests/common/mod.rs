@@ -47,6 +47,7 @@ pub fn ann(from: &str, dest: &str, path: &[&str], cost: u32, epoch: u64) -> Rout
         advertiser: NodeId::new(from),
         epoch,
         ttl_ms: 90_000,
+        issued_at_ms: None,
         tags: Vec::new().into(),
         signature: None,
     }
@@ -63,6 +64,7 @@ pub fn wd(from: &str, dest: &str, epoch: u64) -> RouteWithdrawal {
         path: vec![NodeId::new(from)],
         advertiser: NodeId::new(from),
         epoch,
+        issued_at_ms: None,
         signature: None,
     }
 }
