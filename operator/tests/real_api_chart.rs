@@ -296,3 +296,54 @@ async fn the_chart_with_every_option_on_is_accepted_and_its_pod_is_restricted() 
     // constraints, anti-affinity for two replicas): admission resolves them.
     assert_pod_admitted(&client, &namespace, &rendering).await;
 }
+
+/// `kubectl fabric check --pre` against the real API server, through the
+/// real kubectl (version, api-versions, `auth can-i`, CRDs): an admin may
+/// install; a user who may only create Services in the namespace is told
+/// each missing permission, and the command exits 1.
+#[tokio::test]
+async fn check_pre_passes_for_an_admin_and_names_what_another_user_may_not_create() {
+    let envtest = envtest_or_skip!();
+    let client = envtest.client().await;
+    install_crds(&client).await;
+    let namespace = envtest.namespace(&client, "check-pre").await;
+    let kubectl_dir = envtest.kubectl_path().parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", kubectl_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |kubeconfig: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fabric"))
+            .args(["check", "--pre", "--namespace", &namespace])
+            .env("PATH", &path)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let admin = run(envtest.admin_kubeconfig());
+    let text = String::from_utf8_lossy(&admin.stdout);
+    assert_eq!(admin.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&admin.stderr));
+    assert!(text.contains("[ok]   Kubernetes version: 1.36, native sidecars on"), "{text}");
+    assert!(text.contains("[ok]   create customresourcedefinitions.apiextensions.k8s.io"), "{text}");
+    assert!(text.contains("[warn] fabric CRDs: already installed"), "{text}");
+
+    envtest.service_account(&client, &namespace, "installer").await;
+    let rbac = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: services}}\n\
+         rules: [{{apiGroups: [\"\"], resources: [services], verbs: [create]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: services}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: services}}\n\
+         subjects: [{{kind: ServiceAccount, name: installer, namespace: {namespace}}}]\n"
+    );
+    apply_yaml(&client, &namespace, &rbac).await.unwrap();
+    let token = envtest.token(&client, &namespace, "installer", &[], None).await;
+    let kubeconfig = envtest.kubeconfig_with_token(&format!("installer-{namespace}"), &token).unwrap();
+    let user = run(&kubeconfig);
+    let text = String::from_utf8_lossy(&user.stdout);
+    assert_eq!(user.status.code(), Some(1), "{text}");
+    assert!(text.contains("[ok]   create services: you may create services in namespace"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "[FAIL] create secrets: you may not create secrets in namespace {namespace}: ask for the permission"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("[FAIL] create clusterroles.rbac.authorization.k8s.io"), "{text}");
+}

@@ -269,6 +269,11 @@ impl Envtest {
         issued.status.expect("TokenRequest status").token
     }
 
+    /// The kubectl binary (for tools that run `kubectl` from PATH).
+    pub fn kubectl_path(&self) -> &Path {
+        &self.assets.kubectl
+    }
+
     /// `kubectl --kubeconfig <admin>` (add the arguments).
     pub fn kubectl(&self) -> std::process::Command {
         let mut command = std::process::Command::new(&self.assets.kubectl);

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use fabric_operator::plugin::check::{self, ClusterFacts};
 use fabric_operator::plugin::client::{Api, Service, encode_segment};
 use fabric_operator::plugin::port_forward::{PortForward, Target};
 use fabric_operator::plugin::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, Failure, render};
@@ -67,6 +68,20 @@ enum Command {
     /// Check a folder of manifests offline (the same output and exit status
     /// as `fabric-operator analyze`).
     Analyze(AnalyzeArgs),
+    /// `check --pre`: whether the chart can be installed on the cluster of
+    /// the current kubeconfig context by its user (API version, API groups,
+    /// permissions, fabric CRDs). Exits 1 when a check fails.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Checks before installing (the only mode of `check`).
+    #[arg(long)]
+    pre: bool,
+    /// The namespace the chart is to be installed in.
+    #[arg(short, long, default_value = "fabric-system")]
+    namespace: String,
 }
 
 #[derive(Args)]
@@ -260,6 +275,67 @@ fn analyze(output: Output, args: &AnalyzeArgs) -> Result<u8, Failure> {
     Ok(if analysis.has_errors() { EXIT_FINDINGS } else { EXIT_OK })
 }
 
+/// Runs `kubectl ARGS`; its stdout, or why it failed.
+fn kubectl(args: &[&str]) -> Result<std::process::Output, String> {
+    std::process::Command::new("kubectl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run kubectl {}: {e}", args.join(" ")))
+}
+
+/// Gathers the facts of `check --pre` with kubectl, as the user of the
+/// current kubeconfig context.
+fn cluster_facts(namespace: &str) -> ClusterFacts {
+    let mut facts = ClusterFacts { namespace: namespace.to_owned(), ..Default::default() };
+    if let Ok(out) = kubectl(&["version", "-o", "json"])
+        && let Ok(json) = serde_json::from_slice::<Value>(&out.stdout)
+    {
+        facts.server_version = check::server_version(&json);
+    }
+    if let Ok(out) = kubectl(&["api-versions"]) {
+        facts.api_versions = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    }
+    for resource in check::CLUSTER_RESOURCES.iter().chain(check::NAMESPACED_RESOURCES) {
+        let mut args = vec!["auth", "can-i", "create", resource];
+        if check::NAMESPACED_RESOURCES.contains(resource) {
+            args.extend(["-n", namespace]);
+        }
+        // `yes` (exit 0) or `no` (exit 1); anything else is an error.
+        if let Ok(out) = kubectl(&args) {
+            match String::from_utf8_lossy(&out.stdout).trim() {
+                "yes" => facts.can_create.insert((*resource).to_owned(), true),
+                "no" => facts.can_create.insert((*resource).to_owned(), false),
+                _ => None,
+            };
+        }
+    }
+    let mut args = vec!["get", "crd", "--ignore-not-found", "-o", "name"];
+    args.extend(check::CRDS);
+    if let Ok(out) = kubectl(&args) {
+        facts.crds_present = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| line.trim_start_matches("customresourcedefinition.apiextensions.k8s.io/").to_owned())
+            .collect();
+    }
+    facts
+}
+
+fn check_pre(output: Output, args: &CheckArgs) -> Result<u8, Failure> {
+    if !args.pre {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "check needs --pre (before installing); for a running fabric, `kubectl fabric sync`",
+        ));
+    }
+    let checks = check::evaluate(&cluster_facts(&args.namespace));
+    match output {
+        Output::Text => print!("{}", check::render(&checks)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&checks).unwrap_or_default()),
+    }
+    Ok(if check::failed(&checks) { EXIT_FINDINGS } else { EXIT_OK })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let name = match &cli.command {
@@ -267,9 +343,11 @@ fn main() -> ExitCode {
         Command::Explain { .. } => "explain",
         Command::Sync(_) => "sync",
         Command::Analyze(_) => "analyze",
+        Command::Check(_) => "check",
     };
     let result = match &cli.command {
         Command::Analyze(args) => analyze(cli.output, args),
+        Command::Check(args) => check_pre(cli.output, args),
         command => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Err(e) => Err(Failure::new(EXIT_USAGE, format!("cannot start the runtime: {e}"))),
             Ok(runtime) => runtime.block_on(async {
@@ -277,7 +355,7 @@ fn main() -> ExitCode {
                     Command::Routes(args) => routes(cli.output, args).await,
                     Command::Explain { destination, sidecar } => explain(cli.output, destination, sidecar).await,
                     Command::Sync(args) => sync(cli.output, args).await,
-                    Command::Analyze(_) => unreachable!("handled above"),
+                    Command::Analyze(_) | Command::Check(_) => unreachable!("handled above"),
                 }
             }),
         },

@@ -10,6 +10,7 @@
 //! - [`port_forward`]: `--pod`, a `kubectl port-forward` on a random local
 //!   port for the duration of one command.
 
+pub mod check;
 pub mod client;
 pub mod port_forward;
 pub mod render;
