@@ -208,6 +208,16 @@ async fn the_plugin_reads_a_running_local_fabric() {
     assert_eq!(json.as_array().map(Vec::len), Some(3), "{json}");
     assert!(json.as_array().unwrap().iter().all(|s| s["sync"] == "SYNCED"), "{json}");
 
+    // status: healthy, from the operator's /status and /sidecars.
+    let output = plugin(&["status", "--operator", &operator_http]).await;
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.starts_with(&format!("Operator: version {}, leading\nSidecars: 3/3 SYNCED\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.ends_with("Status: healthy\n"), "{text}");
+
     // routes: s1's table, the others' destinations through their own node.
     let output = plugin(&["routes", "--sidecar", &s1_api]).await;
     assert_exit(&output, 0);
@@ -286,6 +296,17 @@ async fn the_plugin_reads_a_running_local_fabric() {
     let message = stderr(&output);
     assert!(message.contains("kubectl -n fabric port-forward pod/nope :7480 --address 127.0.0.1"), "{message}");
     assert!(message.contains(r#"error: pods "nope" not found"#), "{message}");
+
+    // status names a sidecar that went away, and exits 1.
+    fabric[2].kill().await;
+    let text = wait_for("status reports s3", WAIT, || async {
+        let output = plugin(&["status", "--operator", &operator_http]).await;
+        let text = stdout(&output);
+        if output.status.code() == Some(1) && text.contains("disconnected: fabric/s3") { Ok(text) } else { Err(text) }
+    })
+    .await;
+    assert!(text.contains("Sidecars: 2/3 SYNCED") || text.contains("Sidecars: 3/3 SYNCED"), "{text}");
+    assert!(text.ends_with("Status: needs attention\n"), "{text}");
 }
 
 /// A local port nobody listens on.

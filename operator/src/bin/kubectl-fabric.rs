@@ -65,6 +65,10 @@ enum Command {
     },
     /// Config sync of every sidecar, from the operator (like `istioctl proxy-status`).
     Sync(OperatorArgs),
+    /// The fabric's health on one screen, from the operator: leader and
+    /// version, sidecars not in sync, key rotation, error conditions,
+    /// compiler errors. Exits 1 when something needs attention.
+    Status(OperatorArgs),
     /// Check a folder of manifests offline (the same output and exit status
     /// as `fabric-operator analyze`).
     Analyze(AnalyzeArgs),
@@ -230,6 +234,24 @@ async fn sync(output: Output, args: &OperatorArgs) -> Result<u8, Failure> {
     result.map(|()| EXIT_OK)
 }
 
+async fn status(output: Output, args: &OperatorArgs) -> Result<u8, Failure> {
+    let connection = Connection::open(Service::Operator, &args.operator, args.pod.as_deref(), args.remote_port).await?;
+    let result = async {
+        let (status_body, status) = connection.api.get_json("/status").await?;
+        let (sidecars_body, sidecars) = connection.api.get_json("/sidecars").await?;
+        let unexpected = |e: String| Failure::new(fabric_operator::plugin::EXIT_UNREACHABLE, e);
+        let (text, problem) = fabric_operator::plugin::status::status(&status, &sidecars).map_err(unexpected)?;
+        match output {
+            Output::Text => print!("{text}"),
+            Output::Json => println!("{{\"status\":{status_body},\"sidecars\":{sidecars_body}}}"),
+        }
+        Ok(if problem { EXIT_FINDINGS } else { EXIT_OK })
+    }
+    .await;
+    connection.close().await;
+    result
+}
+
 /// `fabric-operator analyze`, through the same library calls.
 fn analyze(output: Output, args: &AnalyzeArgs) -> Result<u8, Failure> {
     let analysis = fabric_operator::analyze::analyze_dir(&args.path, &args.identity.settings())
@@ -342,6 +364,7 @@ fn main() -> ExitCode {
         Command::Routes(_) => "routes",
         Command::Explain { .. } => "explain",
         Command::Sync(_) => "sync",
+        Command::Status(_) => "status",
         Command::Analyze(_) => "analyze",
         Command::Check(_) => "check",
     };
@@ -355,6 +378,7 @@ fn main() -> ExitCode {
                     Command::Routes(args) => routes(cli.output, args).await,
                     Command::Explain { destination, sidecar } => explain(cli.output, destination, sidecar).await,
                     Command::Sync(args) => sync(cli.output, args).await,
+                    Command::Status(args) => status(cli.output, args).await,
                     Command::Analyze(_) | Command::Check(_) => unreachable!("handled above"),
                 }
             }),

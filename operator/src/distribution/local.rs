@@ -181,6 +181,7 @@ pub(crate) async fn get_status(State(app): State<AppState>) -> Json<Value> {
     }
     let folder = app.folder.lock().unwrap_or_else(|p| p.into_inner());
     Json(json!({
+        "operator": {"version": env!("CARGO_PKG_VERSION"), "leader": app.distributor.counters().leader},
         "objects": objects,
         "problems": compilation.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "manifestIssues": folder.issues,

@@ -14,6 +14,7 @@ pub mod check;
 pub mod client;
 pub mod port_forward;
 pub mod render;
+pub mod status;
 
 /// Exit status: the command did its job (and, for `analyze`, found no error).
 pub const EXIT_OK: u8 = 0;
