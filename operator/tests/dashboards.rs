@@ -465,3 +465,257 @@ async fn the_metrics_listener_serves_every_series_the_sidecar_dashboard_queries(
     let write = local_http::put(address, "/config", "nodeId: m2\n", None).await.unwrap();
     assert!(write.status == 404 || write.status == 405, "no config writes there: {}", write.status);
 }
+
+/// A free port on 127.0.0.1 for a program that cannot report the port it
+/// bound (Prometheus): bound by the OS, released, then given to it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Grafana query as Prometheus gets it once the dashboard variables are
+/// set: every namespace and pod, a rate window a few scrapes long.
+fn as_prometheus_query(expr: &str) -> String {
+    expr.replace("$__rate_interval", "15s").replace("$__range", "1m").replace("$namespace", ".*").replace("$pod", ".*")
+}
+
+/// Every query of every dashboard, evaluated by a real Prometheus (Debian's
+/// `prometheus`, as `promtool`) that scrapes real sidecars (their metrics
+/// listeners, link-state on, sessions up) and a real operator: each must
+/// evaluate without error and return at least one series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
+    use fabric_routing::runtime::lab::Lab;
+    use fabric_routing::runtime::local_http;
+    use fabric_routing::sim::Topology;
+    let Ok(prometheus) = which("prometheus") else {
+        assert!(std::env::var("REQUIRE_PROMTOOL").is_err(), "REQUIRE_PROMTOOL is set but prometheus is not installed");
+        fabric_envtest::uncaptured(
+            "SKIPPED every_dashboard_query_returns_data_from_a_real_prometheus: no prometheus on PATH (scripts/install-promtool.sh)",
+        );
+        return;
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("prometheus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    // Objects for the operator's reconcile series: one fine, one refused.
+    std::fs::write(
+        dir.join("manifests/policies.yaml"),
+        "apiVersion: routing.fabric.dev/v1alpha1\nkind: RoutePolicy\nmetadata: {name: fine, namespace: fabric}\n\
+         spec: {sidecarSelector: {}}\n---\napiVersion: routing.fabric.dev/v1alpha1\nkind: RoutePolicy\n\
+         metadata: {name: refused, namespace: fabric}\nspec: {sidecarSelector: {}, priority: 1, tieBreakers: [Latency, Latency]}\n",
+    )
+    .unwrap();
+
+    // The fabric: three link-state sidecars in a line, and an operator.
+    let topology = Topology::from_yaml(
+        "nodes:\n  - {id: p1, originate: [{destination: svc-p1}]}\n  - {id: p2}\n  - {id: p3, originate: [{destination: svc-p3}]}\n\
+         links:\n  - {a: p1, b: p2}\n  - {a: p2, b: p3}\n",
+    )
+    .unwrap();
+    let link_state = |config: &mut fabric_routing::SidecarConfig| {
+        config.link_state = Some(fabric_routing::link_state::LinkStateConfig::default());
+    };
+    let listen = |_: &fabric_routing::NodeId| vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
+    let lab = Lab::start_with(&support::sidecar_exe(), &topology, &dir.join("lab"), link_state, listen).await.unwrap();
+    lab.wait_for_routes(2, Duration::from_secs(20)).await.unwrap();
+    let args = ["--insecure-plaintext", "--allow-unauthenticated", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+    let operator = support::Operator::spawn_args(&dir, &args).await;
+
+    // Scrape them every second, with the labels Kubernetes discovery gives.
+    let mut targets = String::new();
+    for (id, sidecar) in &lab.nodes {
+        targets.push_str(&format!(
+            "      - targets: ['{}']\n        labels: {{namespace: fabric, pod: {id}}}\n",
+            sidecar.metrics.unwrap()
+        ));
+    }
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: sidecars\n    \
+         static_configs:\n{targets}  - job_name: operator\n    static_configs:\n      - targets: ['{}']\n        \
+         labels: {{namespace: fabric-system, pod: fabric-operator-0}}\n",
+        operator.http
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let _server = tokio::process::Command::new(prometheus)
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let query = |expr: String| async move {
+        let path = format!("/api/v1/query?query={}", urlencode(&expr));
+        let answer = local_http::get(address, &path).await?;
+        let json: Value = serde_json::from_str(&answer.body).map_err(|e| format!("{e}: {}", answer.body))?;
+        if json["status"] != "success" {
+            return Err(format!("{}: {}", json["errorType"], json["error"]));
+        }
+        Ok(json["data"]["result"].as_array().cloned().unwrap_or_default())
+    };
+    // Four targets up, each scraped several times (rates need two samples).
+    let log_path = dir.join("prometheus.log").display().to_string();
+    support::wait_for(
+        &format!("Prometheus scraping every target (log: {log_path})"),
+        Duration::from_secs(60),
+        || async {
+            let up = query("count_over_time(up[30s]) >= 5 and up == 1".into()).await?;
+            if up.len() == 4 { Ok(()) } else { Err(format!("{} of 4 targets up with 5 scrapes", up.len())) }
+        },
+    )
+    .await;
+
+    let mut failures = Vec::new();
+    for q in all_queries() {
+        // What Grafana asks for a variable's values, Prometheus can answer as
+        // a query: `label_values(M, L)` lists the L of the series of M.
+        let expr = as_prometheus_query(&q.expr);
+        let expr = match expr.strip_prefix("label_values(").and_then(|rest| rest.strip_suffix(')')) {
+            Some(args) => {
+                let (metric, label) = args.rsplit_once(',').unwrap();
+                format!("count by ({}) ({metric})", label.trim())
+            }
+            None => expr,
+        };
+        // A panel of problems (`> 0`, `== 0`) is empty in a healthy fabric:
+        // what it filters must have data.
+        let unfiltered = expr.replace(" > 0", "").replace(" == 0", "");
+        for (expr, must_have_data) in [(&expr, unfiltered == expr), (&unfiltered, true)] {
+            match query(expr.clone()).await {
+                Ok(series) if series.is_empty() && must_have_data => {
+                    failures.push(format!("{} {}: no data: {expr}", q.dashboard, q.location))
+                }
+                Ok(_) => {}
+                Err(error) => failures.push(format!("{} {}: {error}: {expr}", q.dashboard, q.location)),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} queries failed:\n{}",
+        failures.len(),
+        all_queries().len(),
+        failures.join("\n")
+    );
+
+    // scripts/dashboard-plots.sh: a few panels as the run saw them, one
+    // sidecar (p3) stopped half way, as SVG for docs/metrics.md.
+    let Ok(plots) = std::env::var("FABRIC_DASHBOARD_PLOTS") else { return };
+    let mut lab = lab;
+    let stop = std::time::SystemTime::now();
+    lab.nodes.get_mut("p3").unwrap().kill().await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let end = std::time::SystemTime::now();
+    let start = stop - Duration::from_secs(12);
+    let seconds = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let panels = [
+        ("routes-active", "Routes active (fabric_routes_active), p3 stopped at t=12 s", "fabric_routes_active"),
+        ("link-state-routes", "Link-state routes (fabric_link_state_routes_active)", "fabric_link_state_routes_active"),
+        (
+            "peer-sessions-up",
+            "Peer sessions up (sum by pod of fabric_peer_session_up)",
+            "sum by (pod) (fabric_peer_session_up)",
+        ),
+    ];
+    for (file, title, expr) in panels {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={:.3}&end={:.3}&step=1",
+            urlencode(expr),
+            seconds(start),
+            seconds(end)
+        );
+        let answer = local_http::get(address, &path).await.unwrap();
+        let json: Value = serde_json::from_str(&answer.body).unwrap();
+        let series: Vec<(String, Vec<(f64, f64)>)> = json["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let label = s["metric"]["pod"].as_str().unwrap_or("all").to_owned();
+                let points = s["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| (v[0].as_f64().unwrap() - seconds(start), v[1].as_str().unwrap().parse().unwrap_or(0.0)))
+                    .collect();
+                (label, points)
+            })
+            .collect();
+        std::fs::write(Path::new(&plots).join(format!("dashboard-{file}.svg")), svg_plot(title, &series)).unwrap();
+    }
+}
+
+/// A line chart as SVG: `series` of (seconds, value) points, one colour
+/// each, with axes, ticks and a legend.
+fn svg_plot(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+    let (width, height, left, top, right, bottom) = (640.0, 300.0, 50.0, 30.0, 110.0, 30.0);
+    let points = series.iter().flat_map(|(_, p)| p.iter());
+    let x_max = points.clone().map(|p| p.0).fold(1.0_f64, f64::max);
+    let y_max = points.map(|p| p.1).fold(1.0_f64, f64::max).ceil();
+    let x = |t: f64| left + t / x_max * (width - left - right);
+    let y = |v: f64| height - bottom - v / y_max * (height - top - bottom);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" \
+         font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"18\" font-size=\"13\">{title}</text>\n"
+    );
+    svg.push_str(&format!(
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{left}\" y1=\"{top}\" \
+         x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
+        y(0.0),
+        x(x_max),
+        y(0.0),
+        y(0.0)
+    ));
+    for step in 0..=4 {
+        let value = y_max * f64::from(step) / 4.0;
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value:.1}</text>\n",
+            left - 4.0,
+            y(value) + 4.0
+        ));
+        let t = x_max * f64::from(step) / 4.0;
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{t:.0} s</text>\n",
+            x(t),
+            height - 10.0
+        ));
+    }
+    for (i, (label, points)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let line: Vec<String> = points.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect();
+        svg.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
+             <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{label}</text>\n",
+            line.join(" "),
+            width - right + 10.0,
+            top + 14.0 * i as f64 + 10.0
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .ok_or(())
+}
+
+/// Percent-encoding of a query parameter value.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
