@@ -22,6 +22,23 @@ pub fn analyze_dir(dir: &Path, identity: &Settings) -> Result<Analysis, Manifest
     Ok(Analysis { manifests, compilation })
 }
 
+/// `analyze -f DIR --plan CHANGE`: the fabric of `dir` with the objects of
+/// `change` applied, analysed, and what the change does (docs/kubectl-fabric.md,
+/// "plan").
+pub fn plan_dir(
+    dir: &Path,
+    change: &Path,
+    identity: &Settings,
+) -> Result<(Analysis, crate::plan::Plan), ManifestError> {
+    let before = load_dir(dir)?;
+    let changed = load_dir(change)?;
+    let after = crate::plan::overlay(&before.index, &changed.index);
+    let (plan, compilation) = crate::plan::plan(&before.index, &after, identity);
+    let mut manifests = changed;
+    manifests.index = after;
+    Ok((Analysis { manifests, compilation }, plan))
+}
+
 impl Analysis {
     /// Errors or conflicts anywhere (`analyze` exits 1).
     pub fn has_errors(&self) -> bool {

@@ -16,6 +16,7 @@ pub mod index;
 pub mod manifests;
 pub mod metrics;
 pub mod peer_ca;
+pub mod plan;
 pub mod plugin;
 pub mod rotation;
 pub mod selector;

@@ -398,11 +398,33 @@ struct AnalyzeArgs {
     /// Print only the findings, not the compiled configs.
     #[arg(long)]
     no_configs: bool,
+    /// A file (or folder) of changed or new objects: compile the fabric
+    /// with them applied, simulate both, and print per sidecar what the
+    /// change does. Exits 1 when a sidecar loses a destination.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
     #[command(flatten)]
     identity: fabric_operator::identity_flags::IdentityFlags,
 }
 
 fn analyze(args: &AnalyzeArgs) -> ExitCode {
+    if let Some(change) = &args.plan {
+        return match fabric_operator::analyze::plan_dir(&args.path, change, &args.identity.settings()) {
+            Ok((analysis, plan)) => {
+                print!("{}", analysis.render_findings());
+                print!("{}", plan.render());
+                if analysis.compilation.has_errors() || plan.loses_reachability() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(error) => {
+                eprintln!("fabric-operator analyze: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let analysis = match fabric_operator::analyze::analyze_dir(&args.path, &args.identity.settings()) {
         Ok(analysis) => analysis,
         Err(error) => {

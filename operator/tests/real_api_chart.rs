@@ -347,3 +347,58 @@ async fn check_pre_passes_for_an_admin_and_names_what_another_user_may_not_creat
     );
     assert!(text.contains("[FAIL] create clusterroles.rbac.authorization.k8s.io"), "{text}");
 }
+
+/// `kubectl fabric plan -f change.yaml` reads the fabric from a real API
+/// server with the real kubectl (CRs and sidecar pods of one namespace),
+/// applies the change offline and simulates both: dropping a neighbor
+/// loses destinations (exit 1, named per sidecar); a harmless change exits 0.
+#[tokio::test]
+async fn plan_reads_the_fabric_from_the_cluster_and_names_what_a_change_breaks() {
+    let envtest = envtest_or_skip!();
+    let client = envtest.client().await;
+    install_crds(&client).await;
+    let namespace = envtest.namespace(&client, "plan").await;
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{routing.fabric.dev/sidecar: \"true\", \
+             routing.fabric.dev/node-id: {name}}}\n  annotations: {{routing.fabric.dev/peer-address: \"10.0.0.1:7443\"}}\n\
+             spec:\n  containers: [{{name: app, image: registry.invalid/app:1}}]\n"
+        )
+    };
+    let mesh = |neighbors: &str| {
+        format!(
+            "apiVersion: routing.fabric.dev/v1alpha1\nkind: NeighborPolicy\nmetadata: {{name: mesh, namespace: {namespace}}}\n\
+             spec:\n  sidecarSelector: {{}}\n  neighbors: [{neighbors}]\n"
+        )
+    };
+    for name in ["p1", "p2", "p3"] {
+        apply_yaml(&client, &namespace, &pod(name)).await.unwrap();
+    }
+    apply_yaml(&client, &namespace, &mesh("{selector: {}}")).await.unwrap();
+    let dir = envtest.dir().join(&namespace);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubectl_dir = envtest.kubectl_path().parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", kubectl_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |change: &str| {
+        let file = dir.join("change.yaml");
+        std::fs::write(&file, change).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fabric"))
+            .args(["plan", "-n", &namespace, "-f"])
+            .arg(&file)
+            .env("PATH", &path)
+            .env("KUBECONFIG", envtest.admin_kubeconfig())
+            .output()
+            .unwrap()
+    };
+    // Only p1 and p2 peer: p3 is cut off.
+    let cut = run(&mesh("{nodeId: p1}, {nodeId: p2}"));
+    let text = String::from_utf8_lossy(&cut.stdout);
+    assert_eq!(cut.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&cut.stderr));
+    assert!(text.contains("Plan: 3 of 3 sidecar(s) change; 3 lose a destination"), "{text}");
+    assert!(text.contains("p3:\n  UNREACHABLE  p1 (was via p1)\n  UNREACHABLE  p2 (was via p2)\n"), "{text}");
+    // The same mesh again: nothing changes.
+    let same = run(&mesh("{selector: {}}"));
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert_eq!(same.status.code(), Some(0), "{text}");
+    assert!(text.contains("Plan: 0 of 3 sidecar(s) change; 0 lose a destination"), "{text}");
+}

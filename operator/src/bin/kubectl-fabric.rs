@@ -76,6 +76,25 @@ enum Command {
     /// the current kubeconfig context by its user (API version, API groups,
     /// permissions, fabric CRDs). Exits 1 when a check fails.
     Check(CheckArgs),
+    /// What applying a file of fabric objects would do: the fabric as the
+    /// cluster has it and with the file applied, compiled and simulated;
+    /// per sidecar, next hops that change, destinations lost or gained,
+    /// routes refused by policy, keys no longer trusted. Exits 1 when a
+    /// sidecar loses a destination or the result has errors.
+    Plan(PlanArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The change: a file (or folder) of RoutePolicies, NeighborPolicies,
+    /// RouteKeys, LinkStateAreas (created or replaced) and Pods.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    change: PathBuf,
+    /// Only this namespace of the cluster (default: every namespace).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    #[command(flatten)]
+    identity: fabric_operator::identity_flags::IdentityFlags,
 }
 
 #[derive(Args)]
@@ -343,6 +362,51 @@ fn cluster_facts(namespace: &str) -> ClusterFacts {
     facts
 }
 
+/// The fabric objects and sidecar pods of the cluster, as manifest files in
+/// `dir` (one JSON document per object).
+fn export_fabric(dir: &std::path::Path, namespace: Option<&str>) -> Result<(), Failure> {
+    let scope: Vec<&str> = match namespace {
+        Some(namespace) => vec!["-n", namespace],
+        None => vec!["-A"],
+    };
+    let kinds = "routepolicies.routing.fabric.dev,neighborpolicies.routing.fabric.dev,routekeys.routing.fabric.dev,\
+                 linkstateareas.routing.fabric.dev";
+    let queries: [(&str, Vec<&str>); 2] = [
+        ("objects", vec!["get", kinds, "-o", "json"]),
+        ("pods", vec!["get", "pods", "-l", "routing.fabric.dev/sidecar=true", "-o", "json"]),
+    ];
+    let unreachable = |message: String| Failure::new(fabric_operator::plugin::EXIT_UNREACHABLE, message);
+    for (name, mut args) in queries {
+        args.extend(&scope);
+        let out = kubectl(&args).map_err(unreachable)?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(unreachable(format!("kubectl {}: {}", args.join(" "), stderr.trim())));
+        }
+        let list: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| unreachable(format!("kubectl {}: not JSON: {e}", args.join(" "))))?;
+        let documents: Vec<String> =
+            list["items"].as_array().into_iter().flatten().map(|item| item.to_string()).collect();
+        std::fs::write(dir.join(format!("{name}.yaml")), documents.join("\n---\n"))
+            .map_err(|e| Failure::new(EXIT_USAGE, format!("{}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+fn plan(args: &PlanArgs) -> Result<u8, Failure> {
+    let dir = std::env::temp_dir().join(format!("kubectl-fabric-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::new(EXIT_USAGE, format!("{}: {e}", dir.display())))?;
+    let result = export_fabric(&dir, args.namespace.as_deref()).and_then(|()| {
+        fabric_operator::analyze::plan_dir(&dir, &args.change, &args.identity.settings())
+            .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let (analysis, plan) = result?;
+    print!("{}", analysis.render_findings());
+    print!("{}", plan.render());
+    Ok(if analysis.compilation.has_errors() || plan.loses_reachability() { EXIT_FINDINGS } else { EXIT_OK })
+}
+
 fn check_pre(output: Output, args: &CheckArgs) -> Result<u8, Failure> {
     if !args.pre {
         return Err(Failure::new(
@@ -367,10 +431,12 @@ fn main() -> ExitCode {
         Command::Status(_) => "status",
         Command::Analyze(_) => "analyze",
         Command::Check(_) => "check",
+        Command::Plan(_) => "plan",
     };
     let result = match &cli.command {
         Command::Analyze(args) => analyze(cli.output, args),
         Command::Check(args) => check_pre(cli.output, args),
+        Command::Plan(args) => plan(args),
         command => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Err(e) => Err(Failure::new(EXIT_USAGE, format!("cannot start the runtime: {e}"))),
             Ok(runtime) => runtime.block_on(async {
@@ -379,7 +445,7 @@ fn main() -> ExitCode {
                     Command::Explain { destination, sidecar } => explain(cli.output, destination, sidecar).await,
                     Command::Sync(args) => sync(cli.output, args).await,
                     Command::Status(args) => status(cli.output, args).await,
-                    Command::Analyze(_) | Command::Check(_) => unreachable!("handled above"),
+                    Command::Analyze(_) | Command::Check(_) | Command::Plan(_) => unreachable!("handled above"),
                 }
             }),
         },
