@@ -130,9 +130,16 @@ fn simulated(config: &SidecarConfig) -> SidecarConfig {
     config
 }
 
-/// The routes (destination -> next hop) and policy rejects of every node of
-/// `compilation`, run to quiet.
-fn simulate(compilation: &Compilation) -> BTreeMap<NodeId, (BTreeMap<String, String>, BTreeMap<String, u64>)> {
+/// What one simulated node ends with: its routes (destination -> next hop)
+/// and its policy rejects by reason.
+#[derive(Default)]
+struct Outcome {
+    routes: BTreeMap<String, String>,
+    policy_rejects: BTreeMap<String, u64>,
+}
+
+/// The outcome of every node of `compilation`, run to quiet.
+fn simulate(compilation: &Compilation) -> BTreeMap<NodeId, Outcome> {
     let configs: Vec<SidecarConfig> = compilation.sidecars.values().map(|c| simulated(&c.config)).collect();
     let neighbors: BTreeMap<NodeId, BTreeSet<NodeId>> =
         configs.iter().map(|c| (c.node_id.clone(), c.neighbors.iter().map(|n| n.id.clone()).collect())).collect();
@@ -159,7 +166,7 @@ fn simulate(compilation: &Compilation) -> BTreeMap<NodeId, (BTreeMap<String, Str
                 .filter(|(reason, _)| reason.starts_with("policy_"))
                 .map(|(reason, count)| (reason.to_string(), *count))
                 .collect();
-            (node, (routes, rejects))
+            (node, Outcome { routes, policy_rejects: rejects })
         })
         .collect()
 }
@@ -178,12 +185,13 @@ fn trusted(compilation: &Compilation, node: &NodeId) -> BTreeSet<String> {
 pub fn plan(before: &Index, after: &Index, identity: &Settings) -> (Plan, Compilation) {
     let (old, new) = (compile_with(before, identity), compile_with(after, identity));
     let (was, will) = (simulate(&old), simulate(&new));
-    let empty = (BTreeMap::new(), BTreeMap::new());
+    let empty = Outcome::default();
     let mut plan = Plan::default();
     let nodes: BTreeSet<&NodeId> = old.sidecars.keys().chain(new.sidecars.keys()).collect();
     for node in nodes {
-        let (old_routes, old_rejects) = was.get(node).unwrap_or(&empty);
-        let (new_routes, new_rejects) = will.get(node).unwrap_or(&empty);
+        let (before, after) = (was.get(node).unwrap_or(&empty), will.get(node).unwrap_or(&empty));
+        let (old_routes, old_rejects) = (&before.routes, &before.policy_rejects);
+        let (new_routes, new_rejects) = (&after.routes, &after.policy_rejects);
         let mut changes = NodeChanges::default();
         for (destination, from) in old_routes {
             match new_routes.get(destination) {
