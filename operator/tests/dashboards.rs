@@ -602,6 +602,18 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         failures.join("\n")
     );
 
+    // kubectl fabric status takes the rejects by reason from this Prometheus.
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fabric"))
+        .args(["status", "--operator", &operator.http.to_string(), "--prometheus", &address.to_string()])
+        .args(["--window", "1m"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("\nRejects (last 1m): none\n"), "{text}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(text.contains("RoutePolicy fabric/refused: Accepted=False (Invalid)"), "{text}");
+    assert_eq!(status.status.code(), Some(1), "the refused policy needs attention: {text}");
+
     // scripts/dashboard-plots.sh: a few panels as the run saw them, one
     // sidecar (p3) stopped half way, as SVG for docs/metrics.md.
     let Ok(plots) = std::env::var("FABRIC_DASHBOARD_PLOTS") else { return };

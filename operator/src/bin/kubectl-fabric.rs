@@ -68,7 +68,7 @@ enum Command {
     /// The fabric's health on one screen, from the operator: leader and
     /// version, sidecars not in sync, key rotation, error conditions,
     /// compiler errors. Exits 1 when something needs attention.
-    Status(OperatorArgs),
+    Status(StatusArgs),
     /// Check a folder of manifests offline (the same output and exit status
     /// as `fabric-operator analyze`).
     Analyze(AnalyzeArgs),
@@ -82,6 +82,19 @@ enum Command {
     /// routes refused by policy, keys no longer trusted. Exits 1 when a
     /// sidecar loses a destination or the result has errors.
     Plan(PlanArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    operator: OperatorArgs,
+    /// A Prometheus that scrapes the sidecars, HOST:PORT: adds announcement
+    /// rejects by reason over --window.
+    #[arg(long, value_name = "ADDR")]
+    prometheus: Option<String>,
+    /// The window of the rejects (a PromQL duration).
+    #[arg(long, default_value = "5m", requires = "prometheus")]
+    window: String,
 }
 
 #[derive(Args)]
@@ -253,13 +266,31 @@ async fn sync(output: Output, args: &OperatorArgs) -> Result<u8, Failure> {
     result.map(|()| EXIT_OK)
 }
 
-async fn status(output: Output, args: &OperatorArgs) -> Result<u8, Failure> {
-    let connection = Connection::open(Service::Operator, &args.operator, args.pod.as_deref(), args.remote_port).await?;
+async fn status(output: Output, args: &StatusArgs) -> Result<u8, Failure> {
+    use fabric_operator::plugin::status;
+    let unexpected = |e: String| Failure::new(fabric_operator::plugin::EXIT_UNREACHABLE, e);
+    let rejects = match &args.prometheus {
+        None => None,
+        Some(address) => {
+            let prometheus = Api::resolve(Service::Prometheus, address).await?;
+            let path = format!("/api/v1/query?query={}", encode_segment(&status::rejects_query(&args.window)));
+            let (_, answer) = prometheus.get_json(&path).await?;
+            Some(status::rejects_from(&answer).map_err(unexpected)?)
+        }
+    };
+    let args_operator = &args.operator;
+    let connection = Connection::open(
+        Service::Operator,
+        &args_operator.operator,
+        args_operator.pod.as_deref(),
+        args_operator.remote_port,
+    )
+    .await?;
     let result = async {
         let (status_body, status) = connection.api.get_json("/status").await?;
         let (sidecars_body, sidecars) = connection.api.get_json("/sidecars").await?;
-        let unexpected = |e: String| Failure::new(fabric_operator::plugin::EXIT_UNREACHABLE, e);
-        let (text, problem) = fabric_operator::plugin::status::status(&status, &sidecars).map_err(unexpected)?;
+        let window_rejects = rejects.as_deref().map(|r| (args.window.as_str(), r));
+        let (text, problem) = status::status(&status, &sidecars, window_rejects).map_err(unexpected)?;
         match output {
             Output::Text => print!("{text}"),
             Output::Json => println!("{{\"status\":{status_body},\"sidecars\":{sidecars_body}}}"),

@@ -19,6 +19,8 @@ pub enum Service {
     /// The operator's HTTP API (`fabric-operator run --http`; `8080` in the
     /// chart).
     Operator,
+    /// A Prometheus that scrapes the sidecars (`status --prometheus`).
+    Prometheus,
 }
 
 impl Service {
@@ -26,6 +28,7 @@ impl Service {
         match self {
             Service::Sidecar => "sidecar API",
             Service::Operator => "operator HTTP API",
+            Service::Prometheus => "Prometheus HTTP API",
         }
     }
 
@@ -34,6 +37,7 @@ impl Service {
         match self {
             Service::Sidecar => 7480,
             Service::Operator => 8080,
+            Service::Prometheus => 9090,
         }
     }
 
@@ -48,6 +52,10 @@ impl Service {
                  kubectl -n fabric-system port-forward deployment/fabric-fabric-routing 8080\n\
                  then pass --operator 127.0.0.1:8080 (or let kubectl fabric do it: \
                  --pod fabric-system/deployment/fabric-fabric-routing)."
+                .into(),
+            Service::Prometheus => "Forward the Prometheus that scrapes the sidecars first, e.g.:\n  \
+                 kubectl -n monitoring port-forward svc/prometheus-operated 9090\n\
+                 then pass --prometheus 127.0.0.1:9090."
                 .into(),
         }
     }

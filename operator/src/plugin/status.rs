@@ -9,11 +9,50 @@ use serde_json::Value;
 
 use super::render::table;
 
+/// Reject reasons that say something is wrong with trust (not policy doing
+/// its job): any of them over the window needs attention.
+const TRUST_REASONS: &[&str] = &[
+    "bad_signature",
+    "unknown_key",
+    "key_not_yet_valid",
+    "key_expired",
+    "unsigned",
+    "stale_issue_time",
+    "future_issue_time",
+    "v1_message",
+];
+
+/// The PromQL of the rejects by reason over `window`.
+pub fn rejects_query(window: &str) -> String {
+    format!("sum by (reason) (increase(fabric_announcement_rejects_total[{window}])) > 0")
+}
+
+/// `(reason, count)` from a Prometheus instant query answer.
+pub fn rejects_from(answer: &Value) -> Result<Vec<(String, f64)>, String> {
+    if answer["status"] != "success" {
+        return Err(format!("Prometheus: {} {}", answer["errorType"], answer["error"]));
+    }
+    let result = answer["data"]["result"].as_array().ok_or("Prometheus: no data.result")?;
+    Ok(result
+        .iter()
+        .map(|series| {
+            let reason = series["metric"]["reason"].as_str().unwrap_or("?").to_owned();
+            let value = series["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            (reason, value)
+        })
+        .collect())
+}
+
 /// The status text, and whether something needs attention (the command
 /// then exits 1): the replica does not lead, a sidecar is not SYNCED or not
 /// connected, a key rotation waits with an error, an object has an error
-/// condition, or the compiler reports an error.
-pub fn status(status: &Value, sidecars: &Value) -> Result<(String, bool), String> {
+/// condition, the compiler reports an error, or (with `rejects`, from
+/// Prometheus over a window) announcements were refused for a trust reason.
+pub fn status(
+    status: &Value,
+    sidecars: &Value,
+    rejects: Option<(&str, &[(String, f64)])>,
+) -> Result<(String, bool), String> {
     let sidecars = sidecars.as_array().ok_or("/sidecars: expected a JSON list")?;
     let objects = status["objects"].as_object().ok_or("/status: no `objects`")?;
     let mut out = String::new();
@@ -102,6 +141,18 @@ pub fn status(status: &Value, sidecars: &Value) -> Result<(String, bool), String
     for error in &compile_errors {
         out.push_str(&format!("  {error}\n"));
     }
+    match rejects {
+        None => out.push_str("Rejects: not shown (pass --prometheus ADDR)\n"),
+        Some((window, [])) => out.push_str(&format!("Rejects (last {window}): none\n")),
+        Some((window, rejects)) => {
+            out.push_str(&format!("Rejects (last {window}):\n"));
+            for (reason, count) in rejects {
+                let trust = TRUST_REASONS.contains(&reason.as_str());
+                problem |= trust;
+                out.push_str(&format!("  {reason}: {count:.0}{}\n", if trust { " (trust)" } else { "" }));
+            }
+        }
+    }
     out.push_str(if problem { "Status: needs attention\n" } else { "Status: healthy\n" });
     Ok((out, problem))
 }
@@ -132,14 +183,25 @@ mod tests {
     #[test]
     fn a_healthy_fabric_says_so() {
         let (status, sidecars) = healthy();
-        let (text, problem) = super::status(&status, &sidecars).unwrap();
+        let (text, problem) = super::status(&status, &sidecars, Some(("5m", &[]))).unwrap();
         assert!(!problem, "{text}");
         assert!(text.starts_with("Operator: version 0.1.0, leading\nSidecars: 2/2 SYNCED\nKey rotation:\n"), "{text}");
         assert!(
             text.ends_with(
-                "Objects: 0 with error conditions\nProblems: 0 error(s) from the compiler\nStatus: healthy\n"
-            )
+                "Objects: 0 with error conditions\nProblems: 0 error(s) from the compiler\nRejects (last 5m): none\n\
+                 Status: healthy\n"
+            ),
+            "{text}"
         );
+        // Policy doing its job is shown, not a problem; a trust reason is.
+        let policy = [("policy_destination".to_owned(), 4.0)];
+        assert!(!super::status(&status, &sidecars, Some(("5m", &policy))).unwrap().1);
+        let forged = [("bad_signature".to_owned(), 2.0)];
+        let (text, problem) = super::status(&status, &sidecars, Some(("5m", &forged))).unwrap();
+        assert!(problem && text.contains("  bad_signature: 2 (trust)\n"), "{text}");
+        let answer = serde_json::json!({"status": "success", "data": {"result": [
+            {"metric": {"reason": "bad_signature"}, "value": [1.0, "2"]}]}});
+        assert_eq!(rejects_from(&answer).unwrap(), forged);
     }
 
     #[test]
@@ -150,7 +212,7 @@ mod tests {
         status["keyRotation"]["fabric/a"]["error"] = json!("secrets is forbidden");
         status["objects"]["RoutePolicy fabric/default"]["conditions"][1]["status"] = json!("False");
         status["problems"] = json!(["error: Pod fabric/x: node id x is claimed by two pods"]);
-        let (text, problem) = super::status(&status, &sidecars).unwrap();
+        let (text, problem) = super::status(&status, &sidecars, None).unwrap();
         assert!(problem);
         for expected in [
             "NOT LEADING",
