@@ -308,25 +308,32 @@ for d in default:
 full = load("full.yaml")
 summary["full"] = expect_kinds("full", full, {
     **base, "Role": 3, "RoleBinding": 3, "Certificate": 2, "Issuer": 2, "PodDisruptionBudget": 1,
-    "NetworkPolicy": 1, "ServiceMonitor": 1, "PodMonitor": 1, "ConfigMap": 1, "ValidatingWebhookConfiguration": 1})
+    "NetworkPolicy": 3, "ServiceMonitor": 1, "PodMonitor": 1, "ConfigMap": 1, "ValidatingWebhookConfiguration": 1})
 validating = one(full, "ValidatingWebhookConfiguration")
 if validating:
     hook = validating["webhooks"][0]
     if (hook["failurePolicy"] != "Ignore" or hook["clientConfig"]["service"]["path"] != "/validate-fabric"
             or hook["rules"][0]["resources"] != ["routepolicies", "neighborpolicies", "routekeys", "linkstateareas"]):
         problems.append(f"full: the ValidatingWebhookConfiguration is not the fabric kinds' Ignore hook: {hook}")
+sidecar_policies = [d for d in full if d and d.get("kind") == "NetworkPolicy" and d["metadata"]["name"].endswith("-sidecars")]
+if sorted(p["metadata"]["namespace"] for p in sidecar_policies) != ["fabric", "fabric-staging"]:
+    problems.append(f"full: expected a sidecar NetworkPolicy in fabric and fabric-staging, got {sidecar_policies}")
+for policy in sidecar_policies:
+    ports = [r["ports"][0]["port"] for r in policy["spec"]["ingress"]]
+    if ports != ["fabric-peer", "fabric-metrics", 8080]:
+        problems.append(f"full: sidecar NetworkPolicy ports {ports}")
 pod_monitor = one(full, "PodMonitor")
 if pod_monitor:
     spec = pod_monitor["spec"]
     if (spec["selector"] != {"matchLabels": {"routing.fabric.dev/sidecar": "true"}}
             or spec["podMetricsEndpoints"][0]["port"] != "fabric-metrics"
-            or spec["namespaceSelector"] != {"matchNames": ["fabric", "fabric-edge"]}):
+            or spec["namespaceSelector"] != {"matchNames": ["fabric", "fabric-staging"]}):
         problems.append(f"full: the PodMonitor does not scrape fabric-metrics of the fabric pods: {spec}")
 dep, c = container(full)
 if dep["spec"]["replicas"] != 2 or "--no-leader-election" in c["args"]:
     problems.append("full: expected 2 replicas with leader election")
 identity_args = " ".join(c["args"])
-if ("--fabric-namespace fabric --fabric-namespace fabric-edge --unbound-node-ids refuse" not in identity_args):
+if ("--fabric-namespace fabric --fabric-namespace fabric-staging --unbound-node-ids refuse" not in identity_args):
     problems.append(f"full: identity flags missing from {c['args']}")
 if not c["image"].startswith("registry.example.com/fabric/fabric-operator@sha256:"):
     problems.append(f"full: operator image {c['image']} does not use the digest")

@@ -50,8 +50,9 @@ const FOREIGN_CRDS: &[(&str, &str, &str, &str)] = &[
 /// untested.
 const FULL_VALUES_KINDS: &[&str] = &["NetworkPolicy", "PodDisruptionBudget", "ConfigMap"];
 
-/// The namespaces `rbac.secrets.namespaces` of the full values names: the
-/// chart renders a Role and RoleBinding into each, so they must exist.
+/// The namespaces `rbac.secrets.namespaces` and `identity.namespaces` of the
+/// full values name: the chart renders a Role and RoleBinding, and a
+/// NetworkPolicy for the fabric pods, into each, so they must exist.
 const FULL_VALUES_SECRET_NAMESPACES: &[&str] = &["fabric", "fabric-staging"];
 
 /// How the API server words a workload whose pod template breaks the
