@@ -548,12 +548,39 @@ async fn operator_issued_peer_certificates_are_renewed_without_dropping_sessions
         assert_eq!(&now, counts, "{}: no session ended or started across the renewal", sidecar.node_id);
     }
     let metrics = operator_metrics(&operator).await;
+    let mut operator = operator;
     assert!(
         metrics.lines().any(|l| l.starts_with("fabric_operator_peer_certificates_issued_total ")
             && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 4.0)),
         "{metrics}"
     );
     has_route(&fabric[0], "svc-t2").await.unwrap();
+
+    // The operator goes away and t1 restarts: its key and last certificate
+    // come back from its state dir, so it peers with t2 again without the
+    // operator.
+    operator.kill().await;
+    let mut fabric = fabric;
+    fabric[0].terminate().await.unwrap();
+    let mut args: Vec<String> =
+        ["--operator", url.as_str(), "--namespace", "fabric", "--operator-initial-timeout", "1s"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+    args.extend(
+        ["--operator-token-file", token.as_str(), "--peer-tls-from-operator", "--label", "mesh=test"].map(String::from),
+    );
+    // No --config: the config comes back from the state dir (the
+    // operator's last one, with t2's address).
+    let restarted =
+        SidecarProcess::spawn_with(&sidecar_exe(), "t1".into(), &dir.join("t1"), None, &args).await.unwrap();
+    let certificate = config_of(&restarted).await["peer_certificate"].clone();
+    assert_eq!(certificate["source"], "operator", "the kept certificate is in use: {certificate}");
+    wait_for("t1 peers with t2 over mutual TLS, the operator gone", WAIT, || async {
+        has_route(&restarted, "svc-t2").await?;
+        has_route(&fabric[1], "svc-t1").await
+    })
+    .await;
 }
 
 async fn sessions_established(sidecar: &SidecarProcess) -> u64 {

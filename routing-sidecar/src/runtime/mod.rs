@@ -135,7 +135,13 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
     if let Some(state) = &state {
         state.save_config(&config).map_err(|e| format!("state dir: {e}"))?;
     }
-    let tls = PeerTls::new(&options.peer_tls)?;
+    let tls = match (&options.peer_tls, &options.state_dir) {
+        // The key and last certificate survive a restart (with the signing
+        // key and the config), so a restart while the operator is away can
+        // still peer.
+        (PeerTlsSource::Operator, Some(dir)) => Some(Arc::new(PeerTls::from_operator(Some(dir))?)),
+        (source, _) => PeerTls::new(source)?,
+    };
     let node_id = config.node_id.clone();
     let mut engine = Engine::new(config.clone(), clock::now()).map_err(|e| e.to_string())?;
     engine.set_signer(signer);

@@ -67,7 +67,15 @@ pub struct CertificateStatus {
 struct OperatorKey {
     key: PrivatePkcs8KeyDer<'static>,
     csr: Vec<u8>,
+    /// Where the key and the last certificate are kept, so a sidecar that
+    /// restarts while the operator is away can still peer.
+    state: Option<PathBuf>,
 }
+
+/// Files of an operator-issued certificate in the state directory.
+const KEY_FILE: &str = "peer-tls-key.pem";
+const CHAIN_FILE: &str = "peer-tls-chain.pem";
+const CA_FILE: &str = "peer-tls-ca.pem";
 
 impl std::fmt::Debug for PeerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,7 +166,7 @@ impl PeerTls {
         match source {
             PeerTlsSource::Off => Ok(None),
             PeerTlsSource::Files(files) => Self::from_files(files).map(|tls| Some(Arc::new(tls))),
-            PeerTlsSource::Operator => Self::from_operator().map(|tls| Some(Arc::new(tls))),
+            PeerTlsSource::Operator => Self::from_operator(None).map(|tls| Some(Arc::new(tls))),
         }
     }
 
@@ -171,15 +179,44 @@ impl PeerTls {
         Ok(Self { current: RwLock::new(Some(Arc::new(endpoints))), operator_key: None })
     }
 
-    /// A fresh key pair (ECDSA P-256) whose certificate the operator issues.
-    pub fn from_operator() -> Result<Self, String> {
-        let key = rcgen::KeyPair::generate().map_err(|e| format!("peer key: {e}"))?;
+    /// A key pair (ECDSA P-256) whose certificate the operator issues:
+    /// the one kept in `state` (a state directory) with its last
+    /// certificate, in use at once, else a new one, kept there.
+    pub fn from_operator(state: Option<&Path>) -> Result<Self, String> {
+        let kept = state.and_then(|dir| std::fs::read_to_string(dir.join(KEY_FILE)).ok());
+        let key = match kept.as_deref().map(rcgen::KeyPair::from_pem) {
+            Some(Ok(key)) => key,
+            Some(Err(e)) => return Err(format!("{}: {e}", state.unwrap_or(Path::new(".")).join(KEY_FILE).display())),
+            None => {
+                let key = rcgen::KeyPair::generate().map_err(|e| format!("peer key: {e}"))?;
+                if let Some(dir) = state {
+                    crate::runtime::state_dir::write_private(&dir.join(KEY_FILE), key.serialize_pem().as_bytes())?;
+                }
+                key
+            }
+        };
         // The operator decides every name; the request only proves the key.
         let csr = rcgen::CertificateParams::default()
             .serialize_request(&key)
             .map_err(|e| format!("certificate request: {e}"))?;
-        let operator_key = OperatorKey { key: PrivatePkcs8KeyDer::from(key.serialize_der()), csr: csr.der().to_vec() };
-        Ok(Self { current: RwLock::new(None), operator_key: Some(operator_key) })
+        let operator_key = OperatorKey {
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            csr: csr.der().to_vec(),
+            state: state.map(Path::to_path_buf),
+        };
+        let tls = Self { current: RwLock::new(None), operator_key: Some(operator_key) };
+        if let Some(dir) = state
+            && let (Ok(chain), Ok(ca)) =
+                (std::fs::read_to_string(dir.join(CHAIN_FILE)), std::fs::read_to_string(dir.join(CA_FILE)))
+        {
+            // An expired one fails at the handshake and the operator's next
+            // one replaces it.
+            match tls.install(&chain, &ca) {
+                Ok(status) => tracing::info!(fingerprint = %status.fingerprint, "kept peer certificate in use"),
+                Err(error) => tracing::warn!(%error, "kept peer certificate refused; waiting for the operator's"),
+            }
+        }
+        Ok(tls)
     }
 
     /// The certificate signing request to send to the operator (DER), for
@@ -198,6 +235,13 @@ impl PeerTls {
         let status = CertificateStatus { source: "operator", fingerprint: fingerprint(&chain[0]), installed_total };
         let endpoints = endpoints(chain, PrivateKeyDer::Pkcs8(key.key.clone_key()), cas, status.clone())?;
         *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(endpoints));
+        if let Some(dir) = &key.state {
+            for (file, pem) in [(CHAIN_FILE, chain_pem), (CA_FILE, ca_bundle_pem)] {
+                if let Err(error) = std::fs::write(dir.join(file), pem) {
+                    tracing::warn!(%error, file, "could not keep the peer certificate in the state dir");
+                }
+            }
+        }
         Ok(status)
     }
 
@@ -267,7 +311,7 @@ mod tests {
 
     #[test]
     fn an_operator_node_has_a_request_and_no_certificate_until_one_is_installed() {
-        let tls = PeerTls::from_operator().unwrap();
+        let tls = PeerTls::from_operator(None).unwrap();
         assert!(!tls.is_ready());
         assert!(!tls.certificate_request().unwrap().is_empty());
         let error = tls.install("not pem", "not pem").unwrap_err();
