@@ -197,8 +197,8 @@ if [ "$BUILD" = 1 ] || [ ! -x "$OPERATOR_BIN" ] || [ ! -x "$SIDECAR_BIN" ]; then
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (README)"
   cargo build -p routing-sidecar -p operator --bins --locked || die "cargo build failed"
   T0=$(now_ms)
-elif [ -n "$(find routing-sidecar/src operator/src -newer "$SIDECAR_BIN" -name '*.rs' -print 2>/dev/null | head -n 1)" ] ||
-  [ -n "$(find routing-sidecar/src operator/src -newer "$OPERATOR_BIN" -name '*.rs' -print 2>/dev/null | head -n 1)" ]; then
+elif [ -n "$(find routing-sidecar operator -path "*/target" -prune -o -newer "$SIDECAR_BIN" -name '*.rs' -print 2>/dev/null | head -n 1)" ] ||
+  [ -n "$(find routing-sidecar operator -path "*/target" -prune -o -newer "$OPERATOR_BIN" -name '*.rs' -print 2>/dev/null | head -n 1)" ]; then
   printf '%snote: sources are newer than %s; run with --build to rebuild%s\n' "$DIM" "$BIN_DIR" "$RESET"
 fi
 

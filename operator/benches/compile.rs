@@ -21,10 +21,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
+use fabric_core::SidecarConfig;
 use fabric_operator::api::RouteKey;
 use fabric_operator::compile::{Compilation, compile};
 use fabric_operator::index::Index;
-use fabric_routing::SidecarConfig;
 use sha2::{Digest, Sha256};
 use support::{FULL, SMOKE, Sizes, assert_clean, env_usize, percentile, print_machine, sorted_ms};
 

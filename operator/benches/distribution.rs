@@ -41,12 +41,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use fabric_core::NodeId;
 use fabric_operator::api::RoutePolicy;
 use fabric_operator::compile::Compilation;
 use fabric_operator::distribution::server::{DistributionService, serve};
 use fabric_operator::distribution::{Distributor, DistributorOptions};
 use fabric_operator::index::Index;
-use fabric_routing::NodeId;
 use support::{FULL, SMOKE, Sizes, env_usize, mib, percentile, print_machine, rss_kib, sorted_ms};
 
 /// Counts live heap bytes (requested sizes), to tell what the operator
@@ -520,7 +520,7 @@ mod clients {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use fabric_routing::control::proto::{Ack, Hello, SidecarMessage, open_stream, operator_message};
+    use fabric_control::{Ack, Hello, SidecarMessage, open_stream, operator_message};
     use tokio::sync::mpsc;
     use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
     use tonic::transport::{Channel, Endpoint};

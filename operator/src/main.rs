@@ -255,8 +255,8 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 /// The telemetry of a `run`: logs on stderr, OTLP traces when configured.
-fn telemetry_options(args: &RunArgs) -> fabric_routing::runtime::telemetry::TelemetryOptions {
-    fabric_routing::runtime::telemetry::TelemetryOptions {
+fn telemetry_options(args: &RunArgs) -> fabric_io::telemetry::TelemetryOptions {
+    fabric_io::telemetry::TelemetryOptions {
         log_format: args.log_format.clone(),
         otlp_endpoint: args.otlp_endpoint.clone(),
         service_name: "fabric-operator".into(),
@@ -267,7 +267,7 @@ fn telemetry_options(args: &RunArgs) -> fabric_routing::runtime::telemetry::Tele
 /// Runs `work` on a two-thread runtime with telemetry set up inside it (the
 /// OTLP exporter needs the runtime) and flushed at the end.
 fn run_with_telemetry(
-    telemetry: fabric_routing::runtime::telemetry::TelemetryOptions,
+    telemetry: fabric_io::telemetry::TelemetryOptions,
     work: impl std::future::Future<Output = Result<(), String>>,
 ) -> ExitCode {
     let fail = |message: String| {
@@ -279,7 +279,7 @@ fn run_with_telemetry(
         Err(e) => return fail(e.to_string()),
     };
     runtime.block_on(async {
-        let guard = match fabric_routing::runtime::telemetry::init(&telemetry) {
+        let guard = match fabric_io::telemetry::init(&telemetry) {
             Ok(guard) => guard,
             Err(message) => return fail(message),
         };

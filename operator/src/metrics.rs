@@ -1,6 +1,6 @@
 //! The operator's `/metrics`, rendered at scrape time from the
 //! distributor's counters and state (the same scheme and the same content
-//! negotiation as the sidecar's, `fabric_routing::runtime::metrics`: the
+//! negotiation as the sidecar's, from `fabric_io::prometheus`: the
 //! classic text format for promtool and curl, OpenMetrics for Prometheus).
 //! Names are listed in docs/metrics.md, "Operator".
 
@@ -8,8 +8,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-pub use fabric_routing::runtime::metrics::MetricsFormat;
-use fabric_routing::runtime::metrics::{ConstHistogram, counters, encode, gauges};
+pub use fabric_io::prometheus::MetricsFormat;
+use fabric_io::prometheus::{ConstHistogram, counters, encode, gauges};
 
 use crate::distribution::Distributor;
 use crate::distribution::status::{SyncState, sidecars};

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use fabric_routing::NodeId;
+use fabric_core::NodeId;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,

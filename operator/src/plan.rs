@@ -1,7 +1,7 @@
 //! `analyze --plan` and `kubectl fabric plan`: what a change would do before
 //! it is applied. The fabric as it is and as it would be are compiled by the
 //! operator's compiler, both run to quiet in the in-memory simulator
-//! (`fabric_routing::sim`, links where both ends name each other as
+//! (`fabric_engine::sim`, links where both ends name each other as
 //! neighbors), and their route tables compared per node: next hops that
 //! change, destinations that become unreachable or reachable, routes
 //! refused by policy, trusted keys that go away. Pure.
@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use fabric_routing::sim::Fabric;
-use fabric_routing::{NodeId, SidecarConfig, Timestamp};
+use fabric_core::{NodeId, SidecarConfig, Timestamp};
+use fabric_engine::sim::Fabric;
 
 use crate::api::{LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
 use crate::compile::{Compilation, Settings, compile_with};
@@ -117,7 +117,7 @@ impl Plan {
 /// originating its node id.
 fn simulated(config: &SidecarConfig) -> SidecarConfig {
     let mut config = config.clone();
-    config.originate = vec![fabric_routing::config::LocalRoute {
+    config.originate = vec![fabric_core::config::LocalRoute {
         destination: config.node_id.as_str().into(),
         cost: 0,
         latency_us: 0,

@@ -2,8 +2,8 @@
 //! `2025-01-01T02:00:00.5+02:00`). The sidecar accepts UTC (`Z`) only, so
 //! the compiler normalizes every time to UTC with millisecond precision.
 
-use fabric_routing::Timestamp;
-use fabric_routing::config::format_rfc3339;
+use fabric_core::Timestamp;
+use fabric_core::config::format_rfc3339;
 
 fn number(text: &str, range: std::ops::Range<usize>, what: &str) -> Result<i64, String> {
     let part = text.get(range).ok_or_else(|| format!("{text:?}: too short for an RFC 3339 time"))?;

@@ -3,6 +3,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use fabric_core::NodeId;
+use fabric_core::policy::PolicyMode as EnginePolicyMode;
+use fabric_link_state::RoutingMode as EngineRoutingMode;
 use fabric_operator::api::{ConditionStatus, MatchList};
 use fabric_operator::api::{
     ExternalKey, KeyManagement, KeyState, LinkStateArea, LinkStateAreaSpec, NeighborPolicy, NeighborPolicySpec,
@@ -13,9 +16,6 @@ use fabric_operator::compile::{Compilation, ConditionType, Settings, Severity, U
 use fabric_operator::duration::GoDuration;
 use fabric_operator::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
 use fabric_operator::manifests;
-use fabric_routing::NodeId;
-use fabric_routing::link_state::RoutingMode as EngineRoutingMode;
-use fabric_routing::policy::PolicyMode as EnginePolicyMode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 
 const NS: &str = "fabric";
@@ -141,7 +141,7 @@ fn highest_priority_route_policy_applies() {
     let border = &compilation.sidecars["border"].config;
     assert_eq!(border.import_policy.destinations.deny, ["from-high"]);
     assert_eq!(border.import_policy.mode, EnginePolicyMode::DryRun);
-    assert_eq!(border.selection.tie_breakers, [fabric_routing::config::TieBreaker::Advertiser]);
+    assert_eq!(border.selection.tie_breakers, [fabric_core::config::TieBreaker::Advertiser]);
     assert_eq!(compilation.sidecars["eu-1"].config.import_policy.destinations.deny, ["from-low"]);
     let contributions = &compilation.contributions[&key(ObjectKind::RoutePolicy, "low")];
     assert_eq!(contributions.iter().map(NodeId::as_str).collect::<Vec<_>>(), ["eu-1", "eu-2"]);
@@ -758,7 +758,7 @@ fn the_example_fabric_compiles_cleanly_and_every_config_validates() {
         let version = sidecar.version();
         assert_eq!(version.len(), 16, "{node}");
         assert!(version.bytes().all(|b| b.is_ascii_hexdigit()));
-        let reparsed = fabric_routing::SidecarConfig::from_yaml(&sidecar.config.to_yaml()).unwrap();
+        let reparsed = fabric_core::SidecarConfig::from_yaml(&sidecar.config.to_yaml()).unwrap();
         assert_eq!(reparsed, sidecar.config, "{node} round-trips through YAML");
     }
 }
@@ -843,7 +843,7 @@ fn the_text_sent_is_the_config_with_its_version() {
     let compilation = compile(&index);
     let compiled = &compilation.sidecars[&NodeId::from("a")];
     assert_eq!(&*compiled.text, serde_json::to_string(&compiled.config).unwrap());
-    let read = fabric_routing::SidecarConfig::from_yaml(&compiled.text).unwrap();
+    let read = fabric_core::SidecarConfig::from_yaml(&compiled.text).unwrap();
     assert_eq!(read, compiled.config, "the sidecar reads the JSON as YAML");
     assert_eq!(compiled.version().len(), 16);
 }

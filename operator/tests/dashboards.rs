@@ -6,7 +6,7 @@
 //! `scripts/dashboard-metrics.py`: identifiers `[a-zA-Z_:][a-zA-Z0-9_:]*`
 //! starting with `fabric_`, outside string literals. The exported families
 //! come from the `# TYPE` lines of the real renderers in the classic text
-//! format: the sidecar's `fabric_routing::runtime::metrics::render` with
+//! format: the sidecar's `fabric_sidecar::runtime::metrics::render` with
 //! every input populated (peers and link-state included) and the operator's
 //! `fabric_operator::metrics::render` on a Distributor with the example
 //! manifests. A `_bucket`, `_sum` or `_count` name is exported when its base
@@ -18,11 +18,11 @@ use std::time::Duration;
 
 mod support;
 
+use fabric_core::stats::{Histogram, RejectReason, StatsSnapshot};
+use fabric_link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
+use fabric_link_state::{AreaId, ExportCounts, LinkStateSnapshot};
 use fabric_operator::distribution::{Distributor, DistributorOptions};
-use fabric_routing::link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
-use fabric_routing::link_state::{AreaId, ExportCounts, LinkStateSnapshot};
-use fabric_routing::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics};
-use fabric_routing::stats::{Histogram, RejectReason, StatsSnapshot};
+use fabric_sidecar::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics};
 use serde_json::Value;
 
 const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
@@ -303,7 +303,7 @@ fn sidecar_metrics() -> String {
             send_queue_bytes: 0,
         },
     ];
-    fabric_routing::runtime::metrics::render(
+    fabric_sidecar::runtime::metrics::render(
         &MetricsInput {
             stats: &stats,
             peers: &peers,
@@ -432,19 +432,19 @@ fn families_come_from_type_lines() {
 /// queries there, and nothing but metrics and health.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_listener_serves_every_series_the_sidecar_dashboard_queries() {
-    use fabric_routing::runtime::lab::Lab;
-    use fabric_routing::runtime::local_http;
-    use fabric_routing::sim::Topology;
+    use fabric_engine::sim::Topology;
+    use fabric_io::local_http;
+    use fabric_sidecar::runtime::lab::Lab;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("metrics-listener-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let topology = Topology::from_yaml(
         "nodes:\n  - {id: m1, originate: [{destination: svc-m1}]}\n  - {id: m2}\nlinks:\n  - {a: m1, b: m2}\n",
     )
     .unwrap();
-    let link_state = |config: &mut fabric_routing::SidecarConfig| {
-        config.link_state = Some(fabric_routing::link_state::LinkStateConfig::default());
+    let link_state = |config: &mut fabric_core::SidecarConfig| {
+        config.link_state = Some(fabric_link_state::LinkStateConfig::default());
     };
-    let listen = |_: &fabric_routing::NodeId| vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
+    let listen = |_: &fabric_core::NodeId| vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
     let lab = Lab::start_with(&support::sidecar_exe(), &topology, &dir, link_state, listen).await.unwrap();
     lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
     let sidecar = lab.node("m2");
@@ -484,9 +484,9 @@ fn as_prometheus_query(expr: &str) -> String {
 /// evaluate without error and return at least one series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
-    use fabric_routing::runtime::lab::Lab;
-    use fabric_routing::runtime::local_http;
-    use fabric_routing::sim::Topology;
+    use fabric_engine::sim::Topology;
+    use fabric_io::local_http;
+    use fabric_sidecar::runtime::lab::Lab;
     let Ok(prometheus) = which("prometheus") else {
         assert!(std::env::var("REQUIRE_PROMTOOL").is_err(), "REQUIRE_PROMTOOL is set but prometheus is not installed");
         fabric_envtest::uncaptured(
@@ -512,10 +512,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
          links:\n  - {a: p1, b: p2}\n  - {a: p2, b: p3}\n",
     )
     .unwrap();
-    let link_state = |config: &mut fabric_routing::SidecarConfig| {
-        config.link_state = Some(fabric_routing::link_state::LinkStateConfig::default());
+    let link_state = |config: &mut fabric_core::SidecarConfig| {
+        config.link_state = Some(fabric_link_state::LinkStateConfig::default());
     };
-    let listen = |_: &fabric_routing::NodeId| vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
+    let listen = |_: &fabric_core::NodeId| vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
     let lab = Lab::start_with(&support::sidecar_exe(), &topology, &dir.join("lab"), link_state, listen).await.unwrap();
     lab.wait_for_routes(2, Duration::from_secs(20)).await.unwrap();
     let args = ["--insecure-plaintext", "--allow-unauthenticated", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"];

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use fabric_routing::SidecarConfig;
-use fabric_routing::runtime::lab::SidecarProcess;
+use fabric_core::SidecarConfig;
+use fabric_sidecar::runtime::lab::SidecarProcess;
 use serde_json::Value;
 use support::{MESH_NEIGHBORS as NEIGHBORS, Operator, sidecar_exe, wait_for};
 
@@ -597,5 +597,5 @@ async fn certificates_in_use(fabric: &[SidecarProcess]) -> Vec<Value> {
 }
 
 async fn operator_metrics(operator: &Operator) -> String {
-    fabric_routing::runtime::local_http::get(operator.http, "/metrics").await.unwrap().body
+    fabric_io::local_http::get(operator.http, "/metrics").await.unwrap().body
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 mod support;
 
-use fabric_routing::SidecarConfig;
-use fabric_routing::runtime::lab::SidecarProcess;
+use fabric_core::SidecarConfig;
+use fabric_sidecar::runtime::lab::SidecarProcess;
 use serde_json::Value;
 use support::{MESH_NEIGHBORS as NEIGHBORS, Operator, sidecar_exe, wait_for};
 use tokio::process::Command;

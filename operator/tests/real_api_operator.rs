@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use fabric_core::config::SidecarConfig;
 use fabric_envtest::{Envtest, apply_yaml, envtest_or_skip};
-use fabric_routing::config::SidecarConfig;
-use fabric_routing::runtime::lab::SidecarProcess;
+use fabric_sidecar::runtime::lab::SidecarProcess;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
@@ -288,7 +288,7 @@ impl OperatorProcess {
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
-        let response = fabric_routing::runtime::local_http::get(self.http, path).await.unwrap();
+        let response = fabric_io::local_http::get(self.http, path).await.unwrap();
         (response.status, response.body)
     }
 

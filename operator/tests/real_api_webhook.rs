@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use fabric_core::SidecarConfig;
 use fabric_envtest::{Envtest, envtest_or_skip};
 use fabric_operator::webhook::InjectError;
 use fabric_operator::webhook::ca_bundle::WebhookConfiguration;
-use fabric_routing::SidecarConfig;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use fabric_control::{ConfigSnapshot, Hello, OperatorMessage, SidecarMessage, open_stream, operator_message};
+use fabric_core::NodeId;
 use fabric_operator::api::RouteKey;
 use fabric_operator::cluster::events::EventPublisher;
 use fabric_operator::cluster::status_writer::{StatusWriter, WriteReport};
@@ -16,10 +18,6 @@ use fabric_operator::distribution::auth::{AuthError, POD_NAME_EXTRA, TokenReview
 use fabric_operator::distribution::server::{DistributionService, serve};
 use fabric_operator::distribution::{Connection, Distributor, DistributorOptions, NackInfo};
 use fabric_operator::index::{Index, SidecarInfo};
-use fabric_routing::NodeId;
-use fabric_routing::control::proto::{
-    ConfigSnapshot, Hello, OperatorMessage, SidecarMessage, open_stream, operator_message,
-};
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
@@ -675,7 +673,7 @@ async fn a_first_key_is_stored_in_a_secret_published_in_status_and_announced() {
         std::sync::Arc::new(ClusterPublisher::new(client, Some("operator-0".into()))),
         Box::new(|| Ok([5; 32])),
     );
-    let now = fabric_routing::Timestamp(1_800_000_000_000);
+    let now = fabric_core::Timestamp(1_800_000_000_000);
 
     let script = async {
         let secret_path = format!("/api/v1/namespaces/{NS}/secrets/routekey-eu-1");
@@ -733,6 +731,6 @@ async fn a_first_key_is_stored_in_a_secret_published_in_status_and_announced() {
     );
 
     // Nothing due: no call.
-    let events = without_calls(rotator.tick(&distributor, fabric_routing::Timestamp(now.0 + 1000)), &mut server).await;
+    let events = without_calls(rotator.tick(&distributor, fabric_core::Timestamp(now.0 + 1000)), &mut server).await;
     assert!(events.is_empty());
 }

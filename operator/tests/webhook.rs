@@ -204,8 +204,7 @@ async fn a_labelled_pod_gets_a_native_sidecar() {
     let annotations = pod.metadata.annotations.as_ref().unwrap();
     assert_eq!(annotations["routing.fabric.dev/originate"], "web-a, api-a");
     assert_eq!(annotations["routing.fabric.dev/operator-ca"], CA);
-    let bootstrap =
-        fabric_routing::SidecarConfig::from_yaml(&annotations["routing.fabric.dev/bootstrap-config"]).unwrap();
+    let bootstrap = fabric_core::SidecarConfig::from_yaml(&annotations["routing.fabric.dev/bootstrap-config"]).unwrap();
     assert_eq!(bootstrap.node_id.as_str(), "edge-0");
     let originate: Vec<_> = bootstrap.originate.iter().map(|r| r.destination.to_string()).collect();
     assert_eq!(originate, ["web-a", "api-a"]);
@@ -231,7 +230,7 @@ async fn native_sidecar_first_among_init_containers_or_a_regular_container() {
     // The pod had no annotations: the map is created. The node id is the
     // label's (a Deployment pod has no name yet).
     let bootstrap = &pod.metadata.annotations.as_ref().unwrap()["routing.fabric.dev/bootstrap-config"];
-    assert_eq!(fabric_routing::SidecarConfig::from_yaml(bootstrap).unwrap().node_id.as_str(), "core-gw");
+    assert_eq!(fabric_core::SidecarConfig::from_yaml(bootstrap).unwrap().node_id.as_str(), "core-gw");
 
     // Fallback (operator setting, e.g. an API server older than 1.29): a
     // regular container after the application's, no restartPolicy.

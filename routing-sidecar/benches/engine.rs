@@ -27,14 +27,13 @@ use std::time::{Duration, Instant};
 use support::{machine, peer, workload_path};
 
 use criterion::{BatchSize, Criterion, Throughput};
-use fabric_routing::canonical;
-use fabric_routing::config::{NeighborConfig, TrustedKey, encode_public_key};
-use fabric_routing::message::{SignatureAlgorithm, SignatureBlock};
-use fabric_routing::security::{KeyRegistry, SignatureCheck, SigningIdentity, Verifier, VerifyRequest};
-use fabric_routing::shared_ids::SharedIds;
-use fabric_routing::{
-    Effect, Engine, KeyId, Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Tag, Timestamp,
-};
+use fabric_core::canonical;
+use fabric_core::config::{NeighborConfig, TrustedKey, encode_public_key};
+use fabric_core::message::{SignatureAlgorithm, SignatureBlock};
+use fabric_core::security::{KeyRegistry, SignatureCheck, SigningIdentity, Verifier, VerifyRequest};
+use fabric_core::shared_ids::SharedIds;
+use fabric_core::{KeyId, Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Tag, Timestamp};
+use fabric_engine::{Effect, Engine};
 
 /// Neighbors, each announcing every destination.
 const NEIGHBORS: usize = 4;
@@ -398,7 +397,7 @@ fn unsigned_run(scale: Scale, neighbors_up: bool, result: &mut UnsignedResult) {
 
     let frames: Vec<(NodeId, Vec<u8>)> = unsigned_round(scale.destinations, scale.update_rounds + 3, None)
         .into_iter()
-        .map(|(from, message)| (from, fabric_routing::wire::encode(&message)))
+        .map(|(from, message)| (from, fabric_core::wire::encode(&message)))
         .collect();
     let elapsed = ingest_frames(&mut engine, &frames, BURST, &mut out);
     result.frames.add(per_round, elapsed);

@@ -24,8 +24,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use support::{peer, workload_path};
 
-use fabric_routing::config::NeighborConfig;
-use fabric_routing::{Engine, Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Tag, Timestamp};
+use fabric_core::config::NeighborConfig;
+use fabric_core::{Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Tag, Timestamp};
+use fabric_engine::Engine;
 
 /// Live heap bytes and blocks since process start (signed, so that a
 /// transiently negative sum across threads cannot wrap).

@@ -46,11 +46,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use support::machine;
 
-use fabric_routing::config::LocalRoute;
-use fabric_routing::runtime::lab::{Lab, SidecarProcess};
-use fabric_routing::sim::{Topology, TopologyLink, TopologyNode};
-use fabric_routing::wire::{self, Frame};
-use fabric_routing::{Effect, Engine, Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Timestamp};
+use fabric_core::config::LocalRoute;
+use fabric_core::wire::{self, Frame};
+use fabric_core::{Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Timestamp};
+use fabric_engine::sim::{Topology, TopologyLink, TopologyNode};
+use fabric_engine::{Effect, Engine};
+use fabric_sidecar::runtime::lab::{Lab, SidecarProcess};
 
 /// How often the local APIs are polled while a clock runs.
 const POLL: Duration = Duration::from_millis(5);

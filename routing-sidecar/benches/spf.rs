@@ -21,13 +21,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use fabric_routing::link_state::area::SummaryPolicy;
-use fabric_routing::link_state::lsdb::{AreaLsdb, LsdbLimits};
-use fabric_routing::link_state::routes::{AreaSpf, area_routes, merge_routes};
-use fabric_routing::link_state::spf::shortest_paths;
-use fabric_routing::link_state::topology::EdgeSpec;
-use fabric_routing::link_state::{AreaId, LinkAdvert, LinkStateUpdate, Topology};
-use fabric_routing::{NodeId, Timestamp};
+use fabric_core::{NodeId, Timestamp};
+use fabric_link_state::area::SummaryPolicy;
+use fabric_link_state::lsdb::{AreaLsdb, LsdbLimits};
+use fabric_link_state::routes::{AreaSpf, area_routes, merge_routes};
+use fabric_link_state::spf::shortest_paths;
+use fabric_link_state::topology::EdgeSpec;
+use fabric_link_state::{AreaId, LinkAdvert, LinkStateUpdate, Topology};
 use petgraph::algo::dijkstra;
 use petgraph::graph::{NodeIndex, UnGraph};
 

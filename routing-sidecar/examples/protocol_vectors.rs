@@ -9,5 +9,5 @@
 //! output.
 
 fn main() {
-    print!("{}", fabric_routing::wire::vectors::test_vectors_markdown());
+    print!("{}", fabric_core::wire::vectors::test_vectors_markdown());
 }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fabric_routing::runtime::lab::Lab;
-use fabric_routing::sim::Topology;
+use fabric_engine::sim::Topology;
+use fabric_sidecar::runtime::lab::Lab;
 
 use crate::DEFAULT_TOPOLOGY;
 

@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fabric_routing::SidecarConfig;
-use fabric_routing::engine::{CandidateStatus, SelectionTrace};
-use fabric_routing::sim::{Fabric, Topology};
-use fabric_routing::time::Timestamp;
+use fabric_core::SidecarConfig;
+use fabric_core::time::Timestamp;
+use fabric_engine::sim::{Fabric, Topology};
+use fabric_engine::{CandidateStatus, SelectionTrace};
 
 pub(crate) const DEFAULT_TOPOLOGY: &str = include_str!("../../examples/topology.yaml");
 
@@ -178,8 +178,8 @@ fn advertised_peer_address(args: &RunArgs, bound: SocketAddr) -> String {
 
 /// Starts the control client when `--operator` is set. The local routes
 /// (`originate`) come from the config the node started with.
-fn start_control(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
-    use fabric_routing::control::{self, ControlOptions};
+fn start_control(node: &fabric_sidecar::runtime::RunningNode, args: &RunArgs) {
+    use fabric_sidecar::control::{self, ControlOptions};
     let Some(url) = &args.operator else { return };
     let local = args
         .config
@@ -188,7 +188,7 @@ fn start_control(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
         .and_then(|text| SidecarConfig::from_yaml(&text).ok())
         .or_else(|| {
             let dir = args.state_dir.as_ref()?;
-            fabric_routing::runtime::state_dir::StateDir::open(dir).ok()?.load_config().ok()?
+            fabric_sidecar::runtime::state_dir::StateDir::open(dir).ok()?.load_config().ok()?
         });
     let mut options = ControlOptions::new(url.clone(), advertised_peer_address(args, node.peer_addr));
     options.token_file = args.operator_token_file.clone();
@@ -249,15 +249,15 @@ fn node_id_hint(args: &RunArgs) -> Option<String> {
         .and_then(|text| SidecarConfig::from_yaml(&text).ok());
     let config = from_file.or_else(|| {
         let dir = args.state_dir.as_ref()?;
-        fabric_routing::runtime::state_dir::StateDir::open(dir).ok()?.load_config().ok()?
+        fabric_sidecar::runtime::state_dir::StateDir::open(dir).ok()?.load_config().ok()?
     })?;
     Some(config.node_id.to_string())
 }
 
 async fn serve(args: RunArgs) -> Result<(), String> {
-    use fabric_routing::runtime::telemetry::{self, TelemetryOptions};
-    use fabric_routing::runtime::tls::{PeerTlsSource, TlsFiles};
-    use fabric_routing::runtime::{NodeOptions, start};
+    use fabric_io::telemetry::{self, TelemetryOptions};
+    use fabric_sidecar::runtime::tls::{PeerTlsSource, TlsFiles};
+    use fabric_sidecar::runtime::{NodeOptions, start};
     // Inside the runtime: the OTLP exporters need it.
     let telemetry = telemetry::init(&TelemetryOptions {
         log_format: args.log_format.clone(),
@@ -299,7 +299,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             return Err(e);
         }
     };
-    telemetry::spawn_metrics_export(&telemetry, node.handle.clone());
+    fabric_sidecar::runtime::otlp_metrics::spawn_metrics_export(&telemetry, node.handle.clone());
     if let Some(warning) = &node.config_warning {
         tracing::error!(error = %warning, "config file refused; running on the last good config from the state dir");
     }
@@ -325,8 +325,8 @@ async fn serve(args: RunArgs) -> Result<(), String> {
 
 /// Who may `PUT /config`: nobody with --operator (the operator is the
 /// source of config), holders of the --api-token-file token, else nobody.
-fn config_writes(args: &RunArgs) -> Result<fabric_routing::runtime::api::ConfigWrites, String> {
-    use fabric_routing::runtime::api::ConfigWrites;
+fn config_writes(args: &RunArgs) -> Result<fabric_sidecar::runtime::api::ConfigWrites, String> {
+    use fabric_sidecar::runtime::api::ConfigWrites;
     if args.operator.is_some() {
         return Ok(ConfigWrites::Operator);
     }
@@ -336,7 +336,7 @@ fn config_writes(args: &RunArgs) -> Result<fabric_routing::runtime::api::ConfigW
 }
 
 #[cfg(unix)]
-async fn wait_for_signals(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
+async fn wait_for_signals(node: &fabric_sidecar::runtime::RunningNode, args: &RunArgs) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
@@ -354,11 +354,11 @@ async fn wait_for_signals(node: &fabric_routing::runtime::RunningNode, args: &Ru
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_: &fabric_routing::runtime::RunningNode, _: &RunArgs) {
+async fn wait_for_signals(_: &fabric_sidecar::runtime::RunningNode, _: &RunArgs) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn reload_from_file(node: &fabric_routing::runtime::RunningNode, args: &RunArgs) {
+async fn reload_from_file(node: &fabric_sidecar::runtime::RunningNode, args: &RunArgs) {
     let Some(path) = &args.config else {
         tracing::warn!("SIGHUP without --config: nothing to reload");
         return;
@@ -377,9 +377,9 @@ async fn reload_from_file(node: &fabric_routing::runtime::RunningNode, args: &Ru
 }
 
 fn keygen(key_id: String, out: Option<PathBuf>) -> Result<(), String> {
-    use fabric_routing::config::encode_public_key;
-    use fabric_routing::runtime::state_dir::SigningKeyFile;
-    use fabric_routing::security::SigningIdentity;
+    use fabric_core::config::encode_public_key;
+    use fabric_core::security::SigningIdentity;
+    use fabric_sidecar::runtime::state_dir::SigningKeyFile;
     let identity = SigningIdentity::generate(key_id.into()).map_err(|e| format!("no randomness: {e}"))?;
     let json = serde_json::to_string_pretty(&SigningKeyFile::from_identity(&identity)).map_err(|e| e.to_string())?;
     match out {

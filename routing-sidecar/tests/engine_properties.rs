@@ -6,10 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fabric_routing::config::{DampeningConfig, TieBreaker};
-use fabric_routing::message::Message;
-use fabric_routing::policy::{PolicyMode, RoutePolicy};
-use fabric_routing::{Engine, NodeId, RouteAnnouncement};
+use fabric_core::config::{DampeningConfig, TieBreaker};
+use fabric_core::message::Message;
+use fabric_core::policy::{PolicyMode, RoutePolicy};
+use fabric_core::{NodeId, RouteAnnouncement};
+use fabric_engine::Engine;
 use proptest::prelude::*;
 
 const NEIGHBORS: [&str; 5] = ["a", "b", "c", "d", "e"];
@@ -110,7 +111,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn reload_config(variant: u8) -> fabric_routing::SidecarConfig {
+fn reload_config(variant: u8) -> fabric_core::SidecarConfig {
     let mut config = config_with(&NEIGHBORS);
     match variant {
         0 => {}

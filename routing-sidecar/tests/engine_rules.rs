@@ -3,12 +3,12 @@
 mod common;
 
 use common::*;
-use fabric_routing::config::{DampeningConfig, TieBreaker};
-use fabric_routing::engine::{CandidateStatus, Criterion, Effect, RouteEvent};
-use fabric_routing::message::Message;
-use fabric_routing::policy::{MatchList, PolicyMode, RoutePolicy};
-use fabric_routing::stats::RejectReason;
-use fabric_routing::{NodeId, Timestamp};
+use fabric_core::config::{DampeningConfig, TieBreaker};
+use fabric_core::message::Message;
+use fabric_core::policy::{MatchList, PolicyMode, RoutePolicy};
+use fabric_core::stats::RejectReason;
+use fabric_core::{NodeId, Timestamp};
+use fabric_engine::{CandidateStatus, Criterion, Effect, RouteEvent};
 
 #[test]
 fn plain_defaults_accept_unsigned_and_select_lowest_cost() {
@@ -100,7 +100,7 @@ fn signatures_valid_invalid_unsigned_unknown_and_spoofed() {
     let mut config = config_with(&["a"]);
     config.security.require_signatures = true;
     config.security.trusted_keys = vec![trusted("a", &a_key)].into();
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
 
     let mut good = ann("a", "x", &["a"], 1, 1);
     a_key.sign_announcement(&mut good);
@@ -139,8 +139,8 @@ fn a_signed_announcement_replayed_after_its_tombstone_expired_is_refused() {
     config.security.require_signatures = true;
     config.security.trusted_keys = vec![trusted("a", &a_key)].into();
     let start = 1_800_000_000_000;
-    let mut e = fabric_routing::Engine::new(config.clone(), t(start)).unwrap();
-    let signed = |mut a: fabric_routing::RouteAnnouncement, issued: Option<u64>| {
+    let mut e = fabric_engine::Engine::new(config.clone(), t(start)).unwrap();
+    let signed = |mut a: fabric_core::RouteAnnouncement, issued: Option<u64>| {
         a.issued_at_ms = issued;
         a_key.sign_announcement(&mut a);
         a
@@ -154,7 +154,7 @@ fn a_signed_announcement_replayed_after_its_tombstone_expired_is_refused() {
     assert_eq!(next_hop(&e, "x"), None);
 
     // While the tombstone lives, its epoch refuses the replay.
-    let replay = |e: &mut fabric_routing::Engine, at: u64, a: &fabric_routing::RouteAnnouncement| {
+    let replay = |e: &mut fabric_engine::Engine, at: u64, a: &fabric_core::RouteAnnouncement| {
         rejected_reasons(&send(e, t(at), "a", a.clone()))
     };
     assert_eq!(replay(&mut e, start + 2_000, &recorded), vec![RejectReason::StaleEpoch]);
@@ -175,11 +175,11 @@ fn a_signed_announcement_replayed_after_its_tombstone_expired_is_refused() {
     // v1 (no issue time): the tombstone is the only guard, so once it has
     // expired the replay is taken, and counted, unless v1 is refused.
     let v1_recorded = signed(ann("a", "z", &["a"], 1, 1), None);
-    let mut v1 = fabric_routing::Engine::new(config.clone(), t(start)).unwrap();
+    let mut v1 = fabric_engine::Engine::new(config.clone(), t(start)).unwrap();
     assert!(replay(&mut v1, start, &v1_recorded).is_empty());
     assert_eq!(v1.stats().v1_messages_accepted_total, 1);
     config.security.refuse_v1_messages = true;
-    let mut strict = fabric_routing::Engine::new(config, t(start)).unwrap();
+    let mut strict = fabric_engine::Engine::new(config, t(start)).unwrap();
     assert_eq!(replay(&mut strict, start, &v1_recorded), vec![RejectReason::V1Message]);
 }
 
@@ -205,8 +205,8 @@ fn key_rotation_overlap_accepts_both_keys_then_rejects_the_expired_one() {
     let mut new_entry = trusted("a", &new);
     new_entry.valid_from = Some("1970-01-01T00:00:50Z".into()); // 50 s
     config.security.trusted_keys = vec![old_entry, new_entry].into();
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
-    let signed = |key: &fabric_routing::security::SigningIdentity, epoch| {
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
+    let signed = |key: &fabric_core::security::SigningIdentity, epoch| {
         let mut a = ann("a", "x", &["a"], 1, epoch);
         key.sign_announcement(&mut a);
         a
@@ -225,7 +225,7 @@ fn key_rotation_overlap_accepts_both_keys_then_rejects_the_expired_one() {
 fn allowed_advertisers_reject_everyone_else() {
     let mut config = config_with(&["a", "b"]);
     config.security.allowed_advertisers = Some(vec!["a".into()]);
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     send(&mut e, t(0), "a", ann("a", "x", &["a"], 1, 1));
     let fx = send(&mut e, t(0), "b", ann("b", "x", &["b"], 0, 1));
     assert_eq!(rejected_reasons(&fx), vec![RejectReason::UnauthorizedAdvertiser]);
@@ -245,7 +245,7 @@ fn import_policy_allow_deny_on_advertisers_destinations_tags_and_origins() {
         MatchList { allow: Some(vec!["prod-*".into()]), deny: vec!["prod-secret".into()] };
     config.import_policy.origins.deny = vec!["evil".into()];
     config.import_policy.tags.deny = vec!["bronze".into()];
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     let cases = [
         (ann("a", "dev-1", &["a"], 1, 1), Some(RejectReason::PolicyDestination)),
         (ann("a", "prod-secret", &["a"], 1, 1), Some(RejectReason::PolicyDestination)),
@@ -266,7 +266,7 @@ fn neighbor_import_policy_replaces_the_global_one() {
     let mut config = config_with(&["a", "b"]);
     config.import_policy = deny_tag("gold");
     config.neighbors[1].import = Some(RoutePolicy::default()); // b: accept all
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     let fx = send(&mut e, t(0), "a", with_tags(ann("a", "x", &["a"], 1, 1), &["gold"]));
     assert_eq!(rejected_reasons(&fx), vec![RejectReason::PolicyTag]);
     let fx = send(&mut e, t(0), "b", with_tags(ann("b", "x", &["b"], 1, 1), &["gold"]));
@@ -279,7 +279,7 @@ fn dry_run_policy_counts_what_it_would_reject_but_accepts() {
     let mut config = config_with(&["a"]);
     config.import_policy = deny_tag("gold");
     config.import_policy.mode = PolicyMode::DryRun;
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     let fx = send(&mut e, t(0), "a", with_tags(ann("a", "x", &["a"], 1, 1), &["gold"]));
     assert!(rejected_reasons(&fx).is_empty());
     assert!(
@@ -315,7 +315,7 @@ fn sends_to(effects: &[Effect]) -> Vec<(String, &'static str)> {
 fn export_policy_per_neighbor_split_horizon_and_withdrawals_bypass_export() {
     let mut config = config_with(&["a", "b", "c"]);
     config.neighbors[2].export = Some(deny_tag("private")); // c gets no private routes
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     for n in ["a", "b", "c"] {
         e.neighbor_up(t(0), &NodeId::new(n));
     }
@@ -381,7 +381,7 @@ fn tie_breakers_apply_in_order_and_are_configurable() {
     // Latency before hop count: a (3 hops, latency 10) beats b (2 hops, latency 100).
     let mut config = config_with(&["a", "b"]);
     config.selection.tie_breakers = vec![TieBreaker::Latency, TieBreaker::HopCount];
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     let mut a = ann("a", "x", &["a", "m", "o"], 10, 1);
     a.metrics.latency_us = 10;
     send(&mut e, t(0), "a", a);
@@ -406,7 +406,7 @@ fn complete_ties_fall_back_to_stable_advertiser_order() {
 fn withdrawal_removes_at_once_and_hold_down_rejects_until_it_ends() {
     let mut config = config_with(&["a", "b"]);
     config.stability.hold_down = secs(10);
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     send(&mut e, t(0), "a", ann("a", "x", &["a"], 1, 1));
     send(&mut e, t(0), "b", ann("b", "x", &["b"], 5, 1));
     let fx = send(&mut e, t(1_000), "a", wd("a", "x", 2));
@@ -432,8 +432,8 @@ fn flapping_route_is_suppressed_then_reused_after_decay() {
     let mut config = config_with(&["a", "b"]);
     config.stability.dampening =
         DampeningConfig { enabled: true, half_life: secs(60), max_suppress: secs(600), ..DampeningConfig::default() };
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
-    let long_lived = |mut a: fabric_routing::RouteAnnouncement| {
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
+    let long_lived = |mut a: fabric_core::RouteAnnouncement| {
         a.ttl_ms = 600_000; // outlives the suppression
         a
     };
@@ -563,7 +563,7 @@ fn link_metric_change_on_reload_reranks_without_reannouncement() {
 fn explain_lists_rejections_and_ineligible_candidates() {
     let mut config = config_with(&["a", "b"]);
     config.import_policy = deny_tag("bad");
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     send(&mut e, t(0), "a", ann("a", "x", &["a", SELF], 1, 1));
     send(&mut e, t(0), "b", with_tags(ann("b", "x", &["b"], 1, 1), &["bad"]));
     let trace = e.explain("x", t(0)).unwrap();
@@ -581,7 +581,7 @@ fn explain_lists_rejections_and_ineligible_candidates() {
 fn route_limit_per_neighbor_rejects_new_destinations_only() {
     let mut config = config_with(&["a"]);
     config.limits.max_routes_per_neighbor = Some(2);
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     send(&mut e, t(0), "a", ann("a", "x", &["a"], 1, 1));
     send(&mut e, t(0), "a", ann("a", "y", &["a"], 1, 1));
     let fx = send(&mut e, t(0), "a", ann("a", "z", &["a"], 1, 1));
@@ -596,7 +596,7 @@ fn malformed_frames_are_counted_and_reported() {
     let error = e.receive_frame(t(0), &NodeId::new("a"), &[0xff, 0x01, 0x02]).unwrap_err();
     assert!(!error.to_string().is_empty());
     assert_eq!(rejects(&e, RejectReason::Malformed), 1);
-    let frame = fabric_routing::wire::encode(&Message::Announcement(ann("a", "x", &["a"], 1, 1)));
+    let frame = fabric_core::wire::encode(&Message::Announcement(ann("a", "x", &["a"], 1, 1)));
     e.receive_frame(t(0), &NodeId::new("a"), &frame).unwrap();
     assert!(e.best_route("x").is_some());
 }
@@ -604,14 +604,14 @@ fn malformed_frames_are_counted_and_reported() {
 #[test]
 fn local_routes_are_originated_preferred_and_withdrawn_on_removal() {
     let mut config = config_with(&["a"]);
-    config.originate = vec![fabric_routing::config::LocalRoute {
+    config.originate = vec![fabric_core::config::LocalRoute {
         destination: "mine".into(),
         cost: 100,
         latency_us: 0,
         reliability: 1.0,
         tags: vec![],
     }];
-    let mut e = fabric_routing::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     e.neighbor_up(t(0), &NodeId::new("a"));
     let fx = e.drain_effects(t(0));
     assert_eq!(sends_to(&fx), vec![("a".into(), "announce"), ("a".into(), "eot")]);
@@ -628,11 +628,11 @@ fn local_routes_are_originated_preferred_and_withdrawn_on_removal() {
 /// would have one hop more), and the refusal is counted and explained.
 #[test]
 fn a_route_at_the_path_limit_is_used_but_never_exported_over_it() {
-    use fabric_routing::wire;
+    use fabric_core::wire;
     let mut config = config_with(&["a", "b"]);
     config.limits.max_path_length = 4;
     let limits = config.decode_limits();
-    let mut e = fabric_routing::engine::Engine::new(config, t(0)).unwrap();
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
     for n in ["a", "b"] {
         e.neighbor_up(t(0), &NodeId::new(n));
     }
@@ -692,7 +692,7 @@ fn announcements_and_withdrawals_carry_the_time_they_were_made() {
     for sign_v1 in [false, true] {
         let mut config = config_with(&["a", "b"]);
         config.security.sign_v1 = sign_v1;
-        let mut e = fabric_routing::engine::Engine::new(config, t(0)).unwrap();
+        let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
         e.set_signer(Some(identity("me", "k1")));
         for n in ["a", "b"] {
             e.neighbor_up(t(0), &NodeId::new(n));
@@ -722,7 +722,7 @@ fn announcements_and_withdrawals_carry_the_time_they_were_made() {
 /// sidecars send what it verifies, and they accept (and count) v1.
 #[test]
 fn during_an_upgrade_v2_breaks_old_verifiers_and_sign_v1_does_not() {
-    use fabric_routing::wire;
+    use fabric_core::wire;
     let a_key = identity("a", "k1");
     let mut config = config_with(&["a"]);
     config.security.require_signatures = true;
@@ -739,7 +739,7 @@ fn during_an_upgrade_v2_breaks_old_verifiers_and_sign_v1_does_not() {
         unreachable!()
     };
     seen_by_old.issued_at_ms = None;
-    let mut e = fabric_routing::Engine::new(config.clone(), t(start)).unwrap();
+    let mut e = fabric_engine::Engine::new(config.clone(), t(start)).unwrap();
     assert_eq!(rejected_reasons(&send(&mut e, t(start), "a", seen_by_old)), vec![RejectReason::BadSignature]);
     // An upgraded node takes the v2 message, and a v1 one (signV1), counted.
     assert!(rejected_reasons(&send(&mut e, t(start), "a", v2)).is_empty());

@@ -3,12 +3,12 @@
 mod common;
 
 use common::{identity, trusted};
-use fabric_routing::config::LocalRoute;
-use fabric_routing::engine::RouteEvent;
-use fabric_routing::policy::RoutePolicy;
-use fabric_routing::sim::{Fabric, Topology};
-use fabric_routing::stats::RejectReason;
-use fabric_routing::{Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Timestamp};
+use fabric_core::config::LocalRoute;
+use fabric_core::policy::RoutePolicy;
+use fabric_core::stats::RejectReason;
+use fabric_core::{Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Timestamp};
+use fabric_engine::RouteEvent;
+use fabric_engine::sim::{Fabric, Topology};
 
 fn local(destination: &str) -> LocalRoute {
     LocalRoute { destination: destination.into(), cost: 0, latency_us: 0, reliability: 1.0, tags: vec![] }

@@ -1,15 +1,15 @@
 //! Churn comparison: the same fabric and the same link failures through the
-//! path-vector engine (`fabric_routing::sim::Fabric`) and through link-state
+//! path-vector engine (`fabric_engine::sim::Fabric`) and through link-state
 //! routers (`link_state_sim`), with the same round semantics (one round =
 //! one gossip interval). Reports rounds until quiet and messages delivered
 //! per failure; run with `--nocapture` to see the table.
 
 mod link_state_sim;
 
-use fabric_routing::config::{LinkMetrics, LocalRoute};
-use fabric_routing::link_state::LinkStateConfig;
-use fabric_routing::sim::{Fabric, Topology, TopologyLink, TopologyNode};
-use fabric_routing::{NodeId, Timestamp};
+use fabric_core::config::{LinkMetrics, LocalRoute};
+use fabric_core::{NodeId, Timestamp};
+use fabric_engine::sim::{Fabric, Topology, TopologyLink, TopologyNode};
+use fabric_link_state::LinkStateConfig;
 use link_state_sim::{ChurnReport, ChurnStep, LinkStateNet, START, link_state_churn};
 
 /// A 4x4 grid with unit costs plus two diagonals of cost 2: many equal-cost

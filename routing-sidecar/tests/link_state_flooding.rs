@@ -7,7 +7,7 @@ mod link_state_sim;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use fabric_routing::link_state::{LinkStateConfig, LinkStateInput};
+use fabric_link_state::{LinkStateConfig, LinkStateInput};
 use link_state_sim::{LinkStateNet, assert_matches_oracle, link_state_churn};
 use proptest::prelude::*;
 

@@ -6,8 +6,8 @@ mod link_state_sim;
 
 use std::collections::BTreeSet;
 
-use fabric_routing::NodeId;
-use fabric_routing::link_state::{AreaId, AreaPair, LinkStateConfig, RouteScope};
+use fabric_core::NodeId;
+use fabric_link_state::{AreaId, AreaPair, LinkStateConfig, RouteScope};
 use link_state_sim::LinkStateNet;
 
 /// Areas:

@@ -9,11 +9,11 @@ use processes::{eventually, scratch};
 use std::path::Path;
 use std::time::Duration;
 
-use fabric_routing::config::LinkStateAreaMembership;
-use fabric_routing::link_state::{LinkStateConfig, RoutingMode};
-use fabric_routing::runtime::lab::{Lab, SidecarProcess};
-use fabric_routing::sim::Topology;
-use fabric_routing::{NodeId, SidecarConfig};
+use fabric_core::config::LinkStateAreaMembership;
+use fabric_core::{NodeId, SidecarConfig};
+use fabric_engine::sim::Topology;
+use fabric_link_state::{LinkStateConfig, RoutingMode};
+use fabric_sidecar::runtime::lab::{Lab, SidecarProcess};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_routing-sidecar");

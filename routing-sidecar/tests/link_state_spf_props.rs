@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fabric_routing::NodeId;
-use fabric_routing::link_state::Topology;
-use fabric_routing::link_state::spf::shortest_paths;
+use fabric_core::NodeId;
+use fabric_link_state::Topology;
+use fabric_link_state::spf::shortest_paths;
 use proptest::prelude::*;
 
 /// A connected graph: node names (shuffled, so index order is not id

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fabric_routing::SidecarConfig;
-use fabric_routing::runtime::lab::{Lab, SidecarProcess};
-use fabric_routing::sim::Topology;
-use fabric_routing::stats::RejectReason;
+use fabric_core::SidecarConfig;
+use fabric_core::stats::RejectReason;
+use fabric_engine::sim::Topology;
+use fabric_sidecar::runtime::lab::{Lab, SidecarProcess};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };

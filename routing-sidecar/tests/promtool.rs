@@ -12,10 +12,10 @@ use std::io::{ErrorKind, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fabric_routing::link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
-use fabric_routing::link_state::{AreaId, ExportCounts, LinkStateSnapshot};
-use fabric_routing::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics, render};
-use fabric_routing::stats::{Histogram, RejectReason, StatsSnapshot};
+use fabric_core::stats::{Histogram, RejectReason, StatsSnapshot};
+use fabric_link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
+use fabric_link_state::{AreaId, ExportCounts, LinkStateSnapshot};
+use fabric_sidecar::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics, render};
 
 /// Whether promtool can be run; panics if it cannot and is required.
 fn promtool_available(test: &str) -> bool {

@@ -5,10 +5,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, VerifyingKey};
-use fabric_routing::canonical;
-use fabric_routing::link_state::lsa::link_state_update_bytes;
-use fabric_routing::message::Message;
-use fabric_routing::wire::{self, DecodeLimits, Frame, vectors};
+use fabric_core::canonical;
+use fabric_core::message::Message;
+use fabric_core::wire::{self, DecodeLimits, Frame, vectors};
+use fabric_link_state::lsa::link_state_update_bytes;
 
 const DOC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
 const BEGIN: &str = "<!-- BEGIN TEST VECTORS -->";

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fabric_routing::config::{LocalRoute, TrustedKey, encode_public_key};
-use fabric_routing::runtime::lab::{Lab, SidecarProcess};
-use fabric_routing::runtime::state_dir::SigningKeyFile;
-use fabric_routing::runtime::tls::{PeerTls, TlsFiles};
-use fabric_routing::security::SigningIdentity;
-use fabric_routing::sim::Topology;
-use fabric_routing::wire::{self, Frame};
-use fabric_routing::{Message, RouteAnnouncement, RouteMetrics, SidecarConfig};
+use fabric_core::config::{LocalRoute, TrustedKey, encode_public_key};
+use fabric_core::security::SigningIdentity;
+use fabric_core::wire::{self, Frame};
+use fabric_core::{Message, RouteAnnouncement, RouteMetrics, SidecarConfig};
+use fabric_engine::sim::Topology;
+use fabric_sidecar::runtime::lab::{Lab, SidecarProcess};
+use fabric_sidecar::runtime::state_dir::SigningKeyFile;
+use fabric_sidecar::runtime::tls::{PeerTls, TlsFiles};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -128,7 +128,7 @@ fn require_signatures(keys: &[(String, SigningIdentity, PathBuf)]) -> impl Fn(&m
 /// neighbor without an address, which dials in.
 fn mallory_next_to_b(config: &mut SidecarConfig) {
     if config.node_id.as_str() == "b" {
-        config.neighbors.push(fabric_routing::config::NeighborConfig {
+        config.neighbors.push(fabric_core::config::NeighborConfig {
             id: "mallory".into(),
             address: None,
             link: Default::default(),
@@ -140,8 +140,8 @@ fn mallory_next_to_b(config: &mut SidecarConfig) {
 
 /// An unsigned announcement of `destination` by `mallory`, `hops` long.
 fn from_mallory(destination: &str, hops: usize, epoch: u64) -> Message {
-    let mut path: Vec<fabric_routing::NodeId> = vec!["mallory".into()];
-    path.extend((1..hops).map(|i| fabric_routing::NodeId::from(format!("far-{i}"))));
+    let mut path: Vec<fabric_core::NodeId> = vec!["mallory".into()];
+    path.extend((1..hops).map(|i| fabric_core::NodeId::from(format!("far-{i}"))));
     Message::Announcement(RouteAnnouncement {
         destination: destination.into(),
         hop_count: path.len() as u32,
@@ -158,7 +158,7 @@ fn from_mallory(destination: &str, hops: usize, epoch: u64) -> Message {
 
 /// Starts a lab whose nodes sign with the given key files.
 async fn signed_lab(dir: &Path, keys: &[(String, SigningIdentity, PathBuf)]) -> Lab {
-    let key_args = |id: &fabric_routing::NodeId| {
+    let key_args = |id: &fabric_core::NodeId| {
         let key = &keys.iter().find(|(n, _, _)| n == id.as_str()).unwrap().2;
         vec!["--signing-key".to_string(), key.display().to_string()]
     };
@@ -265,7 +265,7 @@ async fn live_reload_changes_selection_without_restart_and_bad_config_is_refused
 /// operator takes none. Each refusal is counted and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_writes_need_the_api_token_and_an_operator_fed_sidecar_is_read_only() {
-    use fabric_routing::runtime::local_http;
+    use fabric_io::local_http;
     let dir = scratch("api-writes");
     let mut config = SidecarConfig::new("w");
     config.version = Some("v1".into());
@@ -342,7 +342,7 @@ async fn restart_comes_back_with_the_persisted_config_and_key() {
     lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
     // a's key is now only in a's state dir once we restart it without --signing-key:
     // persist it there first, the way a node keeps a generated key.
-    let a_state = fabric_routing::runtime::state_dir::StateDir::open(dir.join("a").join("state")).unwrap();
+    let a_state = fabric_sidecar::runtime::state_dir::StateDir::open(dir.join("a").join("state")).unwrap();
     a_state.save_signing_key(&keys[0].1).unwrap();
     let version = lab.node("a").get_json("/config").await.unwrap()["version"].clone();
     let mut a = lab.nodes.remove("a").unwrap();
@@ -456,7 +456,7 @@ fn fabric_certificates(dir: &Path, nodes: &[&str]) -> Vec<(String, Vec<String>)>
 async fn sessions_run_over_mutual_tls_and_refuse_peers_without_a_certificate_or_claiming_another_node() {
     let dir = scratch("tls");
     let args = fabric_certificates(&dir.join("pki"), &["a", "b", "c"]);
-    let tls_args = |id: &fabric_routing::NodeId| args.iter().find(|(n, _)| n == id.as_str()).unwrap().1.clone();
+    let tls_args = |id: &fabric_core::NodeId| args.iter().find(|(n, _)| n == id.as_str()).unwrap().1.clone();
     let lab = Lab::start_with(exe(), &line3(), &dir, fast_sessions, tls_args).await.unwrap();
     lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
     assert_eq!(lab.node("c").next_hop("svc").await.unwrap().as_deref(), Some("b"));
@@ -511,7 +511,7 @@ async fn session_end_count(sidecar: &SidecarProcess, reason: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announced_restart_keeps_routes_stale_until_the_node_is_back() {
     let dir = scratch("graceful");
-    let restart_args = |id: &fabric_routing::NodeId| {
+    let restart_args = |id: &fabric_core::NodeId| {
         if id.as_str() == "a" { vec!["--announce-restart".to_string()] } else { Vec::new() }
     };
     let mut lab = Lab::start_with(exe(), &line3(), &dir, fast_sessions, restart_args).await.unwrap();
@@ -788,7 +788,7 @@ async fn a_sidecar_killed_with_unread_input_is_withdrawn_at_once() {
     assert!(took < Duration::from_secs(5));
     let text = b.get("/metrics").await.unwrap().body;
     assert!(metric(&text, "fabric_session_ends_total{reason=\"connection_reset\"}") >= 1.0, "{text}");
-    lab.nodes.remove(&fabric_routing::NodeId::from("c"));
+    lab.nodes.remove(&fabric_core::NodeId::from("c"));
 }
 
 /// The `/peers` entry of `peer` on `node`.
@@ -829,7 +829,7 @@ fn keep_alive(
 /// table when it comes back and reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_is_reset_at_the_queue_bound_and_the_sender_stays_healthy() {
-    use fabric_routing::runtime::send_queue::message_wire_size;
+    use fabric_sidecar::runtime::send_queue::message_wire_size;
     const ROUTES: usize = 100_000;
     let route = |i: usize, cost: u32| LocalRoute {
         destination: format!("svc-{i:06}").into(),
@@ -905,8 +905,7 @@ async fn a_peer_that_stops_reading_is_reset_at_the_queue_bound_and_the_sender_st
             while watching.load(std::sync::atomic::Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 // A busy debug build may drop a request; the next one counts.
-                let Ok(peers) = fabric_routing::runtime::local_http::get(api, "/peers").await.and_then(|r| r.json())
-                else {
+                let Ok(peers) = fabric_io::local_http::get(api, "/peers").await.and_then(|r| r.json()) else {
                     continue;
                 };
                 for peer in peers.as_array().unwrap() {

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use fabric_core::NodeId;
 use fabric_operator::api::{
     DampeningSpec, ExternalKey, KeyManagement, LinkSpec, LinkStateArea, LinkStateAreaSpec, MatchList, NeighborPolicy,
     NeighborPolicySpec, NeighborSpec, PolicyMode, RouteFilter, RouteKey, RouteKeySpec, RoutePolicy, RoutePolicySpec,
@@ -28,7 +29,6 @@ use fabric_operator::api::{
 use fabric_operator::compile::Compilation;
 use fabric_operator::duration::GoDuration;
 use fabric_operator::index::{Index, SidecarInfo};
-use fabric_routing::NodeId;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 
 pub const NS: &str = "fabric";

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use fabric_routing::control::proto::{ConfigSnapshot, Hello, OperatorMessage, SidecarMessage, SigningKey};
-use fabric_routing::wire::{self, Frame, vectors};
+use fabric_control::{ConfigSnapshot, Hello, OperatorMessage, SidecarMessage, SigningKey};
+use fabric_core::wire::{self, Frame, vectors};
 use prost::Message as _;
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -52,7 +52,7 @@ fn main() {
     write("session_frames", "hello-only", &length_delimited(&[hello]));
 
     write("config_load", "yaml", CONFIG.as_bytes());
-    let json = serde_json::to_vec(&fabric_routing::SidecarConfig::from_yaml(CONFIG).unwrap()).unwrap();
+    let json = serde_json::to_vec(&fabric_core::SidecarConfig::from_yaml(CONFIG).unwrap()).unwrap();
     write("config_load", "json", &json);
 
     let snapshot = ConfigSnapshot {

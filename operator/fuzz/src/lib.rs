@@ -7,12 +7,12 @@
 //! docs/fuzzing.md says how to run them.
 
 use bytes::BytesMut;
-use fabric_routing::SidecarConfig;
-use fabric_routing::control::client::{ControlOptions, parse, signing_key};
-use fabric_routing::control::proto::{OperatorMessage, SidecarMessage, operator_message, sidecar_message};
-use fabric_routing::session::{Session, SessionSettings};
-use fabric_routing::time::Timestamp;
-use fabric_routing::wire::{self, DecodeLimits};
+use fabric_control::{OperatorMessage, SidecarMessage, operator_message, sidecar_message};
+use fabric_core::SidecarConfig;
+use fabric_core::session::{Session, SessionSettings};
+use fabric_core::time::Timestamp;
+use fabric_core::wire::{self, DecodeLimits};
+use fabric_sidecar::control::{ControlOptions, parse, signing_key};
 use prost::Message as _;
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 

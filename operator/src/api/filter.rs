@@ -1,5 +1,5 @@
 //! Route filter shapes shared by RoutePolicy and NeighborPolicy. They mirror
-//! `fabric_routing::policy` (which cannot derive `JsonSchema`); the
+//! `fabric_core::policy` (which cannot derive `JsonSchema`); the
 //! conversion lives in `crate::compile::convert`.
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};

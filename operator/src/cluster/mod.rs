@@ -290,7 +290,7 @@ async fn lead(
     );
     // One pass before serving: keys nobody has to learn first are active in
     // the first snapshots.
-    rotator.tick(&distributor, fabric_routing::runtime::clock::now()).await;
+    rotator.tick(&distributor, fabric_io::clock::now()).await;
     distributor.set_rotation_status(rotator.status().clone());
     tasks.0.push(tokio::spawn(rotation_loop(rotator, distributor.clone(), options.rotation_tick)));
     let writer = StatusWriter::new(client.clone(), EventPublisher::new(client, Some(instance)));
@@ -312,7 +312,7 @@ async fn rotation_loop(mut rotator: Rotator, distributor: Distributor, every: Du
     tick.tick().await; // the first fires at once; `lead` already ran a pass
     loop {
         tick.tick().await;
-        rotator.tick(&distributor, fabric_routing::runtime::clock::now()).await;
+        rotator.tick(&distributor, fabric_io::clock::now()).await;
         distributor.set_rotation_status(rotator.status().clone());
     }
 }

@@ -423,7 +423,7 @@ where
 mod tests {
     use std::path::Path;
 
-    use fabric_routing::NodeId;
+    use fabric_core::NodeId;
 
     use super::*;
     use crate::compile::compile;

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fabric_routing::link_state::{AreaConfig, AreaId, LinkStateConfig, SummaryFilter};
+use fabric_core::link_state::{AreaConfig, AreaId, LinkStateConfig, SummaryFilter};
 
 use super::report::Report;
 use crate::api::{LinkStateArea, LinkStateAreaSpec, SummaryFilterSpec};

@@ -1,8 +1,8 @@
 //! From the CRD-side mirror types to `fabric_routing`'s config types.
 
-use fabric_routing::config::{LinkMetrics, TieBreaker as EngineTieBreaker};
-use fabric_routing::link_state::{AreaId, RoutingMode as EngineRoutingMode, SummaryFilter};
-use fabric_routing::policy::{
+use fabric_core::config::{LinkMetrics, TieBreaker as EngineTieBreaker};
+use fabric_core::link_state::{AreaId, RoutingMode as EngineRoutingMode, SummaryFilter};
+use fabric_core::policy::{
     MatchList as EngineMatchList, PolicyMode as EnginePolicyMode, RoutePolicy as EnginePolicy,
     TagRules as EngineTagRules,
 };

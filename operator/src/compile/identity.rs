@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fabric_routing::NodeId;
+use fabric_core::NodeId;
 
 use super::output::{Problem, Severity};
 use super::report::Report;

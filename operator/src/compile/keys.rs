@@ -11,9 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fabric_routing::SidecarConfig;
-use fabric_routing::config::TrustedKey;
-use fabric_routing::ids::{KeyId, NodeId};
+use fabric_core::SidecarConfig;
+use fabric_core::config::TrustedKey;
+use fabric_core::ids::{KeyId, NodeId};
 
 use super::identity::Bindings;
 use super::report::Report;

@@ -24,10 +24,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use fabric_routing::SidecarConfig;
-use fabric_routing::config::{LinkStateAreaMembership, TrustedKey};
-use fabric_routing::ids::NodeId;
-use fabric_routing::link_state::AreaId;
+use fabric_core::SidecarConfig;
+use fabric_core::config::{LinkStateAreaMembership, TrustedKey};
+use fabric_core::ids::NodeId;
+use fabric_core::link_state::AreaId;
 use sha2::{Digest, Sha256};
 
 pub use identity::{Settings, UnboundNodeIds};

@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fabric_routing::NodeId;
-use fabric_routing::config::NeighborConfig;
+use fabric_core::NodeId;
+use fabric_core::config::NeighborConfig;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::convert::advertise_nothing;

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use fabric_routing::NodeId;
-use fabric_routing::SidecarConfig;
-use fabric_routing::link_state::{AreaId, LinkStateConfig};
+use fabric_core::NodeId;
+use fabric_core::SidecarConfig;
+use fabric_core::link_state::{AreaId, LinkStateConfig};
 use serde::Serialize;
 
 use crate::api::{Condition, ConditionStatus};

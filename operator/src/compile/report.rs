@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fabric_routing::NodeId;
+use fabric_core::NodeId;
 
 use super::output::{Compilation, CompiledSidecar, ConditionSpec, ConditionType, Problem, Severity};
 use crate::api::ConditionStatus;

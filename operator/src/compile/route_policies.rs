@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use fabric_routing::SidecarConfig;
-use fabric_routing::config::{DampeningConfig, SelectionConfig, StabilityConfig};
-use fabric_routing::ids::NodeId;
+use fabric_core::SidecarConfig;
+use fabric_core::config::{DampeningConfig, SelectionConfig, StabilityConfig};
+use fabric_core::ids::NodeId;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::report::Report;

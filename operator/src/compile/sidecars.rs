@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fabric_routing::NodeId;
+use fabric_core::NodeId;
 
 use super::identity::{self, Bindings, Settings};
 use super::output::{Problem, Severity};

@@ -65,7 +65,7 @@ fn local_peer_ca(
     }
     let ca = PeerCa::generate(domain, lifetime, now).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    fabric_routing::runtime::state_dir::write_private(&key, ca.key_pem().as_bytes())?;
+    fabric_io::files::write_private(&key, ca.key_pem().as_bytes())?;
     std::fs::write(&cert, ca.certificate_pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
     Ok(ca)
 }
@@ -268,13 +268,13 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         // One pass before any sidecar is served: keys of RouteKeys that no
         // connected sidecar has to learn first are active from the first
         // snapshot on, so no sidecar starts peering without its key.
-        rotator.tick(&distributor, fabric_routing::runtime::clock::now()).await;
+        rotator.tick(&distributor, fabric_io::clock::now()).await;
         distributor.set_rotation_status(rotator.status().clone());
         let (distributor, tick) = (distributor.clone(), options.rotation_tick);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(tick).await;
-                rotator.tick(&distributor, fabric_routing::runtime::clock::now()).await;
+                rotator.tick(&distributor, fabric_io::clock::now()).await;
                 distributor.set_rotation_status(rotator.status().clone());
             }
         });

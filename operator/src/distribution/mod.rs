@@ -19,9 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fabric_routing::KeyId;
-use fabric_routing::NodeId;
-use fabric_routing::control::proto::{ConfigSnapshot, Hello, OperatorMessage, PeerCertificate, SigningKey};
+use fabric_control::{ConfigSnapshot, Hello, OperatorMessage, PeerCertificate, SigningKey};
+use fabric_core::KeyId;
+use fabric_core::NodeId;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -216,7 +216,7 @@ struct Inner {
     rotation: BTreeMap<NamespacedName, crate::rotation::RotationStatus>,
     /// Connected sidecars without a valid config, since when (key rotation
     /// waits for them only so long).
-    unconfigured_since: BTreeMap<NamespacedName, fabric_routing::Timestamp>,
+    unconfigured_since: BTreeMap<NamespacedName, fabric_core::Timestamp>,
     registered: BTreeMap<NamespacedName, SidecarInfo>,
     compilation: Arc<Compilation>,
     state: DistributionState,
@@ -396,7 +396,7 @@ impl Distributor {
     /// to trust the key; it is waited for [`UNCONFIGURED_WAIT`] (a compile
     /// may be on its way), then left behind and reported, so that one
     /// broken sidecar never stops key rotation for the whole fabric.
-    pub fn rollout(&self, node: &NodeId, key: &KeyId, now: fabric_routing::Timestamp) -> Rollout {
+    pub fn rollout(&self, node: &NodeId, key: &KeyId, now: fabric_core::Timestamp) -> Rollout {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let mut waiting = Vec::new();
@@ -853,7 +853,7 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use fabric_routing::control::proto::operator_message;
+    use fabric_control::operator_message;
 
     use super::*;
 
@@ -955,7 +955,7 @@ mod tests {
         rogue.labels.insert(NODE_ID_LABEL.into(), "a".into());
         let (_, mut rogue) = distributor.connect(sidecar_from_hello(&rogue, None).unwrap(), "");
         assert!(rogue.try_recv().is_err(), "an unknown pod gets nothing");
-        let waiting = distributor.rollout(&NodeId::from("a"), &KeyId::from("k1"), fabric_routing::Timestamp(0));
+        let waiting = distributor.rollout(&NodeId::from("a"), &KeyId::from("k1"), fabric_core::Timestamp(0));
         assert_eq!(waiting, Rollout::Waiting(vec!["fabric/a".into()]), "only the member counts");
         // A second watched pod claiming node id a: the compiler serves
         // neither (compile::identity), so the duplicate gets nothing.
@@ -985,10 +985,10 @@ mod tests {
         distributor.set_objects(index);
         let (node, key) = (NodeId::from("b"), KeyId::from("k1"));
         let waiting = Rollout::Waiting(vec!["fabric/a (no valid config compiled)".into()]);
-        assert_eq!(distributor.rollout(&node, &key, fabric_routing::Timestamp(1_000)), waiting);
-        assert_eq!(distributor.rollout(&node, &key, fabric_routing::Timestamp(60_999)), waiting);
+        assert_eq!(distributor.rollout(&node, &key, fabric_core::Timestamp(1_000)), waiting);
+        assert_eq!(distributor.rollout(&node, &key, fabric_core::Timestamp(60_999)), waiting);
         assert_eq!(
-            distributor.rollout(&node, &key, fabric_routing::Timestamp(61_000)),
+            distributor.rollout(&node, &key, fabric_core::Timestamp(61_000)),
             Rollout::LeavingBehind(vec!["fabric/a (no valid config compiled)".into()])
         );
     }

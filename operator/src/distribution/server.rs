@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fabric_routing::control::proto::{
-    ConfigDistribution, ConfigDistributionServer, OperatorStream, SidecarMessage, sidecar_message,
-};
+use fabric_control::{ConfigDistribution, ConfigDistributionServer, OperatorStream, SidecarMessage, sidecar_message};
 use tokio::net::TcpListener;
 use tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::server::TcpIncoming;

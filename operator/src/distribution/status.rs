@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use fabric_routing::NodeId;
+use fabric_core::NodeId;
 use serde::Serialize;
 
 use super::{DistributionState, SidecarState};

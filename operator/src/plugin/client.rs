@@ -1,11 +1,11 @@
 //! The plugin's side of the HTTP APIs: parsing `--sidecar` / `--operator`
-//! addresses, one GET through `fabric_routing::runtime::local_http`, and
+//! addresses, one GET through `fabric_io::local_http`, and
 //! errors that name the address and say which `kubectl port-forward` makes
 //! it reachable.
 
 use std::net::SocketAddr;
 
-use fabric_routing::runtime::local_http::{self, HttpResponse};
+use fabric_io::local_http::{self, HttpResponse};
 use serde_json::Value;
 
 use super::{EXIT_UNREACHABLE, Failure};

@@ -16,7 +16,7 @@ pub mod store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use fabric_routing::{KeyId, NodeId, Timestamp};
+use fabric_core::{KeyId, NodeId, Timestamp};
 
 pub use plan::{KeyRing, Plan, PrivateKey, PublishedKeys, Rollout, RotationEvent};
 pub use store::{FileKeyStore, KeyStore, MemoryKeyStore};
@@ -124,7 +124,7 @@ impl Retry {
 
 impl Rotator {
     pub fn new(store: Arc<dyn KeyStore>, publisher: Arc<dyn KeyPublisher>) -> Self {
-        let generate = || fabric_routing::security::generate_signing_key_bytes().map_err(|e| e.to_string());
+        let generate = || fabric_core::security::generate_signing_key_bytes().map_err(|e| e.to_string());
         Self::with_generator(store, publisher, Box::new(generate))
     }
 

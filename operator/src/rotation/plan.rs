@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use fabric_routing::Timestamp;
-use fabric_routing::config::format_rfc3339;
+use fabric_core::Timestamp;
+use fabric_core::config::format_rfc3339;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{KeyState, PublishedKey, RouteKeySpec, RouteKeyStatus};
@@ -56,11 +56,11 @@ impl PrivateKey {
 
     /// Standard base64 of the public half.
     pub fn public_key(&self) -> Result<String, String> {
-        let identity = fabric_routing::security::SigningIdentity::from_secret_bytes(
-            fabric_routing::KeyId::from(self.key_id.as_str()),
+        let identity = fabric_core::security::SigningIdentity::from_secret_bytes(
+            fabric_core::KeyId::from(self.key_id.as_str()),
             &self.secret()?,
         );
-        Ok(fabric_routing::config::encode_public_key(&identity.verifying_key()))
+        Ok(fabric_core::config::encode_public_key(&identity.verifying_key()))
     }
 }
 

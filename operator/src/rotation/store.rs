@@ -99,7 +99,7 @@ mod tests {
         let store = FileKeyStore::new(&dir).unwrap();
         let name = NamespacedName::new("fabric", "eu-1");
         assert_eq!(store.load(&name).await.unwrap(), KeyRing::default());
-        let ring = KeyRing { keys: vec![PrivateKey::new("k1".into(), &[3; 32], fabric_routing::Timestamp(5))] };
+        let ring = KeyRing { keys: vec![PrivateKey::new("k1".into(), &[3; 32], fabric_core::Timestamp(5))] };
         let owner = RouteKey::new("eu-1", serde_json::from_str(r#"{"nodeId": "eu-1"}"#).unwrap());
         store.save(&name, &owner, &ring).await.unwrap();
         assert_eq!(store.load(&name).await.unwrap(), ring);

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use fabric_routing::SidecarConfig;
+use fabric_core::SidecarConfig;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection, DownwardAPIVolumeFile,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod,

@@ -1,7 +1,7 @@
 //! Workload and machine helpers shared by the bench binaries.
 #![allow(dead_code)]
 
-use fabric_routing::NodeId;
+use fabric_core::NodeId;
 
 /// Neighbor `i` of the benchmarked node.
 pub fn peer(i: usize) -> NodeId {

@@ -16,10 +16,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::SidecarConfig;
 use crate::runtime::handle::{NodeGone, NodeHandle};
 use crate::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics, render};
 use crate::runtime::tls::PeerTls;
+use fabric_core::config::SidecarConfig;
 
 #[derive(Serialize)]
 struct ApiError {

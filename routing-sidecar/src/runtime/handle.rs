@@ -2,11 +2,11 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{ConfigError, SidecarConfig};
-use crate::engine::BestRoute;
 use crate::runtime::link_state::{ExplainAnswer, LinkStateStatus, RouteAnswer};
 use crate::runtime::node::{Command, ConfigStatus, NodeStats, PeerStatus, Query};
-use crate::security::SigningIdentity;
+use fabric_core::config::{ConfigError, SidecarConfig};
+use fabric_core::security::SigningIdentity;
+use fabric_engine::BestRoute;
 
 /// The actor has stopped (shutting down).
 #[derive(Debug, Clone, thiserror::Error)]

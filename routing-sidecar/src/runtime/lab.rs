@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::config::SidecarConfig;
-use crate::ids::NodeId;
-use crate::runtime::local_http::{self, HttpResponse};
-use crate::sim::Topology;
+use fabric_core::config::SidecarConfig;
+use fabric_core::ids::NodeId;
+use fabric_engine::sim::Topology;
+use fabric_io::local_http::{self, HttpResponse};
 
 /// One running `routing-sidecar run` process.
 pub struct SidecarProcess {
@@ -42,7 +42,7 @@ fn api_token(dir: &Path) -> Result<(PathBuf, String), String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| format!("random token: {e}"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::runtime::state_dir::write_private(&path, token.as_bytes())?;
+    fabric_io::files::write_private(&path, token.as_bytes())?;
     Ok((path, token))
 }
 

@@ -17,17 +17,17 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::SidecarConfig;
-use crate::engine::{BestRoute, SelectionTrace};
-use crate::ids::{DestinationId, NodeId};
-use crate::link_state::{
+use fabric_core::config::SidecarConfig;
+use fabric_core::ids::{DestinationId, NodeId};
+use fabric_core::message::RouteMetrics;
+use fabric_core::security::{KeyRegistry, SigningIdentity};
+use fabric_core::time::Timestamp;
+use fabric_engine::{BestRoute, SelectionTrace};
+use fabric_link_state::{
     LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRoute, LinkStateRouter, LinkStateSnapshot,
     LinkStateUpdate, LocalLink, OutgoingUpdate, PathVectorChoice, Protocol, RouteChange, RouteExplanation, RoutingMode,
     decide,
 };
-use crate::message::RouteMetrics;
-use crate::security::{KeyRegistry, SigningIdentity};
-use crate::time::Timestamp;
 
 /// The links the router should know about: one per (up neighbor, area of
 /// its link), carrying the neighbor's configured link metrics.
@@ -398,8 +398,8 @@ fn log_route_change(change: &RouteChange) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{LinkMetrics, LinkStateAreaMembership, NeighborConfig};
-    use crate::link_state::{AreaId, LinkStateConfig};
+    use fabric_core::config::{LinkMetrics, LinkStateAreaMembership, NeighborConfig};
+    use fabric_link_state::{AreaId, LinkStateConfig};
 
     fn neighbor(id: &str, cost: u32) -> NeighborConfig {
         NeighborConfig {

@@ -8,33 +8,21 @@
 //! output is exactly the snapshot (no second copy of the counters that could
 //! drift) and series come out in a fixed order.
 //!
-//! Two exposition formats, chosen by [`MetricsFormat::from_accept`]:
-//!
-//! * OpenMetrics 1.0.0 (`prometheus_client::encoding::text`) for scrapers
-//!   that ask for it (Prometheus does, in its `Accept` header);
-//! * the classic Prometheus text format 0.0.4
-//!   (`prometheus_client::encoding::prometheus_text`, added in
-//!   prometheus-client 0.26) for everything else: curl, `promtool check
-//!   metrics`, older tooling. In it counter families carry `_total` in their
-//!   `# HELP`/`# TYPE` names, the info metric is a gauge, and there is no
-//!   `# UNIT`, `_created` or `# EOF`.
-//!
-//! Both come from the same registry, so the two formats cannot disagree on
-//! names, labels or values. See `docs/metrics.md` for the list of metrics.
+//! Either exposition format (`fabric_io::prometheus`, negotiated on the
+//! request's `Accept` header) comes from the same registry. See
+//! `docs/metrics.md` for the list of metrics.
 
-use std::fmt;
-
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+pub use fabric_io::prometheus::MetricsFormat;
+use fabric_io::prometheus::{ConstHistogram, Labels, counters, encode, gauges};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::link_state::UpdateRejectReason;
-use crate::link_state::stats::{DurationHistogram, SPF_DURATION_BUCKETS};
-use crate::link_state::{AreaId, ExportCounts, LinkStateSnapshot};
-use crate::stats::{CONVERGENCE_BUCKETS, Histogram, RejectReason, StatsSnapshot};
+use fabric_core::stats::{CONVERGENCE_BUCKETS, Histogram, RejectReason, StatsSnapshot};
+use fabric_link_state::UpdateRejectReason;
+use fabric_link_state::stats::{DurationHistogram, SPF_DURATION_BUCKETS};
+use fabric_link_state::{AreaId, ExportCounts, LinkStateSnapshot};
 
 /// Prefix of every metric name (`fabric_...`).
 pub const PREFIX: &str = "fabric";
@@ -69,61 +57,9 @@ pub struct MetricsInput<'a> {
     /// The link-state router's snapshot; `None` (no `fabric_link_state_*`
     /// family at all) when link-state is off.
     pub link_state: Option<&'a LinkStateSnapshot>,
-    /// Connection ends by reason (`crate::session::SESSION_END_REASONS`);
+    /// Connection ends by reason (`fabric_core::session::SESSION_END_REASONS`);
     /// reasons missing here are rendered at zero.
     pub session_ends: &'a std::collections::BTreeMap<&'static str, u64>,
-}
-
-/// The exposition format of a `/metrics` response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricsFormat {
-    /// OpenMetrics text 1.0.0.
-    OpenMetrics,
-    /// The classic Prometheus text format 0.0.4.
-    PrometheusText,
-}
-
-impl MetricsFormat {
-    /// Content negotiation on the request's `Accept` header.
-    ///
-    /// OpenMetrics when the header lists `application/openmetrics-text` (any
-    /// version) with a non-zero quality that is not below the quality given
-    /// to an explicit `text/plain`; the classic text format otherwise. So
-    /// Prometheus (which lists OpenMetrics first, with the highest quality)
-    /// gets OpenMetrics, while curl (`*/*`), promtool and clients that send
-    /// no header get the classic format they can read.
-    pub fn from_accept(accept: Option<&str>) -> Self {
-        let Some(accept) = accept else { return MetricsFormat::PrometheusText };
-        let mut openmetrics_q: f32 = 0.0;
-        let mut text_q: f32 = 0.0;
-        for range in accept.split(',') {
-            let mut parts = range.split(';');
-            let media_type = parts.next().unwrap_or_default().trim();
-            // `q` defaults to 1; an unparsable one is read as 1 too.
-            let q = parts
-                .filter_map(|param| param.split_once('='))
-                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
-                .map_or(1.0, |(_, value)| value.trim().parse::<f32>().unwrap_or(1.0));
-            if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
-                openmetrics_q = openmetrics_q.max(q);
-            } else if media_type.eq_ignore_ascii_case("text/plain") {
-                text_q = text_q.max(q);
-            }
-        }
-        if openmetrics_q > 0.0 && openmetrics_q >= text_q {
-            MetricsFormat::OpenMetrics
-        } else {
-            MetricsFormat::PrometheusText
-        }
-    }
-
-    /// The `Content-Type` of a response in this format.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            MetricsFormat::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            MetricsFormat::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
-        }
-    }
 }
 
 /// Renders the metrics in the given format.
@@ -131,102 +67,14 @@ pub fn render(input: &MetricsInput<'_>, format: MetricsFormat) -> String {
     encode(&registry(input), format)
 }
 
-/// Encodes a registry in the given format.
-pub fn encode(registry: &Registry, format: MetricsFormat) -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    let written = match format {
-        MetricsFormat::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
-        MetricsFormat::PrometheusText => prometheus_client::encoding::prometheus_text::encode(&mut out, registry),
-    };
-    // Writing to a String does not fail, and no metric here returns an error.
-    written.expect("metrics encode into a String");
-    out
+/// From the snapshot's cumulative histogram over `CONVERGENCE_BUCKETS`.
+fn convergence_histogram(histogram: &Histogram) -> ConstHistogram {
+    ConstHistogram::from_cumulative(CONVERGENCE_BUCKETS, &histogram.buckets, histogram.count, histogram.sum_seconds)
 }
 
-/// A label set: `(name, value)` pairs.
-pub type Labels = Vec<(&'static str, String)>;
-
-/// A labelled metric family with its series in a fixed order.
-/// (prometheus-client's `Family` keeps a hash map, so its order would change
-/// from one scrape to the next.)
-#[derive(Debug)]
-pub struct Series<M> {
-    series: Vec<(Labels, M)>,
-}
-
-impl<M: EncodeMetric + TypedMetric> EncodeMetric for Series<M> {
-    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
-        for (labels, metric) in &self.series {
-            metric.encode(encoder.encode_family(labels)?)?;
-        }
-        Ok(())
-    }
-
-    fn metric_type(&self) -> MetricType {
-        M::TYPE
-    }
-}
-
-/// A counter family with these series (shared with the operator's metrics).
-pub fn counters(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstCounter<u64>> {
-    Series { series: series.into_iter().map(|(labels, value)| (labels, ConstCounter::new(value))).collect() }
-}
-
-/// A gauge family with these series.
-pub fn gauges(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstGauge<u64>> {
-    Series { series: series.into_iter().map(|(labels, value)| (labels, ConstGauge::new(value))).collect() }
-}
-
-/// A histogram whose buckets are given, not observed.
-#[derive(Debug)]
-pub struct ConstHistogram {
-    sum: f64,
-    count: u64,
-    /// `(upper bound, observations in this bucket only)`, the last bound
-    /// being `+Inf`: the encoders add the counts up into cumulative buckets.
-    buckets: Vec<(f64, u64)>,
-}
-
-impl ConstHistogram {
-    /// From the snapshot's cumulative histogram over `CONVERGENCE_BUCKETS`.
-    fn from_snapshot(histogram: &Histogram) -> Self {
-        Self::from_cumulative(CONVERGENCE_BUCKETS, &histogram.buckets, histogram.count, histogram.sum_seconds)
-    }
-
-    /// From the link-state SPF duration histogram over `SPF_DURATION_BUCKETS`.
-    fn from_spf_durations(histogram: &DurationHistogram) -> Self {
-        Self::from_cumulative(SPF_DURATION_BUCKETS, &histogram.buckets, histogram.count, histogram.sum_seconds)
-    }
-
-    /// From cumulative counts per bound. A snapshot with no observation may
-    /// have no buckets: all zero then. The cumulative counts are clamped to
-    /// be non-decreasing and at most `count`, so even an inconsistent
-    /// snapshot renders a valid histogram.
-    pub fn from_cumulative(bounds: &[f64], cumulative_counts: &[u64], count: u64, sum: f64) -> Self {
-        let mut buckets = Vec::with_capacity(bounds.len() + 1);
-        let mut previous = 0;
-        for (i, bound) in bounds.iter().enumerate() {
-            let cumulative = cumulative_counts.get(i).copied().unwrap_or(previous).clamp(previous, count);
-            buckets.push((*bound, cumulative - previous));
-            previous = cumulative;
-        }
-        buckets.push((f64::INFINITY, count - previous));
-        Self { sum, count, buckets }
-    }
-}
-
-impl TypedMetric for ConstHistogram {
-    const TYPE: MetricType = MetricType::Histogram;
-}
-
-impl EncodeMetric for ConstHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
-        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        Self::TYPE
-    }
+/// From the link-state SPF duration histogram over `SPF_DURATION_BUCKETS`.
+fn spf_histogram(histogram: &DurationHistogram) -> ConstHistogram {
+    ConstHistogram::from_cumulative(SPF_DURATION_BUCKETS, &histogram.buckets, histogram.count, histogram.sum_seconds)
 }
 
 fn reason_series(by_label: &std::collections::BTreeMap<&'static str, u64>) -> Vec<(Labels, u64)> {
@@ -331,7 +179,7 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
         "session_ends",
         "Connections to peers that ended, established or not, by reason; every reason is always present",
         counters(
-            crate::session::SESSION_END_REASONS
+            fabric_core::session::SESSION_END_REASONS
                 .iter()
                 .map(|reason| {
                     (vec![("reason", (*reason).to_owned())], input.session_ends.get(reason).copied().unwrap_or(0))
@@ -392,7 +240,7 @@ fn registry(input: &MetricsInput<'_>) -> Registry {
         "convergence",
         "Time a destination went without a usable route: from losing its last one to having a new best route",
         Unit::Seconds,
-        ConstHistogram::from_snapshot(&s.convergence_seconds),
+        convergence_histogram(&s.convergence_seconds),
     );
 
     // Configuration.
@@ -588,7 +436,7 @@ fn register_link_state(r: &mut Registry, s: &LinkStateSnapshot) {
         "link_state_spf_duration",
         "Wall time of the router calls that ran SPF, route table rebuild included",
         Unit::Seconds,
-        ConstHistogram::from_spf_durations(&s.spf_duration_seconds),
+        spf_histogram(&s.spf_duration_seconds),
     );
     counter(r, "route_changes", "Link-state routes added, changed or removed", s.route_changes_total);
     r.register(
@@ -757,12 +605,12 @@ mod tests {
             lsdb_entries: BTreeMap::from([(AreaId::from("core"), 401), (AreaId::from("edge"), 402)]),
             topology_fingerprints: BTreeMap::new(),
             routes_active: 403,
-            summary_exports: vec![crate::link_state::stats::SummaryExportStat {
+            summary_exports: vec![fabric_link_state::stats::SummaryExportStat {
                 source_area: edge_core.0.clone(),
                 target_area: edge_core.1.clone(),
                 counts: ExportCounts { exported: 404, filtered: 405, compressed: 406 },
             }],
-            summary_entries_refused: vec![crate::link_state::stats::SummaryExportRefusal {
+            summary_entries_refused: vec![fabric_link_state::stats::SummaryExportRefusal {
                 source_area: dmz_core.0,
                 target_area: dmz_core.1,
                 refused: 407,
@@ -993,52 +841,6 @@ mod tests {
             .collect();
         assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
         assert_eq!(counts.last(), Some(&4));
-    }
-
-    #[test]
-    fn from_accept_prometheus_2_header_gets_openmetrics() {
-        let header = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
-                      text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert_eq!(MetricsFormat::from_accept(Some(header)), MetricsFormat::OpenMetrics);
-    }
-
-    #[test]
-    fn from_accept_prometheus_3_header_gets_openmetrics() {
-        let header = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,\
-                      application/openmetrics-text;version=0.0.1;q=0.4,\
-                      text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
-        assert_eq!(MetricsFormat::from_accept(Some(header)), MetricsFormat::OpenMetrics);
-    }
-
-    #[test]
-    fn from_accept_curl_absent_and_plain_text_get_the_classic_format() {
-        for header in
-            [None, Some(""), Some("*/*"), Some("text/plain"), Some("text/plain;version=0.0.4"), Some("text/*")]
-        {
-            assert_eq!(MetricsFormat::from_accept(header), MetricsFormat::PrometheusText, "{header:?}");
-        }
-    }
-
-    #[test]
-    fn from_accept_honours_quality_values() {
-        for (header, want) in [
-            ("application/openmetrics-text;q=0, text/plain", MetricsFormat::PrometheusText),
-            ("text/plain;q=0.9, application/openmetrics-text;q=0.5", MetricsFormat::PrometheusText),
-            ("text/plain;q=0.5, application/openmetrics-text;q=0.5", MetricsFormat::OpenMetrics),
-            ("APPLICATION/OpenMetrics-Text ; Q=0.2 , */*", MetricsFormat::OpenMetrics),
-            ("application/openmetrics-text; q=bogus", MetricsFormat::OpenMetrics),
-        ] {
-            assert_eq!(MetricsFormat::from_accept(Some(header)), want, "{header:?}");
-        }
-    }
-
-    #[test]
-    fn content_types() {
-        assert_eq!(
-            MetricsFormat::OpenMetrics.content_type(),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8"
-        );
-        assert_eq!(MetricsFormat::PrometheusText.content_type(), "text/plain; version=0.0.4; charset=utf-8");
     }
 
     #[test]

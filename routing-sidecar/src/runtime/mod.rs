@@ -3,16 +3,14 @@
 //! local API (`api`, `metrics`) and signals talk to it through a handle.
 
 pub mod api;
-pub mod clock;
 pub mod handle;
 pub mod lab;
 pub mod link_state;
-pub mod local_http;
 pub mod metrics;
 pub mod node;
+pub mod otlp_metrics;
 pub mod send_queue;
 pub mod state_dir;
-pub mod telemetry;
 pub mod tls;
 pub mod transport;
 
@@ -23,9 +21,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::SidecarConfig;
-use crate::engine::Engine;
-use crate::security::SigningIdentity;
+use fabric_core::config::SidecarConfig;
+use fabric_core::security::SigningIdentity;
+use fabric_engine::Engine;
+use fabric_io::clock;
 pub use handle::NodeHandle;
 use node::Node;
 use state_dir::{SigningKeyFile, StateDir};
@@ -85,7 +84,7 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     /// The bound metrics listener, if any.
     pub metrics_addr: Option<SocketAddr>,
-    pub node_id: crate::ids::NodeId,
+    pub node_id: fabric_core::ids::NodeId,
     /// Where the config in force came from, and why a config file was not
     /// used if it was refused.
     pub config_source: String,

@@ -11,12 +11,6 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{ConfigError, SidecarConfig};
-use crate::engine::{BestRoute, Effect, Engine, RouteEvent};
-use crate::ids::NodeId;
-use crate::link_state::{LinkStateSnapshot, LinkStateUpdate, OutgoingUpdate};
-use crate::message::Message;
-use crate::runtime::clock;
 use crate::runtime::link_state::{
     ExplainAnswer, LinkStateRuntime, LinkStateStatus, RouteAnswer, answer_route, explain_route, local_links,
 };
@@ -24,10 +18,16 @@ use crate::runtime::send_queue::{self, Refused, SendQueue};
 use crate::runtime::state_dir::StateDir;
 use crate::runtime::tls::{PeerIdentity, PeerTls};
 use crate::runtime::transport::{BoxedStream, Connection, Outbound};
-use crate::security::SigningIdentity;
-use crate::session::{Backoff, SessionSettings};
-use crate::stats::StatsSnapshot;
-use crate::time::Timestamp;
+use fabric_core::config::{ConfigError, SidecarConfig};
+use fabric_core::ids::NodeId;
+use fabric_core::message::Message;
+use fabric_core::security::SigningIdentity;
+use fabric_core::session::{Backoff, SessionSettings};
+use fabric_core::stats::StatsSnapshot;
+use fabric_core::time::Timestamp;
+use fabric_engine::{BestRoute, Effect, Engine, RouteEvent};
+use fabric_io::clock;
+use fabric_link_state::{LinkStateSnapshot, LinkStateUpdate, OutgoingUpdate};
 
 /// The configured neighbors, shared with connections for the hello check.
 #[derive(Clone, Debug, Default)]
@@ -191,7 +191,7 @@ pub struct Shared {
     pub actor: mpsc::Sender<Command>,
     pub neighbors: NeighborSet,
     next_conn: Arc<AtomicU64>,
-    settings: Arc<RwLock<(SessionSettings, crate::wire::DecodeLimits)>>,
+    settings: Arc<RwLock<(SessionSettings, fabric_core::wire::DecodeLimits)>>,
     /// Closed while the node waits for its first config from the operator:
     /// no session is dialed or served before (see `PeeringGate`).
     peering: watch::Receiver<bool>,
@@ -239,7 +239,7 @@ impl Shared {
     }
 }
 
-fn session_settings(config: &SidecarConfig) -> (SessionSettings, crate::wire::DecodeLimits) {
+fn session_settings(config: &SidecarConfig) -> (SessionSettings, fabric_core::wire::DecodeLimits) {
     (
         SessionSettings {
             hold_time: config.session.hold_time,
@@ -290,7 +290,7 @@ impl Node {
             sessions: HashMap::new(),
             established: HashMap::new(),
             peers: BTreeMap::new(),
-            session_ends: crate::session::SESSION_END_REASONS.iter().map(|r| (*r, 0)).collect(),
+            session_ends: fabric_core::session::SESSION_END_REASONS.iter().map(|r| (*r, 0)).collect(),
             dialers: HashMap::new(),
             config,
             closing: false,
@@ -873,7 +873,7 @@ fn check_signer(config: &SidecarConfig, signer: Option<&SigningIdentity>) -> Res
             format!("no signing key {wanted}: this node signs with {}", signer.key_id()),
         ));
     }
-    let public = crate::config::encode_public_key(&signer.verifying_key());
+    let public = fabric_core::config::encode_public_key(&signer.verifying_key());
     let trusted = config
         .security
         .trusted_keys
@@ -889,7 +889,7 @@ fn check_signer(config: &SidecarConfig, signer: Option<&SigningIdentity>) -> Res
 #[cfg(test)]
 mod signer_tests {
     use super::*;
-    use crate::config::{TrustedKey, encode_public_key};
+    use fabric_core::config::{TrustedKey, encode_public_key};
 
     fn config(signing_key_id: Option<&str>, public_of: &SigningIdentity) -> SidecarConfig {
         let mut config = SidecarConfig::new(NodeId::from("a"));

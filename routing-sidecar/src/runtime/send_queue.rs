@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::link_state::LinkStateUpdate;
-use crate::message::{Message, SignatureBlock};
 use crate::runtime::transport::Outbound;
+use fabric_core::message::{Message, SignatureBlock};
+use fabric_link_state::LinkStateUpdate;
 
 /// State both ends see.
 #[derive(Debug, Default)]
@@ -193,9 +193,9 @@ pub fn link_state_wire_size(update: &LinkStateUpdate) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_state::{AreaSummary, LinkAdvert, SummaryEntry};
-    use crate::message::{RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm};
-    use crate::wire;
+    use fabric_core::message::{RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm};
+    use fabric_core::wire;
+    use fabric_link_state::{AreaSummary, LinkAdvert, SummaryEntry};
 
     fn announcement(path: usize, tags: usize, signed: bool) -> Message {
         Message::Announcement(RouteAnnouncement {

@@ -2,15 +2,15 @@
 //! key, so a restart without the operator comes back with the same policy
 //! and keys. Files are replaced atomically (write, fsync, rename).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::config::SidecarConfig;
-use crate::ids::KeyId;
-use crate::security::SigningIdentity;
+use fabric_core::config::SidecarConfig;
+use fabric_core::ids::KeyId;
+use fabric_core::security::SigningIdentity;
+use fabric_io::files::{restrict_permissions, write_atomically};
 
 const CONFIG_FILE: &str = "config.yaml";
 const KEY_FILE: &str = "signing-key.json";
@@ -50,16 +50,6 @@ impl SigningKeyFile {
 #[derive(Clone, Debug)]
 pub struct StateDir {
     path: PathBuf,
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 impl StateDir {
@@ -102,24 +92,6 @@ impl StateDir {
         write_atomically(&path, &json)?;
         restrict_permissions(&path)
     }
-}
-
-/// Writes a secret file readable by its owner only.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
-    write_atomically(path, contents)
-        .and_then(|()| restrict_permissions(path))
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::ids::NodeId;
+use fabric_core::ids::NodeId;
 
 /// Paths of the PEM files.
 #[derive(Clone, Debug)]
@@ -190,7 +190,7 @@ impl PeerTls {
             None => {
                 let key = rcgen::KeyPair::generate().map_err(|e| format!("peer key: {e}"))?;
                 if let Some(dir) = state {
-                    crate::runtime::state_dir::write_private(&dir.join(KEY_FILE), key.serialize_pem().as_bytes())?;
+                    fabric_io::files::write_private(&dir.join(KEY_FILE), key.serialize_pem().as_bytes())?;
                 }
                 key
             }

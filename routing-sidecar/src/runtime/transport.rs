@@ -16,16 +16,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use crate::ids::NodeId;
-use crate::link_state::LinkStateUpdate;
-use crate::message::Message;
-use crate::runtime::clock;
 use crate::runtime::node::{Command, NeighborSet};
 use crate::runtime::send_queue::{SendQueueReceiver, send_queue};
 use crate::runtime::tls::PeerIdentity;
-use crate::session::{Received, Session, SessionError, SessionSettings};
-use crate::shared_ids::SharedIds;
-use crate::wire::{self, DecodeLimits, Frame};
+use fabric_core::ids::NodeId;
+use fabric_core::message::Message;
+use fabric_core::session::{Received, Session, SessionError, SessionSettings};
+use fabric_core::shared_ids::SharedIds;
+use fabric_core::wire::{self, DecodeLimits, Frame};
+use fabric_io::clock;
+use fabric_link_state::LinkStateUpdate;
 
 pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
@@ -82,7 +82,7 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Ended {
     pub reason: String,
-    /// One of [`crate::session::SESSION_END_REASONS`], for counting.
+    /// One of [`fabric_core::session::SESSION_END_REASONS`], for counting.
     pub label: &'static str,
     /// Keep the peer's routes as stale (graceful restart) rather than
     /// withdrawing them.

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use fabric_routing::config::{NeighborConfig, TrustedKey, encode_public_key};
-use fabric_routing::engine::{Effect, RouteEvent};
-use fabric_routing::security::SigningIdentity;
-use fabric_routing::stats::RejectReason;
-use fabric_routing::{
-    DestinationId, Engine, Message, NodeId, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SidecarConfig, Tag,
-    Timestamp,
+use fabric_core::config::{NeighborConfig, TrustedKey, encode_public_key};
+use fabric_core::security::SigningIdentity;
+use fabric_core::stats::RejectReason;
+use fabric_core::{
+    DestinationId, Message, NodeId, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SidecarConfig, Tag, Timestamp,
 };
+use fabric_engine::Engine;
+use fabric_engine::{Effect, RouteEvent};
 
 pub const SELF: &str = "self";
 

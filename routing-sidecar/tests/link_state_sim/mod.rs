@@ -1,7 +1,7 @@
 //! A deterministic in-memory network of `LinkStateRouter`s: no sockets, no
 //! threads, no clocks. Shared by the `link_state_*` integration tests.
 //!
-//! Same round semantics as `fabric_routing::sim::Fabric` (the path-vector
+//! Same round semantics as `fabric_engine::sim::Fabric` (the path-vector
 //! simulator), so the two protocols' figures compare like with like: every
 //! update sent during round `n` is delivered in round `n + 1`, in send
 //! order; a round stands for one gossip interval. Each receiver handles all
@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fabric_routing::link_state::{
+use fabric_core::{NodeId, Timestamp};
+use fabric_link_state::{
     AreaId, LinkStateConfig, LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRouter, LinkStateUpdate,
     LocalLink,
 };
-use fabric_routing::{NodeId, Timestamp};
 
 pub const START: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -354,7 +354,7 @@ pub struct ChurnReport {
 /// of `links`, converges it, then fails `failures` one at a time, letting
 /// the network settle after each and checking every router against the
 /// oracle. The path-vector half runs the same links and failures through
-/// `fabric_routing::sim::Fabric`.
+/// `fabric_engine::sim::Fabric`.
 pub fn link_state_churn(
     links: &[(&str, &str, u32)],
     failures: &[(&str, &str)],

@@ -1,0 +1,385 @@
+//! `LinkStateConfig`: the knobs of link-state mode, with their defaults and
+//! the rules a config must satisfy. The defaults keep link-state out of the
+//! forwarding decision (`mode: pathVector`), so enabling the router changes
+//! nothing until the mode says so. Every knob is described in
+//! `docs/link-state.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::link_state::area::{AreaGraph, AreaGraphError, SummaryFilter, SummaryPolicy};
+use crate::link_state::area_id::AreaId;
+use crate::link_state::lsa::UpdateLimits;
+
+/// How routes are chosen. Serialized camelCase: `pathVector`,
+/// `preferLinkState`, `linkStateOnly`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RoutingMode {
+    /// Path-vector only; link-state, if running, is informational.
+    #[default]
+    PathVector,
+    /// Link-state where SPF reaches the destination, path-vector elsewhere.
+    PreferLinkState,
+    /// Link-state only; destinations SPF cannot reach have no route.
+    LinkStateOnly,
+}
+
+/// Sizes and lifetimes the database enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LsdbLimits {
+    pub max_entries: usize,
+    pub max_ttl: Duration,
+    pub flush_hold: Duration,
+}
+
+/// A refused config: which field, and why. Mirrors `crate::config::ConfigError`
+/// with field paths relative to the link-state section.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid link-state config: {field}: {reason}")]
+pub struct LinkStateConfigError {
+    /// Path of the offending field, e.g. `areas[2].parents[0]`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl LinkStateConfigError {
+    pub fn new(field: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self { field: field.into(), reason: reason.to_string() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LinkStateConfig {
+    /// Which protocol answers next-hop queries. Default `pathVector`.
+    pub mode: RoutingMode,
+    /// Most equal-cost next hops kept per destination (lowest ids first).
+    /// Default 4; 1 to 64.
+    pub max_paths: usize,
+    /// Lifetime this node puts on its own updates. Default 5m.
+    #[serde(with = "humantime_serde")]
+    pub update_ttl: Duration,
+    /// Own updates are re-originated (new sequence, same content) this
+    /// often, so they never age out while the node lives. Default 100s;
+    /// must be below `updateTtl`.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Received TTLs are capped at this. Default 1h.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// How long a flushed (withdrawn) update is remembered so that older
+    /// copies still in flight are refused. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub flush_hold: Duration,
+    /// Refuse unsigned updates and updates signed by unknown keys. Default
+    /// false (a bad signature is refused either way).
+    pub require_signatures: bool,
+    /// The area graph. Areas a node has links in but that are not listed
+    /// here have no parents (nothing is summarized out of them).
+    pub areas: Vec<AreaConfig>,
+    /// At most one filter per target area. Default: no filter, every child
+    /// area is summarized into every parent.
+    pub summary_filters: Vec<SummaryFilter>,
+    /// Summary compression: most entries exported per source area, for
+    /// areas without their own `maxSummaryEntries`. Default none (no cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_summary_entries: Option<usize>,
+    pub limits: LinkStateLimits,
+}
+
+/// One area and its place in the area graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AreaConfig {
+    pub id: AreaId,
+    /// Areas this area's destinations are summarized into by border routers
+    /// that belong to both. Several parents are allowed; cycles are not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<AreaId>,
+    /// Most entries exported from this area into each parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_summary_entries: Option<usize>,
+}
+
+/// Hard limits on what neighbors may make this node store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LinkStateLimits {
+    /// Links in one update. Default 1024.
+    pub max_links_per_update: usize,
+    /// Summary entries in one update. Default 4096.
+    pub max_summary_entries_per_update: usize,
+    /// Origins stored per area. Default 65536.
+    pub max_lsdb_entries_per_area: usize,
+}
+
+impl Default for LinkStateLimits {
+    fn default() -> Self {
+        Self { max_links_per_update: 1024, max_summary_entries_per_update: 4096, max_lsdb_entries_per_area: 65_536 }
+    }
+}
+
+impl Default for LinkStateConfig {
+    fn default() -> Self {
+        Self {
+            mode: RoutingMode::PathVector,
+            max_paths: 4,
+            update_ttl: Duration::from_secs(300),
+            refresh_interval: Duration::from_secs(100),
+            max_ttl: Duration::from_secs(3600),
+            flush_hold: Duration::from_secs(60),
+            require_signatures: false,
+            areas: Vec::new(),
+            summary_filters: Vec::new(),
+            max_summary_entries: None,
+            limits: LinkStateLimits::default(),
+        }
+    }
+}
+
+fn check_patterns(field: &str, patterns: &[String]) -> Result<(), LinkStateConfigError> {
+    for (i, pattern) in patterns.iter().enumerate() {
+        let body = pattern.strip_suffix('*').unwrap_or(pattern);
+        if pattern.is_empty() || body.contains('*') {
+            return Err(LinkStateConfigError::new(
+                format!("{field}[{i}]"),
+                format!("{pattern:?}: a pattern is a node id, optionally ending in one '*'"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_defined(field: String, area: &AreaId, defined: &BTreeSet<&AreaId>) -> Result<(), LinkStateConfigError> {
+    if defined.contains(area) {
+        Ok(())
+    } else {
+        Err(LinkStateConfigError::new(field, format!("area {area} is not listed in areas")))
+    }
+}
+
+impl LinkStateConfig {
+    /// Every rule a config must satisfy, each failure naming its field.
+    pub fn validate(&self) -> Result<(), LinkStateConfigError> {
+        if !(1..=64).contains(&self.max_paths) {
+            return Err(LinkStateConfigError::new(
+                "maxPaths",
+                format!("must be within 1..=64, got {}", self.max_paths),
+            ));
+        }
+        if self.update_ttl.is_zero() || self.update_ttl > Duration::from_millis(u64::from(u32::MAX)) {
+            return Err(LinkStateConfigError::new("updateTtl", "must be above zero and below 49 days"));
+        }
+        if self.refresh_interval.is_zero() || self.refresh_interval >= self.update_ttl {
+            return Err(LinkStateConfigError::new(
+                "refreshInterval",
+                "must be above zero and shorter than updateTtl, or own updates expire between refreshes",
+            ));
+        }
+        if self.max_ttl < self.update_ttl {
+            return Err(LinkStateConfigError::new("maxTtl", "must be at least updateTtl"));
+        }
+        if self.flush_hold.is_zero() {
+            return Err(LinkStateConfigError::new("flushHold", "must be above zero"));
+        }
+        let limits = [
+            ("limits.maxLinksPerUpdate", self.limits.max_links_per_update),
+            ("limits.maxSummaryEntriesPerUpdate", self.limits.max_summary_entries_per_update),
+            ("limits.maxLsdbEntriesPerArea", self.limits.max_lsdb_entries_per_area),
+        ];
+        for (field, value) in limits {
+            if value == 0 {
+                return Err(LinkStateConfigError::new(field, "must be above zero"));
+            }
+        }
+        if self.max_summary_entries == Some(0) {
+            return Err(LinkStateConfigError::new("maxSummaryEntries", "must be above zero when set"));
+        }
+
+        let mut defined: BTreeSet<&AreaId> = BTreeSet::new();
+        for (i, area) in self.areas.iter().enumerate() {
+            if area.id.as_str().is_empty() {
+                return Err(LinkStateConfigError::new(format!("areas[{i}].id"), "must not be empty"));
+            }
+            if !defined.insert(&area.id) {
+                return Err(LinkStateConfigError::new(
+                    format!("areas[{i}].id"),
+                    format!("area {} is listed twice", area.id),
+                ));
+            }
+            if area.max_summary_entries == Some(0) {
+                return Err(LinkStateConfigError::new(
+                    format!("areas[{i}].maxSummaryEntries"),
+                    "must be above zero when set",
+                ));
+            }
+        }
+        for (i, area) in self.areas.iter().enumerate() {
+            for (j, parent) in area.parents.iter().enumerate() {
+                let field = format!("areas[{i}].parents[{j}]");
+                if parent == &area.id {
+                    return Err(LinkStateConfigError::new(field, "an area cannot be its own parent"));
+                }
+                check_defined(field, parent, &defined)?;
+            }
+        }
+        if let Err(error) = self.area_graph() {
+            return Err(LinkStateConfigError::new("areas", error));
+        }
+
+        let mut targets = BTreeSet::new();
+        for (i, filter) in self.summary_filters.iter().enumerate() {
+            let field = format!("summaryFilters[{i}]");
+            check_defined(format!("{field}.targetArea"), &filter.target_area, &defined)?;
+            if !targets.insert(&filter.target_area) {
+                return Err(LinkStateConfigError::new(
+                    format!("{field}.targetArea"),
+                    format!("a second filter for area {}", filter.target_area),
+                ));
+            }
+            for (j, area) in filter.allow_source_areas.iter().flatten().enumerate() {
+                check_defined(format!("{field}.allowSourceAreas[{j}]"), area, &defined)?;
+            }
+            for (j, area) in filter.deny_source_areas.iter().enumerate() {
+                check_defined(format!("{field}.denySourceAreas[{j}]"), area, &defined)?;
+            }
+            if let Some(allow) = &filter.allow_destinations {
+                check_patterns(&format!("{field}.allowDestinations"), allow)?;
+            }
+            check_patterns(&format!("{field}.denyDestinations"), &filter.deny_destinations)?;
+        }
+        Ok(())
+    }
+
+    /// Parses and validates YAML (JSON is YAML too).
+    pub fn from_yaml(text: &str) -> Result<Self, LinkStateConfigError> {
+        let config: LinkStateConfig = serde_norway::from_str(text).map_err(|e| {
+            let field = e.location().map(|l| format!("line {} column {}", l.line(), l.column()));
+            LinkStateConfigError::new(field.unwrap_or_else(|| "document".into()), e)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn area_graph(&self) -> Result<AreaGraph, AreaGraphError> {
+        AreaGraph::new(self.areas.iter().map(|a| (a.id.clone(), a.parents.clone())))
+    }
+
+    /// The area graph, filters and caps in the form the router uses.
+    pub fn summary_policy(&self) -> Result<SummaryPolicy, LinkStateConfigError> {
+        let graph = self.area_graph().map_err(|e| LinkStateConfigError::new("areas", e))?;
+        let filters: BTreeMap<AreaId, SummaryFilter> =
+            self.summary_filters.iter().map(|f| (f.target_area.clone(), f.clone())).collect();
+        let caps = self.areas.iter().filter_map(|a| a.max_summary_entries.map(|cap| (a.id.clone(), cap))).collect();
+        Ok(SummaryPolicy { graph, filters, caps, default_cap: self.max_summary_entries })
+    }
+
+    pub fn update_limits(&self) -> UpdateLimits {
+        UpdateLimits {
+            max_links: self.limits.max_links_per_update,
+            max_summary_entries: self.limits.max_summary_entries_per_update,
+        }
+    }
+
+    pub fn lsdb_limits(&self) -> LsdbLimits {
+        LsdbLimits {
+            max_entries: self.limits.max_lsdb_entries_per_area,
+            max_ttl: self.max_ttl,
+            flush_hold: self.flush_hold,
+        }
+    }
+
+    /// The TTL this node writes into its own updates, in milliseconds.
+    pub fn update_ttl_ms(&self) -> u32 {
+        u32::try_from(self.update_ttl.as_millis()).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(config: &LinkStateConfig) -> String {
+        config.validate().unwrap_err().field
+    }
+
+    #[test]
+    fn defaults_are_valid_and_keep_path_vector() {
+        let config = LinkStateConfig::default();
+        config.validate().unwrap();
+        assert_eq!(config.mode, RoutingMode::PathVector);
+        assert_eq!(config.max_paths, 4);
+        let parsed = LinkStateConfig::from_yaml("{}").unwrap();
+        assert_eq!(parsed, config);
+    }
+
+    #[test]
+    fn yaml_uses_camel_case_and_refuses_unknown_fields() {
+        let yaml = r#"
+mode: preferLinkState
+maxPaths: 2
+updateTtl: 2m
+refreshInterval: 30s
+areas:
+  - id: edge-a
+    parents: [core]
+    maxSummaryEntries: 10
+  - id: core
+summaryFilters:
+  - targetArea: core
+    denyDestinations: ["secret-*"]
+"#;
+        let config = LinkStateConfig::from_yaml(yaml).unwrap();
+        assert_eq!(config.mode, RoutingMode::PreferLinkState);
+        assert_eq!(config.refresh_interval, Duration::from_secs(30));
+        let policy = config.summary_policy().unwrap();
+        assert_eq!(policy.cap_for(&AreaId::from("edge-a")), Some(10));
+        assert!(policy.graph.is_parent(&AreaId::from("edge-a"), &AreaId::from("core")));
+
+        let error = LinkStateConfig::from_yaml("maxPath: 2").unwrap_err();
+        assert!(error.reason.contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let mut config = LinkStateConfig { max_paths: 0, ..Default::default() };
+        assert_eq!(field_of(&config), "maxPaths");
+        config = LinkStateConfig { refresh_interval: Duration::from_secs(400), ..Default::default() };
+        assert_eq!(field_of(&config), "refreshInterval");
+        config = LinkStateConfig { max_ttl: Duration::from_secs(1), ..Default::default() };
+        assert_eq!(field_of(&config), "maxTtl");
+        config = LinkStateConfig { flush_hold: Duration::ZERO, ..Default::default() };
+        assert_eq!(field_of(&config), "flushHold");
+        config = LinkStateConfig::default();
+        config.limits.max_lsdb_entries_per_area = 0;
+        assert_eq!(field_of(&config), "limits.maxLsdbEntriesPerArea");
+
+        let area = |id: &str, parents: &[&str]| AreaConfig {
+            id: AreaId::from(id),
+            parents: parents.iter().map(|p| AreaId::from(*p)).collect(),
+            max_summary_entries: None,
+        };
+        config = LinkStateConfig { areas: vec![area("a", &[]), area("a", &[])], ..Default::default() };
+        assert_eq!(field_of(&config), "areas[1].id");
+        config = LinkStateConfig { areas: vec![area("a", &["b", "zz"]), area("b", &[])], ..Default::default() };
+        assert_eq!(field_of(&config), "areas[0].parents[1]");
+        config = LinkStateConfig { areas: vec![area("a", &["b"]), area("b", &["a"])], ..Default::default() };
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.field, "areas");
+        assert!(error.reason.contains("a -> b -> a"), "{error}");
+
+        config = LinkStateConfig {
+            areas: vec![area("a", &[])],
+            summary_filters: vec![SummaryFilter::new(AreaId::from("nope"))],
+            ..Default::default()
+        };
+        assert_eq!(field_of(&config), "summaryFilters[0].targetArea");
+        config.summary_filters =
+            vec![SummaryFilter { deny_destinations: vec!["x*y".into()], ..SummaryFilter::new(AreaId::from("a")) }];
+        assert_eq!(field_of(&config), "summaryFilters[0].denyDestinations[0]");
+    }
+}
