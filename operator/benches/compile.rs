@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
 use fabric_core::SidecarConfig;
-use fabric_operator::api::RouteKey;
-use fabric_operator::compile::{Compilation, compile};
-use fabric_operator::index::Index;
+use fabric_operator_core::api::RouteKey;
+use fabric_operator_core::compile::{Compilation, compile};
+use fabric_operator_core::index::Index;
 use sha2::{Digest, Sha256};
 use support::{FULL, SMOKE, Sizes, assert_clean, env_usize, percentile, print_machine, sorted_ms};
 
@@ -79,7 +79,7 @@ fn table(sizes: Sizes, runs: usize) {
     let yaml_bytes = baseline(&index, &compilation);
     let winners: std::collections::BTreeSet<_> = configs
         .values()
-        .flat_map(|c| c.sources.iter().filter(|s| s.kind == fabric_operator::index::ObjectKind::RoutePolicy))
+        .flat_map(|c| c.sources.iter().filter(|s| s.kind == fabric_operator_core::index::ObjectKind::RoutePolicy))
         .collect();
     println!(
         "topology: {} sidecars, {} RoutePolicies ({} distinct winners), {} NeighborPolicies, {} RouteKeys \
@@ -87,9 +87,9 @@ fn table(sizes: Sizes, runs: usize) {
         sizes.sidecars,
         sizes.route_policies,
         winners.len(),
-        index.objects::<fabric_operator::api::NeighborPolicy>().count(),
+        index.objects::<fabric_operator_core::api::NeighborPolicy>().count(),
         sizes.route_keys,
-        index.objects::<fabric_operator::api::LinkStateArea>().count(),
+        index.objects::<fabric_operator_core::api::LinkStateArea>().count(),
     );
     println!(
         "per sidecar: {:.1} neighbors, {:.0} bytes of config YAML; no problems, no notable conditions",

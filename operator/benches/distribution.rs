@@ -42,11 +42,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use fabric_core::NodeId;
-use fabric_operator::api::RoutePolicy;
-use fabric_operator::compile::Compilation;
 use fabric_operator::distribution::server::{DistributionService, serve};
 use fabric_operator::distribution::{Distributor, DistributorOptions};
-use fabric_operator::index::Index;
+use fabric_operator_core::api::RoutePolicy;
+use fabric_operator_core::compile::Compilation;
+use fabric_operator_core::index::Index;
 use support::{FULL, SMOKE, Sizes, env_usize, mib, percentile, print_machine, rss_kib, sorted_ms};
 
 /// Counts live heap bytes (requested sizes), to tell what the operator
@@ -383,7 +383,7 @@ fn run(scenario: &Scenario, sizes: Sizes) -> Outcome {
 fn compilation_heap(sizes: Sizes) -> u64 {
     let index = variant(sizes, 0);
     let before = live_kib();
-    let compilation = fabric_operator::compile::compile(&index);
+    let compilation = fabric_operator_core::compile::compile(&index);
     let held = live_kib().saturating_sub(before);
     drop(compilation);
     held

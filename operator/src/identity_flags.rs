@@ -1,7 +1,7 @@
 //! The identity flags `run`, `analyze` and `kubectl fabric analyze` share,
 //! so an offline analysis refuses what the operator would.
 
-use crate::compile::{Settings, UnboundNodeIds};
+use fabric_operator_core::compile::{Settings, UnboundNodeIds};
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct IdentityFlags {

@@ -1,25 +1,14 @@
-//! `fabric_operator`: the CRDs of the fabric routing operator and its pure
-//! core, the index of objects and sidecars and the compiler from them to one
-//! `SidecarConfig` per sidecar. No IO here except `manifests` (reading a
-//! folder for `analyze`); see `docs/operator.md`.
+//! `fabric_operator`: the operator around its pure core
+//! (`fabric_operator_core`): the gRPC config distribution server and the
+//! distributor state it serves, key rotation with its stores, the webhook
+//! server, the Kubernetes watches, leader election and status writer, the
+//! two modes (cluster and local), `/metrics` and the kubectl plugin. See
+//! `docs/operator.md`.
 
-pub mod analyze;
-pub mod api;
 pub mod cluster;
-pub mod compile;
-pub mod crd_reference;
-pub mod crds;
 pub mod distribution;
-pub mod duration;
 pub mod identity_flags;
-pub mod index;
-pub mod manifests;
 pub mod metrics;
-pub mod peer_ca;
-pub mod plan;
 pub mod plugin;
 pub mod rotation;
-pub mod selector;
-pub mod time;
-pub mod validation;
 pub mod webhook;

@@ -81,7 +81,7 @@ struct RunArgs {
     namespace: Option<String>,
     /// Cluster mode: the audience of the sidecars' projected
     /// ServiceAccount tokens, checked with a TokenReview.
-    #[arg(long, default_value = fabric_operator::distribution::auth::DEFAULT_AUDIENCE, conflicts_with = "manifests")]
+    #[arg(long, default_value = fabric_operator_core::names::DEFAULT_AUDIENCE, conflicts_with = "manifests")]
     token_audience: String,
     /// Cluster mode: namespace of the leader-election Lease
     /// `fabric-operator` (default: the namespace of the kubeconfig context,
@@ -128,7 +128,7 @@ struct RunArgs {
     /// Cluster mode: the injected sidecar's metrics listener port on the pod
     /// IP (`--metrics-listen`, container port `fabric-metrics`, and the
     /// `prometheus.io/*` annotations unless the pod has its own); 0: none.
-    #[arg(long, default_value_t = fabric_operator::webhook::DEFAULT_METRICS_PORT, conflicts_with = "manifests")]
+    #[arg(long, default_value_t = fabric_operator_core::names::DEFAULT_METRICS_PORT, conflicts_with = "manifests")]
     sidecar_metrics_port: u16,
     /// Cluster mode: PEM CA injected sidecars verify the operator with,
     /// written into each pod's `routing.fabric.dev/operator-ca` annotation
@@ -183,15 +183,15 @@ struct RunArgs {
     peer_certificate_lifetime: Duration,
     /// SPIFFE trust domain of the peer certificates' URI names
     /// (`spiffe://DOMAIN/ns/NAMESPACE/node/NODE_ID`).
-    #[arg(long, default_value = fabric_operator::peer_ca::DEFAULT_TRUST_DOMAIN)]
+    #[arg(long, default_value = fabric_operator_core::peer_ca::DEFAULT_TRUST_DOMAIN)]
     peer_trust_domain: String,
 }
 
 /// The peer CA settings of `--peer-trust-domain` and
 /// `--peer-certificate-lifetime` (fields, so that other fields of the args
 /// may already be moved out).
-fn peer_ca_settings(trust_domain: &str, lifetime: Duration) -> fabric_operator::peer_ca::PeerCaSettings {
-    fabric_operator::peer_ca::PeerCaSettings { trust_domain: trust_domain.to_owned(), lifetime }
+fn peer_ca_settings(trust_domain: &str, lifetime: Duration) -> fabric_operator_core::peer_ca::PeerCaSettings {
+    fabric_operator_core::peer_ca::PeerCaSettings { trust_domain: trust_domain.to_owned(), lifetime }
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -206,7 +206,7 @@ fn parse_native_sidecars(text: &str) -> Result<fabric_operator::webhook::NativeS
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    fabric_operator::duration::parse_duration(text).map_err(|e| e.to_string())
+    fabric_operator_core::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn run(args: RunArgs) -> ExitCode {
@@ -381,8 +381,8 @@ fn webhook_options(
         configuration: args.webhook_configuration.clone(),
         ca_bundle: pem,
         validation: match args.validation.as_str() {
-            "warn" => Some(fabric_operator::webhook::validate::ValidationMode::Warn),
-            "deny" => Some(fabric_operator::webhook::validate::ValidationMode::Deny),
+            "warn" => Some(fabric_operator_core::admission::validate::ValidationMode::Warn),
+            "deny" => Some(fabric_operator_core::admission::validate::ValidationMode::Deny),
             _ => None,
         },
         validating_configuration: args.validating_webhook_configuration.clone(),
@@ -409,7 +409,7 @@ struct AnalyzeArgs {
 
 fn analyze(args: &AnalyzeArgs) -> ExitCode {
     if let Some(change) = &args.plan {
-        return match fabric_operator::analyze::plan_dir(&args.path, change, &args.identity.settings()) {
+        return match fabric_operator_core::analyze::plan_dir(&args.path, change, &args.identity.settings()) {
             Ok((analysis, plan)) => {
                 print!("{}", analysis.render_findings());
                 print!("{}", plan.render());
@@ -425,7 +425,7 @@ fn analyze(args: &AnalyzeArgs) -> ExitCode {
             }
         };
     }
-    let analysis = match fabric_operator::analyze::analyze_dir(&args.path, &args.identity.settings()) {
+    let analysis = match fabric_operator_core::analyze::analyze_dir(&args.path, &args.identity.settings()) {
         Ok(analysis) => analysis,
         Err(error) => {
             eprintln!("fabric-operator analyze: {error}");

@@ -12,7 +12,7 @@ pub use fabric_io::prometheus::MetricsFormat;
 use fabric_io::prometheus::{ConstHistogram, counters, encode, gauges};
 
 use crate::distribution::Distributor;
-use crate::distribution::status::{SyncState, sidecars};
+use fabric_operator_core::sync_status::{SyncState, sidecars};
 
 /// Upper bounds (seconds) of the compile duration histogram.
 pub const COMPILE_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn every_documented_family_is_rendered_in_both_formats() {
         let distributor = Distributor::new(DistributorOptions::default());
-        distributor.set_objects(crate::index::Index::new());
+        distributor.set_objects(fabric_operator_core::index::Index::new());
         let text = render(&distributor, MetricsFormat::PrometheusText);
         for family in [
             "# TYPE fabric_operator_reconciles_total counter",

@@ -1,6 +1,6 @@
 //! Every CEL rule (`x-kubernetes-validations`) in the generated CRDs is
 //! compiled and evaluated with cel-rust against sample objects, and the
-//! verdict must equal the Rust mirror's (`fabric_operator::validation`).
+//! verdict must equal the Rust mirror's (`fabric_operator_core::validation`).
 //!
 //! The samples are every combination of a set of mutations of a valid
 //! object, so each rule is seen holding and failing, alone and together.
@@ -15,13 +15,13 @@ use std::sync::Arc;
 
 use cel::objects::{Key, Map};
 use cel::{Context, Program, Value as CelValue};
-use fabric_operator::api::{
+use fabric_operator_core::api::{
     DampeningSpec, ExternalKey, KeyManagement, LinkStateArea, LinkStateAreaSpec, NeighborPolicy, NeighborPolicySpec,
     NeighborSpec, RouteFilter, RouteKey, RouteKeySpec, RoutePolicy, RoutePolicySpec, RoutingMode, SummaryFilterSpec,
     TieBreaker, rules,
 };
-use fabric_operator::duration::GoDuration;
-use fabric_operator::validation::{
+use fabric_operator_core::duration::GoDuration;
+use fabric_operator_core::validation::{
     cel_messages, check_link_state_area, check_neighbor_policy, check_route_key, check_route_key_update,
     check_route_policy,
 };
@@ -72,7 +72,8 @@ fn collect_rules(schema: &Value, path: &mut Vec<Step>, out: &mut Vec<Rule>) {
 /// selector and integer constraints to the derived schema).
 fn rules_of<K: CustomResourceExt>() -> Vec<Rule> {
     let name = K::crd_name();
-    let crd = fabric_operator::crds::all().into_iter().find(|c| c.metadata.name.as_deref() == Some(name)).expect("CRD");
+    let crd =
+        fabric_operator_core::crds::all().into_iter().find(|c| c.metadata.name.as_deref() == Some(name)).expect("CRD");
     let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("schema");
     let schema = serde_json::to_value(schema).expect("schema serializes");
     let mut rules = Vec::new();
@@ -216,7 +217,7 @@ fn route_policy_rules_match_the_mirror() {
         export: RouteFilter::default(),
         tie_breakers: Some(vec![TieBreaker::Latency, TieBreaker::HopCount]),
         security: Default::default(),
-        stability: fabric_operator::api::StabilitySpec {
+        stability: fabric_operator_core::api::StabilitySpec {
             hold_down: Some(GoDuration::new("5s")),
             dampening: Some(DampeningSpec::default()),
         },

@@ -6,16 +6,18 @@ use std::path::Path;
 use fabric_core::NodeId;
 use fabric_core::policy::PolicyMode as EnginePolicyMode;
 use fabric_link_state::RoutingMode as EngineRoutingMode;
-use fabric_operator::api::{ConditionStatus, MatchList};
-use fabric_operator::api::{
+use fabric_operator_core::api::{ConditionStatus, MatchList};
+use fabric_operator_core::api::{
     ExternalKey, KeyManagement, KeyState, LinkStateArea, LinkStateAreaSpec, NeighborPolicy, NeighborPolicySpec,
     NeighborSpec, PolicyMode, PublishedKey, RouteFilter, RouteKey, RouteKeySpec, RouteKeyStatus, RoutePolicy,
     RoutePolicySpec, RoutingMode, SummaryFilterSpec, TieBreaker, rules,
 };
-use fabric_operator::compile::{Compilation, ConditionType, Settings, Severity, UnboundNodeIds, compile, compile_with};
-use fabric_operator::duration::GoDuration;
-use fabric_operator::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
-use fabric_operator::manifests;
+use fabric_operator_core::compile::{
+    Compilation, ConditionType, Settings, Severity, UnboundNodeIds, compile, compile_with,
+};
+use fabric_operator_core::duration::GoDuration;
+use fabric_operator_core::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
+use fabric_operator_core::manifests;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 
 const NS: &str = "fabric";

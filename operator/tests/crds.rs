@@ -1,7 +1,7 @@
 //! The committed CRDs in `crds/` must be what `crdgen` generates now.
 
-use fabric_operator::api::rules;
-use fabric_operator::crds;
+use fabric_operator_core::api::rules;
+use fabric_operator_core::crds;
 
 #[test]
 fn crds_are_up_to_date() {
@@ -20,8 +20,8 @@ fn crds_are_up_to_date() {
 
 #[test]
 fn the_crd_reference_is_up_to_date() {
-    let path = fabric_operator::crd_reference::default_path();
-    let expected = fabric_operator::crd_reference::render().expect("reference renders");
+    let path = fabric_operator_core::crd_reference::default_path();
+    let expected = fabric_operator_core::crd_reference::render().expect("reference renders");
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(on_disk == expected, "{} is stale; run `cargo run -p operator --bin crdgen`", path.display());
 }

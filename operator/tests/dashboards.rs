@@ -322,7 +322,7 @@ fn sidecar_metrics() -> String {
 /// manifests.
 fn operator_metrics() -> String {
     let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests");
-    let loaded = fabric_operator::manifests::load_dir(&manifests).expect("examples/manifests");
+    let loaded = fabric_operator_core::manifests::load_dir(&manifests).expect("examples/manifests");
     let distributor = Distributor::new(DistributorOptions::default());
     distributor.set_objects(loaded.index);
     fabric_operator::metrics::render(&distributor, MetricsFormat::PrometheusText)

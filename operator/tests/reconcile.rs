@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use fabric_control::{ConfigSnapshot, Hello, OperatorMessage, SidecarMessage, open_stream, operator_message};
 use fabric_core::NodeId;
-use fabric_operator::api::RouteKey;
 use fabric_operator::cluster::events::EventPublisher;
 use fabric_operator::cluster::status_writer::{StatusWriter, WriteReport};
 use fabric_operator::distribution::auth::{AuthError, POD_NAME_EXTRA, TokenReview, TokenVerifier};
 use fabric_operator::distribution::server::{DistributionService, serve};
 use fabric_operator::distribution::{Connection, Distributor, DistributorOptions, NackInfo};
-use fabric_operator::index::{Index, SidecarInfo};
+use fabric_operator_core::api::RouteKey;
+use fabric_operator_core::index::{Index, SidecarInfo};
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
@@ -186,7 +186,7 @@ fn index(objects: &[Value]) -> Index {
     for object in objects {
         let changed = match object["kind"].as_str() {
             Some("RoutePolicy") => {
-                index.apply(serde_json::from_value::<fabric_operator::api::RoutePolicy>(object.clone()).unwrap())
+                index.apply(serde_json::from_value::<fabric_operator_core::api::RoutePolicy>(object.clone()).unwrap())
             }
             Some("RouteKey") => index.apply(serde_json::from_value::<RouteKey>(object.clone()).unwrap()),
             kind => panic!("unexpected kind {kind:?}"),
@@ -304,7 +304,7 @@ async fn status_is_applied_with_only_owned_fields_then_nothing_while_unchanged()
         }}),
         "101",
     );
-    delivered.apply(serde_json::from_value::<fabric_operator::api::RoutePolicy>(written).unwrap()).unwrap();
+    delivered.apply(serde_json::from_value::<fabric_operator_core::api::RoutePolicy>(written).unwrap()).unwrap();
     let report = without_calls(writer.reconcile(&delivered, &compilation, &state, LATER), &mut server).await;
     assert_eq!(report, WriteReport::default());
 }

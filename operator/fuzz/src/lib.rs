@@ -105,14 +105,14 @@ pub fn control_messages(data: &[u8]) {
 /// the fabric kinds against a small fabric. A body that is not a review is
 /// an error, never a panic; an answer echoes the request's uid.
 pub fn admission_review(data: &[u8]) {
-    use fabric_operator::webhook::validate::{ValidationMode, validate};
-    use fabric_operator::webhook::{InjectionSettings, review};
+    use fabric_operator_core::admission::validate::{ValidationMode, validate};
+    use fabric_operator_core::admission::{InjectionSettings, review};
     let settings = InjectionSettings::new("routing-sidecar:fuzz", "https://fabric.fabric-system.svc:7600", None);
     if let Ok(decision) = review(data, &settings) {
         assert!(!decision.response.response.uid.is_empty(), "a decision answers a request with a uid");
     }
-    let mut fabric = fabric_operator::index::Index::new();
-    fabric.upsert_sidecar(fabric_operator::index::SidecarInfo {
+    let mut fabric = fabric_operator_core::index::Index::new();
+    fabric.upsert_sidecar(fabric_operator_core::index::SidecarInfo {
         node_id: "eu-1".into(),
         namespace: "fabric".into(),
         name: "eu-1-0".into(),
@@ -120,6 +120,6 @@ pub fn admission_review(data: &[u8]) {
         peer_address: Some("10.0.0.1:7443".into()),
         service_account: Some("default".into()),
     });
-    let identity = fabric_operator::compile::Settings::default();
+    let identity = fabric_operator_core::compile::Settings::default();
     let _ = validate(data, Some(&fabric), &identity, ValidationMode::Deny);
 }

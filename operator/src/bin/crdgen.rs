@@ -17,8 +17,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let out = args.out.clone().unwrap_or_else(fabric_operator::crds::default_dir);
-    let files = match fabric_operator::crds::files() {
+    let out = args.out.clone().unwrap_or_else(fabric_operator_core::crds::default_dir);
+    let files = match fabric_operator_core::crds::files() {
         Ok(files) => files,
         Err(error) => {
             eprintln!("crdgen: cannot render the CRDs: {error}");
@@ -41,8 +41,8 @@ fn main() -> ExitCode {
         println!("wrote {}", path.display());
     }
     // The field reference, from the same schemas.
-    let reference = fabric_operator::crd_reference::default_path();
-    match fabric_operator::crd_reference::render() {
+    let reference = fabric_operator_core::crd_reference::default_path();
+    match fabric_operator_core::crd_reference::render() {
         Ok(text) => {
             if let Err(error) = std::fs::write(&reference, text) {
                 eprintln!("crdgen: cannot write {}: {error}", reference.display());

@@ -304,7 +304,7 @@ async fn status(output: Output, args: &StatusArgs) -> Result<u8, Failure> {
 
 /// `fabric-operator analyze`, through the same library calls.
 fn analyze(output: Output, args: &AnalyzeArgs) -> Result<u8, Failure> {
-    let analysis = fabric_operator::analyze::analyze_dir(&args.path, &args.identity.settings())
+    let analysis = fabric_operator_core::analyze::analyze_dir(&args.path, &args.identity.settings())
         .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))?;
     match output {
         Output::Text => {
@@ -428,7 +428,7 @@ fn plan(args: &PlanArgs) -> Result<u8, Failure> {
     let dir = std::env::temp_dir().join(format!("kubectl-fabric-plan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Failure::new(EXIT_USAGE, format!("{}: {e}", dir.display())))?;
     let result = export_fabric(&dir, args.namespace.as_deref()).and_then(|()| {
-        fabric_operator::analyze::plan_dir(&dir, &args.change, &args.identity.settings())
+        fabric_operator_core::analyze::plan_dir(&dir, &args.change, &args.identity.settings())
             .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))
     });
     let _ = std::fs::remove_dir_all(&dir);

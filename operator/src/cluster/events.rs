@@ -15,11 +15,11 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde_json::json;
 
-use super::status_writer::OwnedStatus;
-use crate::api::{Condition, ConditionStatus, RouteKey};
+use fabric_operator_core::names::REPORTER;
 
-/// `reportingController` of every event.
-pub const REPORTER: &str = "fabric-operator";
+use super::status_writer::OwnedStatus;
+use fabric_operator_core::api::{Condition, ConditionStatus, RouteKey};
+
 /// The API limits an event's note to 1 kB.
 const MAX_NOTE_BYTES: usize = 1024;
 

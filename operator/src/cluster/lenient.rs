@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::index::Unreadable;
+use fabric_operator_core::index::Unreadable;
 
 /// One object of kind `K` as a watch reads it.
 #[derive(Clone, Debug)]
@@ -88,7 +88,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::api::RoutePolicy;
+    use fabric_operator_core::api::RoutePolicy;
 
     #[test]
     fn an_object_out_of_range_decodes_as_unreadable_with_the_field() {

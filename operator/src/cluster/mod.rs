@@ -41,23 +41,11 @@ use crate::distribution::auth::TokenReview;
 use crate::distribution::local::{AppState, Folder, get_metrics, get_sidecars, get_status, shutdown_signal};
 use crate::distribution::server::{DistributionService, TlsFiles, serve};
 use crate::distribution::{DistributionState, Distributor, DistributorOptions};
-use crate::index::{Index, NamespacedName};
 use crate::rotation::secret::{ClusterPublisher, SecretKeyStore};
 use crate::rotation::{RotationStatus, Rotator};
 use events::EventPublisher;
+use fabric_operator_core::index::{Index, NamespacedName};
 use status_writer::StatusWriter;
-
-/// The label the sidecar injection puts on every pod that runs a routing
-/// sidecar; only pods with `routing.fabric.dev/sidecar=true` are watched.
-pub const SIDECAR_LABEL: &str = "routing.fabric.dev/sidecar";
-/// The pod watch's label selector.
-pub const SIDECAR_LABEL_SELECTOR: &str = "routing.fabric.dev/sidecar=true";
-/// Pod annotation: the port other sidecars dial, when the pod has no
-/// `routing.fabric.dev/peer-address` annotation (the address is then
-/// `<podIP>:<port>`).
-pub const PEER_PORT_ANNOTATION: &str = "routing.fabric.dev/peer-port";
-/// The peer port when neither annotation is set.
-pub const DEFAULT_PEER_PORT: u16 = 7443;
 
 /// After a change, how long more changes are collected before one
 /// recompile.
@@ -88,10 +76,10 @@ pub struct ClusterOptions {
     pub rotation_tick: Duration,
     /// Who may run as which node id (`--fabric-namespace`,
     /// `--unbound-node-ids`).
-    pub identity: crate::compile::Settings,
+    pub identity: fabric_operator_core::compile::Settings,
     /// Issue peer TLS certificates with the CA kept in this Secret of the
     /// operator's namespace (`--peer-ca-secret`).
-    pub peer_ca: Option<(String, crate::peer_ca::PeerCaSettings)>,
+    pub peer_ca: Option<(String, fabric_operator_core::peer_ca::PeerCaSettings)>,
 }
 
 pub struct LeaderElection {
@@ -342,7 +330,12 @@ async fn status_loop(
 ) {
     let mut poll = tokio::time::interval(STATUS_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    type Inputs = (u64, Arc<crate::compile::Compilation>, DistributionState, BTreeMap<NamespacedName, RotationStatus>);
+    type Inputs = (
+        u64,
+        Arc<fabric_operator_core::compile::Compilation>,
+        DistributionState,
+        BTreeMap<NamespacedName, RotationStatus>,
+    );
     let mut last: Option<Inputs> = None;
     let mut retry: Option<(tokio::time::Instant, Duration)> = None;
     loop {
@@ -395,7 +388,7 @@ mod tests {
     fn now_is_rfc3339_in_seconds() {
         let now = now_rfc3339();
         assert_eq!(now.len(), "2025-01-01T00:00:00Z".len(), "{now}");
-        assert!(crate::time::parse_rfc3339_millis(&now).is_ok(), "{now}");
+        assert!(fabric_operator_core::time::parse_rfc3339_millis(&now).is_ok(), "{now}");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use crate::peer_ca::{PeerCa, PeerCaSettings};
+use fabric_operator_core::peer_ca::{PeerCa, PeerCaSettings};
 
 const CERT_KEY: &str = "ca.crt";
 const PRIVATE_KEY: &str = "ca.key";

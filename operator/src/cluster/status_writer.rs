@@ -1,6 +1,6 @@
 //! The status writer: the status of every CR, computed by the pure
 //! [`status_updates`] from the compilation, the distribution roll-up
-//! ([`crate::distribution::status::rollup`]) and the status the CR has now,
+//! ([`fabric_operator_core::sync_status::rollup`]) and the status the CR has now,
 //! then written by [`StatusWriter`] with server-side apply on the status
 //! subresource, field manager `fabric-operator/status`.
 //!
@@ -24,14 +24,15 @@ use serde_json::{Value, json};
 
 use super::events::{EventPublisher, EventSpec, events_for};
 use super::lenient::Lenient;
-use crate::api::{
-    API_VERSION, AppliedStatus, Condition, ConditionStatus, LinkStateArea, NeighborPolicy, RouteKey, RouteKeyStatus,
-    RoutePolicy, SidecarNack,
-};
-use crate::compile::{Compilation, ConditionSpec, ConditionType};
 use crate::distribution::DistributionState;
-use crate::distribution::status::{self, AppliedStatus as Rollup};
-use crate::index::{Index, Indexed, NamespacedName, ObjectKey, ObjectKind};
+use fabric_operator_core::api::{
+    AppliedStatus, Condition, ConditionStatus, LinkStateArea, NeighborPolicy, RouteKey, RouteKeyStatus, RoutePolicy,
+    SidecarNack,
+};
+use fabric_operator_core::compile::{Compilation, ConditionSpec, ConditionType};
+use fabric_operator_core::index::{Index, Indexed, NamespacedName, ObjectKey, ObjectKind};
+use fabric_operator_core::names::API_VERSION;
+use fabric_operator_core::sync_status::{self as status, AppliedStatus as Rollup};
 
 /// The field manager of status writes.
 pub const FIELD_MANAGER: &str = "fabric-operator/status";
@@ -426,10 +427,10 @@ mod tests {
     use fabric_core::NodeId;
 
     use super::*;
-    use crate::compile::compile;
     use crate::distribution::{NackInfo, SidecarState};
-    use crate::index::NamespacedName;
-    use crate::manifests::{Manifests, load_text};
+    use fabric_operator_core::compile::compile;
+    use fabric_operator_core::index::NamespacedName;
+    use fabric_operator_core::manifests::{Manifests, load_text};
 
     const FABRIC: &str = r#"
 apiVersion: routing.fabric.dev/v1alpha1

@@ -19,10 +19,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::lenient::Lenient;
-use super::{DEFAULT_PEER_PORT, PEER_PORT_ANNOTATION, SIDECAR_LABEL, SIDECAR_LABEL_SELECTOR};
-use crate::api::{LinkStateArea, NeighborPolicy, PEER_ADDRESS_ANNOTATION, RouteKey, RoutePolicy};
 use crate::distribution::Distributor;
-use crate::index::{Index, Indexed, SidecarInfo};
+use fabric_operator_core::api::{LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
+use fabric_operator_core::index::{Index, Indexed, SidecarInfo};
+use fabric_operator_core::names::PEER_ADDRESS_ANNOTATION;
+use fabric_operator_core::names::{DEFAULT_PEER_PORT, PEER_PORT_ANNOTATION, SIDECAR_LABEL, SIDECAR_LABEL_SELECTOR};
 
 /// How one watched kind goes into the index. `issues` collects what could
 /// not be indexed (the caller logs and counts them: nothing is dropped
@@ -441,7 +442,8 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 
     use super::*;
-    use crate::api::{NODE_ID_LABEL, RoutePolicySpec};
+    use fabric_operator_core::api::RoutePolicySpec;
+    use fabric_operator_core::names::NODE_ID_LABEL;
 
     fn policy(name: &str, priority: i32) -> Lenient<RoutePolicy> {
         Lenient::Read(typed_policy(name, priority))

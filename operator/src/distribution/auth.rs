@@ -15,9 +15,6 @@ use k8s_openapi::api::authentication::v1::{
 use kube::api::{Api, PostParams};
 use sha2::{Digest, Sha256};
 
-/// The audience sidecars' projected tokens are issued for (the
-/// `serviceAccountToken.audience` of their volume).
-pub const DEFAULT_AUDIENCE: &str = "fabric-operator";
 /// The `status.user.extra` key under which the API server names the pod a
 /// bound ServiceAccount token was issued to.
 pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
@@ -106,7 +103,7 @@ impl TokenVerifier for StaticToken {
 }
 
 /// The cluster verifier: `POST authentication.k8s.io/v1 TokenReview` with
-/// the token and the audience (default [`DEFAULT_AUDIENCE`]). The token is
+/// the token and the audience (default [`DEFAULT_AUDIENCE`](fabric_operator_core::names::DEFAULT_AUDIENCE)). The token is
 /// valid only if the API server says `authenticated: true` and confirms the
 /// audience; the identity carries the pod the token was bound to.
 pub struct TokenReview {

@@ -17,10 +17,11 @@ use tokio::net::TcpListener;
 
 use super::auth::TokenVerifier;
 use super::server::{DistributionService, TlsFiles, serve};
-use super::{Distributor, DistributorOptions, status};
-use crate::compile::Severity;
-use crate::manifests::{Manifests, load_dir};
+use super::{Distributor, DistributorOptions};
 use crate::rotation::{FileKeyStore, KeyStore, LocalPublisher, MemoryKeyStore, Rotator};
+use fabric_operator_core::compile::Severity;
+use fabric_operator_core::manifests::{Manifests, load_dir};
+use fabric_operator_core::sync_status as status;
 
 pub struct LocalOptions {
     pub manifests: PathBuf,
@@ -44,19 +45,19 @@ pub struct LocalOptions {
     /// How often key rotation checks its RouteKeys.
     pub rotation_tick: Duration,
     /// Who may run as which node id.
-    pub identity: crate::compile::Settings,
+    pub identity: fabric_operator_core::compile::Settings,
     /// Issue peer TLS certificates (`--peer-certificates`); the CA is kept
     /// in `STATE_DIR/peer-ca/` (memory only without a state dir).
-    pub peer_ca: Option<crate::peer_ca::PeerCaSettings>,
+    pub peer_ca: Option<fabric_operator_core::peer_ca::PeerCaSettings>,
 }
 
 /// The local CA: the one kept in `dir` (so sidecars keep trusting it across
 /// operator restarts), else a new one, kept there.
 fn local_peer_ca(
     dir: Option<&std::path::Path>,
-    settings: &crate::peer_ca::PeerCaSettings,
-) -> Result<crate::peer_ca::PeerCa, String> {
-    use crate::peer_ca::PeerCa;
+    settings: &fabric_operator_core::peer_ca::PeerCaSettings,
+) -> Result<fabric_operator_core::peer_ca::PeerCa, String> {
+    use fabric_operator_core::peer_ca::PeerCa;
     let (domain, lifetime, now) = (&settings.trust_domain, settings.lifetime, std::time::SystemTime::now());
     let Some(dir) = dir else { return PeerCa::generate(domain, lifetime, now).map_err(|e| e.to_string()) };
     let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));

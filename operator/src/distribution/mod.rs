@@ -13,7 +13,6 @@
 pub mod auth;
 pub mod local;
 pub mod server;
-pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -22,13 +21,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use fabric_control::{ConfigSnapshot, Hello, OperatorMessage, PeerCertificate, SigningKey};
 use fabric_core::KeyId;
 use fabric_core::NodeId;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::api::{NODE_ID_LABEL, RouteKey, RouteKeyStatus};
-use crate::compile::{Compilation, compile, compile_with};
-use crate::index::{Index, NamespacedName, SidecarInfo};
 pub use crate::rotation::Rollout;
+use fabric_operator_core::api::{RouteKey, RouteKeyStatus};
+use fabric_operator_core::compile::{Compilation, compile, compile_with};
+use fabric_operator_core::index::{Index, NamespacedName, SidecarInfo};
+use fabric_operator_core::names::NODE_ID_LABEL;
+pub use fabric_operator_core::sync_status::{DistributionState, NackInfo, SidecarState};
 
 /// The index key of the pod running sidecar `name`.
 /// What goes down one sidecar's stream.
@@ -59,9 +59,9 @@ pub struct DistributorOptions {
     pub sidecars_from_objects: bool,
     /// Who may run as which node id (`--fabric-namespace`,
     /// `--unbound-node-ids`).
-    pub identity: crate::compile::Settings,
+    pub identity: fabric_operator_core::compile::Settings,
     /// Issues peer TLS certificates to sidecars that ask in their Hello.
-    pub peer_ca: Option<Arc<crate::peer_ca::PeerCa>>,
+    pub peer_ca: Option<Arc<fabric_operator_core::peer_ca::PeerCa>>,
 }
 
 /// A sidecar's request for a peer certificate and what it was issued.
@@ -122,60 +122,6 @@ fn load_registry(path: &std::path::Path) -> BTreeMap<NamespacedName, SidecarInfo
             BTreeMap::new()
         }
     }
-}
-
-/// A refused snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NackInfo {
-    pub version: String,
-    pub field: String,
-    pub message: String,
-}
-
-/// What the operator knows of one sidecar's config.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SidecarState {
-    pub node_id: NodeId,
-    pub peer_address: String,
-    pub connected: bool,
-    /// Version and nonce pushed on the current stream (none yet on it).
-    pub sent_version: Option<String>,
-    #[serde(skip)]
-    pub sent_nonce: Option<String>,
-    /// The last version the sidecar acknowledged (or reported running in its
-    /// Hello: resume).
-    pub acked_version: Option<String>,
-    /// The version the sidecar says it runs.
-    pub applied_version: Option<String>,
-    /// The last refusal, cleared by the next ACK.
-    pub last_nack: Option<NackInfo>,
-}
-
-#[cfg(test)]
-impl SidecarState {
-    /// A connected sidecar of node `node` that acknowledged `acked` and
-    /// last refused `nack` (for the roll-up and status tests).
-    pub(crate) fn connected_for_test(node: &str, acked: Option<&str>, nack: Option<NackInfo>) -> Self {
-        Self {
-            node_id: NodeId::from(node),
-            peer_address: String::new(),
-            connected: true,
-            sent_version: None,
-            sent_nonce: None,
-            acked_version: acked.map(str::to_string),
-            applied_version: acked.map(str::to_string),
-            last_nack: nack,
-        }
-    }
-}
-
-/// The per-sidecar state, keyed by sidecar (namespace/name); what
-/// [`status::rollup`] reads.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DistributionState {
-    pub sidecars: BTreeMap<NamespacedName, SidecarState>,
 }
 
 /// Identifies one stream of one sidecar (a reconnect gets a new one, so the
@@ -359,7 +305,7 @@ impl Distributor {
     /// The fabric as the next compile sees it and the identity settings,
     /// for the validating webhook; `None` until the objects were listed
     /// once (a follower, or a leader still starting).
-    pub fn fabric(&self) -> Option<(Index, crate::compile::Settings)> {
+    pub fn fabric(&self) -> Option<(Index, fabric_operator_core::compile::Settings)> {
         let inner = self.lock();
         inner.objects_listed.then(|| (inner.fabric(), inner.options.identity.clone()))
     }
@@ -561,7 +507,7 @@ impl Distributor {
 
     /// Issues peer certificates with `ca` from now on (cluster mode: once
     /// the leader has read or created its Secret).
-    pub fn set_peer_ca(&self, ca: Arc<crate::peer_ca::PeerCa>) {
+    pub fn set_peer_ca(&self, ca: Arc<fabric_operator_core::peer_ca::PeerCa>) {
         self.lock().options.peer_ca = Some(ca);
     }
 
@@ -723,7 +669,8 @@ impl Inner {
         self.compilation = Arc::new(compilation);
         for (object, conditions) in &self.compilation.conditions {
             let accepted = conditions.iter().any(|c| {
-                c.type_ == crate::compile::ConditionType::Accepted && c.status == crate::api::ConditionStatus::True
+                c.type_ == fabric_operator_core::compile::ConditionType::Accepted
+                    && c.status == fabric_operator_core::api::ConditionStatus::True
             });
             let key = (object.kind.as_str(), if accepted { "ok" } else { "error" });
             *self.counters.reconciles.entry(key).or_default() += 1;
@@ -746,7 +693,7 @@ impl Inner {
         }
         let due = match &state.issued {
             Some((issued_for, not_after)) => {
-                issued_for != &node_id || crate::peer_ca::renewal_due(*not_after, ca.lifetime, now)
+                issued_for != &node_id || fabric_operator_core::peer_ca::renewal_due(*not_after, ca.lifetime, now)
             }
             None => true,
         };

@@ -9,7 +9,6 @@
 //! has its private half somewhere), then hands the signing keys to the
 //! distributor. See docs/operator.md, "Key rotation".
 
-pub mod plan;
 pub mod secret;
 pub mod store;
 
@@ -18,13 +17,14 @@ use std::sync::Arc;
 
 use fabric_core::{KeyId, NodeId, Timestamp};
 
-pub use plan::{KeyRing, Plan, PrivateKey, PublishedKeys, Rollout, RotationEvent};
+pub use fabric_operator_core::rotation_plan::{KeyRing, Plan, PrivateKey, PublishedKeys, Rollout, RotationEvent};
 pub use store::{FileKeyStore, KeyStore, MemoryKeyStore};
 
-use crate::api::{KeyManagement, RouteKey, RouteKeyStatus};
-use crate::compile::ConditionType;
 use crate::distribution::{Distributor, KeyMaterial};
-use crate::index::{NamespacedName, ObjectKey, ObjectKind};
+use fabric_operator_core::api::{KeyManagement, RouteKey, RouteKeyStatus};
+use fabric_operator_core::compile::ConditionType;
+use fabric_operator_core::index::{NamespacedName, ObjectKey, ObjectKind};
+use fabric_operator_core::rotation_plan;
 
 /// Where published keys go.
 #[tonic::async_trait]
@@ -76,7 +76,7 @@ struct DistributedFabric<'a> {
     now: Timestamp,
 }
 
-impl plan::Fabric for DistributedFabric<'_> {
+impl rotation_plan::Fabric for DistributedFabric<'_> {
     fn trusted_everywhere(&self, key_id: &str) -> Rollout {
         self.distributor.rollout(&self.node, &KeyId::from(key_id), self.now)
     }
@@ -173,7 +173,7 @@ impl Rotator {
             let object = ObjectKey::new(ObjectKind::RouteKey, name);
             let accepted = compilation
                 .condition(&object, ConditionType::Accepted)
-                .is_some_and(|c| c.status == crate::api::ConditionStatus::True);
+                .is_some_and(|c| c.status == fabric_operator_core::api::ConditionStatus::True);
             if !accepted {
                 continue;
             }
@@ -244,8 +244,8 @@ impl Rotator {
             }
         };
         let fabric = DistributedFabric { distributor, node: NodeId::from(route_key.spec.node_id.as_str()), now };
-        let inputs = plan::Inputs { spec: &route_key.spec, published: &published, ring: &ring, now };
-        let plan = plan::plan(&inputs, &fabric, &mut self.generate)?;
+        let inputs = rotation_plan::Inputs { spec: &route_key.spec, published: &published, ring: &ring, now };
+        let plan = rotation_plan::plan(&inputs, &fabric, &mut self.generate)?;
         if plan.ring != ring {
             self.store
                 .save(name, route_key, &plan.ring)

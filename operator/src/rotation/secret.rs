@@ -12,12 +12,12 @@ use kube::{Client, Resource};
 use serde_json::json;
 
 use super::KeyPublisher;
-use super::plan::{KeyRing, PublishedKeys, RotationEvent};
 use super::store::KeyStore;
-use crate::api::RouteKey;
 use crate::cluster::events::EventPublisher;
 use crate::cluster::lenient::Lenient;
-use crate::index::NamespacedName;
+use fabric_operator_core::api::RouteKey;
+use fabric_operator_core::index::NamespacedName;
+use fabric_operator_core::rotation_plan::{KeyRing, PublishedKeys, RotationEvent};
 
 /// Field manager of every key write.
 pub const FIELD_MANAGER: &str = "fabric-operator/keys";
@@ -117,7 +117,7 @@ pub fn status_patch(name: &str, keys: &PublishedKeys) -> serde_json::Value {
         status.insert("nextRotation".into(), json!(next));
     }
     json!({
-        "apiVersion": crate::api::API_VERSION,
+        "apiVersion": fabric_operator_core::names::API_VERSION,
         "kind": "RouteKey",
         "metadata": { "name": name },
         "status": status,

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::plan::KeyRing;
-use crate::api::RouteKey;
-use crate::index::NamespacedName;
+use fabric_operator_core::api::RouteKey;
+use fabric_operator_core::index::NamespacedName;
+use fabric_operator_core::rotation_plan::KeyRing;
 
 #[tonic::async_trait]
 pub trait KeyStore: Send + Sync {

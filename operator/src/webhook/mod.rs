@@ -1,18 +1,15 @@
-//! The mutating admission webhook that injects the routing sidecar into
-//! pods labelled `routing.fabric.dev/sidecar=true` (docs/install.md,
-//! "Sidecar injection").
+//! The admission webhooks' server: the mutating webhook that injects the
+//! routing sidecar into pods labelled `routing.fabric.dev/sidecar=true`
+//! (docs/install.md, "Sidecar injection") and the validating webhook of the
+//! fabric kinds.
 //!
 //! ```text
 //! API server --POST /mutate-pods (AdmissionReview v1, HTTPS :9443)--> router
 //!     review::review (parse, echo uid) --> inject::inject (pure: Pod -> JSON Patch)
 //! ```
 //!
-//! - `inject`: the mutation, a pure function of the pod and the
-//!   [`InjectionSettings`] (operator flags);
-//! - `review`: AdmissionReview in, AdmissionReview out, and the error
-//!   conventions (HTTP 400 for a malformed review, `allowed: false` with a
-//!   message for a pod that cannot be injected);
-//! - `patch`: the JSON Patch document;
+//! What is decided (parsing reviews, the injection, validation) is pure and
+//! lives in `fabric_operator_core::admission`; here are:
 //! - `server`: HTTPS with the operator's serving certificate;
 //! - `ca_bundle`: keeps the MutatingWebhookConfiguration's `caBundle` equal
 //!   to the CA of that certificate.
@@ -21,11 +18,7 @@
 //! leader); the Service sends the API server's calls to ready pods.
 
 pub mod ca_bundle;
-pub mod inject;
-pub mod patch;
-pub mod review;
 pub mod server;
-pub mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -44,8 +37,10 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use tokio::net::TcpListener;
 
-pub use inject::{CaSource, DEFAULT_METRICS_PORT, InjectError, InjectionSettings, inject};
-pub use review::{BadReview, Outcome, review};
+use fabric_operator_core::admission;
+pub use fabric_operator_core::admission::{
+    BadReview, CaSource, InjectError, InjectionSettings, Outcome, inject, review,
+};
 
 use crate::distribution::server::TlsFiles;
 
@@ -102,7 +97,7 @@ pub struct WebhookOptions {
     pub ca_bundle: Option<String>,
     /// `--validation`: serve [`VALIDATE_PATH`] for the fabric kinds
     /// (`None`: `off`, the path answers 404).
-    pub validation: Option<validate::ValidationMode>,
+    pub validation: Option<admission::validate::ValidationMode>,
     /// `--validating-webhook-configuration`: the
     /// ValidatingWebhookConfiguration whose `caBundle` the operator keeps.
     pub validating_configuration: Option<String>,
@@ -112,7 +107,7 @@ pub struct WebhookOptions {
 #[derive(Clone)]
 struct Validation {
     distributor: crate::distribution::Distributor,
-    mode: validate::ValidationMode,
+    mode: admission::validate::ValidationMode,
 }
 
 /// The sidecar's resources from `--sidecar-request` / `--sidecar-limit`
@@ -182,7 +177,7 @@ async fn validate_fabric(State(validation): State<Validation>, body: Bytes) -> R
     let decision = tokio::task::spawn_blocking(move || {
         let fabric = validation.distributor.fabric();
         let identity = fabric.as_ref().map(|(_, identity)| identity.clone()).unwrap_or_default();
-        validate::validate(&body, fabric.as_ref().map(|(index, _)| index), &identity, validation.mode)
+        admission::validate::validate(&body, fabric.as_ref().map(|(index, _)| index), &identity, validation.mode)
     })
     .await
     .unwrap_or_else(|e| Err(BadReview(format!("validation failed: {e}"))));

@@ -14,7 +14,8 @@ use fabric_core::NodeId;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Serialize, Serializer};
 
-use crate::api::{LinkStateArea, NODE_ID_LABEL, NeighborPolicy, PEER_ADDRESS_ANNOTATION, RouteKey, RoutePolicy};
+use crate::api::{LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
+use crate::names::{NODE_ID_LABEL, PEER_ADDRESS_ANNOTATION};
 use crate::selector::Labels;
 
 /// The kinds of object the compiler reads or reports on.

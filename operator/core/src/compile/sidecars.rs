@@ -9,8 +9,8 @@ use fabric_core::NodeId;
 use super::identity::{self, Bindings, Settings};
 use super::output::{Problem, Severity};
 use super::report::Report;
-use crate::api::{NODE_ID_LABEL, PEER_ADDRESS_ANNOTATION};
 use crate::index::{Index, SidecarInfo};
+use crate::names::{NODE_ID_LABEL, PEER_ADDRESS_ANNOTATION};
 
 /// A sidecar with its usable peer address.
 pub(crate) struct Sidecar<'a> {

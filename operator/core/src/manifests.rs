@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{API_VERSION, GROUP, LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
+use crate::api::{LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
 use crate::compile::Severity;
 use crate::index::{Index, Indexed, NamespacedName, ObjectKind, SidecarInfo};
+use crate::names::{API_VERSION, GROUP};
 
 /// Namespace of objects that do not name one, as with `kubectl apply`.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -2,18 +2,72 @@
 //! distribution state into the `Applied` condition, `selectedSidecars`,
 //! `appliedSidecars` and `nacks` of every RoutePolicy, NeighborPolicy and
 //! LinkStateArea (like Istio's `Reconciled` "N/M"), and [`sidecars`] into a
-//! per-sidecar view like `istioctl proxy-status`. Pure functions: the local
-//! HTTP status serves them today; the cluster status writer will write them.
+//! per-sidecar view like `istioctl proxy-status`. Pure functions over the
+//! per-sidecar state the distributor keeps; the admin HTTP server and the
+//! cluster status writer both serve them.
 
 use std::collections::BTreeMap;
 
 use fabric_core::NodeId;
 use serde::Serialize;
 
-use super::{DistributionState, SidecarState};
 use crate::api::{Condition, ConditionStatus, SidecarNack};
 use crate::compile::{Compilation, ConditionType};
 use crate::index::{NamespacedName, ObjectKey, ObjectKind};
+
+/// A refused snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NackInfo {
+    pub version: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// What the operator knows of one sidecar's config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarState {
+    pub node_id: NodeId,
+    pub peer_address: String,
+    pub connected: bool,
+    /// Version and nonce pushed on the current stream (none yet on it).
+    pub sent_version: Option<String>,
+    #[serde(skip)]
+    pub sent_nonce: Option<String>,
+    /// The last version the sidecar acknowledged (or reported running in its
+    /// Hello: resume).
+    pub acked_version: Option<String>,
+    /// The version the sidecar says it runs.
+    pub applied_version: Option<String>,
+    /// The last refusal, cleared by the next ACK.
+    pub last_nack: Option<NackInfo>,
+}
+
+#[cfg(any(test, feature = "fixtures"))]
+impl SidecarState {
+    /// A connected sidecar of node `node` that acknowledged `acked` and
+    /// last refused `nack` (for the roll-up and status tests).
+    pub fn connected_for_test(node: &str, acked: Option<&str>, nack: Option<NackInfo>) -> Self {
+        Self {
+            node_id: NodeId::from(node),
+            peer_address: String::new(),
+            connected: true,
+            sent_version: None,
+            sent_nonce: None,
+            acked_version: acked.map(str::to_string),
+            applied_version: acked.map(str::to_string),
+            last_nack: nack,
+        }
+    }
+}
+
+/// The per-sidecar state, keyed by sidecar (namespace/name); what
+/// [`rollup`] reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DistributionState {
+    pub sidecars: BTreeMap<NamespacedName, SidecarState>,
+}
 
 /// The `Applied` condition of one object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -173,7 +227,6 @@ mod tests {
 
     use super::*;
     use crate::compile::compile;
-    use crate::distribution::NackInfo;
     use crate::manifests::{Manifests, load_text};
 
     const FABRIC: &str = r#"

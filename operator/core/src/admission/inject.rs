@@ -39,37 +39,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::patch::{JsonPatch, escape};
-use crate::api::NODE_ID_LABEL;
-use crate::cluster::{DEFAULT_PEER_PORT, PEER_PORT_ANNOTATION, SIDECAR_LABEL};
+use crate::names::{
+    BOOTSTRAP_ANNOTATION, CONFIG_VOLUME, DEFAULT_METRICS_PORT, DEFAULT_PEER_PORT, INJECT_ANNOTATION,
+    NATIVE_SIDECAR_ANNOTATION, NODE_ID_LABEL, OPERATOR_CA_ANNOTATION, ORIGINATE_ANNOTATION, PEER_PORT_ANNOTATION,
+    SCRAPE_ANNOTATION, SCRAPE_PATH_ANNOTATION, SCRAPE_PORT_ANNOTATION, SIDECAR_CONTAINER, SIDECAR_LABEL,
+    STATE_CLAIM_ANNOTATION, STATE_VOLUME,
+};
 
-/// The name of the injected container; a pod that already has a container
-/// or init container of this name is left alone (idempotence, and the way
-/// to write the sidecar by hand).
-pub const SIDECAR_CONTAINER: &str = "routing-sidecar";
-/// Pod annotation: `"false"` leaves a labelled pod alone (its sidecar is
-/// written by hand, or it is only to be watched).
-pub const INJECT_ANNOTATION: &str = "routing.fabric.dev/inject";
-/// Pod annotation: `"false"` makes the sidecar a regular container, `"true"`
-/// a native sidecar, whatever the operator's setting.
-pub const NATIVE_SIDECAR_ANNOTATION: &str = "routing.fabric.dev/native-sidecar";
-/// Pod annotation: the destinations the pod serves, comma-separated; they go
-/// into the generated bootstrap config (`originate`).
-pub const ORIGINATE_ANNOTATION: &str = "routing.fabric.dev/originate";
-/// Pod annotation: the sidecar's bootstrap config (a `SidecarConfig` YAML).
-/// Written by the webhook unless the pod brings its own (then it is
-/// validated and its `nodeId` must be the pod's node id).
-pub const BOOTSTRAP_ANNOTATION: &str = "routing.fabric.dev/bootstrap-config";
-/// Pod annotation: the PEM CA of the operator's serving certificate,
-/// written by the webhook (with [`CaSource::Inline`]).
-pub const OPERATOR_CA_ANNOTATION: &str = "routing.fabric.dev/operator-ca";
-/// Pod annotation: a PersistentVolumeClaim (same namespace) for the state
-/// dir instead of an `emptyDir`, so the last good config survives the pod.
-pub const STATE_CLAIM_ANNOTATION: &str = "routing.fabric.dev/state-claim";
-
-/// The projected volume: token, CA, bootstrap config.
-pub const CONFIG_VOLUME: &str = "routing-sidecar-config";
-/// The state dir volume.
-pub const STATE_VOLUME: &str = "routing-sidecar-state";
 /// Where [`CONFIG_VOLUME`] is mounted.
 pub const CONFIG_DIR: &str = "/var/run/secrets/fabric";
 /// Where [`STATE_VOLUME`] is mounted (`--state-dir`; also the image's
@@ -126,15 +102,6 @@ pub struct InjectionSettings {
     pub metrics_port: Option<u16>,
 }
 
-/// The port of the injected sidecar's metrics listener by default.
-pub const DEFAULT_METRICS_PORT: u16 = 7481;
-/// Annotation-based scraping (the Prometheus community convention). Set on
-/// an injected pod unless it already says whether to scrape it: one pod
-/// has one such port, and an app's own is not overwritten.
-const SCRAPE_ANNOTATION: &str = "prometheus.io/scrape";
-const SCRAPE_PORT_ANNOTATION: &str = "prometheus.io/port";
-const SCRAPE_PATH_ANNOTATION: &str = "prometheus.io/path";
-
 impl InjectionSettings {
     /// Settings with the defaults for everything but what has none.
     pub fn new(image: impl Into<String>, operator_url: impl Into<String>, ca: Option<CaSource>) -> Self {
@@ -142,7 +109,7 @@ impl InjectionSettings {
             image: image.into(),
             image_pull_policy: None,
             operator_url: operator_url.into(),
-            token_audience: crate::distribution::auth::DEFAULT_AUDIENCE.to_string(),
+            token_audience: crate::names::DEFAULT_AUDIENCE.to_string(),
             token_expiration_seconds: 3600,
             ca,
             native_sidecars: true,

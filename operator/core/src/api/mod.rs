@@ -18,11 +18,4 @@ pub use route_key::{
 pub use route_policy::{DampeningSpec, RoutePolicy, RoutePolicySpec, SecuritySpec, StabilitySpec, TieBreaker};
 pub use status::{AppliedStatus, Condition, ConditionStatus, SidecarNack};
 
-pub const GROUP: &str = "routing.fabric.dev";
 pub const VERSION: &str = "v1alpha1";
-pub const API_VERSION: &str = "routing.fabric.dev/v1alpha1";
-
-/// Pod label carrying the sidecar's node id (default: the pod name).
-pub const NODE_ID_LABEL: &str = "routing.fabric.dev/node-id";
-/// Pod annotation carrying the `host:port` other sidecars dial.
-pub const PEER_ADDRESS_ANNOTATION: &str = "routing.fabric.dev/peer-address";

@@ -125,7 +125,7 @@ impl PeerCa {
         let request = CertificateSigningRequestParams::from_der(&request.to_vec().into())
             .map_err(|e| PeerCaError::BadRequest(e.to_string()))?;
         // What the dialing peer checks the certificate against (a DNS name).
-        if tokio_rustls::rustls::pki_types::DnsName::try_from(node_id.as_str()).is_err() {
+        if rustls_pki_types::DnsName::try_from(node_id.as_str()).is_err() {
             return Err(PeerCaError::BadNodeId(node_id.clone()));
         }
         let dns = node_id.as_str().try_into().map_err(|_| PeerCaError::BadNodeId(node_id.clone()))?;
@@ -171,8 +171,8 @@ pub fn renewal_due(not_after: SystemTime, lifetime: Duration, now: SystemTime) -
 
 #[cfg(test)]
 mod tests {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
 
     use super::*;
 
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(issued.not_after, now + Duration::from_secs(3600));
         let leaf = CertificateDer::from_pem_slice(issued.chain_pem.as_bytes()).unwrap();
         let end_entity = webpki::EndEntityCert::try_from(&leaf).unwrap();
-        let name = |n: &str| rustls::pki_types::ServerName::try_from(n.to_owned()).unwrap();
+        let name = |n: &str| rustls_pki_types::ServerName::try_from(n.to_owned()).unwrap();
         assert!(end_entity.verify_is_valid_for_subject_name(&name("eu-1")).is_ok());
         assert!(
             end_entity.verify_is_valid_for_subject_name(&name("somebody-else")).is_err(),

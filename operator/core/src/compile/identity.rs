@@ -23,12 +23,14 @@ use fabric_core::NodeId;
 
 use super::output::{Problem, Severity};
 use super::report::Report;
-use crate::api::{NODE_ID_LABEL, RouteKey};
+use crate::api::RouteKey;
 use crate::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
+use crate::names::NODE_ID_LABEL;
 use crate::validation::check_route_key;
 
 /// What a node id without a RouteKey gets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "camelCase")]
 pub enum UnboundNodeIds {
     /// Served to its one claimant: fabrics that do not sign need no RouteKeys.
