@@ -1,14 +1,23 @@
 //! `fabric_operator`: the operator around its pure core
-//! (`fabric_operator_core`): the gRPC config distribution server and the
-//! distributor state it serves, key rotation with its stores, the webhook
-//! server, the Kubernetes watches, leader election and status writer, the
-//! two modes (cluster and local), `/metrics` and the kubectl plugin. See
-//! `docs/operator.md`.
+//! (`fabric_operator_core`). Adapters: the gRPC config distribution server
+//! and the distributor state it serves ([`distribution`]), the admin HTTP
+//! endpoints ([`admin_http`], [`metrics`]), the webhook server
+//! ([`webhook`]), the Kubernetes API ([`kubernetes`]: Events, lenient
+//! decoding), key rotation with its stores ([`rotation`]). Modes: [`local`]
+//! (manifests from a folder) and [`cluster`] (watches, leader election,
+//! status writer). And the kubectl plugin ([`plugin`]). See
+//! `docs/operator.md`; no module imports one that imports it
+//! (`tests/module_graph.rs`).
 
+pub mod admin_http;
 pub mod cluster;
 pub mod distribution;
 pub mod identity_flags;
+pub mod kubernetes;
+pub mod local;
 pub mod metrics;
 pub mod plugin;
 pub mod rotation;
+pub mod shutdown;
+pub mod tls;
 pub mod webhook;

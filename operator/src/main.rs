@@ -206,13 +206,13 @@ fn parse_native_sidecars(text: &str) -> Result<fabric_operator::webhook::NativeS
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    fabric_operator_core::duration::parse_duration(text).map_err(|e| e.to_string())
+    fabric_operator_core::api::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn run(args: RunArgs) -> ExitCode {
     use fabric_operator::distribution::auth::{StaticToken, TokenVerifier};
-    use fabric_operator::distribution::local::{self, LocalOptions};
-    use fabric_operator::distribution::server::TlsFiles;
+    use fabric_operator::local::{self, LocalOptions};
+    use fabric_operator::tls::TlsFiles;
     let fail = |message: String| {
         eprintln!("fabric-operator run: {message}");
         ExitCode::from(2)
@@ -296,7 +296,7 @@ fn run_with_telemetry(
 fn run_cluster(args: RunArgs) -> ExitCode {
     let telemetry = telemetry_options(&args);
     use fabric_operator::cluster::{self, ClusterOptions, LeaderElection};
-    use fabric_operator::distribution::server::TlsFiles;
+    use fabric_operator::tls::TlsFiles;
     let fail = |message: String| {
         eprintln!("fabric-operator run: {message}");
         ExitCode::from(2)
@@ -336,7 +336,7 @@ fn run_cluster(args: RunArgs) -> ExitCode {
 /// flags (cluster mode); `None` with `--no-webhook`.
 fn webhook_options(
     args: &RunArgs,
-    tls: Option<&fabric_operator::distribution::server::TlsFiles>,
+    tls: Option<&fabric_operator::tls::TlsFiles>,
 ) -> Result<Option<fabric_operator::webhook::WebhookOptions>, String> {
     use fabric_operator::webhook::{CaSource, InjectionSettings, WebhookOptions, resource_requirements};
     if args.no_webhook {

@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use cel::objects::{Key, Map};
 use cel::{Context, Program, Value as CelValue};
+use fabric_operator_core::api::duration::GoDuration;
 use fabric_operator_core::api::{
     DampeningSpec, ExternalKey, KeyManagement, LinkStateArea, LinkStateAreaSpec, NeighborPolicy, NeighborPolicySpec,
     NeighborSpec, RouteFilter, RouteKey, RouteKeySpec, RoutePolicy, RoutePolicySpec, RoutingMode, SummaryFilterSpec,
     TieBreaker, rules,
 };
-use fabric_operator_core::duration::GoDuration;
 use fabric_operator_core::validation::{
     cel_messages, check_link_state_area, check_neighbor_policy, check_route_key, check_route_key_update,
     check_route_policy,

@@ -6,6 +6,7 @@ use std::path::Path;
 use fabric_core::NodeId;
 use fabric_core::policy::PolicyMode as EnginePolicyMode;
 use fabric_link_state::RoutingMode as EngineRoutingMode;
+use fabric_operator_core::api::duration::GoDuration;
 use fabric_operator_core::api::{ConditionStatus, MatchList};
 use fabric_operator_core::api::{
     ExternalKey, KeyManagement, KeyState, LinkStateArea, LinkStateAreaSpec, NeighborPolicy, NeighborPolicySpec,
@@ -15,7 +16,6 @@ use fabric_operator_core::api::{
 use fabric_operator_core::compile::{
     Compilation, ConditionType, Settings, Severity, UnboundNodeIds, compile, compile_with,
 };
-use fabric_operator_core::duration::GoDuration;
 use fabric_operator_core::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
 use fabric_operator_core::manifests;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};

@@ -647,7 +647,8 @@ async fn a_standby_replica_takes_the_lease_when_the_leader_stops() {
 
 #[tokio::test]
 async fn a_repeated_event_counts_up_and_a_changed_message_is_a_new_event() {
-    use fabric_operator::cluster::events::{EventPublisher, EventSpec};
+    use fabric_operator::kubernetes::events::EventPublisher;
+    use fabric_operator_core::object_status::EventSpec;
     let envtest = envtest_or_skip!();
     let client = envtest.client().await;
     let namespace = envtest.namespace(&client, "events").await;

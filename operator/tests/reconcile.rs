@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use fabric_control::{ConfigSnapshot, Hello, OperatorMessage, SidecarMessage, open_stream, operator_message};
 use fabric_core::NodeId;
-use fabric_operator::cluster::events::EventPublisher;
 use fabric_operator::cluster::status_writer::{StatusWriter, WriteReport};
 use fabric_operator::distribution::auth::{AuthError, POD_NAME_EXTRA, TokenReview, TokenVerifier};
 use fabric_operator::distribution::server::{DistributionService, serve};
 use fabric_operator::distribution::{Connection, Distributor, DistributorOptions, NackInfo};
+use fabric_operator::kubernetes::events::EventPublisher;
 use fabric_operator_core::api::RouteKey;
 use fabric_operator_core::index::{Index, SidecarInfo};
 use futures::StreamExt;

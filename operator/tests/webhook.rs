@@ -414,7 +414,7 @@ async fn https_call(
 /// TLS server, offering only h2, would fail the handshake).
 #[tokio::test]
 async fn the_webhook_port_serves_https_with_http11_alpn() {
-    use fabric_operator::distribution::server::TlsFiles;
+    use fabric_operator::tls::TlsFiles;
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["fabric-routing.fabric-system.svc".to_string()])
         .unwrap()

@@ -21,13 +21,13 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use fabric_core::NodeId;
+use fabric_operator_core::api::duration::GoDuration;
 use fabric_operator_core::api::{
     DampeningSpec, ExternalKey, KeyManagement, LinkSpec, LinkStateArea, LinkStateAreaSpec, MatchList, NeighborPolicy,
     NeighborPolicySpec, NeighborSpec, PolicyMode, RouteFilter, RouteKey, RouteKeySpec, RoutePolicy, RoutePolicySpec,
     RoutingMode, SecuritySpec, StabilitySpec, SummaryFilterSpec, TagRules, TieBreaker,
 };
 use fabric_operator_core::compile::Compilation;
-use fabric_operator_core::duration::GoDuration;
 use fabric_operator_core::index::{Index, SidecarInfo};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 

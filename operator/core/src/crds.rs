@@ -112,8 +112,7 @@ pub fn files() -> Result<Vec<CrdFile>, serde_norway::Error> {
         .collect()
 }
 
-/// `crds/` at the repository root.
+/// `crds/` at the repository root (this crate is `operator/core/`).
 pub fn default_dir() -> PathBuf {
-    let operator = Path::new(env!("CARGO_MANIFEST_DIR"));
-    operator.parent().unwrap_or(operator).join("crds")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join("crds")
 }

@@ -2,7 +2,8 @@
 //! or runtime. The CRD types ([`api`]) and their schemas ([`crds`]), the
 //! [`index`] of objects and sidecars, the [`compile`]r from them to one
 //! `SidecarConfig` per sidecar, the status roll-up from ACKs
-//! ([`sync_status`]), key rotation planning ([`rotation_plan`]), the
+//! ([`sync_status`]) and the status and Events it writes on objects
+//! ([`object_status`]), key rotation planning ([`rotation_plan`]), the
 //! admission logic of the injecting and validating webhooks
 //! ([`admission`]), the peer CA ([`peer_ca`]), offline analysis and plans
 //! ([`analyze`], [`plan`]) and every Kubernetes name the operator uses
@@ -16,10 +17,11 @@ pub mod api;
 pub mod compile;
 pub mod crd_reference;
 pub mod crds;
-pub mod duration;
+
 pub mod index;
 pub mod manifests;
 pub mod names;
+pub mod object_status;
 pub mod peer_ca;
 pub mod plan;
 pub mod rotation_plan;

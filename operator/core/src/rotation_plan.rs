@@ -345,10 +345,22 @@ pub fn plan(
     Ok(Plan { published: PublishedKeys { keys, active_key_id, next_rotation }, ring, events, waiting })
 }
 
+/// The state of one RouteKey's rotation, as `/status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    pub node_id: String,
+    pub active_key_id: Option<String>,
+    pub keys: Vec<String>,
+    pub waiting: Option<String>,
+    pub error: Option<String>,
+    pub rotations: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::duration::GoDuration;
+    use crate::api::duration::GoDuration;
 
     const HOUR: u64 = 3_600_000;
 

@@ -10,13 +10,13 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use crate::api::duration::GoDuration;
 use crate::api::filter::{MAX_NAME_LENGTH, MAX_PATTERNS, MatchList, RouteFilter, TagRules};
 use crate::api::link_state_area::{LinkStateAreaSpec, MAX_AREA_REFERENCES};
 use crate::api::neighbor_policy::{MAX_NEIGHBOR_ENTRIES, NeighborPolicySpec};
 use crate::api::route_key::{MAX_EXTERNAL_KEYS, RouteKeySpec};
 use crate::api::route_policy::RoutePolicySpec;
 use crate::api::rules::{self, CelRule};
-use crate::duration::GoDuration;
 use crate::time::parse_rfc3339_millis;
 
 /// One broken rule: where, what, and which CEL rule when it is one.
@@ -170,7 +170,7 @@ impl Checker {
         match value.parse() {
             Ok(duration) => Some(duration),
             Err(error) => {
-                let rule = crate::duration::DURATION_FORMAT;
+                let rule = crate::api::duration::DURATION_FORMAT;
                 let message = format!("{} ({error})", rule.message);
                 self.violations.push(Violation { field: field.into(), message, rule: Some(rule) });
                 None

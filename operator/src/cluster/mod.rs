@@ -17,9 +17,7 @@
 //!   ([`crate::distribution::auth::TokenReview`]) and a Hello must name the
 //!   pod its token was issued to.
 
-pub mod events;
 pub mod leader;
-pub mod lenient;
 pub mod peer_ca_secret;
 pub mod status_writer;
 pub mod watch;
@@ -37,13 +35,15 @@ use kube::Client;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch as channel};
 
+use crate::admin_http::{AppState, Folder, get_metrics, get_sidecars, get_status};
 use crate::distribution::auth::TokenReview;
-use crate::distribution::local::{AppState, Folder, get_metrics, get_sidecars, get_status, shutdown_signal};
-use crate::distribution::server::{DistributionService, TlsFiles, serve};
+use crate::distribution::server::{DistributionService, serve};
 use crate::distribution::{DistributionState, Distributor, DistributorOptions};
+use crate::kubernetes::events::EventPublisher;
 use crate::rotation::secret::{ClusterPublisher, SecretKeyStore};
 use crate::rotation::{RotationStatus, Rotator};
-use events::EventPublisher;
+use crate::shutdown::shutdown_signal;
+use crate::tls::TlsFiles;
 use fabric_operator_core::index::{Index, NamespacedName};
 use status_writer::StatusWriter;
 

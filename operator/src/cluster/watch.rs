@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::lenient::Lenient;
 use crate::distribution::Distributor;
+use crate::kubernetes::lenient::Lenient;
 use fabric_operator_core::api::{LinkStateArea, NeighborPolicy, RouteKey, RoutePolicy};
 use fabric_operator_core::index::{Index, Indexed, SidecarInfo};
 use fabric_operator_core::names::PEER_ADDRESS_ANNOTATION;

@@ -11,7 +11,7 @@
 //! into conditions, `local` is `fabric-operator run --manifests`.
 
 pub mod auth;
-pub mod local;
+pub mod counters;
 pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,11 +23,11 @@ use fabric_core::KeyId;
 use fabric_core::NodeId;
 use tokio::sync::mpsc;
 
-pub use crate::rotation::Rollout;
 use fabric_operator_core::api::{RouteKey, RouteKeyStatus};
 use fabric_operator_core::compile::{Compilation, compile, compile_with};
 use fabric_operator_core::index::{Index, NamespacedName, SidecarInfo};
 use fabric_operator_core::names::NODE_ID_LABEL;
+pub use fabric_operator_core::rotation_plan::{Rollout, RotationStatus};
 pub use fabric_operator_core::sync_status::{DistributionState, NackInfo, SidecarState};
 
 /// The index key of the pod running sidecar `name`.
@@ -136,7 +136,8 @@ pub struct Connection {
 /// config (see [`Distributor::rollout`]).
 pub const UNCONFIGURED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Key rotation's contribution to the configs (see `crate::rotation`).
+/// Key rotation's contribution to the configs (see `crate::rotation`, which
+/// sets it).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct KeyMaterial {
     /// Published keys of RouteKeys whose status is not read back from an
@@ -159,7 +160,7 @@ struct Inner {
     options: DistributorOptions,
     objects: Index,
     keys: KeyMaterial,
-    rotation: BTreeMap<NamespacedName, crate::rotation::RotationStatus>,
+    rotation: BTreeMap<NamespacedName, RotationStatus>,
     /// Connected sidecars without a valid config, since when (key rotation
     /// waits for them only so long).
     unconfigured_since: BTreeMap<NamespacedName, fabric_core::Timestamp>,
@@ -174,7 +175,7 @@ struct Inner {
     next_nonce: u64,
     /// Nonces from different operator runs never collide.
     epoch: String,
-    counters: crate::metrics::Counters,
+    counters: counters::Counters,
     /// Bumped each time compile inputs are taken; the compilation in force
     /// came from inputs `installed_inputs`. A compile of older inputs that
     /// finishes after a newer one is dropped.
@@ -260,7 +261,7 @@ impl Distributor {
             next_connection: 0,
             next_nonce: 0,
             epoch,
-            counters: crate::metrics::Counters { leader: true, ..Default::default() },
+            counters: counters::Counters { leader: true, ..Default::default() },
             taken_inputs: 0,
             installed_inputs: 0,
         };
@@ -327,11 +328,11 @@ impl Distributor {
     }
 
     /// Key rotation's progress per RouteKey, for the status API.
-    pub fn set_rotation_status(&self, status: BTreeMap<NamespacedName, crate::rotation::RotationStatus>) {
+    pub fn set_rotation_status(&self, status: BTreeMap<NamespacedName, RotationStatus>) {
         self.lock().rotation = status;
     }
 
-    pub fn rotation_status(&self) -> BTreeMap<NamespacedName, crate::rotation::RotationStatus> {
+    pub fn rotation_status(&self) -> BTreeMap<NamespacedName, RotationStatus> {
         self.lock().rotation.clone()
     }
 
@@ -562,7 +563,7 @@ impl Distributor {
     }
 
     /// What `/metrics` shows.
-    pub fn counters(&self) -> crate::metrics::Counters {
+    pub fn counters(&self) -> counters::Counters {
         self.lock().counters.clone()
     }
 

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{TokenVerifier, bearer};
 use super::{Connection, Distributor, NackInfo, sidecar_from_hello};
+use crate::tls::TlsFiles;
 
 /// How long a new stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,14 +111,6 @@ async fn read_replies(distributor: Distributor, connection: Connection, mut inbo
     }
     tracing::info!(sidecar = %connection.sidecar, "sidecar disconnected");
     distributor.disconnect(&connection);
-}
-
-/// The serving certificate and key (PEM files, e.g. a mounted
-/// `kubernetes.io/tls` Secret).
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 /// Serves distribution on `listener` until `shutdown` completes. `tls`

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use fabric_core::{KeyId, NodeId, Timestamp};
 
-pub use fabric_operator_core::rotation_plan::{KeyRing, Plan, PrivateKey, PublishedKeys, Rollout, RotationEvent};
+pub use fabric_operator_core::rotation_plan::{
+    KeyRing, Plan, PrivateKey, PublishedKeys, Rollout, RotationEvent, RotationStatus,
+};
 pub use store::{FileKeyStore, KeyStore, MemoryKeyStore};
 
 use crate::distribution::{Distributor, KeyMaterial};
@@ -55,18 +57,6 @@ impl KeyPublisher for LocalPublisher {
     async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent) {
         tracing::info!(route_key = %name, node = %route_key.spec.node_id, "{event}");
     }
-}
-
-/// The state of one RouteKey's rotation, as `/status` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RotationStatus {
-    pub node_id: String,
-    pub active_key_id: Option<String>,
-    pub keys: Vec<String>,
-    pub waiting: Option<String>,
-    pub error: Option<String>,
-    pub rotations: u64,
 }
 
 /// The sidecars as the distributor knows them, for one node id's keys.

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::KeyPublisher;
 use super::store::KeyStore;
-use crate::cluster::events::EventPublisher;
-use crate::cluster::lenient::Lenient;
+use crate::kubernetes::events::EventPublisher;
+use crate::kubernetes::lenient::Lenient;
 use fabric_operator_core::api::RouteKey;
 use fabric_operator_core::index::NamespacedName;
 use fabric_operator_core::rotation_plan::{KeyRing, PublishedKeys, RotationEvent};

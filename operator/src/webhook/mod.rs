@@ -42,7 +42,7 @@ pub use fabric_operator_core::admission::{
     BadReview, CaSource, InjectError, InjectionSettings, Outcome, inject, review,
 };
 
-use crate::distribution::server::TlsFiles;
+use crate::tls::TlsFiles;
 
 /// The path the MutatingWebhookConfiguration calls.
 pub const PATH: &str = "/mutate-pods";

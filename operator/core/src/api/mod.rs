@@ -1,6 +1,7 @@
 //! The CRDs of API group `routing.fabric.dev`, version `v1alpha1`, all
 //! namespaced with a status subresource. Field reference: `docs/crds.md`.
 
+pub mod duration;
 pub mod filter;
 pub mod link_state_area;
 pub mod neighbor_policy;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::filter::MAX_NAME_LENGTH;
 use super::rules;
 use super::status::Condition;
-use crate::duration::GoDuration;
+use crate::api::duration::GoDuration;
 
 /// Standard base64 of a 32-byte ed25519 public key.
 pub const PUBLIC_KEY_PATTERN: &str = r"^[A-Za-z0-9+/]{43}=$";

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::filter::{MAX_NAME_LENGTH, PolicyMode, RouteFilter, is_default};
 use super::rules;
 use super::status::RoutePolicyStatus;
-use crate::duration::GoDuration;
+use crate::api::duration::GoDuration;
 
 // kube's `printcolumn(...)` repeats `type_ = ...` by design; clippy reads that as
 // duplicated attributes.

@@ -141,7 +141,7 @@ pub const SUMMARY_TARGET_IS_SELF_OR_PARENT: CelRule = CelRule {
 
 // --- Fields of every kind -------------------------------------------------
 
-/// On every duration field (the grammar: `crate::duration`). The empty
+/// On every duration field (the grammar: `crate::api::duration`). The empty
 /// string matches the expression; `minLength` refuses it.
 pub const DURATION_FORMAT: CelRule = CelRule {
     rule: concat!("self.matches('", crate::duration_regex!(), "')"),

@@ -11,8 +11,8 @@ use fabric_core::ids::NodeId;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::report::Report;
+use crate::api::duration::GoDuration;
 use crate::api::{DampeningSpec, RoutePolicy, RoutePolicySpec};
-use crate::duration::GoDuration;
 use crate::index::{Index, ObjectKey, ObjectKind, SidecarInfo};
 use crate::validation::check_route_policy;
 

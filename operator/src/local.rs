@@ -8,20 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use super::auth::TokenVerifier;
-use super::server::{DistributionService, TlsFiles, serve};
-use super::{Distributor, DistributorOptions};
+use crate::admin_http::{AppState, Folder, get_metrics, get_sidecars, get_status};
+use crate::distribution::auth::TokenVerifier;
+use crate::distribution::server::{DistributionService, serve};
+use crate::distribution::{Distributor, DistributorOptions};
 use crate::rotation::{FileKeyStore, KeyStore, LocalPublisher, MemoryKeyStore, Rotator};
+use crate::shutdown::shutdown_signal;
+use crate::tls::TlsFiles;
 use fabric_operator_core::compile::Severity;
 use fabric_operator_core::manifests::{Manifests, load_dir};
-use fabric_operator_core::sync_status as status;
 
 pub struct LocalOptions {
     pub manifests: PathBuf,
@@ -69,22 +69,6 @@ fn local_peer_ca(
     fabric_io::files::write_private(&key, ca.key_pem().as_bytes())?;
     std::fs::write(&cert, ca.certificate_pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
     Ok(ca)
-}
-
-/// What the HTTP status shows besides the distributor.
-#[derive(Default)]
-pub(crate) struct Folder {
-    /// Issues of the last load (`error: file document N: ...`).
-    issues: Vec<String>,
-    /// Loads applied since start.
-    applied_loads: u64,
-    fingerprint: Option<[u8; 32]>,
-}
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) distributor: Distributor,
-    pub(crate) folder: Arc<Mutex<Folder>>,
 }
 
 fn manifest_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -157,74 +141,6 @@ fn reload(dir: &Path, distributor: &Distributor, folder: &Mutex<Folder>) -> Resu
     distributor.set_objects(manifests.index);
     tracing::info!(dir = %dir.display(), "manifests applied");
     Ok(())
-}
-
-pub(crate) async fn get_status(State(app): State<AppState>) -> Json<Value> {
-    let compilation = app.distributor.compilation();
-    let state = app.distributor.state();
-    let rollups = status::rollup(&compilation, &state);
-    let mut objects = serde_json::Map::new();
-    for (object, conditions) in &compilation.conditions {
-        let mut conditions: Vec<Value> = conditions.iter().map(|c| json!(c)).collect();
-        let mut entry = json!({});
-        if let Some(rollup) = rollups.get(object) {
-            let mut applied = json!(rollup.applied);
-            applied["type"] = json!("Applied");
-            conditions.push(applied);
-            entry = json!({
-                "selectedSidecars": rollup.selected_sidecars,
-                "appliedSidecars": rollup.applied_sidecars,
-                "nacks": rollup.nacks,
-            });
-        }
-        entry["conditions"] = json!(conditions);
-        objects.insert(object.to_string(), entry);
-    }
-    let folder = app.folder.lock().unwrap_or_else(|p| p.into_inner());
-    Json(json!({
-        "operator": {"version": env!("CARGO_PKG_VERSION"), "leader": app.distributor.counters().leader},
-        "objects": objects,
-        "problems": compilation.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "manifestIssues": folder.issues,
-        "appliedLoads": folder.applied_loads,
-        "pushes": app.distributor.pushes(),
-        "keyRotation": app
-            .distributor
-            .rotation_status()
-            .into_iter()
-            .map(|(name, status)| (name.to_string(), status))
-            .collect::<std::collections::BTreeMap<_, _>>(),
-    }))
-}
-
-/// `/metrics`: classic text unless the scraper asks for OpenMetrics.
-pub(crate) async fn get_metrics(
-    State(app): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> impl axum::response::IntoResponse {
-    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = crate::metrics::MetricsFormat::from_accept(accept);
-    ([(axum::http::header::CONTENT_TYPE, format.content_type())], crate::metrics::render(&app.distributor, format))
-}
-
-pub(crate) async fn get_sidecars(State(app): State<AppState>) -> Json<Value> {
-    let compilation = app.distributor.compilation();
-    Json(json!(status::sidecars(&compilation, &app.distributor.state())))
-}
-
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Runs local mode until SIGTERM or Ctrl-C.
