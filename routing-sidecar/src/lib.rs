@@ -20,6 +20,7 @@ pub mod security;
 pub mod session;
 pub mod shared_ids;
 pub mod sim;
+pub mod soak;
 pub mod stats;
 pub mod time;
 pub mod wire;
