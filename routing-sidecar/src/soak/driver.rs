@@ -62,29 +62,24 @@ impl Mode {
     }
 }
 
+/// A route as the oracle checks it: up to `MAX_HOPS` next hops (`NONE`
+/// fills the rest) and its cost.
+pub type RouteView = ([u32; MAX_HOPS], u64);
+
 /// What one protocol call produced.
 pub struct Out<M> {
     /// (to, message, encoded bytes).
     pub sends: Vec<(u32, M, u32)>,
     /// (destination, next hops and cost, or `None`: no route).
-    pub changes: Vec<(u32, Option<([u32; MAX_HOPS], u64)>)>,
-    /// Hold-downs and suppressions started / ended.
-    pub held_down: i64,
-    pub suppressed: i64,
+    pub changes: Vec<(u32, Option<RouteView>)>,
+    /// Hold-downs and suppressions started.
     pub held_down_started: u64,
     pub suppressions_started: u64,
 }
 
 impl<M> Default for Out<M> {
     fn default() -> Self {
-        Self {
-            sends: Vec::new(),
-            changes: Vec::new(),
-            held_down: 0,
-            suppressed: 0,
-            held_down_started: 0,
-            suppressions_started: 0,
-        }
+        Self { sends: Vec::new(), changes: Vec::new(), held_down_started: 0, suppressions_started: 0 }
     }
 }
 
@@ -127,6 +122,9 @@ pub trait Protocol {
     ) -> bool;
     /// Approximate state bytes of one node.
     fn memory(&self, node: u32) -> u64;
+    /// Over all nodes: (stored routes, held down, suppressed), from the
+    /// engines' own gauges.
+    fn suppression(&self) -> (u64, u64, u64);
 }
 
 struct Item<M> {
@@ -195,8 +193,6 @@ struct Sim<'a, P: Protocol> {
     turn_at: Vec<u64>,
     in_flight: u64,
     table: Forwarding,
-    held_down_now: Vec<i64>,
-    suppressed_now: Vec<i64>,
     window: Window,
     /// Pairs (node * n + destination) that lost their route / were seen in
     /// a loop during the current event.
@@ -242,8 +238,6 @@ impl<'a, P: Protocol> Sim<'a, P> {
             turn_at: vec![u64::MAX; n],
             in_flight: 0,
             table: Forwarding::new(n),
-            held_down_now: vec![0; n],
-            suppressed_now: vec![0; n],
             window: Window::default(),
             lost: vec![false; n * n],
             looped: vec![false; n * n],
@@ -304,8 +298,6 @@ impl<'a, P: Protocol> Sim<'a, P> {
                 self.window.last_watched_change_us = Some(self.now_us);
             }
         }
-        self.held_down_now[node as usize] += out.held_down;
-        self.suppressed_now[node as usize] += out.suppressed;
         self.window.held_down_started += out.held_down_started;
         self.window.suppressions_started += out.suppressions_started;
         if !out.sends.is_empty() {
@@ -473,8 +465,6 @@ impl<'a, P: Protocol> Sim<'a, P> {
         if std::mem::take(&mut self.pending[node as usize]) {
             self.pending_nodes -= 1;
         }
-        self.held_down_now[node as usize] = 0;
-        self.suppressed_now[node as usize] = 0;
     }
 
     fn restart(&mut self, node: u32) {
@@ -625,12 +615,8 @@ impl<'a, P: Protocol> Sim<'a, P> {
     }
 
     fn steady(&self, at_ms: u64) -> SteadyRow {
-        SteadyRow {
-            at_ms,
-            routes: self.table.routes(),
-            held_down: self.held_down_now.iter().map(|v| (*v).max(0) as u64).sum(),
-            suppressed: self.suppressed_now.iter().map(|v| (*v).max(0) as u64).sum(),
-        }
+        let (stored, held_down, suppressed) = self.proto.suppression();
+        SteadyRow { at_ms, routes: self.table.routes(), stored, held_down, suppressed }
     }
 }
 
@@ -880,16 +866,8 @@ impl PathVector {
                     out.changes.push((d, route));
                 }
                 Effect::Event(event) => match event {
-                    RouteEvent::HeldDown { .. } => {
-                        out.held_down += 1;
-                        out.held_down_started += 1;
-                    }
-                    RouteEvent::HoldDownEnded { .. } => out.held_down -= 1,
-                    RouteEvent::Suppressed { .. } => {
-                        out.suppressed += 1;
-                        out.suppressions_started += 1;
-                    }
-                    RouteEvent::Reused { .. } => out.suppressed -= 1,
+                    RouteEvent::HeldDown { .. } => out.held_down_started += 1,
+                    RouteEvent::Suppressed { .. } => out.suppressions_started += 1,
                     _ => {}
                 },
             }
@@ -1043,6 +1021,17 @@ impl Protocol for PathVector {
             .as_ref()
             .map(|e| e.stats().candidates_stored * PATH_VECTOR_BYTES_PER_CANDIDATE)
             .unwrap_or(0)
+    }
+
+    fn suppression(&self) -> (u64, u64, u64) {
+        let mut totals = (0, 0, 0);
+        for engine in self.engines.iter().flatten() {
+            let stats = engine.stats();
+            totals.0 += stats.candidates_stored;
+            totals.1 += stats.routes_held_down;
+            totals.2 += stats.routes_suppressed_now;
+        }
+        totals
     }
 }
 
@@ -1320,5 +1309,11 @@ impl Protocol for LinkState {
                 + std::mem::size_of::<NodeId>()) as u64;
         }
         bytes
+    }
+
+    fn suppression(&self) -> (u64, u64, u64) {
+        // Link-state has neither hold-down nor dampening.
+        let routes = self.routers.iter().flatten().map(|r| r.routes().len() as u64).sum();
+        (routes, 0, 0)
     }
 }

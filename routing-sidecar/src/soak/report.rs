@@ -88,16 +88,19 @@ impl EventRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SteadyRow {
     pub at_ms: u64,
+    /// Selected routes (node, destination), over all nodes.
     pub routes: u64,
-    /// (destination, next hop) pairs in hold-down.
+    /// Stored routes (path-vector candidates; link-state routes).
+    pub stored: u64,
+    /// Stored routes not usable because of hold-down.
     pub held_down: u64,
-    /// (destination, advertiser) pairs suppressed by dampening.
+    /// Stored routes not usable because dampening suppresses them.
     pub suppressed: u64,
 }
 
 impl SteadyRow {
     pub fn fraction(&self) -> f64 {
-        if self.routes == 0 { 0.0 } else { (self.held_down + self.suppressed) as f64 / self.routes as f64 }
+        if self.stored == 0 { 0.0 } else { (self.held_down + self.suppressed) as f64 / self.stored as f64 }
     }
 }
 
@@ -367,17 +370,18 @@ impl SoakReport {
     }
 
     pub fn steady_csv(&self) -> String {
-        let mut out = String::from("topology,mode,at_ms,routes,held_down,suppressed,fraction\n");
+        let mut out = String::from("topology,mode,at_ms,routes,stored,held_down,suppressed,fraction\n");
         for run in &self.runs {
             for mode in &run.modes {
                 for s in &mode.steady {
                     let _ = writeln!(
                         out,
-                        "{},{},{},{},{},{},{:.6}",
+                        "{},{},{},{},{},{},{},{:.6}",
                         run.topology,
                         mode.mode.label(),
                         s.at_ms,
                         s.routes,
+                        s.stored,
                         s.held_down,
                         s.suppressed,
                         s.fraction()
