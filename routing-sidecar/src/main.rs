@@ -2,7 +2,8 @@
 //!
 //! `run` is the sidecar itself; `lab` starts a local fabric of sidecar
 //! processes on 127.0.0.1; `simulate` runs a fabric of engines in memory;
-//! `check-config` and `keygen` are tools.
+//! `soak` compares path-vector and link-state under hours of simulated
+//! churn (docs/soak.md); `check-config` and `keygen` are tools.
 
 mod lab;
 mod soak_charts;
