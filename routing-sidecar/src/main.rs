@@ -2,9 +2,11 @@
 //!
 //! `run` is the sidecar itself; `lab` starts a local fabric of sidecar
 //! processes on 127.0.0.1; `simulate` runs a fabric of engines in memory;
-//! `check-config` and `keygen` are tools.
+//! `soak` compares path-vector and link-state under hours of simulated
+//! churn (docs/soak.md); `check-config` and `keygen` are tools.
 
 mod lab;
+mod soak_charts;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,10 @@ enum Command {
     /// Start a local fabric of sidecar processes on 127.0.0.1 from a
     /// topology (the embedded example by default) and show it converge.
     Lab(lab::LabArgs),
+    /// Soak and churn simulation: path-vector and link-state on the same
+    /// fabric and the same schedule of failures, for hours of simulated
+    /// time; prints the figures and the targets (docs/soak.md).
+    Soak(soak_charts::SoakArgs),
     /// Generate an ed25519 signing key file and print its public key.
     Keygen {
         #[arg(long)]
@@ -224,6 +230,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Lab(args) => lab::run(args),
         Command::Keygen { key_id, out } => keygen(key_id, out),
+        Command::Soak(args) => soak_charts::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
