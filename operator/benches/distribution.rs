@@ -33,11 +33,9 @@
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -47,73 +45,14 @@ use fabric_operator::distribution::{Distributor, DistributorOptions};
 use fabric_operator_core::api::RoutePolicy;
 use fabric_operator_core::compile::Compilation;
 use fabric_operator_core::index::Index;
+use fabric_testkit::counting_alloc::CountingAllocator;
 use support::{FULL, SMOKE, Sizes, env_usize, mib, percentile, print_machine, rss_kib, sorted_ms};
 
-/// Counts live heap bytes (requested sizes), to tell what the operator
-/// holds from what malloc keeps around. Two relaxed atomic adds per
-/// allocation are all it costs.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let pointer = unsafe { System.alloc(layout) };
-        if !pointer.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let pointer = unsafe { System.alloc_zeroed(layout) };
-        if !pointer.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(pointer, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let moved = unsafe { System.realloc(pointer, layout, new_size) };
-        if !moved.is_null() {
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        moved
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn live_kib() -> u64 {
-    (LIVE.load(Ordering::Relaxed) / 1024) as u64
-}
-
-/// Hands free memory back to the kernel (glibc), to see how much of the
-/// RSS is malloc's retained free space.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim() -> bool {
-    unsafe extern "C" {
-        fn malloc_trim(pad: usize) -> i32;
-    }
-    // SAFETY: glibc's malloc_trim has no preconditions.
-    unsafe { malloc_trim(0) };
-    true
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() -> bool {
-    false
+    (fabric_testkit::counting_alloc::live().0.max(0) / 1024) as u64
 }
 
 const ROLE: &str = "FABRIC_BENCH_ROLE";
@@ -358,7 +297,7 @@ fn run(scenario: &Scenario, sizes: Sizes) -> Outcome {
     if scenario.memory {
         outcome.rss.push(("after the rounds", rss_kib().0, live_kib()));
         outcome.peak_kib = rss_kib().1;
-        if trim() {
+        if fabric_testkit::counting_alloc::trim_heap() {
             outcome.rss.push(("after the rounds, then `malloc_trim(0)`", rss_kib().0, live_kib()));
         }
     }

@@ -521,13 +521,14 @@ async fn fake_peer_run(
     limit: Duration,
     probe: Probe,
     raise_limit: bool,
+    log_filter: &str,
 ) -> Result<PeerRun, String> {
     use tokio::io::AsyncReadExt;
     let mut config = loopback_topology(0).configs().pop().ok_or("no b")?;
     if raise_limit {
         raise_rate_limit(&mut config);
     }
-    let b = SidecarProcess::spawn(exe, &config, dir, &[]).await?;
+    let b = SidecarProcess::spawn_logging(exe, &config, dir, &[], log_filter).await?;
     wait_until(Duration::from_secs(10), "b ready", || async { Ok(b.get("/readyz").await?.status == 200) }).await?;
     let mut bytes = Vec::with_capacity(n * 64);
     push_frame(&mut bytes, &Frame::Hello { node_id: node("a"), hold_time_ms: 3000 });
@@ -923,22 +924,6 @@ impl Report {
     }
 }
 
-/// Runs `f` with `FABRIC_LAB_LOG` (the sidecars' `RUST_LOG`) set to `level`.
-async fn with_log_level<T>(level: &str, f: impl std::future::Future<Output = T>) -> T {
-    let previous = std::env::var_os("FABRIC_LAB_LOG");
-    // SAFETY: this process is single-threaded (a current-thread runtime; no
-    // thread is spawned), so nothing reads the environment concurrently.
-    unsafe { std::env::set_var("FABRIC_LAB_LOG", level) };
-    let result = f.await;
-    match previous {
-        // SAFETY: as above.
-        Some(value) => unsafe { std::env::set_var("FABRIC_LAB_LOG", value) },
-        // SAFETY: as above.
-        None => unsafe { std::env::remove_var("FABRIC_LAB_LOG") },
-    }
-    result
-}
-
 fn log_level() -> String {
     std::env::var("FABRIC_LAB_LOG").unwrap_or_else(|_| "info".into())
 }
@@ -1111,22 +1096,23 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
         let limit = scale.transfer_timeout;
         for run in 0..scale.runs {
             baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
-            let result = fake_peer_run(exe, &scratch.join(format!("peer-{run}")), n, limit, Probe::Stats, true).await?;
+            let result =
+                fake_peer_run(exe, &scratch.join(format!("peer-{run}")), n, limit, Probe::Stats, true, &level).await?;
             fake.add(n, &result.timing);
             rss_b.push(result.rss.0);
             peak_b.push(result.rss.1);
             stats_latency.push(ms(result.stats_latency));
             let dir = scratch.join(format!("peer-warn-{run}"));
-            let result = with_log_level("warn", fake_peer_run(exe, &dir, n, limit, Probe::Stats, true)).await?;
+            let result = fake_peer_run(exe, &dir, n, limit, Probe::Stats, true, "warn").await?;
             fake_quiet.add(n, &result.timing);
             let dir = scratch.join(format!("peer-warn-peers-{run}"));
-            let result = with_log_level("warn", fake_peer_run(exe, &dir, n, limit, Probe::Peers, true)).await?;
+            let result = fake_peer_run(exe, &dir, n, limit, Probe::Peers, true, "warn").await?;
             fake_peers.add(n, &result.timing);
         }
         // Once with the default rate limit, to show what it does to a table
         // transfer.
         let dir = scratch.join("peer-default-limit");
-        let outcome = match fake_peer_run(exe, &dir, n, limit, Probe::Stats, false).await {
+        let outcome = match fake_peer_run(exe, &dir, n, limit, Probe::Stats, false, &log_level()).await {
             Ok(result) => format!("completed at {}", human_rate(n as f64 / result.timing.total.as_secs_f64())),
             Err(error) => error,
         };

@@ -18,6 +18,12 @@ use fabric_engine::sim::Topology;
 use fabric_io::local_http::{self, HttpResponse};
 
 /// One running `routing-sidecar run` process.
+/// The sidecars' `RUST_LOG` unless a caller sets one: `FABRIC_LAB_LOG`,
+/// else `info`.
+fn default_log_filter() -> String {
+    std::env::var("FABRIC_LAB_LOG").unwrap_or_else(|_| "info".into())
+}
+
 pub struct SidecarProcess {
     pub node_id: NodeId,
     pub child: Child,
@@ -50,10 +56,22 @@ impl SidecarProcess {
     /// Writes `config` to `dir/config.yaml` and starts the sidecar with its
     /// state in `dir/state` and its log in `dir/sidecar.log`.
     pub async fn spawn(exe: &Path, config: &SidecarConfig, dir: &Path, extra: &[String]) -> Result<Self, String> {
+        Self::spawn_logging(exe, config, dir, extra, &default_log_filter()).await
+    }
+
+    /// [`spawn`](Self::spawn) with the sidecar's `RUST_LOG` set to
+    /// `log_filter` (the lab's default is `FABRIC_LAB_LOG`, else `info`).
+    pub async fn spawn_logging(
+        exe: &Path,
+        config: &SidecarConfig,
+        dir: &Path,
+        extra: &[String],
+        log_filter: &str,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, config.to_yaml()).map_err(|e| e.to_string())?;
-        Self::spawn_with(exe, config.node_id.clone(), dir, Some(&config_path), extra).await
+        Self::start(exe, config.node_id.clone(), dir, Some(&config_path), extra, log_filter).await
     }
 
     /// Starts a sidecar on an existing directory (restart); without a config
@@ -64,6 +82,17 @@ impl SidecarProcess {
         dir: &Path,
         config_path: Option<&Path>,
         extra: &[String],
+    ) -> Result<Self, String> {
+        Self::start(exe, node_id, dir, config_path, extra, &default_log_filter()).await
+    }
+
+    async fn start(
+        exe: &Path,
+        node_id: NodeId,
+        dir: &Path,
+        config_path: Option<&Path>,
+        extra: &[String],
+        log_filter: &str,
     ) -> Result<Self, String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -86,7 +115,7 @@ impl SidecarProcess {
         command
             .args(["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-format", "json"])
             .args(extra)
-            .env("RUST_LOG", std::env::var("FABRIC_LAB_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

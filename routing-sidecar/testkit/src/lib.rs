@@ -1,0 +1,7 @@
+//! `fabric_testkit`: what the tests and benches of the workspace share, so
+//! that no crate keeps its own copy. A dev-dependency only.
+//!
+//! - [`counting_alloc`]: a global allocator that counts live heap bytes
+//!   and blocks, for the memory benches.
+
+pub mod counting_alloc;
