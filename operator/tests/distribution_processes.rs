@@ -289,8 +289,8 @@ async fn sidecars_keep_routes_while_the_operator_is_down_and_resume_after_a_rest
 }
 
 /// Every flag works in the mode it is given or is refused at start naming
-/// it: a local-mode flag in cluster mode (no `--manifests`) used to be
-/// accepted and ignored.
+/// it: a local-mode flag in cluster mode (no `--manifests`) is not
+/// silently ignored.
 #[test]
 fn flags_of_the_other_mode_are_refused_by_name() {
     let run = |args: &[&str]| {

@@ -198,8 +198,8 @@ const REFUSED: &[Case] = &[
         "spec.externalKeys[0].validFrom",
     ),
     case("algorithm enum", ROUTE_KEY, r#"{"algorithm": "RSA"}"#, "Unsupported value: \"RSA\""),
-    // Values the server used to store although the operator could not read
-    // them or the docs said they were refused.
+    // Values the schema must refuse because the operator could not read
+    // them or the docs say they are refused.
     case(
         "uint32 overflow",
         ROUTE_POLICY,

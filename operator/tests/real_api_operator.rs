@@ -433,7 +433,7 @@ async fn the_operator_under_its_chart_account_serves_signs_rotates_and_reports()
     .await;
     converged(&sidecars, &destinations).await.unwrap();
     // The newest Rotated event of each RouteKey names the key now active
-    // (a series of events used to keep showing its first message).
+    // (not the first message of a series of events).
     let events: Api<Event> = Api::namespaced(fabric.client.clone(), &fabric.namespace);
     wait_for("the newest Rotated event names the active key", WAIT, || async {
         let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;

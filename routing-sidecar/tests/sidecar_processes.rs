@@ -577,9 +577,9 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 
 /// A line n1 - n2 - n3 - n4, every node with `maxPathLength: 2`, each
 /// originating `x<i>`: a node has a route to every `x` at most two hops
-/// away and none further, and no session ever resets. A route at the limit
-/// used to be relayed one hop over it, and the neighbor dropped the whole
-/// session on it, again and again.
+/// away and none further, and no session ever resets: a route at the limit
+/// relayed one hop over it would make the neighbor drop the whole session,
+/// again and again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_at_the_path_limit_are_not_relayed_over_it_and_sessions_stay_up() {
     let topo = topology(

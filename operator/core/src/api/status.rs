@@ -1,7 +1,7 @@
 //! Status shapes shared by the CRDs. The compiler decides the conditions
-//! (`crate::compile::ConditionSpec`); the status writer of the next step
-//! stamps them with times and generations and fills the rollout counters
-//! from the sidecars' ACKs and NACKs.
+//! (`crate::compile::ConditionSpec`); `crate::object_status` stamps them
+//! with times and generations and fills the rollout counters from the
+//! sidecars' ACKs and NACKs.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

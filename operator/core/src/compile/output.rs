@@ -49,8 +49,8 @@ impl CompiledSidecar {
     }
 }
 
-/// The condition types the compiler owns. `Applied` belongs to the status
-/// writer (next step).
+/// The condition types the compiler owns. `Applied` comes from the roll-up
+/// of ACKs (`crate::sync_status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ConditionType {
     /// The object is valid and compiled (False: invalid or refused).
