@@ -39,7 +39,11 @@ const DRAINED: u32 = 10;
 /// every leaf keeps three spines, so no kill partitions the fabric.
 const MAX_DOWN: usize = 3;
 /// Bound on one event's convergence (30 debug processes on 2 shared cores).
-const CONVERGE: Duration = Duration::from_secs(90);
+/// Above `timers.routeTtl` (90 s): a stale route that only its TTL removes
+/// shows as a slow event with its mismatches printed, not as a failure.
+const CONVERGE: Duration = Duration::from_secs(120);
+/// An event slower than this prints what it waited for.
+const SLOW: Duration = Duration::from_secs(5);
 const SAMPLE_EVERY: Duration = Duration::from_millis(1000);
 
 /// splitmix64: the schedule is a pure function of the seed.
@@ -227,14 +231,15 @@ fn sample_proc(pid: u32) -> Option<(u64, usize)> {
     Some((rss, fds))
 }
 
-/// Samples of one process (a sidecar restarted is a new process).
+/// Samples of one node (the operator, or one sidecar across its restarts:
+/// a restarted process starts small again, so growth within any instance
+/// still shows in the node's last third).
 struct Series {
     name: String,
-    pid: u32,
+    /// Every process that ran it; the last one is the current one.
+    pids: Vec<u32>,
     /// (seconds since the churn started, RSS KiB, fds)
     samples: Vec<(f64, u64, usize)>,
-    /// Alive from the baseline to the end.
-    whole_run: bool,
 }
 
 struct Soak {
@@ -287,8 +292,11 @@ impl Soak {
         }
     }
 
-    fn track(&mut self, name: &str, pid: u32, whole_run: bool) {
-        self.series.push(Series { name: name.into(), pid, samples: Vec::new(), whole_run });
+    fn track(&mut self, name: &str, pid: u32) {
+        match self.series.iter_mut().find(|s| s.name == name) {
+            Some(series) => series.pids.push(pid),
+            None => self.series.push(Series { name: name.into(), pids: vec![pid], samples: Vec::new() }),
+        }
     }
 
     /// One sample of every live process, at most every `SAMPLE_EVERY`.
@@ -300,8 +308,12 @@ impl Soak {
         let t = self.started.elapsed().as_secs_f64();
         let live: BTreeSet<u32> =
             self.sidecars.values().filter_map(|s| s.child.id()).chain(self.operator.child.id()).collect();
-        for series in self.series.iter_mut().filter(|s| live.contains(&s.pid)) {
-            if let Some((rss, fds)) = sample_proc(series.pid) {
+        for series in self.series.iter_mut() {
+            let pid = *series.pids.last().unwrap();
+            if !live.contains(&pid) {
+                continue;
+            }
+            if let Some((rss, fds)) = sample_proc(pid) {
                 series.samples.push((t, rss, fds));
             }
         }
@@ -342,10 +354,24 @@ impl Soak {
     /// Polls (sampling meanwhile) until the oracle holds; returns how long.
     async fn converge(&mut self, what: &str) -> Duration {
         let start = Instant::now();
+        let mut first_wrong: Option<Vec<String>> = None;
         loop {
             let wrong = self.mismatches().await;
             if wrong.is_empty() {
-                return start.elapsed();
+                let took = start.elapsed();
+                println!(
+                    "soak: {:>7.1} s {what}: converged in {:.2} s",
+                    self.started.elapsed().as_secs_f64(),
+                    took.as_secs_f64()
+                );
+                if took > SLOW {
+                    // What a slow event was waiting for, to find the stuck part.
+                    println!("soak: slow; first observation: {:#?}", first_wrong.unwrap_or_default());
+                }
+                return took;
+            }
+            if start.elapsed() > SLOW && first_wrong.is_none() {
+                first_wrong = Some(wrong[..wrong.len().min(12)].to_vec());
             }
             if start.elapsed() > CONVERGE {
                 panic!(
@@ -424,12 +450,12 @@ async fn thirty_sidecars_stay_correct_and_flat_under_churn() {
         last_sample: None,
     };
     let operator_pid = soak.operator.child.id().unwrap();
-    soak.track("operator", operator_pid, true);
+    soak.track("operator", operator_pid);
     for id in Soak::all_nodes() {
         let process = soak.spawn_sidecar(&id).await;
         let pid = process.child.id().unwrap();
         soak.sidecars.insert(id.clone(), process);
-        soak.track(&id, pid, true);
+        soak.track(&id, pid);
     }
     let first = soak.converge("initial convergence").await;
     println!("soak: 30 sidecars converged in {:.1} s", first.as_secs_f64());
@@ -458,7 +484,7 @@ async fn thirty_sidecars_stay_correct_and_flat_under_churn() {
             let pid = process.child.id().unwrap();
             soak.sidecars.insert(back.clone(), process);
             soak.down.remove(&back);
-            soak.track(&back, pid, false);
+            soak.track(&back, pid);
             (Kind::Restart, back)
         } else if roll < 90 {
             let k = rng.below(SPINES);
@@ -484,18 +510,9 @@ async fn thirty_sidecars_stay_correct_and_flat_under_churn() {
         let process = soak.spawn_sidecar(&back).await;
         let pid = process.child.id().unwrap();
         soak.sidecars.insert(back.clone(), process);
-        soak.track(&back, pid, false);
+        soak.track(&back, pid);
     }
     let last = soak.converge("final convergence, all 30 running").await;
-    // Whole-run processes: the ones never killed (the operator included).
-    let alive_pids: BTreeSet<u32> =
-        soak.sidecars.values().filter_map(|s| s.child.id()).chain(soak.operator.child.id()).collect();
-    let first_pids: BTreeMap<String, u32> =
-        soak.series.iter().filter(|s| s.whole_run).map(|s| (s.name.clone(), s.pid)).collect();
-    for series in &mut soak.series {
-        series.whole_run =
-            series.whole_run && alive_pids.contains(&series.pid) && first_pids.get(&series.name) == Some(&series.pid);
-    }
     soak.sample(true);
 
     // ------------------------------------------------------------ summary
@@ -533,7 +550,7 @@ async fn thirty_sidecars_stay_correct_and_flat_under_churn() {
     }
     println!(
         "\n{:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6}",
-        "process", "pid", "samples", "RSS start", "RSS end", "RSS max", "1/3 max", "3/3 max", "fds"
+        "process", "starts", "samples", "RSS start", "RSS end", "RSS max", "1/3 max", "3/3 max", "fds"
     );
     let mut failures = Vec::new();
     for series in &soak.series {
@@ -545,11 +562,10 @@ async fn thirty_sidecars_stay_correct_and_flat_under_churn() {
             |from: f64, to: f64| series.samples.iter().filter(|s| s.0 >= from && s.0 <= to).map(|s| s.1).max();
         let mib = |kib: Option<u64>| kib.map_or("-".to_string(), |k| format!("{} MiB", k / 1024));
         let (first_third, last_third) = (third_max(0.0, end / 3.0), third_max(end * 2.0 / 3.0, end));
-        let marker = if series.whole_run { "" } else { " (restarted or stopped)" };
         println!(
-            "{:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>3}->{:<3}{marker}",
+            "{:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>3}->{:<3}",
             series.name,
-            series.pid,
+            series.pids.len(),
             series.samples.len(),
             mib(Some(rss_start)),
             mib(Some(rss_end)),
@@ -559,10 +575,10 @@ async fn thirty_sidecars_stay_correct_and_flat_under_churn() {
             fds_start,
             fds_end
         );
-        if let (true, Some(first_third), Some(last_third)) = (series.whole_run, first_third, last_third) {
+        if let (Some(first_third), Some(last_third)) = (first_third, last_third) {
             // Flat: the last third's peak within 25% (at least 4 MiB) of the
             // first third's; descriptors back within 4 of the baseline (all
-            // 30 sidecars connected both times).
+            // 30 sidecars running and connected both times).
             let tolerance = (first_third / 4).max(4 * 1024);
             if last_third > first_third + tolerance {
                 failures.push(format!(
@@ -575,8 +591,7 @@ async fn thirty_sidecars_stay_correct_and_flat_under_churn() {
             }
         }
     }
-    let whole = soak.series.iter().filter(|s| s.whole_run).count();
-    assert!(whole >= 10, "too few processes ran the whole soak to judge flatness: {whole}");
+    assert_eq!(soak.series.len(), 1 + SPINES + LEAVES);
     assert!(failures.is_empty(), "not flat (logs in {}): {failures:#?}", dir.display());
     drop(soak);
     let _ = std::fs::remove_dir_all(&dir);
