@@ -382,13 +382,21 @@ impl Node {
                 let accept = self.accept_session(&peer, dialed);
                 if accept {
                     let _span = tracing::info_span!("fabric.session.establish", peer = %peer, conn, dialed).entered();
-                    if let Some(old) = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound }) {
+                    let replaced = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound });
+                    if let Some(old) = replaced {
                         // Announced as a restart: when both ends dialed at
                         // once, the peer may still count the closed
                         // connection as its session; it keeps our routes as
                         // stale until the surviving session re-sends them,
                         // instead of withdrawing them for a moment.
                         old.outbound.close("replaced by a newer session".into(), true);
+                        // The same on this side: what the peer sent on the
+                        // old connection is stale until its end-of-table on
+                        // the new one. The peer may already count the new
+                        // connection as its session and ignore the old one's
+                        // close, so without this a route it stopped
+                        // exporting in between would stay until its TTL.
+                        self.engine.neighbor_down(now, &peer, true);
                     }
                     let info = self.peers.entry(peer.clone()).or_default();
                     info.since = Some(now);
