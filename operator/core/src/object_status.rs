@@ -23,7 +23,13 @@ use crate::sync_status::AppliedStatus as Rollup;
 /// The field manager of status writes.
 pub const FIELD_MANAGER: &str = "fabric-operator/status";
 /// The condition types this writer owns.
-pub const OWNED_CONDITIONS: [&str; 5] = ["Accepted", "Conflict", "NeighborNotFound", "Degraded", "Applied"];
+pub const OWNED_CONDITIONS: [ConditionType; 5] = [
+    ConditionType::Accepted,
+    ConditionType::Conflict,
+    ConditionType::NeighborNotFound,
+    ConditionType::Degraded,
+    ConditionType::Applied,
+];
 
 /// The rollout counters of the kinds that shape configs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -51,7 +57,7 @@ pub struct OwnedStatus {
 }
 
 fn owned_conditions(conditions: &[Condition]) -> Vec<Condition> {
-    conditions.iter().filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str())).cloned().collect()
+    conditions.iter().filter(|c| OWNED_CONDITIONS.iter().any(|owned| owned.as_str() == c.type_)).cloned().collect()
 }
 
 impl OwnedStatus {
@@ -161,7 +167,7 @@ fn desired_status(specs: &[ConditionSpec], rollup: Option<&Rollup>, current: &Ow
     let mut conditions: Vec<Condition> =
         specs.iter().map(|spec| spec.to_condition(since(spec.type_.as_str(), spec.status))).collect();
     if let Some(rollup) = rollup {
-        conditions.push(rollup.applied.to_condition(since("Applied", rollup.applied.status)));
+        conditions.push(rollup.applied.to_condition(since(ConditionType::Applied.as_str(), rollup.applied.status)));
     }
     OwnedStatus {
         observed_generation: specs.iter().find_map(|spec| spec.observed_generation),
@@ -253,8 +259,8 @@ pub struct EventSpec {
     pub note: String,
 }
 
-fn condition<'a>(status: &'a OwnedStatus, type_: &str) -> Option<&'a Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
+fn condition(status: &OwnedStatus, type_: ConditionType) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
 /// The events a status change from `current` to `desired` deserves:
@@ -273,8 +279,8 @@ fn condition<'a>(status: &'a OwnedStatus, type_: &str) -> Option<&'a Condition> 
 ///   while it stays Nacked update the status, not the events.
 pub fn events_for(current: &OwnedStatus, desired: &OwnedStatus) -> Vec<EventSpec> {
     let mut events = Vec::new();
-    if let Some(accepted) = condition(desired, "Accepted") {
-        let before = condition(current, "Accepted");
+    if let Some(accepted) = condition(desired, ConditionType::Accepted) {
+        let before = condition(current, ConditionType::Accepted);
         let transition = match before {
             None => true,
             Some(before) => {
@@ -284,29 +290,29 @@ pub fn events_for(current: &OwnedStatus, desired: &OwnedStatus) -> Vec<EventSpec
         };
         if transition {
             let warning = accepted.status != ConditionStatus::True;
-            let reason = if warning { accepted.reason.clone() } else { "Accepted".to_owned() };
+            let reason = if warning { accepted.reason.clone() } else { ConditionType::Accepted.as_str().to_owned() };
             events.push(EventSpec { warning, reason, action: "Compile", note: accepted.message.clone() });
         }
     }
     fn conflict(status: &OwnedStatus) -> Option<&Condition> {
-        condition(status, "Conflict").filter(|c| c.status == ConditionStatus::True)
+        condition(status, ConditionType::Conflict).filter(|c| c.status == ConditionStatus::True)
     }
     if let (Some(conflict), None) = (conflict(desired), conflict(current)) {
         events.push(EventSpec {
             warning: true,
-            reason: "Conflict".into(),
+            reason: ConditionType::Conflict.as_str().into(),
             action: "Compile",
             note: format!("{}: {}", conflict.reason, conflict.message),
         });
     }
     fn nacked(status: &OwnedStatus) -> Option<&Condition> {
-        condition(status, "Applied").filter(|c| c.status == ConditionStatus::False && c.reason == "Nacked")
+        condition(status, ConditionType::Applied).filter(|c| c.status == ConditionStatus::False && c.reason == "Nacked")
     }
     // Degraded became True, or stays True for another reason: the object
     // works, but something is ignored or stopped (a refused key, a cycle,
     // key rotation that cannot reach its Secret).
     fn degraded(status: &OwnedStatus) -> Option<&Condition> {
-        condition(status, "Degraded").filter(|c| c.status == ConditionStatus::True)
+        condition(status, ConditionType::Degraded).filter(|c| c.status == ConditionStatus::True)
     }
     if let Some(now) = degraded(desired)
         && degraded(current).is_none_or(|before| before.reason != now.reason)
@@ -568,7 +574,7 @@ mod event_tests {
             events_for(&clear, &conflict),
             [EventSpec {
                 warning: true,
-                reason: "Conflict".into(),
+                reason: ConditionType::Conflict.as_str().into(),
                 action: "Compile",
                 note: "EqualPriority: Conflict EqualPriority".into()
             }]

@@ -85,7 +85,7 @@ pub struct AppliedCondition {
 impl AppliedCondition {
     pub fn to_condition(&self, last_transition_time: impl Into<String>) -> Condition {
         Condition {
-            type_: "Applied".into(),
+            type_: ConditionType::Applied.as_str().into(),
             status: self.status,
             reason: self.reason.clone(),
             message: self.message.clone(),

@@ -49,8 +49,8 @@ impl CompiledSidecar {
     }
 }
 
-/// The condition types the compiler owns. `Applied` comes from the roll-up
-/// of ACKs (`crate::sync_status`).
+/// Every condition type the operator writes. The compiler decides all but
+/// `Applied`, which comes from the roll-up of ACKs (`crate::sync_status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ConditionType {
     /// The object is valid and compiled (False: invalid or refused).
@@ -62,6 +62,8 @@ pub enum ConditionType {
     /// It compiled, but part of it is ignored (area cycle, unknown area,
     /// a refused key) or a sidecar it shapes got no valid config.
     Degraded,
+    /// How many selected sidecars run the current config (False: a NACK).
+    Applied,
 }
 
 impl ConditionType {
@@ -71,6 +73,7 @@ impl ConditionType {
             ConditionType::Conflict => "Conflict",
             ConditionType::NeighborNotFound => "NeighborNotFound",
             ConditionType::Degraded => "Degraded",
+            ConditionType::Applied => "Applied",
         }
     }
 }
@@ -102,6 +105,7 @@ impl ConditionSpec {
             ConditionType::Accepted => self.status != ConditionStatus::True,
             ConditionType::Conflict | ConditionType::Degraded => self.status == ConditionStatus::True,
             ConditionType::NeighborNotFound => false,
+            ConditionType::Applied => self.status == ConditionStatus::False,
         }
     }
 
