@@ -145,7 +145,7 @@ fn index_without_route_keys(index: &Index) -> Index {
     let mut copy = index.clone();
     let names: Vec<_> = copy.objects::<RouteKey>().map(|(name, _)| name.clone()).collect();
     for name in names {
-        copy.delete_route_key(&name.namespace, &name.name);
+        copy.delete::<RouteKey>(&name.namespace, &name.name);
     }
     copy
 }

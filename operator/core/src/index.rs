@@ -73,10 +73,6 @@ impl ObjectKey {
     pub fn new(kind: ObjectKind, name: &NamespacedName) -> Self {
         Self { kind, namespace: name.namespace.clone(), name: name.name.clone() }
     }
-
-    pub fn namespaced_name(&self) -> NamespacedName {
-        NamespacedName::new(&self.namespace, &self.name)
-    }
 }
 
 /// `RoutePolicy team-a/gold`: how objects are named in every message.
@@ -348,38 +344,6 @@ impl Index {
         K::store(self).iter()
     }
 
-    pub fn apply_route_policy(&mut self, policy: RoutePolicy) -> Result<bool, IndexError> {
-        self.apply(policy)
-    }
-
-    pub fn delete_route_policy(&mut self, namespace: &str, name: &str) -> bool {
-        self.delete::<RoutePolicy>(namespace, name)
-    }
-
-    pub fn apply_neighbor_policy(&mut self, policy: NeighborPolicy) -> Result<bool, IndexError> {
-        self.apply(policy)
-    }
-
-    pub fn delete_neighbor_policy(&mut self, namespace: &str, name: &str) -> bool {
-        self.delete::<NeighborPolicy>(namespace, name)
-    }
-
-    pub fn apply_route_key(&mut self, key: RouteKey) -> Result<bool, IndexError> {
-        self.apply(key)
-    }
-
-    pub fn delete_route_key(&mut self, namespace: &str, name: &str) -> bool {
-        self.delete::<RouteKey>(namespace, name)
-    }
-
-    pub fn apply_link_state_area(&mut self, area: LinkStateArea) -> Result<bool, IndexError> {
-        self.apply(area)
-    }
-
-    pub fn delete_link_state_area(&mut self, namespace: &str, name: &str) -> bool {
-        self.delete::<LinkStateArea>(namespace, name)
-    }
-
     /// A sidecar appeared or changed (pod event). Returns whether the index
     /// changed.
     pub fn upsert_sidecar(&mut self, sidecar: SidecarInfo) -> bool {
@@ -507,14 +471,14 @@ mod tests {
     fn apply_and_delete_track_changes_in_the_revision() {
         let mut index = Index::new();
         assert_eq!(index.revision(), 0);
-        assert_eq!(index.apply_route_policy(policy(Some("ns"), "a", 1)), Ok(true));
+        assert_eq!(index.apply(policy(Some("ns"), "a", 1)), Ok(true));
         assert_eq!(index.revision(), 1);
-        assert_eq!(index.apply_route_policy(policy(Some("ns"), "a", 1)), Ok(false), "identical re-apply");
+        assert_eq!(index.apply(policy(Some("ns"), "a", 1)), Ok(false), "identical re-apply");
         assert_eq!(index.revision(), 1);
-        assert_eq!(index.apply_route_policy(policy(Some("ns"), "a", 2)), Ok(true));
+        assert_eq!(index.apply(policy(Some("ns"), "a", 2)), Ok(true));
         assert_eq!(index.get::<RoutePolicy>("ns", "a").map(|p| p.spec.priority), Some(2));
-        assert!(index.delete_route_policy("ns", "a"));
-        assert!(!index.delete_route_policy("ns", "a"), "unknown delete changes nothing");
+        assert!(index.delete::<RoutePolicy>("ns", "a"));
+        assert!(!index.delete::<RoutePolicy>("ns", "a"), "unknown delete changes nothing");
         assert_eq!(index.revision(), 3);
     }
 
@@ -522,7 +486,7 @@ mod tests {
     fn objects_iterate_in_namespace_then_name_order_whatever_the_arrival_order() {
         let mut index = Index::new();
         for (namespace, name) in [("b", "x"), ("a", "z"), ("a", "y")] {
-            index.apply_route_policy(policy(Some(namespace), name, 0)).unwrap();
+            index.apply(policy(Some(namespace), name, 0)).unwrap();
         }
         let names: Vec<String> = index.objects::<RoutePolicy>().map(|(key, _)| key.to_string()).collect();
         assert_eq!(names, ["a/y", "a/z", "b/x"]);
@@ -531,7 +495,7 @@ mod tests {
     #[test]
     fn objects_without_name_or_namespace_are_refused_with_the_kind() {
         let mut index = Index::new();
-        let error = index.apply_route_policy(policy(None, "a", 0)).unwrap_err();
+        let error = index.apply(policy(None, "a", 0)).unwrap_err();
         assert_eq!(error.to_string(), "RoutePolicy a has no metadata.namespace (the CRDs are namespaced)");
         assert_eq!(index.revision(), 0);
     }
@@ -539,7 +503,7 @@ mod tests {
     #[test]
     fn replace_swaps_the_whole_set_of_one_kind() {
         let mut index = Index::new();
-        index.apply_route_policy(policy(Some("ns"), "old", 0)).unwrap();
+        index.apply(policy(Some("ns"), "old", 0)).unwrap();
         let errors = index.replace(vec![policy(Some("ns"), "new", 0), policy(None, "broken", 0)]);
         assert_eq!(errors.len(), 1);
         let names: Vec<String> = index.objects::<RoutePolicy>().map(|(key, _)| key.name.clone()).collect();
