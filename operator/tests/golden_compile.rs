@@ -37,7 +37,11 @@ fn render(compilation: &Compilation) -> BTreeMap<String, String> {
         files.insert(format!("sidecars/{node}.yaml"), sidecar.config.to_yaml());
     }
     let report = Report {
-        conditions: compilation.conditions.iter().map(|(object, specs)| (object.to_string(), specs.as_slice())).collect(),
+        conditions: compilation
+            .conditions
+            .iter()
+            .map(|(object, specs)| (object.to_string(), specs.as_slice()))
+            .collect(),
         problems: &compilation.problems,
     };
     files.insert("report.yaml".into(), serde_norway::to_string(&report).expect("the report serializes"));

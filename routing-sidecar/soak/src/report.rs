@@ -193,7 +193,7 @@ impl TargetCheck {
         match self.pass {
             Some(true) => "PASS",
             Some(false) => "FAIL",
-            None => "SKIPPED",
+            None => "N/A",
         }
     }
 }
