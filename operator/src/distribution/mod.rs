@@ -273,7 +273,7 @@ impl Distributor {
     }
 
     /// Recompiles with the inputs as they are under `inner`, without holding
-    /// the lock while compiling (about 70 ms at 1,000 sidecars,
+    /// the lock while compiling (tens of milliseconds at 1,000 sidecars,
     /// docs/benchmarks.md): ACKs, Hellos and the status API go on meanwhile.
     /// The result is installed, and pushed, unless a compile of newer inputs
     /// was installed first.
