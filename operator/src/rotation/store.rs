@@ -65,27 +65,9 @@ impl KeyStore for FileKeyStore {
     }
 
     async fn save(&self, name: &NamespacedName, _: &RouteKey, ring: &KeyRing) -> Result<(), String> {
-        let path = self.path(name);
-        let temporary = path.with_extension("tmp");
         let text = serde_json::to_string_pretty(ring).map_err(|e| e.to_string())?;
-        write_private(&temporary, text.as_bytes())
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .map_err(|e| format!("{}: {e}", path.display()))
+        fabric_io::files::write_private(&self.path(name), text.as_bytes())
     }
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use fabric_core::config::SidecarConfig;
 use fabric_core::ids::KeyId;
 use fabric_core::security::SigningIdentity;
-use fabric_io::files::{restrict_permissions, write_atomically};
+use fabric_io::files::{write_atomically, write_private};
 
 const CONFIG_FILE: &str = "config.yaml";
 const KEY_FILE: &str = "signing-key.json";
@@ -89,8 +89,7 @@ impl StateDir {
     pub fn save_signing_key(&self, identity: &SigningIdentity) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(&SigningKeyFile::from_identity(identity)).expect("serializes");
         let path = self.path.join(KEY_FILE);
-        write_atomically(&path, &json)?;
-        restrict_permissions(&path)
+        write_private(&path, &json).map_err(std::io::Error::other)
     }
 }
 
