@@ -13,13 +13,10 @@ use std::path::{Path, PathBuf};
 
 use fabric_operator_core::compile::{Compilation, ConditionSpec, Problem, Settings, compile_with};
 use fabric_operator_core::manifests::load_dir;
+use fabric_testkit::golden::{blessing, first_difference};
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn blessing() -> bool {
-    std::env::var("FABRIC_BLESS").is_ok_and(|v| v == "1")
 }
 
 /// The files a compilation is stored as: `sidecars/<node id>.yaml` with the
@@ -46,19 +43,6 @@ fn render(compilation: &Compilation) -> BTreeMap<String, String> {
     };
     files.insert("report.yaml".into(), serde_norway::to_string(&report).expect("the report serializes"));
     files
-}
-
-/// The first line where `want` and `got` differ, both sides shown.
-fn first_difference(want: &str, got: &str) -> String {
-    let (mut want_lines, mut got_lines) = (want.lines(), got.lines());
-    for number in 1.. {
-        match (want_lines.next(), got_lines.next()) {
-            (None, None) => break,
-            (w, g) if w == g => continue,
-            (w, g) => return format!("line {number}:\n  - {}\n  + {}", w.unwrap_or("<end>"), g.unwrap_or("<end>")),
-        }
-    }
-    "same lines, different line endings".into()
 }
 
 fn check_golden(fabric: &str, manifests: &Path) {
@@ -116,10 +100,4 @@ fn example_fabric_compiles_to_its_golden_files() {
 #[test]
 fn demo_fabric_compiles_to_its_golden_files() {
     check_golden("demo", &repository().join("examples/demo/manifests"));
-}
-
-#[test]
-fn a_difference_is_shown_with_its_line() {
-    assert_eq!(first_difference("a\nb\n", "a\nc\n"), "line 2:\n  - b\n  + c");
-    assert_eq!(first_difference("a\n", "a\nb\n"), "line 2:\n  - <end>\n  + b");
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use fabric_core::message::{Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal};
 use fabric_core::{DestinationId, NodeId, SidecarConfig, Tag, Timestamp};
 use fabric_engine::{Effect, Engine};
+use fabric_testkit::golden::{blessing, first_difference};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -187,7 +188,7 @@ fn cases() -> Vec<PathBuf> {
 fn every_script_produces_its_expected_effects() {
     let cases = cases();
     assert!(cases.len() >= 5, "scripts found: {cases:?}");
-    let bless = std::env::var("FABRIC_BLESS").is_ok_and(|v| v == "1");
+    let bless = blessing();
     let mut failures = Vec::new();
     for case in cases {
         let script: Script = serde_norway::from_str(&std::fs::read_to_string(&case).unwrap())
@@ -200,8 +201,7 @@ fn every_script_produces_its_expected_effects() {
         }
         let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if want != got {
-            let line = want.lines().zip(got.lines()).position(|(w, g)| w != g).map_or(0, |i| i + 1);
-            failures.push(format!("{}: differs from line {line}", expected_path.display()));
+            failures.push(format!("{}: differs at {}", expected_path.display(), first_difference(&want, &got)));
         }
     }
     assert!(failures.is_empty(), "{}\nrerun with FABRIC_BLESS=1 and review the diff", failures.join("\n"));
