@@ -429,6 +429,7 @@ impl Limits {
             max_string_bytes: self.max_string_bytes,
             max_links: crate::wire::DEFAULT_MAX_LINKS,
             max_summary_entries: crate::wire::DEFAULT_MAX_SUMMARY_ENTRIES,
+            max_destinations: crate::wire::DEFAULT_MAX_DESTINATIONS,
         }
     }
 }
@@ -749,6 +750,7 @@ impl SidecarConfig {
         if let Some(link_state) = &self.link_state {
             limits.max_links = link_state.limits.max_links_per_update;
             limits.max_summary_entries = link_state.limits.max_summary_entries_per_update;
+            limits.max_destinations = link_state.limits.max_destinations_per_update;
         }
         limits
     }

@@ -22,7 +22,9 @@
 use prost::Message as _;
 
 use crate::ids::{DestinationId, KeyId, NodeId, Tag};
-use crate::link_state::{AreaId, AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry};
+use crate::link_state::{
+    AreaId, AreaSummary, DestinationAdvert, LinkAdvert, LinkStateUpdate, SummaryDestination, SummaryEntry,
+};
 use crate::message::{Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm, SignatureBlock};
 
 use self::schema::envelope::Body;
@@ -56,6 +58,9 @@ pub struct DecodeLimits {
     /// Most summary entries in one link-state update (from
     /// `linkState.limits.maxSummaryEntriesPerUpdate`).
     pub max_summary_entries: usize,
+    /// Most destinations an origin advertises in one link-state update
+    /// (from `linkState.limits.maxDestinationsPerUpdate`).
+    pub max_destinations: usize,
 }
 
 /// Default of [`DecodeLimits::max_links`], the same as the link-state
@@ -64,6 +69,9 @@ pub const DEFAULT_MAX_LINKS: usize = 1024;
 /// Default of [`DecodeLimits::max_summary_entries`], the same as the
 /// link-state router's `limits.maxSummaryEntriesPerUpdate`.
 pub const DEFAULT_MAX_SUMMARY_ENTRIES: usize = 4096;
+/// Default of [`DecodeLimits::max_destinations`], the same as the
+/// link-state router's `limits.maxDestinationsPerUpdate`.
+pub const DEFAULT_MAX_DESTINATIONS: usize = 4096;
 
 impl Default for DecodeLimits {
     fn default() -> Self {
@@ -75,6 +83,7 @@ impl Default for DecodeLimits {
             max_string_bytes: 253,
             max_links: DEFAULT_MAX_LINKS,
             max_summary_entries: DEFAULT_MAX_SUMMARY_ENTRIES,
+            max_destinations: DEFAULT_MAX_DESTINATIONS,
         }
     }
 }
@@ -92,6 +101,8 @@ pub enum DecodeError {
     TooManyLinks { count: usize, limit: usize },
     #[error("link-state update has {count} summary entries, limit max_summary_entries is {limit}")]
     TooManySummaryEntries { count: usize, limit: usize },
+    #[error("link-state update has {count} destinations, limit max_destinations is {limit}")]
+    TooManyDestinations { count: usize, limit: usize },
     #[error("{field} is {length} bytes, limit max_string_bytes is {limit}")]
     StringTooLong { field: &'static str, length: usize, limit: usize },
     #[error("protocol version {version} is not supported, this node speaks version {supported}")]
@@ -131,6 +142,7 @@ impl DecodeError {
             DecodeError::TooManyTags { .. } => "max_tags",
             DecodeError::TooManyLinks { .. } => "max_links",
             DecodeError::TooManySummaryEntries { .. } => "max_summary_entries",
+            DecodeError::TooManyDestinations { .. } => "max_destinations",
             DecodeError::StringTooLong { .. } => "max_string_bytes",
             DecodeError::UnsupportedVersion { .. } => "unsupported_version",
             DecodeError::MissingField(_) => "missing_field",
@@ -265,6 +277,33 @@ pub mod schema {
         pub summary: Option<AreaSummary>,
         #[prost(message, optional, tag = "7")]
         pub signature: Option<Signature>,
+        /// Destinations the origin serves, sorted by name.
+        #[prost(message, repeated, tag = "8")]
+        pub destinations: Vec<DestinationAdvert>,
+    }
+
+    /// One destination the origin serves, with its metric and tags.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DestinationAdvert {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(uint32, tag = "2")]
+        pub metric: u32,
+        #[prost(string, repeated, tag = "3")]
+        pub tags: Vec<String>,
+    }
+
+    /// One destination of a child area, from the exporting border router.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SummaryDestination {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub source_area: String,
+        #[prost(uint32, tag = "3")]
+        pub cost: u32,
+        #[prost(string, repeated, tag = "4")]
+        pub tags: Vec<String>,
     }
 
     /// One adjacency of the origin, with the origin-to-neighbor metrics.
@@ -286,6 +325,8 @@ pub mod schema {
     pub struct AreaSummary {
         #[prost(message, repeated, tag = "1")]
         pub entries: Vec<SummaryEntry>,
+        #[prost(message, repeated, tag = "2")]
+        pub destinations: Vec<SummaryDestination>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -522,9 +563,32 @@ fn to_wire_link_state_update(update: &LinkStateUpdate) -> schema::LinkStateUpdat
         links: update.links.iter().map(to_wire_link).collect(),
         summary: update.summary.as_ref().map(|summary| schema::AreaSummary {
             entries: summary.entries.iter().map(to_wire_summary_entry).collect(),
+            destinations: summary
+                .destinations
+                .iter()
+                .map(|destination| schema::SummaryDestination {
+                    name: destination.name.as_str().to_owned(),
+                    source_area: destination.source_area.as_str().to_owned(),
+                    cost: destination.cost,
+                    tags: to_wire_tag_list(&destination.tags),
+                })
+                .collect(),
         }),
         signature: update.signature.as_ref().map(to_wire_signature),
+        destinations: update
+            .destinations
+            .iter()
+            .map(|destination| schema::DestinationAdvert {
+                name: destination.name.as_str().to_owned(),
+                metric: destination.metric,
+                tags: to_wire_tag_list(&destination.tags),
+            })
+            .collect(),
     }
+}
+
+fn to_wire_tag_list(tags: &[Tag]) -> Vec<String> {
+    tags.iter().map(|tag| tag.as_str().to_owned()).collect()
 }
 
 fn to_wire_link(link: &LinkAdvert) -> schema::LinkAdvert {
@@ -603,9 +667,15 @@ fn from_wire_link_state_update(
     if wire.links.len() > limits.max_links {
         return Err(DecodeError::TooManyLinks { count: wire.links.len(), limit: limits.max_links });
     }
-    let entries = wire.summary.as_ref().map_or(0, |summary| summary.entries.len());
+    let entries = wire.summary.as_ref().map_or(0, |summary| summary.entries.len() + summary.destinations.len());
     if entries > limits.max_summary_entries {
         return Err(DecodeError::TooManySummaryEntries { count: entries, limit: limits.max_summary_entries });
+    }
+    if wire.destinations.len() > limits.max_destinations {
+        return Err(DecodeError::TooManyDestinations {
+            count: wire.destinations.len(),
+            limit: limits.max_destinations,
+        });
     }
     Ok(LinkStateUpdate {
         origin: NodeId::from(identifier("origin", wire.origin, limits)?),
@@ -617,11 +687,46 @@ fn from_wire_link_state_update(
             .summary
             .map(|summary| {
                 let entries = summary.entries.into_iter().map(|entry| from_wire_summary_entry(entry, limits));
-                entries.collect::<Result<_, _>>().map(|entries| AreaSummary { entries })
+                let destinations = summary.destinations.into_iter().map(|destination| {
+                    Ok(SummaryDestination {
+                        name: DestinationId::from(identifier("summary destination name", destination.name, limits)?),
+                        source_area: AreaId::from(identifier(
+                            "summary destination source_area",
+                            destination.source_area,
+                            limits,
+                        )?),
+                        cost: destination.cost,
+                        tags: from_wire_tag_list(destination.tags, limits)?,
+                    })
+                });
+                Ok::<_, DecodeError>(AreaSummary {
+                    entries: entries.collect::<Result<_, _>>()?,
+                    destinations: destinations.collect::<Result<_, _>>()?,
+                })
             })
             .transpose()?,
+        destinations: wire
+            .destinations
+            .into_iter()
+            .map(|destination| {
+                Ok(DestinationAdvert {
+                    name: DestinationId::from(identifier("destination name", destination.name, limits)?),
+                    metric: destination.metric,
+                    tags: from_wire_tag_list(destination.tags, limits)?,
+                })
+            })
+            .collect::<Result<_, DecodeError>>()?,
         signature: wire.signature.map(|signature| from_wire_signature(signature, limits)).transpose()?,
     })
+}
+
+/// Tags of a link-state destination, in the order sent: the router checks
+/// that they are sorted (the signature covers them in that order).
+fn from_wire_tag_list(tags: Vec<String>, limits: &DecodeLimits) -> Result<Vec<Tag>, DecodeError> {
+    if tags.len() > limits.max_tags {
+        return Err(DecodeError::TooManyTags { count: tags.len(), limit: limits.max_tags });
+    }
+    tags.into_iter().map(|tag| identifier("destination tag", tag, limits).map(Tag::from)).collect()
 }
 
 fn from_wire_link(wire: schema::LinkAdvert, limits: &DecodeLimits) -> Result<LinkAdvert, DecodeError> {
@@ -713,8 +818,12 @@ pub mod vectors {
         self, ANNOUNCEMENT_DOMAIN, ANNOUNCEMENT_DOMAIN_V2, WITHDRAWAL_DOMAIN, WITHDRAWAL_DOMAIN_V2,
     };
     use crate::ids::{KeyId, NodeId, Tag};
-    use crate::link_state::lsa::{LINK_STATE_UPDATE_DOMAIN, link_state_update_bytes, sign_update};
-    use crate::link_state::{AreaId, AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry};
+    use crate::link_state::lsa::{
+        LINK_STATE_UPDATE_DOMAIN, LINK_STATE_UPDATE_DOMAIN_V2, link_state_update_bytes, sign_update,
+    };
+    use crate::link_state::{
+        AreaId, AreaSummary, DestinationAdvert, LinkAdvert, LinkStateUpdate, SummaryDestination, SummaryEntry,
+    };
     use crate::message::{
         Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm, SignatureBlock,
     };
@@ -799,9 +908,30 @@ pub mod vectors {
                     latency_us: 400,
                     reliability: 0.995,
                 }],
+                destinations: Vec::new(),
             }),
+            destinations: Vec::new(),
             signature: None,
         }
+    }
+
+    /// The v2 vector: the same update, also serving two destinations
+    /// itself and summarizing one destination of area `edge`.
+    pub fn link_state_update_with_destinations() -> LinkStateUpdate {
+        let mut update = link_state_update();
+        update.destinations = vec![
+            DestinationAdvert { name: "cluster-x".into(), metric: 2, tags: vec![Tag::from("eu"), Tag::from("prod")] },
+            DestinationAdvert { name: "cluster-y".into(), metric: 0, tags: Vec::new() },
+        ];
+        if let Some(summary) = update.summary.as_mut() {
+            summary.destinations = vec![SummaryDestination {
+                name: "edge-svc".into(),
+                source_area: AreaId::from("edge"),
+                cost: 7,
+                tags: vec![Tag::from("edge")],
+            }];
+        }
+        update
     }
 
     /// The vector withdrawal, unsigned: the same route, withdrawn with the
@@ -872,7 +1002,24 @@ pub mod vectors {
             &identity,
         );
 
-        vec![announcement_vector, withdrawal_vector, announcement_v2_vector, withdrawal_v2_vector, link_state_vector]
+        let mut update = link_state_update_with_destinations();
+        sign_update(&identity, &mut update);
+        let link_state_v2_vector = vector(
+            "Link-state update, v2 (with destinations)",
+            link_state_update_bytes(&update, algorithm, &key_id),
+            link_state_update_fields(&update, &key_id),
+            Frame::LinkState(update),
+            &identity,
+        );
+
+        vec![
+            announcement_vector,
+            withdrawal_vector,
+            announcement_v2_vector,
+            withdrawal_v2_vector,
+            link_state_vector,
+            link_state_v2_vector,
+        ]
     }
 
     impl TestVector {
@@ -1192,7 +1339,8 @@ pub mod vectors {
 
     fn link_state_update_fields(u: &LinkStateUpdate, key_id: &KeyId) -> Vec<CanonicalField> {
         let mut fields = FieldList::default();
-        fields.string("domain", domain(LINK_STATE_UPDATE_DOMAIN));
+        let tag = if u.has_destinations() { LINK_STATE_UPDATE_DOMAIN_V2 } else { LINK_STATE_UPDATE_DOMAIN };
+        fields.string("domain", domain(tag));
         fields.string("origin", u.origin.as_str());
         fields.string("area", u.area.as_str());
         fields.u64("sequence", u.sequence);
@@ -1215,6 +1363,29 @@ pub mod vectors {
                 fields.u32(&format!("entries[{index}].cost"), entry.cost);
                 fields.u32(&format!("entries[{index}].latency_us"), entry.latency_us);
                 fields.reliability(&format!("entries[{index}].reliability"), entry.reliability);
+            }
+        }
+        if u.has_destinations() {
+            fields.count("destination count (sorted by name)", u.destinations.len());
+            for (index, destination) in u.destinations.iter().enumerate() {
+                fields.string(&format!("destinations[{index}].name"), destination.name.as_str());
+                fields.u32(&format!("destinations[{index}].metric"), destination.metric);
+                fields.count(&format!("destinations[{index}].tag count"), destination.tags.len());
+                for (tag_index, tag) in destination.tags.iter().enumerate() {
+                    fields.string(&format!("destinations[{index}].tags[{tag_index}]"), tag.as_str());
+                }
+            }
+            let summarized = u.sorted_summary_destinations();
+            fields.count("summary destination count (sorted by source area, name)", summarized.len());
+            for (index, destination) in summarized.iter().enumerate() {
+                let label = format!("summary_destinations[{index}]");
+                fields.string(&format!("{label}.source_area"), destination.source_area.as_str());
+                fields.string(&format!("{label}.name"), destination.name.as_str());
+                fields.u32(&format!("{label}.cost"), destination.cost);
+                fields.count(&format!("{label}.tag count"), destination.tags.len());
+                for (tag_index, tag) in destination.tags.iter().enumerate() {
+                    fields.string(&format!("{label}.tags[{tag_index}]"), tag.as_str());
+                }
             }
         }
         fields.signer(key_id);
@@ -1503,6 +1674,7 @@ mod tests {
             max_string_bytes: 16,
             max_links: 1,
             max_summary_entries: 0,
+            max_destinations: 0,
         };
         let bytes = encode(&Message::Announcement(announcement()));
         assert_eq!(decode(&bytes, &limits), Err(DecodeError::PathTooLong { length: 2, limit: 1 }));
@@ -1517,6 +1689,7 @@ mod tests {
         assert_eq!(limits.max_string_bytes, 253);
         assert_eq!(limits.max_links, 1024);
         assert_eq!(limits.max_summary_entries, 4096);
+        assert_eq!(limits.max_destinations, 4096);
     }
 
     // --- malformed input ----------------------------------------------------
@@ -1712,6 +1885,28 @@ mod tests {
         encode_frame(&Frame::LinkState(update.clone()), &mut by_frame);
         encode_link_state_update(&update, &mut by_reference);
         assert_eq!(by_frame, by_reference);
+    }
+
+    #[test]
+    fn an_update_with_destinations_roundtrips_verifies_and_is_limited() {
+        let mut update = vectors::link_state_update_with_destinations();
+        crate::link_state::lsa::sign_update(&vectors::identity(), &mut update);
+        let decoded = link_state_roundtrip(&update);
+        assert_eq!(decoded, Ok(Frame::LinkState(update.clone())));
+        let Ok(Frame::LinkState(decoded)) = decoded else { unreachable!() };
+        assert!(link_state_signature_verifies(&decoded));
+
+        let mut bytes = Vec::new();
+        encode_link_state_update(&update, &mut bytes);
+        let error = decode_frame(&bytes, &DecodeLimits { max_destinations: 1, ..limits() }).unwrap_err();
+        assert_eq!(error, DecodeError::TooManyDestinations { count: 2, limit: 1 });
+        assert_eq!(error.limit_name(), "max_destinations");
+        // Summary destinations count with the summary entries.
+        let error = decode_frame(&bytes, &DecodeLimits { max_summary_entries: 1, ..limits() }).unwrap_err();
+        assert_eq!(error, DecodeError::TooManySummaryEntries { count: 2, limit: 1 });
+        let mut wire = to_wire_link_state_update(&update);
+        wire.destinations[0].name.clear();
+        assert_eq!(decode_wire_link_state(wire), Err(DecodeError::EmptyString("destination name")));
     }
 
     #[test]
@@ -2078,6 +2273,27 @@ mod tests {
         )
     }
 
+    fn arbitrary_destination() -> impl Strategy<Value = DestinationAdvert> {
+        ("[a-z0-9-]{1,12}", any::<u32>(), proptest::collection::vec("[a-z]{1,6}", 0..=3)).prop_map(
+            |(name, metric, tags)| DestinationAdvert {
+                name: DestinationId::from(name),
+                metric,
+                tags: tags.into_iter().map(Tag::from).collect(),
+            },
+        )
+    }
+
+    fn arbitrary_summary_destination() -> impl Strategy<Value = SummaryDestination> {
+        ("[a-z0-9-]{1,12}", area(), any::<u32>(), proptest::collection::vec("[a-z]{1,6}", 0..=3)).prop_map(
+            |(name, source_area, cost, tags)| SummaryDestination {
+                name: DestinationId::from(name),
+                source_area,
+                cost,
+                tags: tags.into_iter().map(Tag::from).collect(),
+            },
+        )
+    }
+
     /// Structurally anything the decoder accepts; the router's own checks
     /// (self links, duplicates, zero costs) are not the decoder's business.
     fn arbitrary_link_state_update() -> impl Strategy<Value = LinkStateUpdate> {
@@ -2087,17 +2303,24 @@ mod tests {
             any::<u64>(),
             any::<u32>(),
             proptest::collection::vec(arbitrary_link(), 0..=6),
-            proptest::option::of(proptest::collection::vec(arbitrary_summary_entry(), 0..=4)),
+            proptest::option::of((
+                proptest::collection::vec(arbitrary_summary_entry(), 0..=4),
+                proptest::collection::vec(arbitrary_summary_destination(), 0..=3),
+            )),
+            proptest::collection::vec(arbitrary_destination(), 0..=3),
             proptest::option::of(signature_block()),
         )
-            .prop_map(|(origin, area, sequence, ttl_ms, links, summary, signature)| LinkStateUpdate {
-                origin,
-                area,
-                sequence,
-                ttl_ms,
-                links,
-                summary: summary.map(|entries| AreaSummary { entries }),
-                signature,
+            .prop_map(|(origin, area, sequence, ttl_ms, links, summary, destinations, signature)| {
+                LinkStateUpdate {
+                    origin,
+                    area,
+                    sequence,
+                    ttl_ms,
+                    links,
+                    summary: summary.map(|(entries, destinations)| AreaSummary { entries, destinations }),
+                    destinations,
+                    signature,
+                }
             })
     }
 
@@ -2110,7 +2333,11 @@ mod tests {
         if let Some(summary) = update.summary.as_mut() {
             let mut keys = std::collections::BTreeSet::new();
             summary.entries.retain(|entry| keys.insert((entry.source_area.clone(), entry.destination.clone())));
+            let mut keys = std::collections::BTreeSet::new();
+            summary.destinations.retain(|d| keys.insert((d.source_area.clone(), d.name.clone())));
         }
+        // The signature covers destinations in the order given, so any
+        // order verifies; the router refuses unsorted lists separately.
         update
     }
 

@@ -111,15 +111,23 @@ pub struct AreaConfig {
 pub struct LinkStateLimits {
     /// Links in one update. Default 1024.
     pub max_links_per_update: usize,
-    /// Summary entries in one update. Default 4096.
+    /// Summary entries in one update, node entries and destination entries
+    /// together. Default 4096.
     pub max_summary_entries_per_update: usize,
+    /// Destinations an origin advertises in one update. Default 4096.
+    pub max_destinations_per_update: usize,
     /// Origins stored per area. Default 65536.
     pub max_lsdb_entries_per_area: usize,
 }
 
 impl Default for LinkStateLimits {
     fn default() -> Self {
-        Self { max_links_per_update: 1024, max_summary_entries_per_update: 4096, max_lsdb_entries_per_area: 65_536 }
+        Self {
+            max_links_per_update: 1024,
+            max_summary_entries_per_update: 4096,
+            max_destinations_per_update: 4096,
+            max_lsdb_entries_per_area: 65_536,
+        }
     }
 }
 
@@ -189,6 +197,7 @@ impl LinkStateConfig {
         let limits = [
             ("limits.maxLinksPerUpdate", self.limits.max_links_per_update),
             ("limits.maxSummaryEntriesPerUpdate", self.limits.max_summary_entries_per_update),
+            ("limits.maxDestinationsPerUpdate", self.limits.max_destinations_per_update),
             ("limits.maxLsdbEntriesPerArea", self.limits.max_lsdb_entries_per_area),
         ];
         for (field, value) in limits {
@@ -282,6 +291,7 @@ impl LinkStateConfig {
         UpdateLimits {
             max_links: self.limits.max_links_per_update,
             max_summary_entries: self.limits.max_summary_entries_per_update,
+            max_destinations: self.limits.max_destinations_per_update,
         }
     }
 

@@ -12,4 +12,4 @@ pub mod lsa;
 pub use area::{AreaGraph, AreaGraphError, AreaPair, ExportCounts, SummaryFilter, SummaryPolicy};
 pub use area_id::AreaId;
 pub use config::{AreaConfig, LinkStateConfig, LinkStateConfigError, LinkStateLimits, LsdbLimits, RoutingMode};
-pub use lsa::{AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry};
+pub use lsa::{AreaSummary, DestinationAdvert, LinkAdvert, LinkStateUpdate, SummaryDestination, SummaryEntry};
