@@ -19,11 +19,13 @@
 //! - `topology`: the dense (CSR) graph SPF runs on;
 //! - `spf`: Dijkstra with complete equal-cost next-hop sets;
 //! - `routes`: area views and the merged route table;
+//! - `destinations`: routes to the destination names nodes advertise;
 //! - `explain`: why a route is what it is;
 //! - `mode`: path-vector, prefer link-state, or link-state only;
 //! - `stats`: counters and the status snapshot;
 //! - `router`: the sans-IO state machine tying it together.
 
+pub mod destinations;
 pub mod explain;
 pub mod lsdb;
 pub mod mode;
@@ -33,11 +35,12 @@ pub mod spf;
 pub mod stats;
 pub mod topology;
 
+pub use destinations::{DestinationExplanation, DestinationRoute, DestinationRouteChange, LocalDestination};
 pub use explain::RouteExplanation;
 pub use fabric_core::link_state::{
-    AreaConfig, AreaGraph, AreaGraphError, AreaId, AreaPair, AreaSummary, ExportCounts, LinkAdvert, LinkStateConfig,
-    LinkStateConfigError, LinkStateLimits, LinkStateUpdate, LsdbLimits, RoutingMode, SummaryEntry, SummaryFilter,
-    SummaryPolicy, area, area_id, config, lsa,
+    AreaConfig, AreaGraph, AreaGraphError, AreaId, AreaPair, AreaSummary, DestinationAdvert, ExportCounts, LinkAdvert,
+    LinkStateConfig, LinkStateConfigError, LinkStateLimits, LinkStateUpdate, LsdbLimits, RoutingMode, SummaryEntry,
+    SummaryFilter, SummaryPolicy, area, area_id, config, lsa,
 };
 pub use mode::{ModeDecision, PathVectorChoice, Protocol, decide};
 pub use router::{LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRouter, LocalLink, OutgoingUpdate};

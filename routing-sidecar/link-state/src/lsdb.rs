@@ -23,6 +23,12 @@ use fabric_core::link_state::area_id::AreaId;
 use fabric_core::link_state::lsa::LinkStateUpdate;
 use fabric_core::time::Timestamp;
 
+/// Whether `update` offers anything besides its links: summary entries or
+/// destinations.
+fn names_destinations(update: &LinkStateUpdate) -> bool {
+    update.summary.as_ref().is_some_and(|s| !s.entries.is_empty()) || update.has_destinations()
+}
+
 /// One stored update.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LsdbEntry {
@@ -97,7 +103,8 @@ pub struct AreaLsdb {
     /// Bumped whenever some origin's links change, appear or disappear: the
     /// SPF input version. Refreshes with the same links leave it alone.
     links_version: u64,
-    /// Bumped whenever some origin's summary changes.
+    /// Bumped whenever some origin's summary or destinations change: what
+    /// route views use besides the SPF result.
     summary_version: u64,
 }
 
@@ -221,8 +228,11 @@ impl AreaLsdb {
             return InstallOutcome::Full;
         }
         let (links_changed, summary_changed) = match previous {
-            Some(old) => (!old.update.same_links(&update), !old.update.same_summary(&update)),
-            None => (!update.links.is_empty(), update.summary.as_ref().is_some_and(|s| !s.entries.is_empty())),
+            Some(old) => (
+                !old.update.same_links(&update),
+                !old.update.same_summary(&update) || old.update.destinations != update.destinations,
+            ),
+            None => (!update.links.is_empty(), names_destinations(&update)),
         };
         let expires_at =
             if update.is_flush() { now + self.limits.flush_hold } else { update.expires_at(now, self.limits.max_ttl) };
@@ -269,7 +279,7 @@ impl AreaLsdb {
             if !entry.update.links.is_empty() {
                 self.links_version += 1;
             }
-            if entry.update.summary.as_ref().is_some_and(|s| !s.entries.is_empty()) {
+            if names_destinations(&entry.update) {
                 self.summary_version += 1;
             }
             removed.push(ExpiredEntry { origin, sequence: entry.update.sequence, was_flush: entry.is_flush() });
@@ -287,6 +297,9 @@ impl AreaLsdb {
             Some(entry) => {
                 if !entry.update.links.is_empty() {
                     self.links_version += 1;
+                }
+                if names_destinations(&entry.update) {
+                    self.summary_version += 1;
                 }
                 self.prune_names();
                 true

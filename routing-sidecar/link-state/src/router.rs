@@ -15,18 +15,23 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::destinations::{
+    DestinationExplanation, DestinationRoute, DestinationRouteChange, DestinationTable, LocalDestination,
+    explain_destination, normalize_local,
+};
 use crate::explain::{RouteExplanation, explain_route};
 use crate::lsdb::{AreaLsdb, Freshness, InstallOutcome};
 use crate::routes::{AreaRoute, AreaSpf, LinkStateRoute, RouteChange, area_routes, diff_routes, merge_routes};
 use crate::stats::{LinkStateCounters, LinkStateGauges, LinkStateSnapshot, UpdateRejectReason};
-use fabric_core::ids::NodeId;
+use fabric_core::ids::{DestinationId, NodeId};
 use fabric_core::link_state::area::{
-    AreaPair, ExportPlan, FilterVerdict, SummaryCandidate, SummaryPolicy, plan_exports,
+    AreaPair, ExportPlan, FilterVerdict, SummaryCandidate, SummaryPolicy, plan_exports_with_destinations,
 };
 use fabric_core::link_state::area_id::AreaId;
 use fabric_core::link_state::config::{LinkStateConfig, LinkStateConfigError};
 use fabric_core::link_state::lsa::{
-    AreaSummary, LinkAdvert, LinkStateUpdate, SummaryEntry, UpdateAuth, sign_update, verify_update,
+    AreaSummary, DestinationAdvert, LinkAdvert, LinkStateUpdate, SummaryDestination, SummaryEntry, UpdateAuth,
+    sign_update, verify_update,
 };
 use fabric_core::security::{KeyError, KeyRegistry, SignatureCheck, SigningIdentity, Verifier};
 use fabric_core::time::Timestamp;
@@ -47,12 +52,18 @@ pub struct LocalLink {
 }
 
 /// What the router reacts to.
+// Inputs are consumed as they come; boxing the update would cost one
+// allocation per received update for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum LinkStateInput {
     /// `from` sent `update` (flooded or originated by it).
     UpdateReceived { from: NodeId, update: LinkStateUpdate },
     /// The complete set of this node's up links replaces the previous one.
     LocalLinksChanged { links: Vec<LocalLink> },
+    /// The complete set of destinations this node serves replaces the
+    /// previous one; a change re-originates its update in every area.
+    LocalDestinations(Vec<LocalDestination>),
     /// Timer: refresh own updates and age out expired ones.
     Tick,
     /// A new config; refused (with an event) when invalid.
@@ -146,6 +157,10 @@ pub enum LinkStateEvent {
         area: AreaId,
         reason: String,
     },
+    LocalDestinationRefused {
+        name: DestinationId,
+        reason: String,
+    },
     ConfigApplied,
     ConfigRejected {
         field: String,
@@ -158,6 +173,7 @@ pub enum LinkStateEvent {
 pub struct LinkStateOutput {
     pub send: Vec<OutgoingUpdate>,
     pub route_changes: Vec<RouteChange>,
+    pub destination_changes: Vec<DestinationRouteChange>,
     pub events: Vec<LinkStateEvent>,
     pub spf_runs: Vec<SpfRunReport>,
 }
@@ -190,6 +206,9 @@ pub struct LinkStateRouter {
     links: BTreeMap<AreaId, BTreeMap<NodeId, LocalLink>>,
     areas: BTreeMap<AreaId, AreaState>,
     routes: BTreeMap<NodeId, LinkStateRoute>,
+    /// What this node serves, as advertised: sorted by name.
+    local_destinations: Vec<DestinationAdvert>,
+    destinations: DestinationTable,
     exports: ExportPlan,
     next_refresh: Option<Timestamp>,
     /// Something changed that may change routes.
@@ -218,6 +237,11 @@ fn summary_of(update: Option<&LinkStateUpdate>) -> Vec<SummaryEntry> {
     update.map(|u| u.sorted_summary_entries().into_iter().cloned().collect()).unwrap_or_default()
 }
 
+/// The summary destinations an update carries, in canonical order.
+fn summary_destinations_of(update: Option<&LinkStateUpdate>) -> Vec<SummaryDestination> {
+    update.map(|u| u.sorted_summary_destinations().into_iter().cloned().collect()).unwrap_or_default()
+}
+
 impl LinkStateRouter {
     /// A router for `node` with a validated `config`.
     pub fn new(node: NodeId, config: LinkStateConfig) -> Result<Self, LinkStateConfigError> {
@@ -234,6 +258,8 @@ impl LinkStateRouter {
             links: BTreeMap::new(),
             areas: BTreeMap::new(),
             routes: BTreeMap::new(),
+            local_destinations: Vec::new(),
+            destinations: DestinationTable::default(),
             exports: ExportPlan::default(),
             next_refresh: None,
             dirty: false,
@@ -267,6 +293,20 @@ impl LinkStateRouter {
 
     pub fn route(&self, destination: &NodeId) -> Option<&LinkStateRoute> {
         self.routes.get(destination)
+    }
+
+    /// The routes to destination names (served by other nodes), by name.
+    pub fn destination_routes(&self) -> &BTreeMap<DestinationId, DestinationRoute> {
+        self.destinations.routes()
+    }
+
+    pub fn destination_route(&self, name: &DestinationId) -> Option<&DestinationRoute> {
+        self.destinations.route(name)
+    }
+
+    /// The destinations this node advertises, sorted by name.
+    pub fn local_destinations(&self) -> &[DestinationAdvert] {
+        &self.local_destinations
     }
 
     /// Areas this node has links in.
@@ -332,6 +372,22 @@ impl LinkStateRouter {
         explain_route(destination, areas, self.routes.get(destination), self.config.max_paths)
     }
 
+    /// Why the route to the destination name `name` is what it is: every
+    /// offer of every area (serving node or border router, its cost and
+    /// metric) with a verdict, and the equal-cost next hops.
+    pub fn explain_destination(&self, name: &DestinationId) -> DestinationExplanation {
+        let areas = self.areas.iter().filter_map(|(area, s)| s.spf.as_ref().map(|spf| (area, spf, &s.lsdb)));
+        explain_destination(
+            &self.node,
+            name,
+            areas,
+            &self.policy,
+            &self.local_destinations,
+            self.destinations.route(name),
+            self.config.max_paths,
+        )
+    }
+
     pub fn handle(&mut self, input: LinkStateInput, now: Timestamp) -> LinkStateOutput {
         self.handle_batch(vec![input], now)
     }
@@ -345,6 +401,9 @@ impl LinkStateRouter {
                 LinkStateInput::UpdateReceived { from, update } => self.on_update(from, update, now, &mut out),
                 LinkStateInput::LocalLinksChanged { links } => {
                     self.on_local_links(links, now, &mut out, &mut new_adjacencies)
+                }
+                LinkStateInput::LocalDestinations(destinations) => {
+                    self.on_local_destinations(destinations, now, &mut out)
                 }
                 LinkStateInput::Tick => self.on_tick(now, &mut out),
                 LinkStateInput::Shutdown => self.on_shutdown(now, &mut out),
@@ -523,6 +582,11 @@ impl LinkStateRouter {
                 *refused.entry((&entry.source_area, verdict)).or_default() += 1;
             }
         }
+        for entry in update.summary.iter().flat_map(|s| &s.destinations) {
+            if let Err(verdict) = self.policy.permits_name(&entry.source_area, &update.area, entry.name.as_str()) {
+                *refused.entry((&entry.source_area, verdict)).or_default() += 1;
+            }
+        }
         for ((source_area, verdict), count) in refused {
             let pair = AreaPair { source_area: source_area.clone(), target_area: update.area.clone() };
             *self.counters.summary_entries_refused.entry(pair).or_default() += count;
@@ -640,6 +704,27 @@ impl LinkStateRouter {
         }
     }
 
+    fn on_local_destinations(
+        &mut self,
+        destinations: Vec<LocalDestination>,
+        now: Timestamp,
+        out: &mut LinkStateOutput,
+    ) {
+        let (advertised, refused) = normalize_local(destinations);
+        for refused in refused {
+            out.events
+                .push(LinkStateEvent::LocalDestinationRefused { name: refused.name, reason: refused.reason.into() });
+        }
+        if advertised == self.local_destinations {
+            return;
+        }
+        self.local_destinations = advertised;
+        let areas: Vec<AreaId> = self.areas.keys().cloned().collect();
+        for area in &areas {
+            self.originate(area, now, out);
+        }
+    }
+
     fn on_tick(&mut self, now: Timestamp, out: &mut LinkStateOutput) {
         if self.next_refresh.is_some_and(|at| now >= at) {
             let areas: Vec<AreaId> = self.areas.keys().cloned().collect();
@@ -682,6 +767,7 @@ impl LinkStateRouter {
                 ttl_ms: 0,
                 links: Vec::new(),
                 summary: None,
+                destinations: Vec::new(),
                 signature: None,
             };
             if let Some(signer) = &self.signer {
@@ -722,12 +808,10 @@ impl LinkStateRouter {
                 reliability: link.reliability,
             })
             .collect();
-        let summary = self
-            .exports
-            .summaries
-            .get(area)
-            .filter(|entries| !entries.is_empty())
-            .map(|entries| AreaSummary { entries: entries.clone() });
+        let entries = self.exports.summaries.get(area).cloned().unwrap_or_default();
+        let named = self.exports.destinations.get(area).cloned().unwrap_or_default();
+        let summary =
+            (!entries.is_empty() || !named.is_empty()).then_some(AreaSummary { entries, destinations: named });
         let Some(state) = self.areas.get_mut(area) else { return };
         state.own_sequence = state.own_sequence.saturating_add(1);
         let mut update = LinkStateUpdate {
@@ -737,6 +821,7 @@ impl LinkStateRouter {
             ttl_ms: self.config.update_ttl_ms(),
             links,
             summary,
+            destinations: self.local_destinations.clone(),
             signature: None,
         };
         if let Some(signer) = &self.signer {
@@ -818,15 +903,28 @@ impl LinkStateRouter {
         self.counters.route_changes += changes.len() as u64;
         out.route_changes.extend(changes);
         self.routes = routes;
+        let areas = self.areas.iter().map(|(area, s)| (area, s.spf.as_ref(), &s.lsdb));
+        let destination_changes = self.destinations.recompute(
+            &self.node,
+            areas,
+            &self.policy,
+            self.config.max_paths,
+            &self.local_destinations,
+        );
+        self.counters.route_changes += destination_changes.len() as u64;
+        out.destination_changes.extend(destination_changes);
 
         self.exports = self.plan_exports();
         let stale: Vec<AreaId> = self
             .areas
             .iter()
             .filter(|(area, state)| {
-                let current = summary_of(state.lsdb.get(&self.node).map(|e| &*e.update));
+                let own = state.lsdb.get(&self.node).map(|e| &*e.update);
+                let current = summary_of(own);
                 let wanted = self.exports.summaries.get(*area).map(Vec::as_slice).unwrap_or_default();
-                current != wanted
+                let named = summary_destinations_of(own);
+                let wanted_named = self.exports.destinations.get(*area).map(Vec::as_slice).unwrap_or_default();
+                current != wanted || named != wanted_named
             })
             .map(|(area, _)| area.clone())
             .collect();
@@ -856,7 +954,9 @@ impl LinkStateRouter {
                 .collect();
             reachable.insert(area.clone(), candidates);
         }
-        plan_exports(&self.policy, &local, &reachable)
+        let mut destinations = self.destinations.export_candidates();
+        destinations.retain(|area, _| reachable.contains_key(area));
+        plan_exports_with_destinations(&self.policy, &local, &reachable, &destinations)
     }
 }
 

@@ -13,9 +13,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::NodeId;
+use crate::ids::{DestinationId, NodeId, Tag};
 use crate::link_state::area_id::AreaId;
-use crate::link_state::lsa::SummaryEntry;
+use crate::link_state::lsa::{SummaryDestination, SummaryEntry};
 
 /// Why an area graph is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -159,7 +159,8 @@ impl AreaGraph {
 }
 
 /// Which summaries may enter one target area. Lists of destinations are
-/// node ids, optionally ending in one `*` to match a prefix.
+/// node ids or destination names (both kinds of summary entry are checked
+/// against them), optionally ending in one `*` to match a prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SummaryFilter {
@@ -210,17 +211,21 @@ impl SummaryFilter {
 
     /// `Ok` when `destination` of `source_area` may enter the target area.
     pub fn check(&self, source_area: &AreaId, destination: &NodeId) -> Result<(), FilterVerdict> {
+        self.check_name(source_area, destination.as_str())
+    }
+
+    /// `check` for any name: a node id or a destination name.
+    pub fn check_name(&self, source_area: &AreaId, destination: &str) -> Result<(), FilterVerdict> {
         if self.deny_source_areas.contains(source_area) {
             return Err(FilterVerdict::SourceAreaDenied);
         }
         if self.allow_source_areas.as_ref().is_some_and(|allow| !allow.contains(source_area)) {
             return Err(FilterVerdict::SourceAreaNotAllowed);
         }
-        if self.deny_destinations.iter().any(|p| matches(p, destination.as_str())) {
+        if self.deny_destinations.iter().any(|p| matches(p, destination)) {
             return Err(FilterVerdict::DestinationDenied);
         }
-        if self.allow_destinations.as_ref().is_some_and(|allow| !allow.iter().any(|p| matches(p, destination.as_str())))
-        {
+        if self.allow_destinations.as_ref().is_some_and(|allow| !allow.iter().any(|p| matches(p, destination))) {
             return Err(FilterVerdict::DestinationNotAllowed);
         }
         Ok(())
@@ -251,11 +256,16 @@ impl SummaryPolicy {
         target_area: &AreaId,
         destination: &NodeId,
     ) -> Result<(), FilterVerdict> {
+        self.permits_name(source_area, target_area, destination.as_str())
+    }
+
+    /// `permits` for any name: a node id or a destination name.
+    pub fn permits_name(&self, source_area: &AreaId, target_area: &AreaId, name: &str) -> Result<(), FilterVerdict> {
         if !self.graph.is_descendant(source_area, target_area) {
             return Err(FilterVerdict::NotAChildArea);
         }
         match self.filters.get(target_area) {
-            Some(filter) => filter.check(source_area, destination),
+            Some(filter) => filter.check_name(source_area, name),
             None => Ok(()),
         }
     }
@@ -278,6 +288,17 @@ pub struct SummaryCandidate {
     pub reliability: f32,
 }
 
+/// A destination name this node reaches through one of its areas (served by
+/// a node of that area, or summarized into it), offered for export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationCandidate {
+    pub name: DestinationId,
+    pub source_area: AreaId,
+    /// Cost to the serving node plus its metric.
+    pub cost: u64,
+    pub tags: Vec<Tag>,
+}
+
 /// (source area, target area), the key of export counters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -290,6 +311,7 @@ pub struct AreaPair {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportCounts {
+    /// Node entries and destination entries.
     pub exported: u64,
     /// Stopped by a summary filter.
     pub filtered: u64,
@@ -303,6 +325,8 @@ pub struct ExportCounts {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExportPlan {
     pub summaries: BTreeMap<AreaId, Vec<SummaryEntry>>,
+    /// Destination entries per target area, by (source area, name).
+    pub destinations: BTreeMap<AreaId, Vec<SummaryDestination>>,
     pub counts: BTreeMap<AreaPair, ExportCounts>,
 }
 
@@ -323,6 +347,21 @@ pub fn plan_exports(
     local_areas: &BTreeSet<AreaId>,
     reachable: &BTreeMap<AreaId, Vec<SummaryCandidate>>,
 ) -> ExportPlan {
+    plan_exports_with_destinations(policy, local_areas, reachable, &BTreeMap::new())
+}
+
+/// `plan_exports` with destination names as well: `destinations` holds, per
+/// local area, the destination names reached through it. Filters apply to
+/// names as to node ids. The cap of a source area counts both kinds:
+/// destination entries are kept first (lowest cost, then name), node
+/// entries fill what is left in compression order, so node entries are
+/// the first to go.
+pub fn plan_exports_with_destinations(
+    policy: &SummaryPolicy,
+    local_areas: &BTreeSet<AreaId>,
+    reachable: &BTreeMap<AreaId, Vec<SummaryCandidate>>,
+    destinations: &BTreeMap<AreaId, Vec<DestinationCandidate>>,
+) -> ExportPlan {
     let mut plan = ExportPlan::default();
     for target in local_areas {
         let children: Vec<&AreaId> = local_areas.iter().filter(|c| policy.graph.is_parent(c, target)).collect();
@@ -332,7 +371,7 @@ pub fn plan_exports(
         // Best candidate per destination over all children: lower cost,
         // then lower source area id.
         let mut best: BTreeMap<&NodeId, &SummaryCandidate> = BTreeMap::new();
-        for child in children {
+        for &child in &children {
             for candidate in reachable.get(child).into_iter().flatten() {
                 let pair = AreaPair { source_area: candidate.source_area.clone(), target_area: target.clone() };
                 if policy.permits(&candidate.source_area, target, &candidate.destination).is_err() {
@@ -348,22 +387,57 @@ pub fn plan_exports(
                     .or_insert(candidate);
             }
         }
-        let mut by_source: BTreeMap<&AreaId, Vec<&SummaryCandidate>> = BTreeMap::new();
+        // The same for destination names: lower cost, then lower source
+        // area id.
+        let mut best_names: BTreeMap<&DestinationId, &DestinationCandidate> = BTreeMap::new();
+        for &child in &children {
+            for candidate in destinations.get(child).into_iter().flatten() {
+                let pair = AreaPair { source_area: candidate.source_area.clone(), target_area: target.clone() };
+                if policy.permits_name(&candidate.source_area, target, candidate.name.as_str()).is_err() {
+                    plan.counts.entry(pair).or_default().filtered += 1;
+                    continue;
+                }
+                best_names
+                    .entry(&candidate.name)
+                    .and_modify(|kept| {
+                        if (candidate.cost, &candidate.source_area) < (kept.cost, &kept.source_area) {
+                            *kept = candidate;
+                        }
+                    })
+                    .or_insert(candidate);
+            }
+        }
+        let mut by_source: BTreeMap<&AreaId, (Vec<&SummaryCandidate>, Vec<&DestinationCandidate>)> = BTreeMap::new();
         for candidate in best.into_values() {
-            by_source.entry(&candidate.source_area).or_default().push(candidate);
+            by_source.entry(&candidate.source_area).or_default().0.push(candidate);
+        }
+        for candidate in best_names.into_values() {
+            by_source.entry(&candidate.source_area).or_default().1.push(candidate);
         }
         let mut entries = Vec::new();
-        for (source_area, mut candidates) in by_source {
+        let mut names = Vec::new();
+        for (source_area, (mut candidates, mut named)) in by_source {
             let pair = AreaPair { source_area: source_area.clone(), target_area: target.clone() };
             let counts = plan.counts.entry(pair).or_default();
             if let Some(cap) = policy.cap_for(source_area)
-                && candidates.len() > cap
+                && candidates.len() + named.len() > cap
             {
+                named.sort_by(|a, b| (a.cost, &a.name).cmp(&(b.cost, &b.name)));
+                let names_kept = named.len().min(cap);
+                counts.compressed += (named.len() - names_kept) as u64;
+                named.truncate(names_kept);
+                let nodes_kept = cap - names_kept;
                 candidates.sort_by(|a, b| compression_order(a, b));
-                counts.compressed += (candidates.len() - cap) as u64;
-                candidates.truncate(cap);
+                counts.compressed += (candidates.len().saturating_sub(nodes_kept)) as u64;
+                candidates.truncate(nodes_kept);
             }
-            counts.exported += candidates.len() as u64;
+            counts.exported += (candidates.len() + named.len()) as u64;
+            names.extend(named.into_iter().map(|c| SummaryDestination {
+                name: c.name.clone(),
+                source_area: c.source_area.clone(),
+                cost: u32::try_from(c.cost).unwrap_or(u32::MAX),
+                tags: c.tags.clone(),
+            }));
             entries.extend(candidates.into_iter().map(|c| SummaryEntry {
                 destination: c.destination.clone(),
                 source_area: c.source_area.clone(),
@@ -373,7 +447,9 @@ pub fn plan_exports(
             }));
         }
         entries.sort_by(|a, b| (&a.source_area, &a.destination).cmp(&(&b.source_area, &b.destination)));
+        names.sort_by(|a, b| (&a.source_area, &a.name).cmp(&(&b.source_area, &b.name)));
         plan.summaries.insert(target.clone(), entries);
+        plan.destinations.insert(target.clone(), names);
     }
     plan
 }
@@ -530,5 +606,44 @@ mod tests {
         let entries = &plan.summaries[&area("p")];
         assert_eq!(entries.len(), 1);
         assert_eq!((entries[0].source_area.as_str(), entries[0].cost), ("b", 3));
+    }
+
+    fn named(name: &str, source: &str, cost: u64) -> DestinationCandidate {
+        DestinationCandidate { name: DestinationId::from(name), source_area: area(source), cost, tags: Vec::new() }
+    }
+
+    #[test]
+    fn destination_names_are_filtered_and_share_the_cap_with_node_entries() {
+        let graph = graph(&[("a", &["p"]), ("p", &[])]).unwrap();
+        let mut filters = BTreeMap::new();
+        filters.insert(
+            area("p"),
+            SummaryFilter { deny_destinations: vec!["secret-*".into()], ..SummaryFilter::new(area("p")) },
+        );
+        let policy = SummaryPolicy { graph, filters, default_cap: Some(3), ..Default::default() };
+        let local: BTreeSet<AreaId> = ["a", "p"].map(area).into();
+        let mut reachable = BTreeMap::new();
+        reachable.insert(area("a"), vec![candidate("n1", "a", 1, 0, 1.0), candidate("n2", "a", 1, 0, 0.5)]);
+        let mut destinations = BTreeMap::new();
+        destinations
+            .insert(area("a"), vec![named("svc-b", "a", 4), named("secret-db", "a", 1), named("svc-a", "a", 4)]);
+        let plan = plan_exports_with_destinations(&policy, &local, &reachable, &destinations);
+        let names: Vec<&str> = plan.destinations[&area("p")].iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["svc-a", "svc-b"], "secret-* denied by the filter");
+        // Cap 3 over 2 names + 2 nodes: names are kept, the less reliable
+        // node entry goes.
+        assert_eq!(destinations_of(&plan, "p"), ["n1"]);
+        let pair = AreaPair { source_area: area("a"), target_area: area("p") };
+        assert_eq!(plan.counts[&pair], ExportCounts { exported: 3, filtered: 1, compressed: 1 });
+        // A name and a node id that are spelled alike do not collide.
+        let mut destinations = BTreeMap::new();
+        destinations.insert(area("a"), vec![named("n1", "a", 9)]);
+        let plan = plan_exports_with_destinations(&policy, &local, &reachable, &destinations);
+        assert_eq!(plan.destinations[&area("p")].len(), 1);
+        assert_eq!(plan.summaries[&area("p")].len(), 2);
+    }
+
+    fn destinations_of<'a>(plan: &'a ExportPlan, target: &str) -> Vec<&'a str> {
+        destinations(&plan.summaries[&area(target)])
     }
 }
