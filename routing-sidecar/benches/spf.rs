@@ -131,6 +131,7 @@ fn lsdb(graph: &Graph) -> AreaLsdb {
             ttl_ms: 3_600_000,
             links,
             summary: None,
+            destinations: Vec::new(),
             signature: None,
         };
         lsdb.install(update, None, Timestamp(0));

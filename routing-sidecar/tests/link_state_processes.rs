@@ -1,7 +1,8 @@
 //! Link-state mode across real `routing-sidecar` processes on 127.0.0.1
 //! (OS-chosen ports, wired through their local APIs), next to path-vector:
 //! equal-cost multipath chosen by link-state, rerouting when a branch dies,
-//! fallback to path-vector in `preferLinkState`, none in `linkStateOnly`.
+//! fallback to path-vector in `preferLinkState`, none in `linkStateOnly`,
+//! and destinations served by another node answered by link-state.
 
 mod processes;
 
@@ -9,7 +10,8 @@ use processes::{eventually, scratch};
 use std::path::Path;
 use std::time::Duration;
 
-use fabric_core::config::LinkStateAreaMembership;
+use fabric_core::config::{LinkStateAreaMembership, LocalRoute};
+use fabric_core::ids::Tag;
 use fabric_core::{NodeId, SidecarConfig};
 use fabric_engine::sim::Topology;
 use fabric_link_state::{LinkStateConfig, RoutingMode};
@@ -167,4 +169,46 @@ async fn link_state_only_answers_nothing_spf_cannot_reach() {
     })
     .await;
     assert!(link_state_hops_are(src, "dst", &["p1", "p2"]).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_state_only_answers_a_destination_another_node_serves() {
+    // dst also serves cluster-d, with metric 3 and a tag.
+    let base = link_state_in(RoutingMode::LinkStateOnly);
+    let configure = move |config: &mut SidecarConfig| {
+        base(config);
+        if config.node_id.as_str() == "dst" {
+            config.originate.push(LocalRoute {
+                destination: "cluster-d".into(),
+                cost: 3,
+                latency_us: 0,
+                reliability: 1.0,
+                tags: vec![Tag::from("gpu")],
+            });
+        }
+    };
+    let lab = Lab::start(exe(), &diamond(), &scratch("named"), configure).await.unwrap();
+    let src = lab.node("src");
+    eventually(Duration::from_secs(20), "src routes cluster-d over both equal-cost next hops", || {
+        link_state_hops_are(src, "cluster-d", &["p1", "p2"])
+    })
+    .await;
+    let answer = route(src, "cluster-d").await.unwrap();
+    assert_eq!(answer["mode"], "linkStateOnly");
+    assert_eq!(answer["metrics"]["cost"], 5, "two hops of cost 1, then the metric: {answer}");
+    assert_eq!(strings(&answer["path"]), ["p1", "dst"]);
+    assert_eq!(strings(&answer["tags"]), ["gpu"]);
+
+    let explain = src.get_json("/routes/cluster-d/explain").await.unwrap();
+    assert_eq!(explain["chosen_by"], "linkState");
+    let offers = explain["link_state_destination"]["offers"].as_array().expect("offers");
+    assert_eq!(
+        (offers.len(), offers[0]["via"].as_str(), offers[0]["verdict"].as_str()),
+        (1, Some("dst"), Some("chosen"))
+    );
+    let status = src.get_json("/link-state").await.unwrap();
+    assert!(status["destinationRoutes"].as_array().unwrap().iter().any(|r| r["destination"] == "cluster-d"));
+
+    // legacy's destination stays unanswered: no link-state node serves it.
+    assert!(route(src, "legacy").await.is_none());
 }

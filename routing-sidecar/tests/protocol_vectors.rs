@@ -137,7 +137,8 @@ fn doc_vectors_verify() {
             "Route withdrawal",
             "Route announcement, v2 (with issue time)",
             "Route withdrawal, v2 (with issue time)",
-            "Link-state update"
+            "Link-state update",
+            "Link-state update, v2 (with destinations)"
         ],
         "vector sections in docs/protocol.md"
     );

@@ -1276,6 +1276,7 @@ impl Protocol for LinkState {
             ttl_ms: 600_000,
             links,
             summary: None,
+            destinations: Vec::new(),
             signature: None,
         };
         if forged_signature {

@@ -8,6 +8,8 @@
 //! - inputs (received updates, config changes) are collected between two
 //!   flushes and handed over in one batch, so a burst costs at most one SPF
 //!   run per area; SPF is timed with the runtime clock;
+//! - the node's `originate` entries are the destinations it advertises
+//!   (`local_destinations`), with their cost as the metric and their tags;
 //! - next-hop questions are answered under the configured mode
 //!   (`answer_route`), and `/link-state` and the explain view are built here.
 
@@ -18,15 +20,15 @@ use std::time::Instant;
 use serde::Serialize;
 
 use fabric_core::config::SidecarConfig;
-use fabric_core::ids::{DestinationId, NodeId};
+use fabric_core::ids::{DestinationId, NodeId, Tag};
 use fabric_core::message::RouteMetrics;
 use fabric_core::security::{KeyRegistry, SigningIdentity};
 use fabric_core::time::Timestamp;
 use fabric_engine::{BestRoute, SelectionTrace};
 use fabric_link_state::{
-    LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRoute, LinkStateRouter, LinkStateSnapshot,
-    LinkStateUpdate, LocalLink, OutgoingUpdate, PathVectorChoice, Protocol, RouteChange, RouteExplanation, RoutingMode,
-    decide,
+    DestinationExplanation, DestinationRoute, DestinationRouteChange, LinkStateEvent, LinkStateInput, LinkStateOutput,
+    LinkStateRoute, LinkStateRouter, LinkStateSnapshot, LinkStateUpdate, LocalDestination, LocalLink, OutgoingUpdate,
+    PathVectorChoice, Protocol, RouteChange, RouteExplanation, RoutingMode, decide,
 };
 
 /// The links the router should know about: one per (up neighbor, area of
@@ -48,6 +50,16 @@ pub fn local_links(config: &SidecarConfig, is_up: impl Fn(&NodeId) -> bool) -> V
         .collect()
 }
 
+/// The destinations this node advertises: its `originate` entries, with
+/// their cost as the metric.
+pub fn local_destinations(config: &SidecarConfig) -> Vec<LocalDestination> {
+    config
+        .originate
+        .iter()
+        .map(|route| LocalDestination { name: route.destination.clone(), metric: route.cost, tags: route.tags.clone() })
+        .collect()
+}
+
 /// Link-state updates verify against the same trusted keys as path-vector
 /// announcements. The config was validated, so the registry builds; should
 /// it not, no key is trusted rather than the node stopping.
@@ -65,6 +77,12 @@ pub struct LinkStateRuntime {
     pending: Vec<LinkStateInput>,
     /// The local links the router was last given.
     fed_links: Vec<LocalLink>,
+    /// The local destinations the router was last given, or is given at the
+    /// next flush.
+    fed_destinations: Vec<LocalDestination>,
+    /// The destinations changed since the last flush. Given before the
+    /// links, so joining an area originates them in the first update.
+    destinations_changed: bool,
     /// Peers whose session came up since the last flush.
     reconnected: BTreeSet<NodeId>,
 }
@@ -89,7 +107,26 @@ impl LinkStateRuntime {
         };
         router.set_signing_identity(signer);
         router.set_key_registry(key_registry(config));
-        Some(Self { router, pending: Vec::new(), fed_links: Vec::new(), reconnected: BTreeSet::new() })
+        let mut runtime = Self {
+            router,
+            pending: Vec::new(),
+            fed_links: Vec::new(),
+            fed_destinations: Vec::new(),
+            destinations_changed: false,
+            reconnected: BTreeSet::new(),
+        };
+        runtime.feed_destinations(config);
+        Some(runtime)
+    }
+
+    /// Queues the config's destinations for the next flush when they differ
+    /// from what the router was given.
+    fn feed_destinations(&mut self, config: &SidecarConfig) {
+        let destinations = local_destinations(config);
+        if destinations != self.fed_destinations {
+            self.fed_destinations = destinations;
+            self.destinations_changed = true;
+        }
     }
 
     pub fn mode(&self) -> RoutingMode {
@@ -106,6 +143,7 @@ impl LinkStateRuntime {
         }
         self.router.set_key_registry(key_registry(config));
         self.router.set_signing_identity(signer);
+        self.feed_destinations(config);
     }
 
     pub fn received(&mut self, from: &NodeId, updates: Vec<LinkStateUpdate>) {
@@ -125,13 +163,16 @@ impl LinkStateRuntime {
         self.router.next_wakeup()
     }
 
-    /// Hands the router everything since the last flush in one batch: the
-    /// current links first (so updates from a peer whose session just came
+    /// Hands the router everything since the last flush in one batch: this
+    /// node's destinations when they changed and the current links first (so updates from a peer whose session just came
     /// up are accepted), then the received updates and config, then a tick
     /// when one is due. Returns the updates to send.
     pub fn flush(&mut self, now: Timestamp, links: Vec<LocalLink>) -> Vec<OutgoingUpdate> {
         let previous = std::mem::take(&mut self.fed_links);
-        let mut inputs = Vec::with_capacity(self.pending.len() + 2);
+        let mut inputs = Vec::with_capacity(self.pending.len() + 3);
+        if std::mem::take(&mut self.destinations_changed) {
+            inputs.push(LinkStateInput::LocalDestinations(self.fed_destinations.clone()));
+        }
         if links != previous {
             inputs.push(LinkStateInput::LocalLinksChanged { links: links.clone() });
         }
@@ -187,12 +228,33 @@ impl LinkStateRuntime {
             .collect()
     }
 
-    pub fn route(&self, destination: &str) -> Option<&LinkStateRoute> {
-        self.router.routes().get(destination)
+    /// The link-state route for `destination`: to the nodes serving it when
+    /// some node advertises that name, else to the node with that id.
+    pub fn route(&self, destination: &str) -> Option<LinkStateRoute> {
+        match self.destination_route(destination) {
+            Some(route) => Some(LinkStateRoute {
+                destination: NodeId::from(destination),
+                cost: route.cost,
+                next_hops: route.next_hops.clone(),
+                scope: route.scope,
+                areas: route.areas.clone(),
+                latency_us: route.latency_us,
+                reliability: route.reliability,
+            }),
+            None => self.router.routes().get(destination).cloned(),
+        }
+    }
+
+    fn destination_route(&self, destination: &str) -> Option<&DestinationRoute> {
+        self.router.destination_route(&DestinationId::from(destination))
     }
 
     pub fn explain(&self, destination: &str) -> RouteExplanation {
         self.router.explain(&NodeId::from(destination))
+    }
+
+    pub fn explain_destination(&self, destination: &str) -> DestinationExplanation {
+        self.router.explain_destination(&DestinationId::from(destination))
     }
 
     pub fn snapshot(&self) -> LinkStateSnapshot {
@@ -205,6 +267,7 @@ impl LinkStateRuntime {
             mode: self.mode(),
             local_links: self.fed_links.clone(),
             routes: self.router.routes().values().cloned().collect(),
+            destination_routes: self.router.destination_routes().values().cloned().collect(),
             snapshot: self.snapshot(),
         }
     }
@@ -213,6 +276,20 @@ impl LinkStateRuntime {
     /// destination as `BestRoute::path` has it; for an inter-area route it
     /// runs to the border router, followed by the destination.
     fn path_via(&self, destination: &str, next_hop: &NodeId) -> Vec<NodeId> {
+        if self.destination_route(destination).is_some() {
+            // To the serving node (or border router) of a chosen offer.
+            let explanation = self.explain_destination(destination);
+            let path = explanation
+                .offers
+                .iter()
+                .filter(|offer| offer.verdict == fabric_link_state::destinations::OfferVerdict::Chosen)
+                .flat_map(|offer| &offer.paths)
+                .find(|path| path.get(1) == Some(next_hop));
+            return match path {
+                Some(path) => path.iter().skip(1).cloned().collect(),
+                None => vec![next_hop.clone()],
+            };
+        }
         let explanation = self.explain(destination);
         let Some(explained) = explanation.paths.iter().find(|path| &path.next_hop == next_hop) else {
             // Not expected (every next hop of a route has a path); the two
@@ -243,6 +320,8 @@ pub struct LinkStateStatus {
     pub local_links: Vec<LocalLink>,
     /// The link-state route table, by destination node.
     pub routes: Vec<LinkStateRoute>,
+    /// The routes to destination names other nodes serve, by name.
+    pub destination_routes: Vec<DestinationRoute>,
     /// LSDB sizes, topology fingerprints, exports and counters.
     #[serde(flatten)]
     pub snapshot: LinkStateSnapshot,
@@ -281,10 +360,10 @@ pub fn answer_route(
     let choice = path_vector
         .as_ref()
         .map(|best| PathVectorChoice { next_hop: best.next_hop.clone(), cost: u64::from(best.metrics.cost) });
-    let decision = decide(mode, spf_route, choice.as_ref())?;
+    let decision = decide(mode, spf_route.as_ref(), choice.as_ref())?;
     match decision.chosen_by {
         Protocol::PathVector => Some(path_vector_answer(path_vector?, mode, decision.fallback)),
-        Protocol::LinkState => Some(link_state_answer(destination, spf_route?, link_state?, mode)),
+        Protocol::LinkState => Some(link_state_answer(destination, &spf_route?, link_state?, mode)),
     }
 }
 
@@ -310,7 +389,7 @@ fn link_state_answer(
             latency_us: spf_route.latency_us,
             reliability: spf_route.reliability,
         },
-        tags: Arc::from([]),
+        tags: runtime.destination_route(destination).map_or_else(|| Arc::from([]), |route| tags(&route.tags)),
         local: false,
         signed: runtime.signatures_required(),
         stale: false,
@@ -326,6 +405,10 @@ pub struct ExplainAnswer {
     pub path_vector: Option<SelectionTrace>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_state: Option<RouteExplanation>,
+    /// When some node advertises `destination` as a name: every offer of
+    /// it and why the chosen ones won.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_state_destination: Option<DestinationExplanation>,
     /// The protocol `GET /routes/{destination}` answers from; absent when
     /// there is no route under the mode.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -341,7 +424,11 @@ pub fn explain_route(
     link_state: Option<&LinkStateRuntime>,
 ) -> Option<ExplainAnswer> {
     let explanation = link_state.map(|runtime| runtime.explain(destination));
-    let link_state_knows = explanation.as_ref().is_some_and(|e| e.route.is_some() || !e.candidates.is_empty());
+    let named = link_state
+        .map(|runtime| runtime.explain_destination(destination))
+        .filter(|e| e.route.is_some() || !e.offers.is_empty());
+    let link_state_knows =
+        explanation.as_ref().is_some_and(|e| e.route.is_some() || !e.candidates.is_empty()) || named.is_some();
     if trace.is_none() && !link_state_knows {
         return None;
     }
@@ -350,7 +437,12 @@ pub fn explain_route(
         mode: link_state.map_or(RoutingMode::PathVector, LinkStateRuntime::mode),
         path_vector: trace,
         link_state: explanation,
+        link_state_destination: named,
     })
+}
+
+fn tags(tags: &[Tag]) -> Arc<[Tag]> {
+    tags.iter().cloned().collect()
 }
 
 fn log_output(output: &LinkStateOutput) {
@@ -359,6 +451,25 @@ fn log_output(output: &LinkStateOutput) {
     }
     for change in &output.route_changes {
         log_route_change(change);
+    }
+    for change in &output.destination_changes {
+        log_destination_change(change);
+    }
+}
+
+fn log_destination_change(change: &DestinationRouteChange) {
+    match change {
+        DestinationRouteChange::Added { route } | DestinationRouteChange::Changed { new: route, .. } => {
+            let hops: Vec<&str> = route.next_hops.iter().map(NodeId::as_str).collect();
+            let via: Vec<&str> = route.via.iter().map(NodeId::as_str).collect();
+            tracing::info!(
+                target: "fabric::link_state", destination = %route.destination, next_hops = ?hops, via = ?via,
+                cost = route.cost, "link-state destination route selected"
+            );
+        }
+        DestinationRouteChange::Removed { route } => tracing::info!(
+            target: "fabric::link_state", destination = %route.destination, "link-state destination route lost"
+        ),
     }
 }
 
@@ -374,6 +485,7 @@ fn log_event(event: &LinkStateEvent) {
         | LinkStateEvent::SpfSkipped { .. } => tracing::debug!(target: "fabric::link_state", %detail, "link-state"),
         LinkStateEvent::UpdateRejected { .. }
         | LinkStateEvent::LocalLinkRefused { .. }
+        | LinkStateEvent::LocalDestinationRefused { .. }
         | LinkStateEvent::ConfigRejected { .. } => tracing::warn!(target: "fabric::link_state", %detail, "link-state"),
         _ => tracing::info!(target: "fabric::link_state", %detail, "link-state"),
     }
@@ -504,5 +616,64 @@ mod tests {
         assert_eq!(status.snapshot.lsdb_entries[&AreaId::from("backbone")], 1);
         let flushes = runtime.shutdown(now);
         assert!(flushes.iter().all(|s| s.update.is_flush()) && flushes.len() == 3);
+    }
+
+    fn originate(destination: &str, cost: u32, tags: &[&str]) -> fabric_core::config::LocalRoute {
+        fabric_core::config::LocalRoute {
+            destination: destination.into(),
+            cost,
+            latency_us: 0,
+            reliability: 1.0,
+            tags: tags.iter().map(|t| Tag::from(*t)).collect(),
+        }
+    }
+
+    #[test]
+    fn originate_entries_are_advertised_and_other_nodes_destinations_are_answered_by_link_state() {
+        let mut config = config(RoutingMode::LinkStateOnly);
+        config.originate = vec![originate("mine", 3, &["eu"])];
+        let mut runtime = LinkStateRuntime::from_config(&config, None).unwrap();
+        let now = Timestamp(1_000_000);
+        let sent = runtime.flush(now, local_links(&config, |id| id.as_str() == "a"));
+        let advertised: Vec<(&str, u32)> =
+            sent[0].update.destinations.iter().map(|d| (d.name.as_str(), d.metric)).collect();
+        assert_eq!(advertised, [("mine", 3)]);
+
+        // a serves cluster-x (metric 2): one hop of cost 1, then the metric.
+        let update = LinkStateUpdate {
+            origin: NodeId::from("a"),
+            area: AreaId::from("backbone"),
+            sequence: 1,
+            ttl_ms: 60_000,
+            links: vec![fabric_link_state::LinkAdvert {
+                neighbor: NodeId::from("me"),
+                cost: 1,
+                latency_us: 100,
+                reliability: 1.0,
+            }],
+            summary: None,
+            destinations: vec![fabric_link_state::DestinationAdvert {
+                name: "cluster-x".into(),
+                metric: 2,
+                tags: vec![Tag::from("gpu")],
+            }],
+            signature: None,
+        };
+        runtime.received(&NodeId::from("a"), vec![update]);
+        runtime.flush(now, local_links(&config, |id| id.as_str() == "a"));
+        let answer = answer_route("cluster-x", None, Some(&runtime)).expect("link-state answers the name");
+        assert_eq!((answer.chosen_by, answer.route.metrics.cost), (Protocol::LinkState, 3));
+        assert_eq!(answer.next_hops, [NodeId::from("a")]);
+        assert_eq!(answer.route.path, [NodeId::from("a")]);
+        assert_eq!(&*answer.route.tags, [Tag::from("gpu")]);
+        let explained = explain_route("cluster-x", None, None, Some(&runtime)).expect("explained");
+        assert_eq!(explained.chosen_by, Some(Protocol::LinkState));
+        assert_eq!(explained.link_state_destination.expect("named").offers.len(), 1);
+
+        // A live config that drops the originate entry re-originates without it.
+        config.originate.clear();
+        runtime.reconfigure(&config, None);
+        let sent = runtime.flush(now, local_links(&config, |id| id.as_str() == "a"));
+        assert!(sent.iter().any(|s| s.update.origin.as_str() == "me" && s.update.destinations.is_empty()));
     }
 }

@@ -179,7 +179,23 @@ pub fn link_state_wire_size(update: &LinkStateUpdate) -> u64 {
                 .iter()
                 .map(|entry| FIELD + strings([entry.destination.as_str(), entry.source_area.as_str()]) + metrics)
                 .sum::<u64>()
+            + summary
+                .destinations
+                .iter()
+                .map(|entry| {
+                    FIELD
+                        + strings([entry.name.as_str(), entry.source_area.as_str()])
+                        + 6
+                        + strings(entry.tags.iter().map(|tag| tag.as_str()))
+                })
+                .sum::<u64>()
     });
+    // name, metric, tags
+    let destinations: u64 = update
+        .destinations
+        .iter()
+        .map(|d| FIELD + strings([d.name.as_str()]) + 6 + strings(d.tags.iter().map(|tag| tag.as_str())))
+        .sum();
     // sequence, TTL
     FRAME
         + strings([update.origin.as_str(), update.area.as_str()])
@@ -187,6 +203,7 @@ pub fn link_state_wire_size(update: &LinkStateUpdate) -> u64 {
         + 6
         + links
         + summary
+        + destinations
         + signature(update.signature.as_ref())
 }
 
@@ -195,7 +212,7 @@ mod tests {
     use super::*;
     use fabric_core::message::{RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm};
     use fabric_core::wire;
-    use fabric_link_state::{AreaSummary, LinkAdvert, SummaryEntry};
+    use fabric_link_state::{AreaSummary, DestinationAdvert, LinkAdvert, SummaryDestination, SummaryEntry};
 
     fn announcement(path: usize, tags: usize, signed: bool) -> Message {
         Message::Announcement(RouteAnnouncement {
@@ -256,7 +273,16 @@ mod tests {
                     latency_us: 1,
                     reliability: 1.0,
                 }],
+                destinations: vec![SummaryDestination {
+                    name: "edge-svc".into(),
+                    source_area: "edge".into(),
+                    cost: 4,
+                    tags: vec!["t1".into(), "t2".into()],
+                }],
             }),
+            destinations: (0..4)
+                .map(|i| DestinationAdvert { name: format!("svc-{i}").into(), metric: 7, tags: vec!["eu".into()] })
+                .collect(),
             signature: None,
         };
         let mut buf = Vec::new();
