@@ -1,15 +1,21 @@
 //! Properties of SPF on random connected graphs: costs and the complete
 //! sets of equal-cost next hops equal a brute-force oracle, the cap keeps
-//! the lowest ids, and explained paths are real shortest paths.
+//! the lowest ids, explained paths are real shortest paths, and routes to
+//! destination names pick the cheapest serving nodes (cost plus metric)
+//! with the union of their next hops.
 //!
 //! Costs are drawn from 1..=3 (and may differ per direction) so that ties,
 //! and therefore multipath, are the common case rather than the exception.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fabric_core::NodeId;
-use fabric_link_state::Topology;
+use fabric_core::time::Timestamp;
+use fabric_core::{DestinationId, NodeId, Tag};
 use fabric_link_state::spf::shortest_paths;
+use fabric_link_state::{
+    AreaId, DestinationAdvert, LinkAdvert, LinkStateConfig, LinkStateInput, LinkStateRouter, LinkStateUpdate,
+    LocalDestination, LocalLink, Topology,
+};
 use proptest::prelude::*;
 
 /// A connected graph: node names (shuffled, so index order is not id
@@ -154,5 +160,89 @@ proptest! {
                 prop_assert_eq!(Some(cost), spf.cost(node));
             }
         }
+    }
+
+    #[test]
+    fn destination_routes_take_the_cheapest_servers_and_pool_their_next_hops(
+        graph in graph(40),
+        served in prop::collection::vec(prop::collection::vec((0usize..4, 0u32..=3), 0..=2), 40),
+    ) {
+        let n = graph.names.len();
+        // Each node's links: the cheapest edge per neighbor, no self links.
+        let mut links: Vec<BTreeMap<usize, u32>> = vec![BTreeMap::new(); n];
+        for &(a, b, cost) in &graph.edges {
+            if a != b {
+                let entry = links[a].entry(b).or_insert(cost);
+                *entry = (*entry).min(cost);
+            }
+        }
+        // Each node serves a few of d0..d3, each name once with its metric.
+        let destinations: Vec<BTreeMap<String, u32>> = (0..n)
+            .map(|node| served[node].iter().map(|&(name, metric)| (format!("d{name}"), metric)).collect())
+            .collect();
+        let area = AreaId::from("backbone");
+        let name = |index: usize| NodeId::from(graph.names[index].as_str());
+        let source = graph.source;
+        let config = LinkStateConfig { max_paths: 64, ..LinkStateConfig::default() };
+        let mut router = LinkStateRouter::new(name(source), config).unwrap();
+        let now = Timestamp(1_000_000);
+        let local: Vec<LocalLink> = links[source]
+            .iter()
+            .map(|(&to, &cost)| LocalLink { neighbor: name(to), area: area.clone(), cost, latency_us: 1, reliability: 1.0 })
+            .collect();
+        let mine: Vec<LocalDestination> = destinations[source]
+            .iter()
+            .map(|(d, &metric)| LocalDestination { name: DestinationId::from(d.as_str()), metric, tags: vec![Tag::from("t")] })
+            .collect();
+        let mut inputs = vec![LinkStateInput::LocalDestinations(mine), LinkStateInput::LocalLinksChanged { links: local }];
+        let from = name(*links[source].keys().next().expect("connected"));
+        for node in (0..n).filter(|&node| node != source) {
+            let update = LinkStateUpdate {
+                origin: name(node),
+                area: area.clone(),
+                sequence: 1,
+                ttl_ms: 600_000,
+                links: links[node]
+                    .iter()
+                    .map(|(&to, &cost)| LinkAdvert { neighbor: name(to), cost, latency_us: 1, reliability: 1.0 })
+                    .collect(),
+                summary: None,
+                destinations: destinations[node]
+                    .iter()
+                    .map(|(d, &metric)| DestinationAdvert { name: DestinationId::from(d.as_str()), metric, tags: Vec::new() })
+                    .collect(),
+                signature: None,
+            };
+            inputs.push(LinkStateInput::UpdateReceived { from: from.clone(), update });
+        }
+        router.handle_batch(inputs, now);
+
+        // Oracle: per name not served by the source, the minimum over
+        // serving nodes of distance plus metric, and the union of the first
+        // hops toward every serving node that achieves it.
+        let nodes = oracle(&graph);
+        let mut expected: BTreeMap<String, (u64, BTreeSet<String>)> = BTreeMap::new();
+        for node in (0..n).filter(|&node| node != source) {
+            let Some((distance, hops)) = nodes.get(&graph.names[node]) else { continue };
+            for (d, &metric) in &destinations[node] {
+                if destinations[source].contains_key(d) {
+                    continue;
+                }
+                let cost = distance + u64::from(metric);
+                let entry = expected.entry(d.clone()).or_insert((cost, BTreeSet::new()));
+                if cost < entry.0 {
+                    *entry = (cost, BTreeSet::new());
+                }
+                if cost == entry.0 {
+                    entry.1.extend(hops.iter().cloned());
+                }
+            }
+        }
+        let actual: BTreeMap<String, (u64, BTreeSet<String>)> = router
+            .destination_routes()
+            .iter()
+            .map(|(d, route)| (d.to_string(), (route.cost, route.next_hops.iter().map(|h| h.to_string()).collect())))
+            .collect();
+        prop_assert_eq!(actual, expected);
     }
 }
