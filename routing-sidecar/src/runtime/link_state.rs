@@ -51,8 +51,12 @@ pub fn local_links(config: &SidecarConfig, is_up: impl Fn(&NodeId) -> bool) -> V
 }
 
 /// The destinations this node advertises: its `originate` entries, with
-/// their cost as the metric.
+/// their cost as the metric; none when `linkState.advertiseDestinations`
+/// is off.
 pub fn local_destinations(config: &SidecarConfig) -> Vec<LocalDestination> {
+    if config.link_state.as_ref().is_some_and(|link_state| !link_state.advertise_destinations) {
+        return Vec::new();
+    }
     config
         .originate
         .iter()
@@ -670,7 +674,16 @@ mod tests {
         assert_eq!(explained.chosen_by, Some(Protocol::LinkState));
         assert_eq!(explained.link_state_destination.expect("named").offers.len(), 1);
 
-        // A live config that drops the originate entry re-originates without it.
+        // Turning advertising off withdraws the names, as does a live config
+        // that drops the originate entry.
+        config.link_state.as_mut().unwrap().advertise_destinations = false;
+        runtime.reconfigure(&config, None);
+        let sent = runtime.flush(now, local_links(&config, |id| id.as_str() == "a"));
+        assert!(sent.iter().any(|s| s.update.origin.as_str() == "me" && s.update.destinations.is_empty()));
+        config.link_state.as_mut().unwrap().advertise_destinations = true;
+        runtime.reconfigure(&config, None);
+        let sent = runtime.flush(now, local_links(&config, |id| id.as_str() == "a"));
+        assert!(sent.iter().any(|s| s.update.origin.as_str() == "me" && s.update.destinations.len() == 1));
         config.originate.clear();
         runtime.reconfigure(&config, None);
         let sent = runtime.flush(now, local_links(&config, |id| id.as_str() == "a"));

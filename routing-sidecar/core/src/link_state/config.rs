@@ -78,6 +78,13 @@ pub struct LinkStateConfig {
     /// Refuse unsigned updates and updates signed by unknown keys. Default
     /// false (a bad signature is refused either way).
     pub require_signatures: bool,
+    /// Advertise the destinations this node serves in its updates. Default
+    /// true. Nodes that predate destinations cannot verify an update that
+    /// carries them, so set it to false on every node for a rolling upgrade
+    /// from such a version, and back once all run the new one. Left out of
+    /// the serialized config at its default, for the same reason.
+    #[serde(skip_serializing_if = "is_true")]
+    pub advertise_destinations: bool,
     /// The area graph. Areas a node has links in but that are not listed
     /// here have no parents (nothing is summarized out of them).
     pub areas: Vec<AreaConfig>,
@@ -115,9 +122,23 @@ pub struct LinkStateLimits {
     /// together. Default 4096.
     pub max_summary_entries_per_update: usize,
     /// Destinations an origin advertises in one update. Default 4096.
+    /// Left out of the serialized config at its default, so a config
+    /// compiled for sidecars that predate the knob (which refuse unknown
+    /// fields) stays readable by them, and its version hash stays the same.
+    #[serde(skip_serializing_if = "is_default_max_destinations")]
     pub max_destinations_per_update: usize,
     /// Origins stored per area. Default 65536.
     pub max_lsdb_entries_per_area: usize,
+}
+
+const DEFAULT_MAX_DESTINATIONS_PER_UPDATE: usize = 4096;
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn is_default_max_destinations(value: &usize) -> bool {
+    *value == DEFAULT_MAX_DESTINATIONS_PER_UPDATE
 }
 
 impl Default for LinkStateLimits {
@@ -125,7 +146,7 @@ impl Default for LinkStateLimits {
         Self {
             max_links_per_update: 1024,
             max_summary_entries_per_update: 4096,
-            max_destinations_per_update: 4096,
+            max_destinations_per_update: DEFAULT_MAX_DESTINATIONS_PER_UPDATE,
             max_lsdb_entries_per_area: 65_536,
         }
     }
@@ -141,6 +162,7 @@ impl Default for LinkStateConfig {
             max_ttl: Duration::from_secs(3600),
             flush_hold: Duration::from_secs(60),
             require_signatures: false,
+            advertise_destinations: true,
             areas: Vec::new(),
             summary_filters: Vec::new(),
             max_summary_entries: None,
@@ -355,6 +377,24 @@ summaryFilters:
     }
 
     #[test]
+    fn the_destination_knobs_are_written_only_when_set() {
+        // Sidecars that predate the knob refuse unknown fields: at its
+        // default it is left out, as before it existed.
+        let json = serde_json::to_value(LinkStateConfig::default()).unwrap();
+        assert!(json["limits"].get("maxDestinationsPerUpdate").is_none(), "{json}");
+        let config = LinkStateConfig::from_yaml("limits: {maxDestinationsPerUpdate: 7}").unwrap();
+        assert_eq!(config.limits.max_destinations_per_update, 7);
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["limits"]["maxDestinationsPerUpdate"], 7);
+
+        let json = serde_json::to_value(LinkStateConfig::default()).unwrap();
+        assert!(json.get("advertiseDestinations").is_none(), "{json}");
+        let config = LinkStateConfig::from_yaml("advertiseDestinations: false").unwrap();
+        assert!(!config.advertise_destinations);
+        assert_eq!(serde_json::to_value(&config).unwrap()["advertiseDestinations"], false);
+    }
+
+    #[test]
     fn each_rule_names_its_field() {
         let mut config = LinkStateConfig { max_paths: 0, ..Default::default() };
         assert_eq!(field_of(&config), "maxPaths");
@@ -367,6 +407,9 @@ summaryFilters:
         config = LinkStateConfig::default();
         config.limits.max_lsdb_entries_per_area = 0;
         assert_eq!(field_of(&config), "limits.maxLsdbEntriesPerArea");
+        config = LinkStateConfig::default();
+        config.limits.max_destinations_per_update = 0;
+        assert_eq!(field_of(&config), "limits.maxDestinationsPerUpdate");
 
         let area = |id: &str, parents: &[&str]| AreaConfig {
             id: AreaId::from(id),
