@@ -6,8 +6,8 @@ mod link_state_sim;
 
 use std::collections::BTreeSet;
 
-use fabric_core::NodeId;
-use fabric_link_state::{AreaId, AreaPair, LinkStateConfig, RouteScope};
+use fabric_core::{DestinationId, NodeId};
+use fabric_link_state::{AreaId, AreaPair, LinkStateConfig, LinkStateInput, LocalDestination, RouteScope};
 use link_state_sim::LinkStateNet;
 
 /// Areas:
@@ -239,4 +239,55 @@ fn every_router_of_an_area_sees_the_same_topology() {
             net.routers().filter_map(|(_, router)| router.topology_fingerprint(&area)).collect();
         assert_eq!(fingerprints.len(), 1, "area {area}: {fingerprints:?}");
     }
+}
+
+fn serve(net: &mut LinkStateNet, node: &str, names: &[(&str, u32)]) {
+    let destinations = names
+        .iter()
+        .map(|(name, metric)| LocalDestination { name: DestinationId::from(*name), metric: *metric, tags: Vec::new() })
+        .collect();
+    net.input(node, LinkStateInput::LocalDestinations(destinations));
+}
+
+fn named_route(net: &LinkStateNet, node: &str, name: &str) -> Option<(u64, RouteScope, Vec<String>)> {
+    net.router(node)
+        .destination_route(&DestinationId::from(name))
+        .map(|route| (route.cost, route.scope, route.next_hops.iter().map(|h| h.to_string()).collect()))
+}
+
+#[test]
+fn destination_names_climb_the_area_graph_through_permitted_filters_only() {
+    let mut net = build(NODES.iter().map(|n| (*n, config())).collect());
+    serve(&mut net, "a2", &[("web", 2)]);
+    serve(&mut net, "b2", &[("web", 0)]);
+    serve(&mut net, "d1", &[("dmz-svc", 0)]);
+    net.run_until_quiet(50);
+
+    // Inside edge-a, a2 serves web: one hop, then its metric.
+    assert_eq!(named_route(&net, "a1", "web"), Some((3, RouteScope::IntraArea, vec!["a2".to_string()])));
+    // abr1 summarizes web at its cheapest (b2 in edge-b, cost 2), abr2 at
+    // cost 1; from c1 both ways cost 3, so all their first hops are used.
+    let expected = vec!["abr1".to_string(), "c2".to_string(), "c3".to_string()];
+    assert_eq!(named_route(&net, "c1", "web"), Some((3, RouteScope::InterArea, expected)));
+    let via: Vec<&str> = net
+        .router("c1")
+        .destination_route(&DestinationId::from("web"))
+        .unwrap()
+        .via
+        .iter()
+        .map(NodeId::as_str)
+        .collect();
+    assert_eq!(via, ["abr1", "abr2"]);
+
+    // Nothing of dmz enters core; partner, dmz's other parent, gets it.
+    assert_eq!(named_route(&net, "c1", "dmz-svc"), None);
+    assert_eq!(named_route(&net, "p1", "dmz-svc"), Some((2, RouteScope::InterArea, vec!["abr2".to_string()])));
+    // Summaries only flow up: edge-a learns nothing of b2's web.
+    let explanation = net.router("a1").explain_destination(&DestinationId::from("web"));
+    assert_eq!(explanation.offers.len(), 1);
+
+    // b2 stops serving web: core falls back to a2's, through abr1 only.
+    serve(&mut net, "b2", &[]);
+    net.run_until_quiet(50);
+    assert_eq!(named_route(&net, "c1", "web"), Some((5, RouteScope::InterArea, vec!["abr1".to_string()])));
 }
