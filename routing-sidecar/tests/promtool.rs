@@ -138,6 +138,8 @@ fn link_state_snapshot() -> LinkStateSnapshot {
         spf_runs_total: 33,
         spf_skipped_total: 70,
         spf_heap_pops_total: 4_000,
+        spf_deferred_total: 12,
+        spf_coalesced_total: 340,
         spf_duration_seconds: spf,
         route_changes_total: 60,
         unverified_signatures_accepted_total: 0,

@@ -99,6 +99,11 @@ pub struct LinkStateCounters {
     pub spf_skipped: u64,
     /// Heap pops over all SPF runs: a clock-free measure of SPF work.
     pub spf_heap_pops: u64,
+    /// Changes whose route computation the SPF throttle scheduled for later
+    /// (one per scheduled computation).
+    pub spf_deferred: u64,
+    /// Changes that joined an already scheduled computation.
+    pub spf_coalesced: u64,
     /// SPF wall time, observed by the IO layer (the router reads no clock).
     pub spf_duration: DurationHistogram,
     pub route_changes: u64,
@@ -158,6 +163,8 @@ pub struct LinkStateSnapshot {
     pub spf_runs_total: u64,
     pub spf_skipped_total: u64,
     pub spf_heap_pops_total: u64,
+    pub spf_deferred_total: u64,
+    pub spf_coalesced_total: u64,
     pub spf_duration_seconds: DurationHistogram,
     pub route_changes_total: u64,
     pub unverified_signatures_accepted_total: u64,
@@ -219,6 +226,8 @@ impl LinkStateSnapshot {
             spf_runs_total: counters.spf_runs,
             spf_skipped_total: counters.spf_skipped,
             spf_heap_pops_total: counters.spf_heap_pops,
+            spf_deferred_total: counters.spf_deferred,
+            spf_coalesced_total: counters.spf_coalesced,
             spf_duration_seconds: counters.spf_duration.clone(),
             route_changes_total: counters.route_changes,
             unverified_signatures_accepted_total: counters.unverified_signatures_accepted,

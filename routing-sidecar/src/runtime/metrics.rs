@@ -432,6 +432,18 @@ fn register_link_state(r: &mut Registry, s: &LinkStateSnapshot) {
         "Link-state database changes that changed no link, so SPF was not run",
         s.spf_skipped_total,
     );
+    counter(
+        r,
+        "spf_deferred",
+        "Link-state changes whose route computation the SPF throttle scheduled for later",
+        s.spf_deferred_total,
+    );
+    counter(
+        r,
+        "spf_coalesced",
+        "Link-state changes that joined a route computation already scheduled by the SPF throttle",
+        s.spf_coalesced_total,
+    );
     r.register_with_unit(
         "link_state_spf_duration",
         "Wall time of the router calls that ran SPF, route table rebuild included",
@@ -629,6 +641,8 @@ mod tests {
             spf_runs_total: 419,
             spf_skipped_total: 420,
             spf_heap_pops_total: 421,
+            spf_deferred_total: 5,
+            spf_coalesced_total: 17,
             spf_duration_seconds: spf,
             route_changes_total: 422,
             unverified_signatures_accepted_total: 423,
