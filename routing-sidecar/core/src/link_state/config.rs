@@ -91,6 +91,9 @@ pub struct LinkStateConfig {
     pub limits: LinkStateLimits,
     /// When route computation runs after the database changes (initial
     /// delay, hold, maximum wait; see `fabric_link_state::spf_throttle`).
+    /// Left out of the text at its default, so that a config the operator
+    /// compiles stays readable by sidecars that predate the knob.
+    #[serde(skip_serializing_if = "SpfThrottleConfig::is_default")]
     pub spf_throttle: SpfThrottleConfig,
 }
 
@@ -338,6 +341,10 @@ const MAX_WAIT_LIMIT: Duration = Duration::from_secs(60);
 impl SpfThrottleConfig {
     /// No throttling: every change is computed in the call that brought it.
     pub const IMMEDIATE: Self = Self { initial_delay: Duration::ZERO, hold: Duration::ZERO, max_wait: Duration::ZERO };
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 
     /// Checks the knobs; field names are relative to the link-state section.
     pub fn validate(&self) -> Result<(), LinkStateConfigError> {
