@@ -142,4 +142,15 @@ mod tests {
         assert_eq!(*h.buckets.last().unwrap(), 2);
         assert_eq!(h.count, 2);
     }
+
+    #[test]
+    fn docs_match_the_metric_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+        let docs = std::fs::read_to_string(path).expect("docs/metrics.md");
+        let section = docs.split_once("\n## Operator\n").expect("an Operator section").1;
+        let section = section.split_once("\n## ").map_or(section, |(operator, _)| operator);
+        let defs: Vec<fabric_io::metric_table::Def> = OPERATOR_METRICS.iter().map(|m| m.def).collect();
+        let problems = fabric_io::metric_table::docs_mismatches(&defs, PREFIX, section, None);
+        assert!(problems.is_empty(), "docs/metrics.md disagrees with the metric table:\n{}", problems.join("\n"));
+    }
 }

@@ -384,6 +384,97 @@ fn observe_samples<T>(
     }
 }
 
+/// Where a metrics document disagrees with a table: the binaries' doc
+/// tests call this with their table and their part of `docs/metrics.md`.
+///
+/// `prometheus_rows` holds Markdown rows `| \`family\` | type | labels | ...`
+/// and `otlp_rows` (when the binary exports OTLP) rows `| \`otlp name\` |
+/// instrument | \`unit\` | attributes | \`Prometheus name\` |`. Every metric
+/// must have its rows, with the kind, labels and unit of the table, and
+/// every row must name a metric of the table.
+pub fn docs_mismatches(defs: &[Def], prefix: &str, prometheus_rows: &str, otlp_rows: Option<&str>) -> Vec<String> {
+    fn rows(text: &str) -> Vec<Vec<&str>> {
+        text.lines().filter(|l| l.starts_with("| `")).map(|l| l.split('|').map(str::trim).skip(1).collect()).collect()
+    }
+    fn quoted(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, problem: String| {
+        if !ok {
+            problems.push(problem);
+        }
+    };
+    let prometheus = rows(prometheus_rows);
+    let otlp = otlp_rows.map(rows).unwrap_or_default();
+    let mut families = Vec::new();
+    let mut instruments = Vec::new();
+    for def in defs {
+        let family = def.prometheus_family(prefix);
+        let want_type = match def.kind {
+            Kind::Counter => "counter",
+            Kind::UpDownCounter | Kind::Gauge => "gauge",
+            Kind::Histogram { .. } => "histogram",
+            Kind::Info => "gauge (OpenMetrics: info)",
+        };
+        match prometheus.iter().find(|row| quoted(row[0]) == [family.as_str()]) {
+            None => check(false, format!("no row for `{family}`")),
+            Some(row) => {
+                check(row.get(1) == Some(&want_type), format!("`{family}`: type {:?}, not {want_type:?}", row.get(1)));
+                let labels: Vec<&str> = row
+                    .get(2)
+                    .map(|cell| quoted(cell))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|l| *l != "le" && *l != "_bucket")
+                    .collect();
+                check(labels == def.labels, format!("`{family}`: labels {labels:?}, not {:?}", def.labels));
+            }
+        }
+        if otlp_rows.is_some() {
+            for (index, (name, unit, _)) in def.otlp_instruments().into_iter().enumerate() {
+                let (want_instrument, prometheus_name) = match (def.kind, index) {
+                    (Kind::Histogram { .. }, 0) => ("counter", format!("{family}_count")),
+                    (Kind::Histogram { .. }, _) => ("counter (float)", format!("{family}_sum")),
+                    (Kind::UpDownCounter, _) => ("up-down counter", family.clone()),
+                    (Kind::Gauge, _) => ("gauge", family.clone()),
+                    _ => ("counter", family.clone()),
+                };
+                match otlp.iter().find(|row| quoted(row[0]) == [name.as_str()]) {
+                    None => check(false, format!("no OTLP row for `{name}`")),
+                    Some(row) => {
+                        let cell = |i: usize| row.get(i).copied().unwrap_or_default();
+                        check(
+                            cell(1) == want_instrument,
+                            format!("`{name}`: instrument {:?}, not {want_instrument:?}", cell(1)),
+                        );
+                        check(quoted(cell(2)) == [unit], format!("`{name}`: unit {:?}, not {unit:?}", cell(2)));
+                        check(
+                            quoted(cell(3)) == def.labels,
+                            format!("`{name}`: attributes {:?}, not {:?}", cell(3), def.labels),
+                        );
+                        check(
+                            quoted(cell(4)) == [prometheus_name.as_str()],
+                            format!("`{name}`: Prometheus {:?}, not {prometheus_name:?}", cell(4)),
+                        );
+                    }
+                }
+                instruments.push(name);
+            }
+        }
+        families.push(family);
+    }
+    for row in &prometheus {
+        let name = quoted(row[0]).concat();
+        check(families.contains(&name), format!("row `{name}` is not a metric of the table"));
+    }
+    for row in &otlp {
+        let name = quoted(row[0]).concat();
+        check(instruments.contains(&name), format!("OTLP row `{name}` is not an instrument of the table"));
+    }
+    problems
+}
+
 /// One data point an OTLP export carries, as [`collect_otlp`] returns it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtlpPoint {
@@ -406,8 +497,9 @@ pub fn collect_otlp(register: impl FnOnce(&Meter)) -> Vec<OtlpPoint> {
     let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(reader).build();
     register(&provider.meter("collect"));
     provider.force_flush().expect("in-process metric export");
+    // Taken before the shutdown, which exports once more.
+    let collected = std::mem::take(&mut *points.lock().unwrap_or_else(PoisonError::into_inner));
     let _ = provider.shutdown();
-    let collected = points.lock().unwrap_or_else(PoisonError::into_inner).clone();
     collected
 }
 
@@ -587,5 +679,35 @@ mod tests {
         assert!(Reading::Info(vec![]).check(counter).is_err());
         assert!(Reading::by_label([("x", 1)]).check(counter).is_err());
         assert!(Reading::by_label([("x", 1)]).check(&TABLE[2].def).is_ok());
+    }
+
+    #[test]
+    fn docs_mismatches_finds_missing_wrong_and_unknown_rows() {
+        let defs: Vec<Def> = TABLE.iter().map(|m| m.def).collect();
+        let good = "\
+| `test_build_info` | gauge (OpenMetrics: info) | `version` | x |
+| `test_messages_sent_total` | counter | — | x |
+| `test_queued_bytes` | gauge | `peer` | x |
+| `test_up` | gauge | — | x |
+| `test_wait_seconds` | histogram | `le` on `_bucket` | x |
+";
+        let otlp = "\
+| `test.messages.sent` | counter | `{message}` | — | `test_messages_sent_total` |
+| `test.queued` | up-down counter | `By` | `peer` | `test_queued_bytes` |
+| `test.up` | gauge | `1` | — | `test_up` |
+| `test.wait.count` | counter | `{wait}` | — | `test_wait_seconds_count` |
+| `test.wait.time` | counter (float) | `s` | — | `test_wait_seconds_sum` |
+";
+        assert_eq!(docs_mismatches(&defs, "test", good, Some(otlp)), Vec::<String>::new());
+        let wrong =
+            good.replace("| `test_queued_bytes` | gauge | `peer` |", "| `test_queued_bytes` | counter | `node` |");
+        assert_eq!(docs_mismatches(&defs, "test", &wrong, Some(otlp)).len(), 2, "type and labels");
+        let missing = good.replace("| `test_up` | gauge | — | x |\n", "| `test_down` | gauge | — | x |\n");
+        assert_eq!(
+            docs_mismatches(&defs, "test", &missing, None),
+            ["no row for `test_up`", "row `test_down` is not a metric of the table"]
+        );
+        let otlp_unit = otlp.replace("`{wait}`", "`{waits}`");
+        assert_eq!(docs_mismatches(&defs, "test", good, Some(&otlp_unit)).len(), 1);
     }
 }

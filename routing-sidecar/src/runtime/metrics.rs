@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(test)]
+use fabric_io::metric_table::Kind;
 use fabric_io::metric_table::{Def, Metric, Reading, register_prometheus};
 pub use fabric_io::prometheus::MetricsFormat;
 use fabric_io::prometheus::encode;
@@ -965,13 +967,128 @@ mod tests {
     }
 
     #[test]
-    fn docs_list_every_metric() {
+    fn docs_match_the_metric_table() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
         let docs = std::fs::read_to_string(path).expect("docs/metrics.md");
-        let link_state = link_state_snapshot();
-        let text = render_full(&empty_snapshot(), &[], Some(&link_state), MetricsFormat::PrometheusText);
-        for (name, _) in type_lines(&text) {
-            assert!(docs.contains(&format!("`{name}`")), "docs/metrics.md does not document `{name}`");
+        let (sidecar, rest) = docs.split_once("\n## Operator\n").expect("an Operator section");
+        let otlp = rest.split_once("\n## OTLP export\n").expect("an OTLP export section").1;
+        let otlp = otlp.split_once("\n### Metrics\n").expect("a Metrics part of the OTLP export section").1;
+        let defs: Vec<Def> =
+            NODE_METRICS.iter().map(|m| m.def).chain(LINK_STATE_METRICS.iter().map(|m| m.def)).collect();
+        let problems = fabric_io::metric_table::docs_mismatches(&defs, PREFIX, sidecar, Some(otlp));
+        assert!(problems.is_empty(), "docs/metrics.md disagrees with the metric table:\n{}", problems.join("\n"));
+    }
+
+    /// `(labels sorted by name, value)` of every sample named `name`.
+    fn samples(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let (sample, labels) =
+                    series.split_once('{').map_or((series, ""), |(n, rest)| (n, rest.trim_end_matches('}')));
+                (sample == name).then_some((labels, value))
+            })
+            .map(|(labels, value)| {
+                let mut pairs: Vec<(String, String)> = labels
+                    .split(',')
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (key, value) = pair.split_once('=').expect("label=value");
+                        (key.to_owned(), value.trim_matches('"').to_owned())
+                    })
+                    .collect();
+                pairs.sort();
+                (pairs, value.parse().expect("a number"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_prometheus_family_has_otlp_instruments_with_the_same_help_and_values() {
+        struct Owned {
+            stats: StatsSnapshot,
+            peers: Vec<PeerMetrics>,
+            link_state: LinkStateSnapshot,
+            session_ends: BTreeMap<&'static str, u64>,
         }
+        let owned = std::sync::Arc::new(Owned {
+            stats: populated_snapshot(),
+            peers: peers(),
+            link_state: link_state_snapshot(),
+            session_ends: BTreeMap::from([("eof", 5), ("rate_limited", 6)]),
+        });
+        fn input(o: &Owned) -> MetricsInput<'_> {
+            MetricsInput {
+                stats: &o.stats,
+                peers: &o.peers,
+                node_id: "node-a",
+                config_version: Some("v7"),
+                config_applied_total: 301,
+                config_rejected_total: 302,
+                link_state: Some(&o.link_state),
+                session_ends: &o.session_ends,
+            }
+        }
+        let text = render(&input(&owned), MetricsFormat::PrometheusText);
+        let points = fabric_io::metric_table::collect_otlp(|meter| {
+            let node = owned.clone();
+            fabric_io::metric_table::register_otlp(meter, NODE_METRICS, move |read: &NodeRead| {
+                Some(read(&input(&node)))
+            });
+            let link_state = owned.clone();
+            fabric_io::metric_table::register_otlp(meter, LINK_STATE_METRICS, move |read: &LinkStateRead| {
+                Some(read(&link_state.link_state))
+            });
+        });
+
+        let defs: Vec<Def> =
+            NODE_METRICS.iter().map(|m| m.def).chain(LINK_STATE_METRICS.iter().map(|m| m.def)).collect();
+        let rendered: Vec<&str> = type_lines(&text).into_iter().map(|(name, _)| name).collect();
+        let from_table: Vec<String> = defs.iter().map(|def| def.prometheus_family(PREFIX)).collect();
+        assert_eq!(rendered, from_table, "the rendered families are the table's, in its order");
+
+        let helps: BTreeMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .map(|rest| rest.split_once(' ').expect("# HELP name text"))
+            .collect();
+        let mut checked = 0;
+        for def in &defs {
+            let family = def.prometheus_family(PREFIX);
+            let help = helps[family.as_str()].strip_suffix('.').expect("help ends with a full stop");
+            let Some(otlp) = def.otlp_name else {
+                assert_eq!(def.kind, Kind::Info, "{family} has no OTLP name");
+                continue;
+            };
+            let instrument = |name: &str| -> Vec<&fabric_io::metric_table::OtlpPoint> {
+                points.iter().filter(|p| p.metric == name).collect()
+            };
+            let same_points = |otlp_name: &str, prometheus_sample: &str| {
+                let mut otlp_points: Vec<(Vec<(String, String)>, f64)> =
+                    instrument(otlp_name).iter().map(|p| (p.attributes.clone(), p.value)).collect();
+                let mut prometheus = samples(&text, prometheus_sample);
+                otlp_points.sort_by(|a, b| a.0.cmp(&b.0));
+                prometheus.sort_by(|a, b| a.0.cmp(&b.0));
+                assert_eq!(otlp_points, prometheus, "{otlp_name} vs {prometheus_sample}");
+            };
+            if let Kind::Histogram { .. } = def.kind {
+                for (suffix, sample) in [("count", "_count"), ("time", "_sum")] {
+                    let name = format!("{otlp}.{suffix}");
+                    let first = instrument(&name);
+                    assert!(!first.is_empty(), "no {name}");
+                    assert!(first[0].description.starts_with(help), "{name}: {:?} vs {help:?}", first[0].description);
+                    same_points(&name, &format!("{family}{sample}"));
+                }
+            } else {
+                let first = instrument(otlp);
+                assert!(!first.is_empty(), "no OTLP points for {otlp} ({family})");
+                assert_eq!(first[0].description, help, "{otlp} vs {family}");
+                assert_eq!(first[0].unit, def.unit, "{otlp}");
+                same_points(otlp, &family);
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, defs.len() - 1, "every family but fabric_node_info");
     }
 }
