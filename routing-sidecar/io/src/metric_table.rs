@@ -1,9 +1,9 @@
 //! One table of metric definitions per binary, read by both exporters.
 //!
-//! Each [`Metric`] says once what a metric is: its Prometheus name, its
-//! OpenTelemetry name, kind, unit, help text, label names, and how to read
-//! its value from the binary's snapshot (`read`, a function the binary
-//! chooses). [`register_prometheus`] renders a table into a
+//! Each [`Metric`] says once what a metric is ([`Def`]: its Prometheus
+//! name, OpenTelemetry name, kind, unit, help text and label names) and how
+//! to read its value from the binary's snapshot (`read`, a function the
+//! binary chooses). [`register_prometheus`] renders a table into a
 //! `prometheus-client` registry at scrape time; [`register_otlp`] turns the
 //! same table into asynchronous OpenTelemetry instruments. So adding a
 //! metric is one entry, and the two exports cannot disagree on help texts,
@@ -53,12 +53,14 @@ pub enum Kind {
 pub struct Def {
     /// Prometheus family name without prefix, `_total` or unit suffix.
     pub name: &'static str,
-    /// OpenTelemetry instrument name (`fabric.routes.active`); `None` only
-    /// for [`Kind::Info`].
+    /// OpenTelemetry instrument name (`fabric.routes.active`); `None`: not
+    /// exported over OTLP (an info metric, or a binary that exports no
+    /// metrics over OTLP).
     pub otlp_name: Option<&'static str>,
     pub kind: Kind,
-    /// UCUM unit as OTLP carries it (`s`, `By`, `1`, `{route}`); `s` and
-    /// `By` also give the Prometheus unit suffix.
+    /// UCUM unit as OTLP carries it (`s`, `By`, `1`, `{route}`), set by
+    /// [`Def::otlp`] (`s` for every histogram); `s` and `By` also give the
+    /// Prometheus unit suffix.
     pub unit: &'static str,
     /// Help text, without a final full stop (the Prometheus registry adds
     /// one); the OTLP description is the same text.
@@ -173,7 +175,7 @@ impl Def {
 pub enum Reading {
     /// One sample without labels (counters, gauges).
     Value(u64),
-    /// One sample per label-value tuple, in the order of `Metric::labels`;
+    /// One sample per label-value tuple, in the order of `Def::labels`;
     /// the series come out in this order.
     Series(Vec<(Vec<String>, u64)>),
     Histogram(HistogramReading),

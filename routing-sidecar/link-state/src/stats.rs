@@ -217,3 +217,38 @@ impl LinkStateSnapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut histogram = Histogram::<SpfDuration>::default();
+        histogram.observe(Duration::from_micros(50));
+        histogram.observe(Duration::from_millis(3));
+        assert_eq!(histogram.count, 2);
+        assert_eq!(histogram.buckets[0], 1);
+        assert_eq!(histogram.buckets[SPF_DURATION_BUCKETS.len() - 1], 2);
+        assert_eq!(histogram.buckets[4], 1, "3 ms is above 2.5 ms");
+    }
+
+    #[test]
+    fn snapshot_serializes_the_spf_histogram_in_camel_case() {
+        let mut counters = LinkStateCounters::default();
+        counters.spf_duration.observe(Duration::from_millis(3));
+        let gauges = LinkStateGauges {
+            lsdb_entries: BTreeMap::new(),
+            topology_fingerprints: BTreeMap::new(),
+            routes_active: 0,
+            exports: BTreeMap::new(),
+        };
+        let json = serde_json::to_value(LinkStateSnapshot::build(&counters, gauges)).expect("json");
+        assert_eq!(
+            json["spfDurationSeconds"],
+            serde_json::json!({"buckets": [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1], "count": 1, "sumSeconds": 0.003})
+        );
+    }
+}
