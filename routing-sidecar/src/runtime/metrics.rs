@@ -137,6 +137,10 @@ fn by_peer(peers: &[PeerMetrics], value: fn(&PeerMetrics) -> u64) -> Reading {
 /// The node's metrics (path-vector engine, configuration, peers), in the
 /// order `/metrics` lists them. Help texts end without a full stop; the
 /// registry adds it.
+///
+/// Adding a metric is one entry here (or in [`LINK_STATE_METRICS`]) plus
+/// its two rows in `docs/metrics.md` (its section's table and the OTLP
+/// table), which `docs_match_the_metric_table` checks.
 pub static NODE_METRICS: &[Metric<NodeRead>] = &[
     Def::info(
         "node",
