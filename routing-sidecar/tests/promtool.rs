@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fabric_core::stats::{Histogram, RejectReason, StatsSnapshot};
-use fabric_link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
+use fabric_link_state::stats::{SummaryExportRefusal, SummaryExportStat};
 use fabric_link_state::{AreaId, ExportCounts, LinkStateSnapshot};
 use fabric_sidecar::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics, render};
 
@@ -106,7 +106,7 @@ fn snapshot(populated: bool) -> StatsSnapshot {
 
 /// A border router's link-state snapshot: two areas, exports, refusals.
 fn link_state_snapshot() -> LinkStateSnapshot {
-    let mut spf = DurationHistogram::default();
+    let mut spf = Histogram::default();
     for micros in [40, 900, 12_000] {
         spf.observe(Duration::from_micros(micros));
     }
