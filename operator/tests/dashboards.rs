@@ -273,8 +273,6 @@ fn link_state_snapshot() -> LinkStateSnapshot {
         updates_sent_total: 900,
         spf_runs_total: 33,
         spf_skipped_total: 70,
-        spf_deferred_total: 3,
-        spf_coalesced_total: 40,
         spf_heap_pops_total: 4_000,
         spf_deferred_total: 12,
         spf_coalesced_total: 340,
