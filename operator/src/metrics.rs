@@ -2,18 +2,22 @@
 //! distributor's counters and state (the same scheme and the same content
 //! negotiation as the sidecar's, from `fabric_io::prometheus`: the
 //! classic text format for promtool and curl, OpenMetrics for Prometheus).
-//! Names are listed in docs/metrics.md, "Operator".
+//! Every metric is one entry of [`OPERATOR_METRICS`] (a
+//! `fabric_io::metric_table`, as the sidecar's); names are listed in
+//! docs/metrics.md, "Operator".
 
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 
+use fabric_io::metric_table::{Def, Metric, Reading, register_prometheus};
 pub use fabric_io::prometheus::MetricsFormat;
-use fabric_io::prometheus::{ConstHistogram, counters, encode, gauges};
+use fabric_io::prometheus::encode;
 
 use crate::distribution::Distributor;
-use crate::distribution::counters::COMPILE_BUCKETS;
+use crate::distribution::counters::Counters;
 use fabric_operator_core::sync_status::{SyncState, sidecars};
+
+/// Prefix of every operator metric name.
+pub const PREFIX: &str = "fabric_operator";
 
 const SYNC_STATES: [(SyncState, &str); 4] = [
     (SyncState::Synced, "synced"),
@@ -22,70 +26,78 @@ const SYNC_STATES: [(SyncState, &str); 4] = [
     (SyncState::NotSent, "not_sent"),
 ];
 
+/// What one render reads: the distributor's counters and state.
+pub struct OperatorSnapshot {
+    pub counters: Counters,
+    /// Signing keys that became active, over every RouteKey.
+    pub key_rotations: u64,
+    pub sidecars_connected: u64,
+    /// Known sidecars per sync state, in the order of `SYNC_STATES`.
+    pub sidecars_by_sync: [u64; SYNC_STATES.len()],
+}
+
+impl OperatorSnapshot {
+    pub fn of(distributor: &Distributor) -> Self {
+        let state = distributor.state();
+        let compilation = distributor.compilation();
+        let listed = sidecars(&compilation, &state);
+        Self {
+            counters: distributor.counters(),
+            key_rotations: distributor.rotation_status().values().map(|r| r.rotations).sum(),
+            sidecars_connected: state.sidecars.values().filter(|s| s.connected).count() as u64,
+            sidecars_by_sync: SYNC_STATES.map(|(sync, _)| listed.iter().filter(|s| s.sync == sync).count() as u64),
+        }
+    }
+}
+
+/// Reads one operator metric from a render's snapshot.
+pub type OperatorRead = fn(&OperatorSnapshot) -> Reading;
+
+/// The operator's metrics, in the order `/metrics` lists them. The
+/// operator exports no metrics over OTLP, so the entries carry no OTLP
+/// names.
+pub static OPERATOR_METRICS: &[Metric<OperatorRead>] = &[
+    Def::counter("reconciles", "Objects compiled, by kind and result (error: not accepted)")
+        .labels(&["kind", "result"])
+        .read(|s| {
+            Reading::Series(
+                s.counters
+                    .reconciles
+                    .iter()
+                    .map(|((kind, result), value)| (vec![(*kind).to_owned(), (*result).to_owned()], *value))
+                    .collect(),
+            )
+        }),
+    Def::counter("config_pushes", "Config snapshots pushed to sidecars").read(|s| s.counters.pushes.into()),
+    Def::counter("config_acks", "Snapshots acknowledged by sidecars").read(|s| s.counters.acks.into()),
+    Def::counter("config_nacks", "Snapshots refused by sidecars").read(|s| s.counters.nacks.into()),
+    Def::counter("config_stale_replies", "ACKs and NACKs ignored because a newer snapshot replaced theirs")
+        .read(|s| s.counters.stale_replies.into()),
+    Def::counter("status_patches", "Status writes to the API server").read(|s| s.counters.status_patches.into()),
+    Def::counter("key_rotations", "Signing keys that became active").read(|s| s.key_rotations.into()),
+    Def::counter("peer_certificates_issued", "Peer TLS certificates issued to sidecars, renewals included")
+        .read(|s| s.counters.peer_certificates_issued.into()),
+    Def::counter("peer_certificate_refusals", "Peer TLS certificate requests refused")
+        .read(|s| s.counters.peer_certificate_refusals.into()),
+    Def::up_down_counter("sidecars_connected", "Sidecars with an open config stream")
+        .read(|s| s.sidecars_connected.into()),
+    Def::up_down_counter("sidecars", "Known sidecars by sync state (synced, stale, nacked, not_sent)")
+        .labels(&["sync"])
+        .read(|s| Reading::by_label(SYNC_STATES.iter().map(|(_, label)| *label).zip(s.sidecars_by_sync))),
+    Def::gauge("leader", "1 while this replica leads (writes status, serves sidecars)")
+        .read(|s| u64::from(s.counters.leader).into()),
+    Def::histogram("compile_duration", "Time to compile every sidecar's config")
+        .read(|s| (&s.counters.compile_duration).into()),
+];
+
 /// Renders the operator's metrics in `format`.
 pub fn render(distributor: &Distributor, format: MetricsFormat) -> String {
-    let counters_now = distributor.counters();
-    let state = distributor.state();
-    let compilation = distributor.compilation();
-    let rotations: u64 = distributor.rotation_status().values().map(|r| r.rotations).sum();
-    let listed = sidecars(&compilation, &state);
-
-    let mut r = Registry::with_prefix("fabric_operator");
-    let counter =
-        |r: &mut Registry, name: &str, help: &str, value: u64| r.register(name, help, ConstCounter::new(value));
-    let gauge = |r: &mut Registry, name: &str, help: &str, value: u64| r.register(name, help, ConstGauge::new(value));
-    let reconciles = counters_now
-        .reconciles
-        .iter()
-        .map(|((kind, result), value)| (vec![("kind", (*kind).to_owned()), ("result", (*result).to_owned())], *value));
-    r.register("reconciles", "Objects compiled, by kind and result (error: not accepted)", counters(reconciles));
-    counter(&mut r, "config_pushes", "Config snapshots pushed to sidecars", counters_now.pushes);
-    counter(&mut r, "config_acks", "Snapshots acknowledged by sidecars", counters_now.acks);
-    counter(&mut r, "config_nacks", "Snapshots refused by sidecars", counters_now.nacks);
-    counter(
-        &mut r,
-        "config_stale_replies",
-        "ACKs and NACKs ignored because a newer snapshot replaced theirs",
-        counters_now.stale_replies,
-    );
-    counter(&mut r, "status_patches", "Status writes to the API server", counters_now.status_patches);
-    counter(&mut r, "key_rotations", "Signing keys that became active", rotations);
-    counter(
-        &mut r,
-        "peer_certificates_issued",
-        "Peer TLS certificates issued to sidecars, renewals included",
-        counters_now.peer_certificates_issued,
-    );
-    counter(
-        &mut r,
-        "peer_certificate_refusals",
-        "Peer TLS certificate requests refused",
-        counters_now.peer_certificate_refusals,
-    );
-    gauge(
-        &mut r,
-        "sidecars_connected",
-        "Sidecars with an open config stream",
-        state.sidecars.values().filter(|s| s.connected).count() as u64,
-    );
-    let by_sync = SYNC_STATES.iter().map(|(sync, label)| {
-        (vec![("sync", (*label).to_owned())], listed.iter().filter(|s| s.sync == *sync).count() as u64)
-    });
-    r.register("sidecars", "Known sidecars by sync state (synced, stale, nacked, not_sent)", gauges(by_sync));
-    gauge(
-        &mut r,
-        "leader",
-        "1 while this replica leads (writes status, serves sidecars)",
-        u64::from(counters_now.leader),
-    );
-    let histogram = &counters_now.compile_duration;
-    r.register_with_unit(
-        "compile_duration",
-        "Time to compile every sidecar's config",
-        Unit::Seconds,
-        ConstHistogram::from_cumulative(COMPILE_BUCKETS, &histogram.cumulative, histogram.count, histogram.sum_seconds),
-    );
-    encode(&r, format)
+    let snapshot = OperatorSnapshot::of(distributor);
+    let mut registry = Registry::with_prefix(PREFIX);
+    for metric in OPERATOR_METRICS {
+        register_prometheus(&mut registry, &metric.def, (metric.read)(&snapshot));
+    }
+    encode(&registry, format)
 }
 
 #[cfg(test)]
@@ -123,11 +135,22 @@ mod tests {
 
     #[test]
     fn the_histogram_is_cumulative() {
-        let mut h = crate::distribution::counters::DurationHistogram::default();
-        h.observe(0.003);
-        h.observe(0.2);
-        assert_eq!(h.cumulative[..3], [0, 0, 1]);
-        assert_eq!(*h.cumulative.last().unwrap(), 2);
+        let mut h = fabric_core::histogram::Histogram::<crate::distribution::counters::CompileDuration>::default();
+        h.observe_seconds(0.003);
+        h.observe_seconds(0.2);
+        assert_eq!(h.buckets[..3], [0, 0, 1]);
+        assert_eq!(*h.buckets.last().unwrap(), 2);
         assert_eq!(h.count, 2);
+    }
+
+    #[test]
+    fn docs_match_the_metric_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+        let docs = std::fs::read_to_string(path).expect("docs/metrics.md");
+        let section = docs.split_once("\n## Operator\n").expect("an Operator section").1;
+        let section = section.split_once("\n## ").map_or(section, |(operator, _)| operator);
+        let defs: Vec<fabric_io::metric_table::Def> = OPERATOR_METRICS.iter().map(|m| m.def).collect();
+        let problems = fabric_io::metric_table::docs_mismatches(&defs, PREFIX, section, None);
+        assert!(problems.is_empty(), "docs/metrics.md disagrees with the metric table:\n{}", problems.join("\n"));
     }
 }

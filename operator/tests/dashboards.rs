@@ -19,7 +19,7 @@ use std::time::Duration;
 mod support;
 
 use fabric_core::stats::{Histogram, RejectReason, StatsSnapshot};
-use fabric_link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
+use fabric_link_state::stats::{SummaryExportRefusal, SummaryExportStat};
 use fabric_link_state::{AreaId, ExportCounts, LinkStateSnapshot};
 use fabric_operator::distribution::{Distributor, DistributorOptions};
 use fabric_sidecar::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics};
@@ -242,7 +242,7 @@ fn sidecar_stats() -> StatsSnapshot {
 
 /// A border router's link-state snapshot: two areas, exports, refusals.
 fn link_state_snapshot() -> LinkStateSnapshot {
-    let mut spf = DurationHistogram::default();
+    let mut spf = Histogram::default();
     for micros in [40, 900, 12_000] {
         spf.observe(Duration::from_micros(micros));
     }
@@ -274,6 +274,8 @@ fn link_state_snapshot() -> LinkStateSnapshot {
         spf_runs_total: 33,
         spf_skipped_total: 70,
         spf_heap_pops_total: 4_000,
+        spf_deferred_total: 12,
+        spf_coalesced_total: 340,
         spf_duration_seconds: spf,
         route_changes_total: 60,
         unverified_signatures_accepted_total: 1,

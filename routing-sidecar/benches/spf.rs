@@ -13,6 +13,10 @@
 //! router does it: graph from the database, SPF, path metrics, the area's
 //! route view and the merged route table.
 //!
+//! Last, churn: single link changes fed to a router one update per call,
+//! 50 µs of simulated time apart, with the default SPF throttle against a
+//! full recompute per update, in the same run.
+//!
 //! Without `--bench` (e.g. `cargo test --benches`) everything runs at a tiny
 //! scale as a smoke test.
 
@@ -27,7 +31,10 @@ use fabric_link_state::lsdb::{AreaLsdb, LsdbLimits};
 use fabric_link_state::routes::{AreaSpf, area_routes, merge_routes};
 use fabric_link_state::spf::shortest_paths;
 use fabric_link_state::topology::EdgeSpec;
-use fabric_link_state::{AreaId, LinkAdvert, LinkStateUpdate, Topology};
+use fabric_link_state::{
+    AreaId, LinkAdvert, LinkStateConfig, LinkStateInput, LinkStateRouter, LinkStateUpdate, LocalLink,
+    SpfThrottleConfig, Topology,
+};
 use petgraph::algo::dijkstra;
 use petgraph::graph::{NodeIndex, UnGraph};
 
@@ -283,4 +290,161 @@ fn main() {
     criterion.final_summary();
     let rows = timing_table(scales);
     print_table(&rows, bench_mode);
+    churn_table(if bench_mode { &CHURN_FULL } else { &CHURN_SMOKE }, bench_mode);
+}
+
+/// One single-link change: `origin`'s whole update with the link to one
+/// neighbor at a new cost, as it arrives from a neighbor of the router.
+fn churn_stream(graph: &Graph, updates: usize, seed: u64) -> Vec<LinkStateUpdate> {
+    let area = AreaId::from("bench");
+    let mut adjacency: Vec<Vec<LinkAdvert>> = vec![Vec::new(); graph.nodes];
+    for &(a, b, cost) in &graph.links {
+        for (from, to) in [(a, b), (b, a)] {
+            adjacency[from as usize].push(LinkAdvert {
+                neighbor: name(to as usize),
+                cost,
+                latency_us: 100,
+                reliability: 1.0,
+            });
+        }
+    }
+    let mut sequences = vec![1u64; graph.nodes];
+    let mut rng = XorShift(seed);
+    (0..updates)
+        .map(|_| {
+            // Never the router itself (node 0): its own links come from its
+            // local links, not from updates.
+            let origin = 1 + rng.below(graph.nodes - 1);
+            let links = &mut adjacency[origin];
+            let link = rng.below(links.len());
+            links[link].cost = 1 + (links[link].cost + rng.below(9) as u32) % 10;
+            sequences[origin] += 1;
+            LinkStateUpdate {
+                origin: name(origin),
+                area: area.clone(),
+                sequence: sequences[origin],
+                ttl_ms: 3_600_000,
+                links: links.clone(),
+                summary: None,
+                destinations: Vec::new(),
+                signature: None,
+            }
+        })
+        .collect()
+}
+
+/// Node 0's router over the converged database of `graph`.
+fn churn_router(graph: &Graph, throttle: SpfThrottleConfig, start: Timestamp) -> (LinkStateRouter, NodeId) {
+    let me = name(0);
+    let config = LinkStateConfig { spf_throttle: throttle, ..LinkStateConfig::default() };
+    let mut router = LinkStateRouter::new(me.clone(), config).expect("valid config");
+    let area = AreaId::from("bench");
+    let local: Vec<LocalLink> = graph
+        .links
+        .iter()
+        .filter_map(|&(a, b, cost)| match (a, b) {
+            (0, other) | (other, 0) => Some(LocalLink {
+                neighbor: name(other as usize),
+                area: area.clone(),
+                cost,
+                latency_us: 100,
+                reliability: 1.0,
+            }),
+            _ => None,
+        })
+        .collect();
+    let from = local[0].neighbor.clone();
+    router.handle(LinkStateInput::LocalLinksChanged { links: local }, start);
+    let database: Vec<LinkStateInput> = lsdb(graph)
+        .live_updates()
+        .filter(|update| update.origin != me)
+        .map(|update| LinkStateInput::UpdateReceived { from: from.clone(), update: update.clone() })
+        .collect();
+    router.handle_batch(database, start);
+    router.handle(LinkStateInput::Tick, start + Duration::from_secs(1));
+    assert!(router.spf_due().is_none() && router.routes().len() == graph.nodes - 1);
+    (router, from)
+}
+
+/// Feeds `stream` one update per call, `gap` of simulated time apart, with
+/// a `Tick` whenever the router's deferred computation is due (as the
+/// sidecar's actor loop does), then lets the last computation run. Returns
+/// the wall time.
+fn feed(router: &mut LinkStateRouter, from: &NodeId, stream: &[LinkStateUpdate], start: Timestamp) -> Duration {
+    const GAP_US: u64 = 50;
+    let began = Instant::now();
+    let mut now = start;
+    for (i, update) in stream.iter().enumerate() {
+        now = start + Duration::from_micros(GAP_US * i as u64);
+        if router.spf_due().is_some_and(|due| due <= now) {
+            black_box(router.handle(LinkStateInput::Tick, now));
+        }
+        let input = LinkStateInput::UpdateReceived { from: from.clone(), update: update.clone() };
+        black_box(router.handle(input, now));
+    }
+    if let Some(due) = router.spf_due() {
+        black_box(router.handle(LinkStateInput::Tick, due.max(now)));
+    }
+    began.elapsed()
+}
+
+struct ChurnScale {
+    label: &'static str,
+    nodes: usize,
+    links: usize,
+    /// Updates fed to the throttled router and to the baseline.
+    updates: usize,
+    baseline_updates: usize,
+}
+
+const CHURN_FULL: [ChurnScale; 2] = [
+    ChurnScale { label: "10k nodes / 40k links", nodes: 10_000, links: 40_000, updates: 40_000, baseline_updates: 60 },
+    ChurnScale { label: "1k nodes / 4k links", nodes: 1_000, links: 4_000, updates: 40_000, baseline_updates: 600 },
+];
+const CHURN_SMOKE: [ChurnScale; 1] =
+    [ChurnScale { label: "smoke 200 / 800", nodes: 200, links: 800, updates: 400, baseline_updates: 20 }];
+
+/// Single link changes fed one at a time, 50 µs of simulated time apart:
+/// the default SPF throttle against a full recompute per update (the
+/// `IMMEDIATE` throttle), in the same run.
+fn churn_table(scales: &[ChurnScale], bench_mode: bool) {
+    const TARGET_10K: f64 = 10_000.0;
+    let start = Timestamp(1_700_000_000_000);
+    println!();
+    println!("Single link changes, one update per call, 50 us of simulated time apart (wall time, one core):");
+    println!(
+        "{:<24} {:>14} {:>18} {:>8} {:>9} {:>10} {:>10}",
+        "graph", "throttled/s", "full recompute/s", "ratio", "spf runs", "deferred", "coalesced"
+    );
+    let mut first_rate = None;
+    for scale in scales {
+        let graph = random_graph(scale.nodes, scale.links, SEED);
+        let stream = churn_stream(&graph, scale.updates, SEED ^ 0xc4a2);
+        let throttle = SpfThrottleConfig::default();
+        let (mut router, from) = churn_router(&graph, throttle, start);
+        let before = router.counters().clone();
+        let t0 = start + Duration::from_secs(10);
+        let elapsed = feed(&mut router, &from, &stream, t0);
+        let rate = scale.updates as f64 / elapsed.as_secs_f64();
+        let counters = router.counters();
+
+        let (mut baseline, from) = churn_router(&graph, SpfThrottleConfig::IMMEDIATE, start);
+        let baseline_elapsed = feed(&mut baseline, &from, &stream[..scale.baseline_updates], t0);
+        let baseline_rate = scale.baseline_updates as f64 / baseline_elapsed.as_secs_f64();
+        println!(
+            "{:<24} {:>14.0} {:>18.0} {:>8.1} {:>9} {:>10} {:>10}",
+            scale.label,
+            rate,
+            baseline_rate,
+            rate / baseline_rate,
+            counters.spf_runs - before.spf_runs,
+            counters.spf_deferred - before.spf_deferred,
+            counters.spf_coalesced - before.spf_coalesced
+        );
+        first_rate.get_or_insert(rate);
+    }
+    if bench_mode && let Some(rate) = first_rate {
+        let verdict = if rate >= TARGET_10K { "met" } else { "MISSED" };
+        println!("target: 10k nodes >= {TARGET_10K:.0} updates/s: {rate:.0}: {verdict}");
+    }
 }

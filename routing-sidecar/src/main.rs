@@ -216,9 +216,10 @@ fn start_control(node: &fabric_sidecar::runtime::RunningNode, args: &RunArgs) {
     tokio::spawn(control::run(node.handle.clone(), node.node_id.clone(), options));
 }
 
-/// mimalloc: with glibc's allocator a third of the ingestion time went to
-/// malloc, free and free-list consolidation (perf, docs/benchmarks.md); the
-/// engine benchmark runs with the same allocator.
+/// mimalloc: ingestion allocates and frees small blocks for every message
+/// (decoded strings, effects), which glibc's allocator serves much more
+/// slowly, with free-list consolidation on top; the engine benchmark runs
+/// with the same allocator (docs/benchmarks.md, "Routing engine").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

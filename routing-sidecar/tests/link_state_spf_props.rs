@@ -14,7 +14,7 @@ use fabric_core::{DestinationId, NodeId, Tag};
 use fabric_link_state::spf::shortest_paths;
 use fabric_link_state::{
     AreaId, DestinationAdvert, LinkAdvert, LinkStateConfig, LinkStateInput, LinkStateRouter, LinkStateUpdate,
-    LocalDestination, LocalLink, Topology,
+    LocalDestination, LocalLink, SpfThrottleConfig, Topology,
 };
 use proptest::prelude::*;
 
@@ -183,7 +183,8 @@ proptest! {
         let area = AreaId::from("backbone");
         let name = |index: usize| NodeId::from(graph.names[index].as_str());
         let source = graph.source;
-        let config = LinkStateConfig { max_paths: 64, ..LinkStateConfig::default() };
+        let config =
+            LinkStateConfig { max_paths: 64, spf_throttle: SpfThrottleConfig::IMMEDIATE, ..LinkStateConfig::default() };
         let mut router = LinkStateRouter::new(name(source), config).unwrap();
         let now = Timestamp(1_000_000);
         let local: Vec<LocalLink> = links[source]

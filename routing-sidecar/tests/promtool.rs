@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fabric_core::stats::{Histogram, RejectReason, StatsSnapshot};
-use fabric_link_state::stats::{DurationHistogram, SummaryExportRefusal, SummaryExportStat};
+use fabric_link_state::stats::{SummaryExportRefusal, SummaryExportStat};
 use fabric_link_state::{AreaId, ExportCounts, LinkStateSnapshot};
 use fabric_sidecar::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics, render};
 
@@ -106,7 +106,7 @@ fn snapshot(populated: bool) -> StatsSnapshot {
 
 /// A border router's link-state snapshot: two areas, exports, refusals.
 fn link_state_snapshot() -> LinkStateSnapshot {
-    let mut spf = DurationHistogram::default();
+    let mut spf = Histogram::default();
     for micros in [40, 900, 12_000] {
         spf.observe(Duration::from_micros(micros));
     }
@@ -138,6 +138,8 @@ fn link_state_snapshot() -> LinkStateSnapshot {
         spf_runs_total: 33,
         spf_skipped_total: 70,
         spf_heap_pops_total: 4_000,
+        spf_deferred_total: 12,
+        spf_coalesced_total: 340,
         spf_duration_seconds: spf,
         route_changes_total: 60,
         unverified_signatures_accepted_total: 0,

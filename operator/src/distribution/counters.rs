@@ -1,5 +1,7 @@
 //! What the distributor counts for `/metrics`.
 
+use fabric_core::histogram::{Buckets, Histogram};
+
 /// The counters the distributor keeps for `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Counters {
@@ -18,7 +20,7 @@ pub struct Counters {
     /// Certificate requests refused (a request that does not parse or is
     /// not signed by its key, a node id that is not a DNS name).
     pub peer_certificate_refusals: u64,
-    pub compile_duration: DurationHistogram,
+    pub compile_duration: Histogram<CompileDuration>,
     /// 1 while this replica leads (always 1 in local mode).
     pub leader: bool,
 }
@@ -26,25 +28,9 @@ pub struct Counters {
 /// Upper bounds (seconds) of the compile duration histogram.
 pub const COMPILE_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
-/// Cumulative observations over [`COMPILE_BUCKETS`].
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DurationHistogram {
-    pub cumulative: Vec<u64>,
-    pub count: u64,
-    pub sum_seconds: f64,
-}
+/// The buckets of `compile_duration_seconds`: [`COMPILE_BUCKETS`].
+pub enum CompileDuration {}
 
-impl DurationHistogram {
-    pub fn observe(&mut self, seconds: f64) {
-        if self.cumulative.is_empty() {
-            self.cumulative = vec![0; COMPILE_BUCKETS.len()];
-        }
-        for (bound, count) in COMPILE_BUCKETS.iter().zip(self.cumulative.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        self.count += 1;
-        self.sum_seconds += seconds;
-    }
+impl Buckets for CompileDuration {
+    const BOUNDS: &'static [f64] = COMPILE_BUCKETS;
 }

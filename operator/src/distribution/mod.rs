@@ -661,7 +661,7 @@ impl Inner {
     /// pushes what changed; a compilation older than the one in force is
     /// dropped.
     fn install(&mut self, inputs: u64, compilation: Compilation, took: std::time::Duration) {
-        self.counters.compile_duration.observe(took.as_secs_f64());
+        self.counters.compile_duration.observe(took);
         if inputs < self.installed_inputs {
             tracing::debug!(inputs, installed = self.installed_inputs, "a newer compilation is in force; dropped");
             return;

@@ -10,6 +10,7 @@
 pub mod canonical;
 pub mod config;
 pub mod deadline;
+pub mod histogram;
 pub mod ids;
 pub mod link_state;
 pub mod message;

@@ -67,33 +67,17 @@ reject_reasons! {
     FutureIssueTime => "future_issue_time", "issued more than security.maxClockSkew in the future";
 }
 
+pub use crate::histogram::Histogram;
+
 /// Upper bounds (seconds) of the convergence histogram buckets.
 pub const CONVERGENCE_BUCKETS: &[f64] =
     &[0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-/// A cumulative histogram in the Prometheus sense.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Histogram {
-    /// Count of observations at or below each bound of `CONVERGENCE_BUCKETS`.
-    pub buckets: Vec<u64>,
-    pub count: u64,
-    pub sum_seconds: f64,
-}
+/// The buckets of `convergence_seconds`: [`CONVERGENCE_BUCKETS`].
+pub enum Convergence {}
 
-impl Histogram {
-    pub fn observe(&mut self, value: Duration) {
-        if self.buckets.is_empty() {
-            self.buckets = vec![0; CONVERGENCE_BUCKETS.len()];
-        }
-        let seconds = value.as_secs_f64();
-        for (bucket, bound) in self.buckets.iter_mut().zip(CONVERGENCE_BUCKETS) {
-            if seconds <= *bound {
-                *bucket += 1;
-            }
-        }
-        self.count += 1;
-        self.sum_seconds += seconds;
-    }
+impl crate::histogram::Buckets for Convergence {
+    const BOUNDS: &'static [f64] = CONVERGENCE_BUCKETS;
 }
 
 /// Monotonic counters. Gauges (routes active, candidates stored) are
@@ -128,7 +112,7 @@ pub struct Counters {
     /// Announcements and withdrawals without a signed issue time (protocol
     /// v1) that were accepted.
     pub v1_messages_accepted: u64,
-    pub convergence: Histogram,
+    pub convergence: Histogram<Convergence>,
 }
 
 impl Counters {
@@ -185,7 +169,7 @@ pub struct StatsSnapshot {
     pub signature_cache_hits_total: u64,
     pub unverified_signatures_accepted_total: u64,
     pub v1_messages_accepted_total: u64,
-    pub convergence_seconds: Histogram,
+    pub convergence_seconds: Histogram<Convergence>,
     /// Last measured convergence time per destination that has changed.
     pub last_convergence: BTreeMap<DestinationId, Duration>,
 }

@@ -177,8 +177,9 @@ pub enum WithdrawCause {
 pub enum Effect {
     /// Send `message` to each neighbor of `to`, in order. One effect per
     /// message, not per neighbor: a route change goes to most neighbors,
-    /// and one effect per neighbor was a third of the engine's output
-    /// (docs/benchmarks.md). The message is built and signed once.
+    /// so one effect carrying them all keeps the effect queue short and
+    /// moves one `Arc<Message>` instead of a clone per neighbor. The message
+    /// is built and signed once.
     Send {
         to: Recipients,
         message: Arc<Message>,

@@ -4,13 +4,13 @@
 //! With 100k destinations, finding one misses the cache several times in a
 //! row: the hash slot, then the stored name to confirm it, then (in the
 //! engine) the route entry. Message by message those misses are served one
-//! after the other, and they were about an eighth of the ingestion time
-//! (docs/benchmarks.md). `get_many` goes through a burst in stages, each
-//! stage reading one level for every name before the next level, so the
-//! misses of different names are in flight together, as DPDK's bulk hash
-//! lookup does. A general-purpose map hides where its buckets are, so it
-//! cannot be staged like this; this one is small: names are only ever
-//! added, never removed.
+//! after the other, and waiting on them is a large share of the ingestion
+//! time (docs/benchmarks.md, "Routing engine"). `get_many` goes through a
+//! burst in stages, each stage reading one level for every name before the
+//! next level, so the misses of different names are in flight together, as
+//! DPDK's bulk hash lookup does. A general-purpose map hides where its
+//! buckets are, so it cannot be staged like this; this one is small: names
+//! are only ever added, never removed.
 
 use std::hash::BuildHasher;
 

@@ -120,7 +120,9 @@ pub fn gauges(series: impl IntoIterator<Item = (Labels, u64)>) -> Series<ConstGa
     Series { series: series.into_iter().map(|(labels, value)| (labels, ConstGauge::new(value))).collect() }
 }
 
-/// A histogram whose buckets are given, not observed.
+/// A histogram whose buckets are given, not observed: how
+/// `metric_table` encodes a histogram read from a snapshot
+/// (`fabric_core::histogram::Histogram`).
 #[derive(Debug)]
 pub struct ConstHistogram {
     sum: f64,

@@ -511,13 +511,19 @@ mod tests {
     use crate::stats::UpdateRejectReason;
     use fabric_core::ids::KeyId;
     use fabric_core::link_state::area::SummaryFilter;
-    use fabric_core::link_state::config::{AreaConfig, LinkStateConfig};
+    use fabric_core::link_state::config::{AreaConfig, LinkStateConfig, SpfThrottleConfig};
     use fabric_core::link_state::lsa::fixtures::{destination, link, update};
     use fabric_core::link_state::lsa::{AreaSummary, LinkStateUpdate, SummaryDestination, sign_update};
     use fabric_core::security::{KeyRegistry, SigningIdentity};
     use fabric_core::time::Timestamp;
 
     const T0: Timestamp = Timestamp(1_000_000);
+
+    /// Routes computed in the call that changed them, so each step can be
+    /// checked at once (the throttle has its own tests).
+    fn immediate() -> LinkStateConfig {
+        LinkStateConfig { spf_throttle: SpfThrottleConfig::IMMEDIATE, ..LinkStateConfig::default() }
+    }
 
     fn id(name: &str) -> NodeId {
         NodeId::from(name)
@@ -561,7 +567,7 @@ mod tests {
 
     #[test]
     fn the_lowest_cost_to_origin_plus_metric_wins() {
-        let mut router = square(LinkStateConfig::default());
+        let mut router = square(immediate());
         // n1 is one hop away but its metric is 5 (total 6); far is two hops
         // away with metric 1 (total 3).
         receive(
@@ -586,7 +592,7 @@ mod tests {
 
     #[test]
     fn equal_costs_merge_next_hops_up_to_max_paths_and_ties_take_the_lowest_origin() {
-        let mut router = LinkStateRouter::new(id("me"), LinkStateConfig::default()).unwrap();
+        let mut router = LinkStateRouter::new(id("me"), immediate()).unwrap();
         router.handle(LinkStateInput::LocalLinksChanged { links: vec![local("n1", "x", 1), local("n2", "x", 1)] }, T0);
         // Two nodes serve "svc" at the same total cost (1 + 2) with other tags.
         receive(
@@ -603,7 +609,7 @@ mod tests {
         assert_eq!((route.cost, hops(route), via(route)), (3, vec!["n1", "n2"], vec!["n1", "n2"]));
         assert_eq!(route.tags, [Tag::from("a")], "tags of the lowest origin id");
 
-        let config = LinkStateConfig { max_paths: 1, ..LinkStateConfig::default() };
+        let config = LinkStateConfig { max_paths: 1, ..immediate() };
         router.handle(LinkStateInput::ConfigChanged(Box::new(config)), T0);
         let route = router.destination_route(&name("svc")).unwrap();
         assert_eq!(hops(route), ["n1"]);
@@ -617,7 +623,7 @@ mod tests {
 
     #[test]
     fn a_destination_is_withdrawn_when_its_origin_stops_advertising_it_or_becomes_unreachable() {
-        let mut router = square(LinkStateConfig::default());
+        let mut router = square(immediate());
         receive(
             &mut router,
             "n1",
@@ -655,7 +661,7 @@ mod tests {
 
     #[test]
     fn a_malformed_destination_list_is_refused_and_counted() {
-        let mut router = square(LinkStateConfig::default());
+        let mut router = square(immediate());
         let unsorted = serving(
             update("far", "x", 2, vec![link("n1", 1), link("n2", 1)]),
             vec![destination("b", 0, &[]), destination("a", 0, &[])],
@@ -673,7 +679,7 @@ mod tests {
 
     #[test]
     fn signatures_cover_destinations() {
-        let config = LinkStateConfig { require_signatures: true, ..LinkStateConfig::default() };
+        let config = LinkStateConfig { require_signatures: true, ..immediate() };
         let mut router = LinkStateRouter::new(id("me"), config).unwrap();
         router.handle(LinkStateInput::LocalLinksChanged { links: vec![local("n1", "x", 1)] }, T0);
         let identity = SigningIdentity::from_secret_bytes(KeyId::from("k1"), &[3; 32]);
@@ -700,7 +706,7 @@ mod tests {
 
     #[test]
     fn local_destinations_are_advertised_in_every_area_and_not_routed() {
-        let mut router = LinkStateRouter::new(id("me"), LinkStateConfig::default()).unwrap();
+        let mut router = LinkStateRouter::new(id("me"), immediate()).unwrap();
         router.handle(LinkStateInput::LocalLinksChanged { links: vec![local("n1", "x", 1), local("n3", "y", 1)] }, T0);
         let mine = |n: &str, metric: u32, tags: &[&str]| LocalDestination {
             name: name(n),
@@ -753,7 +759,7 @@ mod tests {
                 deny_destinations: vec!["lab-*".into()],
                 ..SummaryFilter::new(AreaId::from("core"))
             }],
-            ..LinkStateConfig::default()
+            ..immediate()
         }
     }
 

@@ -18,6 +18,7 @@
 //! - `lsdb`: the per-area database and its flooding and ageing rules;
 //! - `topology`: the dense (CSR) graph SPF runs on;
 //! - `spf`: Dijkstra with complete equal-cost next-hop sets;
+//! - `spf_throttle`: when route computation runs after changes;
 //! - `routes`: area views and the merged route table;
 //! - `destinations`: routes to the destination names nodes advertise;
 //! - `explain`: why a route is what it is;
@@ -32,6 +33,7 @@ pub mod mode;
 pub mod router;
 pub mod routes;
 pub mod spf;
+pub mod spf_throttle;
 pub mod stats;
 pub mod topology;
 
@@ -40,7 +42,7 @@ pub use explain::RouteExplanation;
 pub use fabric_core::link_state::{
     AreaConfig, AreaGraph, AreaGraphError, AreaId, AreaPair, AreaSummary, DestinationAdvert, ExportCounts, LinkAdvert,
     LinkStateConfig, LinkStateConfigError, LinkStateLimits, LinkStateUpdate, LsdbLimits, RoutingMode,
-    SummaryDestination, SummaryEntry, SummaryFilter, SummaryPolicy, area, area_id, config, lsa,
+    SpfThrottleConfig, SummaryDestination, SummaryEntry, SummaryFilter, SummaryPolicy, area, area_id, config, lsa,
 };
 pub use mode::{ModeDecision, PathVectorChoice, Protocol, decide};
 pub use router::{LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRouter, LocalLink, OutgoingUpdate};

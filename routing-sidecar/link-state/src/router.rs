@@ -7,8 +7,10 @@
 //! same order, which is what the simulated-network tests rely on.
 //!
 //! One call to `handle_batch` processes all its inputs first and then runs
-//! SPF at most once per area, so an IO layer that drains its queue into one
-//! batch gets SPF throttling for free.
+//! SPF at most once per area. Route computation is further throttled in
+//! time (`spf_throttle`): a change schedules it, `next_wakeup` says when it
+//! is due, and the `Tick` at that time (or any later input) runs it.
+//! Flooding never waits for it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use crate::destinations::{
 use crate::explain::{RouteExplanation, explain_route};
 use crate::lsdb::{AreaLsdb, Freshness, InstallOutcome};
 use crate::routes::{AreaRoute, AreaSpf, LinkStateRoute, RouteChange, area_routes, diff_routes, merge_routes};
+use crate::spf_throttle::{SpfThrottle, ThrottleDecision};
 use crate::stats::{LinkStateCounters, LinkStateGauges, LinkStateSnapshot, UpdateRejectReason};
 use fabric_core::ids::{DestinationId, NodeId};
 use fabric_core::link_state::area::{
@@ -146,6 +149,11 @@ pub enum LinkStateEvent {
     SpfSkipped {
         area: AreaId,
     },
+    /// Route computation after a change was scheduled for `due` (the SPF
+    /// throttle); flooding went ahead.
+    SpfDeferred {
+        due: Timestamp,
+    },
     AreaJoined {
         area: AreaId,
     },
@@ -215,6 +223,8 @@ pub struct LinkStateRouter {
     dirty: bool,
     /// The set of areas changed (a view appeared or vanished).
     areas_changed: bool,
+    /// When the route computation `dirty` asks for may run.
+    throttle: SpfThrottle,
     counters: LinkStateCounters,
 }
 
@@ -247,6 +257,7 @@ impl LinkStateRouter {
     pub fn new(node: NodeId, config: LinkStateConfig) -> Result<Self, LinkStateConfigError> {
         config.validate()?;
         let policy = config.summary_policy()?;
+        let throttle = SpfThrottle::new(config.spf_throttle);
         Ok(Self {
             node,
             config,
@@ -264,6 +275,7 @@ impl LinkStateRouter {
             next_refresh: None,
             dirty: false,
             areas_changed: false,
+            throttle,
             counters: LinkStateCounters::default(),
         })
     }
@@ -339,13 +351,16 @@ impl LinkStateRouter {
         self.counters.spf_duration.observe(duration);
     }
 
-    /// When `Tick` next has work to do (refresh or expiry), if ever.
+    /// When `Tick` next has work to do (refresh, expiry or a deferred
+    /// route computation), if ever.
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         let expiry = self.areas.values().filter_map(|s| s.lsdb.next_expiry()).min();
-        match (self.next_refresh, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_refresh, expiry, self.spf_due()].into_iter().flatten().min()
+    }
+
+    /// When the deferred route computation is due, if one is pending.
+    pub fn spf_due(&self) -> Option<Timestamp> {
+        self.throttle.due().filter(|_| self.dirty)
     }
 
     pub fn snapshot(&self) -> LinkStateSnapshot {
@@ -396,6 +411,10 @@ impl LinkStateRouter {
     pub fn handle_batch(&mut self, inputs: Vec<LinkStateInput>, now: Timestamp) -> LinkStateOutput {
         let mut out = LinkStateOutput::default();
         let mut new_adjacencies: Vec<(AreaId, NodeId)> = Vec::new();
+        // `dirty` is cleared while the inputs run, so that afterwards it
+        // says whether this batch changed anything (for the throttle).
+        let pending = std::mem::take(&mut self.dirty);
+        let mut urgent = false;
         for input in inputs {
             match input {
                 LinkStateInput::UpdateReceived { from, update } => self.on_update(from, update, now, &mut out),
@@ -406,8 +425,12 @@ impl LinkStateRouter {
                     self.on_local_destinations(destinations, now, &mut out)
                 }
                 LinkStateInput::Tick => self.on_tick(now, &mut out),
-                LinkStateInput::Shutdown => self.on_shutdown(now, &mut out),
+                LinkStateInput::Shutdown => {
+                    urgent = true;
+                    self.on_shutdown(now, &mut out)
+                }
                 LinkStateInput::ConfigChanged(config) => {
+                    urgent = true;
                     if let Err(error) = self.apply_config(*config) {
                         out.events.push(LinkStateEvent::ConfigRejected { field: error.field, reason: error.reason });
                     } else {
@@ -416,7 +439,11 @@ impl LinkStateRouter {
                 }
             }
         }
-        self.recompute(now, &mut out);
+        let changed = self.dirty;
+        self.dirty |= pending;
+        if self.route_computation_due(changed, urgent, now, &mut out) {
+            self.recompute(now, &mut out);
+        }
         for (area, neighbor) in new_adjacencies {
             self.sync_database(&area, &neighbor, &mut out);
         }
@@ -440,6 +467,7 @@ impl LinkStateRouter {
             // Restart the refresh cycle with the new interval at the next tick.
             self.next_refresh = self.next_refresh.map(|_| Timestamp::ZERO);
         }
+        self.throttle.set_config(config.spf_throttle);
         self.config = config;
         self.counters.config_reloads += 1;
         Ok(())
@@ -857,6 +885,40 @@ impl LinkStateRouter {
         );
     }
 
+    /// Whether routes are to be computed in this call: something is pending
+    /// and it is urgent (config, shutdown), or the throttle says it is time.
+    /// A change that has to wait is counted as deferred (the first of a
+    /// computation) or coalesced (joining one already scheduled).
+    fn route_computation_due(
+        &mut self,
+        changed: bool,
+        urgent: bool,
+        now: Timestamp,
+        out: &mut LinkStateOutput,
+    ) -> bool {
+        if !self.dirty {
+            return false;
+        }
+        if urgent {
+            return true;
+        }
+        if !changed && self.throttle.due().is_some() {
+            return self.throttle.is_due(now);
+        }
+        match self.throttle.request(now) {
+            ThrottleDecision::Run => true,
+            ThrottleDecision::Wait { coalesced: true, .. } => {
+                self.counters.spf_coalesced += 1;
+                false
+            }
+            ThrottleDecision::Wait { due, coalesced: false } => {
+                self.counters.spf_deferred += 1;
+                out.events.push(LinkStateEvent::SpfDeferred { due });
+                false
+            }
+        }
+    }
+
     /// Runs SPF where links changed, rebuilds area views where their inputs
     /// changed, merges the route table, and re-originates summaries whose
     /// content changed.
@@ -865,6 +927,7 @@ impl LinkStateRouter {
             return;
         }
         self.dirty = false;
+        self.throttle.ran(now);
         let mut views_changed = std::mem::take(&mut self.areas_changed);
         for (area, state) in &mut self.areas {
             let links_version = state.lsdb.links_version();
@@ -967,6 +1030,7 @@ mod tests {
     use super::*;
     use crate::routes::RouteScope;
     use fabric_core::ids::KeyId;
+    use fabric_core::link_state::config::SpfThrottleConfig;
     use fabric_core::link_state::lsa::fixtures::{link, update};
 
     const T0: Timestamp = Timestamp(1_000_000);
@@ -975,13 +1039,19 @@ mod tests {
         NodeId::from(name)
     }
 
+    /// Default knobs but routes computed in the call that changed them, so
+    /// each test sees the effect of its input at once.
+    fn config() -> LinkStateConfig {
+        LinkStateConfig { spf_throttle: SpfThrottleConfig::IMMEDIATE, ..LinkStateConfig::default() }
+    }
+
     fn local(neighbor: &str, area: &str, cost: u32) -> LocalLink {
         LocalLink { neighbor: id(neighbor), area: AreaId::from(area), cost, latency_us: 100, reliability: 1.0 }
     }
 
     /// Router "me" with links to n1 and n2 in area x, and n3 in area y.
     fn router() -> LinkStateRouter {
-        let mut router = LinkStateRouter::new(id("me"), LinkStateConfig::default()).unwrap();
+        let mut router = LinkStateRouter::new(id("me"), config()).unwrap();
         router.handle(
             LinkStateInput::LocalLinksChanged {
                 links: vec![local("n1", "x", 1), local("n2", "x", 1), local("n3", "y", 1)],
@@ -1005,7 +1075,7 @@ mod tests {
 
     #[test]
     fn joining_areas_originates_one_update_per_area_flooded_to_its_neighbors() {
-        let mut router = LinkStateRouter::new(id("me"), LinkStateConfig::default()).unwrap();
+        let mut router = LinkStateRouter::new(id("me"), config()).unwrap();
         let out = router.handle(
             LinkStateInput::LocalLinksChanged {
                 links: vec![local("n1", "x", 1), local("n2", "x", 1), local("n3", "y", 1)],
@@ -1139,7 +1209,7 @@ mod tests {
 
     #[test]
     fn signatures_are_required_when_configured() {
-        let config = LinkStateConfig { require_signatures: true, ..LinkStateConfig::default() };
+        let config = LinkStateConfig { require_signatures: true, ..config() };
         let mut router = LinkStateRouter::new(id("me"), config).unwrap();
         router.handle(LinkStateInput::LocalLinksChanged { links: vec![local("n1", "x", 1)] }, T0);
         let identity = SigningIdentity::from_secret_bytes(KeyId::from("k1"), &[3; 32]);
@@ -1161,7 +1231,7 @@ mod tests {
 
     #[test]
     fn own_updates_are_signed_with_the_identity() {
-        let mut router = LinkStateRouter::new(id("me"), LinkStateConfig::default()).unwrap();
+        let mut router = LinkStateRouter::new(id("me"), config()).unwrap();
         let identity = SigningIdentity::from_secret_bytes(KeyId::from("k1"), &[3; 32]);
         router.set_signing_identity(Some(identity.clone()));
         let out = router.handle(LinkStateInput::LocalLinksChanged { links: vec![local("n1", "x", 1)] }, T0);
@@ -1173,7 +1243,7 @@ mod tests {
     #[test]
     fn an_invalid_config_is_refused_and_the_old_one_stays() {
         let mut router = router();
-        let bad = LinkStateConfig { max_paths: 0, ..LinkStateConfig::default() };
+        let bad = LinkStateConfig { max_paths: 0, ..config() };
         let out = router.handle(LinkStateInput::ConfigChanged(Box::new(bad)), T0);
         assert!(matches!(&out.events[..], [LinkStateEvent::ConfigRejected { field, .. }] if field == "maxPaths"));
         assert_eq!(router.config().max_paths, 4);
@@ -1197,7 +1267,7 @@ mod tests {
         assert!(explanation.paths.iter().all(|p| p.used));
 
         // maxPaths 1 keeps the lowest id and says which one was dropped.
-        let config = LinkStateConfig { max_paths: 1, ..LinkStateConfig::default() };
+        let config = LinkStateConfig { max_paths: 1, ..config() };
         router.handle(LinkStateInput::ConfigChanged(Box::new(config)), T0);
         assert_eq!(hops(&router, "far"), ["n1"]);
         let explanation = router.explain(&id("far"));
@@ -1262,5 +1332,43 @@ mod tests {
             (outputs, serde_json::to_string(&router.snapshot()).unwrap())
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn throttled_route_computation_waits_for_its_due_time_but_flooding_does_not() {
+        let throttle = SpfThrottleConfig {
+            initial_delay: Duration::from_millis(10),
+            hold: Duration::from_millis(100),
+            max_wait: Duration::from_millis(400),
+        };
+        let mut router =
+            LinkStateRouter::new(id("me"), LinkStateConfig { spf_throttle: throttle, ..config() }).unwrap();
+        let out = router.handle(LinkStateInput::LocalLinksChanged { links: vec![local("n1", "x", 1)] }, T0);
+        assert_eq!(sent_to(&out), [("n1", "me", 1)], "own update flooded at once");
+        assert_eq!(router.spf_due(), Some(T0 + Duration::from_millis(10)));
+        router.handle(LinkStateInput::Tick, T0 + Duration::from_millis(10));
+        assert_eq!(router.spf_due(), None);
+
+        let at = T0 + Duration::from_millis(20);
+        let out = router.handle(
+            LinkStateInput::UpdateReceived { from: id("n1"), update: update("n1", "x", 1, vec![link("me", 1)]) },
+            at,
+        );
+        assert!(out.route_changes.is_empty() && out.spf_runs.is_empty(), "computation deferred");
+        assert!(router.route(&id("n1")).is_none());
+        // Within the hold after the first run: due at 10 + 100 ms.
+        let due = T0 + Duration::from_millis(110);
+        assert_eq!(router.next_wakeup(), Some(due));
+        assert!(out.events.contains(&LinkStateEvent::SpfDeferred { due }));
+        let later = update("far", "x", 1, vec![link("n1", 1)]);
+        let out = router.handle(LinkStateInput::UpdateReceived { from: id("n1"), update: later }, at);
+        assert!(out.send.is_empty(), "n1 is the only neighbor and sent it");
+        assert_eq!((router.counters().spf_deferred, router.counters().spf_coalesced), (2, 1), "joining, then n1");
+
+        let out = router.handle(LinkStateInput::Tick, due);
+        assert_eq!(out.spf_runs.len(), 1, "one run for both changes");
+        assert_eq!(hops(&router, "n1"), ["n1"]);
+        assert_eq!(router.spf_due(), None);
+        assert_eq!(router.next_wakeup(), Some(at + Duration::from_secs(60)), "n1's update expires next");
     }
 }

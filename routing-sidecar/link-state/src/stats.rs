@@ -3,10 +3,10 @@
 //! snapshot serializes in the same order on every node.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
+use fabric_core::histogram::{Buckets, Histogram};
 use fabric_core::link_state::area::{AreaPair, ExportCounts};
 use fabric_core::link_state::area_id::AreaId;
 
@@ -50,30 +50,11 @@ impl UpdateRejectReason {
 /// Upper bounds (seconds) of the SPF duration histogram buckets.
 pub const SPF_DURATION_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
 
-/// A cumulative histogram in the Prometheus sense.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DurationHistogram {
-    /// Count of observations at or below each bound of `SPF_DURATION_BUCKETS`.
-    pub buckets: Vec<u64>,
-    pub count: u64,
-    pub sum_seconds: f64,
-}
+/// The buckets of `spf_duration_seconds`: [`SPF_DURATION_BUCKETS`].
+pub enum SpfDuration {}
 
-impl DurationHistogram {
-    pub fn observe(&mut self, value: Duration) {
-        if self.buckets.is_empty() {
-            self.buckets = vec![0; SPF_DURATION_BUCKETS.len()];
-        }
-        let seconds = value.as_secs_f64();
-        for (bucket, bound) in self.buckets.iter_mut().zip(SPF_DURATION_BUCKETS) {
-            if seconds <= *bound {
-                *bucket += 1;
-            }
-        }
-        self.count += 1;
-        self.sum_seconds += seconds;
-    }
+impl Buckets for SpfDuration {
+    const BOUNDS: &'static [f64] = SPF_DURATION_BUCKETS;
 }
 
 /// Monotonic counters.
@@ -99,8 +80,13 @@ pub struct LinkStateCounters {
     pub spf_skipped: u64,
     /// Heap pops over all SPF runs: a clock-free measure of SPF work.
     pub spf_heap_pops: u64,
+    /// Changes whose route computation the SPF throttle scheduled for later
+    /// (one per scheduled computation).
+    pub spf_deferred: u64,
+    /// Changes that joined an already scheduled computation.
+    pub spf_coalesced: u64,
     /// SPF wall time, observed by the IO layer (the router reads no clock).
-    pub spf_duration: DurationHistogram,
+    pub spf_duration: Histogram<SpfDuration>,
     pub route_changes: u64,
     /// Signed updates accepted although their key is unknown (only while
     /// `requireSignatures` is false).
@@ -158,7 +144,10 @@ pub struct LinkStateSnapshot {
     pub spf_runs_total: u64,
     pub spf_skipped_total: u64,
     pub spf_heap_pops_total: u64,
-    pub spf_duration_seconds: DurationHistogram,
+    pub spf_deferred_total: u64,
+    pub spf_coalesced_total: u64,
+    #[serde(serialize_with = "Histogram::serialize_camel_case")]
+    pub spf_duration_seconds: Histogram<SpfDuration>,
     pub route_changes_total: u64,
     pub unverified_signatures_accepted_total: u64,
     pub config_reloads_total: u64,
@@ -219,6 +208,8 @@ impl LinkStateSnapshot {
             spf_runs_total: counters.spf_runs,
             spf_skipped_total: counters.spf_skipped,
             spf_heap_pops_total: counters.spf_heap_pops,
+            spf_deferred_total: counters.spf_deferred,
+            spf_coalesced_total: counters.spf_coalesced,
             spf_duration_seconds: counters.spf_duration.clone(),
             route_changes_total: counters.route_changes,
             unverified_signatures_accepted_total: counters.unverified_signatures_accepted,
@@ -229,16 +220,35 @@ impl LinkStateSnapshot {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn histogram_buckets_are_cumulative() {
-        let mut histogram = DurationHistogram::default();
+        let mut histogram = Histogram::<SpfDuration>::default();
         histogram.observe(Duration::from_micros(50));
         histogram.observe(Duration::from_millis(3));
         assert_eq!(histogram.count, 2);
         assert_eq!(histogram.buckets[0], 1);
         assert_eq!(histogram.buckets[SPF_DURATION_BUCKETS.len() - 1], 2);
         assert_eq!(histogram.buckets[4], 1, "3 ms is above 2.5 ms");
+    }
+
+    #[test]
+    fn snapshot_serializes_the_spf_histogram_in_camel_case() {
+        let mut counters = LinkStateCounters::default();
+        counters.spf_duration.observe(Duration::from_millis(3));
+        let gauges = LinkStateGauges {
+            lsdb_entries: BTreeMap::new(),
+            topology_fingerprints: BTreeMap::new(),
+            routes_active: 0,
+            exports: BTreeMap::new(),
+        };
+        let json = serde_json::to_value(LinkStateSnapshot::build(&counters, gauges)).expect("json");
+        assert_eq!(
+            json["spfDurationSeconds"],
+            serde_json::json!({"buckets": [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1], "count": 1, "sumSeconds": 0.003})
+        );
     }
 }

@@ -23,7 +23,7 @@ use fabric_core::time::Timestamp;
 use fabric_engine::{Effect, Engine, RouteEvent};
 use fabric_link_state::{
     AreaConfig, AreaId, LinkAdvert, LinkStateConfig, LinkStateInput, LinkStateOutput, LinkStateRouter, LinkStateUpdate,
-    LocalLink, RouteChange,
+    LocalLink, RouteChange, SpfThrottleConfig,
 };
 
 use super::oracle::{Forwarding, LiveGraph, MAX_HOPS, NONE, UNREACHABLE, Verdict, verdicts};
@@ -1068,6 +1068,11 @@ impl LinkState {
                     max_summary_entries: None,
                 })
                 .collect(),
+            // A node's turn on the gossip grid already hands it every update
+            // since its last turn as one batch, one SPF per changed area:
+            // that is the throttle this simulation models. A time throttle
+            // on top would have its due times rounded up to the next turn.
+            spf_throttle: SpfThrottleConfig::IMMEDIATE,
             ..LinkStateConfig::default()
         };
         let registry = if options.signatures {

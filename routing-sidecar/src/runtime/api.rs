@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::runtime::handle::{NodeGone, NodeHandle};
-use crate::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics, render};
+use crate::runtime::metrics::{MetricsFormat, MetricsInput, peer_metrics, render};
 use crate::runtime::tls::PeerTls;
 use fabric_core::config::SidecarConfig;
 
@@ -212,32 +212,9 @@ pub fn metrics_router(node: NodeHandle) -> Router {
 
 async fn metrics(State(node): State<NodeHandle>, headers: HeaderMap) -> Result<Response, NodeGone> {
     let stats = node.stats().await?;
-    let peers: Vec<PeerMetrics> = stats
-        .peers
-        .iter()
-        .map(|p| PeerMetrics {
-            peer: p.id.to_string(),
-            established: p.established,
-            sessions_established_total: p.sessions_established_total,
-            session_failures_total: p.session_failures_total,
-            routes_received: u64::from(p.routes_received),
-            send_queue_bytes: p.send_queue_bytes,
-        })
-        .collect();
+    let peers = peer_metrics(&stats);
     let format = MetricsFormat::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = render(
-        &MetricsInput {
-            stats: &stats.engine,
-            peers: &peers,
-            node_id: stats.config.node_id.as_str(),
-            config_version: stats.config.version.as_deref(),
-            config_applied_total: stats.config.applied_total,
-            config_rejected_total: stats.config.rejected_total,
-            link_state: stats.link_state.as_ref(),
-            session_ends: &stats.session_ends_total,
-        },
-        format,
-    );
+    let body = render(&MetricsInput::of_node(&stats, &peers), format);
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 

@@ -636,6 +636,9 @@ mod tests {
     fn originate_entries_are_advertised_and_other_nodes_destinations_are_answered_by_link_state() {
         let mut config = config(RoutingMode::LinkStateOnly);
         config.originate = vec![originate("mine", 3, &["eu"])];
+        // Routes in the flush that brought the change (the throttle has its
+        // own tests).
+        config.link_state.as_mut().unwrap().spf_throttle = fabric_link_state::SpfThrottleConfig::IMMEDIATE;
         let mut runtime = LinkStateRuntime::from_config(&config, None).unwrap();
         let now = Timestamp(1_000_000);
         let sent = runtime.flush(now, local_links(&config, |id| id.as_str() == "a"));

@@ -1,28 +1,33 @@
-//! The sidecar's `/metrics`: a scrape-time rendering of the engine's
+//! The sidecar's metrics: one table of definitions ([`NODE_METRICS`],
+//! [`LINK_STATE_METRICS`]) that both `/metrics` (Prometheus, rendered here)
+//! and the OTLP export (`otlp_metrics`) iterate, so a metric's name, help,
+//! unit and labels are written once. Values are read from the engine's
 //! [`StatsSnapshot`], the link-state router's [`LinkStateSnapshot`] (when
-//! link-state is on) and the runtime's peer and config state with
-//! `prometheus-client`.
+//! link-state is on) and the runtime's peer and config state.
 //!
 //! The engine keeps the real counters; this module only formats them. Every
 //! render builds a fresh [`Registry`] from the snapshot it is given, so the
 //! output is exactly the snapshot (no second copy of the counters that could
-//! drift) and series come out in a fixed order.
+//! drift) and series come out in a fixed order: the order of the table.
 //!
 //! Either exposition format (`fabric_io::prometheus`, negotiated on the
 //! request's `Accept` header) comes from the same registry. See
 //! `docs/metrics.md` for the list of metrics.
 
-pub use fabric_io::prometheus::MetricsFormat;
-use fabric_io::prometheus::{ConstHistogram, Labels, counters, encode, gauges};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Registry, Unit};
+use std::collections::BTreeMap;
 
-use fabric_core::stats::{CONVERGENCE_BUCKETS, Histogram, RejectReason, StatsSnapshot};
+#[cfg(test)]
+use fabric_io::metric_table::Kind;
+use fabric_io::metric_table::{Def, Metric, Reading, register_prometheus};
+pub use fabric_io::prometheus::MetricsFormat;
+use fabric_io::prometheus::encode;
+use prometheus_client::registry::Registry;
+
+use fabric_core::stats::{RejectReason, StatsSnapshot};
 use fabric_link_state::UpdateRejectReason;
-use fabric_link_state::stats::{DurationHistogram, SPF_DURATION_BUCKETS};
 use fabric_link_state::{AreaId, ExportCounts, LinkStateSnapshot};
+
+use crate::runtime::node::NodeStats;
 
 /// Prefix of every metric name (`fabric_...`).
 pub const PREFIX: &str = "fabric";
@@ -59,7 +64,39 @@ pub struct MetricsInput<'a> {
     pub link_state: Option<&'a LinkStateSnapshot>,
     /// Connection ends by reason (`fabric_core::session::SESSION_END_REASONS`);
     /// reasons missing here are rendered at zero.
-    pub session_ends: &'a std::collections::BTreeMap<&'static str, u64>,
+    pub session_ends: &'a BTreeMap<&'static str, u64>,
+}
+
+impl<'a> MetricsInput<'a> {
+    /// The input of a node's stats; `peers` from [`peer_metrics`].
+    pub fn of_node(stats: &'a NodeStats, peers: &'a [PeerMetrics]) -> Self {
+        MetricsInput {
+            stats: &stats.engine,
+            peers,
+            node_id: stats.config.node_id.as_str(),
+            config_version: stats.config.version.as_deref(),
+            config_applied_total: stats.config.applied_total,
+            config_rejected_total: stats.config.rejected_total,
+            link_state: stats.link_state.as_ref(),
+            session_ends: &stats.session_ends_total,
+        }
+    }
+}
+
+/// The per-peer part of a node's stats, in the node's order.
+pub fn peer_metrics(stats: &NodeStats) -> Vec<PeerMetrics> {
+    stats
+        .peers
+        .iter()
+        .map(|p| PeerMetrics {
+            peer: p.id.to_string(),
+            established: p.established,
+            sessions_established_total: p.sessions_established_total,
+            session_failures_total: p.session_failures_total,
+            routes_received: u64::from(p.routes_received),
+            send_queue_bytes: p.send_queue_bytes,
+        })
+        .collect()
 }
 
 /// Renders the metrics in the given format.
@@ -67,236 +104,217 @@ pub fn render(input: &MetricsInput<'_>, format: MetricsFormat) -> String {
     encode(&registry(input), format)
 }
 
-/// From the snapshot's cumulative histogram over `CONVERGENCE_BUCKETS`.
-fn convergence_histogram(histogram: &Histogram) -> ConstHistogram {
-    ConstHistogram::from_cumulative(CONVERGENCE_BUCKETS, &histogram.buckets, histogram.count, histogram.sum_seconds)
-}
-
-/// From the link-state SPF duration histogram over `SPF_DURATION_BUCKETS`.
-fn spf_histogram(histogram: &DurationHistogram) -> ConstHistogram {
-    ConstHistogram::from_cumulative(SPF_DURATION_BUCKETS, &histogram.buckets, histogram.count, histogram.sum_seconds)
-}
-
-fn reason_series(by_label: &std::collections::BTreeMap<&'static str, u64>) -> Vec<(Labels, u64)> {
-    // Every reason, zero when unseen: the snapshot only lists the seen ones.
-    RejectReason::ALL
-        .iter()
-        .map(|reason| (vec![("reason", reason.label().to_owned())], by_label.get(reason.label()).copied().unwrap_or(0)))
-        .collect()
-}
-
-fn peer_series(peers: &[PeerMetrics], value: impl Fn(&PeerMetrics) -> u64) -> Vec<(Labels, u64)> {
-    peers.iter().map(|peer| (vec![("peer", peer.peer.clone())], value(peer))).collect()
-}
-
-/// Builds the registry for one render. Names are registered without the
-/// `fabric_` prefix (the registry adds it) and counters without `_total`
-/// (the encoders add it); help texts get a final `.` from the registry.
+/// Builds the registry for one render: every entry of the tables, in order.
 fn registry(input: &MetricsInput<'_>) -> Registry {
-    let s = input.stats;
-    let mut r = Registry::with_prefix(PREFIX);
-    let counter =
-        |r: &mut Registry, name: &str, help: &str, value: u64| r.register(name, help, ConstCounter::new(value));
-    let gauge = |r: &mut Registry, name: &str, help: &str, value: u64| r.register(name, help, ConstGauge::new(value));
+    let mut registry = Registry::with_prefix(PREFIX);
+    for metric in NODE_METRICS {
+        register_prometheus(&mut registry, &metric.def, (metric.read)(input));
+    }
+    if let Some(link_state) = input.link_state {
+        for metric in LINK_STATE_METRICS {
+            register_prometheus(&mut registry, &metric.def, (metric.read)(link_state));
+        }
+    }
+    registry
+}
 
-    r.register(
+/// Reads one node metric from a render's input.
+pub type NodeRead = fn(&MetricsInput<'_>) -> Reading;
+/// Reads one link-state metric from the router's snapshot.
+pub type LinkStateRead = fn(&LinkStateSnapshot) -> Reading;
+
+/// Every reason, zero when unseen: the snapshot only lists the seen ones.
+fn reject_reasons(by_label: &BTreeMap<&'static str, u64>) -> Reading {
+    Reading::by_label(
+        RejectReason::ALL.iter().map(|reason| (reason.label(), by_label.get(reason.label()).copied().unwrap_or(0))),
+    )
+}
+
+fn by_peer(peers: &[PeerMetrics], value: fn(&PeerMetrics) -> u64) -> Reading {
+    Reading::by_label(peers.iter().map(|peer| (peer.peer.as_str(), value(peer))))
+}
+
+/// The node's metrics (path-vector engine, configuration, peers), in the
+/// order `/metrics` lists them. Help texts end without a full stop; the
+/// registry adds it.
+///
+/// Adding a metric is one entry here (or in [`LINK_STATE_METRICS`]) plus
+/// its two rows in `docs/metrics.md` (its section's table and the OTLP
+/// table), which `docs_match_the_metric_table` checks.
+pub static NODE_METRICS: &[Metric<NodeRead>] = &[
+    Def::info(
         "node",
         "Identity of this node and the version of the config in force (empty when the config has none); value always 1",
-        Info::new([
-            ("node_id", input.node_id.to_owned()),
-            ("config_version", input.config_version.unwrap_or_default().to_owned()),
-        ]),
-    );
-
+        &["node_id", "config_version"],
+    )
+    .read(|s| Reading::Info(vec![s.node_id.to_owned(), s.config_version.unwrap_or_default().to_owned()])),
     // Routing table gauges.
-    gauge(&mut r, "routes_active", "Destinations with a selected best route", s.routes_active_total);
-    gauge(&mut r, "route_candidates_stored", "Candidate routes stored, eligible or not", s.candidates_stored);
-    gauge(
-        &mut r,
+    Def::up_down_counter("routes_active", "Destinations with a selected best route")
+        .otlp("fabric.routes.active", "{route}")
+        .read(|s| s.stats.routes_active_total.into()),
+    Def::up_down_counter("route_candidates_stored", "Candidate routes stored, eligible or not")
+        .otlp("fabric.route.candidates", "{route}")
+        .read(|s| s.stats.candidates_stored.into()),
+    Def::up_down_counter(
         "routes_held_down",
         "Candidate routes currently ineligible because their (destination, next hop) is held down",
-        s.routes_held_down,
-    );
-    gauge(
-        &mut r,
+    )
+    .otlp("fabric.routes.held_down", "{route}")
+    .read(|s| s.stats.routes_held_down.into()),
+    Def::up_down_counter(
         "routes_suppressed_now",
         "Candidate routes currently ineligible because flap dampening suppresses them",
-        s.routes_suppressed_now,
-    );
-
+    )
+    .otlp("fabric.routes.suppressed", "{route}")
+    .read(|s| s.stats.routes_suppressed_now.into()),
     // Route lifecycle counters.
-    counter(
-        &mut r,
-        "routes_withdrawn",
-        "Routes removed because their advertiser withdrew them or the neighbor went away",
-        s.routes_withdrawn_total,
-    );
-    counter(&mut r, "routes_expired", "Routes removed because their TTL ran out", s.routes_expired_total);
-    counter(
-        &mut r,
+    Def::counter("routes_withdrawn", "Routes removed because their advertiser withdrew them or the neighbor went away")
+        .otlp("fabric.routes.withdrawn", "{route}")
+        .read(|s| s.stats.routes_withdrawn_total.into()),
+    Def::counter("routes_expired", "Routes removed because their TTL ran out")
+        .otlp("fabric.routes.expired", "{route}")
+        .read(|s| s.stats.routes_expired_total.into()),
+    Def::counter(
         "routes_purged_stale",
         "Routes of a restarted neighbor purged because it did not refresh them within its restart window",
-        s.routes_purged_stale_total,
-    );
-    counter(
-        &mut r,
-        "routes_suppressed",
-        "Times flap dampening started suppressing a (destination, advertiser)",
-        s.routes_suppressed_total,
-    );
-    counter(
-        &mut r,
-        "routes_reused",
-        "Times a suppression ended and the route could be used again",
-        s.routes_reused_total,
-    );
-    counter(
-        &mut r,
-        "best_path_changes",
-        "Changes of a destination's selected best route, losing it included",
-        s.best_path_changes_total,
-    );
-
+    )
+    .otlp("fabric.routes.purged_stale", "{route}")
+    .read(|s| s.stats.routes_purged_stale_total.into()),
+    Def::counter("routes_suppressed", "Times flap dampening started suppressing a (destination, advertiser)")
+        .otlp("fabric.route.suppressions", "{suppression}")
+        .read(|s| s.stats.routes_suppressed_total.into()),
+    Def::counter("routes_reused", "Times a suppression ended and the route could be used again")
+        .otlp("fabric.route.reuses", "{suppression}")
+        .read(|s| s.stats.routes_reused_total.into()),
+    Def::counter("best_path_changes", "Changes of a destination's selected best route, losing it included")
+        .otlp("fabric.best_path.changes", "{change}")
+        .read(|s| s.stats.best_path_changes_total.into()),
     // Announcements and withdrawals.
-    counter(&mut r, "announcements_received", "Route announcements received", s.announcements_received);
-    counter(
-        &mut r,
+    Def::counter("announcements_received", "Route announcements received")
+        .otlp("fabric.announcements.received", "{announcement}")
+        .read(|s| s.stats.announcements_received.into()),
+    Def::counter(
         "announcements_accepted",
         "Announcements that became usable routes, and stored routes that became usable again when a hold-down or suppression ended",
-        s.announcements_accepted,
-    );
-    r.register(
+    )
+    .otlp("fabric.announcements.accepted", "{announcement}")
+    .read(|s| s.stats.announcements_accepted.into()),
+    Def::counter(
         "announcement_rejects",
         "Announcements and withdrawals not used, by reason; every reason is always present",
-        counters(reason_series(&s.announcement_rejects_total)),
-    );
-    r.register(
+    )
+    .labels(&["reason"])
+    .otlp("fabric.announcement.rejects", "{announcement}")
+    .read(|s| reject_reasons(&s.stats.announcement_rejects_total)),
+    Def::counter(
         "dry_run_rejects",
         "Announcements accepted that an import policy in dry-run mode would have rejected, by reason; every reason is always present",
-        counters(reason_series(&s.dry_run_rejects_total)),
-    );
-    r.register(
+    )
+    .labels(&["reason"])
+    .otlp("fabric.announcement.dry_run_rejects", "{announcement}")
+    .read(|s| reject_reasons(&s.stats.dry_run_rejects_total)),
+    Def::counter(
         "session_ends",
         "Connections to peers that ended, established or not, by reason; every reason is always present",
-        counters(
+    )
+    .labels(&["reason"])
+    .otlp("fabric.session.ends", "{session}")
+    .read(|s| {
+        Reading::by_label(
             fabric_core::session::SESSION_END_REASONS
                 .iter()
-                .map(|reason| {
-                    (vec![("reason", (*reason).to_owned())], input.session_ends.get(reason).copied().unwrap_or(0))
-                })
-                .collect::<Vec<(Labels, u64)>>(),
-        ),
-    );
-    r.register(
+                .map(|reason| (*reason, s.session_ends.get(reason).copied().unwrap_or(0))),
+        )
+    }),
+    Def::counter(
         "export_refusals",
         "Best routes not advertised to neighbors, by reason (path_limit: with this node added the path would exceed limits.maxPathLength, so a neighbor with the same limits would refuse it)",
-        counters(
-            s.export_refusals_total.iter().map(|(reason, n)| (vec![("reason", (*reason).to_owned())], *n)).collect::<Vec<(Labels, u64)>>(),
-        ),
-    );
-    counter(
-        &mut r,
+    )
+    .labels(&["reason"])
+    .otlp("fabric.export.refusals", "{route}")
+    .read(|s| Reading::by_label(s.stats.export_refusals_total.iter().map(|(reason, n)| (*reason, *n)))),
+    Def::counter(
         "hold_down_rejects",
         "Announcements stored but not used because their (destination, next hop) is held down; also counted under announcement_rejects_total{reason=hold_down}",
-        s.hold_down_rejects,
-    );
-    counter(&mut r, "withdrawals_received", "Route withdrawals received", s.withdrawals_received);
-    counter(&mut r, "withdrawals_applied", "Route withdrawals that removed a stored route", s.withdrawals_applied);
-    counter(
-        &mut r,
-        "messages_sent",
-        "Messages (announcements, withdrawals, end-of-table markers) queued for neighbors",
-        s.messages_sent_total,
-    );
-
+    )
+    .otlp("fabric.hold_down.rejects", "{announcement}")
+    .read(|s| s.stats.hold_down_rejects.into()),
+    Def::counter("withdrawals_received", "Route withdrawals received")
+        .otlp("fabric.withdrawals.received", "{withdrawal}")
+        .read(|s| s.stats.withdrawals_received.into()),
+    Def::counter("withdrawals_applied", "Route withdrawals that removed a stored route")
+        .otlp("fabric.withdrawals.applied", "{withdrawal}")
+        .read(|s| s.stats.withdrawals_applied.into()),
+    Def::counter("messages_sent", "Messages (announcements, withdrawals, end-of-table markers) queued for neighbors")
+        .otlp("fabric.messages.sent", "{message}")
+        .read(|s| s.stats.messages_sent_total.into()),
     // Signatures.
-    counter(
-        &mut r,
-        "signatures_verified",
-        "Signatures verified as valid by computation (cache hits not included)",
-        s.signatures_verified_total,
-    );
-    counter(
-        &mut r,
-        "signature_cache_hits",
-        "Signatures found already verified in the verification cache",
-        s.signature_cache_hits_total,
-    );
-    counter(
-        &mut r,
+    Def::counter("signatures_verified", "Signatures verified as valid by computation (cache hits not included)")
+        .otlp("fabric.signatures.verified", "{signature}")
+        .read(|s| s.stats.signatures_verified_total.into()),
+    Def::counter("signature_cache_hits", "Signatures found already verified in the verification cache")
+        .otlp("fabric.signature_cache.hits", "{signature}")
+        .read(|s| s.stats.signature_cache_hits_total.into()),
+    Def::counter(
         "unverified_signatures_accepted",
         "Signed messages accepted unverified: the key is unknown and signatures are not required",
-        s.unverified_signatures_accepted_total,
-    );
-    counter(
-        &mut r,
+    )
+    .otlp("fabric.signatures.unverified_accepted", "{message}")
+    .read(|s| s.stats.unverified_signatures_accepted_total.into()),
+    Def::counter(
         "v1_messages_accepted",
         "Announcements and withdrawals accepted without a signed issue time (protocol v1)",
-        s.v1_messages_accepted_total,
-    );
-
+    )
+    .otlp("fabric.messages.v1_accepted", "{message}")
+    .read(|s| s.stats.v1_messages_accepted_total.into()),
     // Convergence.
-    r.register_with_unit(
+    Def::histogram(
         "convergence",
         "Time a destination went without a usable route: from losing its last one to having a new best route",
-        Unit::Seconds,
-        convergence_histogram(&s.convergence_seconds),
-    );
-
+    )
+    .otlp("fabric.convergence", "{convergence}")
+    .read(|s| (&s.stats.convergence_seconds).into()),
     // Configuration.
-    counter(&mut r, "config_applied", "Configs put in force, the startup config included", input.config_applied_total);
-    counter(
-        &mut r,
+    Def::counter("config_applied", "Configs put in force, the startup config included")
+        .otlp("fabric.config.applied", "{config}")
+        .read(|s| s.config_applied_total.into()),
+    Def::counter(
         "config_rejected",
         "Configs refused (from the file, on reload or through the API); the previous config stayed in force",
-        input.config_rejected_total,
-    );
-    counter(
-        &mut r,
-        "engine_config_reloads",
-        "Live config changes applied by the routing engine",
-        s.config_reloads_total,
-    );
-    counter(
-        &mut r,
-        "engine_config_rejects",
-        "Live config changes refused by the routing engine",
-        s.config_rejects_total,
-    );
-
+    )
+    .otlp("fabric.config.rejected", "{config}")
+    .read(|s| s.config_rejected_total.into()),
+    Def::counter("engine_config_reloads", "Live config changes applied by the routing engine")
+        .otlp("fabric.engine.config.reloads", "{config}")
+        .read(|s| s.stats.config_reloads_total.into()),
+    Def::counter("engine_config_rejects", "Live config changes refused by the routing engine")
+        .otlp("fabric.engine.config.rejects", "{config}")
+        .read(|s| s.stats.config_rejects_total.into()),
     // Peers.
-    r.register(
-        "peer_session_up",
-        "Whether a session with the peer is established (1) or not (0)",
-        gauges(peer_series(input.peers, |p| u64::from(p.established))),
-    );
-    r.register(
-        "peer_sessions_established",
-        "Sessions established with the peer",
-        counters(peer_series(input.peers, |p| p.sessions_established_total)),
-    );
-    r.register(
-        "peer_session_failures",
-        "Established sessions with the peer that went down",
-        counters(peer_series(input.peers, |p| p.session_failures_total)),
-    );
-    r.register(
-        "peer_routes_received",
-        "Routes currently stored from the peer",
-        gauges(peer_series(input.peers, |p| p.routes_received)),
-    );
-    r.register_with_unit(
+    Def::gauge("peer_session_up", "Whether a session with the peer is established (1) or not (0)")
+        .labels(&["peer"])
+        .otlp("fabric.peer.session.up", "1")
+        .read(|s| by_peer(s.peers, |p| u64::from(p.established))),
+    Def::counter("peer_sessions_established", "Sessions established with the peer")
+        .labels(&["peer"])
+        .otlp("fabric.peer.sessions.established", "{session}")
+        .read(|s| by_peer(s.peers, |p| p.sessions_established_total)),
+    Def::counter("peer_session_failures", "Established sessions with the peer that went down")
+        .labels(&["peer"])
+        .otlp("fabric.peer.session.failures", "{session}")
+        .read(|s| by_peer(s.peers, |p| p.session_failures_total)),
+    Def::up_down_counter("peer_routes_received", "Routes currently stored from the peer")
+        .labels(&["peer"])
+        .otlp("fabric.peer.routes.received", "{route}")
+        .read(|s| by_peer(s.peers, |p| p.routes_received)),
+    Def::gauge(
         "peer_send_queue",
         "Bytes (wire size) queued for the peer and not yet written; never above session.maxQueuedBytes",
-        Unit::Bytes,
-        gauges(peer_series(input.peers, |p| p.send_queue_bytes)),
-    );
-
-    if let Some(link_state) = input.link_state {
-        register_link_state(&mut r, link_state);
-    }
-    r
-}
+    )
+    .labels(&["peer"])
+    .otlp("fabric.peer.send_queue.size", "By")
+    .read(|s| by_peer(s.peers, |p| p.send_queue_bytes)),
+];
 
 /// Every reason a link-state update can be refused. `reject_reason_index`
 /// is an exhaustive match, so a new reason does not compile until it gets
@@ -336,145 +354,157 @@ const _: () = {
     }
 };
 
-fn update_reject_series(by_label: &std::collections::BTreeMap<&'static str, u64>) -> Vec<(Labels, u64)> {
-    // Every reason, zero when unseen, as for path-vector rejects.
-    UPDATE_REJECT_REASONS
-        .iter()
-        .map(|reason| (vec![("reason", reason.label().to_owned())], by_label.get(reason.label()).copied().unwrap_or(0)))
-        .collect()
+/// Every reason, zero when unseen, as for path-vector rejects.
+fn update_reject_reasons(by_label: &BTreeMap<&'static str, u64>) -> Reading {
+    Reading::by_label(
+        UPDATE_REJECT_REASONS.iter().map(|reason| (reason.label(), by_label.get(reason.label()).copied().unwrap_or(0))),
+    )
 }
 
-fn area_series<V: Copy + Into<u64>>(by_area: &std::collections::BTreeMap<AreaId, V>) -> Vec<(Labels, u64)> {
-    by_area.iter().map(|(area, value)| (vec![("area", area.to_string())], (*value).into())).collect()
+fn by_area<V: Copy + TryInto<u64>>(by_area: &BTreeMap<AreaId, V>) -> Reading {
+    Reading::by_label(by_area.iter().map(|(area, value)| (area, (*value).try_into().unwrap_or(u64::MAX))))
 }
 
-fn area_pair_labels(source_area: &AreaId, target_area: &AreaId) -> Labels {
-    vec![("source_area", source_area.to_string()), ("target_area", target_area.to_string())]
+fn by_area_pair(pairs: impl Iterator<Item = (AreaId, AreaId, u64)>) -> Reading {
+    Reading::Series(
+        pairs.map(|(source, target, value)| (vec![source.to_string(), target.to_string()], value)).collect(),
+    )
 }
 
-fn export_series(snapshot: &LinkStateSnapshot, count: fn(&ExportCounts) -> u64) -> Vec<(Labels, u64)> {
-    snapshot
-        .summary_exports
-        .iter()
-        .map(|stat| (area_pair_labels(&stat.source_area, &stat.target_area), count(&stat.counts)))
-        .collect()
+fn exports(s: &LinkStateSnapshot, count: fn(&ExportCounts) -> u64) -> Reading {
+    by_area_pair(
+        s.summary_exports.iter().map(|stat| (stat.source_area.clone(), stat.target_area.clone(), count(&stat.counts))),
+    )
 }
 
-/// The `link_state_*` families, from the router's snapshot.
-fn register_link_state(r: &mut Registry, s: &LinkStateSnapshot) {
-    let counter = |r: &mut Registry, name: &str, help: &str, value: u64| {
-        r.register(format!("link_state_{name}"), help, ConstCounter::new(value))
-    };
-    let lsdb_entries: std::collections::BTreeMap<AreaId, u64> =
-        s.lsdb_entries.iter().map(|(area, entries)| (area.clone(), *entries as u64)).collect();
-    r.register(
+/// The `link_state_*` families, from the router's snapshot: present (on
+/// `/metrics` and over OTLP) only while link-state is on.
+pub static LINK_STATE_METRICS: &[Metric<LinkStateRead>] = &[
+    Def::up_down_counter(
         "link_state_lsdb_entries",
         "Origins stored in the link-state database of each area this node is in, flush tombstones included",
-        gauges(area_series(&lsdb_entries)),
-    );
-    r.register(
-        "link_state_routes_active",
-        "Destinations with a link-state route",
-        ConstGauge::new(s.routes_active as u64),
-    );
-    counter(r, "updates_received", "Link-state updates received from neighbors", s.updates_received_total);
-    counter(
-        r,
-        "updates_installed",
-        "Received link-state updates stored as the newest of their origin",
-        s.updates_installed_total,
-    );
-    counter(
-        r,
-        "updates_duplicate",
+    )
+    .labels(&["area"])
+    .otlp("fabric.link_state.lsdb.entries", "{entry}")
+    .read(|s| by_area(&s.lsdb_entries)),
+    Def::up_down_counter("link_state_routes_active", "Destinations with a link-state route")
+        .otlp("fabric.link_state.routes.active", "{route}")
+        .read(|s| (s.routes_active as u64).into()),
+    Def::counter("link_state_updates_received", "Link-state updates received from neighbors")
+        .otlp("fabric.link_state.updates.received", "{update}")
+        .read(|s| s.updates_received_total.into()),
+    Def::counter("link_state_updates_installed", "Received link-state updates stored as the newest of their origin")
+        .otlp("fabric.link_state.updates.installed", "{update}")
+        .read(|s| s.updates_installed_total.into()),
+    Def::counter(
+        "link_state_updates_duplicate",
         "Received link-state updates already stored (the normal end of flooding)",
-        s.updates_duplicate_total,
-    );
-    counter(
-        r,
-        "updates_stale",
+    )
+    .otlp("fabric.link_state.updates.duplicate", "{update}")
+    .read(|s| s.updates_duplicate_total.into()),
+    Def::counter(
+        "link_state_updates_stale",
         "Received link-state updates older than the stored one; the stored copy was sent back",
-        s.updates_stale_total,
-    );
-    r.register(
-        "link_state_update_rejects",
-        "Link-state updates refused, by reason; every reason is always present",
-        counters(update_reject_series(&s.update_rejects_total)),
-    );
-    r.register(
+    )
+    .otlp("fabric.link_state.updates.stale", "{update}")
+    .read(|s| s.updates_stale_total.into()),
+    Def::counter("link_state_update_rejects", "Link-state updates refused, by reason; every reason is always present")
+        .labels(&["reason"])
+        .otlp("fabric.link_state.update.rejects", "{update}")
+        .read(|s| update_reject_reasons(&s.update_rejects_total)),
+    Def::counter(
         "link_state_area_mismatches",
         "Link-state updates refused because this node is not in their area or they came over a link of another area, by the area they named",
-        counters(area_series(&s.area_mismatches_total)),
-    );
-    counter(r, "updates_originated", "Link-state updates this node made of its own links", s.updates_originated_total);
-    counter(
-        r,
-        "updates_sent",
+    )
+    .labels(&["area"])
+    .otlp("fabric.link_state.area_mismatches", "{update}")
+    .read(|s| by_area(&s.area_mismatches_total)),
+    Def::counter("link_state_updates_originated", "Link-state updates this node made of its own links")
+        .otlp("fabric.link_state.updates.originated", "{update}")
+        .read(|s| s.updates_originated_total.into()),
+    Def::counter(
+        "link_state_updates_sent",
         "Link-state updates queued for neighbors (flooding and database exchange)",
-        s.updates_sent_total,
-    );
-    counter(
-        r,
-        "flushes_received",
-        "Withdrawn (flushed) link-state updates received and stored",
-        s.flushes_received_total,
-    );
-    counter(
-        r,
-        "entries_expired",
-        "Link-state database entries removed because their TTL ran out",
-        s.entries_expired_total,
-    );
-    counter(r, "spf_runs", "Shortest-path-first runs, one per area whose links changed", s.spf_runs_total);
-    counter(
-        r,
-        "spf_skipped",
-        "Link-state database changes that changed no link, so SPF was not run",
-        s.spf_skipped_total,
-    );
-    r.register_with_unit(
+    )
+    .otlp("fabric.link_state.updates.sent", "{update}")
+    .read(|s| s.updates_sent_total.into()),
+    Def::counter("link_state_flushes_received", "Withdrawn (flushed) link-state updates received and stored")
+        .otlp("fabric.link_state.flushes.received", "{update}")
+        .read(|s| s.flushes_received_total.into()),
+    Def::counter("link_state_entries_expired", "Link-state database entries removed because their TTL ran out")
+        .otlp("fabric.link_state.entries.expired", "{entry}")
+        .read(|s| s.entries_expired_total.into()),
+    Def::counter("link_state_spf_runs", "Shortest-path-first runs, one per area whose links changed")
+        .otlp("fabric.link_state.spf.runs", "{run}")
+        .read(|s| s.spf_runs_total.into()),
+    Def::counter("link_state_spf_skipped", "Link-state database changes that changed no link, so SPF was not run")
+        .otlp("fabric.link_state.spf.skipped", "{change}")
+        .read(|s| s.spf_skipped_total.into()),
+    Def::counter(
+        "link_state_spf_deferred",
+        "Link-state changes whose route computation the SPF throttle scheduled for later",
+    )
+    .otlp("fabric.link_state.spf.deferred", "{change}")
+    .read(|s| s.spf_deferred_total.into()),
+    Def::counter(
+        "link_state_spf_coalesced",
+        "Link-state changes that joined a route computation already scheduled by the SPF throttle",
+    )
+    .otlp("fabric.link_state.spf.coalesced", "{change}")
+    .read(|s| s.spf_coalesced_total.into()),
+    Def::histogram(
         "link_state_spf_duration",
         "Wall time of the router calls that ran SPF, route table rebuild included",
-        Unit::Seconds,
-        spf_histogram(&s.spf_duration_seconds),
-    );
-    counter(r, "route_changes", "Link-state routes added, changed or removed", s.route_changes_total);
-    r.register(
+    )
+    .otlp("fabric.link_state.spf_call", "{call}")
+    .read(|s| (&s.spf_duration_seconds).into()),
+    Def::counter("link_state_route_changes", "Link-state routes added, changed or removed")
+        .otlp("fabric.link_state.route.changes", "{change}")
+        .read(|s| s.route_changes_total.into()),
+    Def::up_down_counter(
         "link_state_exported_entries",
         "Summary entries this node exports as an area border router, by source and target area",
-        gauges(export_series(s, |counts| counts.exported)),
-    );
-    r.register(
+    )
+    .labels(&["source_area", "target_area"])
+    .otlp("fabric.link_state.export.entries", "{entry}")
+    .read(|s| exports(s, |counts| counts.exported)),
+    Def::up_down_counter(
         "link_state_export_filtered_entries",
         "Summary entries a summary filter keeps this node from exporting, by source and target area",
-        gauges(export_series(s, |counts| counts.filtered)),
-    );
-    r.register(
+    )
+    .labels(&["source_area", "target_area"])
+    .otlp("fabric.link_state.export.filtered_entries", "{entry}")
+    .read(|s| exports(s, |counts| counts.filtered)),
+    Def::up_down_counter(
         "link_state_export_compressed_entries",
         "Summary entries left out of this node's exports by maxSummaryEntries, by source and target area",
-        gauges(export_series(s, |counts| counts.compressed)),
-    );
-    r.register(
+    )
+    .labels(&["source_area", "target_area"])
+    .otlp("fabric.link_state.export.compressed_entries", "{entry}")
+    .read(|s| exports(s, |counts| counts.compressed)),
+    Def::counter(
         "link_state_import_refused_entries",
         "Summary entries received that this node does not use (filtered, or not flowing up the area graph), by source and target area",
-        counters(
-            s.summary_entries_refused
-                .iter()
-                .map(|refusal| (area_pair_labels(&refusal.source_area, &refusal.target_area), refusal.refused)),
-        ),
-    );
-    counter(
-        r,
-        "unverified_signatures_accepted",
+    )
+    .labels(&["source_area", "target_area"])
+    .otlp("fabric.link_state.import.refused_entries", "{entry}")
+    .read(|s| {
+        by_area_pair(s.summary_entries_refused.iter().map(|r| (r.source_area.clone(), r.target_area.clone(), r.refused)))
+    }),
+    Def::counter(
+        "link_state_unverified_signatures_accepted",
         "Signed link-state updates accepted unverified: the key is unknown and linkState.requireSignatures is false",
-        s.unverified_signatures_accepted_total,
-    );
-}
+    )
+    .otlp("fabric.link_state.signatures.unverified_accepted", "{update}")
+    .read(|s| s.unverified_signatures_accepted_total.into()),
+];
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
+
+    use fabric_core::stats::{CONVERGENCE_BUCKETS, Histogram};
+    use fabric_link_state::stats::SPF_DURATION_BUCKETS;
 
     use super::*;
 
@@ -595,7 +625,7 @@ mod tests {
 
     /// Every value distinct, as in `populated_snapshot`.
     fn link_state_snapshot() -> LinkStateSnapshot {
-        let mut spf = DurationHistogram::default();
+        let mut spf = Histogram::default();
         for micros in [50, 300, 3_000, 700_000] {
             spf.observe(Duration::from_micros(micros));
         }
@@ -629,6 +659,8 @@ mod tests {
             spf_runs_total: 419,
             spf_skipped_total: 420,
             spf_heap_pops_total: 421,
+            spf_deferred_total: 5,
+            spf_coalesced_total: 17,
             spf_duration_seconds: spf,
             route_changes_total: 422,
             unverified_signatures_accepted_total: 423,
@@ -832,7 +864,7 @@ mod tests {
     #[test]
     fn inconsistent_histogram_still_renders_monotonic_buckets() {
         let mut stats = empty_snapshot();
-        stats.convergence_seconds = Histogram { buckets: vec![5, 3], count: 4, sum_seconds: 1.0 };
+        stats.convergence_seconds = Histogram::from_parts(vec![5, 3], 4, 1.0);
         let text = render_with(&stats, &[], MetricsFormat::PrometheusText);
         let counts: Vec<u64> = text
             .lines()
@@ -939,13 +971,128 @@ mod tests {
     }
 
     #[test]
-    fn docs_list_every_metric() {
+    fn docs_match_the_metric_table() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
         let docs = std::fs::read_to_string(path).expect("docs/metrics.md");
-        let link_state = link_state_snapshot();
-        let text = render_full(&empty_snapshot(), &[], Some(&link_state), MetricsFormat::PrometheusText);
-        for (name, _) in type_lines(&text) {
-            assert!(docs.contains(&format!("`{name}`")), "docs/metrics.md does not document `{name}`");
+        let (sidecar, rest) = docs.split_once("\n## Operator\n").expect("an Operator section");
+        let otlp = rest.split_once("\n## OTLP export\n").expect("an OTLP export section").1;
+        let otlp = otlp.split_once("\n### Metrics\n").expect("a Metrics part of the OTLP export section").1;
+        let defs: Vec<Def> =
+            NODE_METRICS.iter().map(|m| m.def).chain(LINK_STATE_METRICS.iter().map(|m| m.def)).collect();
+        let problems = fabric_io::metric_table::docs_mismatches(&defs, PREFIX, sidecar, Some(otlp));
+        assert!(problems.is_empty(), "docs/metrics.md disagrees with the metric table:\n{}", problems.join("\n"));
+    }
+
+    /// `(labels sorted by name, value)` of every sample named `name`.
+    fn samples(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let (sample, labels) =
+                    series.split_once('{').map_or((series, ""), |(n, rest)| (n, rest.trim_end_matches('}')));
+                (sample == name).then_some((labels, value))
+            })
+            .map(|(labels, value)| {
+                let mut pairs: Vec<(String, String)> = labels
+                    .split(',')
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (key, value) = pair.split_once('=').expect("label=value");
+                        (key.to_owned(), value.trim_matches('"').to_owned())
+                    })
+                    .collect();
+                pairs.sort();
+                (pairs, value.parse().expect("a number"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_prometheus_family_has_otlp_instruments_with_the_same_help_and_values() {
+        struct Owned {
+            stats: StatsSnapshot,
+            peers: Vec<PeerMetrics>,
+            link_state: LinkStateSnapshot,
+            session_ends: BTreeMap<&'static str, u64>,
         }
+        let owned = std::sync::Arc::new(Owned {
+            stats: populated_snapshot(),
+            peers: peers(),
+            link_state: link_state_snapshot(),
+            session_ends: BTreeMap::from([("eof", 5), ("rate_limited", 6)]),
+        });
+        fn input(o: &Owned) -> MetricsInput<'_> {
+            MetricsInput {
+                stats: &o.stats,
+                peers: &o.peers,
+                node_id: "node-a",
+                config_version: Some("v7"),
+                config_applied_total: 301,
+                config_rejected_total: 302,
+                link_state: Some(&o.link_state),
+                session_ends: &o.session_ends,
+            }
+        }
+        let text = render(&input(&owned), MetricsFormat::PrometheusText);
+        let points = fabric_io::metric_table::collect_otlp(|meter| {
+            let node = owned.clone();
+            fabric_io::metric_table::register_otlp(meter, NODE_METRICS, move |read: &NodeRead| {
+                Some(read(&input(&node)))
+            });
+            let link_state = owned.clone();
+            fabric_io::metric_table::register_otlp(meter, LINK_STATE_METRICS, move |read: &LinkStateRead| {
+                Some(read(&link_state.link_state))
+            });
+        });
+
+        let defs: Vec<Def> =
+            NODE_METRICS.iter().map(|m| m.def).chain(LINK_STATE_METRICS.iter().map(|m| m.def)).collect();
+        let rendered: Vec<&str> = type_lines(&text).into_iter().map(|(name, _)| name).collect();
+        let from_table: Vec<String> = defs.iter().map(|def| def.prometheus_family(PREFIX)).collect();
+        assert_eq!(rendered, from_table, "the rendered families are the table's, in its order");
+
+        let helps: BTreeMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .map(|rest| rest.split_once(' ').expect("# HELP name text"))
+            .collect();
+        let mut checked = 0;
+        for def in &defs {
+            let family = def.prometheus_family(PREFIX);
+            let help = helps[family.as_str()].strip_suffix('.').expect("help ends with a full stop");
+            let Some(otlp) = def.otlp_name else {
+                assert_eq!(def.kind, Kind::Info, "{family} has no OTLP name");
+                continue;
+            };
+            let instrument = |name: &str| -> Vec<&fabric_io::metric_table::OtlpPoint> {
+                points.iter().filter(|p| p.metric == name).collect()
+            };
+            let same_points = |otlp_name: &str, prometheus_sample: &str| {
+                let mut otlp_points: Vec<(Vec<(String, String)>, f64)> =
+                    instrument(otlp_name).iter().map(|p| (p.attributes.clone(), p.value)).collect();
+                let mut prometheus = samples(&text, prometheus_sample);
+                otlp_points.sort_by(|a, b| a.0.cmp(&b.0));
+                prometheus.sort_by(|a, b| a.0.cmp(&b.0));
+                assert_eq!(otlp_points, prometheus, "{otlp_name} vs {prometheus_sample}");
+            };
+            if let Kind::Histogram { .. } = def.kind {
+                for (suffix, sample) in [("count", "_count"), ("time", "_sum")] {
+                    let name = format!("{otlp}.{suffix}");
+                    let first = instrument(&name);
+                    assert!(!first.is_empty(), "no {name}");
+                    assert!(first[0].description.starts_with(help), "{name}: {:?} vs {help:?}", first[0].description);
+                    same_points(&name, &format!("{family}{sample}"));
+                }
+            } else {
+                let first = instrument(otlp);
+                assert!(!first.is_empty(), "no OTLP points for {otlp} ({family})");
+                assert_eq!(first[0].description, help, "{otlp} vs {family}");
+                assert_eq!(first[0].unit, def.unit, "{otlp}");
+                same_points(otlp, &family);
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, defs.len() - 1, "every family but fabric_node_info");
     }
 }

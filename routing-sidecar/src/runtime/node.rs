@@ -736,7 +736,7 @@ impl Node {
                 }
                 Effect::RouteChanged { destination, best } => match best {
                     // Per-route lines at debug: at info they cost more than
-                    // routing itself on large tables (measured, docs/benchmarks.md).
+                    // routing itself on large tables (docs/benchmarks-history.md, "Sidecar").
                     Some(best) => tracing::debug!(
                         destination = %destination, next_hop = %best.next_hop, cost = best.metrics.cost,
                         hops = best.hop_count, "route selected"

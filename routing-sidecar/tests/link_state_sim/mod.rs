@@ -218,17 +218,41 @@ impl LinkStateNet {
         delivered
     }
 
-    /// Delivers rounds until nothing is in flight; returns the number of
-    /// rounds that delivered something. Panics past `max_rounds`.
+    /// Delivers rounds until nothing is in flight and no route computation
+    /// is pending; returns the number of rounds that delivered something.
+    /// Panics past `max_rounds`.
     pub fn run_until_quiet(&mut self, max_rounds: usize) -> usize {
         let mut rounds = 0;
-        while !self.queue.is_empty() {
+        loop {
+            if self.queue.is_empty() && !self.fire_spf_timers() {
+                return rounds;
+            }
             assert!(rounds < max_rounds, "network not quiet after {max_rounds} rounds");
             if self.step() > 0 {
                 rounds += 1;
             }
         }
-        rounds
+    }
+
+    /// Moves time to the earliest deferred route computation (the SPF
+    /// throttle) and ticks the routers it is due on. `false` when none is
+    /// pending.
+    pub fn fire_spf_timers(&mut self) -> bool {
+        let Some(due) = self.routers.values().filter_map(LinkStateRouter::spf_due).min() else {
+            return false;
+        };
+        self.now = self.now.max(due);
+        let now = self.now;
+        let due_now: Vec<NodeId> = self
+            .routers
+            .iter()
+            .filter(|(_, r)| r.spf_due().is_some_and(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due_now {
+            self.input(id.as_str(), LinkStateInput::Tick);
+        }
+        true
     }
 
     /// Moves time forward and ticks every router, in node order.

@@ -122,8 +122,9 @@ pub fn compile_with(index: &Index, settings: &Settings) -> Compilation {
             report.contributes(source, node_id);
         }
         // The trusted keys were checked one by one above (`keys`), and are
-        // the same for every sidecar: decoding them again per sidecar was
-        // 40% of a compile (docs/benchmarks.md, "Operator").
+        // the same for every sidecar: decoding and checking them again per
+        // sidecar would cost more than the rest of the compile
+        // (docs/benchmarks.md, "Operator").
         if let Err(error) = config.validate_except_keys() {
             report.invalid_sidecar_config(node_id, &sources, error.field, error.reason);
             continue;
@@ -162,9 +163,10 @@ fn collect_objects<K: Indexed>(index: &Index, objects: &mut Vec<(ObjectKey, Opti
     }
 }
 
-/// The trusted keys every config carries, serialized once per compile:
-/// with 60 RouteKeys, cloning and serializing them into each of 1,000
-/// configs was a third of a compile (docs/benchmarks.md, "Operator").
+/// The trusted keys every config carries, serialized once per compile: they
+/// are most of a config's text, so cloning and serializing them into every
+/// config would be a large part of a compile (docs/benchmarks.md,
+/// "Operator").
 struct SharedKeys {
     list: Arc<[TrustedKey]>,
     json: String,
@@ -179,9 +181,10 @@ impl SharedKeys {
 }
 
 /// Sets the config's version, the first 16 hex digits of the SHA-256 of
-/// its JSON with the version unset (JSON: 15x faster to produce than YAML,
-/// and deterministic the same way: fields in declaration order, maps
-/// sorted), gives it the shared trusted keys, and returns the JSON with the
+/// its JSON with the version unset (JSON: much cheaper to produce than YAML,
+/// see the "alternative" row of the compile bench, and deterministic the
+/// same way: fields in declaration order, maps sorted), gives it the shared
+/// trusted keys, and returns the JSON with the
 /// version, what is sent.
 ///
 /// The config is serialized once, with an empty key list, and the shared

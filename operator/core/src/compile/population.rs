@@ -1,9 +1,10 @@
 //! The sidecars of one compile, indexed by namespace and by label pair, so
 //! that finding what a selector selects looks only at the sidecars that
 //! carry its rarest required label (or share its namespace, when it requires
-//! none) instead of at every sidecar. Matching 100 RoutePolicies and 210
-//! NeighborPolicies against 1,000 sidecars one by one was a third of a
-//! compile (docs/benchmarks.md, "Operator").
+//! none) instead of at every sidecar: matching every RoutePolicy and
+//! NeighborPolicy against every sidecar one by one grows with policies ×
+//! sidecars and would dominate a fleet's compile (docs/benchmarks.md,
+//! "Operator").
 //!
 //! The index only narrows: every candidate is still checked with
 //! [`selector_matches`], so the result is exactly the one-by-one result, in

@@ -96,6 +96,12 @@ pub struct LinkStateConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_summary_entries: Option<usize>,
     pub limits: LinkStateLimits,
+    /// When route computation runs after the database changes (initial
+    /// delay, hold, maximum wait; see `fabric_link_state::spf_throttle`).
+    /// Left out of the text at its default, so that a config the operator
+    /// compiles stays readable by sidecars that predate the knob.
+    #[serde(skip_serializing_if = "SpfThrottleConfig::is_default")]
+    pub spf_throttle: SpfThrottleConfig,
 }
 
 /// One area and its place in the area graph.
@@ -167,6 +173,7 @@ impl Default for LinkStateConfig {
             summary_filters: Vec::new(),
             max_summary_entries: None,
             limits: LinkStateLimits::default(),
+            spf_throttle: SpfThrottleConfig::default(),
         }
     }
 }
@@ -230,6 +237,7 @@ impl LinkStateConfig {
         if self.max_summary_entries == Some(0) {
             return Err(LinkStateConfigError::new("maxSummaryEntries", "must be above zero when set"));
         }
+        self.spf_throttle.validate()?;
 
         let mut defined: BTreeSet<&AreaId> = BTreeSet::new();
         for (i, area) in self.areas.iter().enumerate() {
@@ -328,6 +336,63 @@ impl LinkStateConfig {
     /// The TTL this node writes into its own updates, in milliseconds.
     pub fn update_ttl_ms(&self) -> u32 {
         u32::try_from(self.update_ttl.as_millis()).unwrap_or(u32::MAX)
+    }
+}
+
+/// The three knobs, `spfThrottle` in the link-state config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SpfThrottleConfig {
+    /// Delay of the first computation after a quiet period. Default 20ms.
+    #[serde(with = "humantime_serde")]
+    pub initial_delay: Duration,
+    /// Least time between a computation and the next one; doubles while
+    /// changes keep coming. Default 100ms.
+    #[serde(with = "humantime_serde")]
+    pub hold: Duration,
+    /// Cap of the doubled hold, and the longest a change waits for its
+    /// computation. Default 500ms.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for SpfThrottleConfig {
+    fn default() -> Self {
+        Self {
+            initial_delay: Duration::from_millis(20),
+            hold: Duration::from_millis(100),
+            max_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The longest `maxWait` accepted: beyond it routes would lag the database
+/// for longer than any session hold time.
+const MAX_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+impl SpfThrottleConfig {
+    /// No throttling: every change is computed in the call that brought it.
+    pub const IMMEDIATE: Self = Self { initial_delay: Duration::ZERO, hold: Duration::ZERO, max_wait: Duration::ZERO };
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks the knobs; field names are relative to the link-state section.
+    pub fn validate(&self) -> Result<(), LinkStateConfigError> {
+        if self.max_wait > MAX_WAIT_LIMIT {
+            return Err(LinkStateConfigError::new(
+                "spfThrottle.maxWait",
+                format!("must be at most {}", humantime::format_duration(MAX_WAIT_LIMIT)),
+            ));
+        }
+        if self.initial_delay > self.max_wait {
+            return Err(LinkStateConfigError::new("spfThrottle.initialDelay", "must not exceed spfThrottle.maxWait"));
+        }
+        if self.hold > self.max_wait {
+            return Err(LinkStateConfigError::new("spfThrottle.hold", "must not exceed spfThrottle.maxWait"));
+        }
+        Ok(())
     }
 }
 
@@ -434,5 +499,24 @@ summaryFilters:
         config.summary_filters =
             vec![SummaryFilter { deny_destinations: vec!["x*y".into()], ..SummaryFilter::new(AreaId::from("a")) }];
         assert_eq!(field_of(&config), "summaryFilters[0].denyDestinations[0]");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let field = |config: SpfThrottleConfig| config.validate().unwrap_err().field;
+        assert_eq!(
+            field(SpfThrottleConfig { initial_delay: Duration::from_millis(2000), ..SpfThrottleConfig::default() }),
+            "spfThrottle.initialDelay"
+        );
+        assert_eq!(
+            field(SpfThrottleConfig { hold: Duration::from_millis(2000), ..SpfThrottleConfig::default() }),
+            "spfThrottle.hold"
+        );
+        assert_eq!(
+            field(SpfThrottleConfig { max_wait: Duration::from_secs(61), ..SpfThrottleConfig::default() }),
+            "spfThrottle.maxWait"
+        );
+        SpfThrottleConfig::default().validate().unwrap();
+        SpfThrottleConfig::IMMEDIATE.validate().unwrap();
     }
 }
