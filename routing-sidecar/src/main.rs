@@ -108,7 +108,7 @@ struct RunArgs {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
     /// How often metrics are exported over OTLP.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = fabric_core::time::parse_duration)]
     otlp_metrics_interval: Duration,
     /// `service.name` of the exported traces and metrics.
     #[arg(long, default_value = "routing-sidecar", env = "OTEL_SERVICE_NAME")]
@@ -138,7 +138,7 @@ struct RunArgs {
     /// With `--operator`, peering waits for the operator's first config (or
     /// its word that the config in force is current) at most this long,
     /// then starts on the config in force.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "FABRIC_OPERATOR_INITIAL_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = fabric_core::time::parse_duration, env = "FABRIC_OPERATOR_INITIAL_TIMEOUT")]
     operator_initial_timeout: std::time::Duration,
     /// Namespace reported to the operator (policies select sidecars of their
     /// own namespace).
