@@ -496,3 +496,39 @@ fn busiest_node(topology: &Topology) -> String {
         .map(|n| n.id.to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    fn run_args(flags: &[&str]) -> Result<Box<RunArgs>, clap::Error> {
+        let cli = Cli::try_parse_from(["routing-sidecar", "run"].iter().chain(flags))?;
+        match cli.command {
+            Command::Run(args) => Ok(args),
+            _ => unreachable!("parsed as run"),
+        }
+    }
+
+    #[test]
+    fn duration_flags_read_their_defaults_and_the_config_duration_syntax() {
+        Cli::command().debug_assert();
+        let defaults = run_args(&[]).unwrap();
+        assert_eq!(defaults.otlp_metrics_interval, Duration::from_secs(10));
+        let given = run_args(&["--otlp-metrics-interval", "1m 30s", "--operator-initial-timeout", "2.5s"]).unwrap();
+        assert_eq!(given.otlp_metrics_interval, Duration::from_secs(90));
+        assert_eq!(given.operator_initial_timeout, Duration::from_millis(2_500));
+        let error = run_args(&["--otlp-metrics-interval", "1 month"]).unwrap_err().to_string();
+        assert!(
+            error.contains("--otlp-metrics-interval") && error.contains("\"1 month\" is not a duration"),
+            "{error}"
+        );
+        for subcommand in [
+            &["lab", "--timeout", "45s"][..],
+            &["soak", "--duration", "3h", "--gossip-interval", "50ms", "--hold-down", "1s"][..],
+        ] {
+            Cli::try_parse_from(std::iter::once("routing-sidecar").chain(subcommand.iter().copied())).unwrap();
+        }
+    }
+}

@@ -270,6 +270,8 @@ mod tests {
             ("2024-12-31T19:00:00-05:00", 1_735_689_600_000),
             ("2025-01-01T00:00:00.1239Z", 1_735_689_600_123),
             ("2024-02-29T12:00:00+00:00", 1_709_208_000_000),
+            // A leap second is read as the second before it.
+            ("2016-12-31T23:59:60Z", 1_483_228_799_000),
         ];
         for &(text, millis) in cases {
             assert_eq!(Timestamp::from_rfc3339(text), Ok(Timestamp(millis)), "{text}");
