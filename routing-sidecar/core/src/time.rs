@@ -219,6 +219,26 @@ mod tests {
     }
 
     #[test]
+    fn every_unit_name_below_a_month_that_configs_were_written_with_still_parses() {
+        let units: &[(&[&str], Duration)] = &[
+            (&["nanos", "nsec", "ns"], Duration::from_nanos(2)),
+            (&["usec", "us", "µs"], Duration::from_micros(2)),
+            (&["millis", "msec", "ms"], Duration::from_millis(2)),
+            (&["seconds", "second", "secs", "sec", "s"], Duration::from_secs(2)),
+            (&["minutes", "minute", "min", "mins", "m"], Duration::from_secs(2 * 60)),
+            (&["hours", "hour", "hr", "hrs", "h"], Duration::from_secs(2 * 3_600)),
+            (&["days", "day", "d"], Duration::from_secs(2 * 86_400)),
+            (&["weeks", "week", "wk", "wks", "w"], Duration::from_secs(2 * 7 * 86_400)),
+        ];
+        for &(names, expected) in units {
+            for name in names {
+                assert_eq!(parse_duration(&format!("2{name}")), Ok(expected), "2{name}");
+                assert_eq!(parse_duration(&format!("2 {name}")), Ok(expected), "2 {name}");
+            }
+        }
+    }
+
+    #[test]
     fn months_years_negatives_and_bare_numbers_are_refused_with_the_text() {
         for bad in ["1 month", "1M", "1y", "2 years", "-5s", "5", "", "abc", "5 parsecs", "1h -5m"] {
             let error = parse_duration(bad).unwrap_err();
