@@ -1057,6 +1057,8 @@ linkState: {updateTtl: 5m, refreshInterval: 100s, maxTtl: 1w, flushHold: 1m}
         }
         assert!(written.contains("maxTtl: 168h"), "{written}");
         assert_eq!(SidecarConfig::from_yaml(&written).unwrap(), config);
+        let zero = SidecarConfig::from_yaml("nodeId: a\nstability: {holdDown: 0}\n").unwrap();
+        assert_eq!(zero.stability.hold_down, Duration::ZERO, "a plain YAML 0");
 
         // The YAML error names the section and where its mapping starts;
         // the reason quotes the text.
