@@ -119,7 +119,7 @@ pub fn instance_name() -> String {
 
 /// The current time as RFC 3339 (seconds, UTC), for condition transitions.
 pub fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn router(distributor: Distributor, health: Health) -> axum::Router {

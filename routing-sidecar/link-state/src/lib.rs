@@ -38,8 +38,8 @@ pub mod topology;
 pub use explain::RouteExplanation;
 pub use fabric_core::link_state::{
     AreaConfig, AreaGraph, AreaGraphError, AreaId, AreaPair, AreaSummary, ExportCounts, LinkAdvert, LinkStateConfig,
-    LinkStateConfigError, LinkStateLimits, LinkStateUpdate, LsdbLimits, RoutingMode, SpfThrottleConfig, SummaryEntry,
-    SummaryFilter, SummaryPolicy, area, area_id, config, lsa,
+    LinkStateLimits, LinkStateUpdate, LsdbLimits, RoutingMode, SpfThrottleConfig, SummaryEntry, SummaryFilter,
+    SummaryPolicy, area, area_id, config, lsa,
 };
 pub use mode::{ModeDecision, PathVectorChoice, Protocol, decide};
 pub use router::{LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRouter, LocalLink, OutgoingUpdate};
