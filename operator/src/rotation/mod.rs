@@ -325,3 +325,77 @@ impl Rotator {
         material
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distribution::DistributorOptions;
+    use fabric_operator_core::index::{Index, SidecarInfo};
+
+    /// A store whose key file the operator may not read.
+    struct Unreadable;
+
+    #[tonic::async_trait]
+    impl KeyStore for Unreadable {
+        async fn load(&self, name: &NamespacedName) -> Result<KeyRing, KeyStoreError> {
+            let path = format!("/state/keys/{}_{}.json", name.namespace, name.name).into();
+            Err(KeyStoreError::File { path, source: std::io::ErrorKind::PermissionDenied.into() })
+        }
+        async fn save(&self, _: &NamespacedName, _: &RouteKey, _: &KeyRing) -> Result<(), KeyStoreError> {
+            Ok(())
+        }
+    }
+
+    fn distributor_with_route_key() -> Distributor {
+        let route_key: RouteKey = serde_json::from_value(serde_json::json!({
+            "apiVersion": "routing.fabric.dev/v1alpha1",
+            "kind": "RouteKey",
+            "metadata": {"name": "eu-1", "namespace": "fabric", "generation": 1, "uid": "uid-eu-1"},
+            "spec": {"nodeId": "a"},
+        }))
+        .unwrap();
+        let mut index = Index::new();
+        assert_eq!(index.apply(route_key), Ok(true));
+        index.upsert_sidecar(SidecarInfo {
+            node_id: NodeId::from("a"),
+            namespace: "fabric".into(),
+            name: "a".into(),
+            labels: Default::default(),
+            peer_address: Some("a.fabric:7400".into()),
+            service_account: None,
+        });
+        let distributor = Distributor::new(DistributorOptions::default());
+        distributor.set_objects(index);
+        distributor
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_store_fails_the_pass_naming_the_file() {
+        let distributor = distributor_with_route_key();
+        let mut rotator = Rotator::with_generator(
+            Arc::new(Unreadable),
+            Arc::new(LocalPublisher),
+            Box::new(|| panic!("no key is generated without the stored ones")),
+        );
+        let events = rotator.tick(&distributor, Timestamp(1_800_000_000_000)).await;
+        assert!(events.is_empty(), "{events:?}");
+        let status = &rotator.status()[&NamespacedName::new("fabric", "eu-1")];
+        assert_eq!(
+            status.error.as_deref(),
+            Some("cannot read the private keys: /state/keys/fabric_eu-1.json: permission denied")
+        );
+    }
+
+    #[test]
+    fn each_failed_step_has_its_own_reason() {
+        let unreadable = || KeyStoreError::File { path: "k.json".into(), source: std::io::ErrorKind::NotFound.into() };
+        let lost = KeyError::Length { key_id: "k1".into(), length: 3 };
+        let reasons = [
+            RotationError::Load(unreadable()).reason(),
+            RotationError::Save(unreadable()).reason(),
+            RotationError::Plan(PlanError::Key(lost)).reason(),
+            RotationError::Plan(PlanError::Generate(GenerateError("no entropy".into()))).reason(),
+        ];
+        assert_eq!(reasons, ["load_keys", "save_keys", "unusable_key", "generate_key"]);
+    }
+}

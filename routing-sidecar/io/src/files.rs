@@ -81,4 +81,13 @@ mod tests {
         assert!(!path.with_extension("tmp").exists(), "the temporary is renamed away");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_failed_write_names_the_file() {
+        let path = std::env::temp_dir().join(format!("fabric-io-missing-{}", std::process::id())).join("key.pem");
+        let error = write_private(&path, b"secret").unwrap_err();
+        assert_eq!(error.path, path);
+        assert_eq!(error.source.kind(), std::io::ErrorKind::NotFound);
+        assert!(error.to_string().starts_with(&path.display().to_string()), "{error}");
+    }
 }

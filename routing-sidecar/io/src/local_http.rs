@@ -126,3 +126,35 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<HttpResponse, HttpError
 pub async fn put(addr: SocketAddr, path: &str, body: &str, bearer: Option<&str>) -> Result<HttpResponse, HttpError> {
     request(addr, "PUT", path, Some(body), bearer).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunked_answer_is_joined() {
+        let response =
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!((response.status, response.body.as_str()), (200, "abcde"));
+    }
+
+    #[test]
+    fn a_malformed_answer_says_what_is_wrong() {
+        assert!(matches!(parse(b"HTTP/1.1 200 OK\r\n"), Err(HttpError::NoHeaderEnd)));
+        let error = parse(b"HTTP/1.1 OK\r\n\r\n").unwrap_err();
+        assert!(matches!(&error, HttpError::StatusLine(line) if line == "HTTP/1.1 OK"), "{error:?}");
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let error = parse(format!("{chunked}zz\r\nabc").as_bytes()).unwrap_err();
+        assert!(matches!(error, HttpError::ChunkSize(_)), "{error:?}");
+        let error = parse(format!("{chunked}9\r\nabc").as_bytes()).unwrap_err();
+        assert!(matches!(error, HttpError::ShortChunk), "{error:?}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_quoted() {
+        let response = HttpResponse { status: 500, body: "oops".into() };
+        let error = response.json().unwrap_err();
+        assert!(matches!(&error, HttpError::Json { body, .. } if body == "oops"), "{error:?}");
+        assert!(error.to_string().ends_with(": oops"), "{error}");
+    }
+}
