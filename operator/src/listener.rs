@@ -32,3 +32,20 @@ pub async fn bind(listener: &'static str, addr: SocketAddr) -> Result<(TcpListen
     let local = bound.local_addr().map_err(|source| ListenError::LocalAddr { listener, source })?;
     Ok((bound, local))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_address_names_the_listener_and_the_address() {
+        let (_held, addr) = bind("HTTP", SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let error = bind("webhook", addr).await.unwrap_err();
+        assert!(
+            matches!(&error, ListenError::Bind { listener: "webhook", addr: taken, source }
+                if *taken == addr && source.kind() == std::io::ErrorKind::AddrInUse),
+            "{error:?}"
+        );
+        assert!(error.to_string().starts_with(&format!("webhook on {addr}: ")), "{error}");
+    }
+}

@@ -275,3 +275,24 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_ca_that_does_not_load_names_its_folder() {
+        let dir = std::env::temp_dir().join(format!("fabric-local-peer-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.crt"), "not a certificate").unwrap();
+        std::fs::write(dir.join("ca.key"), "not a key").unwrap();
+        let settings = fabric_operator_core::peer_ca::PeerCaSettings {
+            trust_domain: "fabric.local".into(),
+            lifetime: Duration::from_secs(3600),
+        };
+        let error = local_peer_ca(Some(&dir), &settings).unwrap_err();
+        assert!(matches!(&error, LocalError::StoredPeerCa { dir: named, .. } if *named == dir), "{error:?}");
+        assert!(error.to_string().starts_with(&dir.display().to_string()), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -857,6 +857,17 @@ mod tests {
     }
 
     #[test]
+    fn a_hello_without_a_node_id_or_with_a_bad_port_is_refused() {
+        let remote = Some("10.1.2.3".parse().unwrap());
+        assert_eq!(sidecar_from_hello(&hello("", &[]), remote), Err(HelloError::NoNodeId));
+        let mut bad_port = hello("a", &[]);
+        bad_port.peer_address = "0.0.0.0:http".into();
+        let error = sidecar_from_hello(&bad_port, remote).unwrap_err();
+        assert_eq!(error, HelloError::PeerAddressPort("0.0.0.0:http".into()));
+        assert_eq!(error.to_string(), "bad peer_address port in \"0.0.0.0:http\"");
+    }
+
+    #[test]
     fn push_ack_resume_and_stale_nonces() {
         let distributor = Distributor::new(DistributorOptions::default());
         let info = sidecar_from_hello(&hello("a", &[]), None).unwrap();

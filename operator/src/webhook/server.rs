@@ -180,3 +180,17 @@ impl<Io: AsyncRead + AsyncWrite + Unpin + Send + 'static> axum::serve::Listener 
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_certificate_names_its_file() {
+        let dir = std::env::temp_dir().join(format!("fabric-webhook-tls-{}", std::process::id()));
+        let files = TlsFiles { cert: dir.join("tls.crt"), key: dir.join("tls.key") };
+        let Err(error) = Tls::load(&files) else { panic!("no certificate file, yet TLS loaded") };
+        assert!(matches!(&error, WebhookServerError::Pem { path, .. } if *path == files.cert), "{error:?}");
+        assert!(error.to_string().starts_with(&files.cert.display().to_string()), "{error}");
+    }
+}
