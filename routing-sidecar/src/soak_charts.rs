@@ -85,7 +85,8 @@ pub fn run(args: SoakArgs) -> Result<(), String> {
         out: args.out.clone(),
     };
     let started = std::time::Instant::now();
-    let report = soak::run(&options, &mut |line| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64()))?;
+    let report = soak::run(&options, &mut |line| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64()))
+        .map_err(|e| e.to_string())?;
     print!("{}", report.text());
     if let Some(dir) = &args.out {
         draw_all(&report, dir).map_err(|e| format!("charts in {}: {e}", dir.display()))?;
