@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod distribution;
 pub mod identity_flags;
 pub mod kubernetes;
+pub mod listener;
 pub mod local;
 pub mod metrics;
 pub mod plugin;

@@ -11,17 +11,50 @@ use std::time::Duration;
 use axum::routing::get;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
 
 use crate::admin_http::{AppState, Folder, get_metrics, get_sidecars, get_status};
 use crate::distribution::auth::TokenVerifier;
-use crate::distribution::server::{DistributionService, serve};
+use crate::distribution::server::{DistributionService, ServeError, serve};
 use crate::distribution::{Distributor, DistributorOptions};
-use crate::rotation::{FileKeyStore, KeyStore, LocalPublisher, MemoryKeyStore, Rotator};
+use crate::listener::{ListenError, bind};
+use crate::rotation::{FileKeyStore, KeyStore, KeyStoreError, LocalPublisher, MemoryKeyStore, Rotator};
 use crate::shutdown::shutdown_signal;
 use crate::tls::TlsFiles;
 use fabric_operator_core::compile::Severity;
-use fabric_operator_core::manifests::{Manifests, load_dir};
+use fabric_operator_core::manifests::{ManifestError, Manifests, load_dir};
+use fabric_operator_core::peer_ca::PeerCaError;
+
+/// Why local mode could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// No CA could be made (a new one, not read from the state directory).
+    #[error("peer CA: {0}")]
+    PeerCa(#[source] PeerCaError),
+    /// The CA kept in the state directory does not load.
+    #[error("{}: {source}", dir.display())]
+    StoredPeerCa {
+        dir: PathBuf,
+        #[source]
+        source: PeerCaError,
+    },
+    /// The state directory or a file in it cannot be made or written.
+    #[error("{}: {source}", path.display())]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    WriteSecret(#[from] fabric_io::files::WriteError),
+    #[error(transparent)]
+    KeyStore(#[from] KeyStoreError),
+    #[error(transparent)]
+    Manifests(#[from] ManifestError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
 
 pub struct LocalOptions {
     pub manifests: PathBuf,
@@ -56,18 +89,19 @@ pub struct LocalOptions {
 fn local_peer_ca(
     dir: Option<&std::path::Path>,
     settings: &fabric_operator_core::peer_ca::PeerCaSettings,
-) -> Result<fabric_operator_core::peer_ca::PeerCa, String> {
+) -> Result<fabric_operator_core::peer_ca::PeerCa, LocalError> {
     use fabric_operator_core::peer_ca::PeerCa;
     let (domain, lifetime, now) = (&settings.trust_domain, settings.lifetime, std::time::SystemTime::now());
-    let Some(dir) = dir else { return PeerCa::generate(domain, lifetime, now).map_err(|e| e.to_string()) };
+    let Some(dir) = dir else { return PeerCa::generate(domain, lifetime, now).map_err(LocalError::PeerCa) };
     let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
     if let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read_to_string(&cert), std::fs::read_to_string(&key)) {
-        return PeerCa::from_pem(&cert_pem, &key_pem, domain, lifetime).map_err(|e| format!("{}: {e}", dir.display()));
+        return PeerCa::from_pem(&cert_pem, &key_pem, domain, lifetime)
+            .map_err(|source| LocalError::StoredPeerCa { dir: dir.to_path_buf(), source });
     }
-    let ca = PeerCa::generate(domain, lifetime, now).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let ca = PeerCa::generate(domain, lifetime, now).map_err(LocalError::PeerCa)?;
+    std::fs::create_dir_all(dir).map_err(|source| LocalError::StateDir { path: dir.to_path_buf(), source })?;
     fabric_io::files::write_private(&key, ca.key_pem().as_bytes())?;
-    std::fs::write(&cert, ca.certificate_pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
+    std::fs::write(&cert, ca.certificate_pem()).map_err(|source| LocalError::StateDir { path: cert, source })?;
     Ok(ca)
 }
 
@@ -111,7 +145,7 @@ fn render_issues(manifests: &Manifests) -> Vec<String> {
 /// errors (bad YAML, schema mismatch, duplicates) is not applied: the last
 /// good objects stay, like `kubectl apply` refusing the file. The first load
 /// is applied for its valid documents.
-fn reload(dir: &Path, distributor: &Distributor, folder: &Mutex<Folder>) -> Result<(), String> {
+fn reload(dir: &Path, distributor: &Distributor, folder: &Mutex<Folder>) -> Result<(), ManifestError> {
     let print = fingerprint(dir);
     let first = {
         let folder = folder.lock().unwrap_or_else(|p| p.into_inner());
@@ -120,7 +154,7 @@ fn reload(dir: &Path, distributor: &Distributor, folder: &Mutex<Folder>) -> Resu
         }
         folder.fingerprint.is_none()
     };
-    let manifests = load_dir(dir).map_err(|e| e.to_string())?;
+    let manifests = load_dir(dir)?;
     let issues = render_issues(&manifests);
     let mut folder = folder.lock().unwrap_or_else(|p| p.into_inner());
     folder.fingerprint = Some(print);
@@ -144,7 +178,7 @@ fn reload(dir: &Path, distributor: &Distributor, folder: &Mutex<Folder>) -> Resu
 }
 
 /// Runs local mode until SIGTERM or Ctrl-C.
-pub async fn run(options: LocalOptions) -> Result<(), String> {
+pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
     let peer_ca = options
         .peer_ca
         .as_ref()
@@ -160,15 +194,13 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         identity: options.identity.clone(),
     });
     if let Some(dir) = &options.state_dir {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| LocalError::StateDir { path: dir.clone(), source })?;
     }
     let folder = Arc::new(Mutex::new(Folder::default()));
     reload(&options.manifests, &distributor, &folder)?;
 
-    let grpc = TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
-    let http = TcpListener::bind(options.http).await.map_err(|e| format!("HTTP on {}: {e}", options.http))?;
-    let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
-    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    let (grpc, grpc_addr) = bind("listen", options.listen).await?;
+    let (http, http_addr) = bind("HTTP", options.http).await?;
     println!(
         "{}",
         json!({"event": "listening", "grpc": grpc_addr.to_string(), "http": http_addr.to_string(),
@@ -236,10 +268,31 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
     // wait forever: on a signal, stop at once (sidecars see the stream end,
     // keep their config and reconnect).
     tokio::select! {
-        result = serve(grpc, service, options.tls.as_ref(), std::future::pending()) => result,
+        result = serve(grpc, service, options.tls.as_ref(), std::future::pending()) => Ok(result?),
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_ca_that_does_not_load_names_its_folder() {
+        let dir = std::env::temp_dir().join(format!("fabric-local-peer-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.crt"), "not a certificate").unwrap();
+        std::fs::write(dir.join("ca.key"), "not a key").unwrap();
+        let settings = fabric_operator_core::peer_ca::PeerCaSettings {
+            trust_domain: "fabric.local".into(),
+            lifetime: Duration::from_secs(3600),
+        };
+        let error = local_peer_ca(Some(&dir), &settings).unwrap_err();
+        assert!(matches!(&error, LocalError::StoredPeerCa { dir: named, .. } if *named == dir), "{error:?}");
+        assert!(error.to_string().starts_with(&dir.display().to_string()), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

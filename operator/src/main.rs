@@ -266,9 +266,9 @@ fn telemetry_options(args: &RunArgs) -> fabric_io::telemetry::TelemetryOptions {
 
 /// Runs `work` on a two-thread runtime with telemetry set up inside it (the
 /// OTLP exporter needs the runtime) and flushed at the end.
-fn run_with_telemetry(
+fn run_with_telemetry<E: std::fmt::Display>(
     telemetry: fabric_io::telemetry::TelemetryOptions,
-    work: impl std::future::Future<Output = Result<(), String>>,
+    work: impl std::future::Future<Output = Result<(), E>>,
 ) -> ExitCode {
     let fail = |message: String| {
         eprintln!("fabric-operator run: {message}");
@@ -281,13 +281,13 @@ fn run_with_telemetry(
     runtime.block_on(async {
         let guard = match fabric_io::telemetry::init(&telemetry) {
             Ok(guard) => guard,
-            Err(message) => return fail(message),
+            Err(error) => return fail(error.to_string()),
         };
         let result = work.await;
         guard.shutdown().await;
         match result {
             Ok(()) => ExitCode::SUCCESS,
-            Err(message) => fail(message),
+            Err(error) => fail(error.to_string()),
         }
     })
 }

@@ -21,7 +21,7 @@ pub struct LabArgs {
     #[arg(long)]
     exit_after_converge: bool,
     /// How long to wait for convergence.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = fabric_core::time::parse_duration)]
     timeout: Duration,
 }
 

@@ -108,7 +108,7 @@ struct RunArgs {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
     /// How often metrics are exported over OTLP.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = fabric_core::time::parse_duration)]
     otlp_metrics_interval: Duration,
     /// `service.name` of the exported traces and metrics.
     #[arg(long, default_value = "routing-sidecar", env = "OTEL_SERVICE_NAME")]
@@ -138,7 +138,7 @@ struct RunArgs {
     /// With `--operator`, peering waits for the operator's first config (or
     /// its word that the config in force is current) at most this long,
     /// then starts on the config in force.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "FABRIC_OPERATOR_INITIAL_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = fabric_core::time::parse_duration, env = "FABRIC_OPERATOR_INITIAL_TIMEOUT")]
     operator_initial_timeout: std::time::Duration,
     /// Namespace reported to the operator (policies select sidecars of their
     /// own namespace).
@@ -496,4 +496,40 @@ fn busiest_node(topology: &Topology) -> String {
         .max_by(|a, b| degree(a.id.as_str()).cmp(&degree(b.id.as_str())).then(b.id.cmp(&a.id)))
         .map(|n| n.id.to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    fn run_args(flags: &[&str]) -> Result<Box<RunArgs>, clap::Error> {
+        let cli = Cli::try_parse_from(["routing-sidecar", "run"].iter().chain(flags))?;
+        match cli.command {
+            Command::Run(args) => Ok(args),
+            _ => unreachable!("parsed as run"),
+        }
+    }
+
+    #[test]
+    fn duration_flags_read_their_defaults_and_the_config_duration_syntax() {
+        Cli::command().debug_assert();
+        let defaults = run_args(&[]).unwrap();
+        assert_eq!(defaults.otlp_metrics_interval, Duration::from_secs(10));
+        let given = run_args(&["--otlp-metrics-interval", "1m 30s", "--operator-initial-timeout", "2.5s"]).unwrap();
+        assert_eq!(given.otlp_metrics_interval, Duration::from_secs(90));
+        assert_eq!(given.operator_initial_timeout, Duration::from_millis(2_500));
+        let error = run_args(&["--otlp-metrics-interval", "1 month"]).unwrap_err().to_string();
+        assert!(
+            error.contains("--otlp-metrics-interval") && error.contains("\"1 month\" is not a duration"),
+            "{error}"
+        );
+        for subcommand in [
+            &["lab", "--timeout", "45s"][..],
+            &["soak", "--duration", "3h", "--gossip-interval", "50ms", "--hold-down", "1s"][..],
+        ] {
+            Cli::try_parse_from(std::iter::once("routing-sidecar").chain(subcommand.iter().copied())).unwrap();
+        }
+    }
 }

@@ -27,20 +27,20 @@ pub struct SoakArgs {
     #[arg(long, value_delimiter = ',', default_value = "clos,ring-random,multi-area")]
     topology: Vec<String>,
     /// Simulated time of the schedule.
-    #[arg(long, default_value = "3h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "3h", value_parser = fabric_core::time::parse_duration)]
     duration: Duration,
     /// Scenarios in the schedule (each one to six actions: a failure and its
     /// repair, a burst of flaps, a forged announcement...).
     #[arg(long, default_value_t = 120)]
     events: usize,
-    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = fabric_core::time::parse_duration)]
     gossip_interval: Duration,
     /// Require signatures in both protocols and inject unsigned and forged
     /// announcements (`off`: unsigned, no injections).
     #[arg(long, default_value = "required", value_parser = ["required", "off"])]
     signatures: String,
     /// Path-vector hold-down after a withdrawal.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = fabric_core::time::parse_duration)]
     hold_down: Duration,
     /// Path-vector flap dampening (RFC 2439 defaults).
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
@@ -85,7 +85,8 @@ pub fn run(args: SoakArgs) -> Result<(), String> {
         out: args.out.clone(),
     };
     let started = std::time::Instant::now();
-    let report = soak::run(&options, &mut |line| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64()))?;
+    let report = soak::run(&options, &mut |line| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64()))
+        .map_err(|e| e.to_string())?;
     print!("{}", report.text());
     if let Some(dir) = &args.out {
         draw_all(&report, dir).map_err(|e| format!("charts in {}: {e}", dir.display()))?;

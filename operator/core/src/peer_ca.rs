@@ -26,14 +26,19 @@ const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerCaError {
-    #[error("the CA's certificate or key does not load: {0}")]
-    BadCa(String),
+    /// `part`: `key`, `certificate`, or `new CA` when one was being made.
+    #[error("the CA's certificate or key does not load: {part}: {source}")]
+    BadCa {
+        part: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
     #[error("the certificate request does not parse or its signature is wrong: {0}")]
-    BadRequest(String),
+    BadRequest(#[source] rcgen::Error),
     #[error("node id {0} cannot be a certificate's DNS name")]
     BadNodeId(NodeId),
     #[error("issuing failed: {0}")]
-    Issue(String),
+    Issue(#[source] rcgen::Error),
 }
 
 /// A certificate issued to one sidecar.
@@ -73,8 +78,9 @@ fn ca_params(now: SystemTime) -> CertificateParams {
 impl PeerCa {
     /// A new CA (ECDSA P-256).
     pub fn generate(trust_domain: &str, lifetime: Duration, now: SystemTime) -> Result<Self, PeerCaError> {
-        let key = KeyPair::generate().map_err(|e| PeerCaError::BadCa(e.to_string()))?;
-        let cert = ca_params(now).self_signed(&key).map_err(|e| PeerCaError::BadCa(e.to_string()))?;
+        let new_ca = |source| PeerCaError::BadCa { part: "new CA", source };
+        let key = KeyPair::generate().map_err(new_ca)?;
+        let cert = ca_params(now).self_signed(&key).map_err(new_ca)?;
         Self::from_pem(&cert.pem(), &key.serialize_pem(), trust_domain, lifetime)
     }
 
@@ -85,9 +91,9 @@ impl PeerCa {
         trust_domain: &str,
         lifetime: Duration,
     ) -> Result<Self, PeerCaError> {
-        let key = KeyPair::from_pem(key_pem).map_err(|e| PeerCaError::BadCa(format!("key: {e}")))?;
-        let issuer =
-            Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| PeerCaError::BadCa(format!("certificate: {e}")))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|source| PeerCaError::BadCa { part: "key", source })?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
+            .map_err(|source| PeerCaError::BadCa { part: "certificate", source })?;
         Ok(Self {
             issuer,
             cert_pem: cert_pem.to_owned(),
@@ -122,8 +128,8 @@ impl PeerCa {
         namespace: &str,
         now: SystemTime,
     ) -> Result<Issued, PeerCaError> {
-        let request = CertificateSigningRequestParams::from_der(&request.to_vec().into())
-            .map_err(|e| PeerCaError::BadRequest(e.to_string()))?;
+        let request =
+            CertificateSigningRequestParams::from_der(&request.to_vec().into()).map_err(PeerCaError::BadRequest)?;
         // What the dialing peer checks the certificate against (a DNS name).
         if rustls_pki_types::DnsName::try_from(node_id.as_str()).is_err() {
             return Err(PeerCaError::BadNodeId(node_id.clone()));
@@ -143,8 +149,7 @@ impl PeerCa {
         params.not_before = (now - BACKDATE).into();
         params.not_after = not_after.into();
         params.use_authority_key_identifier_extension = true;
-        let cert =
-            params.signed_by(&request.public_key, &self.issuer).map_err(|e| PeerCaError::Issue(e.to_string()))?;
+        let cert = params.signed_by(&request.public_key, &self.issuer).map_err(PeerCaError::Issue)?;
         Ok(Issued { chain_pem: cert.pem(), not_after })
     }
 }

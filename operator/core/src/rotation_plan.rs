@@ -18,8 +18,43 @@ use fabric_core::Timestamp;
 use fabric_core::config::format_rfc3339;
 use serde::{Deserialize, Serialize};
 
+use crate::api::duration::DurationError;
 use crate::api::{KeyState, PublishedKey, RouteKeySpec, RouteKeyStatus};
 use crate::time::parse_rfc3339_millis;
+
+/// A stored private key that cannot be used, naming the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key {key_id}: private key is not base64: {source}")]
+    NotBase64 {
+        key_id: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("key {key_id}: {length} bytes, an ed25519 key has 32")]
+    Length { key_id: String, length: usize },
+}
+
+/// Fresh secret key bytes could not be drawn (the random source failed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot generate a key: {0}")]
+pub struct GenerateError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Why a planning step could not decide: a spec duration that does not
+/// parse, a stored key that is unusable, or no fresh key.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("spec.{field}: {source}")]
+    Duration {
+        field: &'static str,
+        #[source]
+        source: DurationError,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+}
 
 /// A generated key with its private half. Lives only in the key store (a
 /// Secret in a cluster, the state directory locally), never in status.
@@ -46,16 +81,16 @@ impl PrivateKey {
     }
 
     /// The 32 secret bytes, or why the stored text is unusable.
-    pub fn secret(&self) -> Result<[u8; 32], String> {
+    pub fn secret(&self) -> Result<[u8; 32], KeyError> {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(self.private_key.trim())
-            .map_err(|e| format!("key {}: private key is not base64: {e}", self.key_id))?;
-        bytes.try_into().map_err(|b: Vec<u8>| format!("key {}: {} bytes, an ed25519 key has 32", self.key_id, b.len()))
+            .map_err(|source| KeyError::NotBase64 { key_id: self.key_id.clone(), source })?;
+        bytes.try_into().map_err(|b: Vec<u8>| KeyError::Length { key_id: self.key_id.clone(), length: b.len() })
     }
 
     /// Standard base64 of the public half.
-    pub fn public_key(&self) -> Result<String, String> {
+    pub fn public_key(&self) -> Result<String, KeyError> {
         let identity = fabric_core::security::SigningIdentity::from_secret_bytes(
             fabric_core::KeyId::from(self.key_id.as_str()),
             &self.secret()?,
@@ -210,10 +245,14 @@ fn next_key_id(spec: &RouteKeySpec, published: &[PublishedKey], ring: &KeyRing) 
 pub fn plan(
     inputs: &Inputs<'_>,
     fabric: &dyn Fabric,
-    generate: &mut dyn FnMut() -> Result<[u8; 32], String>,
-) -> Result<Plan, String> {
-    let interval = inputs.spec.rotation_interval.parse().map_err(|e| format!("spec.rotationInterval: {e}"))?;
-    let overlap = inputs.spec.overlap.parse().map_err(|e| format!("spec.overlap: {e}"))?;
+    generate: &mut dyn FnMut() -> Result<[u8; 32], GenerateError>,
+) -> Result<Plan, PlanError> {
+    let interval = inputs
+        .spec
+        .rotation_interval
+        .parse()
+        .map_err(|source| PlanError::Duration { field: "rotationInterval", source })?;
+    let overlap = inputs.spec.overlap.parse().map_err(|source| PlanError::Duration { field: "overlap", source })?;
     let now = inputs.now;
     let mut events = Vec::new();
     let mut ring = inputs.ring.clone();
@@ -378,7 +417,7 @@ mod tests {
 
     struct Keys(u8);
     impl Keys {
-        fn next(&mut self) -> Result<[u8; 32], String> {
+        fn next(&mut self) -> Result<[u8; 32], GenerateError> {
             self.0 += 1;
             Ok([self.0; 32])
         }

@@ -26,6 +26,32 @@ const GRACE_SECONDS: u64 = 5;
 /// takes over at once instead of after the lease expires).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why this replica could not take part in leader election.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("leader election: Lease {lease}: {source} (RBAC: get/create/patch leases)")]
+    Manager {
+        lease: String,
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    #[error("leader election on Lease {lease} failed: {source}")]
+    Election {
+        lease: String,
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+}
+
+/// How a held Lease was lost.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseLost {
+    #[error("the manager of Lease {lease} stopped")]
+    ManagerStopped { lease: String },
+    #[error("Lease {lease} is held by another replica")]
+    TakenOver { lease: String },
+}
+
 /// The held Lease.
 pub struct Leadership {
     receiver: watch::Receiver<bool>,
@@ -40,7 +66,7 @@ pub struct Leadership {
 /// shutdown. So the standby also watches the Lease, and when it sees it
 /// released it looks again at once with a fresh manager (whose state is
 /// read anew): a rolling update hands over in well under a second.
-pub async fn acquire(client: Client, namespace: &str, identity: &str) -> Result<Leadership, String> {
+pub async fn acquire(client: Client, namespace: &str, identity: &str) -> Result<Leadership, LeaderError> {
     let lease = format!("{namespace}/{LEASE_NAME}");
     let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
     tracing::info!(lease, identity, "waiting for leadership");
@@ -53,12 +79,12 @@ pub async fn acquire(client: Client, namespace: &str, identity: &str) -> Result<
             .with_field_manager("fabric-operator/leader")
             .build()
             .await
-            .map_err(|e| format!("leader election: Lease {lease}: {e} (RBAC: get/create/patch leases)"))?;
+            .map_err(|source| LeaderError::Manager { lease: lease.clone(), source })?;
         tokio::select! {
             changed = manager.changed() => match changed {
                 Ok(true) => break manager,
                 Ok(false) => continue,
-                Err(error) => return Err(format!("leader election on Lease {lease} failed: {error}")),
+                Err(source) => return Err(LeaderError::Election { lease, source }),
             },
             () = released(&leases, identity) => {
                 tracing::info!(lease, identity, "the Lease was released; trying to take it");
@@ -98,13 +124,13 @@ async fn released(leases: &Api<Lease>, identity: &str) {
 impl Leadership {
     /// Completes when the Lease is lost (another replica holds it, or the
     /// lease manager stopped), with the reason.
-    pub async fn lost(&mut self) -> String {
+    pub async fn lost(&mut self) -> LeaseLost {
         loop {
             if self.receiver.changed().await.is_err() {
-                return format!("the manager of Lease {} stopped", self.lease);
+                return LeaseLost::ManagerStopped { lease: self.lease.clone() };
             }
             if !*self.receiver.borrow_and_update() {
-                return format!("Lease {} is held by another replica", self.lease);
+                return LeaseLost::TakenOver { lease: self.lease.clone() };
             }
         }
     }

@@ -32,14 +32,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use kube::Client;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch as channel};
 
 use crate::admin_http::{AppState, Folder, get_metrics, get_sidecars, get_status};
 use crate::distribution::auth::TokenReview;
-use crate::distribution::server::{DistributionService, serve};
+use crate::distribution::server::{DistributionService, ServeError, serve};
 use crate::distribution::{DistributionState, Distributor, DistributorOptions};
 use crate::kubernetes::events::EventPublisher;
+use crate::listener::{ListenError, bind};
 use crate::rotation::secret::{ClusterPublisher, SecretKeyStore};
 use crate::rotation::{RotationStatus, Rotator};
 use crate::shutdown::shutdown_signal;
@@ -119,7 +119,7 @@ pub fn instance_name() -> String {
 
 /// The current time as RFC 3339 (seconds, UTC), for condition transitions.
 pub fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn router(distributor: Distributor, health: Health) -> axum::Router {
@@ -145,12 +145,30 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
     }
 }
 
+/// Why cluster mode could not start or stopped. Each ends the process; the
+/// Deployment restarts it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot configure the Kubernetes client (in-cluster config or kubeconfig): {0}")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error(transparent)]
+    Leader(#[from] leader::LeaderError),
+    #[error("leadership lost: {0}")]
+    LeadershipLost(#[source] leader::LeaseLost),
+    #[error("the index loop stopped")]
+    IndexLoopStopped,
+    #[error(transparent)]
+    PeerCa(#[from] peer_ca_secret::PeerCaSecretError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
 /// Runs cluster mode until SIGTERM or Ctrl-C, or until leadership is lost
 /// (an error: the process exits and the Deployment restarts it).
-pub async fn run(options: ClusterOptions) -> Result<(), String> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| format!("cannot configure the Kubernetes client (in-cluster config or kubeconfig): {e}"))?;
+pub async fn run(options: ClusterOptions) -> Result<(), ClusterError> {
+    let client = Client::try_default().await.map_err(ClusterError::Client)?;
     let instance = instance_name();
     let distributor = Distributor::new(DistributorOptions {
         sidecars_from_objects: true,
@@ -162,8 +180,7 @@ pub async fn run(options: ClusterOptions) -> Result<(), String> {
 
     // HTTP first: the probes must answer while this replica waits for the
     // Lease.
-    let http = TcpListener::bind(options.http).await.map_err(|e| format!("HTTP on {}: {e}", options.http))?;
-    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    let (http, http_addr) = bind("HTTP", options.http).await?;
     let app = router(distributor.clone(), health.clone());
     tokio::spawn(async move {
         if let Err(error) = axum::serve(http, app).await {
@@ -216,7 +233,7 @@ pub async fn run(options: ClusterOptions) -> Result<(), String> {
         result = lead(client, &options, distributor, health.clone(), instance) => result,
         reason = lost => {
             tracing::error!(%reason, "leadership lost: exiting so that this replica restarts as a follower");
-            Err(format!("leadership lost: {reason}"))
+            Err(ClusterError::LeadershipLost(reason))
         }
         () = shutdown_signal() => {
             tracing::info!("shutting down");
@@ -238,7 +255,7 @@ async fn lead(
     distributor: Distributor,
     health: Health,
     instance: String,
-) -> Result<(), String> {
+) -> Result<(), ClusterError> {
     // Everything spawned here stops with this future (leadership lost or
     // shutdown), so nothing writes after the Lease is gone.
     let mut tasks = Tasks::default();
@@ -253,7 +270,7 @@ async fn lead(
     progress.tick().await;
     while snapshot.borrow_and_update().is_none() {
         tokio::select! {
-            changed = snapshot.changed() => changed.map_err(|_| "the index loop stopped".to_string())?,
+            changed = snapshot.changed() => changed.map_err(|_| ClusterError::IndexLoopStopped)?,
             _ = progress.tick() => tracing::info!("still waiting for the first list of every watched kind"),
         }
     }
@@ -268,8 +285,7 @@ async fn lead(
         distributor.set_peer_ca(Arc::new(ca));
         tasks.0.push(tokio::spawn(distributor.clone().run_peer_certificate_renewal(options.rotation_tick)));
     }
-    let grpc = TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
-    let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
+    let (grpc, grpc_addr) = bind("listen", options.listen).await?;
     let verifier = Arc::new(TokenReview::new(client.clone(), options.token_audience.clone()));
     let service = DistributionService::new(distributor.clone(), Some(verifier)).require_pod_binding();
     let mut rotator = Rotator::new(
@@ -289,7 +305,7 @@ async fn lead(
     println!("{}", serde_json::json!({"event": "leading", "grpc": grpc_addr.to_string()}));
     // Config streams never end by themselves: the server runs until the
     // process stops (see `run`).
-    serve(grpc, service, options.tls.as_ref(), std::future::pending()).await
+    Ok(serve(grpc, service, options.tls.as_ref(), std::future::pending()).await?)
 }
 
 /// Key rotation for every operator-managed RouteKey: Secrets, key status,

@@ -10,15 +10,52 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use fabric_operator_core::peer_ca::{PeerCa, PeerCaSettings};
+use fabric_operator_core::peer_ca::{PeerCa, PeerCaError, PeerCaSettings};
 
 const CERT_KEY: &str = "ca.crt";
 const PRIVATE_KEY: &str = "ca.key";
 
-fn text<'a>(secret: &'a Secret, key: &str) -> Result<&'a str, String> {
+/// Why the peer CA Secret could not be read, made or used; `secret` is
+/// `namespace/name`.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCaSecretError {
+    #[error("read Secret {secret}: {source}")]
+    Read {
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("create Secret {secret}: {source}")]
+    Create {
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Secret {secret} has no {key}")]
+    MissingKey { secret: String, key: &'static str },
+    #[error("Secret {secret}: {key} is not PEM text")]
+    NotText { secret: String, key: &'static str },
+    /// The Secret's CA does not load.
+    #[error("Secret {secret}: {source}")]
+    BadCa {
+        secret: String,
+        #[source]
+        source: PeerCaError,
+    },
+    #[error("peer CA: {0}")]
+    Generate(#[source] PeerCaError),
+    #[error("Secret {secret}: created and deleted again while reading it")]
+    Vanished { secret: String },
+}
+
+fn text<'a>(secret: &'a Secret, key: &'static str) -> Result<&'a str, PeerCaSecretError> {
     let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let bytes = secret.data.as_ref().and_then(|d| d.get(key)).ok_or_else(|| format!("Secret {name} has no {key}"))?;
-    std::str::from_utf8(&bytes.0).map_err(|_| format!("Secret {name}: {key} is not PEM text"))
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(|| PeerCaSecretError::MissingKey { secret: name.to_string(), key })?;
+    std::str::from_utf8(&bytes.0).map_err(|_| PeerCaSecretError::NotText { secret: name.to_string(), key })
 }
 
 /// The CA in Secret `name` of `namespace`, created (with a new CA) when it
@@ -28,17 +65,19 @@ pub async fn load_or_create(
     namespace: &str,
     name: &str,
     settings: &PeerCaSettings,
-) -> Result<PeerCa, String> {
+) -> Result<PeerCa, PeerCaSecretError> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let (domain, lifetime) = (&settings.trust_domain, settings.lifetime);
+    let full_name = || format!("{namespace}/{name}");
     for _ in 0..3 {
-        match api.get_opt(name).await.map_err(|e| format!("read Secret {namespace}/{name}: {e}"))? {
+        match api.get_opt(name).await.map_err(|source| PeerCaSecretError::Read { secret: full_name(), source })? {
             Some(secret) => {
                 return PeerCa::from_pem(text(&secret, CERT_KEY)?, text(&secret, PRIVATE_KEY)?, domain, lifetime)
-                    .map_err(|e| format!("Secret {namespace}/{name}: {e}"));
+                    .map_err(|source| PeerCaSecretError::BadCa { secret: full_name(), source });
             }
             None => {
-                let ca = PeerCa::generate(domain, lifetime, std::time::SystemTime::now()).map_err(|e| e.to_string())?;
+                let ca = PeerCa::generate(domain, lifetime, std::time::SystemTime::now())
+                    .map_err(PeerCaSecretError::Generate)?;
                 let data = BTreeMap::from([
                     (CERT_KEY.to_owned(), ByteString(ca.certificate_pem().as_bytes().to_vec())),
                     (PRIVATE_KEY.to_owned(), ByteString(ca.key_pem().as_bytes().to_vec())),
@@ -63,10 +102,10 @@ pub async fn load_or_create(
                     }
                     // Another replica created it first: read theirs.
                     Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                    Err(e) => return Err(format!("create Secret {namespace}/{name}: {e}")),
+                    Err(source) => return Err(PeerCaSecretError::Create { secret: full_name(), source }),
                 }
             }
         }
     }
-    Err(format!("Secret {namespace}/{name}: created and deleted again while reading it"))
+    Err(PeerCaSecretError::Vanished { secret: full_name() })
 }

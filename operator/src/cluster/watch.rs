@@ -569,7 +569,7 @@ mod tests {
         let mut issues = Vec::new();
         assert!(sidecar_from_pod(&pod("a", None, &[]), &mut issues).is_none(), "no IP yet");
         let mut terminating = pod("a", Some("10.0.0.1"), &[]);
-        terminating.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        terminating.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
         assert!(sidecar_from_pod(&terminating, &mut issues).is_none());
         let mut finished = pod("a", Some("10.0.0.1"), &[]);
         finished.status.as_mut().unwrap().phase = Some("Succeeded".into());
@@ -587,7 +587,7 @@ mod tests {
         assert!(apply_event(&mut index, &mut state, Event::Apply(pod("a", Some("10.0.0.1"), &[]))));
         assert!(!apply_event(&mut index, &mut state, Event::Apply(pod("a", Some("10.0.0.1"), &[]))));
         let mut terminating = pod("a", Some("10.0.0.1"), &[]);
-        terminating.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        terminating.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
         assert!(apply_event(&mut index, &mut state, Event::Apply(terminating.clone())), "terminating: removed");
         assert_eq!(index.sidecars().count(), 0);
         assert!(!apply_event(&mut index, &mut state, Event::Delete(terminating)));

@@ -45,20 +45,32 @@ impl Identity {
     /// `namespace/pod_name`? Only if its token was issued to exactly that
     /// pod, so a compromised sidecar cannot speak for (and receive the
     /// config of) another one.
-    pub fn check_pod(&self, namespace: &str, pod_name: &str) -> Result<(), String> {
+    pub fn check_pod(&self, namespace: &str, pod_name: &str) -> Result<(), PodBindingError> {
         let (Some(token_namespace), Some(token_pod)) = (&self.namespace, &self.pod_name) else {
-            return Err(format!(
-                "the token of {} is not bound to a pod; sidecars must present a projected ServiceAccount token",
-                self.subject
-            ));
+            return Err(PodBindingError::Unbound { subject: self.subject.clone() });
         };
         if token_namespace != namespace || token_pod != pod_name {
-            return Err(format!(
-                "the Hello names pod {namespace}/{pod_name} but the token was issued to pod {token_namespace}/{token_pod}"
-            ));
+            return Err(PodBindingError::OtherPod {
+                hello: format!("{namespace}/{pod_name}"),
+                token: format!("{token_namespace}/{token_pod}"),
+            });
         }
         Ok(())
     }
+}
+
+/// Why a Hello was refused for the pod it names (`PERMISSION_DENIED`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PodBindingError {
+    #[error("the token of {subject} is not bound to a pod; sidecars must present a projected ServiceAccount token")]
+    Unbound { subject: String },
+    #[error("the Hello names pod {hello} but the token was issued to pod {token}")]
+    OtherPod {
+        /// `namespace/name` from the Hello.
+        hello: String,
+        /// `namespace/name` the token was issued to.
+        token: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -244,13 +256,12 @@ mod tests {
             namespace: Some("fabric".into()),
             pod_name: Some("eu-1".into()),
         };
-        assert_eq!(
-            identity.check_pod("fabric", "eu-2"),
-            Err("the Hello names pod fabric/eu-2 but the token was issued to pod fabric/eu-1".into())
-        );
+        let refused = identity.check_pod("fabric", "eu-2").unwrap_err();
+        assert_eq!(refused, PodBindingError::OtherPod { hello: "fabric/eu-2".into(), token: "fabric/eu-1".into() });
+        assert_eq!(refused.to_string(), "the Hello names pod fabric/eu-2 but the token was issued to pod fabric/eu-1");
         assert!(identity.check_pod("other", "eu-1").is_err());
         let unbound = Identity { pod_name: None, ..identity };
-        assert!(unbound.check_pod("fabric", "eu-1").unwrap_err().contains("not bound to a pod"));
+        assert!(unbound.check_pod("fabric", "eu-1").unwrap_err().to_string().contains("not bound to a pod"));
         assert!(Identity::subject("local").check_pod("fabric", "eu-1").is_err());
     }
 }

@@ -189,19 +189,29 @@ pub struct Distributor {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// A Hello that does not describe a sidecar (`INVALID_ARGUMENT`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HelloError {
+    #[error("Hello without node_id")]
+    NoNodeId,
+    #[error("bad peer_address port in {0:?}")]
+    PeerAddressPort(String),
+}
+
 /// The sidecar a Hello describes, as the compiler sees a pod: name = node
 /// id, labels as sent; a `routing.fabric.dev/node-id` label overrides the
 /// node id (the pod label is authoritative, as in a cluster). An
 /// unspecified or missing host in the peer address is replaced by `remote`.
-pub fn sidecar_from_hello(hello: &Hello, remote: Option<IpAddr>) -> Result<SidecarInfo, String> {
+pub fn sidecar_from_hello(hello: &Hello, remote: Option<IpAddr>) -> Result<SidecarInfo, HelloError> {
     if hello.node_id.is_empty() {
-        return Err("Hello without node_id".into());
+        return Err(HelloError::NoNodeId);
     }
     let namespace = if hello.namespace.is_empty() { "default".to_string() } else { hello.namespace.clone() };
     let node_id = hello.labels.get(NODE_ID_LABEL).filter(|id| !id.is_empty()).unwrap_or(&hello.node_id).clone();
     let peer_address = match (hello.peer_address.rsplit_once(':'), remote) {
         (Some((host, port)), Some(remote)) if is_unspecified(host) => {
-            Some(std::net::SocketAddr::new(remote, port.parse().map_err(|_| "bad peer_address port")?).to_string())
+            let port = port.parse().map_err(|_| HelloError::PeerAddressPort(hello.peer_address.clone()))?;
+            Some(std::net::SocketAddr::new(remote, port).to_string())
         }
         _ if hello.peer_address.is_empty() => None,
         _ => Some(hello.peer_address.clone()),
@@ -844,6 +854,17 @@ mod tests {
         let mut explicit = hello("a", &[]);
         explicit.peer_address = "192.168.0.9:7000".into();
         assert_eq!(sidecar_from_hello(&explicit, remote).unwrap().peer_address.as_deref(), Some("192.168.0.9:7000"));
+    }
+
+    #[test]
+    fn a_hello_without_a_node_id_or_with_a_bad_port_is_refused() {
+        let remote = Some("10.1.2.3".parse().unwrap());
+        assert_eq!(sidecar_from_hello(&hello("", &[]), remote), Err(HelloError::NoNodeId));
+        let mut bad_port = hello("a", &[]);
+        bad_port.peer_address = "0.0.0.0:http".into();
+        let error = sidecar_from_hello(&bad_port, remote).unwrap_err();
+        assert_eq!(error, HelloError::PeerAddressPort("0.0.0.0:http".into()));
+        assert_eq!(error.to_string(), "bad peer_address port in \"0.0.0.0:http\"");
     }
 
     #[test]

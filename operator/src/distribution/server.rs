@@ -60,10 +60,12 @@ impl ConfigDistribution for DistributionService {
         let Some(SidecarMessage { kind: Some(sidecar_message::Kind::Hello(hello)) }) = first else {
             return Err(Status::invalid_argument("the first message must be Hello"));
         };
-        let sidecar = sidecar_from_hello(&hello, remote).map_err(Status::invalid_argument)?;
+        let sidecar = sidecar_from_hello(&hello, remote).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if self.require_pod_binding {
             let identity = identity.ok_or_else(|| Status::unauthenticated("pod binding needs a token verifier"))?;
-            identity.check_pod(&sidecar.namespace, &sidecar.name).map_err(Status::permission_denied)?;
+            identity
+                .check_pod(&sidecar.namespace, &sidecar.name)
+                .map_err(|e| Status::permission_denied(e.to_string()))?;
         }
         tracing::info!(
             sidecar = %sidecar.key(), node = %sidecar.node_id, peer = ?sidecar.peer_address,
@@ -113,6 +115,21 @@ async fn read_replies(distributor: Distributor, connection: Connection, mut inbo
     distributor.disconnect(&connection);
 }
 
+/// Why the distribution server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{}: {source}", path.display())]
+    ReadTls {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("distribution server: {0}")]
+    Server(#[source] tonic::transport::Error),
+}
+
 /// Serves distribution on `listener` until `shutdown` completes. `tls`
 /// `None` is plaintext (only behind `--insecure-plaintext`).
 pub async fn serve(
@@ -120,18 +137,19 @@ pub async fn serve(
     service: DistributionService,
     tls: Option<&TlsFiles>,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)));
     if let Some(tls) = tls {
-        let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+        let read =
+            |path: &PathBuf| std::fs::read(path).map_err(|source| ServeError::ReadTls { path: path.clone(), source });
         let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity)).map_err(|e| format!("TLS: {e}"))?;
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity)).map_err(ServeError::Tls)?;
     }
     builder
         .add_service(ConfigDistributionServer::new(service))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
-        .map_err(|e| format!("distribution server: {e}"))
+        .map_err(ServeError::Server)
 }

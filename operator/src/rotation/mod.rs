@@ -18,15 +18,59 @@ use std::sync::Arc;
 use fabric_core::{KeyId, NodeId, Timestamp};
 
 pub use fabric_operator_core::rotation_plan::{
-    KeyRing, Plan, PrivateKey, PublishedKeys, Rollout, RotationEvent, RotationStatus,
+    GenerateError, KeyError, KeyRing, Plan, PlanError, PrivateKey, PublishedKeys, Rollout, RotationEvent,
+    RotationStatus,
 };
-pub use store::{FileKeyStore, KeyStore, MemoryKeyStore};
+pub use store::{FileKeyStore, KeyStore, KeyStoreError, MemoryKeyStore};
 
 use crate::distribution::{Distributor, KeyMaterial};
 use fabric_operator_core::api::{KeyManagement, RouteKey, RouteKeyStatus};
 use fabric_operator_core::compile::ConditionType;
 use fabric_operator_core::index::{NamespacedName, ObjectKey, ObjectKind};
 use fabric_operator_core::rotation_plan;
+
+/// Why published keys could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The API server refused or failed the status write of the RouteKey.
+    #[error("RouteKey {route_key} status: {}", secret::api_error(.source))]
+    Status {
+        route_key: NamespacedName,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Why one rotation pass of one RouteKey failed; the pass changed nothing
+/// and is retried with a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("cannot read the private keys: {0}")]
+    Load(#[source] KeyStoreError),
+    #[error("cannot save the private keys (nothing is published): {0}")]
+    Save(#[source] KeyStoreError),
+    #[error("cannot publish the keys: {0}")]
+    Publish(#[source] PublishError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+impl RotationError {
+    /// A stable short label of the failed step (log field, metric label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RotationError::Load(_) => "load_keys",
+            RotationError::Save(_) => "save_keys",
+            RotationError::Publish(_) => "publish_keys",
+            RotationError::Plan(PlanError::Duration { .. }) => "invalid_spec",
+            RotationError::Plan(PlanError::Key(_)) => "unusable_key",
+            RotationError::Plan(PlanError::Generate(_)) => "generate_key",
+        }
+    }
+}
+
+/// Fresh secret key bytes for new keys.
+pub type KeyGenerator = Box<dyn FnMut() -> Result<[u8; 32], GenerateError> + Send>;
 
 /// Where published keys go.
 #[tonic::async_trait]
@@ -36,7 +80,12 @@ pub trait KeyPublisher: Send + Sync {
     /// over them (local mode: there is no API server to hold them).
     fn overlay(&self) -> bool;
     /// Writes the published keys of one RouteKey.
-    async fn publish(&self, name: &NamespacedName, route_key: &RouteKey, keys: &PublishedKeys) -> Result<(), String>;
+    async fn publish(
+        &self,
+        name: &NamespacedName,
+        route_key: &RouteKey,
+        keys: &PublishedKeys,
+    ) -> Result<(), PublishError>;
     /// A rotation step worth telling users about (an Event in a cluster).
     async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent);
 }
@@ -51,7 +100,7 @@ impl KeyPublisher for LocalPublisher {
     fn overlay(&self) -> bool {
         true
     }
-    async fn publish(&self, _: &NamespacedName, _: &RouteKey, _: &PublishedKeys) -> Result<(), String> {
+    async fn publish(&self, _: &NamespacedName, _: &RouteKey, _: &PublishedKeys) -> Result<(), PublishError> {
         Ok(())
     }
     async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent) {
@@ -89,7 +138,7 @@ pub struct Rotator {
     /// RouteKeys whose last pass failed: when to try again, and how many
     /// passes in a row failed.
     retry: BTreeMap<NamespacedName, Retry>,
-    generate: Box<dyn FnMut() -> Result<[u8; 32], String> + Send>,
+    generate: KeyGenerator,
 }
 
 /// Backoff after a failed pass (a Secret the operator may not read, an API
@@ -114,16 +163,12 @@ impl Retry {
 
 impl Rotator {
     pub fn new(store: Arc<dyn KeyStore>, publisher: Arc<dyn KeyPublisher>) -> Self {
-        let generate = || fabric_core::security::generate_signing_key_bytes().map_err(|e| e.to_string());
+        let generate = || fabric_core::security::generate_signing_key_bytes().map_err(|e| GenerateError(e.into()));
         Self::with_generator(store, publisher, Box::new(generate))
     }
 
     /// With a key generator of the caller's (tests use fixed bytes).
-    pub fn with_generator(
-        store: Arc<dyn KeyStore>,
-        publisher: Arc<dyn KeyPublisher>,
-        generate: Box<dyn FnMut() -> Result<[u8; 32], String> + Send>,
-    ) -> Self {
+    pub fn with_generator(store: Arc<dyn KeyStore>, publisher: Arc<dyn KeyPublisher>, generate: KeyGenerator) -> Self {
         Self {
             store,
             publisher,
@@ -184,13 +229,14 @@ impl Rotator {
                     let wait = std::time::Duration::from_millis(retry.at.0.saturating_sub(now.0));
                     // The first failure (and then every tenth) at ERROR; the
                     // condition and the Event carry it meanwhile.
+                    let reason = error.reason();
                     if failures == 1 || failures.is_multiple_of(10) {
-                        tracing::error!(route_key = %name, %error, failures, retry_in = ?wait, "key rotation failed");
+                        tracing::error!(route_key = %name, %error, reason, failures, retry_in = ?wait, "key rotation failed");
                     } else {
-                        tracing::debug!(route_key = %name, %error, failures, retry_in = ?wait, "key rotation failed");
+                        tracing::debug!(route_key = %name, %error, reason, failures, retry_in = ?wait, "key rotation failed");
                     }
                     self.retry.insert(name.clone(), retry);
-                    self.status.entry(name.clone()).or_default().error = Some(error);
+                    self.status.entry(name.clone()).or_default().error = Some(error.to_string());
                     Vec::new()
                 }
             };
@@ -215,10 +261,10 @@ impl Rotator {
         route_key: &RouteKey,
         distributor: &Distributor,
         now: Timestamp,
-    ) -> Result<Vec<RotationEvent>, String> {
+    ) -> Result<Vec<RotationEvent>, RotationError> {
         self.status.entry(name.clone()).or_default().node_id = route_key.spec.node_id.clone();
         if !self.rings.contains_key(name) {
-            let ring = self.store.load(name).await.map_err(|e| format!("cannot read the private keys: {e}"))?;
+            let ring = self.store.load(name).await.map_err(RotationError::Load)?;
             self.rings.insert(name.clone(), ring);
         }
         let ring = self.rings[name].clone();
@@ -237,17 +283,11 @@ impl Rotator {
         let inputs = rotation_plan::Inputs { spec: &route_key.spec, published: &published, ring: &ring, now };
         let plan = rotation_plan::plan(&inputs, &fabric, &mut self.generate)?;
         if plan.ring != ring {
-            self.store
-                .save(name, route_key, &plan.ring)
-                .await
-                .map_err(|e| format!("cannot save the private keys (nothing is published): {e}"))?;
+            self.store.save(name, route_key, &plan.ring).await.map_err(RotationError::Save)?;
             self.rings.insert(name.clone(), plan.ring.clone());
         }
         if plan.published != published {
-            self.publisher
-                .publish(name, route_key, &plan.published)
-                .await
-                .map_err(|e| format!("cannot publish the keys: {e}"))?;
+            self.publisher.publish(name, route_key, &plan.published).await.map_err(RotationError::Publish)?;
         }
         self.published.insert(name.clone(), plan.published.clone());
         let status = self.status.entry(name.clone()).or_default();
@@ -283,5 +323,79 @@ impl Rotator {
             }
         }
         material
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distribution::DistributorOptions;
+    use fabric_operator_core::index::{Index, SidecarInfo};
+
+    /// A store whose key file the operator may not read.
+    struct Unreadable;
+
+    #[tonic::async_trait]
+    impl KeyStore for Unreadable {
+        async fn load(&self, name: &NamespacedName) -> Result<KeyRing, KeyStoreError> {
+            let path = format!("/state/keys/{}_{}.json", name.namespace, name.name).into();
+            Err(KeyStoreError::File { path, source: std::io::ErrorKind::PermissionDenied.into() })
+        }
+        async fn save(&self, _: &NamespacedName, _: &RouteKey, _: &KeyRing) -> Result<(), KeyStoreError> {
+            Ok(())
+        }
+    }
+
+    fn distributor_with_route_key() -> Distributor {
+        let route_key: RouteKey = serde_json::from_value(serde_json::json!({
+            "apiVersion": "routing.fabric.dev/v1alpha1",
+            "kind": "RouteKey",
+            "metadata": {"name": "eu-1", "namespace": "fabric", "generation": 1, "uid": "uid-eu-1"},
+            "spec": {"nodeId": "a"},
+        }))
+        .unwrap();
+        let mut index = Index::new();
+        assert_eq!(index.apply(route_key), Ok(true));
+        index.upsert_sidecar(SidecarInfo {
+            node_id: NodeId::from("a"),
+            namespace: "fabric".into(),
+            name: "a".into(),
+            labels: Default::default(),
+            peer_address: Some("a.fabric:7400".into()),
+            service_account: None,
+        });
+        let distributor = Distributor::new(DistributorOptions::default());
+        distributor.set_objects(index);
+        distributor
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_store_fails_the_pass_naming_the_file() {
+        let distributor = distributor_with_route_key();
+        let mut rotator = Rotator::with_generator(
+            Arc::new(Unreadable),
+            Arc::new(LocalPublisher),
+            Box::new(|| panic!("no key is generated without the stored ones")),
+        );
+        let events = rotator.tick(&distributor, Timestamp(1_800_000_000_000)).await;
+        assert!(events.is_empty(), "{events:?}");
+        let status = &rotator.status()[&NamespacedName::new("fabric", "eu-1")];
+        assert_eq!(
+            status.error.as_deref(),
+            Some("cannot read the private keys: /state/keys/fabric_eu-1.json: permission denied")
+        );
+    }
+
+    #[test]
+    fn each_failed_step_has_its_own_reason() {
+        let unreadable = || KeyStoreError::File { path: "k.json".into(), source: std::io::ErrorKind::NotFound.into() };
+        let lost = KeyError::Length { key_id: "k1".into(), length: 3 };
+        let reasons = [
+            RotationError::Load(unreadable()).reason(),
+            RotationError::Save(unreadable()).reason(),
+            RotationError::Plan(PlanError::Key(lost)).reason(),
+            RotationError::Plan(PlanError::Generate(GenerateError("no entropy".into()))).reason(),
+        ];
+        assert_eq!(reasons, ["load_keys", "save_keys", "unusable_key", "generate_key"]);
     }
 }

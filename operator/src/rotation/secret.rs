@@ -11,8 +11,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde_json::json;
 
-use super::KeyPublisher;
-use super::store::KeyStore;
+use super::store::{KeyStore, KeyStoreError};
+use super::{KeyPublisher, PublishError};
 use crate::kubernetes::events::EventPublisher;
 use crate::kubernetes::lenient::Lenient;
 use fabric_operator_core::api::RouteKey;
@@ -52,24 +52,24 @@ impl SecretKeyStore {
 
 #[tonic::async_trait]
 impl KeyStore for SecretKeyStore {
-    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, String> {
+    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, KeyStoreError> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &name.namespace);
         let secret_name = secret_name(&name.name);
-        let secret = secrets.get_opt(&secret_name).await.map_err(|e| api_error(&e))?;
+        let secret = secrets.get_opt(&secret_name).await.map_err(KeyStoreError::Api)?;
         let Some(data) = secret.and_then(|s| s.data).and_then(|mut d| d.remove(SECRET_DATA_KEY)) else {
             return Ok(KeyRing::default());
         };
-        serde_json::from_slice(&data.0)
-            .map_err(|e| format!("Secret {}/{secret_name} key {SECRET_DATA_KEY}: {e}", name.namespace))
+        serde_json::from_slice(&data.0).map_err(|source| KeyStoreError::Corrupt {
+            location: format!("Secret {}/{secret_name} key {SECRET_DATA_KEY}", name.namespace),
+            source,
+        })
     }
 
-    async fn save(&self, name: &NamespacedName, route_key: &RouteKey, ring: &KeyRing) -> Result<(), String> {
+    async fn save(&self, name: &NamespacedName, route_key: &RouteKey, ring: &KeyRing) -> Result<(), KeyStoreError> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &name.namespace);
         let secret_name = secret_name(&name.name);
-        let owner = route_key
-            .controller_owner_ref(&())
-            .ok_or_else(|| format!("RouteKey {name} has no uid yet; its Secret needs an owner"))?;
-        let ring_json = serde_json::to_vec(ring).map_err(|e| e.to_string())?;
+        let owner = route_key.controller_owner_ref(&()).ok_or_else(|| KeyStoreError::NoOwner(name.clone()))?;
+        let ring_json = serde_json::to_vec(ring).map_err(KeyStoreError::Encode)?;
         let body = json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -89,7 +89,7 @@ impl KeyStore for SecretKeyStore {
             .patch(&secret_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
             .await
             .map(|_| ())
-            .map_err(|e| api_error(&e))
+            .map_err(KeyStoreError::Api)
     }
 }
 
@@ -130,7 +130,7 @@ impl KeyPublisher for ClusterPublisher {
         false
     }
 
-    async fn publish(&self, name: &NamespacedName, _: &RouteKey, keys: &PublishedKeys) -> Result<(), String> {
+    async fn publish(&self, name: &NamespacedName, _: &RouteKey, keys: &PublishedKeys) -> Result<(), PublishError> {
         // Read the reply leniently, as the status writer does.
         let api: Api<Lenient<RouteKey>> = Api::namespaced(self.client.clone(), &name.namespace);
         api.patch_status(
@@ -140,7 +140,7 @@ impl KeyPublisher for ClusterPublisher {
         )
         .await
         .map(|_| ())
-        .map_err(|e| format!("RouteKey {name} status: {}", api_error(&e)))
+        .map_err(|source| PublishError::Status { route_key: name.clone(), source })
     }
 
     async fn announce(&self, name: &NamespacedName, route_key: &RouteKey, event: &RotationEvent) {

@@ -12,12 +12,43 @@ use fabric_operator_core::api::RouteKey;
 use fabric_operator_core::index::NamespacedName;
 use fabric_operator_core::rotation_plan::KeyRing;
 
+/// Why private keys could not be read or written, naming the file or the
+/// Secret.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// The state directory or a key file cannot be read or made.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file or a Secret's key ring is not the JSON of a key ring.
+    #[error("{location}: {source}")]
+    Corrupt {
+        /// The file path, or `Secret NAMESPACE/NAME key keys.json`.
+        location: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] fabric_io::files::WriteError),
+    /// The API server refused or failed the read or the write of the Secret.
+    #[error("{}", crate::rotation::secret::api_error(.0))]
+    Api(#[source] kube::Error),
+    /// The RouteKey has no uid yet, so its Secret cannot name its owner.
+    #[error("RouteKey {0} has no uid yet; its Secret needs an owner")]
+    NoOwner(NamespacedName),
+    #[error("cannot encode the key ring: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
 #[tonic::async_trait]
 pub trait KeyStore: Send + Sync {
     /// The private keys of one RouteKey (empty when none were stored).
-    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, String>;
+    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, KeyStoreError>;
     /// Replaces them. `route_key` is the owner (for owner references).
-    async fn save(&self, name: &NamespacedName, route_key: &RouteKey, ring: &KeyRing) -> Result<(), String>;
+    async fn save(&self, name: &NamespacedName, route_key: &RouteKey, ring: &KeyRing) -> Result<(), KeyStoreError>;
 }
 
 #[derive(Default)]
@@ -27,10 +58,10 @@ pub struct MemoryKeyStore {
 
 #[tonic::async_trait]
 impl KeyStore for MemoryKeyStore {
-    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, String> {
+    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, KeyStoreError> {
         Ok(self.rings.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned().unwrap_or_default())
     }
-    async fn save(&self, name: &NamespacedName, _: &RouteKey, ring: &KeyRing) -> Result<(), String> {
+    async fn save(&self, name: &NamespacedName, _: &RouteKey, ring: &KeyRing) -> Result<(), KeyStoreError> {
         self.rings.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), ring.clone());
         Ok(())
     }
@@ -42,9 +73,9 @@ pub struct FileKeyStore {
 }
 
 impl FileKeyStore {
-    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, String> {
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, KeyStoreError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| KeyStoreError::File { path: dir.clone(), source })?;
         Ok(Self { dir })
     }
 
@@ -55,18 +86,19 @@ impl FileKeyStore {
 
 #[tonic::async_trait]
 impl KeyStore for FileKeyStore {
-    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, String> {
+    async fn load(&self, name: &NamespacedName) -> Result<KeyRing, KeyStoreError> {
         let path = self.path(name);
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|source| KeyStoreError::Corrupt { location: path.display().to_string(), source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyRing::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(source) => Err(KeyStoreError::File { path, source }),
         }
     }
 
-    async fn save(&self, name: &NamespacedName, _: &RouteKey, ring: &KeyRing) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(ring).map_err(|e| e.to_string())?;
-        fabric_io::files::write_private(&self.path(name), text.as_bytes())
+    async fn save(&self, name: &NamespacedName, _: &RouteKey, ring: &KeyRing) -> Result<(), KeyStoreError> {
+        let text = serde_json::to_string_pretty(ring).map_err(KeyStoreError::Encode)?;
+        Ok(fabric_io::files::write_private(&self.path(name), text.as_bytes())?)
     }
 }
 
@@ -92,7 +124,9 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(dir.join("fabric_eu-1.json"), "{").unwrap();
-        assert!(store.load(&name).await.unwrap_err().contains("fabric_eu-1.json"));
+        let corrupt = store.load(&name).await.unwrap_err();
+        assert!(matches!(corrupt, KeyStoreError::Corrupt { .. }), "{corrupt:?}");
+        assert!(corrupt.to_string().contains("fabric_eu-1.json"), "{corrupt}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

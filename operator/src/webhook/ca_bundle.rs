@@ -72,16 +72,45 @@ pub fn ca_bundle_patch<K: WebhookConfiguration>(configuration: &K, pem: &str) ->
     Some(Value::Array(operations))
 }
 
+/// Why a caBundle check failed (retried after [`RETRY`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CaBundleError {
+    #[error("get {kind} {name}: {source}")]
+    Get {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("patch the caBundle of {kind} {name}: {source}")]
+    Patch {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
 /// One check: reads the configuration and patches it if needed. Returns
 /// whether it wrote.
-pub async fn sync_ca_bundle<K: WebhookConfiguration>(api: &Api<K>, name: &str, pem: &str) -> Result<bool, String> {
+pub async fn sync_ca_bundle<K: WebhookConfiguration>(
+    api: &Api<K>,
+    name: &str,
+    pem: &str,
+) -> Result<bool, CaBundleError> {
     let kind = K::kind(&());
-    let configuration = api.get(name).await.map_err(|e| format!("get {kind} {name}: {e}"))?;
+    let configuration = api.get(name).await.map_err(|source| CaBundleError::Get {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        source,
+    })?;
     let Some(patch) = ca_bundle_patch(&configuration, pem) else { return Ok(false) };
     let patch = Patch::Json::<()>(serde_json::from_value(patch).expect("a JSON Patch"));
-    api.patch(name, &PatchParams::default(), &patch)
-        .await
-        .map_err(|e| format!("patch the caBundle of {kind} {name}: {e}"))?;
+    api.patch(name, &PatchParams::default(), &patch).await.map_err(|source| CaBundleError::Patch {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        source,
+    })?;
     Ok(true)
 }
 

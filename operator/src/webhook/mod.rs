@@ -35,7 +35,6 @@ use axum::routing::post;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use tokio::net::TcpListener;
 
 use fabric_operator_core::admission;
 pub use fabric_operator_core::admission::{
@@ -216,7 +215,7 @@ pub async fn start(
     options: &WebhookOptions,
     tls: Option<&TlsFiles>,
     distributor: &crate::distribution::Distributor,
-) -> Result<SocketAddr, String> {
+) -> Result<SocketAddr, crate::listener::ListenError> {
     let native = match options.native_sidecars {
         NativeSidecars::Always => true,
         NativeSidecars::Never => false,
@@ -240,9 +239,7 @@ pub async fn start(
         }
     };
     let settings = InjectionSettings { native_sidecars: native, ..options.settings.clone() };
-    let listener =
-        TcpListener::bind(options.listen).await.map_err(|e| format!("webhook on {}: {e}", options.listen))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let (listener, address) = crate::listener::bind("webhook", options.listen).await?;
     tracing::info!(%address, native_sidecars = native, tls = tls.is_some(), "webhook: serving {PATH}");
     if let (Some(name), Some(pem)) = (&options.configuration, &options.ca_bundle) {
         tokio::spawn(ca_bundle::keep_ca_bundle::<MutatingWebhookConfiguration>(

@@ -51,8 +51,37 @@ impl Handshake for Plaintext {
     }
 }
 
+/// Why the webhook server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookServerError {
+    /// The serving certificate or key file does not read or parse.
+    #[error("{}: {source}", path.display())]
+    Pem {
+        path: std::path::PathBuf,
+        #[source]
+        source: tokio_rustls::rustls::pki_types::pem::Error,
+    },
+    #[error("TLS protocol versions: {0}")]
+    Protocols(#[source] rustls::Error),
+    /// The key does not match the certificate, or either is unusable.
+    #[error("{}: {source}", path.display())]
+    Certificate {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("webhook listener has no local address: {0}")]
+    LocalAddr(#[source] io::Error),
+    #[error("webhook server on {local}: {source}")]
+    Server {
+        local: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// Serves `app` over TLS with the operator's serving certificate.
-pub async fn serve_tls(listener: TcpListener, app: Router, files: &TlsFiles) -> Result<(), String> {
+pub async fn serve_tls(listener: TcpListener, app: Router, files: &TlsFiles) -> Result<(), WebhookServerError> {
     serve(listener, app, Tls::load(files)?).await
 }
 
@@ -62,18 +91,19 @@ pub async fn serve_tls(listener: TcpListener, app: Router, files: &TlsFiles) -> 
 pub struct Tls(tokio_rustls::TlsAcceptor);
 
 impl Tls {
-    pub fn load(files: &TlsFiles) -> Result<Self, String> {
+    pub fn load(files: &TlsFiles) -> Result<Self, WebhookServerError> {
         let certs = CertificateDer::pem_file_iter(&files.cert)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{}: {e}", files.cert.display()))?;
-        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
+            .map_err(|source| WebhookServerError::Pem { path: files.cert.clone(), source })?;
+        let key = PrivateKeyDer::from_pem_file(&files.key)
+            .map_err(|source| WebhookServerError::Pem { path: files.key.clone(), source })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(WebhookServerError::Protocols)?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+            .map_err(|source| WebhookServerError::Certificate { path: files.cert.clone(), source })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
     }
@@ -89,11 +119,11 @@ impl Handshake for Tls {
 
 /// Serves `app` on `listener` after `handshake`, until the task is dropped
 /// or the server fails.
-pub async fn serve<H: Handshake>(listener: TcpListener, app: Router, handshake: H) -> Result<(), String> {
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+pub async fn serve<H: Handshake>(listener: TcpListener, app: Router, handshake: H) -> Result<(), WebhookServerError> {
+    let local = listener.local_addr().map_err(WebhookServerError::LocalAddr)?;
     let (sender, streams) = mpsc::channel(64);
     let _acceptor = AbortOnDrop(tokio::spawn(accept(listener, handshake, sender)));
-    axum::serve(Handshaken { streams, local }, app).await.map_err(|e| format!("webhook server on {local}: {e}"))
+    axum::serve(Handshaken { streams, local }, app).await.map_err(|source| WebhookServerError::Server { local, source })
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -148,5 +178,19 @@ impl<Io: AsyncRead + AsyncWrite + Unpin + Send + 'static> axum::serve::Listener 
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_certificate_names_its_file() {
+        let dir = std::env::temp_dir().join(format!("fabric-webhook-tls-{}", std::process::id()));
+        let files = TlsFiles { cert: dir.join("tls.crt"), key: dir.join("tls.key") };
+        let Err(error) = Tls::load(&files) else { panic!("no certificate file, yet TLS loaded") };
+        assert!(matches!(&error, WebhookServerError::Pem { path, .. } if *path == files.cert), "{error:?}");
+        assert!(error.to_string().starts_with(&files.cert.display().to_string()), "{error}");
     }
 }

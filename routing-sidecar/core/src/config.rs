@@ -20,11 +20,16 @@ use crate::policy::RoutePolicy;
 use crate::security::{KeyRegistry, PublicKeyEntry};
 use crate::time::Timestamp;
 
-/// A refused config: which field, and why.
+/// A refused config: which field, and why. The one error of every config
+/// check (the whole `SidecarConfig`, its `linkState` section, the node's
+/// signing key); callers read the field and the reason, none needs a kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("invalid config: {field}: {reason}")]
 pub struct ConfigError {
-    /// Path of the offending field, e.g. `neighbors[1].link.reliability`.
+    /// Path of the offending field from the top of the checked document,
+    /// e.g. `neighbors[1].link.reliability`, `linkState.areas[2].parents[0]`
+    /// (`areas[2].parents[0]` from the link-state section's own check);
+    /// `line L column C` when the YAML itself does not parse.
     pub field: String,
     pub reason: String,
 }
@@ -32,6 +37,19 @@ pub struct ConfigError {
 impl ConfigError {
     pub fn new(field: impl Into<String>, reason: impl fmt::Display) -> Self {
         Self { field: field.into(), reason: reason.to_string() }
+    }
+
+    /// The same error for a check that ran on the section `section`:
+    /// the field becomes `section.field`.
+    pub fn within(self, section: &str) -> Self {
+        Self { field: format!("{section}.{}", self.field), reason: self.reason }
+    }
+
+    /// A document that does not parse (syntax, a type, an unknown field),
+    /// named by its line and column.
+    pub(crate) fn yaml(error: serde_norway::Error) -> Self {
+        let field = error.location().map(|l| format!("line {} column {}", l.line(), l.column()));
+        Self::new(field.unwrap_or_else(|| "document".into()), error)
     }
 }
 
@@ -113,7 +131,7 @@ pub const MIN_MAX_QUEUED_BYTES: u64 = 64 * 1024;
 pub struct SessionConfig {
     /// A peer silent for this long is declared lost; keepalives go out at a
     /// third of it. The smaller of the two peers' values is used.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub hold_time: Duration,
     /// A peer sending more messages per second, sustained, is disconnected
     /// (its routes are kept as stale, as for a graceful restart). Bursts of
@@ -131,10 +149,10 @@ pub struct SessionConfig {
     #[serde(skip_serializing_if = "is_default_max_queued_bytes")]
     pub max_queued_bytes: u64,
     /// First reconnect delay; doubles per failed attempt.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub reconnect_initial: Duration,
     /// Longest reconnect delay.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub reconnect_max: Duration,
 }
 
@@ -239,7 +257,7 @@ pub struct SecurityConfig {
     /// How far the clocks of two nodes may disagree: a message issued more
     /// than this in the future is refused, and one is valid for
     /// `timers.maxTtl` minus this after it was issued. Default 30s.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "humantime_serde")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::duration_text::optional")]
     pub max_clock_skew: Option<Duration>,
 }
 
@@ -283,7 +301,7 @@ pub struct TrustedKey {
 pub struct StabilityConfig {
     /// After a withdrawal, routes for the same (destination, next hop) are
     /// held back this long. Zero disables hold-down.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub hold_down: Duration,
     pub dampening: DampeningConfig,
 }
@@ -297,9 +315,9 @@ pub struct DampeningConfig {
     pub attribute_change_penalty: f64,
     pub suppress_threshold: f64,
     pub reuse_threshold: f64,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub half_life: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub max_suppress: Duration,
 }
 
@@ -367,17 +385,17 @@ impl Default for SelectionConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct TimerConfig {
     /// TTL this node puts on what it advertises.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub route_ttl: Duration,
     /// How often this node re-advertises its best routes (refresh before TTL).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub refresh_interval: Duration,
     /// Received TTLs are capped at this.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub max_ttl: Duration,
     /// How long routes of a neighbor that went down for a graceful restart
     /// are kept as stale before being purged.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub graceful_restart_window: Duration,
 }
 
@@ -435,11 +453,7 @@ impl Limits {
 }
 
 fn parse_rfc3339(field: &str, value: &str) -> Result<Timestamp, ConfigError> {
-    let time = humantime::parse_rfc3339_weak(value)
-        .map_err(|e| ConfigError::new(field, format!("not an RFC 3339 time ({e}): {value:?}")))?;
-    let millis =
-        time.duration_since(std::time::UNIX_EPOCH).map_err(|_| ConfigError::new(field, "before 1970"))?.as_millis();
-    Ok(Timestamp(u64::try_from(millis).unwrap_or(u64::MAX)))
+    Timestamp::from_rfc3339(value).map_err(|reason| ConfigError::new(field, reason))
 }
 
 fn check_reliability(field: String, value: f32) -> Result<(), ConfigError> {
@@ -514,10 +528,7 @@ impl SidecarConfig {
 
     /// Parses and validates YAML (JSON is YAML too).
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let config: SidecarConfig = serde_norway::from_str(text).map_err(|e| {
-            let field = e.location().map(|l| format!("line {} column {}", l.line(), l.column()));
-            ConfigError::new(field.unwrap_or_else(|| "document".into()), e)
-        })?;
+        let config: SidecarConfig = serde_norway::from_str(text).map_err(ConfigError::yaml)?;
         config.validate()?;
         Ok(config)
     }
@@ -694,7 +705,7 @@ impl SidecarConfig {
             }
             return Err(ConfigError::new("linkStateAreas", "needs a linkState section"));
         };
-        link_state.validate().map_err(|e| ConfigError::new(format!("linkState.{}", e.field), e.reason))?;
+        link_state.validate().map_err(|error| error.within("linkState"))?;
         let mut areas = HashSet::new();
         for (i, membership) in self.link_state_areas.iter().enumerate() {
             let field = format!("linkStateAreas[{i}]");
@@ -807,8 +818,7 @@ pub fn encode_public_key(key: &ed25519_dalek::VerifyingKey) -> String {
 
 /// Formats unix milliseconds as RFC 3339 for `validFrom` / `validUntil`.
 pub fn format_rfc3339(time: Timestamp) -> String {
-    let system = std::time::UNIX_EPOCH + Duration::from_millis(time.0);
-    humantime::format_rfc3339_millis(system).to_string()
+    time.to_rfc3339()
 }
 
 #[cfg(test)]
@@ -983,5 +993,79 @@ linkStateAreas:
         assert_eq!(parsed.session.max_queued_bytes, 1 << 20);
         assert!(parsed.to_yaml().contains("maxQueuedBytes: 1048576"));
         assert!(!with_neighbors(&[]).to_yaml().contains("maxQueuedBytes"), "left out at its default");
+    }
+
+    fn trusted_key_valid(valid_from: Option<&str>, valid_until: Option<&str>) -> SidecarConfig {
+        let mut config = SidecarConfig::new(NodeId::from("a"));
+        let identity = crate::security::SigningIdentity::from_secret_bytes("k1".into(), &[1; 32]);
+        config.security.trusted_keys = vec![TrustedKey {
+            advertiser: NodeId::from("b"),
+            key_id: "k1".into(),
+            public_key: encode_public_key(&identity.verifying_key()),
+            valid_from: valid_from.map(str::to_owned),
+            valid_until: valid_until.map(str::to_owned),
+        }]
+        .into();
+        config
+    }
+
+    #[test]
+    fn key_validity_times_need_a_utc_offset_and_the_error_names_the_field() {
+        let config = trusted_key_valid(Some("2026-11-01T02:00:00+02:00"), Some("2026-12-01T00:00:00.5Z"));
+        let registry = config.key_registry().unwrap();
+        let entry = registry.entries()[0];
+        assert_eq!(entry.valid_from, Some(Timestamp(1_793_491_200_000)));
+        assert_eq!(entry.valid_until, Some(Timestamp(1_796_083_200_500)));
+
+        let error = trusted_key_valid(Some("2026-11-01T00:00:00"), None).validate().unwrap_err();
+        assert_eq!(error.field, "security.trustedKeys[0].validFrom");
+        assert!(error.reason.contains("has no UTC offset"), "{error}");
+        let error = trusted_key_valid(None, Some("2026-11-01 00:00:00")).validate().unwrap_err();
+        assert_eq!(error.field, "security.trustedKeys[0].validUntil");
+        assert!(error.reason.contains("has no UTC offset"), "{error}");
+        let error = trusted_key_valid(Some("1969-07-20T20:17:00Z"), None).validate().unwrap_err();
+        assert_eq!(
+            (error.field.as_str(), error.reason.as_str()),
+            ("security.trustedKeys[0].validFrom", "\"1969-07-20T20:17:00Z\" is before 1970")
+        );
+        let error = trusted_key_valid(Some("2026-11-01T00:00:00Z"), Some("2026-11-01T01:00:00+01:00")).validate();
+        assert_eq!(error.unwrap_err().field, "security.trustedKeys[0].validUntil", "the same instant");
+    }
+
+    #[test]
+    fn every_duration_field_reads_friendly_text_and_writes_it_compact() {
+        let yaml = r#"
+nodeId: a
+security: {maxClockSkew: 45s}
+stability:
+  holdDown: 1.5s
+  dampening: {enabled: true, halfLife: 15 minutes, maxSuppress: 1d}
+timers: {routeTtl: 1m 30s, refreshInterval: 30s, maxTtl: 2h, gracefulRestartWindow: 2m}
+session: {holdTime: 3s, reconnectInitial: 100ms, reconnectMax: 5s}
+linkState: {updateTtl: 5m, refreshInterval: 100s, maxTtl: 1w, flushHold: 1m}
+"#;
+        let config = SidecarConfig::from_yaml(yaml).unwrap();
+        assert_eq!(config.security.max_clock_skew, Some(Duration::from_secs(45)));
+        assert_eq!(config.stability.hold_down, Duration::from_millis(1_500));
+        assert_eq!(config.stability.dampening.half_life, Duration::from_secs(900));
+        assert_eq!(config.stability.dampening.max_suppress, Duration::from_secs(86_400));
+        assert_eq!(config.timers.route_ttl, Duration::from_secs(90));
+        let link_state = config.link_state.as_ref().unwrap();
+        assert_eq!(link_state.max_ttl, Duration::from_secs(7 * 86_400));
+        let written = config.to_yaml();
+        for line in ["maxClockSkew: 45s", "holdDown: 1s 500ms", "halfLife: 15m", "maxSuppress: 24h", "routeTtl: 1m 30s"]
+        {
+            assert!(written.contains(line), "{line} in {written}");
+        }
+        assert!(written.contains("maxTtl: 168h"), "{written}");
+        assert_eq!(SidecarConfig::from_yaml(&written).unwrap(), config);
+        let zero = SidecarConfig::from_yaml("nodeId: a\nstability: {holdDown: 0}\n").unwrap();
+        assert_eq!(zero.stability.hold_down, Duration::ZERO, "a plain YAML 0");
+
+        // The YAML error names the section and where its mapping starts;
+        // the reason quotes the text.
+        let error = SidecarConfig::from_yaml("nodeId: a\ntimers:\n  routeTtl: 1m\n  maxTtl: 1 month\n").unwrap_err();
+        assert_eq!(error.field, "line 3 column 3", "{error}");
+        assert!(error.reason.starts_with("timers: \"1 month\" is not a duration: months and years"), "{error}");
     }
 }

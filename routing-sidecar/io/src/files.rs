@@ -3,7 +3,23 @@
 //! they exist.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A state or secret file that could not be written, with its path.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// For shells that still report errors as text: `?` keeps working.
+impl From<WriteError> for String {
+    fn from(error: WriteError) -> String {
+        error.to_string()
+    }
+}
 
 /// Writes `bytes` to a temporary file next to `path` and renames it over
 /// `path`, so the file is either the old or the new content.
@@ -14,8 +30,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes a secret file readable by its owner only, atomically like
 /// [`write_atomically`]. The temporary file is made owner-only before the
 /// secret is written to it, so there is no moment others could read it.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
-    replace(path, contents, true).map_err(|e| format!("{}: {e}", path.display()))
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
+    replace(path, contents, true).map_err(|source| WriteError { path: path.to_path_buf(), source })
 }
 
 fn replace(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
@@ -64,5 +80,14 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(!path.with_extension("tmp").exists(), "the temporary is renamed away");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_names_the_file() {
+        let path = std::env::temp_dir().join(format!("fabric-io-missing-{}", std::process::id())).join("key.pem");
+        let error = write_private(&path, b"secret").unwrap_err();
+        assert_eq!(error.path, path);
+        assert_eq!(error.source.kind(), std::io::ErrorKind::NotFound);
+        assert!(error.to_string().starts_with(&path.display().to_string()), "{error}");
     }
 }

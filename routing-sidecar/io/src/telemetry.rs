@@ -83,11 +83,35 @@ struct Otlp {
     metrics_interval: Duration,
 }
 
+/// Why logging or the OTLP export could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("unknown log format {0:?} (text or json)")]
+    LogFormat(String),
+    #[error("OTLP export must be set up inside a tokio runtime")]
+    NoRuntime,
+    #[error("OTLP span exporter for {endpoint}: {source}")]
+    SpanExporter {
+        endpoint: String,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    #[error("logging: {0}")]
+    Subscriber(#[source] tracing_subscriber::util::TryInitError),
+}
+
+/// For shells that still report errors as text: `?` keeps working.
+impl From<TelemetryError> for String {
+    fn from(error: TelemetryError) -> String {
+        error.to_string()
+    }
+}
+
 type Layers = Vec<Box<dyn Layer<Registry> + Send + Sync>>;
 
 /// Installs the global subscriber and, when `otlp_endpoint` is set, the
 /// OTLP span export. With OTLP on it must be called inside a tokio runtime.
-pub fn init(options: &TelemetryOptions) -> Result<TelemetryGuard, String> {
+pub fn init(options: &TelemetryOptions) -> Result<TelemetryGuard, TelemetryError> {
     let filter = env_filter();
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -95,13 +119,13 @@ pub fn init(options: &TelemetryOptions) -> Result<TelemetryGuard, String> {
     let fmt = match options.log_format.as_str() {
         "json" => fmt.json().boxed(),
         "text" => fmt.boxed(),
-        other => return Err(format!("unknown log format {other:?} (text or json)")),
+        other => return Err(TelemetryError::LogFormat(other.to_string())),
     };
     let mut layers: Layers = vec![fmt.with_filter(filter).boxed()];
     let mut guard = TelemetryGuard { otlp: None, tracer: None, meter: Mutex::new(None) };
     if let Some(endpoint) = options.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err("OTLP export must be set up inside a tokio runtime".into());
+            return Err(TelemetryError::NoRuntime);
         }
         let resource = resource(options);
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -109,7 +133,7 @@ pub fn init(options: &TelemetryOptions) -> Result<TelemetryGuard, String> {
             .with_endpoint(endpoint)
             .with_timeout(EXPORT_TIMEOUT)
             .build()
-            .map_err(|e| format!("OTLP span exporter for {endpoint}: {e}"))?;
+            .map_err(|source| TelemetryError::SpanExporter { endpoint: endpoint.to_string(), source })?;
         let provider =
             SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.clone()).build();
         // The exporter's own stack must not feed spans back into it.
@@ -131,7 +155,7 @@ pub fn init(options: &TelemetryOptions) -> Result<TelemetryGuard, String> {
             },
         });
     }
-    tracing_subscriber::registry().with(layers).try_init().map_err(|e| format!("logging: {e}"))?;
+    tracing_subscriber::registry().with(layers).try_init().map_err(TelemetryError::Subscriber)?;
     if let Some(otlp) = &guard.otlp {
         tracing::info!(endpoint = %otlp.endpoint, "exporting traces over OTLP/gRPC");
     }
@@ -272,6 +296,7 @@ mod tests {
     fn init_without_a_runtime_refuses_otlp() {
         let options = TelemetryOptions { otlp_endpoint: Some("http://127.0.0.1:4317".into()), ..Default::default() };
         let error = init(&options).err().expect("no runtime");
-        assert!(error.contains("tokio runtime"), "{error}");
+        assert!(matches!(error, TelemetryError::NoRuntime), "{error:?}");
+        assert!(error.to_string().contains("tokio runtime"), "{error}");
     }
 }

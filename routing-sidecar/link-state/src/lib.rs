@@ -41,8 +41,8 @@ pub use destinations::{DestinationExplanation, DestinationRoute, DestinationRout
 pub use explain::RouteExplanation;
 pub use fabric_core::link_state::{
     AreaConfig, AreaGraph, AreaGraphError, AreaId, AreaPair, AreaSummary, DestinationAdvert, ExportCounts, LinkAdvert,
-    LinkStateConfig, LinkStateConfigError, LinkStateLimits, LinkStateUpdate, LsdbLimits, RoutingMode,
-    SpfThrottleConfig, SummaryDestination, SummaryEntry, SummaryFilter, SummaryPolicy, area, area_id, config, lsa,
+    LinkStateConfig, LinkStateLimits, LinkStateUpdate, LsdbLimits, RoutingMode, SpfThrottleConfig, SummaryDestination,
+    SummaryEntry, SummaryFilter, SummaryPolicy, area, area_id, config, lsa,
 };
 pub use mode::{ModeDecision, PathVectorChoice, Protocol, decide};
 pub use router::{LinkStateEvent, LinkStateInput, LinkStateOutput, LinkStateRouter, LocalLink, OutgoingUpdate};

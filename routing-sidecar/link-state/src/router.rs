@@ -26,12 +26,13 @@ use crate::lsdb::{AreaLsdb, Freshness, InstallOutcome};
 use crate::routes::{AreaRoute, AreaSpf, LinkStateRoute, RouteChange, area_routes, diff_routes, merge_routes};
 use crate::spf_throttle::{SpfThrottle, ThrottleDecision};
 use crate::stats::{LinkStateCounters, LinkStateGauges, LinkStateSnapshot, UpdateRejectReason};
+use fabric_core::config::ConfigError;
 use fabric_core::ids::{DestinationId, NodeId};
 use fabric_core::link_state::area::{
     AreaPair, ExportPlan, FilterVerdict, SummaryCandidate, SummaryPolicy, plan_exports_with_destinations,
 };
 use fabric_core::link_state::area_id::AreaId;
-use fabric_core::link_state::config::{LinkStateConfig, LinkStateConfigError};
+use fabric_core::link_state::config::LinkStateConfig;
 use fabric_core::link_state::lsa::{
     AreaSummary, DestinationAdvert, LinkAdvert, LinkStateUpdate, SummaryDestination, SummaryEntry, UpdateAuth,
     sign_update, verify_update,
@@ -254,7 +255,7 @@ fn summary_destinations_of(update: Option<&LinkStateUpdate>) -> Vec<SummaryDesti
 
 impl LinkStateRouter {
     /// A router for `node` with a validated `config`.
-    pub fn new(node: NodeId, config: LinkStateConfig) -> Result<Self, LinkStateConfigError> {
+    pub fn new(node: NodeId, config: LinkStateConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let policy = config.summary_policy()?;
         let throttle = SpfThrottle::new(config.spf_throttle);
@@ -452,7 +453,7 @@ impl LinkStateRouter {
     }
 
     /// Applies a new config, or refuses it and keeps the current one.
-    pub fn apply_config(&mut self, config: LinkStateConfig) -> Result<(), LinkStateConfigError> {
+    pub fn apply_config(&mut self, config: LinkStateConfig) -> Result<(), ConfigError> {
         config.validate()?;
         let policy = config.summary_policy()?;
         if policy != self.policy || config.max_paths != self.config.max_paths {

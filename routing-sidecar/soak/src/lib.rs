@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use driver::Mode;
 pub use report::{EventRow, ModeSummary, SoakReport, TargetCheck, TopologyRun};
 pub use schedule::{Action, Schedule, ScheduledAction};
-pub use topology::{SoakTopology, TopologyKind};
+pub use topology::{SoakTopology, TopologyError, TopologyKind, UnknownTopology};
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -77,14 +77,32 @@ impl Default for SoakOptions {
     }
 }
 
+/// Why a soak did not run or its results were not written.
+#[derive(Debug, thiserror::Error)]
+pub enum SoakError {
+    #[error("--gossip-interval must be above zero")]
+    ZeroGossipInterval,
+    #[error("--events must be at least 1")]
+    NoEvents,
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The CSV files could not be written to the `--out` folder.
+    #[error("{}: {source}", dir.display())]
+    WriteCsv {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Runs every topology and mode of `options`; `progress` gets one line per
 /// finished part (for the terminal, never written to the results).
-pub fn run(options: &SoakOptions, progress: &mut dyn FnMut(&str)) -> Result<SoakReport, String> {
+pub fn run(options: &SoakOptions, progress: &mut dyn FnMut(&str)) -> Result<SoakReport, SoakError> {
     if options.gossip_interval.is_zero() {
-        return Err("--gossip-interval must be above zero".into());
+        return Err(SoakError::ZeroGossipInterval);
     }
     if options.scenarios == 0 {
-        return Err("--events must be at least 1".into());
+        return Err(SoakError::NoEvents);
     }
     let mut runs = Vec::new();
     for (i, kind) in options.topologies.iter().enumerate() {
@@ -110,7 +128,7 @@ pub fn run(options: &SoakOptions, progress: &mut dyn FnMut(&str)) -> Result<Soak
     }
     let report = SoakReport::new(options, runs);
     if let Some(dir) = &options.out {
-        report.write_csv(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        report.write_csv(dir).map_err(|source| SoakError::WriteCsv { dir: dir.clone(), source })?;
     }
     Ok(report)
 }

@@ -37,15 +37,26 @@ impl TopologyKind {
     }
 }
 
-impl FromStr for TopologyKind {
-    type Err = String;
+/// A topology name that is none of [`TopologyKind::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown topology {0:?}: expected clos, ring-random or multi-area")]
+pub struct UnknownTopology(pub String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        TopologyKind::ALL
-            .into_iter()
-            .find(|kind| kind.label() == text)
-            .ok_or_else(|| format!("unknown topology {text:?}: expected clos, ring-random or multi-area"))
+impl FromStr for TopologyKind {
+    type Err = UnknownTopology;
+
+    fn from_str(text: &str) -> Result<Self, UnknownTopology> {
+        TopologyKind::ALL.into_iter().find(|kind| kind.label() == text).ok_or_else(|| UnknownTopology(text.to_string()))
     }
+}
+
+/// Why no topology was generated.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("--nodes: the {} topology needs at least {minimum} nodes", kind.label())]
+    TooFewNodes { kind: TopologyKind, nodes: usize, minimum: usize },
+    #[error("generated {} topology is not connected", kind.label())]
+    NotConnected { kind: TopologyKind },
 }
 
 /// An undirected link, the same metrics both ways.
@@ -132,14 +143,14 @@ fn names(n: usize) -> Vec<NodeId> {
 
 impl SoakTopology {
     /// A fabric of `nodes` nodes of `kind`, connected, from `rng`.
-    pub fn generate(kind: TopologyKind, nodes: usize, rng: &mut Rng) -> Result<Self, String> {
+    pub fn generate(kind: TopologyKind, nodes: usize, rng: &mut Rng) -> Result<Self, TopologyError> {
         let minimum = match kind {
             TopologyKind::Clos => 12,
             TopologyKind::RingRandom => 4,
             TopologyKind::MultiArea => 24,
         };
         if nodes < minimum {
-            return Err(format!("--nodes: the {} topology needs at least {minimum} nodes", kind.label()));
+            return Err(TopologyError::TooFewNodes { kind, nodes, minimum });
         }
         let mut builder = Builder::new();
         let areas = match kind {
@@ -156,7 +167,7 @@ impl SoakTopology {
         };
         let topology = Self::from_links(kind, names(nodes), builder.links, areas);
         if !topology.is_connected() {
-            return Err(format!("generated {} topology is not connected", kind.label()));
+            return Err(TopologyError::NotConnected { kind });
         }
         Ok(topology)
     }
@@ -339,6 +350,7 @@ mod tests {
     #[test]
     fn too_small_fabrics_are_refused_naming_the_flag() {
         let error = SoakTopology::generate(TopologyKind::MultiArea, 10, &mut Rng::new(1)).unwrap_err();
-        assert!(error.contains("--nodes"), "{error}");
+        assert_eq!(error, TopologyError::TooFewNodes { kind: TopologyKind::MultiArea, nodes: 10, minimum: 24 });
+        assert!(error.to_string().contains("--nodes"), "{error}");
     }
 }

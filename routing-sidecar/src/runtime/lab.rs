@@ -147,7 +147,7 @@ impl SidecarProcess {
     }
 
     pub async fn get(&self, path: &str) -> Result<HttpResponse, String> {
-        local_http::get(self.api, path).await
+        Ok(local_http::get(self.api, path).await?)
     }
 
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
@@ -155,14 +155,14 @@ impl SidecarProcess {
         if response.status != 200 {
             return Err(format!("GET {path}: {} {}", response.status, response.body));
         }
-        response.json()
+        Ok(response.json()?)
     }
 
     /// Pushes a config through the local API (and keeps the file in sync).
     pub async fn apply(&self, config: &SidecarConfig) -> Result<HttpResponse, String> {
         let yaml = config.to_yaml();
         std::fs::write(&self.config_path, &yaml).map_err(|e| e.to_string())?;
-        local_http::put(self.api, "/config", &yaml, self.api_token.as_deref()).await
+        Ok(local_http::put(self.api, "/config", &yaml, self.api_token.as_deref()).await?)
     }
 
     /// Next hop for `destination`, `None` when there is no route.

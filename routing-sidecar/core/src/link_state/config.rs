@@ -5,11 +5,11 @@
 //! `docs/link-state.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigError;
 use crate::link_state::area::{AreaGraph, AreaGraphError, SummaryFilter, SummaryPolicy};
 use crate::link_state::area_id::AreaId;
 use crate::link_state::lsa::UpdateLimits;
@@ -36,22 +36,6 @@ pub struct LsdbLimits {
     pub flush_hold: Duration,
 }
 
-/// A refused config: which field, and why. Mirrors `crate::config::ConfigError`
-/// with field paths relative to the link-state section.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid link-state config: {field}: {reason}")]
-pub struct LinkStateConfigError {
-    /// Path of the offending field, e.g. `areas[2].parents[0]`.
-    pub field: String,
-    pub reason: String,
-}
-
-impl LinkStateConfigError {
-    pub fn new(field: impl Into<String>, reason: impl fmt::Display) -> Self {
-        Self { field: field.into(), reason: reason.to_string() }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct LinkStateConfig {
@@ -61,19 +45,19 @@ pub struct LinkStateConfig {
     /// Default 4; 1 to 64.
     pub max_paths: usize,
     /// Lifetime this node puts on its own updates. Default 5m.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub update_ttl: Duration,
     /// Own updates are re-originated (new sequence, same content) this
     /// often, so they never age out while the node lives. Default 100s;
     /// must be below `updateTtl`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub refresh_interval: Duration,
     /// Received TTLs are capped at this. Default 1h.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub max_ttl: Duration,
     /// How long a flushed (withdrawn) update is remembered so that older
     /// copies still in flight are refused. Default 60s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub flush_hold: Duration,
     /// Refuse unsigned updates and updates signed by unknown keys. Default
     /// false (a bad signature is refused either way).
@@ -178,11 +162,11 @@ impl Default for LinkStateConfig {
     }
 }
 
-fn check_patterns(field: &str, patterns: &[String]) -> Result<(), LinkStateConfigError> {
+fn check_patterns(field: &str, patterns: &[String]) -> Result<(), ConfigError> {
     for (i, pattern) in patterns.iter().enumerate() {
         let body = pattern.strip_suffix('*').unwrap_or(pattern);
         if pattern.is_empty() || body.contains('*') {
-            return Err(LinkStateConfigError::new(
+            return Err(ConfigError::new(
                 format!("{field}[{i}]"),
                 format!("{pattern:?}: a pattern is a node id, optionally ending in one '*'"),
             ));
@@ -191,37 +175,36 @@ fn check_patterns(field: &str, patterns: &[String]) -> Result<(), LinkStateConfi
     Ok(())
 }
 
-fn check_defined(field: String, area: &AreaId, defined: &BTreeSet<&AreaId>) -> Result<(), LinkStateConfigError> {
+fn check_defined(field: String, area: &AreaId, defined: &BTreeSet<&AreaId>) -> Result<(), ConfigError> {
     if defined.contains(area) {
         Ok(())
     } else {
-        Err(LinkStateConfigError::new(field, format!("area {area} is not listed in areas")))
+        Err(ConfigError::new(field, format!("area {area} is not listed in areas")))
     }
 }
 
 impl LinkStateConfig {
-    /// Every rule a config must satisfy, each failure naming its field.
-    pub fn validate(&self) -> Result<(), LinkStateConfigError> {
+    /// Every rule a config must satisfy, each failure naming its field
+    /// within the section (`maxPaths`, `areas[2].parents[0]`; a
+    /// `SidecarConfig` puts them under `linkState.`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=64).contains(&self.max_paths) {
-            return Err(LinkStateConfigError::new(
-                "maxPaths",
-                format!("must be within 1..=64, got {}", self.max_paths),
-            ));
+            return Err(ConfigError::new("maxPaths", format!("must be within 1..=64, got {}", self.max_paths)));
         }
         if self.update_ttl.is_zero() || self.update_ttl > Duration::from_millis(u64::from(u32::MAX)) {
-            return Err(LinkStateConfigError::new("updateTtl", "must be above zero and below 49 days"));
+            return Err(ConfigError::new("updateTtl", "must be above zero and below 49 days"));
         }
         if self.refresh_interval.is_zero() || self.refresh_interval >= self.update_ttl {
-            return Err(LinkStateConfigError::new(
+            return Err(ConfigError::new(
                 "refreshInterval",
                 "must be above zero and shorter than updateTtl, or own updates expire between refreshes",
             ));
         }
         if self.max_ttl < self.update_ttl {
-            return Err(LinkStateConfigError::new("maxTtl", "must be at least updateTtl"));
+            return Err(ConfigError::new("maxTtl", "must be at least updateTtl"));
         }
         if self.flush_hold.is_zero() {
-            return Err(LinkStateConfigError::new("flushHold", "must be above zero"));
+            return Err(ConfigError::new("flushHold", "must be above zero"));
         }
         let limits = [
             ("limits.maxLinksPerUpdate", self.limits.max_links_per_update),
@@ -231,43 +214,37 @@ impl LinkStateConfig {
         ];
         for (field, value) in limits {
             if value == 0 {
-                return Err(LinkStateConfigError::new(field, "must be above zero"));
+                return Err(ConfigError::new(field, "must be above zero"));
             }
         }
         if self.max_summary_entries == Some(0) {
-            return Err(LinkStateConfigError::new("maxSummaryEntries", "must be above zero when set"));
+            return Err(ConfigError::new("maxSummaryEntries", "must be above zero when set"));
         }
         self.spf_throttle.validate()?;
 
         let mut defined: BTreeSet<&AreaId> = BTreeSet::new();
         for (i, area) in self.areas.iter().enumerate() {
             if area.id.as_str().is_empty() {
-                return Err(LinkStateConfigError::new(format!("areas[{i}].id"), "must not be empty"));
+                return Err(ConfigError::new(format!("areas[{i}].id"), "must not be empty"));
             }
             if !defined.insert(&area.id) {
-                return Err(LinkStateConfigError::new(
-                    format!("areas[{i}].id"),
-                    format!("area {} is listed twice", area.id),
-                ));
+                return Err(ConfigError::new(format!("areas[{i}].id"), format!("area {} is listed twice", area.id)));
             }
             if area.max_summary_entries == Some(0) {
-                return Err(LinkStateConfigError::new(
-                    format!("areas[{i}].maxSummaryEntries"),
-                    "must be above zero when set",
-                ));
+                return Err(ConfigError::new(format!("areas[{i}].maxSummaryEntries"), "must be above zero when set"));
             }
         }
         for (i, area) in self.areas.iter().enumerate() {
             for (j, parent) in area.parents.iter().enumerate() {
                 let field = format!("areas[{i}].parents[{j}]");
                 if parent == &area.id {
-                    return Err(LinkStateConfigError::new(field, "an area cannot be its own parent"));
+                    return Err(ConfigError::new(field, "an area cannot be its own parent"));
                 }
                 check_defined(field, parent, &defined)?;
             }
         }
         if let Err(error) = self.area_graph() {
-            return Err(LinkStateConfigError::new("areas", error));
+            return Err(ConfigError::new("areas", error));
         }
 
         let mut targets = BTreeSet::new();
@@ -275,7 +252,7 @@ impl LinkStateConfig {
             let field = format!("summaryFilters[{i}]");
             check_defined(format!("{field}.targetArea"), &filter.target_area, &defined)?;
             if !targets.insert(&filter.target_area) {
-                return Err(LinkStateConfigError::new(
+                return Err(ConfigError::new(
                     format!("{field}.targetArea"),
                     format!("a second filter for area {}", filter.target_area),
                 ));
@@ -295,11 +272,8 @@ impl LinkStateConfig {
     }
 
     /// Parses and validates YAML (JSON is YAML too).
-    pub fn from_yaml(text: &str) -> Result<Self, LinkStateConfigError> {
-        let config: LinkStateConfig = serde_norway::from_str(text).map_err(|e| {
-            let field = e.location().map(|l| format!("line {} column {}", l.line(), l.column()));
-            LinkStateConfigError::new(field.unwrap_or_else(|| "document".into()), e)
-        })?;
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: LinkStateConfig = serde_norway::from_str(text).map_err(ConfigError::yaml)?;
         config.validate()?;
         Ok(config)
     }
@@ -309,8 +283,8 @@ impl LinkStateConfig {
     }
 
     /// The area graph, filters and caps in the form the router uses.
-    pub fn summary_policy(&self) -> Result<SummaryPolicy, LinkStateConfigError> {
-        let graph = self.area_graph().map_err(|e| LinkStateConfigError::new("areas", e))?;
+    pub fn summary_policy(&self) -> Result<SummaryPolicy, ConfigError> {
+        let graph = self.area_graph().map_err(|e| ConfigError::new("areas", e))?;
         let filters: BTreeMap<AreaId, SummaryFilter> =
             self.summary_filters.iter().map(|f| (f.target_area.clone(), f.clone())).collect();
         let caps = self.areas.iter().filter_map(|a| a.max_summary_entries.map(|cap| (a.id.clone(), cap))).collect();
@@ -344,15 +318,15 @@ impl LinkStateConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SpfThrottleConfig {
     /// Delay of the first computation after a quiet period. Default 20ms.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub initial_delay: Duration,
     /// Least time between a computation and the next one; doubles while
     /// changes keep coming. Default 100ms.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub hold: Duration,
     /// Cap of the doubled hold, and the longest a change waits for its
     /// computation. Default 500ms.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::time::duration_text")]
     pub max_wait: Duration,
 }
 
@@ -379,18 +353,18 @@ impl SpfThrottleConfig {
     }
 
     /// Checks the knobs; field names are relative to the link-state section.
-    pub fn validate(&self) -> Result<(), LinkStateConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_wait > MAX_WAIT_LIMIT {
-            return Err(LinkStateConfigError::new(
+            return Err(ConfigError::new(
                 "spfThrottle.maxWait",
-                format!("must be at most {}", humantime::format_duration(MAX_WAIT_LIMIT)),
+                format!("must be at most {}", crate::time::format_duration(MAX_WAIT_LIMIT)),
             ));
         }
         if self.initial_delay > self.max_wait {
-            return Err(LinkStateConfigError::new("spfThrottle.initialDelay", "must not exceed spfThrottle.maxWait"));
+            return Err(ConfigError::new("spfThrottle.initialDelay", "must not exceed spfThrottle.maxWait"));
         }
         if self.hold > self.max_wait {
-            return Err(LinkStateConfigError::new("spfThrottle.hold", "must not exceed spfThrottle.maxWait"));
+            return Err(ConfigError::new("spfThrottle.hold", "must not exceed spfThrottle.maxWait"));
         }
         Ok(())
     }

@@ -11,7 +11,5 @@ pub mod lsa;
 
 pub use area::{AreaGraph, AreaGraphError, AreaPair, ExportCounts, SummaryFilter, SummaryPolicy};
 pub use area_id::AreaId;
-pub use config::{
-    AreaConfig, LinkStateConfig, LinkStateConfigError, LinkStateLimits, LsdbLimits, RoutingMode, SpfThrottleConfig,
-};
+pub use config::{AreaConfig, LinkStateConfig, LinkStateLimits, LsdbLimits, RoutingMode, SpfThrottleConfig};
 pub use lsa::{AreaSummary, DestinationAdvert, LinkAdvert, LinkStateUpdate, SummaryDestination, SummaryEntry};
