@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::runtime::node::{Command, NeighborSet};
@@ -24,6 +24,7 @@ use fabric_core::message::Message;
 use fabric_core::session::{Received, Session, SessionError, SessionSettings};
 use fabric_core::shared_ids::SharedIds;
 use fabric_core::wire::{self, DecodeLimits, Frame};
+use fabric_core::wire_routing;
 use fabric_io::clock;
 use fabric_link_state::LinkStateUpdate;
 
@@ -43,11 +44,18 @@ pub enum Outbound {
 /// What one read burst collected for the actor.
 #[derive(Default)]
 struct Batch {
-    messages: Vec<Message>,
+    /// Each with the peer, as the engine takes them.
+    messages: Vec<(NodeId, Message)>,
     link_state: Vec<LinkStateUpdate>,
 }
 
 impl Batch {
+    /// Room for a full burst of routing messages, so that collecting one
+    /// never grows (and copies) the vector.
+    fn for_burst() -> Self {
+        Self { messages: Vec::with_capacity(BATCH), link_state: Vec::new() }
+    }
+
     fn len(&self) -> usize {
         self.messages.len() + self.link_state.len()
     }
@@ -59,6 +67,13 @@ impl Batch {
 
 /// Frames read per batch before handing them to the actor.
 const BATCH: usize = 512;
+
+/// Batches of one connection decoded and not yet taken by the actor (which
+/// runs on another thread). Past this the connection stops reading, and
+/// TCP slows the peer down: the memory of decoded messages stays bounded
+/// and is reused while still in cache, instead of a whole table being
+/// decoded ahead into fresh pages.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// How long a close frame this end sends on an error may wait for the
 /// peer to read.
@@ -292,6 +307,7 @@ impl Connection {
     ) -> (Ended, Option<String>) {
         let neighbors = self.neighbors.clone();
         let mut shared_ids = SharedIds::for_peer(peer);
+        let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
         let lock = || session.lock().expect("session lock");
         loop {
             let hold = clock::instant_at(lock().hold_deadline());
@@ -301,27 +317,47 @@ impl Connection {
                 // the hold time; they were received, not missed.
                 biased;
                 frame = stream.next() => {
-                    let mut batch = Batch::default();
+                    let mut batch = Batch::for_burst();
+                    // One reading of the clock per burst: its frames were
+                    // all received by now.
+                    let now = clock::now();
                     let mut next = Some(frame);
                     while let Some(frame) = next.take() {
                         let bytes = match frame {
                             Some(Ok(bytes)) => bytes,
                             Some(Err(e)) => {
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 return (Ended::read(&e), None);
                             }
                             None => {
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 return (Ended::lost("eof", "connection closed by peer".into()), None);
                             }
                         };
+                        // Announcements and withdrawals as encoders write
+                        // them are read directly, their ids shared on the
+                        // way; anything else goes through prost, which also
+                        // reports the errors.
+                        if let Some(message) = wire_routing::decode_routing_frame(&bytes, &self.limits, &mut shared_ids) {
+                            let admitted = lock().admit_routing(now);
+                            if let Err(error) = admitted {
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
+                                let reason = error.to_string();
+                                return (Ended::from_session(error), Some(reason));
+                            }
+                            batch.messages.push((peer.clone(), message));
+                            if batch.len() < BATCH {
+                                next = stream.next().now_or_never();
+                            }
+                            continue;
+                        }
                         let frame = match wire::decode_frame(&bytes, &self.limits) {
                             Ok(frame) => frame,
                             Err(error) if error.is_per_message() => {
                                 // One bad message is refused alone (treated
                                 // as a withdrawal of its destination); the
                                 // session and every other route stay.
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 let destination = wire::destination_of(&bytes, &self.limits);
                                 tracing::debug!(%peer, %error, ?destination, "message refused; session kept");
                                 let refused = Command::MalformedMessage {
@@ -337,22 +373,22 @@ impl Connection {
                                 continue;
                             }
                             Err(error) => {
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
                                 let reason = format!("malformed frame: {error}");
                                 return (Ended::lost("malformed_frame", reason.clone()), Some(reason));
                             }
                         };
-                        let received = lock().on_frame(clock::now(), frame, |id| neighbors.contains(id));
+                        let received = lock().on_frame(now, frame, |id| neighbors.contains(id));
                         match received {
                             Ok(Received::Routing(mut message)) => {
                                 shared_ids.share(&mut message);
-                                batch.messages.push(message);
+                                batch.messages.push((peer.clone(), message));
                             }
                             Ok(Received::LinkState(update)) => batch.link_state.push(update),
                             Ok(_) => {}
                             Err(error) => {
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 let close = (!matches!(error, SessionError::ClosedByPeer { .. })).then(|| error.to_string());
                                 return (Ended::from_session(error), close);
                             }
@@ -361,7 +397,7 @@ impl Connection {
                             next = stream.next().now_or_never();
                         }
                     }
-                    self.flush_batch(peer, &mut batch).await;
+                    self.flush_batch(peer, &mut batch, &in_flight).await;
                 }
                 _ = tokio::time::sleep_until(hold) => {
                     let checked = lock().check_hold_timer(clock::now());
@@ -405,8 +441,9 @@ impl Connection {
             while let Some(item) = next.take() {
                 match item {
                     Outbound::Message(message) => {
-                        let frame = Frame::Routing(Arc::unwrap_or_clone(message));
-                        if let Err(e) = sink.feed(encode(&frame)).await {
+                        let mut frame = Vec::new();
+                        wire_routing::encode_routing_frame(&message, &mut frame);
+                        if let Err(e) = sink.feed(Bytes::from(frame)).await {
                             return write_error(e);
                         }
                     }
@@ -431,10 +468,13 @@ impl Connection {
         }
     }
 
-    async fn flush_batch(&self, peer: &NodeId, batch: &mut Batch) {
+    /// Hands `batch` to the actor once fewer than `BATCHES_IN_FLIGHT` of
+    /// this connection's are waiting there.
+    async fn flush_batch(&self, peer: &NodeId, batch: &mut Batch, in_flight: &Arc<Semaphore>) {
         if !batch.is_empty() {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
             let Batch { messages, link_state } = std::mem::take(batch);
-            let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state };
+            let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state, permit };
             let _ = self.actor.send(frames).await;
         }
     }
