@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::runtime::node::{Command, NeighborSet};
@@ -65,15 +65,25 @@ impl Batch {
     }
 }
 
-/// Frames read per batch before handing them to the actor.
+/// Messages a batch is allocated for: what one burst of reads from a
+/// socket usually holds.
 const BATCH: usize = 512;
 
-/// Batches of one connection decoded and not yet taken by the actor (which
-/// runs on another thread). Past this the connection stops reading, and
-/// TCP slows the peer down: the memory of decoded messages stays bounded
-/// and is reused while still in cache, instead of a whole table being
-/// decoded ahead into fresh pages.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Bytes read from the socket at once, and written to it at once when the
+/// actor queues faster than the socket takes: a table transfer moves in
+/// chunks of hundreds of messages, not tens.
+const SOCKET_BUFFER: usize = 64 * 1024;
+
+/// Messages a batch collects at most while the actor is busy; past this
+/// the connection stops reading.
+const MAX_BATCH: usize = 4096;
+
+/// Batches of one connection handed to the actor (which runs on another
+/// thread) and not yet handled: one being handled, one waiting. Beyond
+/// that the connection collects the next batch, then stops reading, and
+/// TCP slows the peer down: decoded messages per connection stay bounded
+/// (3 × `MAX_BATCH`).
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// How long a close frame this end sends on an error may wait for the
 /// peer to read.
@@ -169,7 +179,8 @@ impl Connection {
     /// Runs the connection to its end and tells the actor. Returns whether
     /// the session was established.
     pub async fn run(self, stream: BoxedStream) -> bool {
-        let mut framed = Framed::new(stream, codec(&self.limits));
+        let mut framed = Framed::with_capacity(stream, codec(&self.limits), SOCKET_BUFFER);
+        framed.set_backpressure_boundary(SOCKET_BUFFER);
         let mut session = Session::new(self.local.clone(), self.expected.clone(), self.settings, clock::now());
         let (peer, ended) = match self.handshake(&mut framed, &mut session).await {
             Ok(Some((peer, outbound))) => {
@@ -299,6 +310,13 @@ impl Connection {
     /// Reads frames and hands them to the actor in batches; runs the hold
     /// timer. Returns how the session ended and, when this end should tell
     /// the peer why, the reason for a close frame.
+    ///
+    /// Batches adapt to the actor: what was read goes to the actor at once
+    /// while it has room (`BATCHES_IN_FLIGHT`), and keeps collecting while
+    /// it is busy, up to `MAX_BATCH` messages, after which the connection
+    /// stops reading until the actor takes the batch. A fast peer so meets
+    /// a few large batches instead of many small ones, each of which costs
+    /// the actor a wake-up and a dispatch.
     async fn read_loop(
         &self,
         mut stream: SplitStream<&mut Framed<BoxedStream, LengthDelimitedCodec>>,
@@ -309,15 +327,18 @@ impl Connection {
         let mut shared_ids = SharedIds::for_peer(peer);
         let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
         let lock = || session.lock().expect("session lock");
+        let mut batch = Batch::for_burst();
         loop {
             let hold = clock::instant_at(lock().hold_deadline());
+            // A full batch waits for the actor, and so does the peer (TCP);
+            // the hold timer is the peer's, so it waits too.
+            let room = batch.len() < MAX_BATCH;
             tokio::select! {
                 // Frames first: while the actor was busy with the last
                 // batch, the next ones may have waited in the socket past
                 // the hold time; they were received, not missed.
                 biased;
-                frame = stream.next() => {
-                    let mut batch = Batch::for_burst();
+                frame = stream.next(), if room => {
                     // One reading of the clock per burst: its frames were
                     // all received by now.
                     let now = clock::now();
@@ -346,7 +367,7 @@ impl Connection {
                                 return (Ended::from_session(error), Some(reason));
                             }
                             batch.messages.push((peer.clone(), message));
-                            if batch.len() < BATCH {
+                            if batch.len() < MAX_BATCH {
                                 next = stream.next().now_or_never();
                             }
                             continue;
@@ -367,7 +388,7 @@ impl Connection {
                                     detail: error.to_string(),
                                 };
                                 let _ = self.actor.send(refused).await;
-                                if batch.len() < BATCH {
+                                if batch.len() < MAX_BATCH {
                                     next = stream.next().now_or_never();
                                 }
                                 continue;
@@ -393,13 +414,19 @@ impl Connection {
                                 return (Ended::from_session(error), close);
                             }
                         }
-                        if batch.len() < BATCH {
+                        if batch.len() < MAX_BATCH {
                             next = stream.next().now_or_never();
                         }
                     }
-                    self.flush_batch(peer, &mut batch, &in_flight).await;
+                    if let Ok(permit) = in_flight.clone().try_acquire_owned() {
+                        self.hand_over(peer, &mut batch, permit).await;
+                    }
                 }
-                _ = tokio::time::sleep_until(hold) => {
+                permit = in_flight.clone().acquire_owned(), if !batch.is_empty() => {
+                    let Ok(permit) = permit else { unreachable!("the semaphore is never closed") };
+                    self.hand_over(peer, &mut batch, permit).await;
+                }
+                _ = tokio::time::sleep_until(hold), if room => {
                     let checked = lock().check_hold_timer(clock::now());
                     if let Err(error) = checked {
                         return (Ended::from_session(error), None);
@@ -469,13 +496,18 @@ impl Connection {
     }
 
     /// Hands `batch` to the actor once fewer than `BATCHES_IN_FLIGHT` of
-    /// this connection's are waiting there.
+    /// this connection's are waiting there (before anything else goes to
+    /// the actor, which must see the frames in order).
     async fn flush_batch(&self, peer: &NodeId, batch: &mut Batch, in_flight: &Arc<Semaphore>) {
         if !batch.is_empty() {
             let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-            let Batch { messages, link_state } = std::mem::take(batch);
-            let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state, permit };
-            let _ = self.actor.send(frames).await;
+            self.hand_over(peer, batch, permit).await;
         }
+    }
+
+    async fn hand_over(&self, peer: &NodeId, batch: &mut Batch, permit: OwnedSemaphorePermit) {
+        let Batch { messages, link_state } = std::mem::replace(batch, Batch::for_burst());
+        let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state, permit };
+        let _ = self.actor.send(frames).await;
     }
 }
