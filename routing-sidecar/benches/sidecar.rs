@@ -18,9 +18,10 @@
 //!   TCP. `a` originates N destinations (from its config file), `b` is its
 //!   neighbor; both start without addresses, then `b` gets a config with
 //!   `a`'s address and the clock runs from that push until `b`'s
-//!   `GET /stats` reports `routes_active_total == N` (polled every `POLL`).
-//!   Run with N = 100k and with a small table (4,000). Also the RSS of `a`
-//!   holding N originated routes.
+//!   `GET /peers` reports `routes_received == N` for `a` (polled every
+//!   `POLL`; a counter, where `/stats` walks the table), then `/stats`
+//!   must show `routes_active_total == N`. Run with N = 100k and with a
+//!   small table (4,000). Also the RSS of `a` holding N originated routes.
 //! - `peer`: `b` alone, this process acting as neighbor `a` (hello, N
 //!   pre-encoded announcements, keepalives): `b`'s receive path at N = 100k,
 //!   at the default log level and at `warn`, polled through `/stats` and
@@ -31,6 +32,8 @@
 //!   only the hold timer notices) and the clock runs until every other
 //!   node's `GET /routes` holds exactly the destinations it can still reach
 //!   (and stays so for `SETTLE`).
+//!
+//! `FABRIC_BENCH_RUNS=N` repeats each scenario N times instead of 3.
 //!
 //! With `pair` and `peer`, the same announcements are fed to an in-process
 //! `Engine` (as `benches/engine.rs` does) between the runs, and the ratios
@@ -58,8 +61,8 @@ const POLL: Duration = Duration::from_millis(5);
 /// A failure counts as converged once every node stayed correct this long.
 const SETTLE: Duration = Duration::from_millis(500);
 /// Messages per `receive_batch` in the in-memory runs: what the sidecar's
-/// connection task hands the actor at most (`transport::BATCH`).
-const BATCH: usize = 512;
+/// connection task hands the actor at most (`transport::MAX_BATCH`).
+const BATCH: usize = 4096;
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 const TARGET_IDLE_RSS_MB: f64 = 20.0;
 
@@ -88,7 +91,11 @@ const SMOKE: Scale =
 
 fn main() {
     let bench_mode = std::env::args().any(|arg| arg == "--bench");
-    let scale = if bench_mode { FULL } else { SMOKE };
+    let mut scale = if bench_mode { FULL } else { SMOKE };
+    // More runs give steadier medians on a noisy machine.
+    if let Some(runs) = std::env::var("FABRIC_BENCH_RUNS").ok().and_then(|runs| runs.parse().ok()) {
+        scale.runs = runs;
+    }
     let exe = match sidecar_exe() {
         Ok(exe) => exe,
         Err(message) => {
@@ -315,6 +322,8 @@ struct Timing {
     worst_poll_gap: Duration,
     /// CPU time `b` used meanwhile (10 ms ticks).
     cpu_b: Duration,
+    /// CPU time the sending sidecar used meanwhile, when it is one.
+    cpu_a: Option<Duration>,
 }
 
 /// How long `b`'s route count may stand still before the transfer is
@@ -369,7 +378,7 @@ async fn watch_transfer(
             if routes != n as u64 {
                 return Err(format!("b received {n} routes but has {routes} active"));
             }
-            return Ok(Timing { total, first: first.unwrap_or(total), worst_poll_gap, cpu_b });
+            return Ok(Timing { total, first: first.unwrap_or(total), worst_poll_gap, cpu_b, cpu_a: None });
         }
         if active != last_count {
             (last_count, last_change) = (active, Instant::now());
@@ -465,8 +474,12 @@ async fn pair_run(exe: &Path, dir: &Path, n: usize, limit: Duration, probe_put: 
     if response.status != 200 {
         return Err(format!("b refused its config: {}", response.body));
     }
-    let timing = match watch_transfer(lab.node("b"), n, started, limit, Probe::Stats).await {
-        Ok(timing) => Ok(timing),
+    let cpu_a_before = cpu_time(pid(lab.node("a"))?)?;
+    let timing = match watch_transfer(lab.node("b"), n, started, limit, Probe::Peers).await {
+        Ok(timing) => {
+            let cpu_a = cpu_time(pid(lab.node("a"))?)?.saturating_sub(cpu_a_before);
+            Ok(Timing { cpu_a: Some(cpu_a), ..timing })
+        }
         Err(error) => Err(format!("{error}\n{}", pair_diagnosis(&lab).await)),
     };
     Ok(PairRun { timing, a_start, rss_a, put_big_config })
@@ -935,6 +948,7 @@ struct TransferSamples {
     to_first: Vec<f64>,
     after_first: Vec<f64>,
     cpu_share: Vec<f64>,
+    cpu_share_a: Vec<f64>,
     worst_poll_gap: Duration,
 }
 
@@ -948,18 +962,26 @@ impl TransferSamples {
             self.after_first.push(n as f64 / after_first.as_secs_f64());
         }
         self.cpu_share.push(timing.cpu_b.as_secs_f64() / timing.total.as_secs_f64());
+        if let Some(cpu_a) = timing.cpu_a {
+            self.cpu_share_a.push(cpu_a.as_secs_f64() / timing.total.as_secs_f64());
+        }
         self.worst_poll_gap = self.worst_poll_gap.max(timing.worst_poll_gap);
     }
 
     /// The rate row (with its ratio to `baseline`) and its breakdown.
     fn rows(&self, name: String, baseline: (f64, &str), breakdown: bool, rows: &mut Vec<Row>) {
         let rate = median(&self.rates);
+        let a_busy = if self.cpu_share_a.is_empty() {
+            String::new()
+        } else {
+            format!(", a {:.0}%", 100.0 * median(&self.cpu_share_a))
+        };
         rows.push(Row {
             name,
             unit: "/s",
             samples: self.rates.clone(),
             extra: format!(
-                "{:.3}x {}; b busy {:.0}% of the time; poll gap <= {:.1} ms",
+                "{:.3}x {}; b busy {:.0}% of the time{a_busy}; poll gap <= {:.1} ms",
                 rate / baseline.0,
                 baseline.1,
                 100.0 * median(&self.cpu_share),
@@ -1166,9 +1188,10 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
             extra: String::new(),
         });
         notes.push(format!(
-            "loopback clocks: start = config push to b (pairs) or connect (bench as peer); end = the /stats poll \
-             that shows routes_active_total == N. /stats is polled every {POLL:?} (each poll walks b's table), so \
-             the resolution is the poll gap shown; 'b busy' = b's CPU time (10 ms ticks) / wall time"
+            "loopback clocks: start = config push to b (pairs) or connect (bench as peer); end = the poll that \
+             shows N routes: /peers routes_received (pairs, and bench as peer where said), else /stats \
+             routes_active_total (each such poll walks b's table); polled every {POLL:?}, so the resolution is the \
+             poll gap shown; 'b busy' (and a's where shown) = b's CPU time (10 ms ticks) / wall time"
         ));
         notes.push("loopback runs set session.maxMessagesPerSecond = 10M on b unless said otherwise".into());
     }

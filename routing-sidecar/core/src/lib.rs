@@ -21,6 +21,7 @@ pub mod shared_ids;
 pub mod stats;
 pub mod time;
 pub mod wire;
+pub mod wire_routing;
 
 pub use config::SidecarConfig;
 pub use ids::{DestinationId, KeyId, NodeId, Tag};

@@ -255,6 +255,21 @@ impl Session {
         }
     }
 
+    /// What [`on_frame`](Self::on_frame) does with a routing message, for a
+    /// caller that decoded one without building a `Frame`
+    /// (`wire_routing`): it counts against the rate limit, and before the
+    /// hello it ends the session.
+    pub fn admit_routing(&mut self, now: Timestamp) -> Result<(), SessionError> {
+        self.last_received = now;
+        if !self.limiter.admit(now) {
+            return Err(SessionError::RateLimited { limit: self.settings.max_messages_per_second });
+        }
+        match self.state {
+            State::Established { .. } => Ok(()),
+            State::AwaitingHello => Err(SessionError::NoHello),
+        }
+    }
+
     /// Records that a frame was sent (any frame defers the next keepalive).
     pub fn on_sent(&mut self, now: Timestamp) {
         self.last_sent = now;
@@ -409,6 +424,25 @@ mod tests {
         for i in 1..50 {
             assert!(s.on_frame(Timestamp(i * 200), Frame::Keepalive, any).is_ok(), "5/s is allowed");
         }
+    }
+
+    #[test]
+    fn admitting_a_decoded_routing_message_is_receiving_its_frame() {
+        let end = || Frame::Routing(crate::message::Message::EndOfTable { advertiser: "b".into() });
+        let (mut framed, mut admitted) = (
+            Session::new("a".into(), None, settings(), Timestamp(0)),
+            Session::new("a".into(), None, settings(), Timestamp(0)),
+        );
+        assert_eq!(framed.on_frame(Timestamp(0), end(), any).map(|_| ()), admitted.admit_routing(Timestamp(0)));
+        for s in [&mut framed, &mut admitted] {
+            s.on_frame(Timestamp(1), hello("b", 3000), any).unwrap();
+        }
+        for at in 2..80 {
+            let via_frame = framed.on_frame(Timestamp(at), end(), any).map(|_| ());
+            assert_eq!(via_frame, admitted.admit_routing(Timestamp(at)), "at {at} ms");
+            assert_eq!(framed.hold_deadline(), admitted.hold_deadline());
+        }
+        assert!(admitted.admit_routing(Timestamp(80)).is_err(), "the burst is spent");
     }
 
     #[test]

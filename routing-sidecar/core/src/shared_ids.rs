@@ -74,6 +74,29 @@ impl SharedIds {
         }
     }
 
+    /// The shared copy of node id `id` (remembered if new), for a decoder
+    /// that reads ids from the bytes (`wire_routing`).
+    pub fn node(&mut self, id: &str) -> NodeId {
+        if let Some(shared) = self.nodes.get(id) {
+            return shared.clone();
+        }
+        let mut node = NodeId::from(id);
+        share_one::<_, str>(&mut self.nodes, self.node_capacity, &mut node);
+        node
+    }
+
+    /// The shared copy of a tag list equal to `tags` (remembered if new).
+    pub fn tag_list(&mut self, tags: &[&str]) -> Arc<[Tag]> {
+        if tags.is_empty()
+            && let Some(shared) = self.tag_lists.get::<[Tag]>(&[])
+        {
+            return shared.clone();
+        }
+        let mut list: Arc<[Tag]> = tags.iter().map(|&tag| Tag::from(tag)).collect();
+        share_one::<_, [Tag]>(&mut self.tag_lists, self.tag_list_capacity, &mut list);
+        list
+    }
+
     /// Ids currently remembered (node ids, tag lists).
     pub fn len(&self) -> (usize, usize) {
         (self.nodes.len(), self.tag_lists.len())

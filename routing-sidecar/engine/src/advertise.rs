@@ -152,8 +152,17 @@ impl Engine {
     /// Produces the messages for every pending destination, in destination
     /// order, then the end-of-table markers due.
     pub(super) fn flush_advertisements(&mut self, now: Timestamp) {
+        self.flush_advertisements_upto(now, usize::MAX);
+    }
+
+    /// Produces the messages for the first `limit` pending destinations in
+    /// destination order; the end-of-table markers due follow once no
+    /// destination is pending. The rest stay pending, in order, for the
+    /// next flush. Returns whether any do.
+    pub(super) fn flush_advertisements_upto(&mut self, now: Timestamp, limit: usize) -> bool {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_unstable();
+        let rest = pending.split_off(limit.min(pending.len()));
         let up: Vec<NodeIx> = self
             .compiled
             .neighbors
@@ -214,6 +223,10 @@ impl Engine {
                 self.send(to, message);
             }
         }
+        if !rest.is_empty() {
+            self.pending = rest;
+            return true;
+        }
         self.pending = pending;
         for neighbor in std::mem::take(&mut self.end_of_table_due) {
             if self.neighbors.get(&neighbor).is_some_and(|n| n.up) {
@@ -222,5 +235,6 @@ impl Engine {
                 self.send(to, Arc::new(Message::EndOfTable { advertiser }));
             }
         }
+        false
     }
 }

@@ -351,6 +351,19 @@ impl Engine {
         out.append(&mut self.effects);
     }
 
+    /// Like `drain_effects_into`, but builds the messages of at most
+    /// `limit` pending destinations (in destination order; end-of-table
+    /// markers once none is pending). Returns whether destinations are
+    /// still pending: call again, between other inputs or not. A runtime
+    /// sending a whole table to a neighbor that just came up can so start
+    /// writing it while the rest is being built.
+    pub fn drain_effects_upto(&mut self, now: Timestamp, limit: usize, out: &mut Vec<Effect>) -> bool {
+        let more = self.flush_advertisements_upto(now, limit);
+        self.tag_sets.sweep();
+        out.append(&mut self.effects);
+        more
+    }
+
     /// Between inputs: flushes batched advertisements, then frees the tag
     /// sets no stored candidate uses any more (every set index in use is in
     /// the table now, none is held by an input being processed). Here, so

@@ -16,16 +16,20 @@ pub struct NodeGone;
 #[derive(Clone)]
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
+    /// Questions go through their own channel, which the actor serves
+    /// before commands: during a table transfer thousands of frame batches
+    /// may be queued, and an answer must not wait behind them.
+    queries: mpsc::Sender<Query>,
 }
 
 impl NodeHandle {
-    pub fn new(commands: mpsc::Sender<Command>) -> Self {
-        Self { commands }
+    pub fn new(commands: mpsc::Sender<Command>, queries: mpsc::Sender<Query>) -> Self {
+        Self { commands, queries }
     }
 
     async fn ask<T>(&self, query: impl FnOnce(oneshot::Sender<T>) -> Query) -> Result<T, NodeGone> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Query(query(reply))).await.map_err(|_| NodeGone)?;
+        self.queries.send(query(reply)).await.map_err(|_| NodeGone)?;
         answer.await.map_err(|_| NodeGone)
     }
 
@@ -90,9 +94,13 @@ impl NodeHandle {
     }
 
     /// Counts a config refused before it reached the node (an API write
-    /// the caller may not make), like a config the node refused.
+    /// the caller may not make), like a config the node refused; returns
+    /// once it is counted.
     pub async fn refuse_config(&self, source: &str, reason: String) -> Result<(), NodeGone> {
-        self.commands.send(Command::RefuseConfig { source: source.to_string(), reason }).await.map_err(|_| NodeGone)
+        let (counted, done) = oneshot::channel();
+        let command = Command::RefuseConfig { source: source.to_string(), reason, counted };
+        self.commands.send(command).await.map_err(|_| NodeGone)?;
+        done.await.map_err(|_| NodeGone)
     }
 
     /// Closes every session (announcing a restart when `restarting`) and

@@ -1,7 +1,9 @@
 //! The running sidecar: the IO layer around the engine. One actor task owns
-//! the engine (`node`); peer connections (`transport`, optional `tls`), the
-//! local API (`api`, `metrics`) and signals talk to it through a handle.
+//! the engine (`node`), on a thread of its own (`actor_thread`); peer
+//! connections (`transport`, optional `tls`), the local API (`api`,
+//! `metrics`) and signals talk to it through a handle.
 
+pub mod actor_thread;
 pub mod api;
 pub mod handle;
 pub mod lab;
@@ -165,7 +167,8 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
     let (gate, peering) = tokio::sync::watch::channel(!options.wait_for_operator);
     let shared = Node::shared_for(node_id.clone(), tls.clone(), commands.clone(), &config, peering);
     let node = Node::new(engine, shared.clone(), state, source.clone());
-    let actor = tokio::spawn(node.run(inbox));
+    let (queries, query_inbox) = mpsc::channel(64);
+    let actor = actor_thread::spawn(node, inbox, query_inbox)?;
 
     tokio::spawn(async move {
         loop {
@@ -180,7 +183,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
             }
         }
     });
-    let handle = NodeHandle::new(commands);
+    let handle = NodeHandle::new(commands, queries);
     let app = api::router(handle.clone(), options.config_writes.clone(), tls.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(api_listener, app).await {

@@ -52,6 +52,9 @@ pub enum Command {
     RefuseConfig {
         source: String,
         reason: String,
+        /// Answered once counted, so that the caller's next query (served
+        /// on its own channel) sees the refusal.
+        counted: oneshot::Sender<()>,
     },
     SessionUp {
         conn: u64,
@@ -79,8 +82,13 @@ pub enum Command {
     Frames {
         peer: NodeId,
         conn: u64,
-        messages: Vec<Message>,
+        /// Each with `peer`, as the engine takes them (paired by the
+        /// connection, off the actor's thread).
+        messages: Vec<(NodeId, Message)>,
         link_state: Vec<LinkStateUpdate>,
+        /// Held until the batch is handled: bounds the batches a connection
+        /// has decoded ahead of the actor.
+        permit: tokio::sync::OwnedSemaphorePermit,
     },
     Malformed {
         peer: NodeId,
@@ -101,7 +109,6 @@ pub enum Command {
         source: String,
         reply: oneshot::Sender<Result<(), ConfigError>>,
     },
-    Query(Query),
     Shutdown {
         restarting: bool,
         reply: oneshot::Sender<()>,
@@ -109,7 +116,9 @@ pub enum Command {
 }
 
 /// Read-only questions, answered from the engine's and the link-state
-/// router's current state.
+/// router's current state. They have their own channel, served first (see
+/// `NodeHandle`), and are answered only after what the commands handled so
+/// far produced was dispatched.
 pub enum Query {
     Routes(oneshot::Sender<Vec<BestRoute>>),
     /// The next hop(s) under the routing mode.
@@ -195,6 +204,9 @@ pub struct Shared {
     /// Closed while the node waits for its first config from the operator:
     /// no session is dialed or served before (see `PeeringGate`).
     peering: watch::Receiver<bool>,
+    /// The I/O runtime, where the actor (on its own thread, see
+    /// `actor_thread`) starts dialers and their connections.
+    io: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -269,7 +281,15 @@ pub struct Node {
     config: ConfigStatus,
     /// Shutting down: no new sessions.
     closing: bool,
+    /// The engine has destinations left to flush (`FLUSH_SLICE`).
+    flush_pending: bool,
 }
+
+/// Destinations the engine turns into messages per actor wake-up. A whole
+/// table for a neighbor that just came up (100k routes: about 20 ms to
+/// build) is so written by the connection while the rest is built, instead
+/// of after.
+const FLUSH_SLICE: usize = 4096;
 
 impl Node {
     pub fn new(engine: Engine, shared: Shared, state_dir: Option<StateDir>, source: String) -> Self {
@@ -294,6 +314,7 @@ impl Node {
             dialers: HashMap::new(),
             config,
             closing: false,
+            flush_pending: false,
         }
     }
 
@@ -312,11 +333,12 @@ impl Node {
             neighbors: NeighborSet::default(),
             next_conn: Arc::new(AtomicU64::new(1)),
             settings: Arc::new(RwLock::new(session_settings(config))),
+            io: tokio::runtime::Handle::current(),
         }
     }
 
     /// Runs until shutdown.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut queries: mpsc::Receiver<Query>) {
         self.sync_with_config();
         // The start-up config's routes, before the first command arrives.
         self.dispatch();
@@ -333,25 +355,12 @@ impl Node {
             }
             let deadline = self.next_deadline().map(clock::instant_at);
             let closing_deadline = closing.as_ref().map(|(_, until)| *until);
+            // Between the slices of a large flush the actor does not wait:
+            // queries, due timers and commands go first, then the next slice.
+            let flushing = self.flush_pending && closing.is_none();
             tokio::select! {
-                command = commands.recv() => {
-                    let Some(command) = command else { return };
-                    let mut next = Some(command);
-                    // Take whatever else is queued before sending, so a burst
-                    // of inputs produces one flush.
-                    let mut budget = 256;
-                    while let Some(command) = next.take() {
-                        if let Some((reply, restarting)) = self.handle(command) {
-                            self.dispatch();
-                            self.close_sessions(restarting);
-                            closing = Some((reply, tokio::time::Instant::now() + std::time::Duration::from_secs(2)));
-                        }
-                        budget -= 1;
-                        if budget > 0 {
-                            next = commands.try_recv().ok();
-                        }
-                    }
-                }
+                biased;
+                Some(query) = queries.recv() => self.answer(query),
                 _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() && closing.is_none() => {
                     // Link-state timers are run by the flush in `dispatch`.
                     let now = clock::now();
@@ -360,6 +369,33 @@ impl Node {
                     }
                 }
                 _ = async { tokio::time::sleep_until(closing_deadline.expect("guarded")).await }, if closing_deadline.is_some() => {}
+                command = commands.recv() => {
+                    let Some(command) = command else { return };
+                    let mut next = Some(command);
+                    // Take whatever else is queued before sending, so a burst
+                    // of inputs produces one flush.
+                    let mut budget = 256;
+                    while let Some(command) = next.take() {
+                        if let Some((reply, restarting)) = self.handle(command) {
+                            self.dispatch_all();
+                            self.close_sessions(restarting);
+                            closing = Some((reply, tokio::time::Instant::now() + std::time::Duration::from_secs(2)));
+                        }
+                        if !queries.is_empty() {
+                            // Answered on the state the commands so far
+                            // left, their effects dispatched.
+                            self.dispatch();
+                            while let Ok(query) = queries.try_recv() {
+                                self.answer(query);
+                            }
+                        }
+                        budget -= 1;
+                        if budget > 0 {
+                            next = commands.try_recv().ok();
+                        }
+                    }
+                }
+                () = std::future::ready(()), if flushing => {}
             }
             self.dispatch();
         }
@@ -442,11 +478,10 @@ impl Node {
                     self.engine.neighbor_down(now, &peer, keep_routes);
                 }
             }
-            Command::Frames { peer, conn, messages, link_state } => {
+            Command::Frames { peer, conn, messages, link_state, permit: _permit } => {
                 if self.sessions.get(&peer).is_some_and(|s| s.conn == conn) {
                     if !messages.is_empty() {
-                        let batch = messages.into_iter().map(|m| (peer.clone(), m)).collect();
-                        self.engine.receive_batch(now, batch);
+                        self.engine.receive_batch(now, messages);
                     }
                     self.receive_link_state(&peer, link_state);
                 }
@@ -460,16 +495,16 @@ impl Node {
                 }
                 _ => self.engine.record_malformed(now, &peer, detail),
             },
-            Command::RefuseConfig { source, reason } => {
+            Command::RefuseConfig { source, reason, counted } => {
                 self.config.rejected_total += 1;
                 tracing::warn!(source = %source, reason = %reason, "config refused; the previous one stays in force");
                 self.config.last_error = Some(reason);
+                let _ = counted.send(());
             }
             Command::ApplyConfig { config, signer, source, reply } => {
                 let result = self.apply_config(*config, signer.map(|s| *s), source);
                 let _ = reply.send(result);
             }
-            Command::Query(query) => self.answer(query),
             Command::Shutdown { restarting, reply } => return Some((reply, restarting)),
         }
         None
@@ -593,7 +628,7 @@ impl Node {
             self.established.insert(peer.clone(), tx);
             let backoff =
                 Backoff::new(config.session.reconnect_initial, config.session.reconnect_max, &self.shared.local, &peer);
-            let task = tokio::spawn(dial_loop(self.shared.clone(), peer.clone(), address.clone(), rx, backoff));
+            let task = self.shared.io.spawn(dial_loop(self.shared.clone(), peer.clone(), address.clone(), rx, backoff));
             self.dialers.insert(peer, Dialer { address, task });
         }
     }
@@ -682,10 +717,18 @@ impl Node {
     }
 
     /// Sends what the engine and the link-state router produced and logs
-    /// their events.
+    /// their events; of a large flush, one slice (`FLUSH_SLICE`).
     fn dispatch(&mut self) {
         self.dispatch_engine();
         self.dispatch_link_state();
+    }
+
+    /// `dispatch` until nothing is left pending (before closing sessions).
+    fn dispatch_all(&mut self) {
+        self.dispatch();
+        while self.flush_pending {
+            self.dispatch_engine();
+        }
     }
 
     /// Runs the link-state inputs collected since the last dispatch (and a
@@ -726,7 +769,9 @@ impl Node {
     }
 
     fn dispatch_engine(&mut self) {
-        for effect in self.engine.drain_effects(clock::now()) {
+        let mut effects = Vec::new();
+        self.flush_pending = self.engine.drain_effects_upto(clock::now(), FLUSH_SLICE, &mut effects);
+        for effect in effects {
             match effect {
                 Effect::Send { to, message } => {
                     let bytes = send_queue::message_wire_size(&message);

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::runtime::node::{Command, NeighborSet};
@@ -24,6 +24,7 @@ use fabric_core::message::Message;
 use fabric_core::session::{Received, Session, SessionError, SessionSettings};
 use fabric_core::shared_ids::SharedIds;
 use fabric_core::wire::{self, DecodeLimits, Frame};
+use fabric_core::wire_routing;
 use fabric_io::clock;
 use fabric_link_state::LinkStateUpdate;
 
@@ -43,11 +44,18 @@ pub enum Outbound {
 /// What one read burst collected for the actor.
 #[derive(Default)]
 struct Batch {
-    messages: Vec<Message>,
+    /// Each with the peer, as the engine takes them.
+    messages: Vec<(NodeId, Message)>,
     link_state: Vec<LinkStateUpdate>,
 }
 
 impl Batch {
+    /// Room for a full burst of routing messages, so that collecting one
+    /// never grows (and copies) the vector.
+    fn for_burst() -> Self {
+        Self { messages: Vec::with_capacity(BATCH), link_state: Vec::new() }
+    }
+
     fn len(&self) -> usize {
         self.messages.len() + self.link_state.len()
     }
@@ -57,8 +65,25 @@ impl Batch {
     }
 }
 
-/// Frames read per batch before handing them to the actor.
+/// Messages a batch is allocated for: what one burst of reads from a
+/// socket usually holds.
 const BATCH: usize = 512;
+
+/// Bytes read from the socket at once, and written to it at once when the
+/// actor queues faster than the socket takes: a table transfer moves in
+/// chunks of hundreds of messages, not tens.
+const SOCKET_BUFFER: usize = 64 * 1024;
+
+/// Messages a batch collects at most while the actor is busy; past this
+/// the connection stops reading.
+const MAX_BATCH: usize = 4096;
+
+/// Batches of one connection handed to the actor (which runs on another
+/// thread) and not yet handled: one being handled, one waiting. Beyond
+/// that the connection collects the next batch, then stops reading, and
+/// TCP slows the peer down: decoded messages per connection stay bounded
+/// (3 × `MAX_BATCH`).
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// How long a close frame this end sends on an error may wait for the
 /// peer to read.
@@ -154,7 +179,8 @@ impl Connection {
     /// Runs the connection to its end and tells the actor. Returns whether
     /// the session was established.
     pub async fn run(self, stream: BoxedStream) -> bool {
-        let mut framed = Framed::new(stream, codec(&self.limits));
+        let mut framed = Framed::with_capacity(stream, codec(&self.limits), SOCKET_BUFFER);
+        framed.set_backpressure_boundary(SOCKET_BUFFER);
         let mut session = Session::new(self.local.clone(), self.expected.clone(), self.settings, clock::now());
         let (peer, ended) = match self.handshake(&mut framed, &mut session).await {
             Ok(Some((peer, outbound))) => {
@@ -284,6 +310,13 @@ impl Connection {
     /// Reads frames and hands them to the actor in batches; runs the hold
     /// timer. Returns how the session ended and, when this end should tell
     /// the peer why, the reason for a close frame.
+    ///
+    /// Batches adapt to the actor: what was read goes to the actor at once
+    /// while it has room (`BATCHES_IN_FLIGHT`), and keeps collecting while
+    /// it is busy, up to `MAX_BATCH` messages, after which the connection
+    /// stops reading until the actor takes the batch. A fast peer so meets
+    /// a few large batches instead of many small ones, each of which costs
+    /// the actor a wake-up and a dispatch.
     async fn read_loop(
         &self,
         mut stream: SplitStream<&mut Framed<BoxedStream, LengthDelimitedCodec>>,
@@ -292,36 +325,60 @@ impl Connection {
     ) -> (Ended, Option<String>) {
         let neighbors = self.neighbors.clone();
         let mut shared_ids = SharedIds::for_peer(peer);
+        let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
         let lock = || session.lock().expect("session lock");
+        let mut batch = Batch::for_burst();
         loop {
             let hold = clock::instant_at(lock().hold_deadline());
+            // A full batch waits for the actor, and so does the peer (TCP);
+            // the hold timer is the peer's, so it waits too.
+            let room = batch.len() < MAX_BATCH;
             tokio::select! {
                 // Frames first: while the actor was busy with the last
                 // batch, the next ones may have waited in the socket past
                 // the hold time; they were received, not missed.
                 biased;
-                frame = stream.next() => {
-                    let mut batch = Batch::default();
+                frame = stream.next(), if room => {
+                    // One reading of the clock per burst: its frames were
+                    // all received by now.
+                    let now = clock::now();
                     let mut next = Some(frame);
                     while let Some(frame) = next.take() {
                         let bytes = match frame {
                             Some(Ok(bytes)) => bytes,
                             Some(Err(e)) => {
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 return (Ended::read(&e), None);
                             }
                             None => {
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 return (Ended::lost("eof", "connection closed by peer".into()), None);
                             }
                         };
+                        // Announcements and withdrawals as encoders write
+                        // them are read directly, their ids shared on the
+                        // way; anything else goes through prost, which also
+                        // reports the errors.
+                        if let Some(message) = wire_routing::decode_routing_frame(&bytes, &self.limits, &mut shared_ids) {
+                            let admitted = lock().admit_routing(now);
+                            if let Err(error) = admitted {
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
+                                let reason = error.to_string();
+                                return (Ended::from_session(error), Some(reason));
+                            }
+                            batch.messages.push((peer.clone(), message));
+                            if batch.len() < MAX_BATCH {
+                                next = stream.next().now_or_never();
+                            }
+                            continue;
+                        }
                         let frame = match wire::decode_frame(&bytes, &self.limits) {
                             Ok(frame) => frame,
                             Err(error) if error.is_per_message() => {
                                 // One bad message is refused alone (treated
                                 // as a withdrawal of its destination); the
                                 // session and every other route stay.
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 let destination = wire::destination_of(&bytes, &self.limits);
                                 tracing::debug!(%peer, %error, ?destination, "message refused; session kept");
                                 let refused = Command::MalformedMessage {
@@ -331,39 +388,45 @@ impl Connection {
                                     detail: error.to_string(),
                                 };
                                 let _ = self.actor.send(refused).await;
-                                if batch.len() < BATCH {
+                                if batch.len() < MAX_BATCH {
                                     next = stream.next().now_or_never();
                                 }
                                 continue;
                             }
                             Err(error) => {
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
                                 let reason = format!("malformed frame: {error}");
                                 return (Ended::lost("malformed_frame", reason.clone()), Some(reason));
                             }
                         };
-                        let received = lock().on_frame(clock::now(), frame, |id| neighbors.contains(id));
+                        let received = lock().on_frame(now, frame, |id| neighbors.contains(id));
                         match received {
                             Ok(Received::Routing(mut message)) => {
                                 shared_ids.share(&mut message);
-                                batch.messages.push(message);
+                                batch.messages.push((peer.clone(), message));
                             }
                             Ok(Received::LinkState(update)) => batch.link_state.push(update),
                             Ok(_) => {}
                             Err(error) => {
-                                self.flush_batch(peer, &mut batch).await;
+                                self.flush_batch(peer, &mut batch, &in_flight).await;
                                 let close = (!matches!(error, SessionError::ClosedByPeer { .. })).then(|| error.to_string());
                                 return (Ended::from_session(error), close);
                             }
                         }
-                        if batch.len() < BATCH {
+                        if batch.len() < MAX_BATCH {
                             next = stream.next().now_or_never();
                         }
                     }
-                    self.flush_batch(peer, &mut batch).await;
+                    if let Ok(permit) = in_flight.clone().try_acquire_owned() {
+                        self.hand_over(peer, &mut batch, permit).await;
+                    }
                 }
-                _ = tokio::time::sleep_until(hold) => {
+                permit = in_flight.clone().acquire_owned(), if !batch.is_empty() => {
+                    let Ok(permit) = permit else { unreachable!("the semaphore is never closed") };
+                    self.hand_over(peer, &mut batch, permit).await;
+                }
+                _ = tokio::time::sleep_until(hold), if room => {
                     let checked = lock().check_hold_timer(clock::now());
                     if let Err(error) = checked {
                         return (Ended::from_session(error), None);
@@ -405,8 +468,9 @@ impl Connection {
             while let Some(item) = next.take() {
                 match item {
                     Outbound::Message(message) => {
-                        let frame = Frame::Routing(Arc::unwrap_or_clone(message));
-                        if let Err(e) = sink.feed(encode(&frame)).await {
+                        let mut frame = Vec::new();
+                        wire_routing::encode_routing_frame(&message, &mut frame);
+                        if let Err(e) = sink.feed(Bytes::from(frame)).await {
                             return write_error(e);
                         }
                     }
@@ -431,11 +495,19 @@ impl Connection {
         }
     }
 
-    async fn flush_batch(&self, peer: &NodeId, batch: &mut Batch) {
+    /// Hands `batch` to the actor once fewer than `BATCHES_IN_FLIGHT` of
+    /// this connection's are waiting there (before anything else goes to
+    /// the actor, which must see the frames in order).
+    async fn flush_batch(&self, peer: &NodeId, batch: &mut Batch, in_flight: &Arc<Semaphore>) {
         if !batch.is_empty() {
-            let Batch { messages, link_state } = std::mem::take(batch);
-            let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state };
-            let _ = self.actor.send(frames).await;
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+            self.hand_over(peer, batch, permit).await;
         }
+    }
+
+    async fn hand_over(&self, peer: &NodeId, batch: &mut Batch, permit: OwnedSemaphorePermit) {
+        let Batch { messages, link_state } = std::mem::replace(batch, Batch::for_burst());
+        let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state, permit };
+        let _ = self.actor.send(frames).await;
     }
 }

@@ -1,0 +1,637 @@
+//! A direct decoder for the frames that make up a table transfer:
+//! announcements and withdrawals, laid out as this crate's encoder writes
+//! them. It reads the domain values straight from the bytes, with the ids
+//! a neighbor repeats taken from its session's [`SharedIds`] instead of
+//! allocated, where [`wire::decode_frame`] goes through prost's structs and
+//! allocates every string twice (measured: docs/benchmarks.md, Sidecar).
+//!
+//! It accepts a subset of what [`wire::decode_frame`] accepts and decodes
+//! it to the same message: an envelope of version 1 followed by one
+//! routing body, every field of a known number and wire type, singular
+//! fields at most once, every value within the limits. Anything else (an
+//! unknown or repeated field, another frame type, a value a limit refuses,
+//! malformed bytes) gives `None`, and the caller decodes the frame with
+//! [`wire::decode_frame`], which reports errors. A property test checks
+//! that both agree on whatever this decoder accepts.
+//!
+//! [`encode_routing_frame`] is the sending side: the bytes
+//! [`wire::encode_frame`] writes for a routing message, without building
+//! prost's structs (a copy of every string) first.
+//!
+//! [`wire::decode_frame`]: crate::wire::decode_frame
+//! [`wire::encode_frame`]: crate::wire::encode_frame
+
+use crate::ids::{DestinationId, KeyId, NodeId};
+use crate::message::{Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm, SignatureBlock};
+use crate::shared_ids::SharedIds;
+use crate::wire::{DecodeLimits, PROTOCOL_VERSION};
+
+// Field numbers and wire types of `wire::schema`.
+const VARINT: u8 = 0;
+const FIXED32: u8 = 5;
+const LEN: u8 = 2;
+const ENVELOPE_VERSION: u32 = 1;
+const BODY_ANNOUNCEMENT: u32 = 2;
+const BODY_WITHDRAWAL: u32 = 3;
+
+/// The message of an announcement or withdrawal frame (without the length
+/// prefix), its node ids and tag list shared through `shared`; `None` when
+/// the frame is anything else or outside the subset this decoder reads
+/// (see the module documentation).
+pub fn decode_routing_frame(bytes: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> Option<Message> {
+    if bytes.len() > limits.max_message_bytes {
+        return None;
+    }
+    let mut envelope = Reader(bytes);
+    let (number, wire_type) = envelope.key()?;
+    if number != ENVELOPE_VERSION || wire_type != VARINT || envelope.varint()? != u64::from(PROTOCOL_VERSION) {
+        return None;
+    }
+    let (number, wire_type) = envelope.key()?;
+    if wire_type != LEN {
+        return None;
+    }
+    let body = envelope.bytes()?;
+    if !envelope.0.is_empty() {
+        return None;
+    }
+    match number {
+        BODY_ANNOUNCEMENT => announcement(body, limits, shared).map(Message::Announcement),
+        BODY_WITHDRAWAL => withdrawal(body, limits, shared).map(Message::Withdrawal),
+        _ => None,
+    }
+}
+
+/// Appends the frame of `message` (without the transport's length
+/// prefix) to `buf`: the same bytes as [`wire::encode_frame`] writes for
+/// `Frame::Routing`, as prost lays them out (fields in number order,
+/// proto3 defaults left out).
+///
+/// [`wire::encode_frame`]: crate::wire::encode_frame
+pub fn encode_routing_frame(message: &Message, buf: &mut Vec<u8>) {
+    let (number, body) = match message {
+        Message::Announcement(a) => (BODY_ANNOUNCEMENT, announcement_len(a)),
+        Message::Withdrawal(w) => (BODY_WITHDRAWAL, withdrawal_len(w)),
+        Message::EndOfTable { advertiser } => (BODY_END_OF_TABLE, string_len(advertiser.as_str())),
+    };
+    buf.reserve_exact(1 + varint_len(u64::from(PROTOCOL_VERSION)) + 1 + varint_len(body as u64) + body);
+    put_key(buf, ENVELOPE_VERSION, VARINT);
+    put_varint(buf, u64::from(PROTOCOL_VERSION));
+    put_key(buf, number, LEN);
+    put_varint(buf, body as u64);
+    match message {
+        Message::Announcement(a) => {
+            put_string(buf, 1, a.destination.as_str());
+            for hop in &a.path {
+                put_repeated(buf, 2, hop.as_str().as_bytes());
+            }
+            put_uint(buf, 3, a.hop_count.into());
+            put_uint(buf, 4, a.metrics.cost.into());
+            put_uint(buf, 5, a.metrics.latency_us.into());
+            put_key(buf, 6, FIXED32);
+            buf.extend_from_slice(&a.metrics.reliability.to_le_bytes());
+            put_string(buf, 7, a.advertiser.as_str());
+            put_uint(buf, 8, a.epoch);
+            put_uint(buf, 9, a.ttl_ms.into());
+            for tag in a.tags.iter() {
+                put_repeated(buf, 10, tag.as_str().as_bytes());
+            }
+            put_signature(buf, 11, a.signature.as_ref());
+            put_optional(buf, 12, a.issued_at_ms);
+        }
+        Message::Withdrawal(w) => {
+            put_string(buf, 1, w.destination.as_str());
+            for hop in &w.path {
+                put_repeated(buf, 2, hop.as_str().as_bytes());
+            }
+            put_string(buf, 3, w.advertiser.as_str());
+            put_uint(buf, 4, w.epoch);
+            put_signature(buf, 5, w.signature.as_ref());
+            put_optional(buf, 6, w.issued_at_ms);
+        }
+        Message::EndOfTable { advertiser } => put_string(buf, 1, advertiser.as_str()),
+    }
+}
+
+const BODY_END_OF_TABLE: u32 = 4;
+
+fn varint_len(value: u64) -> usize {
+    // 7 bits a byte; 0 takes one byte.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// A length-delimited field: key (one byte below field 16), length, value.
+fn len_field(length: usize) -> usize {
+    1 + varint_len(length as u64) + length
+}
+
+/// A proto3 string: absent when empty.
+fn string_len(value: &str) -> usize {
+    if value.is_empty() { 0 } else { len_field(value.len()) }
+}
+
+fn uint_len(value: u64) -> usize {
+    if value == 0 { 0 } else { 1 + varint_len(value) }
+}
+
+fn signature_len(signature: &SignatureBlock) -> usize {
+    string_len(signature.algorithm.as_str()) + string_len(signature.key_id.as_str()) + len_field(signature.bytes.len())
+}
+
+fn announcement_len(a: &RouteAnnouncement) -> usize {
+    string_len(a.destination.as_str())
+        + a.path.iter().map(|hop| len_field(hop.as_str().len())).sum::<usize>()
+        + uint_len(a.hop_count.into())
+        + uint_len(a.metrics.cost.into())
+        + uint_len(a.metrics.latency_us.into())
+        + 1
+        + 4
+        + string_len(a.advertiser.as_str())
+        + uint_len(a.epoch)
+        + uint_len(a.ttl_ms.into())
+        + a.tags.iter().map(|tag| len_field(tag.as_str().len())).sum::<usize>()
+        + a.signature.as_ref().map_or(0, |signature| len_field(signature_len(signature)))
+        + a.issued_at_ms.map_or(0, |at| 1 + varint_len(at))
+}
+
+fn withdrawal_len(w: &RouteWithdrawal) -> usize {
+    string_len(w.destination.as_str())
+        + w.path.iter().map(|hop| len_field(hop.as_str().len())).sum::<usize>()
+        + string_len(w.advertiser.as_str())
+        + uint_len(w.epoch)
+        + w.signature.as_ref().map_or(0, |signature| len_field(signature_len(signature)))
+        + w.issued_at_ms.map_or(0, |at| 1 + varint_len(at))
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+fn put_key(buf: &mut Vec<u8>, number: u32, wire_type: u8) {
+    put_varint(buf, u64::from(number << 3 | u32::from(wire_type)));
+}
+
+/// One element of a repeated string or a bytes field: written even when
+/// empty.
+fn put_repeated(buf: &mut Vec<u8>, number: u32, value: &[u8]) {
+    put_key(buf, number, LEN);
+    put_varint(buf, value.len() as u64);
+    buf.extend_from_slice(value);
+}
+
+fn put_string(buf: &mut Vec<u8>, number: u32, value: &str) {
+    if !value.is_empty() {
+        put_repeated(buf, number, value.as_bytes());
+    }
+}
+
+fn put_uint(buf: &mut Vec<u8>, number: u32, value: u64) {
+    if value != 0 {
+        put_key(buf, number, VARINT);
+        put_varint(buf, value);
+    }
+}
+
+fn put_optional(buf: &mut Vec<u8>, number: u32, value: Option<u64>) {
+    if let Some(value) = value {
+        put_key(buf, number, VARINT);
+        put_varint(buf, value);
+    }
+}
+
+fn put_signature(buf: &mut Vec<u8>, number: u32, signature: Option<&SignatureBlock>) {
+    let Some(signature) = signature else { return };
+    put_key(buf, number, LEN);
+    put_varint(buf, signature_len(signature) as u64);
+    put_string(buf, 1, signature.algorithm.as_str());
+    put_string(buf, 2, signature.key_id.as_str());
+    put_repeated(buf, 3, &signature.bytes);
+}
+
+/// Protobuf fields read from a slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for (i, &byte) in self.0.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                // The tenth byte may only carry the top bit of a u64.
+                if i == 9 && byte > 1 {
+                    return None;
+                }
+                self.0 = &self.0[i + 1..];
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// The next field's number and wire type.
+    fn key(&mut self) -> Option<(u32, u8)> {
+        let key = u32::try_from(self.varint()?).ok()?;
+        let number = key >> 3;
+        (number != 0).then_some((number, (key & 7) as u8))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.varint()?).ok()
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let length = usize::try_from(self.varint()?).ok()?;
+        if length > self.0.len() {
+            return None;
+        }
+        let (value, rest) = self.0.split_at(length);
+        self.0 = rest;
+        Some(value)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    fn fixed32(&mut self) -> Option<[u8; 4]> {
+        let (value, rest) = self.0.split_first_chunk::<4>()?;
+        self.0 = rest;
+        Some(*value)
+    }
+}
+
+/// Marks field `number` as seen; `None` when it was already.
+fn once(seen: &mut u32, number: u32) -> Option<()> {
+    let bit = 1u32 << number;
+    if *seen & bit != 0 {
+        return None;
+    }
+    *seen |= bit;
+    Some(())
+}
+
+/// A non-empty identifier within `max_string_bytes`.
+fn identifier<'a>(value: &'a str, limits: &DecodeLimits) -> Option<&'a str> {
+    (!value.is_empty() && value.len() <= limits.max_string_bytes).then_some(value)
+}
+
+/// Path hops, bounded by `max_path_length`, shared.
+fn hops(hops: &[&str], limits: &DecodeLimits, shared: &mut SharedIds) -> Option<Vec<NodeId>> {
+    if hops.len() > limits.max_path_length || hops.iter().any(|hop| identifier(hop, limits).is_none()) {
+        return None;
+    }
+    Some(hops.iter().map(|hop| shared.node(hop)).collect())
+}
+
+/// Ids and strings are gathered before any is converted, so the limits
+/// are checked first (as the prost path refuses before building values).
+type Hops<'a> = smallvec::SmallVec<[&'a str; 8]>;
+
+fn announcement(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> Option<RouteAnnouncement> {
+    let mut fields = Reader(body);
+    let mut seen = 0u32;
+    let (mut destination, mut advertiser) = ("", "");
+    let mut path = Hops::new();
+    let mut tags = Hops::new();
+    let (mut hop_count, mut cost, mut latency_us, mut ttl_ms, mut epoch) = (0, 0, 0, 0, 0);
+    let (mut reliability, mut issued_at_ms, mut signature) = (None, None, None);
+    while !fields.0.is_empty() {
+        let (number, wire_type) = fields.key()?;
+        match (number, wire_type) {
+            (1, LEN) => {
+                once(&mut seen, number)?;
+                destination = fields.str()?;
+            }
+            (2, LEN) => path.push(fields.str()?),
+            (3, VARINT) => {
+                once(&mut seen, number)?;
+                hop_count = fields.u32()?;
+            }
+            (4, VARINT) => {
+                once(&mut seen, number)?;
+                cost = fields.u32()?;
+            }
+            (5, VARINT) => {
+                once(&mut seen, number)?;
+                latency_us = fields.u32()?;
+            }
+            (6, FIXED32) => {
+                once(&mut seen, number)?;
+                reliability = Some(f32::from_le_bytes(fields.fixed32()?));
+            }
+            (7, LEN) => {
+                once(&mut seen, number)?;
+                advertiser = fields.str()?;
+            }
+            (8, VARINT) => {
+                once(&mut seen, number)?;
+                epoch = fields.varint()?;
+            }
+            (9, VARINT) => {
+                once(&mut seen, number)?;
+                ttl_ms = fields.u32()?;
+            }
+            (10, LEN) => tags.push(fields.str()?),
+            (11, LEN) => {
+                once(&mut seen, number)?;
+                signature = Some(fields.bytes()?);
+            }
+            (12, VARINT) => {
+                once(&mut seen, number)?;
+                issued_at_ms = Some(fields.varint()?);
+            }
+            _ => return None,
+        }
+    }
+    let reliability = reliability.unwrap_or(0.0);
+    if !reliability.is_finite() || tags.len() > limits.max_tags {
+        return None;
+    }
+    let destination = identifier(destination, limits)?;
+    let advertiser = identifier(advertiser, limits)?;
+    if tags.iter().any(|tag| identifier(tag, limits).is_none()) {
+        return None;
+    }
+    let signature = match signature {
+        Some(bytes) => Some(signature_block(bytes, limits)?),
+        None => None,
+    };
+    Some(RouteAnnouncement {
+        path: hops(&path, limits, shared)?,
+        destination: DestinationId::from(destination),
+        hop_count,
+        metrics: RouteMetrics { cost, latency_us, reliability },
+        advertiser: shared.node(advertiser),
+        epoch,
+        ttl_ms,
+        issued_at_ms,
+        tags: shared.tag_list(&tags),
+        signature,
+    })
+}
+
+fn withdrawal(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> Option<RouteWithdrawal> {
+    let mut fields = Reader(body);
+    let mut seen = 0u32;
+    let (mut destination, mut advertiser) = ("", "");
+    let mut path = Hops::new();
+    let (mut epoch, mut issued_at_ms, mut signature) = (0, None, None);
+    while !fields.0.is_empty() {
+        let (number, wire_type) = fields.key()?;
+        match (number, wire_type) {
+            (1, LEN) => {
+                once(&mut seen, number)?;
+                destination = fields.str()?;
+            }
+            (2, LEN) => path.push(fields.str()?),
+            (3, LEN) => {
+                once(&mut seen, number)?;
+                advertiser = fields.str()?;
+            }
+            (4, VARINT) => {
+                once(&mut seen, number)?;
+                epoch = fields.varint()?;
+            }
+            (5, LEN) => {
+                once(&mut seen, number)?;
+                signature = Some(fields.bytes()?);
+            }
+            (6, VARINT) => {
+                once(&mut seen, number)?;
+                issued_at_ms = Some(fields.varint()?);
+            }
+            _ => return None,
+        }
+    }
+    let destination = identifier(destination, limits)?;
+    let advertiser = identifier(advertiser, limits)?;
+    let signature = match signature {
+        Some(bytes) => Some(signature_block(bytes, limits)?),
+        None => None,
+    };
+    Some(RouteWithdrawal {
+        path: hops(&path, limits, shared)?,
+        destination: DestinationId::from(destination),
+        advertiser: shared.node(advertiser),
+        epoch,
+        issued_at_ms,
+        signature,
+    })
+}
+
+fn signature_block(body: &[u8], limits: &DecodeLimits) -> Option<SignatureBlock> {
+    let mut fields = Reader(body);
+    let mut seen = 0u32;
+    let (mut algorithm, mut key_id, mut signature): (&str, &str, &[u8]) = ("", "", &[]);
+    while !fields.0.is_empty() {
+        let (number, wire_type) = fields.key()?;
+        match (number, wire_type) {
+            (1, LEN) => {
+                once(&mut seen, number)?;
+                algorithm = fields.str()?;
+            }
+            (2, LEN) => {
+                once(&mut seen, number)?;
+                key_id = fields.str()?;
+            }
+            (3, LEN) => {
+                once(&mut seen, number)?;
+                signature = fields.bytes()?;
+            }
+            _ => return None,
+        }
+    }
+    if algorithm != SignatureAlgorithm::Ed25519.as_str() {
+        return None;
+    }
+    Some(SignatureBlock {
+        algorithm: SignatureAlgorithm::Ed25519,
+        key_id: KeyId::from(identifier(key_id, limits)?),
+        bytes: signature.try_into().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ids::Tag;
+    use crate::wire::{self, Frame};
+
+    fn limits() -> DecodeLimits {
+        DecodeLimits { max_path_length: 6, max_tags: 3, max_string_bytes: 12, ..DecodeLimits::default() }
+    }
+
+    fn slow(bytes: &[u8], limits: &DecodeLimits) -> Option<Message> {
+        match wire::decode_frame(bytes, limits) {
+            Ok(Frame::Routing(message)) => Some(message),
+            _ => None,
+        }
+    }
+
+    fn encoded(message: &Message) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        wire::encode_frame(&Frame::Routing(message.clone()), &mut bytes);
+        bytes
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        // Empty and over-long names included: the limits refuse them.
+        prop_oneof![Just(String::new()), "[a-c]{1,3}", "[a-z]{11,14}", Just("é".to_string())]
+    }
+
+    fn signature() -> impl Strategy<Value = Option<SignatureBlock>> {
+        proptest::option::of((name(), any::<u8>()).prop_map(|(key_id, byte)| SignatureBlock {
+            algorithm: SignatureAlgorithm::Ed25519,
+            key_id: key_id.into(),
+            bytes: [byte; 64],
+        }))
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        let announcement = (
+            (name(), proptest::collection::vec(name(), 0..8), name(), proptest::collection::vec(name(), 0..5)),
+            (
+                any::<u32>(),
+                any::<u32>(),
+                any::<u32>(),
+                prop_oneof![Just(1.0f32), Just(0.0), Just(f32::NAN), any::<f32>()],
+            ),
+            (any::<u64>(), any::<u32>(), proptest::option::of(any::<u64>()), signature()),
+        )
+            .prop_map(
+                |((destination, path, advertiser, tags), (hop_count, cost, latency_us, reliability), rest)| {
+                    let (epoch, ttl_ms, issued_at_ms, signature) = rest;
+                    Message::Announcement(RouteAnnouncement {
+                        destination: destination.into(),
+                        path: path.into_iter().map(NodeId::from).collect(),
+                        hop_count,
+                        metrics: RouteMetrics { cost, latency_us, reliability },
+                        advertiser: advertiser.into(),
+                        epoch,
+                        ttl_ms,
+                        issued_at_ms,
+                        tags: tags.into_iter().map(Tag::from).collect(),
+                        signature,
+                    })
+                },
+            );
+        let withdrawal = (
+            name(),
+            proptest::collection::vec(name(), 0..8),
+            name(),
+            any::<u64>(),
+            proptest::option::of(any::<u64>()),
+            signature(),
+        )
+            .prop_map(|(destination, path, advertiser, epoch, issued_at_ms, signature)| {
+                Message::Withdrawal(RouteWithdrawal {
+                    destination: destination.into(),
+                    path: path.into_iter().map(NodeId::from).collect(),
+                    advertiser: advertiser.into(),
+                    epoch,
+                    issued_at_ms,
+                    signature,
+                })
+            });
+        prop_oneof![announcement, withdrawal]
+    }
+
+    /// Bytes changed at random: flipped, cut, extended, or a field added.
+    fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        for &(at, kind, value) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = at % bytes.len();
+            match kind % 4 {
+                0 => bytes[at] ^= value,
+                1 => bytes.truncate(at),
+                2 => bytes.insert(at, value),
+                _ => bytes.extend_from_slice(&[value, value & 0x7f]),
+            }
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Whatever the direct decoder accepts, the prost decoder decodes
+        /// to the same message; what the encoder writes and the limits
+        /// allow, it accepts.
+        #[test]
+        fn agrees_with_the_prost_decoder(
+            message in message(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..3),
+        ) {
+            let limits = limits();
+            let bytes = mutate(encoded(&message), &edits);
+            let mut shared = SharedIds::default();
+            let fast = decode_routing_frame(&bytes, &limits, &mut shared);
+            let slow = slow(&bytes, &limits);
+            if let Some(fast) = &fast {
+                prop_assert_eq!(Some(fast), slow.as_ref(), "bytes {:?}", bytes);
+            }
+            if edits.is_empty() {
+                prop_assert_eq!(fast.is_some(), slow.is_some(), "unchanged frame: {:?}", message);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// The direct encoder writes exactly prost's bytes.
+        #[test]
+        fn encodes_what_prost_encodes(message in message(), end_of_table in name()) {
+            prop_assert_eq!(encoded_directly(&message), encoded(&message));
+            let end = Message::EndOfTable { advertiser: end_of_table.into() };
+            prop_assert_eq!(encoded_directly(&end), encoded(&end));
+        }
+    }
+
+    fn encoded_directly(message: &Message) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_routing_frame(message, &mut bytes);
+        assert_eq!(bytes.capacity(), bytes.len(), "the length is computed exactly");
+        bytes
+    }
+
+    #[test]
+    fn ids_come_from_the_session_and_other_frames_are_left_to_the_prost_decoder() {
+        let limits = DecodeLimits::default();
+        let peer = NodeId::from("a");
+        let mut shared = SharedIds::for_peer(&peer);
+        let announcement = Message::Announcement(RouteAnnouncement {
+            destination: "svc".into(),
+            path: vec![NodeId::from("a"), NodeId::from("o")],
+            hop_count: 2,
+            metrics: RouteMetrics { cost: 3, latency_us: 0, reliability: 1.0 },
+            advertiser: NodeId::from("a"),
+            epoch: 7,
+            ttl_ms: 90_000,
+            issued_at_ms: Some(1),
+            tags: vec![Tag::from("gold")].into(),
+            signature: None,
+        });
+        let first = decode_routing_frame(&encoded(&announcement), &limits, &mut shared).expect("decoded");
+        let second = decode_routing_frame(&encoded(&announcement), &limits, &mut shared).expect("decoded");
+        assert_eq!(first, announcement);
+        let (Message::Announcement(first), Message::Announcement(second)) = (&first, &second) else { unreachable!() };
+        assert!(std::ptr::eq(first.advertiser.as_str(), peer.as_str()), "the peer's own id");
+        assert!(std::ptr::eq(first.path[1].as_str(), second.path[1].as_str()), "a transit id, shared");
+        assert!(std::ptr::eq(&*first.tags, &*second.tags), "the tag list, shared");
+
+        let end = Message::EndOfTable { advertiser: "a".into() };
+        assert_eq!(decode_routing_frame(&encoded(&end), &limits, &mut shared), None);
+        let mut hello = Vec::new();
+        wire::encode_frame(&Frame::Hello { node_id: "a".into(), hold_time_ms: 3000 }, &mut hello);
+        assert_eq!(decode_routing_frame(&hello, &limits, &mut shared), None);
+    }
+}
