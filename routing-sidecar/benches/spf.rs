@@ -113,9 +113,8 @@ fn petgraph_graph(graph: &Graph) -> UnGraph<(), u32> {
     g
 }
 
-/// The database every node of the area would hold for this graph.
-fn lsdb(graph: &Graph) -> AreaLsdb {
-    let area = AreaId::from("bench");
+/// Every node's links, both directions of each undirected link.
+fn adjacency(graph: &Graph) -> Vec<Vec<LinkAdvert>> {
     let mut adjacency: Vec<Vec<LinkAdvert>> = vec![Vec::new(); graph.nodes];
     for &(a, b, cost) in &graph.links {
         for (from, to) in [(a, b), (b, a)] {
@@ -127,6 +126,13 @@ fn lsdb(graph: &Graph) -> AreaLsdb {
             });
         }
     }
+    adjacency
+}
+
+/// The database every node of the area would hold for this graph.
+fn lsdb(graph: &Graph) -> AreaLsdb {
+    let area = AreaId::from("bench");
+    let adjacency = adjacency(graph);
     let limits =
         LsdbLimits { max_entries: usize::MAX, max_ttl: Duration::from_secs(3600), flush_hold: Duration::from_secs(60) };
     let mut lsdb = AreaLsdb::new(area.clone(), limits);
@@ -297,17 +303,7 @@ fn main() {
 /// neighbor at a new cost, as it arrives from a neighbor of the router.
 fn churn_stream(graph: &Graph, updates: usize, seed: u64) -> Vec<LinkStateUpdate> {
     let area = AreaId::from("bench");
-    let mut adjacency: Vec<Vec<LinkAdvert>> = vec![Vec::new(); graph.nodes];
-    for &(a, b, cost) in &graph.links {
-        for (from, to) in [(a, b), (b, a)] {
-            adjacency[from as usize].push(LinkAdvert {
-                neighbor: name(to as usize),
-                cost,
-                latency_us: 100,
-                reliability: 1.0,
-            });
-        }
-    }
+    let mut adjacency = adjacency(graph);
     let mut sequences = vec![1u64; graph.nodes];
     let mut rng = XorShift(seed);
     (0..updates)
