@@ -15,8 +15,6 @@
 //! `FABRIC_BENCH_RUNS`. Without `--bench` (`cargo test --benches`) it is a
 //! smoke run at a tiny scale.
 
-mod support;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -25,8 +23,9 @@ use fabric_core::SidecarConfig;
 use fabric_operator_core::api::RouteKey;
 use fabric_operator_core::compile::{Compilation, compile};
 use fabric_operator_core::index::Index;
+use fabric_testkit::machine::{percentile, print_machine, sorted_ms};
+use fabric_testkit::operator_topology::{self as topology, FULL, SMOKE, Sizes, assert_clean, env_usize};
 use sha2::{Digest, Sha256};
-use support::{FULL, SMOKE, Sizes, assert_clean, env_usize, percentile, print_machine, sorted_ms};
 
 /// The baseline: clone the index (the distributor clones its objects before
 /// every compile) and serialize every compiled config to YAML.
@@ -69,7 +68,7 @@ fn print_rows(rows: &[Row], baseline_median: f64) {
 }
 
 fn table(sizes: Sizes, runs: usize) {
-    let index = support::index(sizes);
+    let index = topology::index(sizes);
     let (first, compilation) = timed(|| compile(&index));
     assert_clean(&compilation, sizes.sidecars);
     let configs = &compilation.sidecars;
@@ -167,7 +166,7 @@ fn sha_all(yaml: &[String]) -> usize {
 }
 
 fn micro_benchmarks(criterion: &mut Criterion, sizes: Sizes) {
-    let index = support::index(sizes);
+    let index = topology::index(sizes);
     let reference = compile(&index);
     let mut group = criterion.benchmark_group("compile");
     group.sampling_mode(SamplingMode::Flat).sample_size(10);

@@ -31,8 +31,6 @@
 //! `FABRIC_BENCH_ROUTE_KEYS`, `FABRIC_BENCH_ROUNDS`. Without `--bench`
 //! (`cargo test --benches`) it is a smoke run at a tiny scale.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -46,7 +44,8 @@ use fabric_operator_core::api::RoutePolicy;
 use fabric_operator_core::compile::Compilation;
 use fabric_operator_core::index::Index;
 use fabric_testkit::counting_alloc::CountingAllocator;
-use support::{FULL, SMOKE, Sizes, env_usize, mib, percentile, print_machine, rss_kib, sorted_ms};
+use fabric_testkit::machine::{mib, percentile, print_machine, rss_kib, sorted_ms};
+use fabric_testkit::operator_topology::{self as topology, FULL, SMOKE, Sizes, env_usize};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -61,7 +60,7 @@ const PATIENCE: Duration = Duration::from_secs(180);
 
 /// The fleet-wide policy of variant `v`: highest priority, selects all.
 fn fleet_policy(v: u32) -> RoutePolicy {
-    let mut policy = support::route_policy(0, 1, v);
+    let mut policy = topology::route_policy(0, 1, v);
     policy.metadata.name = Some("rp-fleet".into());
     policy.spec.priority = 1_000_000;
     policy.spec.import.destinations.deny.push(format!("emergency-v{v}-*"));
@@ -69,7 +68,7 @@ fn fleet_policy(v: u32) -> RoutePolicy {
 }
 
 fn variant(sizes: Sizes, v: u32) -> Index {
-    let mut index = support::index(sizes);
+    let mut index = topology::index(sizes);
     index.apply(fleet_policy(v)).expect("fleet policy");
     index
 }
@@ -267,8 +266,8 @@ fn run(scenario: &Scenario, sizes: Sizes) -> Outcome {
     distributor.set_objects(objects);
     outcome.initial = wait_acked(&distributor, &mut clients, acks, scenario.streams, start);
     let compilation = distributor.compilation();
-    if scenario.sidecars >= support::REGIONS * support::HUBS_PER_REGION {
-        support::assert_clean(&compilation, scenario.sidecars);
+    if scenario.sidecars >= topology::REGIONS * topology::HUBS_PER_REGION {
+        topology::assert_clean(&compilation, scenario.sidecars);
     }
     outcome.config_bytes =
         compilation.sidecars.values().map(|c| c.config.to_yaml().len()).sum::<usize>() / compilation.sidecars.len();
@@ -305,7 +304,7 @@ fn run(scenario: &Scenario, sizes: Sizes) -> Outcome {
     // One Hello more (sidecar 0 reconnecting): what each of N Hellos costs
     // after an operator restart. This replaces sidecar 0's stream, so it
     // comes last.
-    if let Some(info) = (0..sizes.sidecars).next().map(support::sidecar) {
+    if let Some(info) = (0..sizes.sidecars).next().map(topology::sidecar) {
         for _ in 0..2 {
             let start = Instant::now();
             let (_connection, receiver) = distributor.connect(info.clone(), "");
@@ -464,7 +463,8 @@ mod clients {
     use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
     use tonic::transport::{Channel, Endpoint};
 
-    use super::support::{self, env_usize, rss_kib};
+    use fabric_testkit::machine::rss_kib;
+    use fabric_testkit::operator_topology::{self as topology, env_usize};
 
     pub fn run() {
         let addr = std::env::var("FABRIC_BENCH_ADDR").expect("FABRIC_BENCH_ADDR");
@@ -494,7 +494,7 @@ mod clients {
 
     /// One sidecar: Hello, then an ACK for every snapshot.
     async fn stream(channel: Channel, i: usize, streams: usize, acked: Arc<AtomicUsize>) {
-        let info = support::sidecar(i);
+        let info = topology::sidecar(i);
         let (outbound, queue) = mpsc::channel(4);
         let hello = Hello {
             node_id: info.node_id.to_string(),

@@ -16,13 +16,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-mod support;
-
 use fabric_core::stats::{Histogram, RejectReason, StatsSnapshot};
 use fabric_link_state::stats::{SummaryExportRefusal, SummaryExportStat};
 use fabric_link_state::{AreaId, ExportCounts, LinkStateSnapshot};
 use fabric_operator::distribution::{Distributor, DistributorOptions};
 use fabric_sidecar::runtime::metrics::{MetricsFormat, MetricsInput, PeerMetrics};
+use fabric_testkit::process::{LocalOperator, scratch_in, sidecar_exe};
+use fabric_testkit::wait::wait_for;
 use serde_json::Value;
 
 const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
@@ -437,8 +437,7 @@ async fn the_metrics_listener_serves_every_series_the_sidecar_dashboard_queries(
     use fabric_engine::sim::Topology;
     use fabric_io::local_http;
     use fabric_sidecar::runtime::lab::Lab;
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("metrics-listener-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_in(Path::new(env!("CARGO_TARGET_TMPDIR")), "metrics-listener");
     let topology = Topology::from_yaml(
         "nodes:\n  - {id: m1, originate: [{destination: svc-m1}]}\n  - {id: m2}\nlinks:\n  - {a: m1, b: m2}\n",
     )
@@ -447,7 +446,7 @@ async fn the_metrics_listener_serves_every_series_the_sidecar_dashboard_queries(
         config.link_state = Some(fabric_link_state::LinkStateConfig::default());
     };
     let listen = |_: &fabric_core::NodeId| vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
-    let lab = Lab::start_with(&support::sidecar_exe(), &topology, &dir, link_state, listen).await.unwrap();
+    let lab = Lab::start_with(&sidecar_exe(), &topology, &dir, link_state, listen).await.unwrap();
     lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
     let sidecar = lab.node("m2");
     let address = sidecar.metrics.expect("the listening line names the metrics listener");
@@ -496,8 +495,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         );
         return;
     };
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("prometheus-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_in(Path::new(env!("CARGO_TARGET_TMPDIR")), "prometheus");
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
     // Objects for the operator's reconcile series: one fine, one refused.
     std::fs::write(
@@ -518,10 +516,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         config.link_state = Some(fabric_link_state::LinkStateConfig::default());
     };
     let listen = |_: &fabric_core::NodeId| vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
-    let lab = Lab::start_with(&support::sidecar_exe(), &topology, &dir.join("lab"), link_state, listen).await.unwrap();
+    let lab = Lab::start_with(&sidecar_exe(), &topology, &dir.join("lab"), link_state, listen).await.unwrap();
     lab.wait_for_routes(2, Duration::from_secs(20)).await.unwrap();
     let args = ["--insecure-plaintext", "--allow-unauthenticated", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"];
-    let operator = support::Operator::spawn_args(&dir, &args).await;
+    let operator = LocalOperator::spawn(Path::new(env!("CARGO_BIN_EXE_fabric-operator")), &dir, &args).await;
 
     // Scrape them every second, with the labels Kubernetes discovery gives.
     let mut targets = String::new();
@@ -561,14 +559,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     };
     // Four targets up, each scraped several times (rates need two samples).
     let log_path = dir.join("prometheus.log").display().to_string();
-    support::wait_for(
-        &format!("Prometheus scraping every target (log: {log_path})"),
-        Duration::from_secs(60),
-        || async {
-            let up = query("count_over_time(up[30s]) >= 5 and up == 1".into()).await?;
-            if up.len() == 4 { Ok(()) } else { Err(format!("{} of 4 targets up with 5 scrapes", up.len())) }
-        },
-    )
+    wait_for(&format!("Prometheus scraping every target (log: {log_path})"), Duration::from_secs(60), || async {
+        let up = query("count_over_time(up[30s]) >= 5 and up == 1".into()).await?;
+        if up.len() == 4 { Ok(()) } else { Err(format!("{} of 4 targets up with 5 scrapes", up.len())) }
+    })
     .await;
 
     let mut failures = Vec::new();

@@ -10,12 +10,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use fabric_core::SidecarConfig;
 use fabric_sidecar::runtime::lab::SidecarProcess;
+use fabric_testkit::builders::{MESH_NEIGHBORS as NEIGHBORS, OperatorFedSidecar};
+use fabric_testkit::process::{LocalOperator, scratch_in, sidecar_exe};
+use fabric_testkit::wait::wait_for;
 use serde_json::Value;
-use support::{MESH_NEIGHBORS as NEIGHBORS, Operator, sidecar_exe, wait_for};
 
 const TOKEN: &str = "local-test-token";
 
@@ -31,8 +30,7 @@ spec:
 
 /// A fresh scratch folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("distribution-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_in(Path::new(env!("CARGO_TARGET_TMPDIR")), &format!("distribution-{name}"));
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
     std::fs::write(dir.join("token"), TOKEN).unwrap();
     std::fs::write(dir.join("manifests/neighbors.yaml"), NEIGHBORS).unwrap();
@@ -41,19 +39,19 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// A local-mode operator with the test token and a state dir.
-async fn start_operator(dir: &Path, listen: &str, extra: &[&str]) -> Operator {
+async fn start_operator(dir: &Path, listen: &str, extra: &[&str]) -> LocalOperator {
     let mut args = vec!["--insecure-plaintext"];
     args.extend_from_slice(extra);
     start_operator_with(dir, listen, &args).await
 }
 
-async fn start_operator_with(dir: &Path, listen: &str, extra: &[&str]) -> Operator {
+async fn start_operator_with(dir: &Path, listen: &str, extra: &[&str]) -> LocalOperator {
     let token = dir.join("token").display().to_string();
     let state = dir.join("operator-state").display().to_string();
     let mut args = vec!["--token-file", &token, "--state-dir", &state];
     args.extend_from_slice(&["--listen", listen, "--http", "127.0.0.1:0", "--poll-interval", "100ms"]);
     args.extend_from_slice(extra);
-    Operator::spawn_args(dir, &args).await
+    LocalOperator::spawn(Path::new(env!("CARGO_BIN_EXE_fabric-operator")), dir, &args).await
 }
 
 /// Starts sidecar `id` (bootstrap config: its own destinations only) wired
@@ -72,34 +70,19 @@ async fn sidecar_with(
     originate: &[&str],
     more: &[&str],
 ) -> SidecarProcess {
-    let mut yaml = format!("nodeId: {id}\nversion: bootstrap-{id}\noriginate:\n");
-    for destination in originate {
-        yaml.push_str(&format!("  - destination: {destination}\n"));
-    }
-    let config = SidecarConfig::from_yaml(&yaml).unwrap();
-    let mut extra: Vec<String> = vec!["--operator".into(), url.into(), "--namespace".into(), "fabric".into()];
-    extra.extend(more.iter().map(|s| s.to_string()));
-    for label in labels {
-        extra.push("--label".into());
-        extra.push(label.to_string());
-    }
-    SidecarProcess::spawn(&sidecar_exe(), &config, &dir.join(id), &extra).await.unwrap()
+    let sidecar = OperatorFedSidecar::new(id, url).originate(originate).labels(labels).args_after(more);
+    SidecarProcess::spawn(&sidecar_exe(), &sidecar.config(), &dir.join(id), &sidecar.args()).await.unwrap()
 }
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `/sidecars` entries by sidecar name.
-async fn sidecars(operator: &Operator) -> Vec<Value> {
-    operator.get("/sidecars").await.as_array().cloned().unwrap_or_default()
-}
-
-async fn all_synced(operator: &Operator, count: usize) -> Result<Vec<Value>, String> {
-    let list = sidecars(operator).await;
+async fn all_synced(operator: &LocalOperator, count: usize) -> Result<Vec<Value>, String> {
+    let list = operator.sidecars().await;
     let synced = list.iter().filter(|s| s["sync"] == "SYNCED" && s["connected"] == true).count();
     if synced == count { Ok(list) } else { Err(serde_json::to_string(&list).unwrap()) }
 }
 
-async fn object(operator: &Operator, key: &str) -> Value {
+async fn object(operator: &LocalOperator, key: &str) -> Value {
     operator.get("/status").await["objects"][key].clone()
 }
 
@@ -142,7 +125,7 @@ async fn a_policy_edit_reaches_every_sidecar_and_status_reports_applied() {
         assert_eq!(config_of(s).await["source"], "operator", "{}", s.node_id);
         assert_eq!(s.next_hop("blocked-s3").await.unwrap().filter(|_| s.node_id.as_str() != "s3"), None);
     }
-    let before: Vec<Value> = sidecars(&operator).await.iter().map(|s| s["currentVersion"].clone()).collect();
+    let before: Vec<Value> = operator.sidecars().await.iter().map(|s| s["currentVersion"].clone()).collect();
 
     // The edit: stop denying blocked-*.
     std::fs::write(dir.join("manifests/policy.yaml"), POLICY.replace(r#"deny: ["blocked-*"]"#, "deny: []")).unwrap();
@@ -179,7 +162,7 @@ async fn a_refused_config_is_nacked_reported_and_the_sidecar_keeps_its_config() 
         sidecar(&dir, operator.grpc, "s4", &["mesh=test", "routing.fabric.dev/node-id=s4-renamed"], &["svc-s4"]).await;
 
     let s4_entry = wait_for("s4 NACKED", WAIT, || async {
-        let list = sidecars(&operator).await;
+        let list = operator.sidecars().await;
         let entry = list.iter().find(|s| s["sidecar"] == "fabric/s4").cloned().ok_or("no s4")?;
         if entry["sync"] == "NACKED" { Ok(entry) } else { Err(entry.to_string()) }
     })
@@ -391,7 +374,7 @@ async fn tls_is_on_by_default_and_tokens_are_checked() {
         if log.contains("invalid token") { Ok(()) } else { Err(log) }
     })
     .await;
-    let list = sidecars(&operator).await;
+    let list = operator.sidecars().await;
     assert_eq!(list.len(), 1, "only s1 registered: {list:?}");
     assert_eq!(list[0]["sidecar"], "fabric/s1");
 }
@@ -412,7 +395,7 @@ fn signed_fabric(dir: &Path, nodes: &[&str], interval: &str, overlap: &str) {
 }
 
 /// Rotations completed per RouteKey, from `/status`.
-async fn rotations(operator: &Operator) -> Vec<u64> {
+async fn rotations(operator: &LocalOperator) -> Vec<u64> {
     let status = operator.get("/status").await;
     status["keyRotation"]
         .as_object()
@@ -596,6 +579,6 @@ async fn certificates_in_use(fabric: &[SidecarProcess]) -> Vec<Value> {
     certificates
 }
 
-async fn operator_metrics(operator: &Operator) -> String {
+async fn operator_metrics(operator: &LocalOperator) -> String {
     fabric_io::local_http::get(operator.http, "/metrics").await.unwrap().body
 }

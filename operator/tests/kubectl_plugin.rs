@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-mod support;
-
-use fabric_core::SidecarConfig;
 use fabric_sidecar::runtime::lab::SidecarProcess;
+use fabric_testkit::builders::{MESH_NEIGHBORS as NEIGHBORS, OperatorFedSidecar};
+use fabric_testkit::process::{LocalOperator, scratch_in, sidecar_exe};
+use fabric_testkit::wait::wait_for;
 use serde_json::Value;
-use support::{MESH_NEIGHBORS as NEIGHBORS, Operator, sidecar_exe, wait_for};
 use tokio::process::Command;
 
 const POLICY: &str = r#"
@@ -46,8 +45,7 @@ const LOCAL_ARGS: &[&str] = &[
 const WAIT: Duration = Duration::from_secs(30);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kubectl-plugin-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_in(Path::new(env!("CARGO_TARGET_TMPDIR")), &format!("kubectl-plugin-{name}"));
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
     std::fs::write(dir.join("manifests/neighbors.yaml"), NEIGHBORS).unwrap();
     std::fs::write(dir.join("manifests/policy.yaml"), POLICY).unwrap();
@@ -55,14 +53,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 async fn sidecar(dir: &Path, operator: SocketAddr, id: &str) -> SidecarProcess {
-    let yaml = format!("nodeId: {id}\nversion: bootstrap-{id}\noriginate:\n  - destination: svc-{id}\n");
-    let config = SidecarConfig::from_yaml(&yaml).unwrap();
-    let extra: Vec<String> =
-        ["--operator", &format!("http://{operator}"), "--namespace", "fabric", "--label", "mesh=test"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    SidecarProcess::spawn(&sidecar_exe(), &config, &dir.join(id), &extra).await.unwrap()
+    let sidecar = OperatorFedSidecar::new(id, format!("http://{operator}"))
+        .originate(&[format!("svc-{id}")])
+        .labels(&["mesh=test"]);
+    SidecarProcess::spawn(&sidecar_exe(), &sidecar.config(), &dir.join(id), &sidecar.args()).await.unwrap()
 }
 
 /// Runs the plugin (bounded); `path_prefix` goes in front of PATH (the
@@ -158,7 +152,7 @@ fn process_gone(pid: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_reads_a_running_local_fabric() {
     let dir = scratch("fabric");
-    let operator = Operator::spawn_args(&dir, LOCAL_ARGS).await;
+    let operator = LocalOperator::spawn(Path::new(env!("CARGO_BIN_EXE_fabric-operator")), &dir, LOCAL_ARGS).await;
     let mut fabric = Vec::new();
     for id in ["s1", "s2", "s3"] {
         fabric.push(sidecar(&dir, operator.grpc, id).await);

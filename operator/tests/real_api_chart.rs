@@ -19,17 +19,15 @@
 //! applies before the rest: they are installed from the repository's
 //! `crds/`, which `scripts/check-chart.sh` keeps byte-for-byte equal to them.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fabric_envtest::{Envtest, apply_yaml, apply_yaml_with, envtest_or_skip, parse_yaml_documents};
+use fabric_testkit::real_api::{helm, install_crds, workspace};
 use kube::api::{Api, DynamicObject, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Scope, pinned_kind};
 use serde_json::{Value, json};
-use support::real_api::{helm, install_crds, workspace};
 
 /// Stand-ins for the CRDs of other projects that the full values render
 /// objects of (cert-manager's Certificate and Issuer, the Prometheus

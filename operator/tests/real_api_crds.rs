@@ -5,13 +5,11 @@
 //! nothing. `tests/cel_rules.rs` evaluates the same CEL rules with cel-rust;
 //! this is the proof that the real server agrees.
 
-mod support;
-
 use fabric_envtest::{apply_yaml, envtest_or_skip, parse_yaml_documents};
+use fabric_testkit::real_api::{install_crds, workspace};
 use kube::api::{Api, DynamicObject, PatchParams};
 use kube::discovery::pinned_kind;
 use serde_json::Value;
-use support::real_api::{install_crds, workspace};
 
 /// A valid object of each kind; every case below changes one thing.
 const ROUTE_POLICY: &str = r#"

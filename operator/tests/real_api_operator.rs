@@ -12,16 +12,17 @@
 //! subresource. The operator serves gRPC in plaintext here (TLS between
 //! sidecar and operator is covered by tests/distribution_processes.rs).
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fabric_core::config::SidecarConfig;
 use fabric_envtest::{Envtest, apply_yaml, envtest_or_skip};
 use fabric_sidecar::runtime::lab::SidecarProcess;
+use fabric_testkit::builders::OperatorFedSidecar;
+use fabric_testkit::process::sidecar_exe;
+use fabric_testkit::real_api::{helm, install_crds, workspace};
+use fabric_testkit::wait::wait_for;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
@@ -29,8 +30,6 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use serde_json::{Value, json};
-use support::real_api::{helm, install_crds, workspace};
-use support::{sidecar_exe, wait_for};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -149,14 +148,10 @@ impl Fabric {
     /// A real sidecar for node `node` in a Pod of its own, authenticated
     /// with a token bound to that Pod.
     async fn sidecar(&self, operator: SocketAddr, node: &str, originate: &[&str]) -> SidecarProcess {
-        let mut yaml = format!("nodeId: {node}\noriginate:\n");
-        for destination in originate {
-            yaml.push_str(&format!("  - destination: {destination}\n"));
-        }
         let token_file = self.dir.join(format!("{node}.token"));
         // Started first, to learn the peer port it bound; it retries the
         // operator until its token file exists.
-        let sidecar = self.spawn_sidecar(operator, node, &token_file, &yaml, &self.dir.join(node)).await;
+        let sidecar = self.spawn_sidecar(operator, node, &token_file, node, originate, &self.dir.join(node)).await;
         let uid = self.pod(node, node, sidecar.peer).await;
         let token = self.envtest.token(&self.client, &self.namespace, "sidecar", &[AUDIENCE], Some((node, &uid))).await;
         write_atomically(&token_file, &token);
@@ -167,8 +162,7 @@ impl Fabric {
     /// claims node id `node` by its label.
     async fn sidecar_as(&self, operator: SocketAddr, pod: &str, node: &str, account: &str) -> SidecarProcess {
         let token_file = self.dir.join(format!("{pod}.token"));
-        let bootstrap = format!("nodeId: {node}\n");
-        let sidecar = self.spawn_sidecar(operator, pod, &token_file, &bootstrap, &self.dir.join(pod)).await;
+        let sidecar = self.spawn_sidecar(operator, pod, &token_file, node, &[], &self.dir.join(pod)).await;
         let uid = self.pod_as(pod, node, sidecar.peer, account).await;
         let token = self.envtest.token(&self.client, &self.namespace, account, &[AUDIENCE], Some((pod, &uid))).await;
         write_atomically(&token_file, &token);
@@ -176,30 +170,27 @@ impl Fabric {
     }
 
     /// A `routing-sidecar run` that takes its config from `operator` as
-    /// pod `pod` of the fabric's namespace, with the token in `token_file`.
+    /// pod `pod` of the fabric's namespace, with the token in `token_file`;
+    /// its bootstrap config names node `node` and originates `originate`.
     async fn spawn_sidecar(
         &self,
         operator: SocketAddr,
         pod: &str,
         token_file: &Path,
-        bootstrap: &str,
+        node: &str,
+        originate: &[&str],
         dir: &Path,
     ) -> SidecarProcess {
-        let mut args = vec![
-            "--operator".to_owned(),
-            format!("http://{operator}"),
-            "--operator-token-file".to_owned(),
-            token_file.display().to_string(),
-            "--namespace".to_owned(),
-            self.namespace.clone(),
-            "--pod-name".to_owned(),
-            pod.to_owned(),
-        ];
+        let mut sidecar = OperatorFedSidecar::new(node, format!("http://{operator}"))
+            .unversioned()
+            .originate(originate)
+            .token_file(token_file)
+            .namespace(&self.namespace)
+            .pod_name(pod);
         if self.peer_ca_secret.is_some() {
-            args.push("--peer-tls-from-operator".to_owned());
+            sidecar = sidecar.args_after(&["--peer-tls-from-operator"]);
         }
-        let config = SidecarConfig::from_yaml(bootstrap).unwrap();
-        SidecarProcess::spawn(&sidecar_exe(), &config, dir, &args).await.unwrap()
+        SidecarProcess::spawn(&sidecar_exe(), &sidecar.config(), dir, &sidecar.args()).await.unwrap()
     }
 
     /// Creates the Pod of a sidecar and sets its status as a kubelet would;
@@ -548,7 +539,7 @@ async fn a_sidecar_can_only_open_the_stream_of_the_pod_its_token_is_bound_to() {
         std::fs::create_dir_all(&dir).unwrap();
         let token_file = dir.join("token");
         write_atomically(&token_file, &token);
-        let mut sidecar = fabric.spawn_sidecar(grpc, "victim", &token_file, "nodeId: victim\n", &dir).await;
+        let mut sidecar = fabric.spawn_sidecar(grpc, "victim", &token_file, "victim", &[], &dir).await;
         wait_for(&format!("a token {what} refused"), WAIT, || async {
             let log = std::fs::read_to_string(dir.join("sidecar.log")).unwrap_or_default();
             if log.contains(refusal) { Ok(()) } else { Err(log.lines().last().unwrap_or_default().to_owned()) }
@@ -570,7 +561,7 @@ async fn a_sidecar_can_only_open_the_stream_of_the_pod_its_token_is_bound_to() {
         envtest.token(&fabric.client, &fabric.namespace, "sidecar", &[AUDIENCE], Some(("victim", &victim_uid))).await;
     write_atomically(&token_file, &owner);
     let owner_dir = fabric.dir.join("victim-owner");
-    let _owner = fabric.spawn_sidecar(grpc, "victim", &token_file, "nodeId: victim\n", &owner_dir).await;
+    let _owner = fabric.spawn_sidecar(grpc, "victim", &token_file, "victim", &[], &owner_dir).await;
     wait_for("the pod's own sidecar is SYNCED", WAIT, || async {
         let (_, body) = operator.get("/sidecars").await;
         let list: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
@@ -766,7 +757,7 @@ fn without_maximum(schema: &mut Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_the_operator_cannot_read_is_refused_alone_and_the_rest_compiles() {
-    use support::real_api::{CRD_CHANGE, install_crds_unlocked};
+    use fabric_testkit::real_api::{CRD_CHANGE, install_crds_unlocked};
     let envtest = envtest_or_skip!();
     let Some(fabric) = Fabric::new(envtest, "unreadable").await else { return };
     // Under the older CRD the server stores maxHopCount 4294967296; today's

@@ -18,8 +18,6 @@
 //! The operator authenticates as the admin here: running it under the
 //! chart's ServiceAccount and RBAC is `tests/real_api_operator.rs`.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -29,11 +27,11 @@ use fabric_core::SidecarConfig;
 use fabric_envtest::{Envtest, envtest_or_skip};
 use fabric_operator::webhook::InjectError;
 use fabric_operator::webhook::ca_bundle::WebhookConfiguration;
+use fabric_testkit::wait::wait_for;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::wait_for;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -210,7 +208,7 @@ async fn the_api_server_calls_the_webhook_and_the_injected_pod_is_restricted() {
     let ca = certificates(&dir);
     // Not needed by the webhook, which serves before the watches start, but
     // an operator always runs with its CRDs.
-    support::real_api::install_crds(&client).await;
+    fabric_testkit::real_api::install_crds(&client).await;
 
     // Every pod of the namespace, the injected ones included, must meet
     // `restricted` (the newest version of the level).
@@ -443,7 +441,7 @@ async fn the_api_server_refuses_a_fabric_change_the_operator_would_refuse() {
     use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
     let envtest = envtest_or_skip!();
     let client = envtest.client().await;
-    support::real_api::install_crds(&client).await;
+    fabric_testkit::real_api::install_crds(&client).await;
     let namespace = envtest.namespace(&client, "validate").await;
     let dir = envtest.dir().join(&namespace);
     std::fs::create_dir_all(&dir).unwrap();

@@ -20,12 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use fabric_core::SidecarConfig;
 use fabric_sidecar::runtime::lab::SidecarProcess;
+use fabric_testkit::builders::OperatorFedSidecar;
+use fabric_testkit::process::{LocalOperator, scratch_in, sidecar_exe};
 use serde_json::Value;
-use support::{Operator, sidecar_exe};
 
 const TOKEN: &str = "soak-test-token";
 const SPINES: usize = 4;
@@ -244,7 +242,7 @@ struct Series {
 
 struct Soak {
     dir: PathBuf,
-    operator: Operator,
+    operator: LocalOperator,
     sidecars: BTreeMap<String, SidecarProcess>,
     down: BTreeSet<String>,
     policy: Policy,
@@ -265,30 +263,17 @@ impl Soak {
     async fn spawn_sidecar(&self, id: &str) -> SidecarProcess {
         let role = if is_spine(id) { "role=spine" } else { "role=leaf" };
         let dir = self.dir.join(id);
-        let extra: Vec<String> = [
-            "--operator",
-            &format!("http://{}", self.operator.grpc),
-            "--operator-token-file",
-            &self.dir.join("token").display().to_string(),
-            "--namespace",
-            "fabric",
-            "--label",
-            role,
-        ]
-        .map(String::from)
-        .to_vec();
+        let sidecar = OperatorFedSidecar::new(id, format!("http://{}", self.operator.grpc))
+            .originate(&originated(id))
+            .token_file(&self.dir.join("token"))
+            .labels(&[role]);
         if dir.join("config.yaml").exists() {
             // A restart: the same bootstrap file and state dir, new ports.
-            SidecarProcess::spawn_with(&sidecar_exe(), id.into(), &dir, Some(&dir.join("config.yaml")), &extra)
+            SidecarProcess::spawn_with(&sidecar_exe(), id.into(), &dir, Some(&dir.join("config.yaml")), &sidecar.args())
                 .await
                 .unwrap()
         } else {
-            let mut yaml = format!("nodeId: {id}\nversion: bootstrap-{id}\noriginate:\n");
-            for destination in originated(id) {
-                yaml.push_str(&format!("  - destination: {destination}\n"));
-            }
-            let config = SidecarConfig::from_yaml(&yaml).unwrap();
-            SidecarProcess::spawn(&sidecar_exe(), &config, &dir, &extra).await.unwrap()
+            SidecarProcess::spawn(&sidecar_exe(), &sidecar.config(), &dir, &sidecar.args()).await.unwrap()
         }
     }
 
@@ -412,15 +397,15 @@ async fn thirty_sidecars_stay_correct_and_flat_under_churn() {
     println!("soak: seed {seed} (FABRIC_SOAK_SEED={seed} repeats the schedule), churn {churn:?}");
     let mut rng = Rng(seed);
 
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("soak-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_in(Path::new(env!("CARGO_TARGET_TMPDIR")), "soak");
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
     std::fs::write(dir.join("token"), TOKEN).unwrap();
     let policy = Policy { drained: BTreeSet::new(), deny_blocked: true };
     policy.write(&dir.join("manifests"));
     let token = dir.join("token").display().to_string();
     let state = dir.join("operator-state").display().to_string();
-    let operator = Operator::spawn_args(
+    let operator = LocalOperator::spawn(
+        Path::new(env!("CARGO_BIN_EXE_fabric-operator")),
         &dir,
         &[
             "--insecure-plaintext",

@@ -20,11 +20,8 @@
 //! Without `--bench` (e.g. `cargo test --benches`) everything runs at a tiny
 //! scale as a smoke test.
 
-mod support;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use support::{machine, peer, workload_path};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use fabric_core::canonical;
@@ -34,6 +31,8 @@ use fabric_core::security::{KeyRegistry, SignatureCheck, SigningIdentity, Verifi
 use fabric_core::shared_ids::SharedIds;
 use fabric_core::{KeyId, Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Tag, Timestamp};
 use fabric_engine::{Effect, Engine};
+use fabric_testkit::engine_builders::{peer, workload_path};
+use fabric_testkit::machine::machine;
 
 /// Neighbors, each announcing every destination.
 const NEIGHBORS: usize = 4;

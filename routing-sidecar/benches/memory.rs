@@ -17,15 +17,13 @@
 //! Without `--bench` (e.g. `cargo test --benches`) only a tiny table is
 //! built, as a smoke test.
 
-mod support;
-
 use std::process::Command;
-use support::{peer, workload_path};
 
 use fabric_core::config::NeighborConfig;
 use fabric_core::{Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Tag, Timestamp};
 use fabric_engine::Engine;
 use fabric_testkit::counting_alloc::CountingAllocator;
+use fabric_testkit::engine_builders::{peer, workload_path};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;

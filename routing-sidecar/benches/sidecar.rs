@@ -6,9 +6,9 @@
 //! cargo bench -p routing-sidecar --bench sidecar  # add `-- peer` etc. for one group
 //! ```
 //!
-//! Benches do not get `CARGO_BIN_EXE_*`, so the sidecar executable is looked
-//! up next to this bench binary (`target/release/deps/sidecar-*` ->
-//! `target/release/routing-sidecar`), or taken from `FABRIC_SIDECAR_EXE`.
+//! The sidecar executable is `fabric_testkit::process::try_sidecar_exe`'s:
+//! `FABRIC_SIDECAR_EXE`, else the one next to this bench binary
+//! (`target/release/deps/sidecar-*` -> `target/release/routing-sidecar`).
 //!
 //! Scenario groups (name filters on the command line select them):
 //!
@@ -42,12 +42,9 @@
 //! tiny scale runs as a smoke test, and a missing sidecar binary is reported
 //! but not fatal.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
-use support::machine;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use fabric_core::config::LocalRoute;
 use fabric_core::wire::{self, Frame};
@@ -55,6 +52,9 @@ use fabric_core::{Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfi
 use fabric_engine::sim::{Topology, TopologyLink, TopologyNode};
 use fabric_engine::{Effect, Engine};
 use fabric_sidecar::runtime::lab::{Lab, SidecarProcess};
+use fabric_testkit::machine::machine;
+use fabric_testkit::process::{scratch_in, try_sidecar_exe};
+use fabric_testkit::wait::wait_until;
 
 /// How often the local APIs are polled while a clock runs.
 const POLL: Duration = Duration::from_millis(5);
@@ -96,10 +96,13 @@ fn main() {
     if let Some(runs) = std::env::var("FABRIC_BENCH_RUNS").ok().and_then(|runs| runs.parse().ok()) {
         scale.runs = runs;
     }
-    let exe = match sidecar_exe() {
+    let exe = match try_sidecar_exe() {
         Ok(exe) => exe,
         Err(message) => {
-            eprintln!("{message}");
+            eprintln!(
+                "the sidecar benchmark runs the sidecar binary: {message}.\n\
+                 Then run the benchmark: cargo bench -p routing-sidecar --bench sidecar"
+            );
             if bench_mode {
                 std::process::exit(2);
             }
@@ -108,8 +111,7 @@ fn main() {
     };
     print_machine(&exe);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let scratch = std::env::temp_dir().join(format!("fabric-sidecar-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
+    let scratch = scratch_in(&std::env::temp_dir(), "fabric-sidecar-bench");
     let started = Instant::now();
     let groups = Groups::from_args();
     if let Some(unknown) = groups.0.iter().find(|f| !Groups::ALL.iter().any(|g| g.contains(f.as_str()))) {
@@ -137,71 +139,6 @@ fn main() {
             std::process::exit(130);
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Locating the sidecar binary
-
-/// `target/<profile>/routing-sidecar`, next to `target/<profile>/deps/` where
-/// cargo puts this bench binary; `FABRIC_SIDECAR_EXE` overrides it.
-fn sidecar_exe() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("FABRIC_SIDECAR_EXE") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("FABRIC_SIDECAR_EXE={}: no such file", path.display()))
-        };
-    }
-    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let profile_dir = me
-        .parent()
-        .and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) })
-        .ok_or_else(|| format!("cannot tell the target directory from {}", me.display()))?;
-    let exe = profile_dir.join(format!("routing-sidecar{}", std::env::consts::EXE_SUFFIX));
-    if !exe.is_file() {
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("release");
-        let flag = if profile == "release" { " --release" } else { "" };
-        return Err(format!(
-            "the sidecar benchmark runs the sidecar binary, and {} does not exist.\n\
-             Build it first, then run the benchmark:\n\
-             \n    cargo build{flag} -p routing-sidecar\n    cargo bench -p routing-sidecar --bench sidecar\n\
-             \n(or point FABRIC_SIDECAR_EXE at a routing-sidecar binary)",
-            exe.display()
-        ));
-    }
-    if let Some(source) = newest_source()
-        && let Ok(built) = exe.metadata().and_then(|m| m.modified())
-        && built < source.1
-    {
-        eprintln!(
-            "warning: {} is older than {} — rebuild it (cargo build --release -p routing-sidecar) \
-             or the figures are for old code",
-            exe.display(),
-            source.0.display()
-        );
-    }
-    Ok(exe)
-}
-
-/// The most recently modified file under this crate's `src/`.
-fn newest_source() -> Option<(PathBuf, SystemTime)> {
-    let mut newest: Option<(PathBuf, SystemTime)> = None;
-    let mut dirs = vec![PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                dirs.push(path);
-            } else if let Ok(modified) = meta.modified()
-                && newest.as_ref().is_none_or(|(_, t)| modified > *t)
-            {
-                newest = Some((path, modified));
-            }
-        }
-    }
-    newest
 }
 
 fn print_machine(exe: &Path) {
@@ -271,24 +208,6 @@ fn pid(process: &SidecarProcess) -> Result<u32, String> {
 async fn stat(process: &SidecarProcess, key: &str) -> Result<u64, String> {
     let stats = process.get_json("/stats").await?;
     stats["engine"][key].as_u64().ok_or_else(|| format!("no engine.{key} in /stats"))
-}
-
-/// Polls `check` every `POLL` until it holds or `limit` passes.
-async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<Duration, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, String>>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await? {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return Err(format!("{what}: not within {limit:?}"));
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// Lines of a sidecar's log (stderr, JSON) containing `needle`.
@@ -443,7 +362,7 @@ async fn pair_run(exe: &Path, dir: &Path, n: usize, limit: Duration, probe_put: 
     // most 2 MB).
     let started = Instant::now();
     let a = SidecarProcess::spawn(exe, &configs["a"], &dir.join("a"), &[]).await?;
-    wait_until(Duration::from_secs(60), "a originates its routes", || async {
+    wait_until(Duration::from_secs(60), POLL, "a originates its routes", || async {
         Ok(stat(&a, "routes_active_total").await? == n as u64)
     })
     .await?;
@@ -542,7 +461,8 @@ async fn fake_peer_run(
         raise_rate_limit(&mut config);
     }
     let b = SidecarProcess::spawn_logging(exe, &config, dir, &[], log_filter).await?;
-    wait_until(Duration::from_secs(10), "b ready", || async { Ok(b.get("/readyz").await?.status == 200) }).await?;
+    wait_until(Duration::from_secs(10), POLL, "b ready", || async { Ok(b.get("/readyz").await?.status == 200) })
+        .await?;
     let mut bytes = Vec::with_capacity(n * 64);
     push_frame(&mut bytes, &Frame::Hello { node_id: node("a"), hold_time_ms: 3000 });
     for message in announcements(n) {
@@ -701,7 +621,7 @@ fn in_memory_run(n: usize, frames: bool) -> Duration {
 
 async fn idle_rss(exe: &Path, dir: &Path) -> Result<(f64, f64), String> {
     let process = SidecarProcess::spawn(exe, &SidecarConfig::new("idle"), dir, &[]).await?;
-    wait_until(Duration::from_secs(10), "idle sidecar ready", || async {
+    wait_until(Duration::from_secs(10), POLL, "idle sidecar ready", || async {
         Ok(process.get("/readyz").await?.status == 200)
     })
     .await?;

@@ -35,6 +35,7 @@ use fabric_link_state::{
     AreaId, LinkAdvert, LinkStateConfig, LinkStateInput, LinkStateRouter, LinkStateUpdate, LocalLink,
     SpfThrottleConfig, Topology,
 };
+use fabric_testkit::machine::print_machine;
 use petgraph::algo::dijkstra;
 use petgraph::graph::{NodeIndex, UnGraph};
 
@@ -225,19 +226,6 @@ fn timing_table(scales: &[Scale]) -> Vec<Row> {
             Row { label: scale.label, ours, petgraph, graph_from_lsdb, area_recompute, multipath_nodes }
         })
         .collect()
-}
-
-fn print_machine() {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    println!("machine: {cpu}, {cores} cores available");
 }
 
 fn print_table(rows: &[Row], bench_mode: bool) {

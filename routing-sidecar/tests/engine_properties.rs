@@ -1,16 +1,14 @@
 //! Property tests: order independence of selection and consistency of the
 //! incremental state with a from-scratch recomputation.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use fabric_core::config::{DampeningConfig, TieBreaker};
 use fabric_core::message::Message;
 use fabric_core::policy::{PolicyMode, RoutePolicy};
 use fabric_core::{NodeId, RouteAnnouncement};
 use fabric_engine::Engine;
+use fabric_testkit::engine_builders::*;
 use proptest::prelude::*;
 
 const NEIGHBORS: [&str; 5] = ["a", "b", "c", "d", "e"];

@@ -1,14 +1,12 @@
 //! The plan's unit test matrix, against the engine's public API.
 
-mod common;
-
-use common::*;
 use fabric_core::config::{DampeningConfig, TieBreaker};
 use fabric_core::message::Message;
 use fabric_core::policy::{MatchList, PolicyMode, RoutePolicy};
 use fabric_core::stats::RejectReason;
 use fabric_core::{NodeId, Timestamp};
 use fabric_engine::{CandidateStatus, Criterion, Effect, RouteEvent};
+use fabric_testkit::engine_builders::*;
 
 #[test]
 fn plain_defaults_accept_unsigned_and_select_lowest_cost() {

@@ -1,14 +1,12 @@
 //! Multi-engine scenarios on the deterministic in-memory network.
 
-mod common;
-
-use common::{identity, trusted};
 use fabric_core::config::LocalRoute;
 use fabric_core::policy::RoutePolicy;
 use fabric_core::stats::RejectReason;
 use fabric_core::{Message, NodeId, RouteAnnouncement, RouteMetrics, SidecarConfig, Timestamp};
 use fabric_engine::RouteEvent;
 use fabric_engine::sim::{Fabric, Topology};
+use fabric_testkit::engine_builders::{identity, trusted};
 
 fn local(destination: &str) -> LocalRoute {
     LocalRoute { destination: destination.into(), cost: 0, latency_us: 0, reliability: 1.0, tags: vec![] }

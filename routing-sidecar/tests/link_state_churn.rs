@@ -4,13 +4,11 @@
 //! one gossip interval). Reports rounds until quiet and messages delivered
 //! per failure; run with `--nocapture` to see the table.
 
-mod link_state_sim;
-
 use fabric_core::config::{LinkMetrics, LocalRoute};
 use fabric_core::{NodeId, Timestamp};
 use fabric_engine::sim::{Fabric, Topology, TopologyLink, TopologyNode};
 use fabric_link_state::LinkStateConfig;
-use link_state_sim::{ChurnReport, ChurnStep, LinkStateNet, START, link_state_churn};
+use fabric_testkit::link_state_sim::{ChurnReport, ChurnStep, LinkStateNet, START, link_state_churn};
 
 /// A 4x4 grid with unit costs plus two diagonals of cost 2: many equal-cost
 /// paths, so both protocols have choices to make after each failure.

@@ -2,13 +2,11 @@
 //! converges every router to the brute-force shortest paths, link failures
 //! re-converge, ageing and restarts behave, and runs are reproducible.
 
-mod link_state_sim;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fabric_link_state::{LinkStateConfig, LinkStateInput};
-use link_state_sim::{LinkStateNet, assert_matches_oracle, link_state_churn};
+use fabric_testkit::link_state_sim::{LinkStateNet, assert_matches_oracle, link_state_churn};
 use proptest::prelude::*;
 
 /// A 4x4 grid with unit costs: plenty of equal-cost paths.

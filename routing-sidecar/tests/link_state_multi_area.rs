@@ -2,13 +2,11 @@
 //! multi-parent area, summary filters and compression. Summaries must reach
 //! exactly the permitted areas and never leak into the others.
 
-mod link_state_sim;
-
 use std::collections::BTreeSet;
 
 use fabric_core::{DestinationId, NodeId};
 use fabric_link_state::{AreaId, AreaPair, LinkStateConfig, LinkStateInput, LocalDestination, RouteScope};
-use link_state_sim::LinkStateNet;
+use fabric_testkit::link_state_sim::LinkStateNet;
 
 /// Areas:
 /// - `core`: c1 c2 c3 + abr1 abr2 (parent of edge-a, edge-b, dmz);

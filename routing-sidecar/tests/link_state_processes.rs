@@ -4,10 +4,8 @@
 //! fallback to path-vector in `preferLinkState`, none in `linkStateOnly`,
 //! and destinations served by another node answered by link-state.
 
-mod processes;
-
-use processes::{eventually, scratch};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use fabric_core::config::{LinkStateAreaMembership, LocalRoute};
@@ -16,12 +14,13 @@ use fabric_core::{NodeId, SidecarConfig};
 use fabric_engine::sim::Topology;
 use fabric_link_state::{LinkStateConfig, RoutingMode};
 use fabric_sidecar::runtime::lab::{Lab, SidecarProcess};
+use fabric_testkit::process::{scratch, sidecar_exe};
+use fabric_testkit::wait::eventually;
 use serde_json::Value;
 
-const EXE: &str = env!("CARGO_BIN_EXE_routing-sidecar");
-
 fn exe() -> &'static Path {
-    Path::new(EXE)
+    static EXE: LazyLock<PathBuf> = LazyLock::new(sidecar_exe);
+    &EXE
 }
 
 /// An equal-cost diamond of link-state nodes, and `legacy`, a path-vector

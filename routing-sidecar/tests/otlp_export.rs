@@ -2,14 +2,17 @@
 //! 127.0.0.1:0) records what real `routing-sidecar run` processes send it.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fabric_core::SidecarConfig;
 use fabric_core::stats::RejectReason;
 use fabric_engine::sim::Topology;
 use fabric_sidecar::runtime::lab::{Lab, SidecarProcess};
+use fabric_testkit::process::{scratch_in, sidecar_exe};
+use fabric_testkit::wait::wait_for;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -21,18 +24,16 @@ use opentelemetry_proto::tonic::metrics::v1::{NumberDataPoint, metric, number_da
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::net::TcpListener;
 
-const EXE: &str = env!("CARGO_BIN_EXE_routing-sidecar");
 /// Spans leave in batches every 5 s (the SDK's default schedule).
 const DEADLINE: Duration = Duration::from_secs(15);
 
 fn exe() -> &'static Path {
-    Path::new(EXE)
+    static EXE: LazyLock<PathBuf> = LazyLock::new(sidecar_exe);
+    &EXE
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fabric-otlp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    scratch_in(&std::env::temp_dir(), &format!("fabric-otlp-{name}"))
 }
 
 /// Records every export request and counts the TCP connections accepted.
@@ -184,13 +185,9 @@ fn attribute<'a>(attributes: &'a [(String, String)], key: &str) -> Option<&'a st
     attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Polls `check` until it holds; fails with `what` and `detail()` after `limit`.
-async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool, detail: impl Fn() -> String) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}; {}", detail());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits until `check` holds; fails with `what` and `detail()` after `limit`.
+async fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool, detail: impl Fn() -> String) {
+    wait_for(what, limit, || std::future::ready(if check() { Ok(()) } else { Err(detail()) })).await
 }
 
 fn pair() -> Topology {

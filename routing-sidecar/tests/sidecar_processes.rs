@@ -1,10 +1,8 @@
 //! Multi-process tests: real `routing-sidecar` processes on 127.0.0.1 with
 //! OS-chosen ports, wired through their local APIs.
 
-mod processes;
-
-use processes::{eventually, scratch};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,14 +14,15 @@ use fabric_engine::sim::Topology;
 use fabric_sidecar::runtime::lab::{Lab, SidecarProcess};
 use fabric_sidecar::runtime::state_dir::SigningKeyFile;
 use fabric_sidecar::runtime::tls::{PeerTls, TlsFiles};
+use fabric_testkit::process::{scratch, sidecar_exe};
+use fabric_testkit::wait::eventually;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-const EXE: &str = env!("CARGO_BIN_EXE_routing-sidecar");
-
 fn exe() -> &'static Path {
-    Path::new(EXE)
+    static EXE: LazyLock<PathBuf> = LazyLock::new(sidecar_exe);
+    &EXE
 }
 
 fn topology(yaml: &str) -> Topology {

@@ -1,4 +1,4 @@
-//! The fabric topology both operator benches compile, and machine helpers.
+//! The fabric topology both operator benches compile.
 //!
 //! One namespace, `fabric`. Sidecar `i` is node `node-NNNN` (pod
 //! `sidecar-NNNN`) with labels spread over 10 regions x 4 tiers x 5 racks;
@@ -15,7 +15,6 @@
 //! - four LinkStateAreas: `core` (the hubs), `west` and `east` (5 regions
 //!   each, children of `core`) and `lab` (one region's data tier, a child
 //!   of `west`).
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
@@ -328,60 +327,4 @@ pub fn assert_clean(compilation: &Compilation, sidecars: usize) {
         compilation.conditions.iter().filter(|(_, list)| list.iter().any(|c| c.is_notable())).collect();
     assert!(notable.is_empty(), "notable conditions: {notable:#?}");
     assert_eq!(compilation.sidecars.len(), sidecars, "one config per sidecar");
-}
-
-/// Process RSS and its peak, in KiB, from /proc/self/status.
-pub fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-pub fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-/// The CPU model from /proc/cpuinfo and the cores available.
-pub fn machine() -> (String, usize) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    (cpu, cores)
-}
-
-pub fn print_machine() {
-    let (cpu, cores) = machine();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-    println!("machine: {cpu}, {cores} cores available, load average {load}");
-}
-
-/// Median, and the whole sorted sample.
-pub fn sorted_ms(samples: &[std::time::Duration]) -> Vec<f64> {
-    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    ms.sort_by(f64::total_cmp);
-    ms
-}
-
-/// Nearest-rank percentile of a sorted sample.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }

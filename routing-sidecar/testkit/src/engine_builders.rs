@@ -1,5 +1,6 @@
-//! Builders shared by the engine tests.
-#![allow(dead_code)]
+//! What the engine tests and benches build: configs of node `self`,
+//! announcements and withdrawals, signing identities, and the bench
+//! workload of many neighbors advertising many destinations.
 
 use std::time::Duration;
 
@@ -123,4 +124,27 @@ pub fn trusted(node: &str, identity: &SigningIdentity) -> TrustedKey {
         valid_from: None,
         valid_until: None,
     }
+}
+
+/// Neighbor `i` of the benchmarked node.
+pub fn peer(i: usize) -> NodeId {
+    NodeId::from(format!("peer-{i}"))
+}
+
+/// The path neighbor `i` advertises for destination `d`: 2 to 4 hops,
+/// starting at the neighbor, through up to two of 64 transit nodes, ending
+/// at one of 2000 origins. Fresh strings, as the wire decoder produces them.
+pub fn workload_path(d: usize, i: usize) -> Vec<NodeId> {
+    let hops = 2 + (d + i) % 3;
+    let mut path = Vec::with_capacity(hops);
+    path.push(peer(i));
+    let transit = (d * 3 + i) % 64;
+    if hops >= 3 {
+        path.push(NodeId::from(format!("transit-{transit}")));
+    }
+    if hops == 4 {
+        path.push(NodeId::from(format!("transit-{}", (transit + 1 + d % 7) % 64)));
+    }
+    path.push(NodeId::from(format!("origin-{}", d % 2000)));
+    path
 }

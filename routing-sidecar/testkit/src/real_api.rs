@@ -1,5 +1,5 @@
-//! What the real-API tests share (fabric-envtest): installing the CRDs and
-//! finding the workspace's files.
+//! What the operator's real-API tests share (fabric-envtest): installing
+//! the CRDs and finding the workspace's files and tools.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,11 +7,12 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 
-use super::wait_for;
+use crate::wait::wait_for;
 
-/// The repository root.
+/// The repository root (this crate lives in `routing-sidecar/testkit/`).
 pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
+    let testkit = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    testkit.ancestors().nth(2).expect("workspace").to_owned()
 }
 
 /// Held while a test changes the CRDs of its server (an older CRD to store

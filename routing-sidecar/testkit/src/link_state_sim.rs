@@ -7,8 +7,6 @@
 //! order; a round stands for one gossip interval. Each receiver handles all
 //! updates of a round as one batch (one SPF run at most per area).
 
-#![allow(dead_code)] // each test crate uses a different part
-
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
