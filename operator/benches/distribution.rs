@@ -466,7 +466,7 @@ mod clients {
     use fabric_testkit::machine::rss_kib;
     use fabric_testkit::operator_topology::{self as topology, env_usize};
 
-    pub fn run() {
+    pub(super) fn run() {
         let addr = std::env::var("FABRIC_BENCH_ADDR").expect("FABRIC_BENCH_ADDR");
         let streams = env_usize("FABRIC_BENCH_STREAMS", 1);
         let per_connection = env_usize("FABRIC_BENCH_STREAMS_PER_CONNECTION", 1).max(1);

@@ -9,7 +9,7 @@ use fabric_sidecar::runtime::lab::Lab;
 use crate::DEFAULT_TOPOLOGY;
 
 #[derive(clap::Args, Debug)]
-pub struct LabArgs {
+pub(crate) struct LabArgs {
     /// Topology YAML; the embedded example when absent.
     #[arg(long)]
     topology: Option<PathBuf>,
@@ -25,7 +25,7 @@ pub struct LabArgs {
     timeout: Duration,
 }
 
-pub fn run(args: LabArgs) -> Result<(), String> {
+pub(crate) fn run(args: LabArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(lab(args))
 }

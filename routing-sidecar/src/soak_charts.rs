@@ -17,7 +17,7 @@ const PATH_VECTOR_COLOR: RGBColor = RGBColor(31, 119, 180);
 const LINK_STATE_COLOR: RGBColor = RGBColor(230, 110, 0);
 
 #[derive(clap::Args, Debug)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     /// Nodes per fabric.
     #[arg(long, default_value_t = 1000)]
     nodes: usize,
@@ -56,7 +56,7 @@ pub struct SoakArgs {
     check: bool,
 }
 
-pub fn run(args: SoakArgs) -> Result<(), String> {
+pub(crate) fn run(args: SoakArgs) -> Result<(), String> {
     let topologies = args
         .topology
         .iter()
@@ -109,7 +109,7 @@ fn color(mode: Mode) -> RGBColor {
 }
 
 /// Writes convergence.png, messages.png and disturbed.png into `dir`.
-pub fn draw_all(report: &SoakReport, dir: &Path) -> DrawResult {
+pub(crate) fn draw_all(report: &SoakReport, dir: &Path) -> DrawResult {
     // Registering twice (a second report in one process) is harmless.
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     std::fs::create_dir_all(dir)?;

@@ -12,14 +12,14 @@ use fabric_core::time::Timestamp;
 /// (destination, next hop): the key of hold-down, dampening, epochs and
 /// candidates (a neighbor advertises at most one route per destination).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RouteKey {
+pub(crate) struct RouteKey {
     pub destination: DestIx,
     pub next_hop: NodeIx,
 }
 
 /// Why a stored candidate may not be selected right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ineligibility {
+pub(crate) enum Ineligibility {
     /// Security settings reject it (unsigned while required, or an
     /// advertiser outside `allowedAdvertisers`).
     Security(RejectReason),
@@ -30,7 +30,7 @@ pub enum Ineligibility {
 }
 
 impl Ineligibility {
-    pub fn reason(self) -> RejectReason {
+    pub(crate) fn reason(self) -> RejectReason {
         match self {
             Ineligibility::Security(reason) | Ineligibility::Policy(reason) => reason,
             Ineligibility::HeldDown => RejectReason::HoldDown,
@@ -40,23 +40,23 @@ impl Ineligibility {
 }
 
 /// Bit flags of a candidate.
-pub mod flags {
+pub(crate) mod flags {
     /// Originated by this node.
-    pub const LOCAL: u8 = 1 << 0;
+    pub(crate) const LOCAL: u8 = 1 << 0;
     /// Carried a signature that verified against a trusted key.
-    pub const SIGNED: u8 = 1 << 1;
+    pub(crate) const SIGNED: u8 = 1 << 1;
     /// Learned before the neighbor's graceful restart, not yet refreshed.
-    pub const STALE: u8 = 1 << 2;
+    pub(crate) const STALE: u8 = 1 << 2;
     /// A dry-run policy would have rejected it.
-    pub const DRY_RUN_FLAGGED: u8 = 1 << 3;
+    pub(crate) const DRY_RUN_FLAGGED: u8 = 1 << 3;
 }
 
 /// Path hops inline up to four (the common fabric depth) without a heap
 /// allocation.
-pub type Path = SmallVec<[NodeIx; 4]>;
+pub(crate) type Path = SmallVec<[NodeIx; 4]>;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub next_hop: NodeIx,
     pub tags: TagSetIx,
     /// As received: `path[0]` is the next hop, the last hop the origin.
@@ -74,11 +74,11 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    pub fn is(&self, flag: u8) -> bool {
+    pub(crate) fn is(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
 
-    pub fn set(&mut self, flag: u8, on: bool) {
+    pub(crate) fn set(&mut self, flag: u8, on: bool) {
         if on {
             self.flags |= flag;
         } else {
@@ -86,26 +86,26 @@ impl Candidate {
         }
     }
 
-    pub fn eligible(&self) -> bool {
+    pub(crate) fn eligible(&self) -> bool {
         self.ineligible.is_none()
     }
 
     /// Same route content (what a refresh must repeat exactly).
-    pub fn same_content(&self, other: &Candidate) -> bool {
+    pub(crate) fn same_content(&self, other: &Candidate) -> bool {
         self.path == other.path
             && self.metrics == other.metrics
             && self.hop_count == other.hop_count
             && self.tags == other.tags
     }
 
-    pub fn origin(&self) -> Option<NodeIx> {
+    pub(crate) fn origin(&self) -> Option<NodeIx> {
         self.path.last().copied()
     }
 }
 
 /// Everything stored about one destination.
 #[derive(Clone, Debug, Default)]
-pub struct DestinationEntry {
+pub(crate) struct DestinationEntry {
     pub candidates: Vec<Candidate>,
     /// Index into `candidates` of the selected route.
     pub best: Option<u32>,
@@ -119,7 +119,7 @@ pub struct DestinationEntry {
 /// Identity of a selected route for change detection: a new next hop, a
 /// new epoch (any re-announcement) or new effective metrics is a change.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     pub next_hop: NodeIx,
     pub epoch: u64,
     pub metrics: RouteMetrics,
@@ -127,7 +127,7 @@ pub struct Fingerprint {
 
 /// Work queued for the next flush of outgoing messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Pending {
+pub(crate) enum Pending {
     #[default]
     Nothing,
     /// Export decisions may have changed (policy reload, neighbor up).
@@ -137,11 +137,11 @@ pub enum Pending {
 }
 
 impl DestinationEntry {
-    pub fn best(&self) -> Option<&Candidate> {
+    pub(crate) fn best(&self) -> Option<&Candidate> {
         self.best.map(|i| &self.candidates[i as usize])
     }
 
-    pub fn position(&self, next_hop: NodeIx) -> Option<usize> {
+    pub(crate) fn position(&self, next_hop: NodeIx) -> Option<usize> {
         self.candidates.iter().position(|c| c.next_hop == next_hop)
     }
 }

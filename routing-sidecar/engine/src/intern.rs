@@ -14,12 +14,12 @@ macro_rules! index_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub u32);
+        pub(crate) struct $name(pub(crate) u32);
 
         impl $name {
             // Not every index type is used to index a vector.
             #[allow(dead_code)]
-            pub fn index(self) -> usize {
+            pub(crate) fn index(self) -> usize {
                 self.0 as usize
             }
         }
@@ -41,7 +41,7 @@ index_type!(
 
 /// Interns ids of one kind.
 #[derive(Clone, Debug)]
-pub struct Interner<Id> {
+pub(crate) struct Interner<Id> {
     ids: Vec<Id>,
     index: HashMap<Id, u32>,
 }
@@ -53,7 +53,7 @@ impl<Id> Default for Interner<Id> {
 }
 
 impl<Id: Clone + Eq + std::hash::Hash + std::borrow::Borrow<str>> Interner<Id> {
-    pub fn intern(&mut self, id: &Id) -> u32 {
+    pub(crate) fn intern(&mut self, id: &Id) -> u32 {
         // By id, not by text: ids are shared strings whose equality first
         // compares pointers, so a clone of the interned id (every id a
         // session shares, for the session that brought it) skips the text
@@ -67,34 +67,34 @@ impl<Id: Clone + Eq + std::hash::Hash + std::borrow::Borrow<str>> Interner<Id> {
         ix
     }
 
-    pub fn get(&self, name: &str) -> Option<u32> {
+    pub(crate) fn get(&self, name: &str) -> Option<u32> {
         self.index.get(name).copied()
     }
 
-    pub fn resolve(&self, ix: u32) -> &Id {
+    pub(crate) fn resolve(&self, ix: u32) -> &Id {
         &self.ids[ix as usize]
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ids.len()
     }
 }
 
 /// Node ids with typed indices.
 #[derive(Clone, Debug, Default)]
-pub struct Nodes(Interner<NodeId>);
+pub(crate) struct Nodes(Interner<NodeId>);
 
 impl Nodes {
-    pub fn intern(&mut self, id: &NodeId) -> NodeIx {
+    pub(crate) fn intern(&mut self, id: &NodeId) -> NodeIx {
         NodeIx(self.0.intern(id))
     }
-    pub fn get(&self, name: &str) -> Option<NodeIx> {
+    pub(crate) fn get(&self, name: &str) -> Option<NodeIx> {
         self.0.get(name).map(NodeIx)
     }
-    pub fn resolve(&self, ix: NodeIx) -> &NodeId {
+    pub(crate) fn resolve(&self, ix: NodeIx) -> &NodeId {
         self.0.resolve(ix.0)
     }
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 }
@@ -102,13 +102,13 @@ impl Nodes {
 /// Destination ids with typed indices. Their own index (not `Interner`):
 /// the engine looks destinations up a window at a time (`get_many`).
 #[derive(Default)]
-pub struct Destinations {
+pub(crate) struct Destinations {
     ids: Vec<DestinationId>,
     index: NameIndex,
 }
 
 impl Destinations {
-    pub fn intern(&mut self, id: &DestinationId) -> DestIx {
+    pub(crate) fn intern(&mut self, id: &DestinationId) -> DestIx {
         if let Some(ix) = self.get(id.as_str()) {
             return ix;
         }
@@ -117,18 +117,18 @@ impl Destinations {
         self.index.insert(&self.ids, ix);
         ix
     }
-    pub fn get(&self, name: &str) -> Option<DestIx> {
+    pub(crate) fn get(&self, name: &str) -> Option<DestIx> {
         self.index.get(&self.ids, name)
     }
     /// `found[k]`: the index of `wanted[k]`, as `get` would answer, for up
     /// to `name_index::MANY` names at once.
-    pub fn get_many(&self, wanted: &[Option<&str>], found: &mut [Option<DestIx>]) {
+    pub(crate) fn get_many(&self, wanted: &[Option<&str>], found: &mut [Option<DestIx>]) {
         self.index.get_many(&self.ids, wanted, found);
     }
-    pub fn resolve(&self, ix: DestIx) -> &DestinationId {
+    pub(crate) fn resolve(&self, ix: DestIx) -> &DestinationId {
         &self.ids[ix.index()]
     }
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ids.len()
     }
 }
@@ -143,7 +143,7 @@ impl Destinations {
 /// freed index is reused, so indices stay dense. The empty set is never
 /// freed.
 #[derive(Clone, Debug)]
-pub struct TagSets {
+pub(crate) struct TagSets {
     sets: Vec<Arc<[Tag]>>,
     index: HashMap<Arc<[Tag]>, u32>,
     /// Stored candidates per set, by index.
@@ -166,12 +166,12 @@ impl Default for TagSets {
 }
 
 impl TagSets {
-    pub const EMPTY: TagSetIx = TagSetIx(0);
+    pub(crate) const EMPTY: TagSetIx = TagSetIx(0);
 
     /// Interns `tags` as a set (sorted, de-duplicated). A new set has no
     /// reference: it is freed at the next sweep unless a candidate stored
     /// by then `acquire`s it.
-    pub fn intern(&mut self, tags: &[Tag]) -> TagSetIx {
+    pub(crate) fn intern(&mut self, tags: &[Tag]) -> TagSetIx {
         if tags.is_empty() {
             return Self::EMPTY;
         }
@@ -204,17 +204,17 @@ impl TagSets {
         TagSetIx(ix)
     }
 
-    pub fn resolve(&self, ix: TagSetIx) -> &Arc<[Tag]> {
+    pub(crate) fn resolve(&self, ix: TagSetIx) -> &Arc<[Tag]> {
         &self.sets[ix.index()]
     }
 
     /// A stored candidate uses `ix`.
-    pub fn acquire(&mut self, ix: TagSetIx) {
+    pub(crate) fn acquire(&mut self, ix: TagSetIx) {
         self.refs[ix.index()] += 1;
     }
 
     /// A stored candidate that used `ix` is gone.
-    pub fn release(&mut self, ix: TagSetIx) {
+    pub(crate) fn release(&mut self, ix: TagSetIx) {
         let refs = &mut self.refs[ix.index()];
         *refs = refs.checked_sub(1).expect("released a tag set more often than acquired");
         if *refs == 0 && ix != Self::EMPTY {
@@ -225,7 +225,7 @@ impl TagSets {
     /// Frees every set without a reference. Only sound where no index is
     /// held outside the stored candidates (between inputs, not during one).
     /// Returns how many sets were freed.
-    pub fn sweep(&mut self) -> usize {
+    pub(crate) fn sweep(&mut self) -> usize {
         let mut freed = 0;
         for ix in std::mem::take(&mut self.unreferenced) {
             let slot = ix as usize;
@@ -243,17 +243,17 @@ impl TagSets {
     }
 
     /// Sets held now (the empty one included), freed ones not counted.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sets.len() - self.free.len()
     }
 
     /// Stored candidates per set, for the invariant check.
-    pub fn references(&self, ix: TagSetIx) -> u32 {
+    pub(crate) fn references(&self, ix: TagSetIx) -> u32 {
         self.refs[ix.index()]
     }
 
     /// Indices of the sets held now.
-    pub fn live(&self) -> impl Iterator<Item = TagSetIx> + '_ {
+    pub(crate) fn live(&self) -> impl Iterator<Item = TagSetIx> + '_ {
         (0..self.sets.len()).filter(|&i| i == 0 || !self.sets[i].is_empty()).map(|i| TagSetIx(i as u32))
     }
 }

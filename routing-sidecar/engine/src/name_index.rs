@@ -26,7 +26,7 @@ struct Slot {
 }
 
 /// The index over `names` (owned by the caller, in index order).
-pub struct NameIndex {
+pub(crate) struct NameIndex {
     /// Open addressing with linear probing, a power of two long and at
     /// most half full, so that probes stay short.
     slots: Vec<Slot>,
@@ -41,10 +41,10 @@ impl Default for NameIndex {
 }
 
 /// Names looked up together by `get_many` (a look-ahead window).
-pub const MANY: usize = 16;
+pub(crate) const MANY: usize = 16;
 
 impl NameIndex {
-    pub fn hash(&self, name: &str) -> u64 {
+    pub(crate) fn hash(&self, name: &str) -> u64 {
         self.hasher.hash_one(name)
     }
 
@@ -76,17 +76,17 @@ impl NameIndex {
     }
 
     /// The index of `name` (whose hash is `hash`) among `names`.
-    pub fn get_hashed(&self, names: &[DestinationId], name: &str, hash: u64) -> Option<DestIx> {
+    pub(crate) fn get_hashed(&self, names: &[DestinationId], name: &str, hash: u64) -> Option<DestIx> {
         self.probe(hash, |index| names[index as usize].as_str() == name).map(DestIx)
     }
 
-    pub fn get(&self, names: &[DestinationId], name: &str) -> Option<DestIx> {
+    pub(crate) fn get(&self, names: &[DestinationId], name: &str) -> Option<DestIx> {
         self.get_hashed(names, name, self.hash(name))
     }
 
     /// Adds `names[index]`, the newest name (the ones before it are in
     /// the index already).
-    pub fn insert(&mut self, names: &[DestinationId], index: DestIx) {
+    pub(crate) fn insert(&mut self, names: &[DestinationId], index: DestIx) {
         if (index.index() + 1) * 2 > self.slots.len() {
             self.grow(&names[..index.index()]);
         }
@@ -112,7 +112,7 @@ impl NameIndex {
     /// `wanted[k]` (`None` for no name or an unknown one). The same
     /// answers as `get` one by one, with the cache misses of the whole
     /// window overlapped (see the module doc).
-    pub fn get_many(&self, names: &[DestinationId], wanted: &[Option<&str>], found: &mut [Option<DestIx>]) {
+    pub(crate) fn get_many(&self, names: &[DestinationId], wanted: &[Option<&str>], found: &mut [Option<DestIx>]) {
         let mut hashes = [0u64; MANY];
         // Stages 1 to 3 only bring lines into cache; what they read is summed
         // into `touched` and passed to `black_box`, so that the loads are kept.

@@ -39,7 +39,7 @@ pub(super) struct Compiled {
 }
 
 impl Compiled {
-    pub fn build(config: &SidecarConfig, nodes: &mut Nodes) -> Result<Self, ConfigError> {
+    pub(crate) fn build(config: &SidecarConfig, nodes: &mut Nodes) -> Result<Self, ConfigError> {
         let keys = config.key_registry()?;
         let mut neighbors: Vec<NeighborSlot> = config
             .neighbors
@@ -73,19 +73,19 @@ impl Compiled {
         })
     }
 
-    pub fn slot(&self, ix: NodeIx) -> Option<&NeighborSlot> {
+    pub(crate) fn slot(&self, ix: NodeIx) -> Option<&NeighborSlot> {
         self.slot_of.get(ix.index()).copied().flatten().map(|i| &self.neighbors[i as usize])
     }
 
-    pub fn link(&self, ix: NodeIx) -> LinkMetrics {
+    pub(crate) fn link(&self, ix: NodeIx) -> LinkMetrics {
         self.slot(ix).map(|s| s.link).unwrap_or_default()
     }
 
-    pub fn import_for(&self, ix: NodeIx) -> &CompiledPolicy {
+    pub(crate) fn import_for(&self, ix: NodeIx) -> &CompiledPolicy {
         self.slot(ix).and_then(|s| s.import.as_ref()).unwrap_or(&self.import)
     }
 
-    pub fn export_for(&self, ix: NodeIx) -> &CompiledPolicy {
+    pub(crate) fn export_for(&self, ix: NodeIx) -> &CompiledPolicy {
         self.slot(ix).and_then(|s| s.export.as_ref()).unwrap_or(&self.export)
     }
 }

@@ -41,7 +41,7 @@ impl From<TieBreaker> for Criterion {
 
 /// A candidate's metrics as seen from this node: received metrics plus the
 /// link to the next hop.
-pub fn effective_metrics(candidate: &Candidate, link: LinkMetrics) -> RouteMetrics {
+pub(crate) fn effective_metrics(candidate: &Candidate, link: LinkMetrics) -> RouteMetrics {
     if candidate.is(flags::LOCAL) {
         return candidate.metrics;
     }
@@ -54,14 +54,14 @@ pub fn effective_metrics(candidate: &Candidate, link: LinkMetrics) -> RouteMetri
 
 /// What selection compares.
 #[derive(Clone, Copy, Debug)]
-pub struct Ranked<'a> {
+pub(crate) struct Ranked<'a> {
     pub candidate: &'a Candidate,
     pub metrics: RouteMetrics,
 }
 
 /// Compares `a` with `b`: `Less` means `a` is preferred. Also returns the
 /// criterion that decided.
-pub fn compare(a: &Ranked<'_>, b: &Ranked<'_>, order: &[TieBreaker], nodes: &Nodes) -> (Ordering, Criterion) {
+pub(crate) fn compare(a: &Ranked<'_>, b: &Ranked<'_>, order: &[TieBreaker], nodes: &Nodes) -> (Ordering, Criterion) {
     let local = b.candidate.is(flags::LOCAL).cmp(&a.candidate.is(flags::LOCAL));
     if local != Ordering::Equal {
         return (local, Criterion::LocalOrigin);
@@ -96,7 +96,7 @@ fn by(criterion: Criterion, a: &Ranked<'_>, b: &Ranked<'_>, nodes: &Nodes) -> Or
 }
 
 /// Human-readable reason `loser` lost to `winner` on `criterion`.
-pub fn loss_detail(criterion: Criterion, winner: &Ranked<'_>, loser: &Ranked<'_>, nodes: &Nodes) -> String {
+pub(crate) fn loss_detail(criterion: Criterion, winner: &Ranked<'_>, loser: &Ranked<'_>, nodes: &Nodes) -> String {
     match criterion {
         Criterion::LocalOrigin => "the winner is originated by this node".into(),
         Criterion::Score => format!("cost {} > {}", loser.metrics.cost, winner.metrics.cost),

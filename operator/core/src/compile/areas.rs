@@ -245,7 +245,7 @@ fn cycles(parents: &BTreeMap<AreaId, Vec<AreaId>>) -> Vec<Vec<AreaId>> {
 
 impl AreaPlan<'_> {
     /// The link-state config of `sidecar`, when it is a member of an area.
-    pub fn for_sidecar(
+    pub(super) fn for_sidecar(
         &self,
         sidecar: &SidecarInfo,
         require_signatures: bool,

@@ -74,7 +74,7 @@ impl RouteFilter {
 
 /// An export policy that advertises nothing (a receive-only neighbor).
 /// Always enforced: targeting is not a filter to audit.
-pub fn advertise_nothing() -> EnginePolicy {
+pub(super) fn advertise_nothing() -> EnginePolicy {
     EnginePolicy {
         destinations: EngineMatchList { allow: Some(Vec::new()), deny: Vec::new() },
         ..EnginePolicy::default()

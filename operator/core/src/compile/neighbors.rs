@@ -48,7 +48,7 @@ pub(crate) fn resolve<'a>(index: &'a Index, report: &mut Report) -> Vec<Resolved
 
 impl ResolvedNeighborPolicy<'_> {
     /// The namespace and selector of the sidecars it applies to.
-    pub fn selector(&self) -> (&str, &LabelSelector) {
+    pub(super) fn selector(&self) -> (&str, &LabelSelector) {
         (&self.key.namespace, &self.spec.sidecar_selector)
     }
 }

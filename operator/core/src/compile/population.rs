@@ -27,7 +27,7 @@ pub(crate) struct Population<'a> {
 
 impl<'a> Population<'a> {
     /// Indexes `members`; positions follow the iteration order.
-    pub fn new(members: impl IntoIterator<Item = &'a SidecarInfo>) -> Self {
+    pub(crate) fn new(members: impl IntoIterator<Item = &'a SidecarInfo>) -> Self {
         let members: Vec<&SidecarInfo> = members.into_iter().collect();
         let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut by_label: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
@@ -42,7 +42,7 @@ impl<'a> Population<'a> {
 
     /// The positions of the members of `namespace` that `selector` selects,
     /// ascending.
-    pub fn select(&self, namespace: &str, selector: &LabelSelector) -> Vec<usize> {
+    pub(crate) fn select(&self, namespace: &str, selector: &LabelSelector) -> Vec<usize> {
         let Some(mut narrowest) = self.by_namespace.get(namespace) else {
             return Vec::new();
         };
@@ -65,7 +65,10 @@ impl<'a> Population<'a> {
 
     /// For every member (by position), the positions of the `selectors`
     /// (namespace, selector) that select it, ascending.
-    pub fn selections<'s>(&self, selectors: impl IntoIterator<Item = (&'s str, &'s LabelSelector)>) -> Vec<Vec<usize>> {
+    pub(crate) fn selections<'s>(
+        &self,
+        selectors: impl IntoIterator<Item = (&'s str, &'s LabelSelector)>,
+    ) -> Vec<Vec<usize>> {
         let mut per_member = vec![Vec::new(); self.members.len()];
         for (position, (namespace, selector)) in selectors.into_iter().enumerate() {
             for member in self.select(namespace, selector) {
@@ -75,7 +78,7 @@ impl<'a> Population<'a> {
         per_member
     }
 
-    pub fn member(&self, position: usize) -> &'a SidecarInfo {
+    pub(crate) fn member(&self, position: usize) -> &'a SidecarInfo {
         self.members[position]
     }
 }

@@ -45,7 +45,7 @@ pub(crate) struct Report {
 
 impl Report {
     /// The object breaks validation rules and is left out entirely.
-    pub fn invalid(&mut self, object: ObjectKey, violations: Vec<Violation>) {
+    pub(super) fn invalid(&mut self, object: ObjectKey, violations: Vec<Violation>) {
         for violation in &violations {
             self.problems.push(Problem {
                 severity: Severity::Error,
@@ -60,7 +60,7 @@ impl Report {
     }
 
     /// The object is valid on its own but refused in context.
-    pub fn refuse(&mut self, object: ObjectKey, reason: &'static str, message: String) {
+    pub(super) fn refuse(&mut self, object: ObjectKey, reason: &'static str, message: String) {
         self.problems.push(Problem {
             severity: Severity::Error,
             object: Some(object.clone()),
@@ -74,7 +74,7 @@ impl Report {
 
     /// Records a collision between `parties` (all get a Conflict condition
     /// naming the others); `winner` is the one that applies.
-    pub fn conflict(
+    pub(super) fn conflict(
         &mut self,
         reason: &'static str,
         subject: &str,
@@ -90,12 +90,12 @@ impl Report {
         }
     }
 
-    pub fn missing_neighbor(&mut self, object: &ObjectKey, node_id: &str, sidecar: &NodeId) {
+    pub(super) fn missing_neighbor(&mut self, object: &ObjectKey, node_id: &str, sidecar: &NodeId) {
         let missing = self.missing_neighbors.entry(object.clone()).or_default();
         missing.entry(node_id.to_owned()).or_default().insert(sidecar.clone());
     }
 
-    pub fn degraded(
+    pub(super) fn degraded(
         &mut self,
         object: &ObjectKey,
         reason: &'static str,
@@ -105,7 +105,7 @@ impl Report {
         self.degraded.entry(object.clone()).or_default().insert(DegradedNote { reason, message, related });
     }
 
-    pub fn contributes(&mut self, object: &ObjectKey, sidecar: &NodeId) {
+    pub(super) fn contributes(&mut self, object: &ObjectKey, sidecar: &NodeId) {
         // No key clone when the object is known (the usual case: it is
         // called once per object per sidecar).
         match self.contributions.get_mut(object) {
@@ -119,17 +119,17 @@ impl Report {
     }
 
     /// `object` shapes every one of `sidecars` (given in node-id order).
-    pub fn contributes_to_all<'a>(&mut self, object: &ObjectKey, sidecars: impl Iterator<Item = &'a NodeId>) {
+    pub(super) fn contributes_to_all<'a>(&mut self, object: &ObjectKey, sidecars: impl Iterator<Item = &'a NodeId>) {
         self.contributions.entry(object.clone()).or_default().extend(sidecars.cloned());
     }
 
-    pub fn problem(&mut self, problem: Problem) {
+    pub(super) fn problem(&mut self, problem: Problem) {
         self.problems.push(problem);
     }
 
     /// The compiled config of `sidecar` failed validation: a problem, and a
     /// Degraded condition on every object that shaped it.
-    pub fn invalid_sidecar_config(
+    pub(super) fn invalid_sidecar_config(
         &mut self,
         sidecar: &NodeId,
         sources: &BTreeSet<ObjectKey>,
@@ -155,7 +155,7 @@ impl Report {
 
     /// Builds the conditions of every object in `objects` (with its
     /// generation) and the final compilation.
-    pub fn finish(
+    pub(super) fn finish(
         mut self,
         objects: Vec<(ObjectKey, Option<i64>)>,
         sidecars: BTreeMap<NodeId, CompiledSidecar>,

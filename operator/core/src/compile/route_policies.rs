@@ -97,12 +97,12 @@ pub(crate) fn select<'p, 'a>(
 
 impl ResolvedRoutePolicy<'_> {
     /// The namespace and selector of the sidecars it applies to.
-    pub fn selector(&self) -> (&str, &LabelSelector) {
+    pub(super) fn selector(&self) -> (&str, &LabelSelector) {
         (&self.key.namespace, &self.spec.sidecar_selector)
     }
 
     /// Writes this policy's part of the config.
-    pub fn apply(&self, config: &mut SidecarConfig) {
+    pub(super) fn apply(&self, config: &mut SidecarConfig) {
         let spec = self.spec;
         config.import_policy = spec.import.to_engine_policy(spec.mode);
         config.export_policy = spec.export.to_engine_policy(spec.mode);
