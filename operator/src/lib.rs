@@ -9,16 +9,16 @@
 //! `docs/operator.md`; no module imports one that imports it
 //! (`tests/module_graph.rs`).
 
-pub mod admin_http;
+mod admin_http;
 pub mod cluster;
 pub mod distribution;
 pub mod identity_flags;
 pub mod kubernetes;
-pub mod listener;
+mod listener;
 pub mod local;
 pub mod metrics;
 pub mod plugin;
 pub mod rotation;
-pub mod shutdown;
+mod shutdown;
 pub mod tls;
 pub mod webhook;

@@ -27,7 +27,7 @@ pub enum ListenError {
 
 /// Binds `addr` and returns the listener with the address it got (the
 /// port the OS chose for port 0).
-pub async fn bind(listener: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ListenError> {
+pub(crate) async fn bind(listener: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ListenError> {
     let bound = TcpListener::bind(addr).await.map_err(|source| ListenError::Bind { listener, addr, source })?;
     let local = bound.local_addr().map_err(|source| ListenError::LocalAddr { listener, source })?;
     Ok((bound, local))

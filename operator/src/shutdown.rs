@@ -1,7 +1,7 @@
 //! When to stop: SIGTERM (what the kubelet sends) or Ctrl-C.
 
 /// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

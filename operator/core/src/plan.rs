@@ -28,7 +28,7 @@ const MAX_ROUNDS: usize = 100_000;
 
 /// `before` with every object and sidecar of `change` put in (created or
 /// replaced), as `kubectl apply -f change` would.
-pub fn overlay(before: &Index, change: &Index) -> Index {
+pub(crate) fn overlay(before: &Index, change: &Index) -> Index {
     fn put<K: Indexed>(into: &mut Index, from: &Index) {
         for (_, object) in from.objects::<K>() {
             // Objects of `from` passed the same index once: they apply.
@@ -182,7 +182,7 @@ fn trusted(compilation: &Compilation, node: &NodeId) -> BTreeSet<String> {
 }
 
 /// What changing `before` into `after` does, compiled with `identity`.
-pub fn plan(before: &Index, after: &Index, identity: &Settings) -> (Plan, Compilation) {
+pub(crate) fn plan(before: &Index, after: &Index, identity: &Settings) -> (Plan, Compilation) {
     let (old, new) = (compile_with(before, identity), compile_with(after, identity));
     let (was, will) = (simulate(&old), simulate(&new));
     let empty = Outcome::default();

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
-pub type Labels = BTreeMap<String, String>;
+pub(crate) type Labels = BTreeMap<String, String>;
 
 fn requirement_holds(requirement: &LabelSelectorRequirement, labels: &Labels) -> bool {
     let value = labels.get(&requirement.key);
@@ -30,7 +30,7 @@ fn requirement_holds(requirement: &LabelSelectorRequirement, labels: &Labels) ->
 }
 
 /// Whether `selector` selects an object with `labels`.
-pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
+pub(crate) fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
     let labels_hold =
         selector.match_labels.iter().flatten().all(|(key, value)| labels.get(key).is_some_and(|v| v == value));
     labels_hold && selector.match_expressions.iter().flatten().all(|r| requirement_holds(r, labels))

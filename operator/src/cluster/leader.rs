@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The Lease name.
-pub const LEASE_NAME: &str = "fabric-operator";
+pub(super) const LEASE_NAME: &str = "fabric-operator";
 /// The lease is valid this long after its last renewal; a standby takes
 /// over at most about this long after the leader died.
 const LEASE_SECONDS: u64 = 15;
@@ -53,7 +53,7 @@ pub enum LeaseLost {
 }
 
 /// The held Lease.
-pub struct Leadership {
+pub(super) struct Leadership {
     receiver: watch::Receiver<bool>,
     task: JoinHandle<kube_lease_manager::Result<LeaseManager>>,
     lease: String,
@@ -66,7 +66,7 @@ pub struct Leadership {
 /// shutdown. So the standby also watches the Lease, and when it sees it
 /// released it looks again at once with a fresh manager (whose state is
 /// read anew): a rolling update hands over in well under a second.
-pub async fn acquire(client: Client, namespace: &str, identity: &str) -> Result<Leadership, LeaderError> {
+pub(super) async fn acquire(client: Client, namespace: &str, identity: &str) -> Result<Leadership, LeaderError> {
     let lease = format!("{namespace}/{LEASE_NAME}");
     let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
     tracing::info!(lease, identity, "waiting for leadership");
@@ -124,7 +124,7 @@ async fn released(leases: &Api<Lease>, identity: &str) {
 impl Leadership {
     /// Completes when the Lease is lost (another replica holds it, or the
     /// lease manager stopped), with the reason.
-    pub async fn lost(&mut self) -> LeaseLost {
+    pub(super) async fn lost(&mut self) -> LeaseLost {
         loop {
             if self.receiver.changed().await.is_err() {
                 return LeaseLost::ManagerStopped { lease: self.lease.clone() };
@@ -136,7 +136,7 @@ impl Leadership {
     }
 
     /// Releases the Lease (shutdown).
-    pub async fn release(self) {
+    pub(super) async fn release(self) {
         drop(self.receiver); // the manager releases the Lease when its channel closes
         match tokio::time::timeout(RELEASE_TIMEOUT, self.task).await {
             Ok(Ok(Ok(_))) => tracing::info!(lease = self.lease, "Lease released"),

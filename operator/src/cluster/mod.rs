@@ -17,10 +17,10 @@
 //!   ([`crate::distribution::auth::TokenReview`]) and a Hello must name the
 //!   pod its token was issued to.
 
-pub mod leader;
-pub mod peer_ca_secret;
+mod leader;
+mod peer_ca_secret;
 pub mod status_writer;
-pub mod watch;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

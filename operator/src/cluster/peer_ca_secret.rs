@@ -60,7 +60,7 @@ fn text<'a>(secret: &'a Secret, key: &'static str) -> Result<&'a str, PeerCaSecr
 
 /// The CA in Secret `name` of `namespace`, created (with a new CA) when it
 /// does not exist.
-pub async fn load_or_create(
+pub(super) async fn load_or_create(
     client: Client,
     namespace: &str,
     name: &str,

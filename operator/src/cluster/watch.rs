@@ -28,7 +28,7 @@ use fabric_operator_core::names::{DEFAULT_PEER_PORT, PEER_PORT_ANNOTATION, SIDEC
 /// How one watched kind goes into the index. `issues` collects what could
 /// not be indexed (the caller logs and counts them: nothing is dropped
 /// silently).
-pub trait Watched: Sized {
+pub(super) trait Watched: Sized {
     const KIND: &'static str;
     /// A watch `Apply`: insert or update. Returns whether the index changed.
     fn upsert(self, index: &mut Index, issues: &mut Vec<String>) -> bool;
@@ -95,7 +95,7 @@ impl<K: Indexed + kube::Resource<DynamicType = ()>> Watched for Lenient<K> {
 /// else `<podIP>:<port>` with the port from `routing.fabric.dev/peer-port`
 /// (default [`DEFAULT_PEER_PORT`]). An unparsable port leaves the sidecar
 /// without an address (neighbors then get none for it) and is an issue.
-pub fn sidecar_from_pod(pod: &Pod, issues: &mut Vec<String>) -> Option<SidecarInfo> {
+pub(super) fn sidecar_from_pod(pod: &Pod, issues: &mut Vec<String>) -> Option<SidecarInfo> {
     let metadata = &pod.metadata;
     let labelled = metadata.labels.as_ref().and_then(|l| l.get(SIDECAR_LABEL)).is_some_and(|v| v == "true");
     if !labelled || metadata.deletion_timestamp.is_some() {
@@ -186,7 +186,7 @@ impl Watched for Pod {
 /// re-list being buffered, whether a first list completed, and the issues
 /// not yet logged.
 #[derive(Debug)]
-pub struct WatchState<K> {
+pub(super) struct WatchState<K> {
     relist: Option<Vec<K>>,
     /// A complete list (`InitDone`) was applied at least once.
     pub synced: bool,
@@ -205,7 +205,7 @@ impl<K> Default for WatchState<K> {
 /// `InitDone` as one [`Watched::replace`], so a re-list is one change (and
 /// objects deleted while the watch was down disappear), and the index never
 /// holds half a list.
-pub fn apply_event<K: Watched>(index: &mut Index, state: &mut WatchState<K>, event: Event<K>) -> bool {
+pub(super) fn apply_event<K: Watched>(index: &mut Index, state: &mut WatchState<K>, event: Event<K>) -> bool {
     match event {
         Event::Apply(object) => object.upsert(index, &mut state.issues),
         Event::Delete(object) => object.remove(index, &mut state.issues),
@@ -230,7 +230,7 @@ pub fn apply_event<K: Watched>(index: &mut Index, state: &mut WatchState<K>, eve
 // Events move once through a channel, one at a time: boxing the pod variant
 // would cost an allocation per event to save a copy of 2 KB.
 #[allow(clippy::large_enum_variant)]
-pub enum WatchEvent {
+pub(super) enum WatchEvent {
     RoutePolicy(Event<Lenient<RoutePolicy>>),
     NeighborPolicy(Event<Lenient<NeighborPolicy>>),
     RouteKey(Event<Lenient<RouteKey>>),
@@ -240,7 +240,7 @@ pub enum WatchEvent {
 
 /// The index and the watch state of every kind.
 #[derive(Debug, Default)]
-pub struct Watches {
+pub(super) struct Watches {
     index: Index,
     route_policies: WatchState<Lenient<RoutePolicy>>,
     neighbor_policies: WatchState<Lenient<NeighborPolicy>>,
@@ -252,12 +252,12 @@ pub struct Watches {
 }
 
 impl Watches {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::default()
     }
 
     /// Applies one event; returns whether the index changed.
-    pub fn apply(&mut self, event: WatchEvent) -> bool {
+    pub(super) fn apply(&mut self, event: WatchEvent) -> bool {
         let index = &mut self.index;
         match event {
             WatchEvent::RoutePolicy(e) => apply_event(index, &mut self.route_policies, e),
@@ -270,12 +270,12 @@ impl Watches {
 
     /// Every kind completed a first list: the index is the cluster's, and
     /// compiling it cannot push configs missing objects or sidecars.
-    pub fn synced(&self) -> bool {
+    pub(super) fn synced(&self) -> bool {
         self.unsynced().is_empty()
     }
 
     /// The kinds still waiting for their first list.
-    pub fn unsynced(&self) -> Vec<&'static str> {
+    pub(super) fn unsynced(&self) -> Vec<&'static str> {
         let states = [
             (<Lenient<RoutePolicy> as Watched>::KIND, self.route_policies.synced),
             (<Lenient<NeighborPolicy> as Watched>::KIND, self.neighbor_policies.synced),
@@ -287,7 +287,7 @@ impl Watches {
     }
 
     /// The issues since the last call, with the kind (`RoutePolicy: ...`).
-    pub fn take_issues(&mut self) -> Vec<String> {
+    pub(super) fn take_issues(&mut self) -> Vec<String> {
         let mut issues = Vec::new();
         let mut take = |kind: &str, list: &mut Vec<String>| {
             issues.extend(list.drain(..).map(|issue| format!("{kind}: {issue}")));
@@ -301,7 +301,7 @@ impl Watches {
         issues
     }
 
-    pub fn index(&self) -> &Index {
+    pub(super) fn index(&self) -> &Index {
         &self.index
     }
 }
@@ -309,7 +309,7 @@ impl Watches {
 /// Starts one watcher per kind (all namespaces, or `namespace`), sending
 /// into `sender`. A failing watch (CRD missing, RBAC, API server down) is
 /// logged and retried with kube's default backoff; it never ends the task.
-pub fn spawn_watchers(
+pub(super) fn spawn_watchers(
     client: &Client,
     namespace: Option<&str>,
     sender: mpsc::Sender<WatchEvent>,
@@ -364,7 +364,7 @@ async fn forward<K>(
 /// Owns the index: applies watch events and, once every kind is listed,
 /// hands the index to the distributor (which recompiles and pushes) and
 /// publishes it to the status writer.
-pub struct IndexLoop {
+pub(super) struct IndexLoop {
     watches: Watches,
     distributor: Distributor,
     snapshots: watch::Sender<Option<Arc<Index>>>,
@@ -376,12 +376,16 @@ impl IndexLoop {
     /// `debounce`: after the first change, wait this long for more before
     /// recompiling (a burst of pod events is one recompile). A re-list is
     /// one change already (see [`apply_event`]).
-    pub fn new(distributor: Distributor, snapshots: watch::Sender<Option<Arc<Index>>>, debounce: Duration) -> Self {
+    pub(super) fn new(
+        distributor: Distributor,
+        snapshots: watch::Sender<Option<Arc<Index>>>,
+        debounce: Duration,
+    ) -> Self {
         Self { watches: Watches::new(), distributor, snapshots, debounce, published: None }
     }
 
     /// Runs until `events` closes.
-    pub async fn run(mut self, mut events: mpsc::Receiver<WatchEvent>) {
+    pub(super) async fn run(mut self, mut events: mpsc::Receiver<WatchEvent>) {
         let mut deadline: Option<Instant> = None;
         let mut waiting_logged = Instant::now();
         loop {

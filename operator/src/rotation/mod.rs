@@ -10,7 +10,7 @@
 //! distributor. See docs/operator.md, "Key rotation".
 
 pub mod secret;
-pub mod store;
+mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -25,7 +25,7 @@ struct FlapState {
 
 /// What a penalty did to the route.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum PenaltyOutcome {
+pub(crate) enum PenaltyOutcome {
     /// Still usable.
     Usable { penalty: f64 },
     /// Crossed the suppress threshold just now.
@@ -35,7 +35,7 @@ pub enum PenaltyOutcome {
 }
 
 #[derive(Clone, Debug)]
-pub struct Dampening<K: Ord + Hash + Copy> {
+pub(crate) struct Dampening<K: Ord + Hash + Copy> {
     config: DampeningConfig,
     ceiling: f64,
     states: HashMap<K, FlapState>,
@@ -44,7 +44,7 @@ pub struct Dampening<K: Ord + Hash + Copy> {
 }
 
 impl<K: Ord + Hash + Copy> Dampening<K> {
-    pub fn new(config: DampeningConfig) -> Self {
+    pub(crate) fn new(config: DampeningConfig) -> Self {
         let ratio = config.max_suppress.as_secs_f64() / config.half_life.as_secs_f64().max(f64::MIN_POSITIVE);
         let ceiling = config.reuse_threshold * 2f64.powf(ratio);
         Self {
@@ -54,14 +54,6 @@ impl<K: Ord + Hash + Copy> Dampening<K> {
             reuse: DeadlineQueue::default(),
             forget: DeadlineQueue::default(),
         }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.config.enabled
-    }
-
-    pub fn config(&self) -> &DampeningConfig {
-        &self.config
     }
 
     fn decayed(&self, state: &FlapState, now: Timestamp) -> f64 {
@@ -105,32 +97,28 @@ impl<K: Ord + Hash + Copy> Dampening<K> {
         }
     }
 
-    pub fn on_withdrawal(&mut self, key: K, now: Timestamp) -> PenaltyOutcome {
+    pub(crate) fn on_withdrawal(&mut self, key: K, now: Timestamp) -> PenaltyOutcome {
         self.penalize(key, self.config.withdrawal_penalty, now)
     }
 
-    pub fn on_attribute_change(&mut self, key: K, now: Timestamp) -> PenaltyOutcome {
+    pub(crate) fn on_attribute_change(&mut self, key: K, now: Timestamp) -> PenaltyOutcome {
         self.penalize(key, self.config.attribute_change_penalty, now)
     }
 
-    pub fn is_suppressed(&self, key: K) -> bool {
+    pub(crate) fn is_suppressed(&self, key: K) -> bool {
         self.states.get(&key).is_some_and(|s| s.suppressed)
     }
 
-    pub fn reuse_at(&self, key: K) -> Option<Timestamp> {
+    pub(crate) fn reuse_at(&self, key: K) -> Option<Timestamp> {
         self.reuse.deadline(key)
     }
 
     /// The current (decayed) penalty, for explain.
-    pub fn penalty(&self, key: K, now: Timestamp) -> f64 {
+    pub(crate) fn penalty(&self, key: K, now: Timestamp) -> f64 {
         self.states.get(&key).map(|s| self.decayed(s, now)).unwrap_or(0.0)
     }
 
-    pub fn suppressed_count(&self) -> usize {
-        self.reuse.len()
-    }
-
-    pub fn next_deadline(&self) -> Option<Timestamp> {
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
         match (self.reuse.next_deadline(), self.forget.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -139,7 +127,7 @@ impl<K: Ord + Hash + Copy> Dampening<K> {
 
     /// Keys whose suppression ends at or before `now`; also forgets states
     /// that have decayed to insignificance.
-    pub fn tick(&mut self, now: Timestamp) -> Vec<K> {
+    pub(crate) fn tick(&mut self, now: Timestamp) -> Vec<K> {
         let reused = self.reuse.pop_due(now);
         for key in &reused {
             if let Some(state) = self.states.get_mut(key) {

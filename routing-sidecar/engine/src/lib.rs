@@ -26,7 +26,7 @@ mod selection;
 mod table;
 mod timers;
 
-pub mod dampening;
+mod dampening;
 pub mod sim;
 
 use std::collections::VecDeque;

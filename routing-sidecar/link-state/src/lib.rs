@@ -27,13 +27,13 @@
 //! - `router`: the sans-IO state machine tying it together.
 
 pub mod destinations;
-pub mod explain;
+mod explain;
 pub mod lsdb;
-pub mod mode;
-pub mod router;
+mod mode;
+mod router;
 pub mod routes;
 pub mod spf;
-pub mod spf_throttle;
+mod spf_throttle;
 pub mod stats;
 pub mod topology;
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::routes::LinkStateRoute;
 use fabric_core::ids::NodeId;
-pub use fabric_core::link_state::RoutingMode;
+pub(crate) use fabric_core::link_state::RoutingMode;
 
 /// The protocol whose answer was used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

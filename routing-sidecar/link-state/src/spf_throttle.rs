@@ -26,7 +26,7 @@ use fabric_core::time::Timestamp;
 
 /// What the router should do about a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ThrottleDecision {
+pub(crate) enum ThrottleDecision {
     /// Compute now.
     Run,
     /// Compute at `due`; `coalesced` when a computation was already
@@ -36,7 +36,7 @@ pub enum ThrottleDecision {
 
 /// The throttle state of one router.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SpfThrottle {
+pub(crate) struct SpfThrottle {
     config: SpfThrottleConfig,
     /// When the pending computation runs; `None` when nothing is pending.
     due: Option<Timestamp>,
@@ -47,28 +47,24 @@ pub struct SpfThrottle {
 }
 
 impl SpfThrottle {
-    pub fn new(config: SpfThrottleConfig) -> Self {
+    pub(crate) fn new(config: SpfThrottleConfig) -> Self {
         Self { config, due: None, last_run: None, wait: Duration::ZERO }
-    }
-
-    pub fn config(&self) -> &SpfThrottleConfig {
-        &self.config
     }
 
     /// Takes new knobs. The router computes at once on a config change, so
     /// a pending due time need not be moved.
-    pub fn set_config(&mut self, config: SpfThrottleConfig) {
+    pub(crate) fn set_config(&mut self, config: SpfThrottleConfig) {
         self.config = config;
         self.wait = self.wait.min(config.max_wait);
     }
 
     /// When the pending computation is due, if one is.
-    pub fn due(&self) -> Option<Timestamp> {
+    pub(crate) fn due(&self) -> Option<Timestamp> {
         self.due
     }
 
     /// Something that changes routes happened at `now`.
-    pub fn request(&mut self, now: Timestamp) -> ThrottleDecision {
+    pub(crate) fn request(&mut self, now: Timestamp) -> ThrottleDecision {
         if let Some(due) = self.due {
             return if due <= now { ThrottleDecision::Run } else { ThrottleDecision::Wait { due, coalesced: true } };
         }
@@ -86,13 +82,13 @@ impl SpfThrottle {
     }
 
     /// Whether a pending computation is due at `now`.
-    pub fn is_due(&self, now: Timestamp) -> bool {
+    pub(crate) fn is_due(&self, now: Timestamp) -> bool {
         self.due.is_some_and(|due| due <= now)
     }
 
     /// The computation ran at `now`: the next one waits `hold` after it,
     /// then twice as long each time, up to `maxWait`.
-    pub fn ran(&mut self, now: Timestamp) {
+    pub(crate) fn ran(&mut self, now: Timestamp) {
         self.due = None;
         self.last_run = Some(now);
         self.wait = if self.wait.is_zero() { self.config.hold } else { (self.wait * 2).min(self.config.max_wait) };

@@ -34,7 +34,7 @@ use super::{Rng, SoakOptions};
 
 /// Simulated time of the run's start (any fixed instant works; this one
 /// keeps epochs and key validity realistic).
-pub const START: Timestamp = Timestamp(1_700_000_000_000);
+pub(crate) const START: Timestamp = Timestamp(1_700_000_000_000);
 
 /// Timers set beyond any soak, so that the counted messages are the ones
 /// events cause: periodic refreshes would add, per refresh interval, one
@@ -45,7 +45,7 @@ const LONG_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Heap bytes per stored path-vector candidate (docs/benchmarks.md,
 /// "Memory per stored candidate", at 1M candidates).
-pub const PATH_VECTOR_BYTES_PER_CANDIDATE: u64 = 124;
+pub(crate) const PATH_VECTOR_BYTES_PER_CANDIDATE: u64 = 124;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mode {
@@ -64,10 +64,10 @@ impl Mode {
 
 /// A route as the oracle checks it: up to `MAX_HOPS` next hops (`NONE`
 /// fills the rest) and its cost.
-pub type RouteView = ([u32; MAX_HOPS], u64);
+pub(crate) type RouteView = ([u32; MAX_HOPS], u64);
 
 /// What one protocol call produced.
-pub struct Out<M> {
+pub(crate) struct Out<M> {
     /// (to, message, encoded bytes).
     pub sends: Vec<(u32, M, u32)>,
     /// (destination, next hops and cost, or `None`: no route).
@@ -84,7 +84,7 @@ impl<M> Default for Out<M> {
 }
 
 /// One protocol instance per node, behind the calls the network makes.
-pub trait Protocol {
+pub(crate) trait Protocol {
     type Msg: Clone;
     /// A node's turn: the messages that arrived since its last one, then
     /// its due timers.
@@ -621,7 +621,13 @@ impl<'a, P: Protocol> Sim<'a, P> {
 }
 
 /// Runs one protocol over the whole schedule.
-pub fn run_mode(mode: Mode, topology: &SoakTopology, schedule: &Schedule, options: &SoakOptions, seed: u64) -> ModeRun {
+pub(crate) fn run_mode(
+    mode: Mode,
+    topology: &SoakTopology,
+    schedule: &Schedule,
+    options: &SoakOptions,
+    seed: u64,
+) -> ModeRun {
     let mut rng = Rng::new(seed ^ 0x5eed);
     let keys = Keys::new(topology, &mut rng);
     match mode {

@@ -19,11 +19,11 @@
 //! `routing-sidecar soak` runs it and draws the charts; docs/soak.md has
 //! the figures.
 
-pub mod driver;
-pub mod oracle;
+mod driver;
+mod oracle;
 pub mod report;
-pub mod schedule;
-pub mod topology;
+mod schedule;
+mod topology;
 
 use std::path::PathBuf;
 use std::time::Duration;

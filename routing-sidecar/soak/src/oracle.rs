@@ -14,52 +14,48 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 /// No next hop / unreachable.
-pub const NONE: u32 = u32::MAX;
-pub const UNREACHABLE: u64 = u64::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
+pub(crate) const UNREACHABLE: u64 = u64::MAX;
 /// Most next hops kept per route (link-state's default `maxPaths`).
-pub const MAX_HOPS: usize = 4;
+pub(crate) const MAX_HOPS: usize = 4;
 
 /// The fabric at one moment: present nodes and up links, each with its
 /// cost and link-state area.
 #[derive(Clone, Debug, Default)]
-pub struct LiveGraph {
+pub(crate) struct LiveGraph {
     pub present: Vec<bool>,
     /// Per node: (neighbor, cost, area), sorted by neighbor.
     pub adjacency: Vec<Vec<(u32, u32, u16)>>,
 }
 
 impl LiveGraph {
-    pub fn new(nodes: usize) -> Self {
+    pub(crate) fn new(nodes: usize) -> Self {
         Self { present: vec![true; nodes], adjacency: vec![Vec::new(); nodes] }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.present.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.present.is_empty()
-    }
-
     /// Adds an up link (both directions); call `finish` after the last one.
-    pub fn link(&mut self, a: u32, b: u32, cost: u32, area: u16) {
+    pub(crate) fn link(&mut self, a: u32, b: u32, cost: u32, area: u16) {
         self.adjacency[a as usize].push((b, cost, area));
         self.adjacency[b as usize].push((a, cost, area));
     }
 
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         for list in &mut self.adjacency {
             list.sort_unstable();
         }
     }
 
-    pub fn linked(&self, a: u32, b: u32) -> bool {
+    pub(crate) fn linked(&self, a: u32, b: u32) -> bool {
         self.adjacency[a as usize].binary_search_by_key(&b, |(n, _, _)| *n).is_ok()
     }
 
     /// Shortest-path costs from `source` to every node (`UNREACHABLE` when
     /// there is no path or the node is absent).
-    pub fn distances_from(&self, source: u32, out: &mut Vec<u64>) {
+    pub(crate) fn distances_from(&self, source: u32, out: &mut Vec<u64>) {
         out.clear();
         out.resize(self.len(), UNREACHABLE);
         if !self.present[source as usize] {
@@ -87,7 +83,7 @@ impl LiveGraph {
     /// and nodes of a parent area connected (inside the parent) to a border
     /// router that reaches it, up the area graph. `parents[a]` is area
     /// `a`'s parent.
-    pub fn area_scoped_reach(&self, destination: u32, parents: &[Option<u16>], out: &mut Vec<bool>) {
+    pub(crate) fn area_scoped_reach(&self, destination: u32, parents: &[Option<u16>], out: &mut Vec<bool>) {
         out.clear();
         out.resize(self.len(), false);
         if !self.present[destination as usize] {
@@ -142,7 +138,7 @@ impl LiveGraph {
 
 /// Every node's next hops and cost per destination (`nodes` x `nodes`).
 #[derive(Clone, Debug)]
-pub struct Forwarding {
+pub(crate) struct Forwarding {
     nodes: usize,
     hops: Vec<[u32; MAX_HOPS]>,
     cost: Vec<u64>,
@@ -150,7 +146,7 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
-    pub fn new(nodes: usize) -> Self {
+    pub(crate) fn new(nodes: usize) -> Self {
         Self { nodes, hops: vec![[NONE; MAX_HOPS]; nodes * nodes], cost: vec![UNREACHABLE; nodes * nodes], routes: 0 }
     }
 
@@ -160,7 +156,7 @@ impl Forwarding {
 
     /// Sets (`Some`) or removes (`None`) a route; says whether the node had
     /// one before.
-    pub fn set(&mut self, node: u32, destination: u32, route: Option<(&[u32], u64)>) -> bool {
+    pub(crate) fn set(&mut self, node: u32, destination: u32, route: Option<(&[u32], u64)>) -> bool {
         let ix = self.ix(node, destination);
         let had = self.hops[ix][0] != NONE;
         let mut entry = [NONE; MAX_HOPS];
@@ -179,30 +175,30 @@ impl Forwarding {
     }
 
     /// Forgets every route of a node (it crashed).
-    pub fn clear_node(&mut self, node: u32) {
+    pub(crate) fn clear_node(&mut self, node: u32) {
         for destination in 0..self.nodes as u32 {
             self.set(node, destination, None);
         }
     }
 
-    pub fn hops(&self, node: u32, destination: u32) -> &[u32] {
+    pub(crate) fn hops(&self, node: u32, destination: u32) -> &[u32] {
         let entry = &self.hops[self.ix(node, destination)];
         let len = entry.iter().position(|h| *h == NONE).unwrap_or(MAX_HOPS);
         &entry[..len]
     }
 
-    pub fn cost(&self, node: u32, destination: u32) -> u64 {
+    pub(crate) fn cost(&self, node: u32, destination: u32) -> u64 {
         self.cost[self.ix(node, destination)]
     }
 
     /// Routes held, over all nodes.
-    pub fn routes(&self) -> u64 {
+    pub(crate) fn routes(&self) -> u64 {
         self.routes
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Unknown,
     Visiting,
     Delivered,
@@ -214,7 +210,7 @@ pub enum Verdict {
 
 /// Follows the next hops of every node towards `destination`; `out[n]` is
 /// the fate of what node `n` forwards there.
-pub fn verdicts(table: &Forwarding, graph: &LiveGraph, destination: u32, out: &mut Vec<Verdict>) {
+pub(crate) fn verdicts(table: &Forwarding, graph: &LiveGraph, destination: u32, out: &mut Vec<Verdict>) {
     let n = graph.len();
     out.clear();
     out.resize(n, Verdict::Unknown);

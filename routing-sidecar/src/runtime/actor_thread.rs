@@ -19,7 +19,7 @@ use crate::runtime::node::{Command, Node, Query};
 
 /// Starts `node` on a new thread. The returned task ends when the actor
 /// does (shutdown, or every command sender gone).
-pub fn spawn(
+pub(super) fn spawn(
     node: Node,
     inbox: mpsc::Receiver<Command>,
     queries: mpsc::Receiver<Query>,

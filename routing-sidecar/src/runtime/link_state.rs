@@ -33,7 +33,7 @@ use fabric_link_state::{
 
 /// The links the router should know about: one per (up neighbor, area of
 /// its link), carrying the neighbor's configured link metrics.
-pub fn local_links(config: &SidecarConfig, is_up: impl Fn(&NodeId) -> bool) -> Vec<LocalLink> {
+pub(super) fn local_links(config: &SidecarConfig, is_up: impl Fn(&NodeId) -> bool) -> Vec<LocalLink> {
     config
         .neighbors
         .iter()
@@ -53,7 +53,7 @@ pub fn local_links(config: &SidecarConfig, is_up: impl Fn(&NodeId) -> bool) -> V
 /// The destinations this node advertises: its `originate` entries, with
 /// their cost as the metric; none when `linkState.advertiseDestinations`
 /// is off.
-pub fn local_destinations(config: &SidecarConfig) -> Vec<LocalDestination> {
+pub(super) fn local_destinations(config: &SidecarConfig) -> Vec<LocalDestination> {
     if config.link_state.as_ref().is_some_and(|link_state| !link_state.advertise_destinations) {
         return Vec::new();
     }
@@ -75,7 +75,7 @@ fn key_registry(config: &SidecarConfig) -> KeyRegistry {
 }
 
 /// The link-state router of one running node and what it was last told.
-pub struct LinkStateRuntime {
+pub(super) struct LinkStateRuntime {
     router: LinkStateRouter,
     /// Inputs since the last flush, in arrival order.
     pending: Vec<LinkStateInput>,
@@ -99,7 +99,7 @@ impl std::fmt::Debug for LinkStateRuntime {
 
 impl LinkStateRuntime {
     /// The runtime for `config`; `None` when it has no `linkState` section.
-    pub fn from_config(config: &SidecarConfig, signer: Option<SigningIdentity>) -> Option<Self> {
+    pub(super) fn from_config(config: &SidecarConfig, signer: Option<SigningIdentity>) -> Option<Self> {
         let link_state = config.link_state.clone()?;
         let mut router = match LinkStateRouter::new(config.node_id.clone(), link_state) {
             Ok(router) => router,
@@ -133,13 +133,13 @@ impl LinkStateRuntime {
         }
     }
 
-    pub fn mode(&self) -> RoutingMode {
+    pub(super) fn mode(&self) -> RoutingMode {
         self.router.config().mode
     }
 
     /// Takes a new config (whose `linkState` is set): keys at once, the
     /// link-state knobs with the next flush.
-    pub fn reconfigure(&mut self, config: &SidecarConfig, signer: Option<SigningIdentity>) {
+    pub(super) fn reconfigure(&mut self, config: &SidecarConfig, signer: Option<SigningIdentity>) {
         if let Some(link_state) = &config.link_state
             && link_state != self.router.config()
         {
@@ -150,7 +150,7 @@ impl LinkStateRuntime {
         self.feed_destinations(config);
     }
 
-    pub fn received(&mut self, from: &NodeId, updates: Vec<LinkStateUpdate>) {
+    pub(super) fn received(&mut self, from: &NodeId, updates: Vec<LinkStateUpdate>) {
         let inputs = updates.into_iter().map(|update| LinkStateInput::UpdateReceived { from: from.clone(), update });
         self.pending.extend(inputs);
     }
@@ -158,12 +158,12 @@ impl LinkStateRuntime {
     /// A session with `peer` was established. If the link was up already
     /// (a replaced session: the peer may have restarted in between), the
     /// router sees no new adjacency, so the flush sends it the databases.
-    pub fn session_up(&mut self, peer: &NodeId) {
+    pub(super) fn session_up(&mut self, peer: &NodeId) {
         self.reconnected.insert(peer.clone());
     }
 
     /// When the router next has timer work (refresh, expiry).
-    pub fn next_wakeup(&self) -> Option<Timestamp> {
+    pub(super) fn next_wakeup(&self) -> Option<Timestamp> {
         self.router.next_wakeup()
     }
 
@@ -171,7 +171,7 @@ impl LinkStateRuntime {
     /// node's destinations when they changed and the current links first (so updates from a peer whose session just came
     /// up are accepted), then the received updates and config, then a tick
     /// when one is due. Returns the updates to send.
-    pub fn flush(&mut self, now: Timestamp, links: Vec<LocalLink>) -> Vec<OutgoingUpdate> {
+    pub(super) fn flush(&mut self, now: Timestamp, links: Vec<LocalLink>) -> Vec<OutgoingUpdate> {
         let previous = std::mem::take(&mut self.fed_links);
         let mut inputs = Vec::with_capacity(self.pending.len() + 3);
         if std::mem::take(&mut self.destinations_changed) {
@@ -193,7 +193,7 @@ impl LinkStateRuntime {
 
     /// Graceful stop: flushes this node's updates everywhere so the others
     /// route around it at once. Returns the flushes to send.
-    pub fn shutdown(&mut self, now: Timestamp) -> Vec<OutgoingUpdate> {
+    pub(super) fn shutdown(&mut self, now: Timestamp) -> Vec<OutgoingUpdate> {
         let mut inputs = std::mem::take(&mut self.pending);
         inputs.push(LinkStateInput::Shutdown);
         self.fed_links.clear();
@@ -234,7 +234,7 @@ impl LinkStateRuntime {
 
     /// The link-state route for `destination`: to the nodes serving it when
     /// some node advertises that name, else to the node with that id.
-    pub fn route(&self, destination: &str) -> Option<LinkStateRoute> {
+    pub(super) fn route(&self, destination: &str) -> Option<LinkStateRoute> {
         match self.destination_route(destination) {
             Some(route) => Some(LinkStateRoute {
                 destination: NodeId::from(destination),
@@ -253,19 +253,19 @@ impl LinkStateRuntime {
         self.router.destination_route(&DestinationId::from(destination))
     }
 
-    pub fn explain(&self, destination: &str) -> RouteExplanation {
+    pub(super) fn explain(&self, destination: &str) -> RouteExplanation {
         self.router.explain(&NodeId::from(destination))
     }
 
-    pub fn explain_destination(&self, destination: &str) -> DestinationExplanation {
+    pub(super) fn explain_destination(&self, destination: &str) -> DestinationExplanation {
         self.router.explain_destination(&DestinationId::from(destination))
     }
 
-    pub fn snapshot(&self) -> LinkStateSnapshot {
+    pub(super) fn snapshot(&self) -> LinkStateSnapshot {
         self.router.snapshot()
     }
 
-    pub fn status(&self) -> LinkStateStatus {
+    pub(super) fn status(&self) -> LinkStateStatus {
         LinkStateStatus {
             node_id: self.router.node().clone(),
             mode: self.mode(),
@@ -351,7 +351,7 @@ pub struct RouteAnswer {
 /// The answer for `destination` under the mode in force. Destinations this
 /// node originates itself are answered locally in every mode: link-state
 /// never routes to the node itself.
-pub fn answer_route(
+pub(super) fn answer_route(
     destination: &str,
     path_vector: Option<BestRoute>,
     link_state: Option<&LinkStateRuntime>,
@@ -421,7 +421,7 @@ pub struct ExplainAnswer {
 }
 
 /// `None` when neither protocol knows anything about `destination`.
-pub fn explain_route(
+pub(super) fn explain_route(
     destination: &str,
     trace: Option<SelectionTrace>,
     best: Option<BestRoute>,

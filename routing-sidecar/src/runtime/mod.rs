@@ -3,18 +3,18 @@
 //! connections (`transport`, optional `tls`), the local API (`api`,
 //! `metrics`) and signals talk to it through a handle.
 
-pub mod actor_thread;
+mod actor_thread;
 pub mod api;
 pub mod handle;
 pub mod lab;
-pub mod link_state;
+mod link_state;
 pub mod metrics;
-pub mod node;
+mod node;
 pub mod otlp_metrics;
 pub mod send_queue;
 pub mod state_dir;
 pub mod tls;
-pub mod transport;
+mod transport;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

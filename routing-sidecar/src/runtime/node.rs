@@ -31,10 +31,10 @@ use fabric_link_state::{LinkStateSnapshot, LinkStateUpdate, OutgoingUpdate};
 
 /// The configured neighbors, shared with connections for the hello check.
 #[derive(Clone, Debug, Default)]
-pub struct NeighborSet(Arc<RwLock<HashSet<NodeId>>>);
+pub(super) struct NeighborSet(Arc<RwLock<HashSet<NodeId>>>);
 
 impl NeighborSet {
-    pub fn contains(&self, id: &NodeId) -> bool {
+    pub(super) fn contains(&self, id: &NodeId) -> bool {
         self.0.read().expect("neighbor set lock").contains(id)
     }
 
@@ -194,7 +194,7 @@ struct LiveSession {
 
 /// What connections need from the node, shared by the listener and dialers.
 #[derive(Clone)]
-pub struct Shared {
+pub(super) struct Shared {
     pub local: NodeId,
     pub tls: Option<Arc<PeerTls>>,
     pub actor: mpsc::Sender<Command>,
@@ -231,7 +231,7 @@ impl Shared {
     }
 
     /// Serves an accepted TCP connection.
-    pub async fn serve_inbound(self, stream: TcpStream) {
+    pub(super) async fn serve_inbound(self, stream: TcpStream) {
         self.peering_allowed().await;
         let _ = stream.set_nodelay(true);
         let (stream, identity): (BoxedStream, _) = match &self.tls {
@@ -266,7 +266,7 @@ struct Dialer {
     task: tokio::task::JoinHandle<()>,
 }
 
-pub struct Node {
+pub(super) struct Node {
     engine: Engine,
     /// The link-state router, while the config has a `linkState` section.
     link_state: Option<LinkStateRuntime>,
@@ -292,7 +292,7 @@ pub struct Node {
 const FLUSH_SLICE: usize = 4096;
 
 impl Node {
-    pub fn new(engine: Engine, shared: Shared, state_dir: Option<StateDir>, source: String) -> Self {
+    pub(super) fn new(engine: Engine, shared: Shared, state_dir: Option<StateDir>, source: String) -> Self {
         let config = ConfigStatus {
             node_id: engine.node_id().clone(),
             version: engine.config().version.clone(),
@@ -318,7 +318,7 @@ impl Node {
         }
     }
 
-    pub fn shared_for(
+    pub(super) fn shared_for(
         local: NodeId,
         tls: Option<Arc<PeerTls>>,
         actor: mpsc::Sender<Command>,
@@ -338,7 +338,7 @@ impl Node {
     }
 
     /// Runs until shutdown.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut queries: mpsc::Receiver<Query>) {
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut queries: mpsc::Receiver<Query>) {
         self.sync_with_config();
         // The start-up config's routes, before the first command arrives.
         self.dispatch();

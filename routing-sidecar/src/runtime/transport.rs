@@ -30,7 +30,7 @@ use fabric_link_state::LinkStateUpdate;
 
 pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
-pub type BoxedStream = Box<dyn AsyncStream>;
+pub(super) type BoxedStream = Box<dyn AsyncStream>;
 
 /// What the actor sends to a connection. A link-state update is shared by
 /// every neighbor it is flooded to.
@@ -89,7 +89,7 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// peer to read.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub struct Connection {
+pub(super) struct Connection {
     pub id: u64,
     pub local: NodeId,
     /// The neighbor we dialed; `None` for accepted connections.
@@ -105,7 +105,7 @@ pub struct Connection {
 
 /// How a connection ended.
 #[derive(Debug)]
-pub struct Ended {
+pub(super) struct Ended {
     pub reason: String,
     /// One of [`fabric_core::session::SESSION_END_REASONS`], for counting.
     pub label: &'static str,
@@ -178,7 +178,7 @@ fn send_queue_full(framed: &mut Framed<BoxedStream, LengthDelimitedCodec>) -> En
 impl Connection {
     /// Runs the connection to its end and tells the actor. Returns whether
     /// the session was established.
-    pub async fn run(self, stream: BoxedStream) -> bool {
+    pub(super) async fn run(self, stream: BoxedStream) -> bool {
         let mut framed = Framed::with_capacity(stream, codec(&self.limits), SOCKET_BUFFER);
         framed.set_backpressure_boundary(SOCKET_BUFFER);
         let mut session = Session::new(self.local.clone(), self.expected.clone(), self.settings, clock::now());

@@ -4,7 +4,7 @@
 //! fabric object by compiling with it in place ([`validate`]).
 
 pub mod inject;
-pub mod patch;
+mod patch;
 pub mod review;
 pub mod validate;
 

@@ -37,7 +37,7 @@ impl JsonPatch {
 
 /// One reference token of a JSON Pointer (RFC 6901): `~` is `~0` and `/` is
 /// `~1`, so `routing.fabric.dev/node-id` is `routing.fabric.dev~1node-id`.
-pub fn escape(token: &str) -> String {
+pub(super) fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 

@@ -8,7 +8,7 @@ pub mod neighbor_policy;
 pub mod route_key;
 pub mod route_policy;
 pub mod rules;
-pub mod status;
+mod status;
 
 pub use filter::{MatchList, PolicyMode, RouteFilter, TagRules};
 pub use link_state_area::{LinkStateArea, LinkStateAreaSpec, RoutingMode, SummaryFilterSpec};

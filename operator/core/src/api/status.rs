@@ -74,6 +74,6 @@ pub struct AppliedStatus {
     pub nacks: Vec<SidecarNack>,
 }
 
-pub type RoutePolicyStatus = AppliedStatus;
-pub type NeighborPolicyStatus = AppliedStatus;
-pub type LinkStateAreaStatus = AppliedStatus;
+pub(super) type RoutePolicyStatus = AppliedStatus;
+pub(super) type NeighborPolicyStatus = AppliedStatus;
+pub(super) type LinkStateAreaStatus = AppliedStatus;
