@@ -167,4 +167,19 @@ mod tests {
         assert!(reopened.load_config().is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn a_bad_key_file_error_names_the_file_and_the_field() {
+        let dir = std::env::temp_dir().join(format!("fabric-state-key-{}", std::process::id()));
+        let state = StateDir::open(&dir).unwrap();
+        let path = dir.join(KEY_FILE);
+        std::fs::write(&path, r#"{"keyId":"k1","secretKey":"AAAA"}"#).unwrap();
+        let error = state.load_signing_key().unwrap_err();
+        assert!(
+            matches!(&error, StateDirError::SigningKey { path: named, source: SigningKeyError::Length(3) } if *named == path),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), format!("{}: secretKey: 3 bytes, an ed25519 key has 32", path.display()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
