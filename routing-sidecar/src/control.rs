@@ -105,9 +105,37 @@ impl From<crate::runtime::handle::NodeGone> for Stop {
     }
 }
 
-async fn connect(options: &ControlOptions) -> Result<Channel, String> {
-    let mut endpoint = Endpoint::from_shared(options.operator_url.clone())
-        .map_err(|e| format!("bad operator URL {}: {e}", options.operator_url))?
+/// Why the operator could not be reached.
+#[derive(Debug, thiserror::Error)]
+enum ControlError {
+    #[error("bad operator URL {url}: {source}")]
+    OperatorUrl {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("an https operator URL needs --operator-ca")]
+    NoOperatorCa,
+    #[error("TLS: {0}")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("connect {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+async fn connect(options: &ControlOptions) -> Result<Channel, ControlError> {
+    let url = &options.operator_url;
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|source| ControlError::OperatorUrl { url: url.clone(), source })?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
@@ -115,19 +143,20 @@ async fn connect(options: &ControlOptions) -> Result<Channel, String> {
         let mut tls = ClientTlsConfig::new();
         match &options.ca_file {
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let pem =
+                    std::fs::read(path).map_err(|source| ControlError::ReadFile { path: path.clone(), source })?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
             }
-            None => return Err("an https operator URL needs --operator-ca".into()),
+            None => return Err(ControlError::NoOperatorCa),
         }
-        endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS: {e}"))?;
+        endpoint = endpoint.tls_config(tls).map_err(ControlError::Tls)?;
     }
-    endpoint.connect().await.map_err(|e| format!("connect {}: {e}", options.operator_url))
+    endpoint.connect().await.map_err(|source| ControlError::Connect { url: url.clone(), source })
 }
 
-fn token(options: &ControlOptions) -> Result<Option<String>, String> {
+fn token(options: &ControlOptions) -> Result<Option<String>, ControlError> {
     let Some(path) = &options.token_file else { return Ok(None) };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|source| ControlError::ReadFile { path: path.clone(), source })?;
     Ok(Some(text.trim().to_string()))
 }
 
@@ -138,7 +167,7 @@ async fn session(
     options: &ControlOptions,
     backoff: &mut Backoff,
 ) -> Result<(), Stop> {
-    let channel = connect(options).await.map_err(Stop::Failed)?;
+    let channel = connect(options).await.map_err(|e| Stop::Failed(e.to_string()))?;
     let applied = handle.config().await?.version.unwrap_or_default();
     let (outbound, queue) = mpsc::channel(16);
     let hello = Hello {
@@ -157,7 +186,7 @@ async fn session(
     };
     outbound.send(SidecarMessage::hello(hello)).await.map_err(|_| Stop::Failed("stream closed".into()))?;
     let mut request = tonic::Request::new(ReceiverStream::new(queue));
-    if let Some(token) = token(options).map_err(Stop::Failed)? {
+    if let Some(token) = token(options).map_err(|e| Stop::Failed(e.to_string()))? {
         let value =
             format!("Bearer {token}").parse().map_err(|_| Stop::Failed("token is not a valid header".into()))?;
         request.metadata_mut().insert("authorization", value);

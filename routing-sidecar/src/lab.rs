@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fabric_engine::sim::Topology;
-use fabric_sidecar::runtime::lab::Lab;
+use fabric_sidecar::runtime::lab::{Lab, LabError};
 
 use crate::DEFAULT_TOPOLOGY;
 
@@ -25,19 +25,40 @@ pub(crate) struct LabArgs {
     timeout: Duration,
 }
 
-pub(crate) fn run(args: LabArgs) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+/// Why `routing-sidecar lab` stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LabCommandError {
+    #[error("{0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("{}: {source}", path.display())]
+    ReadTopology {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Topology(#[source] fabric_core::config::ConfigError),
+    #[error("{0}")]
+    CurrentExe(#[source] std::io::Error),
+    #[error(transparent)]
+    Lab(#[from] LabError),
+}
+
+pub(crate) fn run(args: LabArgs) -> Result<(), LabCommandError> {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LabCommandError::Runtime)?;
     runtime.block_on(lab(args))
 }
 
-async fn lab(args: LabArgs) -> Result<(), String> {
+async fn lab(args: LabArgs) -> Result<(), LabCommandError> {
     let text = match &args.topology {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|source| LabCommandError::ReadTopology { path: path.clone(), source })?,
         None => DEFAULT_TOPOLOGY.to_string(),
     };
-    let topology = Topology::from_yaml(&text).map_err(|e| e.to_string())?;
+    let topology = Topology::from_yaml(&text).map_err(LabCommandError::Topology)?;
     let dir = args.dir.unwrap_or_else(|| std::env::temp_dir().join(format!("fabric-lab-{}", std::process::id())));
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(LabCommandError::CurrentExe)?;
     let lab = Lab::start(&exe, &topology, &dir, |_| {}).await?;
     println!("fabric of {} sidecars under {}", lab.nodes.len(), dir.display());
     for (id, node) in &lab.nodes {

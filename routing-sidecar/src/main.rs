@@ -229,7 +229,7 @@ fn main() -> ExitCode {
         Command::Simulate { topology, fail } => simulate(topology, fail),
         Command::CheckConfig { file } => check_config(&file),
         Command::Run(args) => run(*args),
-        Command::Lab(args) => lab::run(args),
+        Command::Lab(args) => lab::run(args).map_err(|e| e.to_string()),
         Command::Keygen { key_id, out } => keygen(key_id, out),
         Command::Soak(args) => soak_charts::run(args),
     };
@@ -304,7 +304,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         Ok(node) => node,
         Err(e) => {
             telemetry.shutdown().await;
-            return Err(e);
+            return Err(e.to_string());
         }
     };
     fabric_sidecar::runtime::otlp_metrics::spawn_metrics_export(&telemetry, node.handle.clone());

@@ -23,14 +23,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use fabric_core::config::SidecarConfig;
+use fabric_core::config::{ConfigError, SidecarConfig};
 use fabric_core::security::SigningIdentity;
 use fabric_engine::Engine;
 use fabric_io::clock;
 pub use handle::NodeHandle;
 use node::Node;
-use state_dir::{SigningKeyFile, StateDir};
-use tls::{PeerTls, PeerTlsSource};
+use state_dir::{SigningKeyFile, StateDir, StateDirError};
+use tls::{PeerTls, PeerTlsSource, TlsError};
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
@@ -98,43 +98,96 @@ pub struct RunningNode {
     pub peer_tls: Option<Arc<PeerTls>>,
 }
 
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}: {source}", path.display())]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    ParseConfig {
+        path: PathBuf,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("no config: pass --config FILE or a --state-dir holding a previous config")]
+    NoConfig,
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
+    #[error("state dir: {0}")]
+    SaveConfig(#[source] std::io::Error),
+    #[error(transparent)]
+    PeerTls(#[from] TlsError),
+    /// The config does not make an engine (it failed validation).
+    #[error(transparent)]
+    Engine(ConfigError),
+    /// `what` names the listener: `listen`, `API`, `metrics listener`.
+    #[error("{what} on {address}: {source}")]
+    Bind {
+        what: &'static str,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} address: {source}")]
+    LocalAddress {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node actor's runtime or thread (the text names which).
+    #[error("{0}")]
+    Actor(String),
+}
+
+/// For shells that still report errors as text: `?` keeps working.
+impl From<StartError> for String {
+    fn from(error: StartError) -> String {
+        error.to_string()
+    }
+}
+
 /// The config to start with: the file if it is valid, else the last good
 /// config from the state directory (so a bad edit cannot take a restarting
 /// node down), else an error.
 fn initial_config(
     options: &NodeOptions,
     state: Option<&StateDir>,
-) -> Result<(SidecarConfig, String, Option<String>), String> {
+) -> Result<(SidecarConfig, String, Option<String>), StartError> {
     let from_file = options.config_path.as_ref().map(|path| {
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: {e}", path.display()))
-            .and_then(|text| SidecarConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display())))
+        std::fs::read_to_string(path).map_err(|source| StartError::ReadConfig { path: path.clone(), source }).and_then(
+            |text| {
+                SidecarConfig::from_yaml(&text).map_err(|source| StartError::ParseConfig { path: path.clone(), source })
+            },
+        )
     });
     let from_state = state.map(StateDir::load_config).transpose()?.flatten();
     match (from_file, from_state) {
         (Some(Ok(config)), _) => Ok((config, "file".into(), None)),
-        (Some(Err(error)), Some(last_good)) => Ok((last_good, "state-dir".into(), Some(error))),
+        (Some(Err(error)), Some(last_good)) => Ok((last_good, "state-dir".into(), Some(error.to_string()))),
         (Some(Err(error)), None) => Err(error),
         (None, Some(last_good)) => Ok((last_good, "state-dir".into(), None)),
-        (None, None) => Err("no config: pass --config FILE or a --state-dir holding a previous config".into()),
+        (None, None) => Err(StartError::NoConfig),
     }
 }
 
-fn initial_signer(options: &NodeOptions, state: Option<&StateDir>) -> Result<Option<SigningIdentity>, String> {
+fn initial_signer(options: &NodeOptions, state: Option<&StateDir>) -> Result<Option<SigningIdentity>, StateDirError> {
     if let Some(path) = &options.signing_key {
-        let identity = SigningKeyFile::read(path)?.identity().map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(Some(identity));
+        return SigningKeyFile::read_identity(path).map(Some);
     }
     state.map(StateDir::load_signing_key).transpose().map(Option::flatten)
 }
 
 /// Binds the listeners and starts the actor, the peer listener and the API.
-pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
+pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     let state = options.state_dir.as_ref().map(StateDir::open).transpose()?;
     let (config, source, warning) = initial_config(&options, state.as_ref())?;
     let signer = initial_signer(&options, state.as_ref())?;
     if let Some(state) = &state {
-        state.save_config(&config).map_err(|e| format!("state dir: {e}"))?;
+        state.save_config(&config).map_err(StartError::SaveConfig)?;
     }
     let tls = match (&options.peer_tls, &options.state_dir) {
         // The key and last certificate survive a restart (with the signing
@@ -144,31 +197,34 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, String> {
         (source, _) => PeerTls::new(source)?,
     };
     let node_id = config.node_id.clone();
-    let mut engine = Engine::new(config.clone(), clock::now()).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(config.clone(), clock::now()).map_err(StartError::Engine)?;
     engine.set_signer(signer);
     // Per-announcement events only feed debug log lines.
     engine.set_accepted_events(tracing::enabled!(tracing::Level::DEBUG));
 
-    let peer_listener =
-        TcpListener::bind(options.listen).await.map_err(|e| format!("listen on {}: {e}", options.listen))?;
-    let api_listener =
-        TcpListener::bind(options.api_listen).await.map_err(|e| format!("API on {}: {e}", options.api_listen))?;
+    let bind = |what, address| async move {
+        TcpListener::bind(address).await.map_err(|source| StartError::Bind { what, address, source })
+    };
+    let local_address = |what, listener: &TcpListener| {
+        listener.local_addr().map_err(|source| StartError::LocalAddress { what, source })
+    };
+    let peer_listener = bind("listen", options.listen).await?;
+    let api_listener = bind("API", options.api_listen).await?;
     let metrics_listener = match options.metrics_listen {
-        Some(address) => {
-            Some(TcpListener::bind(address).await.map_err(|e| format!("metrics listener on {address}: {e}"))?)
-        }
+        Some(address) => Some(bind("metrics listener", address).await?),
         None => None,
     };
-    let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose().map_err(|e| e.to_string())?;
-    let peer_addr = peer_listener.local_addr().map_err(|e| e.to_string())?;
-    let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics_addr =
+        metrics_listener.as_ref().map(|listener| local_address("metrics listener", listener)).transpose()?;
+    let peer_addr = local_address("listen", &peer_listener)?;
+    let api_addr = local_address("API", &api_listener)?;
 
     let (commands, inbox) = mpsc::channel(1024);
     let (gate, peering) = tokio::sync::watch::channel(!options.wait_for_operator);
     let shared = Node::shared_for(node_id.clone(), tls.clone(), commands.clone(), &config, peering);
     let node = Node::new(engine, shared.clone(), state, source.clone());
     let (queries, query_inbox) = mpsc::channel(64);
-    let actor = actor_thread::spawn(node, inbox, query_inbox)?;
+    let actor = actor_thread::spawn(node, inbox, query_inbox).map_err(StartError::Actor)?;
 
     tokio::spawn(async move {
         loop {

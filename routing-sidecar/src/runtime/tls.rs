@@ -101,22 +101,87 @@ pub enum TlsFailure {
     NoPeerCertificate,
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+/// Why a peer certificate could not be loaded, made or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {source}", path.display())]
+    ReadPem {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{}: no certificate in the file", path.display())]
+    NoCertificateInFile { path: PathBuf },
+    /// `what` names the PEM text: `certificate chain` or `CA bundle`.
+    #[error("{what}: {source}")]
+    ParsePem {
+        what: &'static str,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{what}: no certificate")]
+    NoCertificateInPem { what: &'static str },
+    /// The certificate files load but do not make a TLS configuration.
+    #[error("{}: {source}", cert.display())]
+    FilesConfig {
+        cert: PathBuf,
+        #[source]
+        source: TlsConfigError,
+    },
+    #[error(transparent)]
+    Config(#[from] TlsConfigError),
+    #[error("{}: {source}", path.display())]
+    KeptKey {
+        path: PathBuf,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("peer key: {0}")]
+    GenerateKey(#[source] rcgen::Error),
+    #[error(transparent)]
+    KeepKey(#[from] fabric_io::files::WriteError),
+    #[error("certificate request: {0}")]
+    CertificateRequest(#[source] rcgen::Error),
+    #[error("this node's certificate comes from files")]
+    NotOperatorIssued,
+}
+
+/// For shells that still report errors as text: `?` keeps working.
+impl From<TlsError> for String {
+    fn from(error: TlsError) -> String {
+        error.to_string()
+    }
+}
+
+/// Why a certificate, its key and CAs do not make a rustls configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("CA: {0}")]
+    Ca(#[source] rustls::Error),
+    #[error("client verifier: {0}")]
+    ClientVerifier(#[source] rustls::server::VerifierBuilderError),
+    #[error("protocol versions: {0}")]
+    ProtocolVersions(#[source] rustls::Error),
+    #[error("certificate: {0}")]
+    Certificate(#[source] rustls::Error),
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let read_pem = |source| TlsError::ReadPem { path: path.to_path_buf(), source };
+    let certs: Vec<_> =
+        CertificateDer::pem_file_iter(path).map_err(read_pem)?.collect::<Result<_, _>>().map_err(read_pem)?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate in the file", path.display()));
+        return Err(TlsError::NoCertificateInFile { path: path.to_path_buf() });
     }
     Ok(certs)
 }
 
-fn pem_certs(what: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> =
-        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| format!("{what}: {e}"))?;
+fn pem_certs(what: &'static str, pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|source| TlsError::ParsePem { what, source })?;
     if certs.is_empty() {
-        return Err(format!("{what}: no certificate"));
+        return Err(TlsError::NoCertificateInPem { what });
     }
     Ok(certs)
 }
@@ -131,28 +196,28 @@ fn endpoints(
     key: PrivateKeyDer<'static>,
     cas: Vec<CertificateDer<'static>>,
     status: CertificateStatus,
-) -> Result<Endpoints, String> {
+) -> Result<Endpoints, TlsConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in cas {
-        roots.add(ca).map_err(|e| format!("CA: {e}"))?;
+        roots.add(ca).map_err(TlsConfigError::Ca)?;
     }
     let roots = Arc::new(roots);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
-        .map_err(|e| format!("client verifier: {e}"))?;
+        .map_err(TlsConfigError::ClientVerifier)?;
     let server = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsConfigError::ProtocolVersions)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key.clone_key())
-        .map_err(|e| format!("certificate: {e}"))?;
+        .map_err(TlsConfigError::Certificate)?;
     let client = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsConfigError::ProtocolVersions)?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("certificate: {e}"))?;
+        .map_err(TlsConfigError::Certificate)?;
     Ok(Endpoints {
         acceptor: TlsAcceptor::from(Arc::new(server)),
         connector: TlsConnector::from(Arc::new(client)),
@@ -162,7 +227,7 @@ fn endpoints(
 
 impl PeerTls {
     /// `None` for [`PeerTlsSource::Off`].
-    pub fn new(source: &PeerTlsSource) -> Result<Option<Arc<Self>>, String> {
+    pub fn new(source: &PeerTlsSource) -> Result<Option<Arc<Self>>, TlsError> {
         match source {
             PeerTlsSource::Off => Ok(None),
             PeerTlsSource::Files(files) => Self::from_files(files).map(|tls| Some(Arc::new(tls))),
@@ -170,25 +235,29 @@ impl PeerTls {
         }
     }
 
-    pub fn from_files(files: &TlsFiles) -> Result<Self, String> {
+    pub fn from_files(files: &TlsFiles) -> Result<Self, TlsError> {
         let chain = read_certs(&files.cert)?;
-        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&files.key)
+            .map_err(|source| TlsError::ReadPem { path: files.key.clone(), source })?;
         let cas = read_certs(&files.ca)?;
         let status = CertificateStatus { source: "files", fingerprint: fingerprint(&chain[0]), installed_total: 1 };
-        let endpoints = endpoints(chain, key, cas, status).map_err(|e| format!("{}: {e}", files.cert.display()))?;
+        let endpoints = endpoints(chain, key, cas, status)
+            .map_err(|source| TlsError::FilesConfig { cert: files.cert.clone(), source })?;
         Ok(Self { current: RwLock::new(Some(Arc::new(endpoints))), operator_key: None })
     }
 
     /// A key pair (ECDSA P-256) whose certificate the operator issues:
     /// the one kept in `state` (a state directory) with its last
     /// certificate, in use at once, else a new one, kept there.
-    pub fn from_operator(state: Option<&Path>) -> Result<Self, String> {
+    pub fn from_operator(state: Option<&Path>) -> Result<Self, TlsError> {
         let kept = state.and_then(|dir| std::fs::read_to_string(dir.join(KEY_FILE)).ok());
         let key = match kept.as_deref().map(rcgen::KeyPair::from_pem) {
             Some(Ok(key)) => key,
-            Some(Err(e)) => return Err(format!("{}: {e}", state.unwrap_or(Path::new(".")).join(KEY_FILE).display())),
+            Some(Err(source)) => {
+                return Err(TlsError::KeptKey { path: state.unwrap_or(Path::new(".")).join(KEY_FILE), source });
+            }
             None => {
-                let key = rcgen::KeyPair::generate().map_err(|e| format!("peer key: {e}"))?;
+                let key = rcgen::KeyPair::generate().map_err(TlsError::GenerateKey)?;
                 if let Some(dir) = state {
                     fabric_io::files::write_private(&dir.join(KEY_FILE), key.serialize_pem().as_bytes())?;
                 }
@@ -196,9 +265,7 @@ impl PeerTls {
             }
         };
         // The operator decides every name; the request only proves the key.
-        let csr = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .map_err(|e| format!("certificate request: {e}"))?;
+        let csr = rcgen::CertificateParams::default().serialize_request(&key).map_err(TlsError::CertificateRequest)?;
         let operator_key = OperatorKey {
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
             csr: csr.der().to_vec(),
@@ -227,8 +294,8 @@ impl PeerTls {
 
     /// Installs an operator-issued certificate chain (PEM, leaf first) for
     /// this node's key and the CAs to trust (PEM); new handshakes use it.
-    pub fn install(&self, chain_pem: &str, ca_bundle_pem: &str) -> Result<CertificateStatus, String> {
-        let key = self.operator_key.as_ref().ok_or("this node's certificate comes from files")?;
+    pub fn install(&self, chain_pem: &str, ca_bundle_pem: &str) -> Result<CertificateStatus, TlsError> {
+        let key = self.operator_key.as_ref().ok_or(TlsError::NotOperatorIssued)?;
         let chain = pem_certs("certificate chain", chain_pem)?;
         let cas = pem_certs("CA bundle", ca_bundle_pem)?;
         let installed_total = self.status().map_or(0, |s| s.installed_total) + 1;
@@ -314,7 +381,7 @@ mod tests {
         let tls = PeerTls::from_operator(None).unwrap();
         assert!(!tls.is_ready());
         assert!(!tls.certificate_request().unwrap().is_empty());
-        let error = tls.install("not pem", "not pem").unwrap_err();
+        let error = tls.install("not pem", "not pem").unwrap_err().to_string();
         assert!(error.starts_with("certificate chain"), "{error}");
         assert!(!tls.is_ready(), "a refused install leaves nothing in use");
     }
