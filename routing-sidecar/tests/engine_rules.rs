@@ -500,6 +500,31 @@ fn graceful_restart_keeps_stale_routes_until_end_of_table_or_window() {
 }
 
 #[test]
+fn a_session_that_drops_inside_the_restart_window_keeps_the_routes_stale_until_the_window_ends() {
+    let mut e = engine(&["a"]);
+    // A TTL beyond the window, so that only the window can end the route.
+    let mut long_lived = ann("a", "x", &["a"], 1, 1);
+    long_lived.ttl_ms = 600_000;
+    send(&mut e, t(0), "a", long_lived);
+    e.neighbor_down(t(10), &NodeId::new("a"), true);
+    let window_end = t(10) + e.config().timers.graceful_restart_window;
+    // A new session comes up and ends before a's end-of-table, not
+    // gracefully (a node still shutting down, say).
+    e.neighbor_up(t(20), &NodeId::new("a"));
+    e.neighbor_down(t(21), &NodeId::new("a"), false);
+    e.drain_effects(t(21));
+    assert!(e.best_route("x").is_some(), "still stale inside the announced window");
+    e.tick(fabric_core::Timestamp(window_end.0 - 1));
+    assert!(e.best_route("x").is_some(), "the window is not extended, nor cut short");
+    e.tick(window_end);
+    assert!(e.best_route("x").is_none(), "purged when the original window ends");
+    // Outside any window a drop withdraws at once.
+    send(&mut e, window_end, "a", ann("a", "x", &["a"], 1, 2));
+    e.neighbor_down(window_end, &NodeId::new("a"), false);
+    assert!(e.best_route("x").is_none());
+}
+
+#[test]
 fn ttl_expiry_is_the_last_resort() {
     let mut e = engine(&["a"]);
     let mut a = ann("a", "x", &["a"], 1, 1);

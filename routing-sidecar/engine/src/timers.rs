@@ -93,7 +93,8 @@ impl Engine {
 
     /// A neighbor's session went down. With `graceful`, its routes stay in
     /// use marked stale until it sends end-of-table after reconnecting or
-    /// the restart window closes; otherwise they are withdrawn at once.
+    /// the restart window closes; otherwise they are withdrawn at once,
+    /// unless the neighbor is still inside a restart window it announced.
     pub fn neighbor_down(&mut self, now: Timestamp, neighbor: &NodeId, graceful: bool) {
         let Some(ix) = self.nodes.get(neighbor.as_str()).filter(|ix| self.compiled.slot(*ix).is_some()) else {
             return;
@@ -102,13 +103,21 @@ impl Engine {
         for entry in &mut self.table {
             entry.advertised_to.retain(|n| *n != ix);
         }
-        if graceful {
+        // A neighbor still inside the restart window it announced (no
+        // end-of-table yet) that drops again keeps its routes stale until
+        // that window ends: a session to a node that is still shutting down,
+        // or one that ends before the table was re-sent, must not undo the
+        // announced restart. The window is not extended.
+        let restarting = self.restart_windows.deadline(ix).is_some();
+        if graceful || restarting {
             for entry in &mut self.table {
                 if let Some(i) = entry.position(ix) {
                     entry.candidates[i].set(flags::STALE, true);
                 }
             }
-            self.restart_windows.schedule(ix, now + self.config.timers.graceful_restart_window);
+            if graceful {
+                self.restart_windows.schedule(ix, now + self.config.timers.graceful_restart_window);
+            }
         } else {
             self.drop_routes_of(now, ix, WithdrawCause::NeighborLost);
         }

@@ -61,7 +61,7 @@ pub enum Command {
         peer: NodeId,
         dialed: bool,
         outbound: SendQueue,
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<SessionVerdict>,
     },
     SessionDown {
         conn: u64,
@@ -112,6 +112,20 @@ pub enum Command {
     Shutdown {
         restarting: bool,
         reply: oneshot::Sender<()>,
+    },
+}
+
+/// The actor's answer to a connection whose hello completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionVerdict {
+    Accepted,
+    /// The peer already has a session that the collision rule keeps.
+    Collision,
+    /// This node is shutting down. The close frame says whether it
+    /// announced a restart: a peer that reconnects in the meantime must keep
+    /// this node's routes as stale, as on the session that just ended.
+    ShuttingDown {
+        restarting: bool,
     },
 }
 
@@ -279,8 +293,9 @@ pub(super) struct Node {
     session_ends: BTreeMap<&'static str, u64>,
     dialers: HashMap<NodeId, Dialer>,
     config: ConfigStatus,
-    /// Shutting down: no new sessions.
-    closing: bool,
+    /// Shutting down (`Some`, announcing a restart when `true`): no new
+    /// sessions.
+    closing: Option<bool>,
     /// The engine has destinations left to flush (`FLUSH_SLICE`).
     flush_pending: bool,
 }
@@ -313,7 +328,7 @@ impl Node {
             session_ends: fabric_core::session::SESSION_END_REASONS.iter().map(|r| (*r, 0)).collect(),
             dialers: HashMap::new(),
             config,
-            closing: false,
+            closing: None,
             flush_pending: false,
         }
     }
@@ -415,8 +430,8 @@ impl Node {
         let now = clock::now();
         match command {
             Command::SessionUp { conn, peer, dialed, outbound, reply } => {
-                let accept = self.accept_session(&peer, dialed);
-                if accept {
+                let verdict = self.accept_session(&peer, dialed);
+                if verdict == SessionVerdict::Accepted {
                     let _span = tracing::info_span!("fabric.session.establish", peer = %peer, conn, dialed).entered();
                     let replaced = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound });
                     if let Some(old) = replaced {
@@ -444,7 +459,7 @@ impl Node {
                         link_state.session_up(&peer);
                     }
                 }
-                let _ = reply.send(accept);
+                let _ = reply.send(verdict);
             }
             Command::SessionFailed { expected, label, reason } => {
                 *self.session_ends.entry(label).or_default() += 1;
@@ -523,14 +538,18 @@ impl Node {
     /// Collision rule: one session per peer. A second one is kept only if it
     /// was initiated by the node with the smaller id (both ends apply the
     /// same rule, so they agree on which connection survives).
-    fn accept_session(&self, peer: &NodeId, dialed: bool) -> bool {
-        if self.closing {
-            return false;
+    fn accept_session(&self, peer: &NodeId, dialed: bool) -> SessionVerdict {
+        if let Some(restarting) = self.closing {
+            return SessionVerdict::ShuttingDown { restarting };
         }
-        let Some(existing) = self.sessions.get(peer) else { return true };
+        let Some(existing) = self.sessions.get(peer) else { return SessionVerdict::Accepted };
         let local_is_smaller = self.shared.local < *peer;
         let preferred = |dialed_by_us: bool| dialed_by_us == local_is_smaller;
-        preferred(dialed) || !preferred(existing.dialed)
+        if preferred(dialed) || !preferred(existing.dialed) {
+            SessionVerdict::Accepted
+        } else {
+            SessionVerdict::Collision
+        }
     }
 
     fn set_established(&mut self, peer: &NodeId, up: bool) {
@@ -735,7 +754,7 @@ impl Node {
     /// due tick) as one batch, and sends what it floods.
     fn dispatch_link_state(&mut self) {
         let Some(link_state) = &mut self.link_state else { return };
-        if self.closing {
+        if self.closing.is_some() {
             // Its updates were flushed; the sessions still ending must not
             // make it join its areas again.
             return;
@@ -796,7 +815,7 @@ impl Node {
     /// Asks every session to send a close frame (announcing a restart when
     /// `restarting`); they report back as they end.
     fn close_sessions(&mut self, restarting: bool) {
-        self.closing = true;
+        self.closing = Some(restarting);
         // Link-state has no graceful restart: the others route around this
         // node until it is back, whether it announced a restart or not.
         if let Some(flushes) = self.link_state.as_mut().map(|link_state| link_state.shutdown(clock::now())) {

@@ -12,11 +12,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use crate::runtime::node::{Command, NeighborSet};
+use crate::runtime::node::{Command, NeighborSet, SessionVerdict};
 use crate::runtime::send_queue::{SendQueueReceiver, send_queue};
 use crate::runtime::tls::PeerIdentity;
 use fabric_core::ids::NodeId;
@@ -175,6 +175,20 @@ fn send_queue_full(framed: &mut Framed<BoxedStream, LengthDelimitedCodec>) -> En
     Ended::lost("send_queue_full", reason)
 }
 
+/// After this end sent its close frame: half-closes the connection and
+/// reads (and drops) what the peer still sends until it closes too, at most
+/// `CLOSE_TIMEOUT`. A socket closed with unread data in its receive buffer
+/// (a keepalive, say) sends a reset instead of a FIN, and the peer's kernel
+/// may then drop the close frame before the peer reads it: the peer would
+/// see a lost connection instead of, for instance, an announced restart.
+async fn linger(framed: &mut Framed<BoxedStream, LengthDelimitedCodec>) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = framed.get_mut().shutdown().await;
+        while let Some(Ok(_)) = framed.next().await {}
+    })
+    .await;
+}
+
 impl Connection {
     /// Runs the connection to its end and tells the actor. Returns whether
     /// the session was established.
@@ -269,14 +283,15 @@ impl Connection {
         if self.actor.send(up).await.is_err() {
             return Ok(None);
         }
-        match accepted.await {
-            Ok(true) => Ok(Some((peer, rx))),
-            _ => {
-                let close = Frame::Close { reason: "duplicate session (collision)".into(), restarting: false };
-                let _ = framed.send(encode(&close)).await;
-                Ok(None)
-            }
-        }
+        let (reason, restarting) = match accepted.await {
+            Ok(SessionVerdict::Accepted) => return Ok(Some((peer, rx))),
+            Ok(SessionVerdict::ShuttingDown { restarting }) => ("node shutting down", restarting),
+            Ok(SessionVerdict::Collision) | Err(_) => ("duplicate session (collision)", false),
+        };
+        let close = Frame::Close { reason: reason.into(), restarting };
+        let _ = framed.send(encode(&close)).await;
+        linger(framed).await;
+        Ok(None)
     }
 
     /// The established session: reading and writing run at once, so a
@@ -298,11 +313,15 @@ impl Connection {
             ended = self.write_loop(sink, outbound, &shared) => (ended, None),
             (ended, close) = self.read_loop(stream, &shared, peer) => (ended, close),
         };
+        let sent_close = close.is_some() || ended.label == "closed_locally";
         if let Some(reason) = close {
             // Bounded: a peer that does not read must not keep the
             // connection (and its session) alive.
             let frame = encode(&Frame::Close { reason, restarting: false });
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, framed.send(frame)).await;
+        }
+        if sent_close {
+            linger(framed).await;
         }
         ended
     }
