@@ -264,9 +264,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Marks field `number` as seen; `None` when it was already.
+/// Marks singular field `number` as seen; `None` when it was already, or
+/// when the number is beyond every field this decoder reads.
 fn once(seen: &mut u32, number: u32) -> Option<()> {
-    let bit = 1u32 << number;
+    let bit = 1u32.checked_shl(number)?;
     if *seen & bit != 0 {
         return None;
     }
@@ -292,6 +293,8 @@ fn hops(hops: &[&str], limits: &DecodeLimits, shared: &mut SharedIds) -> Option<
 type Hops<'a> = smallvec::SmallVec<[&'a str; 8]>;
 
 fn announcement(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> Option<RouteAnnouncement> {
+    // Path hops (2) and tags (10) repeat; every other field is singular.
+    const REPEATED: [u32; 2] = [2, 10];
     let mut fields = Reader(body);
     let mut seen = 0u32;
     let (mut destination, mut advertiser) = ("", "");
@@ -301,49 +304,22 @@ fn announcement(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> O
     let (mut reliability, mut issued_at_ms, mut signature) = (None, None, None);
     while !fields.0.is_empty() {
         let (number, wire_type) = fields.key()?;
+        if !REPEATED.contains(&number) {
+            once(&mut seen, number)?;
+        }
         match (number, wire_type) {
-            (1, LEN) => {
-                once(&mut seen, number)?;
-                destination = fields.str()?;
-            }
+            (1, LEN) => destination = fields.str()?,
             (2, LEN) => path.push(fields.str()?),
-            (3, VARINT) => {
-                once(&mut seen, number)?;
-                hop_count = fields.u32()?;
-            }
-            (4, VARINT) => {
-                once(&mut seen, number)?;
-                cost = fields.u32()?;
-            }
-            (5, VARINT) => {
-                once(&mut seen, number)?;
-                latency_us = fields.u32()?;
-            }
-            (6, FIXED32) => {
-                once(&mut seen, number)?;
-                reliability = Some(f32::from_le_bytes(fields.fixed32()?));
-            }
-            (7, LEN) => {
-                once(&mut seen, number)?;
-                advertiser = fields.str()?;
-            }
-            (8, VARINT) => {
-                once(&mut seen, number)?;
-                epoch = fields.varint()?;
-            }
-            (9, VARINT) => {
-                once(&mut seen, number)?;
-                ttl_ms = fields.u32()?;
-            }
+            (3, VARINT) => hop_count = fields.u32()?,
+            (4, VARINT) => cost = fields.u32()?,
+            (5, VARINT) => latency_us = fields.u32()?,
+            (6, FIXED32) => reliability = Some(f32::from_le_bytes(fields.fixed32()?)),
+            (7, LEN) => advertiser = fields.str()?,
+            (8, VARINT) => epoch = fields.varint()?,
+            (9, VARINT) => ttl_ms = fields.u32()?,
             (10, LEN) => tags.push(fields.str()?),
-            (11, LEN) => {
-                once(&mut seen, number)?;
-                signature = Some(fields.bytes()?);
-            }
-            (12, VARINT) => {
-                once(&mut seen, number)?;
-                issued_at_ms = Some(fields.varint()?);
-            }
+            (11, LEN) => signature = Some(fields.bytes()?),
+            (12, VARINT) => issued_at_ms = Some(fields.varint()?),
             _ => return None,
         }
     }
@@ -375,6 +351,8 @@ fn announcement(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> O
 }
 
 fn withdrawal(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> Option<RouteWithdrawal> {
+    // Path hops (2) repeat; every other field is singular.
+    const REPEATED: [u32; 1] = [2];
     let mut fields = Reader(body);
     let mut seen = 0u32;
     let (mut destination, mut advertiser) = ("", "");
@@ -382,28 +360,16 @@ fn withdrawal(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> Opt
     let (mut epoch, mut issued_at_ms, mut signature) = (0, None, None);
     while !fields.0.is_empty() {
         let (number, wire_type) = fields.key()?;
+        if !REPEATED.contains(&number) {
+            once(&mut seen, number)?;
+        }
         match (number, wire_type) {
-            (1, LEN) => {
-                once(&mut seen, number)?;
-                destination = fields.str()?;
-            }
+            (1, LEN) => destination = fields.str()?,
             (2, LEN) => path.push(fields.str()?),
-            (3, LEN) => {
-                once(&mut seen, number)?;
-                advertiser = fields.str()?;
-            }
-            (4, VARINT) => {
-                once(&mut seen, number)?;
-                epoch = fields.varint()?;
-            }
-            (5, LEN) => {
-                once(&mut seen, number)?;
-                signature = Some(fields.bytes()?);
-            }
-            (6, VARINT) => {
-                once(&mut seen, number)?;
-                issued_at_ms = Some(fields.varint()?);
-            }
+            (3, LEN) => advertiser = fields.str()?,
+            (4, VARINT) => epoch = fields.varint()?,
+            (5, LEN) => signature = Some(fields.bytes()?),
+            (6, VARINT) => issued_at_ms = Some(fields.varint()?),
             _ => return None,
         }
     }
@@ -424,24 +390,20 @@ fn withdrawal(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> Opt
 }
 
 fn signature_block(body: &[u8], limits: &DecodeLimits) -> Option<SignatureBlock> {
+    // Every field is singular.
+    const REPEATED: [u32; 0] = [];
     let mut fields = Reader(body);
     let mut seen = 0u32;
     let (mut algorithm, mut key_id, mut signature): (&str, &str, &[u8]) = ("", "", &[]);
     while !fields.0.is_empty() {
         let (number, wire_type) = fields.key()?;
+        if !REPEATED.contains(&number) {
+            once(&mut seen, number)?;
+        }
         match (number, wire_type) {
-            (1, LEN) => {
-                once(&mut seen, number)?;
-                algorithm = fields.str()?;
-            }
-            (2, LEN) => {
-                once(&mut seen, number)?;
-                key_id = fields.str()?;
-            }
-            (3, LEN) => {
-                once(&mut seen, number)?;
-                signature = fields.bytes()?;
-            }
+            (1, LEN) => algorithm = fields.str()?,
+            (2, LEN) => key_id = fields.str()?,
+            (3, LEN) => signature = fields.bytes()?,
             _ => return None,
         }
     }
