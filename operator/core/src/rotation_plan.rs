@@ -15,7 +15,6 @@
 use std::time::Duration;
 
 use fabric_core::Timestamp;
-use fabric_core::config::format_rfc3339;
 use serde::{Deserialize, Serialize};
 
 use crate::api::duration::DurationError;
@@ -280,7 +279,7 @@ pub fn plan(
             keys.push(PublishedKey {
                 key_id: private.key_id.clone(),
                 public_key: private.public_key()?,
-                valid_from: Some(format_rfc3339(Timestamp(private.created_ms))),
+                valid_from: Some(Timestamp(private.created_ms).to_rfc3339()),
                 valid_until: None,
                 state: KeyState::Pending,
             });
@@ -295,7 +294,7 @@ pub fn plan(
     let switched = active.as_deref().is_some_and(|active| fabric.signs_with(active));
     for key in &mut keys {
         if key.state == KeyState::Retiring && key.valid_until.is_none() && switched {
-            key.valid_until = Some(format_rfc3339(later(now, overlap)));
+            key.valid_until = Some(later(now, overlap).to_rfc3339());
         }
     }
     // Retire what has run out.
@@ -323,7 +322,7 @@ pub fn plan(
         keys.push(PublishedKey {
             key_id: key_id.clone(),
             public_key: private.public_key()?,
-            valid_from: Some(format_rfc3339(now)),
+            valid_from: Some(now.to_rfc3339()),
             valid_until: None,
             state: KeyState::Pending,
         });
@@ -354,7 +353,7 @@ pub fn plan(
                 }
                 keys[pending].state = KeyState::Active;
                 active_key_id = Some(key_id.clone());
-                next_rotation = Some(format_rfc3339(later(now, interval)));
+                next_rotation = Some(later(now, interval).to_rfc3339());
                 events.push(RotationEvent::Activated { key_id, previous });
             }
             Rollout::Waiting(sidecars) => {
@@ -484,7 +483,7 @@ mod tests {
         let p2 = step(&p1.published, &p1.ring, t0 + 1000, Rollout::Everywhere, &mut keys);
         assert_eq!(states(&p2), [("k1".to_string(), KeyState::Active)]);
         assert_eq!(p2.published.active_key_id.as_deref(), Some("k1"));
-        assert_eq!(p2.published.next_rotation, Some(format_rfc3339(Timestamp(t0 + 1000 + 720 * HOUR))));
+        assert_eq!(p2.published.next_rotation, Some(Timestamp(t0 + 1000 + 720 * HOUR).to_rfc3339()));
 
         // Nothing due: nothing changes.
         let p3 = step(&p2.published, &p2.ring, t0 + 10 * HOUR, Rollout::Everywhere, &mut keys);
@@ -511,7 +510,7 @@ mod tests {
         assert_eq!(states(&p5c).len(), 2, "no new key while the owner lags");
         // ... the 24h overlap starts when it has.
         let p5d = step(&p5b.published, &p5b.ring, late, Rollout::Everywhere, &mut keys);
-        assert_eq!(k1(&p5d), Some(format_rfc3339(Timestamp(late + 24 * HOUR))));
+        assert_eq!(k1(&p5d), Some(Timestamp(late + 24 * HOUR).to_rfc3339()));
         // ... and it is gone, with its private key, after the overlap.
         let p6 = step(&p5d.published, &p5d.ring, late + 24 * HOUR, Rollout::Everywhere, &mut keys);
         assert_eq!(states(&p6), [("k2".to_string(), KeyState::Active)]);

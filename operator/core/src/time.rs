@@ -5,7 +5,6 @@
 //! the sidecar's configs hold.
 
 use fabric_core::Timestamp;
-use fabric_core::config::format_rfc3339;
 
 /// Milliseconds since the Unix epoch of an RFC 3339 time (fractions below
 /// a millisecond are dropped; times before 1970 are negative).
@@ -15,7 +14,7 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
 
 /// The same instant as `text`, written in UTC the way the sidecar reads it.
 pub fn normalize_rfc3339(text: &str) -> Result<String, String> {
-    Timestamp::from_rfc3339(text).map(format_rfc3339)
+    Timestamp::from_rfc3339(text).map(Timestamp::to_rfc3339)
 }
 
 #[cfg(test)]

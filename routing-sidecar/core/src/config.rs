@@ -816,11 +816,6 @@ pub fn encode_public_key(key: &ed25519_dalek::VerifyingKey) -> String {
     base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
 }
 
-/// Formats unix milliseconds as RFC 3339 for `validFrom` / `validUntil`.
-pub fn format_rfc3339(time: Timestamp) -> String {
-    time.to_rfc3339()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
