@@ -149,17 +149,11 @@ impl Engine {
         self.effects.push(Effect::Send { to, message });
     }
 
-    /// Produces the messages for every pending destination, in destination
-    /// order, then the end-of-table markers due.
-    pub(super) fn flush_advertisements(&mut self, now: Timestamp) {
-        self.flush_advertisements_upto(now, usize::MAX);
-    }
-
     /// Produces the messages for the first `limit` pending destinations in
     /// destination order; the end-of-table markers due follow once no
     /// destination is pending. The rest stay pending, in order, for the
     /// next flush. Returns whether any do.
-    pub(super) fn flush_advertisements_upto(&mut self, now: Timestamp, limit: usize) -> bool {
+    pub(super) fn flush_advertisements(&mut self, now: Timestamp, limit: usize) -> bool {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_unstable();
         let rest = pending.split_off(limit.min(pending.len()));

@@ -341,13 +341,13 @@ impl Engine {
     /// Takes everything the engine wants done, flushing batched
     /// advertisements first.
     pub fn drain_effects(&mut self, now: Timestamp) -> Vec<Effect> {
-        self.end_step(now);
+        self.end_step(now, usize::MAX);
         std::mem::take(&mut self.effects)
     }
 
     /// Like `drain_effects`, appending into a caller-owned buffer.
     pub fn drain_effects_into(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        self.end_step(now);
+        self.end_step(now, usize::MAX);
         out.append(&mut self.effects);
     }
 
@@ -358,19 +358,21 @@ impl Engine {
     /// sending a whole table to a neighbor that just came up can so start
     /// writing it while the rest is being built.
     pub fn drain_effects_upto(&mut self, now: Timestamp, limit: usize, out: &mut Vec<Effect>) -> bool {
-        let more = self.flush_advertisements_upto(now, limit);
-        self.tag_sets.sweep();
+        let more = self.end_step(now, limit);
         out.append(&mut self.effects);
         more
     }
 
-    /// Between inputs: flushes batched advertisements, then frees the tag
-    /// sets no stored candidate uses any more (every set index in use is in
-    /// the table now, none is held by an input being processed). Here, so
-    /// that what is freed depends only on the inputs, not on timing.
-    fn end_step(&mut self, now: Timestamp) {
-        self.flush_advertisements(now);
+    /// Between inputs: flushes batched advertisements (of at most `limit`
+    /// pending destinations; returns whether some are left), then frees the
+    /// tag sets no stored candidate uses any more (every set index in use
+    /// is in the table now, none is held by an input being processed).
+    /// Here, so that what is freed depends only on the inputs, not on
+    /// timing.
+    fn end_step(&mut self, now: Timestamp, limit: usize) -> bool {
+        let more = self.flush_advertisements(now, limit);
         self.tag_sets.sweep();
+        more
     }
 
     /// Distinct tag sets held, the empty set included.
