@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::lsdb::AreaLsdb;
-use crate::routes::{AreaSpf, RouteScope};
+use crate::routes::{AreaSpf, Ranked, RouteScope, winners};
 use fabric_core::ids::{DestinationId, NodeId, Tag};
 use fabric_core::link_state::area::{DestinationCandidate, FilterVerdict, SummaryPolicy};
 use fabric_core::link_state::area_id::AreaId;
@@ -91,6 +91,16 @@ pub struct AreaDestinationRoute {
     pub tags: Vec<Tag>,
     pub latency_us: u32,
     pub reliability: f32,
+}
+
+impl Ranked for AreaDestinationRoute {
+    fn scope(&self) -> RouteScope {
+        self.scope
+    }
+
+    fn cost(&self) -> u64 {
+        self.cost
+    }
 }
 
 /// The link-state route to one destination name.
@@ -236,13 +246,6 @@ pub fn area_destination_routes(
 fn union(a: &[NodeId], b: &[NodeId]) -> Vec<NodeId> {
     let set: BTreeSet<&NodeId> = a.iter().chain(b).collect();
     set.into_iter().cloned().collect()
-}
-
-/// The areas whose offers win: the best scope, then the lowest cost.
-fn winners<'a>(candidates: &[(&'a AreaId, &'a AreaDestinationRoute)]) -> Vec<(&'a AreaId, &'a AreaDestinationRoute)> {
-    let Some(scope) = candidates.iter().map(|(_, r)| r.scope).min() else { return Vec::new() };
-    let cost = candidates.iter().filter(|(_, r)| r.scope == scope).map(|(_, r)| r.cost).min().unwrap_or(0);
-    candidates.iter().filter(|(_, r)| r.scope == scope && r.cost == cost).copied().collect()
 }
 
 fn merge(name: &DestinationId, candidates: &[(&AreaId, &AreaDestinationRoute)], max_paths: usize) -> DestinationRoute {

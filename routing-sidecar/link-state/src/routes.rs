@@ -194,12 +194,29 @@ pub fn merge_routes<'a>(
     table.into_iter().collect()
 }
 
+/// What the area views of one destination are ranked by: intra-area
+/// before inter-area, then the lowest cost.
+pub(crate) trait Ranked {
+    fn scope(&self) -> RouteScope;
+    fn cost(&self) -> u64;
+}
+
+impl Ranked for AreaRoute {
+    fn scope(&self) -> RouteScope {
+        self.scope
+    }
+
+    fn cost(&self) -> u64 {
+        self.cost
+    }
+}
+
 /// The winning scope and cost among `candidates`, and the candidates that
-/// achieve them (in area order).
-pub(crate) fn winners<'a>(candidates: &[(&'a AreaId, &'a AreaRoute)]) -> Vec<(&'a AreaId, &'a AreaRoute)> {
-    let scope = candidates.iter().map(|(_, r)| r.scope).min().expect("at least one candidate");
-    let cost = candidates.iter().filter(|(_, r)| r.scope == scope).map(|(_, r)| r.cost).min().expect("in scope");
-    candidates.iter().filter(|(_, r)| r.scope == scope && r.cost == cost).copied().collect()
+/// achieve them (in area order); empty without candidates.
+pub(crate) fn winners<'a, R: Ranked>(candidates: &[(&'a AreaId, &'a R)]) -> Vec<(&'a AreaId, &'a R)> {
+    let Some(scope) = candidates.iter().map(|(_, r)| r.scope()).min() else { return Vec::new() };
+    let cost = candidates.iter().filter(|(_, r)| r.scope() == scope).map(|(_, r)| r.cost()).min().unwrap_or(0);
+    candidates.iter().filter(|(_, r)| r.scope() == scope && r.cost() == cost).copied().collect()
 }
 
 fn best_of(destination: &NodeId, candidates: &[(&AreaId, &AreaRoute)], max_paths: usize) -> LinkStateRoute {
