@@ -33,7 +33,8 @@
 //!   node's `GET /routes` holds exactly the destinations it can still reach
 //!   (and stays so for `SETTLE`).
 //!
-//! `FABRIC_BENCH_RUNS=N` repeats each scenario N times instead of 3.
+//! `FABRIC_BENCH_RUNS=N` repeats each scenario N times instead of 3;
+//! `FABRIC_BENCH_KEEP=1` keeps the sidecars' directories and logs.
 //!
 //! With `pair` and `peer`, the same announcements are fed to an in-process
 //! `Engine` (as `benches/engine.rs` does) between the runs, and the ratios
@@ -127,7 +128,11 @@ fn main() {
     });
     match report {
         Some(Ok(report)) => {
-            let _ = std::fs::remove_dir_all(&scratch);
+            if std::env::var_os("FABRIC_BENCH_KEEP").is_some() {
+                eprintln!("sidecar directories and logs kept in {} (FABRIC_BENCH_KEEP)", scratch.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&scratch);
+            }
             report.print(started.elapsed());
         }
         Some(Err(error)) => {
@@ -243,6 +248,10 @@ struct Timing {
     cpu_b: Duration,
     /// CPU time the sending sidecar used meanwhile, when it is one.
     cpu_a: Option<Duration>,
+    /// `b`'s own figure (`/peers`, `table_received_ms`): from its session
+    /// with `a` coming up to `a`'s end-of-table handled, every route in
+    /// use. Free of the polls' delays, which grow when the machine is busy.
+    table_received: Option<Duration>,
 }
 
 /// How long `b`'s route count may stand still before the transfer is
@@ -297,7 +306,15 @@ async fn watch_transfer(
             if routes != n as u64 {
                 return Err(format!("b received {n} routes but has {routes} active"));
             }
-            return Ok(Timing { total, first: first.unwrap_or(total), worst_poll_gap, cpu_b, cpu_a: None });
+            let table_received = table_received(b).await?;
+            return Ok(Timing {
+                total,
+                first: first.unwrap_or(total),
+                worst_poll_gap,
+                cpu_b,
+                cpu_a: None,
+                table_received,
+            });
         }
         if active != last_count {
             (last_count, last_change) = (active, Instant::now());
@@ -310,6 +327,26 @@ async fn watch_transfer(
             ));
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `b`'s `table_received_ms` for its one neighbor, once the end-of-table
+/// that follows the last route was handled; `None` from a sidecar too old
+/// to report it (`FABRIC_SIDECAR_EXE`).
+async fn table_received(b: &SidecarProcess) -> Result<Option<Duration>, String> {
+    let started = Instant::now();
+    loop {
+        let peer = b.get_json("/peers").await?[0].clone();
+        match peer.get("table_received_ms") {
+            None => return Ok(None),
+            Some(took) if took.is_number() => {
+                return Ok(took.as_f64().map(|took| Duration::from_secs_f64(took / 1e3)));
+            }
+            Some(_) if started.elapsed() > STALL => {
+                return Err("b has every route but did not handle a's end-of-table".into());
+            }
+            Some(_) => tokio::time::sleep(POLL).await,
+        }
     }
 }
 
@@ -865,6 +902,8 @@ fn log_level() -> String {
 #[derive(Default)]
 struct TransferSamples {
     rates: Vec<f64>,
+    /// By `b`'s own clock (`Timing::table_received`).
+    own_rates: Vec<f64>,
     to_first: Vec<f64>,
     after_first: Vec<f64>,
     cpu_share: Vec<f64>,
@@ -875,6 +914,9 @@ struct TransferSamples {
 impl TransferSamples {
     fn add(&mut self, n: usize, timing: &Timing) {
         self.rates.push(n as f64 / timing.total.as_secs_f64());
+        if let Some(took) = timing.table_received {
+            self.own_rates.push(n as f64 / took.as_secs_f64());
+        }
         self.to_first.push(ms(timing.first));
         // Only meaningful when the transfer spans many polls.
         let after_first = timing.total - timing.first;
@@ -908,6 +950,14 @@ impl TransferSamples {
                 ms(self.worst_poll_gap)
             ),
         });
+        if !self.own_rates.is_empty() {
+            rows.push(Row {
+                name: "    b's own clock: session up to a's whole table in use".into(),
+                unit: "/s",
+                samples: self.own_rates.clone(),
+                extra: format!("{:.3}x {}", median(&self.own_rates) / baseline.0, baseline.1),
+            });
+        }
         rows.push(Row {
             name: "    of which: start to first route at b".into(),
             unit: "ms",

@@ -77,6 +77,13 @@ async fn killing_a_process_reroutes_within_two_gossip_intervals() {
     let mut lab = Lab::start(exe(), &fabric5(), &scratch("fabric5"), fast_sessions).await.unwrap();
     lab.wait_for_routes(1, Duration::from_secs(20)).await.unwrap();
     assert_eq!(lab.node("src").next_hop("app").await.unwrap().as_deref(), Some("p1"));
+    // Every neighbor's table arrived whole (its end-of-table), timed from
+    // the session's start.
+    let peers = lab.node("src").get_json("/peers").await.unwrap();
+    for peer in peers.as_array().unwrap() {
+        let took = peer["table_received_ms"].as_f64();
+        assert!(took.is_some_and(|ms| (0.0..20_000.0).contains(&ms)), "{peer}");
+    }
     lab.nodes.get_mut("p1").unwrap().kill().await;
     let src = lab.node("src");
     let took = eventually(2 * GOSSIP_INTERVAL, "src reroutes via p2", || async {

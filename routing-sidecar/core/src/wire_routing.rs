@@ -25,6 +25,7 @@ use crate::ids::{DestinationId, KeyId, NodeId};
 use crate::message::{Message, RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm, SignatureBlock};
 use crate::shared_ids::SharedIds;
 use crate::wire::{DecodeLimits, PROTOCOL_VERSION};
+use prost::bytes::BufMut;
 
 // Field numbers and wire types of `wire::schema`.
 const VARINT: u8 = 0;
@@ -68,13 +69,12 @@ pub fn decode_routing_frame(bytes: &[u8], limits: &DecodeLimits, shared: &mut Sh
 /// proto3 defaults left out).
 ///
 /// [`wire::encode_frame`]: crate::wire::encode_frame
-pub fn encode_routing_frame(message: &Message, buf: &mut Vec<u8>) {
-    let (number, body) = match message {
-        Message::Announcement(a) => (BODY_ANNOUNCEMENT, announcement_len(a)),
-        Message::Withdrawal(w) => (BODY_WITHDRAWAL, withdrawal_len(w)),
-        Message::EndOfTable { advertiser } => (BODY_END_OF_TABLE, string_len(advertiser.as_str())),
-    };
-    buf.reserve_exact(1 + varint_len(u64::from(PROTOCOL_VERSION)) + 1 + varint_len(body as u64) + body);
+///
+/// Generic over the buffer so that a connection writes the frame straight
+/// into its socket buffer, after its length prefix ([`routing_frame_len`]),
+/// without a buffer of its own per message.
+pub fn encode_routing_frame(message: &Message, buf: &mut impl BufMut) {
+    let (number, body) = routing_body(message);
     put_key(buf, ENVELOPE_VERSION, VARINT);
     put_varint(buf, u64::from(PROTOCOL_VERSION));
     put_key(buf, number, LEN);
@@ -89,7 +89,7 @@ pub fn encode_routing_frame(message: &Message, buf: &mut Vec<u8>) {
             put_uint(buf, 4, a.metrics.cost.into());
             put_uint(buf, 5, a.metrics.latency_us.into());
             put_key(buf, 6, FIXED32);
-            buf.extend_from_slice(&a.metrics.reliability.to_le_bytes());
+            buf.put_f32_le(a.metrics.reliability);
             put_string(buf, 7, a.advertiser.as_str());
             put_uint(buf, 8, a.epoch);
             put_uint(buf, 9, a.ttl_ms.into());
@@ -114,6 +114,21 @@ pub fn encode_routing_frame(message: &Message, buf: &mut Vec<u8>) {
 }
 
 const BODY_END_OF_TABLE: u32 = 4;
+
+/// The number of bytes [`encode_routing_frame`] writes for `message`.
+pub fn routing_frame_len(message: &Message) -> usize {
+    let (_, body) = routing_body(message);
+    1 + varint_len(u64::from(PROTOCOL_VERSION)) + len_field(body)
+}
+
+/// The envelope field of `message`'s body and the body's length.
+fn routing_body(message: &Message) -> (u32, usize) {
+    match message {
+        Message::Announcement(a) => (BODY_ANNOUNCEMENT, announcement_len(a)),
+        Message::Withdrawal(w) => (BODY_WITHDRAWAL, withdrawal_len(w)),
+        Message::EndOfTable { advertiser } => (BODY_END_OF_TABLE, string_len(advertiser.as_str())),
+    }
+}
 
 fn varint_len(value: u64) -> usize {
     // 7 bits a byte; 0 takes one byte.
@@ -163,47 +178,47 @@ fn withdrawal_len(w: &RouteWithdrawal) -> usize {
         + w.issued_at_ms.map_or(0, |at| 1 + varint_len(at))
 }
 
-fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+fn put_varint(buf: &mut impl BufMut, mut value: u64) {
     while value >= 0x80 {
-        buf.push((value as u8) | 0x80);
+        buf.put_u8((value as u8) | 0x80);
         value >>= 7;
     }
-    buf.push(value as u8);
+    buf.put_u8(value as u8);
 }
 
-fn put_key(buf: &mut Vec<u8>, number: u32, wire_type: u8) {
+fn put_key(buf: &mut impl BufMut, number: u32, wire_type: u8) {
     put_varint(buf, u64::from(number << 3 | u32::from(wire_type)));
 }
 
 /// One element of a repeated string or a bytes field: written even when
 /// empty.
-fn put_repeated(buf: &mut Vec<u8>, number: u32, value: &[u8]) {
+fn put_repeated(buf: &mut impl BufMut, number: u32, value: &[u8]) {
     put_key(buf, number, LEN);
     put_varint(buf, value.len() as u64);
-    buf.extend_from_slice(value);
+    buf.put_slice(value);
 }
 
-fn put_string(buf: &mut Vec<u8>, number: u32, value: &str) {
+fn put_string(buf: &mut impl BufMut, number: u32, value: &str) {
     if !value.is_empty() {
         put_repeated(buf, number, value.as_bytes());
     }
 }
 
-fn put_uint(buf: &mut Vec<u8>, number: u32, value: u64) {
+fn put_uint(buf: &mut impl BufMut, number: u32, value: u64) {
     if value != 0 {
         put_key(buf, number, VARINT);
         put_varint(buf, value);
     }
 }
 
-fn put_optional(buf: &mut Vec<u8>, number: u32, value: Option<u64>) {
+fn put_optional(buf: &mut impl BufMut, number: u32, value: Option<u64>) {
     if let Some(value) = value {
         put_key(buf, number, VARINT);
         put_varint(buf, value);
     }
 }
 
-fn put_signature(buf: &mut Vec<u8>, number: u32, signature: Option<&SignatureBlock>) {
+fn put_signature(buf: &mut impl BufMut, number: u32, signature: Option<&SignatureBlock>) {
     let Some(signature) = signature else { return };
     put_key(buf, number, LEN);
     put_varint(buf, signature_len(signature) as u64);
@@ -561,7 +576,7 @@ mod tests {
     fn encoded_directly(message: &Message) -> Vec<u8> {
         let mut bytes = Vec::new();
         encode_routing_frame(message, &mut bytes);
-        assert_eq!(bytes.capacity(), bytes.len(), "the length is computed exactly");
+        assert_eq!(routing_frame_len(message), bytes.len(), "the length is computed exactly");
         bytes
     }
 

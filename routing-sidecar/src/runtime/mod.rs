@@ -4,6 +4,7 @@
 //! `metrics`) and signals talk to it through a handle.
 
 mod actor_thread;
+mod codec;
 pub mod api;
 pub mod handle;
 pub mod lab;

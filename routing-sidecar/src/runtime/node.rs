@@ -164,6 +164,11 @@ pub struct PeerStatus {
     /// Bytes (wire size) queued for the peer and not yet written; 0
     /// without a session. Never above `session.maxQueuedBytes`.
     pub send_queue_bytes: u64,
+    /// Milliseconds from the last session's start until the peer's
+    /// end-of-table was handled, that is until every route of its table
+    /// was in use here: how long the table transfer took. `None` until the
+    /// end-of-table arrived.
+    pub table_received_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -194,6 +199,8 @@ pub struct NodeStats {
 #[derive(Clone, Debug, Default)]
 struct PeerInfo {
     since: Option<Timestamp>,
+    /// The last session's table transfer (see `PeerStatus`).
+    table_received: Option<std::time::Duration>,
     established_total: u64,
     failures_total: u64,
     ends: BTreeMap<&'static str, u64>,
@@ -204,6 +211,8 @@ struct LiveSession {
     conn: u64,
     dialed: bool,
     outbound: SendQueue,
+    /// When it was accepted, until the peer's end-of-table arrived.
+    awaiting_table_since: Option<std::time::Instant>,
 }
 
 /// What connections need from the node, shared by the listener and dialers.
@@ -433,8 +442,8 @@ impl Node {
                 let verdict = self.accept_session(&peer, dialed);
                 if verdict == SessionVerdict::Accepted {
                     let _span = tracing::info_span!("fabric.session.establish", peer = %peer, conn, dialed).entered();
-                    let replaced = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound });
-                    if let Some(old) = replaced {
+                    let replaced = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound, awaiting_table_since: Some(std::time::Instant::now()) });
+                    if let Some(mut old) = replaced {
                         // Announced as a restart: when both ends dialed at
                         // once, the peer may still count the closed
                         // connection as its session; it keeps our routes as
@@ -452,6 +461,7 @@ impl Node {
                     let info = self.peers.entry(peer.clone()).or_default();
                     info.since = Some(now);
                     info.established_total += 1;
+                    info.table_received = None;
                     self.set_established(&peer, true);
                     tracing::info!(peer = %peer, conn, dialed, "session established");
                     self.engine.neighbor_up(now, &peer);
@@ -494,12 +504,7 @@ impl Node {
                 }
             }
             Command::Frames { peer, conn, messages, link_state, permit: _permit } => {
-                if self.sessions.get(&peer).is_some_and(|s| s.conn == conn) {
-                    if !messages.is_empty() {
-                        self.engine.receive_batch(now, messages);
-                    }
-                    self.receive_link_state(&peer, link_state);
-                }
+                self.receive_frames(now, &peer, conn, messages, link_state);
             }
             Command::Malformed { peer, detail } => {
                 self.engine.record_malformed(now, &peer, detail);
@@ -523,6 +528,33 @@ impl Node {
             Command::Shutdown { restarting, reply } => return Some((reply, restarting)),
         }
         None
+    }
+
+    /// What connection `conn` read from `peer`, if it is still the
+    /// session's; the first end-of-table of the session times its table
+    /// transfer.
+    fn receive_frames(
+        &mut self,
+        now: Timestamp,
+        peer: &NodeId,
+        conn: u64,
+        messages: Vec<(NodeId, Message)>,
+        link_state: Vec<LinkStateUpdate>,
+    ) {
+        let Some(session) = self.sessions.get_mut(peer).filter(|s| s.conn == conn) else { return };
+        let table_since = session.awaiting_table_since.filter(|_| {
+            messages.iter().any(|(_, message)| matches!(message, Message::EndOfTable { .. }))
+        });
+        if table_since.is_some() {
+            session.awaiting_table_since = None;
+        }
+        if !messages.is_empty() {
+            self.engine.receive_batch(now, messages);
+        }
+        if let Some(since) = table_since {
+            self.peers.entry(peer.clone()).or_default().table_received = Some(since.elapsed());
+        }
+        self.receive_link_state(peer, link_state);
     }
 
     fn receive_link_state(&mut self, peer: &NodeId, updates: Vec<LinkStateUpdate>) {
@@ -626,7 +658,7 @@ impl Node {
         self.shared.neighbors.replace(ids.clone());
         let removed: Vec<NodeId> = self.sessions.keys().filter(|p| !ids.contains(*p)).cloned().collect();
         for peer in removed {
-            if let Some(session) = self.sessions.remove(&peer) {
+            if let Some(mut session) = self.sessions.remove(&peer) {
                 session.outbound.close("no longer a neighbor".into(), false);
             }
         }
@@ -729,6 +761,7 @@ impl Node {
                     session_ends: info.ends,
                     last_error: info.last_error,
                     send_queue_bytes: self.sessions.get(&id).map_or(0, |s| s.outbound.queued_bytes()),
+                    table_received_ms: info.table_received.map(|took| took.as_secs_f64() * 1e3),
                     id,
                 }
             })
@@ -740,6 +773,7 @@ impl Node {
     fn dispatch(&mut self) {
         self.dispatch_engine();
         self.dispatch_link_state();
+        self.hand_over();
     }
 
     /// `dispatch` until nothing is left pending (before closing sessions).
@@ -747,6 +781,15 @@ impl Node {
         self.dispatch();
         while self.flush_pending {
             self.dispatch_engine();
+        }
+        self.hand_over();
+    }
+
+    /// Passes what this step queued to the connections, each its part at
+    /// once (see `send_queue`).
+    fn hand_over(&mut self) {
+        for session in self.sessions.values_mut() {
+            session.outbound.hand_over();
         }
     }
 
@@ -824,7 +867,7 @@ impl Node {
         for (_, dialer) in self.dialers.drain() {
             dialer.task.abort();
         }
-        for session in self.sessions.values() {
+        for session in self.sessions.values_mut() {
             session.outbound.close(if restarting { "restarting".into() } else { "shutting down".into() }, restarting);
         }
     }

@@ -15,6 +15,13 @@
 //! put in; the connection counts what it took out in an atomic that only it
 //! writes, and the actor reads that only when the bound seems reached, so
 //! the common path costs an addition on each side.
+//!
+//! What the actor puts in during one of its steps is staged and handed
+//! over at once when the step ends ([`SendQueue::hand_over`]): one channel
+//! send and at most one wake-up of the connection per step, and the
+//! connection writes the step's messages with one flush. Handed over one
+//! by one, a connection on another CPU took each message as it came and
+//! wrote it with a system call of its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,12 +41,18 @@ struct Shared {
     overflowed: Notify,
 }
 
+/// Items handed over together, and their bytes.
+type Handed = (Vec<Outbound>, u64);
+
 /// The actor's end.
 #[derive(Debug)]
 pub struct SendQueue {
-    tx: mpsc::UnboundedSender<(Outbound, u64)>,
+    tx: mpsc::UnboundedSender<Handed>,
     shared: Arc<Shared>,
-    /// Bytes put in, ever.
+    /// Put in and not handed over yet.
+    staged: Vec<Outbound>,
+    staged_bytes: u64,
+    /// Bytes put in, ever (staged ones included).
     put: u64,
     /// The last reading of `shared.taken`: `put - taken_seen` is at least
     /// what is queued now.
@@ -50,7 +63,7 @@ pub struct SendQueue {
 /// The connection's end.
 #[derive(Debug)]
 pub struct SendQueueReceiver {
-    rx: mpsc::UnboundedReceiver<(Outbound, u64)>,
+    rx: mpsc::UnboundedReceiver<Handed>,
     shared: Arc<Shared>,
 }
 
@@ -67,13 +80,16 @@ pub enum Refused {
 pub fn send_queue() -> (SendQueue, SendQueueReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared::default());
-    (SendQueue { tx, shared: shared.clone(), put: 0, taken_seen: 0, full: false }, SendQueueReceiver { rx, shared })
+    let queue =
+        SendQueue { tx, shared: shared.clone(), staged: Vec::new(), staged_bytes: 0, put: 0, taken_seen: 0, full: false };
+    (queue, SendQueueReceiver { rx, shared })
 }
 
 impl SendQueue {
-    /// Queues `item`, charged `bytes`, unless the queue would then hold
-    /// more than `limit` bytes. A closed connection takes nothing: the item
-    /// is dropped, as the session's end is on its way to the actor.
+    /// Stages `item`, charged `bytes`, unless the queue would then hold
+    /// more than `limit` bytes; [`hand_over`](Self::hand_over) passes it on.
+    /// A closed connection takes nothing: the item is dropped, as the
+    /// session's end is on its way to the actor.
     pub fn push(&mut self, item: Outbound, bytes: u64, limit: u64) -> Result<(), Refused> {
         if self.full {
             return Err(Refused::Full);
@@ -83,40 +99,55 @@ impl SendQueue {
             let queued = self.put - self.taken_seen;
             if queued.saturating_add(bytes) > limit {
                 self.full = true;
+                // What was staged before the overflow still goes out, as
+                // it would have one by one; the connection is ending.
+                self.hand_over();
                 self.shared.overflowed.notify_one();
                 return Err(Refused::Overflowed { queued });
             }
         }
         self.put += bytes;
-        let _ = self.tx.send((item, bytes));
+        self.staged.push(item);
+        self.staged_bytes += bytes;
         Ok(())
     }
 
-    /// Queues a close, whatever the bound: it is small and the last item.
-    pub fn close(&self, reason: String, restarting: bool) {
-        let _ = self.tx.send((Outbound::Close { reason, restarting }, 0));
+    /// Passes what was staged to the connection, in one piece.
+    pub fn hand_over(&mut self) {
+        if !self.staged.is_empty() {
+            let items = std::mem::take(&mut self.staged);
+            let _ = self.tx.send((items, std::mem::take(&mut self.staged_bytes)));
+        }
     }
 
-    /// Bytes queued now.
+    /// Queues a close after what is staged, whatever the bound: it is
+    /// small and the last item.
+    pub fn close(&mut self, reason: String, restarting: bool) {
+        self.hand_over();
+        let _ = self.tx.send((vec![Outbound::Close { reason, restarting }], 0));
+    }
+
+    /// Bytes queued now, staged ones included.
     pub fn queued_bytes(&self) -> u64 {
         self.put - self.shared.taken.load(Ordering::Relaxed)
     }
 }
 
 impl SendQueueReceiver {
-    pub async fn recv(&mut self) -> Option<Outbound> {
-        let (item, bytes) = self.rx.recv().await?;
-        Some(self.taken(item, bytes))
+    /// The next items handed over together, in order.
+    pub async fn recv(&mut self) -> Option<Vec<Outbound>> {
+        let handed = self.rx.recv().await?;
+        Some(self.taken(handed))
     }
 
-    pub fn try_recv(&mut self) -> Option<Outbound> {
-        let (item, bytes) = self.rx.try_recv().ok()?;
-        Some(self.taken(item, bytes))
+    pub fn try_recv(&mut self) -> Option<Vec<Outbound>> {
+        let handed = self.rx.try_recv().ok()?;
+        Some(self.taken(handed))
     }
 
-    fn taken(&self, item: Outbound, bytes: u64) -> Outbound {
+    fn taken(&self, (items, bytes): Handed) -> Vec<Outbound> {
         self.shared.taken.fetch_add(bytes, Ordering::Relaxed);
-        item
+        items
     }
 
     /// Resolves once the actor found the queue full (at once if it already
@@ -295,6 +326,11 @@ mod tests {
         Outbound::Message(Arc::new(Message::EndOfTable { advertiser: "a".into() }))
     }
 
+    /// Takes everything handed over so far, in order.
+    fn drain(rx: &mut SendQueueReceiver) -> Vec<Outbound> {
+        std::iter::from_fn(|| rx.try_recv()).flatten().collect()
+    }
+
     #[tokio::test]
     async fn past_the_bound_the_queue_refuses_once_signals_and_stays_full() {
         let (mut queue, mut rx) = send_queue();
@@ -302,21 +338,35 @@ mod tests {
         for _ in 0..10 {
             queue.push(item(), 100, 1_000).unwrap();
         }
-        assert_eq!(queue.queued_bytes(), 1_000);
+        assert_eq!(queue.queued_bytes(), 1_000, "staged items count");
+        assert!(rx.try_recv().is_none(), "nothing is handed over before the step ends");
+        queue.hand_over();
         // What the connection took out makes room again.
-        assert!(rx.recv().await.is_some());
-        assert!(rx.try_recv().is_some());
-        assert_eq!(queue.queued_bytes(), 800);
+        assert_eq!(rx.recv().await.map(|items| items.len()), Some(10), "one step, one hand-over");
+        assert_eq!(queue.queued_bytes(), 0);
+        for _ in 0..8 {
+            queue.push(item(), 100, 1_000).unwrap();
+        }
         queue.push(item(), 200, 1_000).unwrap();
         assert_eq!(queue.push(item(), 1, 1_000), Err(Refused::Overflowed { queued: 1_000 }));
         assert_eq!(queue.queued_bytes(), 1_000, "the refused item is not queued");
         tokio::time::timeout(std::time::Duration::from_secs(1), overflowed).await.expect("signalled");
+        assert_eq!(drain(&mut rx).len(), 9, "what was staged before the overflow is handed over");
         // Full for good, even once drained: the session is ending.
-        while rx.try_recv().is_some() {}
         assert_eq!(queue.push(item(), 1, 1_000), Err(Refused::Full));
         queue.close("bye".into(), false);
-        assert!(matches!(rx.try_recv(), Some(Outbound::Close { .. })), "a close still goes in");
+        assert!(matches!(drain(&mut rx)[..], [Outbound::Close { .. }]), "a close still goes in");
         assert_eq!(queue.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_close_follows_what_was_staged() {
+        let (mut queue, mut rx) = send_queue();
+        queue.push(item(), 10, 1_000).unwrap();
+        queue.push(item(), 10, 1_000).unwrap();
+        queue.close("restarting".into(), true);
+        let items = drain(&mut rx);
+        assert!(matches!(items[..], [Outbound::Message(_), Outbound::Message(_), Outbound::Close { restarting: true, .. }]));
     }
 
     #[tokio::test]

@@ -14,8 +14,9 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 
+use crate::runtime::codec::{OutFrame, SessionCodec};
 use crate::runtime::node::{Command, NeighborSet, SessionVerdict};
 use crate::runtime::send_queue::{SendQueueReceiver, send_queue};
 use crate::runtime::tls::PeerIdentity;
@@ -139,20 +140,16 @@ impl Ended {
     }
 }
 
-fn codec(limits: &DecodeLimits) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(limits.max_message_bytes).new_codec()
-}
-
-fn encode(frame: &Frame) -> Bytes {
+fn encode(frame: &Frame) -> OutFrame {
     let mut buf = Vec::with_capacity(128);
     wire::encode_frame(frame, &mut buf);
-    Bytes::from(buf)
+    OutFrame::Encoded(Bytes::from(buf))
 }
 
 /// The frame of a link-state update, or `None` when it is above this node's
 /// `maxMessageBytes`: the codec would refuse to write it and end the
 /// session, and a peer with the same limit would refuse to read it.
-fn encode_link_state(update: &LinkStateUpdate, limits: &DecodeLimits) -> Option<Bytes> {
+fn encode_link_state(update: &LinkStateUpdate, limits: &DecodeLimits) -> Option<OutFrame> {
     let mut buf = Vec::with_capacity(256);
     wire::encode_link_state_update(update, &mut buf);
     if buf.len() > limits.max_message_bytes {
@@ -162,13 +159,13 @@ fn encode_link_state(update: &LinkStateUpdate, limits: &DecodeLimits) -> Option<
         );
         return None;
     }
-    Some(Bytes::from(buf))
+    Some(OutFrame::Encoded(Bytes::from(buf)))
 }
 
 /// The end of a session whose send queue overflowed: the peer does not
 /// read fast enough. A close frame goes out only if the socket takes it at
 /// once; the connection is dropped either way.
-fn send_queue_full(framed: &mut Framed<BoxedStream, LengthDelimitedCodec>) -> Ended {
+fn send_queue_full(framed: &mut Framed<BoxedStream, SessionCodec>) -> Ended {
     let reason = "send queue full: the peer does not read fast enough (session.maxQueuedBytes)".to_string();
     let close = encode(&Frame::Close { reason: reason.clone(), restarting: false });
     let _ = framed.send(close).now_or_never();
@@ -181,7 +178,7 @@ fn send_queue_full(framed: &mut Framed<BoxedStream, LengthDelimitedCodec>) -> En
 /// (a keepalive, say) sends a reset instead of a FIN, and the peer's kernel
 /// may then drop the close frame before the peer reads it: the peer would
 /// see a lost connection instead of, for instance, an announced restart.
-async fn linger(framed: &mut Framed<BoxedStream, LengthDelimitedCodec>) {
+async fn linger(framed: &mut Framed<BoxedStream, SessionCodec>) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         let _ = framed.get_mut().shutdown().await;
         while let Some(Ok(_)) = framed.next().await {}
@@ -193,7 +190,7 @@ impl Connection {
     /// Runs the connection to its end and tells the actor. Returns whether
     /// the session was established.
     pub(super) async fn run(self, stream: BoxedStream) -> bool {
-        let mut framed = Framed::with_capacity(stream, codec(&self.limits), SOCKET_BUFFER);
+        let mut framed = Framed::with_capacity(stream, SessionCodec::new(&self.limits), SOCKET_BUFFER);
         framed.set_backpressure_boundary(SOCKET_BUFFER);
         let mut session = Session::new(self.local.clone(), self.expected.clone(), self.settings, clock::now());
         let (peer, ended) = match self.handshake(&mut framed, &mut session).await {
@@ -238,7 +235,7 @@ impl Connection {
     /// `Ok(None)` when the actor refused it (collision).
     async fn handshake(
         &self,
-        framed: &mut Framed<BoxedStream, LengthDelimitedCodec>,
+        framed: &mut Framed<BoxedStream, SessionCodec>,
         session: &mut Session,
     ) -> Result<Option<(NodeId, SendQueueReceiver)>, Ended> {
         let hello = session.hello(clock::now());
@@ -300,7 +297,7 @@ impl Connection {
     /// buffers would otherwise wait on each other for ever).
     async fn established(
         &self,
-        framed: &mut Framed<BoxedStream, LengthDelimitedCodec>,
+        framed: &mut Framed<BoxedStream, SessionCodec>,
         session: Session,
         peer: &NodeId,
         outbound: SendQueueReceiver,
@@ -338,7 +335,7 @@ impl Connection {
     /// the actor a wake-up and a dispatch.
     async fn read_loop(
         &self,
-        mut stream: SplitStream<&mut Framed<BoxedStream, LengthDelimitedCodec>>,
+        mut stream: SplitStream<&mut Framed<BoxedStream, SessionCodec>>,
         session: &Mutex<Session>,
         peer: &NodeId,
     ) -> (Ended, Option<String>) {
@@ -455,11 +452,12 @@ impl Connection {
         }
     }
 
-    /// Writes what the actor queues, one flush per burst, and a keepalive
-    /// when nothing was sent for a third of the hold time.
+    /// Writes what the actor queues, one flush per burst (the actor hands
+    /// over what one of its steps produced at once), and a keepalive when
+    /// nothing was sent for a third of the hold time.
     async fn write_loop(
         &self,
-        mut sink: SplitSink<&mut Framed<BoxedStream, LengthDelimitedCodec>, Bytes>,
+        mut sink: SplitSink<&mut Framed<BoxedStream, SessionCodec>, OutFrame>,
         mut outbound: SendQueueReceiver,
         session: &Mutex<Session>,
     ) -> Ended {
@@ -469,8 +467,8 @@ impl Connection {
             let keepalive_at = clock::instant_at(lock().keepalive_deadline());
             let first = tokio::select! {
                 biased;
-                item = outbound.recv() => match item {
-                    Some(item) => item,
+                items = outbound.recv() => match items {
+                    Some(items) => items,
                     None => return Ended::lost("closed_locally", "node shutting down".into()),
                 },
                 _ = tokio::time::sleep_until(keepalive_at) => {
@@ -484,25 +482,21 @@ impl Connection {
                 }
             };
             let mut next = Some(first);
-            while let Some(item) = next.take() {
-                match item {
-                    Outbound::Message(message) => {
-                        let mut frame = Vec::new();
-                        wire_routing::encode_routing_frame(&message, &mut frame);
-                        if let Err(e) = sink.feed(Bytes::from(frame)).await {
-                            return write_error(e);
+            while let Some(items) = next.take() {
+                for item in items {
+                    let frame = match item {
+                        Outbound::Message(message) => OutFrame::Routing(message),
+                        Outbound::LinkState(update) => match encode_link_state(&update, &self.limits) {
+                            Some(frame) => frame,
+                            None => continue,
+                        },
+                        Outbound::Close { reason, restarting } => {
+                            let _ = sink.send(encode(&Frame::Close { reason: reason.clone(), restarting })).await;
+                            return Ended { reason, label: "closed_locally", keep_routes: false };
                         }
-                    }
-                    Outbound::LinkState(update) => {
-                        if let Some(bytes) = encode_link_state(&update, &self.limits)
-                            && let Err(e) = sink.feed(bytes).await
-                        {
-                            return write_error(e);
-                        }
-                    }
-                    Outbound::Close { reason, restarting } => {
-                        let _ = sink.send(encode(&Frame::Close { reason: reason.clone(), restarting })).await;
-                        return Ended { reason, label: "closed_locally", keep_routes: false };
+                    };
+                    if let Err(e) = sink.feed(frame).await {
+                        return write_error(e);
                     }
                 }
                 next = outbound.try_recv();
