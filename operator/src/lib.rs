@@ -1,7 +1,8 @@
 //! `fabric_operator`: the operator around its pure core
 //! (`fabric_operator_core`). Adapters: the gRPC config distribution server
-//! and the distributor state it serves ([`distribution`]), the admin HTTP
-//! endpoints ([`admin_http`], [`metrics`]), the webhook server
+//! and the [`distribution::Distributor`], which drives the core's
+//! distribution state machine over the streams ([`distribution`]), the
+//! admin HTTP endpoints ([`admin_http`], [`metrics`]), the webhook server
 //! ([`webhook`]), the Kubernetes API ([`kubernetes`]: Events, lenient
 //! decoding), key rotation with its stores ([`rotation`]). Modes: [`local`]
 //! (manifests from a folder) and [`cluster`] (watches, leader election,

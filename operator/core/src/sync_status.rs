@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::api::{Condition, ConditionStatus, SidecarNack};
 use crate::compile::{Compilation, ConditionType};
-use crate::index::{NamespacedName, ObjectKey, ObjectKind};
+use crate::index::{NamespacedName, ObjectKey, ObjectKind, SidecarInfo};
 
 /// A refused snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -42,6 +42,24 @@ pub struct SidecarState {
     pub applied_version: Option<String>,
     /// The last refusal, cleared by the next ACK.
     pub last_nack: Option<NackInfo>,
+}
+
+impl SidecarState {
+    /// Sidecar `info` as it connects (`connected`) reporting that it runs
+    /// `applied` (taken as acknowledged: a resume), or as it is known from
+    /// a previous run (not connected); nothing sent on its stream yet.
+    pub fn new(info: &SidecarInfo, connected: bool, applied: Option<String>) -> Self {
+        Self {
+            node_id: info.node_id.clone(),
+            peer_address: info.peer_address.clone().unwrap_or_default(),
+            connected,
+            sent_version: None,
+            sent_nonce: None,
+            acked_version: applied.clone(),
+            applied_version: applied,
+            last_nack: None,
+        }
+    }
 }
 
 #[cfg(any(test, feature = "fixtures"))]
