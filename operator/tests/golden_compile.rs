@@ -47,7 +47,15 @@ fn render(compilation: &Compilation) -> BTreeMap<String, String> {
 
 fn check_golden(fabric: &str, manifests: &Path) {
     let loaded = load_dir(manifests).unwrap_or_else(|e| panic!("{}: {e}", manifests.display()));
-    let files = render(&compile_with(&loaded.index, &Settings::default()));
+    let compilation = compile_with(&loaded.index, &Settings::default());
+    // The golden files hold the YAML; the text sent is the JSON, written
+    // with the shared trusted keys' JSON made once per compile, and must
+    // be byte for byte what serde_json makes of the config.
+    for (node, sidecar) in &compilation.sidecars {
+        let json = serde_json::to_string(&sidecar.config).expect("the config serializes");
+        assert!(*sidecar.text == *json, "{fabric}: {node}: the text sent is not the config's JSON");
+    }
+    let files = render(&compilation);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(fabric);
     if blessing() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -19,16 +19,14 @@ pub(crate) mod population;
 mod report;
 mod route_policies;
 mod sidecars;
+mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::sync::Arc;
 
 use fabric_core::SidecarConfig;
-use fabric_core::config::{LinkStateAreaMembership, TrustedKey};
+use fabric_core::config::LinkStateAreaMembership;
 use fabric_core::ids::NodeId;
 use fabric_core::link_state::AreaId;
-use sha2::{Digest, Sha256};
 
 pub use identity::{Settings, UnboundNodeIds};
 pub use output::{Compilation, CompiledSidecar, ConditionSpec, ConditionType, Problem, Severity};
@@ -38,6 +36,7 @@ use crate::index::{Index, Indexed, ObjectKey};
 use crate::validation::Violation;
 use population::Population;
 use report::Report;
+use text::{SharedKeys, versioned_text};
 
 /// Compiles every sidecar of `index` with the default identity settings
 /// (any namespace, unbound node ids allowed).
@@ -161,70 +160,4 @@ fn collect_objects<K: Indexed>(index: &Index, objects: &mut Vec<(ObjectKey, Opti
     for (name, object) in index.objects::<K>() {
         objects.push((ObjectKey::new(K::KIND, name), object.metadata().generation));
     }
-}
-
-/// The trusted keys every config carries, serialized once per compile: they
-/// are most of a config's text, so cloning and serializing them into every
-/// config would be a large part of a compile (docs/benchmarks.md,
-/// "Operator").
-struct SharedKeys {
-    list: Arc<[TrustedKey]>,
-    json: String,
-}
-
-impl SharedKeys {
-    fn new(list: Arc<[TrustedKey]>) -> Self {
-        // Strings and options only: serde_json cannot fail on them.
-        let json = serde_json::to_string(&*list).expect("trusted keys serialize to JSON");
-        SharedKeys { list, json }
-    }
-}
-
-/// Sets the config's version, the first 16 hex digits of the SHA-256 of
-/// its JSON with the version unset (JSON: much cheaper to produce than YAML,
-/// see the "alternative" row of the compile bench, and deterministic the
-/// same way: fields in declaration order, maps sorted), gives it the shared
-/// trusted keys, and returns the JSON with the
-/// version, what is sent.
-///
-/// The config is serialized once, with an empty key list, and the shared
-/// keys' JSON is spliced in where serde writes `"trustedKeys":[]`: the
-/// first occurrence after `"security":{`, since nothing before it in that
-/// object can hold an unescaped quote. The version goes in right after
-/// `nodeId`, where serde puts it (`SidecarConfig` declares `version`
-/// second). A debug assertion checks both against a full serialization.
-fn versioned_text(config: &mut SidecarConfig, keys: &SharedKeys) -> Result<Arc<str>, serde_json::Error> {
-    const EMPTY_KEYS: &str = r#""trustedKeys":[]"#;
-    config.version = None;
-    config.security.trusted_keys = Arc::from([]);
-    let json = serde_json::to_string(config)?;
-    config.security.trusted_keys = keys.list.clone();
-    let security = json.find(r#""security":{"#).expect("every config has a security section");
-    let keys_at = security + json[security..].find(EMPTY_KEYS).expect("security always has trustedKeys");
-    let (before_keys, after_keys) = (&json[..keys_at + EMPTY_KEYS.len() - 2], &json[keys_at + EMPTY_KEYS.len()..]);
-    let after_node_id = r#"{"nodeId":"#.len() + serde_json::to_string(&config.node_id)?.len();
-
-    let mut hasher = Sha256::new();
-    hasher.update(before_keys.as_bytes());
-    hasher.update(keys.json.as_bytes());
-    hasher.update(after_keys.as_bytes());
-    let digest = hasher.finalize();
-    let mut version = String::with_capacity(16);
-    for byte in digest.iter().take(8) {
-        write!(version, "{byte:02x}").expect("writing to a String");
-    }
-
-    let mut text = String::with_capacity(json.len() + keys.json.len() + version.len() + 16);
-    text.push_str(&before_keys[..after_node_id]);
-    write!(text, r#","version":"{version}""#).expect("writing to a String");
-    text.push_str(&before_keys[after_node_id..]);
-    text.push_str(&keys.json);
-    text.push_str(after_keys);
-    config.version = Some(version);
-    debug_assert_eq!(
-        Some(&text),
-        serde_json::to_string(config).ok().as_ref(),
-        "keys and version spliced where serde puts them"
-    );
-    Ok(text.into())
 }

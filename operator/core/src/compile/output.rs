@@ -32,8 +32,8 @@ pub struct CompiledSidecar {
 
 impl CompiledSidecar {
     /// The content hash the distributor uses as the config version: the
-    /// first 16 hex digits of the SHA-256 of the canonical YAML of the
-    /// config with the version field unset.
+    /// first 16 hex digits of the SHA-256 of the config's JSON with the
+    /// version field unset (`compile/text.rs`).
     pub fn version(&self) -> &str {
         self.config.version.as_deref().unwrap_or_default()
     }
