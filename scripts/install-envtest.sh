@@ -64,7 +64,10 @@ ln -sf "$(command -v etcd)" "$ASSETS/etcd"
 TOOLS_DIR="${TOOLS_DIR:-$REPO/.tools}" bash "$REPO/scripts/install-helm.sh" >/dev/null
 KUBECTL="${TOOLS_DIR:-$REPO/.tools}/bin/kubectl"
 [ -x "$KUBECTL" ] || die "install-helm.sh did not install kubectl at $KUBECTL"
-ln -sf "$KUBECTL" "$ASSETS/kubectl"
+# A copy, not a link: the cache outlives the clone whose .tools holds
+# kubectl, and every clone on the machine reads the same cache.
+rm -f "$ASSETS/kubectl"
+cp "$KUBECTL" "$ASSETS/kubectl"
 "$ASSETS/kubectl" version --client 2>/dev/null | sed -n 1p >&2
 
 echo "$ASSETS"

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use fabric_core::NodeId;
 use fabric_operator::distribution::server::{DistributionService, serve};
-use fabric_operator::distribution::{Distributor, DistributorOptions};
+use fabric_operator::distribution::{Distributor, DistributorOptions, Options};
 use fabric_operator_core::api::RoutePolicy;
 use fabric_operator_core::compile::Compilation;
 use fabric_operator_core::index::Index;
@@ -229,7 +229,7 @@ fn run(scenario: &Scenario, sizes: Sizes) -> Outcome {
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
+    let distributor = Distributor::new(DistributorOptions { machine: Options { sidecars_from_objects: true, ..Default::default() }, registry: None });
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("listen");
     let addr = listener.local_addr().expect("address");
     let service = DistributionService::new(distributor.clone(), None);

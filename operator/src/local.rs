@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::admin_http::{AppState, Folder, get_metrics, get_sidecars, get_status};
 use crate::distribution::auth::TokenVerifier;
 use crate::distribution::server::{DistributionService, ServeError, serve};
-use crate::distribution::{Distributor, DistributorOptions};
+use crate::distribution::{Distributor, DistributorOptions, Options};
 use crate::listener::{ListenError, bind};
 use crate::rotation::{FileKeyStore, KeyStore, KeyStoreError, LocalPublisher, MemoryKeyStore, Rotator};
 use crate::shutdown::shutdown_signal;
@@ -186,12 +186,14 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         .transpose()?
         .map(Arc::new);
     let distributor = Distributor::new(DistributorOptions {
-        peer_ca: peer_ca.clone(),
-        forget_disconnected: options.forget_disconnected,
-        hold: !options.resume_grace.is_zero(),
+        machine: Options {
+            peer_ca: peer_ca.clone(),
+            forget_disconnected: options.forget_disconnected,
+            hold: !options.resume_grace.is_zero(),
+            sidecars_from_objects: false,
+            identity: options.identity.clone(),
+        },
         registry: options.state_dir.as_ref().map(|dir| dir.join("sidecars.json")),
-        sidecars_from_objects: false,
-        identity: options.identity.clone(),
     });
     if let Some(dir) = &options.state_dir {
         std::fs::create_dir_all(dir).map_err(|source| LocalError::StateDir { path: dir.clone(), source })?;

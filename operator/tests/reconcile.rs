@@ -14,7 +14,7 @@ use fabric_core::NodeId;
 use fabric_operator::cluster::status_writer::{StatusWriter, WriteReport};
 use fabric_operator::distribution::auth::{AuthError, POD_NAME_EXTRA, TokenReview, TokenVerifier};
 use fabric_operator::distribution::server::{DistributionService, serve};
-use fabric_operator::distribution::{Connection, Distributor, DistributorOptions, NackInfo};
+use fabric_operator::distribution::{Connection, Distributor, DistributorOptions, NackInfo, Options};
 use fabric_operator::kubernetes::events::EventPublisher;
 use fabric_operator_core::api::RouteKey;
 use fabric_operator_core::index::{Index, SidecarInfo};
@@ -200,7 +200,7 @@ fn index(objects: &[Value]) -> Index {
 
 /// The distributor as cluster mode builds it, with the objects of `index`.
 fn idle_distributor(index: &Index) -> Distributor {
-    let distributor = Distributor::new(DistributorOptions { sidecars_from_objects: true, ..Default::default() });
+    let distributor = Distributor::new(DistributorOptions { machine: Options { sidecars_from_objects: true, ..Default::default() }, registry: None });
     distributor.set_objects(index.clone());
     distributor
 }

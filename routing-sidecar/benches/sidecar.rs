@@ -22,6 +22,9 @@
 //!   `POLL`; a counter, where `/stats` walks the table), then `/stats`
 //!   must show `routes_active_total == N`. Run with N = 100k and with a
 //!   small table (4,000). Also the RSS of `a` holding N originated routes.
+//!   Next to the polls' clock, `b`'s own (`/peers`, `table_received_ms`:
+//!   session up to `a`'s end-of-table handled), and what `b` went through
+//!   meanwhile: CPU time, page faults, preemptions of its engine thread.
 //! - `peer`: `b` alone, this process acting as neighbor `a` (hello, N
 //!   pre-encoded announcements, keepalives): `b`'s receive path at N = 100k,
 //!   at the default log level and at `warn`, polled through `/stats` and
@@ -224,17 +227,51 @@ fn log_count(process: &SidecarProcess, needle: &str) -> usize {
 // ---------------------------------------------------------------------------
 // 1. Loopback transfer and the in-memory engine
 
-/// CPU time (user + system) a process used so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Result<Duration, String> {
+/// What a process used so far, from `/proc/<pid>/stat` (`self` for this
+/// one).
+#[derive(Clone, Copy)]
+struct Usage {
+    /// User + system CPU time (10 ms ticks).
+    cpu: Duration,
+    /// Minor page faults: every page touched for the first time, which on
+    /// this VM costs the kernel zeroing it and the hypervisor backing it.
+    page_faults: u64,
+}
+
+fn usage(pid: &str) -> Result<Usage, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
     // Fields after the command name (which may hold spaces) start at state.
     let rest = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or("bad /proc/pid/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or("bad /proc/pid/stat");
-    // utime and stime are fields 14 and 15 of the line (state is field 3),
-    // in clock ticks of 10 ms (USER_HZ = 100 on Linux).
-    let total = ticks(11)? + ticks(12)?;
-    Ok(Duration::from_millis(total * 10))
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or("bad /proc/pid/stat");
+    // Field n of the line is at n - 3 here (state is field 3): minflt is
+    // field 10, utime and stime 14 and 15, in ticks of 10 ms (USER_HZ =
+    // 100 on Linux).
+    Ok(Usage { cpu: Duration::from_millis((field(11)? + field(12)?) * 10), page_faults: field(7)? })
+}
+
+/// How often the thread named `name` of `pid` (the sidecar's node actor
+/// is `fabric-node`) was preempted so far (`nonvoluntary_ctxt_switches`);
+/// 0 when there is no such thread.
+fn preemptions(pid: u32, name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .filter(|status| status.lines().next().is_some_and(|line| line.split_whitespace().nth(1) == Some(name)))
+        .filter_map(|status| {
+            let line = status.lines().find(|line| line.starts_with("nonvoluntary_ctxt_switches:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+fn self_page_faults() -> u64 {
+    usage("self").expect("/proc/self/stat").page_faults
+}
+
+fn cpu_time(pid: u32) -> Result<Duration, String> {
+    Ok(usage(&pid.to_string())?.cpu)
 }
 
 struct Timing {
@@ -246,6 +283,10 @@ struct Timing {
     worst_poll_gap: Duration,
     /// CPU time `b` used meanwhile (10 ms ticks).
     cpu_b: Duration,
+    /// Page faults `b` took meanwhile.
+    faults_b: u64,
+    /// How often `b`'s node actor (the engine) was preempted meanwhile.
+    preempted_b: u64,
     /// CPU time the sending sidecar used meanwhile, when it is one.
     cpu_a: Option<Duration>,
     /// `b`'s own figure (`/peers`, `table_received_ms`): from its session
@@ -288,7 +329,8 @@ async fn watch_transfer(
     limit: Duration,
     probe: Probe,
 ) -> Result<Timing, String> {
-    let cpu_before = cpu_time(pid(b)?)?;
+    let before = usage(&pid(b)?.to_string())?;
+    let preempted_before = preemptions(pid(b)?, "fabric-node");
     let (mut first, mut worst_poll_gap, mut last_poll) = (None, Duration::ZERO, started);
     let (mut last_count, mut last_change) = (0, started);
     loop {
@@ -301,7 +343,9 @@ async fn watch_transfer(
         }
         if active == n as u64 {
             let total = started.elapsed();
-            let cpu_b = cpu_time(pid(b)?)?.saturating_sub(cpu_before);
+            let after = usage(&pid(b)?.to_string())?;
+            let (cpu_b, faults_b) = (after.cpu.saturating_sub(before.cpu), after.page_faults - before.page_faults);
+            let preempted_b = preemptions(pid(b)?, "fabric-node").saturating_sub(preempted_before);
             let routes = stat(b, "routes_active_total").await?;
             if routes != n as u64 {
                 return Err(format!("b received {n} routes but has {routes} active"));
@@ -312,6 +356,8 @@ async fn watch_transfer(
                 first: first.unwrap_or(total),
                 worst_poll_gap,
                 cpu_b,
+                faults_b,
+                preempted_b,
                 cpu_a: None,
                 table_received,
             });
@@ -606,13 +652,13 @@ fn engine_b() -> Engine {
 /// `BATCH` through `receive_batch`, effects drained after each, as the
 /// sidecar's actor does. With `frames`, each message is first decoded from
 /// its session frame (as the connection task does). Returns the elapsed
-/// time of the ingestion alone.
-fn in_memory_run(n: usize, frames: bool) -> Duration {
+/// time of the ingestion alone and the page faults this process took in it.
+fn in_memory_run(n: usize, frames: bool) -> (Duration, u64) {
     let mut engine = engine_b();
     let a = node("a");
     let mut out: Vec<Effect> = Vec::new();
     let limits = SidecarConfig::new("b").limits.decode_limits();
-    let elapsed = if frames {
+    let (elapsed, faults) = if frames {
         let encoded: Vec<Vec<u8>> = announcements(n)
             .into_iter()
             .map(|m| {
@@ -621,7 +667,7 @@ fn in_memory_run(n: usize, frames: bool) -> Duration {
                 buf
             })
             .collect();
-        let start = Instant::now();
+        let (start, faults) = (Instant::now(), self_page_faults());
         for chunk in encoded.chunks(BATCH) {
             let batch = chunk
                 .iter()
@@ -634,23 +680,23 @@ fn in_memory_run(n: usize, frames: bool) -> Duration {
             engine.drain_effects_into(NOW, &mut out);
             out.clear();
         }
-        start.elapsed()
+        (start.elapsed(), self_page_faults() - faults)
     } else {
         let mut messages = announcements(n).into_iter().map(|m| (a.clone(), m)).peekable();
         let mut batches = Vec::new();
         while messages.peek().is_some() {
             batches.push(messages.by_ref().take(BATCH).collect::<Vec<_>>());
         }
-        let start = Instant::now();
+        let (start, faults) = (Instant::now(), self_page_faults());
         for batch in batches {
             engine.receive_batch(NOW, batch);
             engine.drain_effects_into(NOW, &mut out);
             out.clear();
         }
-        start.elapsed()
+        (start.elapsed(), self_page_faults() - faults)
     };
     assert_eq!(engine.stats().routes_active_total, n as u64, "in-memory engine holds every route");
-    elapsed
+    (elapsed, faults)
 }
 
 // ---------------------------------------------------------------------------
@@ -908,12 +954,18 @@ struct TransferSamples {
     after_first: Vec<f64>,
     cpu_share: Vec<f64>,
     cpu_share_a: Vec<f64>,
+    /// `b`'s page faults per route.
+    faults: Vec<f64>,
+    /// Preemptions of `b`'s engine thread per transfer.
+    preempted: Vec<f64>,
     worst_poll_gap: Duration,
 }
 
 impl TransferSamples {
     fn add(&mut self, n: usize, timing: &Timing) {
         self.rates.push(n as f64 / timing.total.as_secs_f64());
+        self.faults.push(timing.faults_b as f64 / n as f64);
+        self.preempted.push(timing.preempted_b as f64);
         if let Some(took) = timing.table_received {
             self.own_rates.push(n as f64 / took.as_secs_f64());
         }
@@ -943,10 +995,13 @@ impl TransferSamples {
             unit: "/s",
             samples: self.rates.clone(),
             extra: format!(
-                "{:.3}x {}; b busy {:.0}% of the time{a_busy}; poll gap <= {:.1} ms",
+                "{:.3}x {}; b busy {:.0}% of the time{a_busy}; b {:.2} page faults per route, its engine thread \
+                 preempted {:.0} times; poll gap <= {:.1} ms",
                 rate / baseline.0,
                 baseline.1,
                 100.0 * median(&self.cpu_share),
+                median(&self.faults),
+                median(&self.preempted),
                 ms(self.worst_poll_gap)
             ),
         });
@@ -1013,10 +1068,14 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
     // 1. Loopback runs, each preceded by in-memory runs so that a slow
     // phase of the machine hits both.
     let (mut memory, mut memory_frames, mut memory_small) = (Vec::new(), Vec::new(), Vec::new());
-    let baseline_run = |memory: &mut Vec<f64>, frames: &mut Vec<f64>, small_memory: &mut Vec<f64>| {
-        memory.push(n as f64 / in_memory_run(n, false).as_secs_f64());
-        frames.push(n as f64 / in_memory_run(n, true).as_secs_f64());
-        small_memory.push(small as f64 / in_memory_run(small, false).as_secs_f64());
+    // Page faults per route of the in-memory runs, and of b in the transfers.
+    let mut memory_faults = Vec::new();
+    let mut baseline_run = |memory: &mut Vec<f64>, frames: &mut Vec<f64>, small_memory: &mut Vec<f64>| {
+        let (took, faults) = in_memory_run(n, false);
+        memory.push(n as f64 / took.as_secs_f64());
+        memory_faults.push(faults as f64 / n as f64);
+        frames.push(n as f64 / in_memory_run(n, true).0.as_secs_f64());
+        small_memory.push(small as f64 / in_memory_run(small, false).0.as_secs_f64());
     };
     let mut loopback_rows = Vec::new();
     // RSS and set-up figures, shown after the rates.
@@ -1143,7 +1202,7 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
             name: format!("in-memory engine: receive_batch x{BATCH} + drain, {k}k announcements"),
             unit: "/s",
             samples: memory,
-            extra: "baseline".into(),
+            extra: format!("baseline; {:.2} page faults per route", median(&memory_faults)),
         });
         rows.push(Row {
             name: format!("in-memory engine: frame decode + receive_batch x{BATCH} + drain, {k}k"),

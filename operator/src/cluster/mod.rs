@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch as channel};
 use crate::admin_http::{AppState, Folder, get_metrics, get_sidecars, get_status};
 use crate::distribution::auth::TokenReview;
 use crate::distribution::server::{DistributionService, ServeError, serve};
-use crate::distribution::{DistributionState, Distributor, DistributorOptions};
+use crate::distribution::{DistributionState, Distributor, DistributorOptions, Options};
 use crate::kubernetes::events::EventPublisher;
 use crate::listener::{ListenError, bind};
 use crate::rotation::secret::{ClusterPublisher, SecretKeyStore};
@@ -171,9 +171,8 @@ pub async fn run(options: ClusterOptions) -> Result<(), ClusterError> {
     let client = Client::try_default().await.map_err(ClusterError::Client)?;
     let instance = instance_name();
     let distributor = Distributor::new(DistributorOptions {
-        sidecars_from_objects: true,
-        identity: options.identity.clone(),
-        ..Default::default()
+        machine: Options { sidecars_from_objects: true, identity: options.identity.clone(), ..Default::default() },
+        registry: None,
     });
     distributor.set_leader(false);
     let health = Health::default();

@@ -637,8 +637,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_loop_publishes_after_the_first_list_and_debounces_bursts() {
         let distributor = Distributor::new(crate::distribution::DistributorOptions {
-            sidecars_from_objects: true,
-            ..Default::default()
+            machine: crate::distribution::Options { sidecars_from_objects: true, ..Default::default() },
+            registry: None,
         });
         let (snapshots, mut published) = watch::channel(None);
         let (events, receiver) = mpsc::channel(16);

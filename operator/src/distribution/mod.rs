@@ -26,40 +26,27 @@ use std::time::{Duration, Instant};
 use fabric_core::{KeyId, NodeId, Timestamp};
 use fabric_operator_core::api::RouteKey;
 use fabric_operator_core::compile::{Compilation, Settings, compile_with};
-use fabric_operator_core::distribution::{Action, CompileInputs, Distribution, Options, Push, StaleReply};
+use fabric_operator_core::distribution::{Action, CompileInputs, Distribution, Push, StaleReply};
 use fabric_operator_core::index::{Index, NamespacedName, SidecarInfo};
 use fabric_operator_core::peer_ca::PeerCa;
 
 pub use fabric_operator_core::distribution::counters;
-pub use fabric_operator_core::distribution::{Connection, KeyMaterial, UNCONFIGURED_WAIT};
+pub use fabric_operator_core::distribution::{Connection, KeyMaterial, Options, UNCONFIGURED_WAIT};
 pub use fabric_operator_core::rotation_plan::{Rollout, RotationStatus};
 pub use fabric_operator_core::sync_status::{DistributionState, NackInfo, SidecarState};
 pub use hello::{HelloError, sidecar_from_hello};
 pub use streams::{Outbound, OutboundReceiver};
 
-/// How a [`Distributor`] runs: the state machine's options (each described
-/// on `fabric_operator_core::distribution::Options`) and the registry file,
-/// which only the adapter touches.
+/// How a [`Distributor`] runs: the state machine's options and the
+/// registry file, which only the adapter touches.
 #[derive(Clone, Debug, Default)]
 pub struct DistributorOptions {
-    /// Remove a sidecar from the index when its stream ends (see
-    /// `fabric_operator_core::distribution::Options`).
-    pub forget_disconnected: bool,
-    /// Collect Hellos without pushing until [`Distributor::release`].
-    pub hold: bool,
+    pub machine: Options,
     /// Local mode: a file (JSON) where the sidecars that said Hello are
     /// kept, so a restarted operator compiles for all of them at once and
     /// reconnecting sidecars on the current version get no push. (In a
     /// cluster, the pod watch plays this part.)
     pub registry: Option<std::path::PathBuf>,
-    /// Cluster mode: sidecars come from the pod watch, and a Hello only
-    /// opens the stream of the pod it names.
-    pub sidecars_from_objects: bool,
-    /// Who may run as which node id (`--fabric-namespace`,
-    /// `--unbound-node-ids`).
-    pub identity: Settings,
-    /// Issues peer TLS certificates to sidecars that ask in their Hello.
-    pub peer_ca: Option<Arc<PeerCa>>,
 }
 
 struct Inner {
@@ -97,12 +84,10 @@ impl Distributor {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| format!("{:x}", d.as_nanos() & 0xffff_ffff_ffff))
             .unwrap_or_default();
-        let DistributorOptions { forget_disconnected, hold, registry, sidecars_from_objects, identity, peer_ca } =
-            options;
+        let DistributorOptions { machine, registry } = options;
         let registered = registry.as_deref().map(registry::load).unwrap_or_default();
-        let options = Options { forget_disconnected, hold, sidecars_from_objects, identity, peer_ca };
         let inner =
-            Inner { machine: Distribution::new(options, registered, epoch), streams: Default::default(), registry };
+            Inner { machine: Distribution::new(machine, registered, epoch), streams: Default::default(), registry };
         Self { inner: Arc::new(Mutex::new(inner)) }
     }
 
@@ -372,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_that_cannot_reach_its_stream_is_not_counted_as_sent() {
-        let distributor = Distributor::new(DistributorOptions { hold: true, ..Default::default() });
+        let distributor = Distributor::new(DistributorOptions { machine: Options { hold: true, ..Default::default() }, ..Default::default() });
         let (connection, receiver) = distributor.connect(sidecar("a"), "");
         drop(receiver);
         distributor.release();
@@ -382,7 +367,7 @@ mod tests {
 
     #[test]
     fn held_pushes_reach_the_streams_on_release_and_a_nack_is_kept() {
-        let distributor = Distributor::new(DistributorOptions { hold: true, ..Default::default() });
+        let distributor = Distributor::new(DistributorOptions { machine: Options { hold: true, ..Default::default() }, ..Default::default() });
         let (connection, mut receiver) = distributor.connect(sidecar("a"), "");
         assert!(snapshot(&mut receiver).is_none(), "held");
         distributor.release();
