@@ -229,7 +229,10 @@ fn run(scenario: &Scenario, sizes: Sizes) -> Outcome {
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    let distributor = Distributor::new(DistributorOptions { machine: Options { sidecars_from_objects: true, ..Default::default() }, registry: None });
+    let distributor = Distributor::new(DistributorOptions {
+        machine: Options { sidecars_from_objects: true, ..Default::default() },
+        registry: None,
+    });
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("listen");
     let addr = listener.local_addr().expect("address");
     let service = DistributionService::new(distributor.clone(), None);

@@ -200,7 +200,10 @@ fn index(objects: &[Value]) -> Index {
 
 /// The distributor as cluster mode builds it, with the objects of `index`.
 fn idle_distributor(index: &Index) -> Distributor {
-    let distributor = Distributor::new(DistributorOptions { machine: Options { sidecars_from_objects: true, ..Default::default() }, registry: None });
+    let distributor = Distributor::new(DistributorOptions {
+        machine: Options { sidecars_from_objects: true, ..Default::default() },
+        registry: None,
+    });
     distributor.set_objects(index.clone());
     distributor
 }

@@ -357,7 +357,10 @@ mod tests {
 
     #[test]
     fn a_snapshot_that_cannot_reach_its_stream_is_not_counted_as_sent() {
-        let distributor = Distributor::new(DistributorOptions { machine: Options { hold: true, ..Default::default() }, ..Default::default() });
+        let distributor = Distributor::new(DistributorOptions {
+            machine: Options { hold: true, ..Default::default() },
+            ..Default::default()
+        });
         let (connection, receiver) = distributor.connect(sidecar("a"), "");
         drop(receiver);
         distributor.release();
@@ -367,7 +370,10 @@ mod tests {
 
     #[test]
     fn held_pushes_reach_the_streams_on_release_and_a_nack_is_kept() {
-        let distributor = Distributor::new(DistributorOptions { machine: Options { hold: true, ..Default::default() }, ..Default::default() });
+        let distributor = Distributor::new(DistributorOptions {
+            machine: Options { hold: true, ..Default::default() },
+            ..Default::default()
+        });
         let (connection, mut receiver) = distributor.connect(sidecar("a"), "");
         assert!(snapshot(&mut receiver).is_none(), "held");
         distributor.release();

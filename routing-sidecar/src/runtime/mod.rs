@@ -4,8 +4,8 @@
 //! `metrics`) and signals talk to it through a handle.
 
 mod actor_thread;
-mod codec;
 pub mod api;
+mod codec;
 pub mod handle;
 pub mod lab;
 mod link_state;

@@ -442,7 +442,10 @@ impl Node {
                 let verdict = self.accept_session(&peer, dialed);
                 if verdict == SessionVerdict::Accepted {
                     let _span = tracing::info_span!("fabric.session.establish", peer = %peer, conn, dialed).entered();
-                    let replaced = self.sessions.insert(peer.clone(), LiveSession { conn, dialed, outbound, awaiting_table_since: Some(std::time::Instant::now()) });
+                    let replaced = self.sessions.insert(
+                        peer.clone(),
+                        LiveSession { conn, dialed, outbound, awaiting_table_since: Some(std::time::Instant::now()) },
+                    );
                     if let Some(mut old) = replaced {
                         // Announced as a restart: when both ends dialed at
                         // once, the peer may still count the closed
@@ -542,9 +545,9 @@ impl Node {
         link_state: Vec<LinkStateUpdate>,
     ) {
         let Some(session) = self.sessions.get_mut(peer).filter(|s| s.conn == conn) else { return };
-        let table_since = session.awaiting_table_since.filter(|_| {
-            messages.iter().any(|(_, message)| matches!(message, Message::EndOfTable { .. }))
-        });
+        let table_since = session
+            .awaiting_table_since
+            .filter(|_| messages.iter().any(|(_, message)| matches!(message, Message::EndOfTable { .. })));
         if table_since.is_some() {
             session.awaiting_table_since = None;
         }

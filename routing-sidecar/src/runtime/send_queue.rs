@@ -80,8 +80,15 @@ pub enum Refused {
 pub fn send_queue() -> (SendQueue, SendQueueReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared::default());
-    let queue =
-        SendQueue { tx, shared: shared.clone(), staged: Vec::new(), staged_bytes: 0, put: 0, taken_seen: 0, full: false };
+    let queue = SendQueue {
+        tx,
+        shared: shared.clone(),
+        staged: Vec::new(),
+        staged_bytes: 0,
+        put: 0,
+        taken_seen: 0,
+        full: false,
+    };
     (queue, SendQueueReceiver { rx, shared })
 }
 
@@ -366,7 +373,10 @@ mod tests {
         queue.push(item(), 10, 1_000).unwrap();
         queue.close("restarting".into(), true);
         let items = drain(&mut rx);
-        assert!(matches!(items[..], [Outbound::Message(_), Outbound::Message(_), Outbound::Close { restarting: true, .. }]));
+        assert!(matches!(
+            items[..],
+            [Outbound::Message(_), Outbound::Message(_), Outbound::Close { restarting: true, .. }]
+        ));
     }
 
     #[tokio::test]
