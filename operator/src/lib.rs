@@ -2,7 +2,8 @@
 //! (`fabric_operator_core`). Adapters: the gRPC config distribution server
 //! and the [`distribution::Distributor`], which drives the core's
 //! distribution state machine over the streams ([`distribution`]), the
-//! admin HTTP endpoints ([`admin_http`], [`metrics`]), the webhook server
+//! admin HTTP endpoints ([`admin_http`], [`metrics`]), the OTLP metrics
+//! export ([`otlp_metrics`]), the webhook server
 //! ([`webhook`]), the Kubernetes API ([`kubernetes`]: Events, lenient
 //! decoding), key rotation with its stores ([`rotation`]). Modes: [`local`]
 //! (manifests from a folder) and [`cluster`] (watches, leader election,
@@ -18,6 +19,7 @@ pub mod kubernetes;
 mod listener;
 pub mod local;
 pub mod metrics;
+pub mod otlp_metrics;
 pub mod plugin;
 pub mod rotation;
 mod shutdown;

@@ -82,6 +82,8 @@ pub struct LocalOptions {
     /// Issue peer TLS certificates (`--peer-certificates`); the CA is kept
     /// in `STATE_DIR/peer-ca/` (memory only without a state dir).
     pub peer_ca: Option<fabric_operator_core::peer_ca::PeerCaSettings>,
+    /// Export the metrics over OTLP too (`--otlp-endpoint`).
+    pub otlp_metrics: Option<crate::otlp_metrics::OtlpMetrics>,
 }
 
 /// The local CA: the one kept in `dir` (so sidecars keep trusting it across
@@ -195,6 +197,9 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         },
         registry: options.state_dir.as_ref().map(|dir| dir.join("sidecars.json")),
     });
+    if let Some(otlp) = options.otlp_metrics.clone() {
+        crate::otlp_metrics::spawn_metrics_export(otlp, distributor.clone());
+    }
     if let Some(dir) = &options.state_dir {
         std::fs::create_dir_all(dir).map_err(|source| LocalError::StateDir { path: dir.clone(), source })?;
     }

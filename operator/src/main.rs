@@ -158,9 +158,14 @@ struct RunArgs {
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     rotation_tick: Duration,
     /// OTLP/gRPC collector for traces of compiles, key rotation passes and
-    /// status writes (`http://host:4317`); off when unset.
+    /// status writes, and for the metrics of `/metrics` (`http://host:4317`);
+    /// off when unset.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// How often metrics are exported over OTLP (and the distributor's state
+    /// is read for them).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    otlp_metrics_interval: Duration,
     /// Log format on stderr: `text` or `json`.
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -250,25 +255,29 @@ fn run(args: RunArgs) -> ExitCode {
         rotation_tick: args.rotation_tick,
         peer_ca,
         identity: args.identity.settings(),
+        otlp_metrics: None,
     };
-    run_with_telemetry(telemetry, local::run(options))
+    run_with_telemetry(telemetry, |otlp_metrics| local::run(LocalOptions { otlp_metrics, ..options }))
 }
 
-/// The telemetry of a `run`: logs on stderr, OTLP traces when configured.
+/// The telemetry of a `run`: logs on stderr, OTLP traces and metrics when
+/// configured.
 fn telemetry_options(args: &RunArgs) -> fabric_io::telemetry::TelemetryOptions {
     fabric_io::telemetry::TelemetryOptions {
         log_format: args.log_format.clone(),
         otlp_endpoint: args.otlp_endpoint.clone(),
         service_name: "fabric-operator".into(),
+        metrics_interval: args.otlp_metrics_interval,
         ..Default::default()
     }
 }
 
 /// Runs `work` on a two-thread runtime with telemetry set up inside it (the
-/// OTLP exporter needs the runtime) and flushed at the end.
-fn run_with_telemetry<E: std::fmt::Display>(
+/// OTLP exporters need the runtime) and flushed at the end; `work` gets the
+/// OTLP metrics export when one is configured.
+fn run_with_telemetry<E: std::fmt::Display, F: std::future::Future<Output = Result<(), E>>>(
     telemetry: fabric_io::telemetry::TelemetryOptions,
-    work: impl std::future::Future<Output = Result<(), E>>,
+    work: impl FnOnce(Option<fabric_operator::otlp_metrics::OtlpMetrics>) -> F,
 ) -> ExitCode {
     let fail = |message: String| {
         eprintln!("fabric-operator run: {message}");
@@ -283,7 +292,7 @@ fn run_with_telemetry<E: std::fmt::Display>(
             Ok(guard) => guard,
             Err(error) => return fail(error.to_string()),
         };
-        let result = work.await;
+        let result = work(guard.start_metrics("fabric-operator")).await;
         guard.shutdown().await;
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -328,8 +337,9 @@ fn run_cluster(args: RunArgs) -> ExitCode {
         peer_ca: args
             .peer_ca_secret
             .map(|secret| (secret, peer_ca_settings(&args.peer_trust_domain, args.peer_certificate_lifetime))),
+        otlp_metrics: None,
     };
-    run_with_telemetry(telemetry, cluster::run(options))
+    run_with_telemetry(telemetry, |otlp_metrics| cluster::run(ClusterOptions { otlp_metrics, ..options }))
 }
 
 /// The injection webhook's options from the `--webhook-*` / `--sidecar-*`

@@ -53,11 +53,11 @@ impl OperatorSnapshot {
 /// Reads one operator metric from a render's snapshot.
 pub type OperatorRead = fn(&OperatorSnapshot) -> Reading;
 
-/// The operator's metrics, in the order `/metrics` lists them. The
-/// operator exports no metrics over OTLP, so the entries carry no OTLP
-/// names.
+/// The operator's metrics, in the order `/metrics` lists them, with their
+/// OTLP names (`otlp_metrics`).
 pub static OPERATOR_METRICS: &[Metric<OperatorRead>] = &[
     Def::counter("reconciles", "Objects compiled, by kind and result (error: not accepted)")
+        .otlp("fabric.operator.reconciles", "{object}")
         .labels(&["kind", "result"])
         .read(|s| {
             Reading::Series(
@@ -68,25 +68,42 @@ pub static OPERATOR_METRICS: &[Metric<OperatorRead>] = &[
                     .collect(),
             )
         }),
-    Def::counter("config_pushes", "Config snapshots pushed to sidecars").read(|s| s.counters.pushes.into()),
-    Def::counter("config_acks", "Snapshots acknowledged by sidecars").read(|s| s.counters.acks.into()),
-    Def::counter("config_nacks", "Snapshots refused by sidecars").read(|s| s.counters.nacks.into()),
+    Def::counter("config_pushes", "Config snapshots pushed to sidecars")
+        .otlp("fabric.operator.config.pushes", "{snapshot}")
+        .read(|s| s.counters.pushes.into()),
+    Def::counter("config_acks", "Snapshots acknowledged by sidecars")
+        .otlp("fabric.operator.config.acks", "{snapshot}")
+        .read(|s| s.counters.acks.into()),
+    Def::counter("config_nacks", "Snapshots refused by sidecars")
+        .otlp("fabric.operator.config.nacks", "{snapshot}")
+        .read(|s| s.counters.nacks.into()),
     Def::counter("config_stale_replies", "ACKs and NACKs ignored because a newer snapshot replaced theirs")
+        .otlp("fabric.operator.config.stale_replies", "{reply}")
         .read(|s| s.counters.stale_replies.into()),
-    Def::counter("status_patches", "Status writes to the API server").read(|s| s.counters.status_patches.into()),
-    Def::counter("key_rotations", "Signing keys that became active").read(|s| s.key_rotations.into()),
+    Def::counter("status_patches", "Status writes to the API server")
+        .otlp("fabric.operator.status.patches", "{patch}")
+        .read(|s| s.counters.status_patches.into()),
+    Def::counter("key_rotations", "Signing keys that became active")
+        .otlp("fabric.operator.key.rotations", "{key}")
+        .read(|s| s.key_rotations.into()),
     Def::counter("peer_certificates_issued", "Peer TLS certificates issued to sidecars, renewals included")
+        .otlp("fabric.operator.peer_certificates.issued", "{certificate}")
         .read(|s| s.counters.peer_certificates_issued.into()),
     Def::counter("peer_certificate_refusals", "Peer TLS certificate requests refused")
+        .otlp("fabric.operator.peer_certificate.refusals", "{request}")
         .read(|s| s.counters.peer_certificate_refusals.into()),
     Def::up_down_counter("sidecars_connected", "Sidecars with an open config stream")
+        .otlp("fabric.operator.sidecars.connected", "{sidecar}")
         .read(|s| s.sidecars_connected.into()),
     Def::up_down_counter("sidecars", "Known sidecars by sync state (synced, stale, nacked, not_sent)")
+        .otlp("fabric.operator.sidecars", "{sidecar}")
         .labels(&["sync"])
         .read(|s| Reading::by_label(SYNC_STATES.iter().map(|(_, label)| *label).zip(s.sidecars_by_sync))),
     Def::gauge("leader", "1 while this replica leads (writes status, serves sidecars)")
+        .otlp("fabric.operator.leader", "1")
         .read(|s| u64::from(s.counters.leader).into()),
     Def::histogram("compile_duration", "Time to compile every sidecar's config")
+        .otlp("fabric.operator.compile", "{compile}")
         .read(|s| (&s.counters.compile_duration).into()),
 ];
 
@@ -150,7 +167,9 @@ mod tests {
         let section = docs.split_once("\n## Operator\n").expect("an Operator section").1;
         let section = section.split_once("\n## ").map_or(section, |(operator, _)| operator);
         let defs: Vec<fabric_io::metric_table::Def> = OPERATOR_METRICS.iter().map(|m| m.def).collect();
-        let problems = fabric_io::metric_table::docs_mismatches(&defs, PREFIX, section, None);
+        let otlp = docs.split_once("\n### Operator metrics\n").expect("an OTLP section for the operator").1;
+        let otlp = otlp.split_once("\n#").map_or(otlp, |(rows, _)| rows);
+        let problems = fabric_io::metric_table::docs_mismatches(&defs, PREFIX, section, Some(otlp));
         assert!(problems.is_empty(), "docs/metrics.md disagrees with the metric table:\n{}", problems.join("\n"));
     }
 }

@@ -80,6 +80,8 @@ pub struct ClusterOptions {
     /// Issue peer TLS certificates with the CA kept in this Secret of the
     /// operator's namespace (`--peer-ca-secret`).
     pub peer_ca: Option<(String, fabric_operator_core::peer_ca::PeerCaSettings)>,
+    /// Export the metrics over OTLP too (`--otlp-endpoint`).
+    pub otlp_metrics: Option<crate::otlp_metrics::OtlpMetrics>,
 }
 
 pub struct LeaderElection {
@@ -174,6 +176,9 @@ pub async fn run(options: ClusterOptions) -> Result<(), ClusterError> {
         machine: Options { sidecars_from_objects: true, identity: options.identity.clone(), ..Default::default() },
         registry: None,
     });
+    if let Some(otlp) = options.otlp_metrics.clone() {
+        crate::otlp_metrics::spawn_metrics_export(otlp, distributor.clone());
+    }
     distributor.set_leader(false);
     let health = Health::default();
 

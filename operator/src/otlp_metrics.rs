@@ -1,0 +1,84 @@
+//! OpenTelemetry export of the operator's metrics: asynchronous instruments
+//! made from the same table as `/metrics` ([`OPERATOR_METRICS`]), read from
+//! the latest [`OperatorSnapshot`] that a task takes every export interval
+//! (so a value is at most one interval old, as the sidecar's).
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use fabric_io::metric_table::register_otlp;
+use opentelemetry::metrics::Meter;
+
+use crate::distribution::Distributor;
+use crate::metrics::{OPERATOR_METRICS, OperatorRead, OperatorSnapshot};
+
+/// Where and how often to export: a meter from
+/// `TelemetryGuard::start_metrics` and its export interval. `None` in the
+/// modes' options when OTLP is off.
+pub type OtlpMetrics = (Meter, Duration);
+
+/// The latest snapshot, shared with the metric callbacks.
+type Latest = Arc<RwLock<Option<Arc<OperatorSnapshot>>>>;
+
+/// Exports the operator's metrics on `meter` (from
+/// `TelemetryGuard::start_metrics`), taking a snapshot of `distributor`
+/// every `interval`. Call inside the tokio runtime; the task runs until the
+/// process ends.
+pub fn spawn_metrics_export((meter, interval): OtlpMetrics, distributor: Distributor) {
+    let latest: Latest = Arc::default();
+    register_instruments(&meter, &latest);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let snapshot = Arc::new(OperatorSnapshot::of(&distributor));
+            *latest.write().unwrap_or_else(PoisonError::into_inner) = Some(snapshot);
+        }
+    });
+}
+
+fn register_instruments(meter: &Meter, latest: &Latest) {
+    let latest = latest.clone();
+    register_otlp(meter, OPERATOR_METRICS, move |read: &OperatorRead| {
+        let snapshot = latest.read().unwrap_or_else(PoisonError::into_inner).clone()?;
+        Some(read(&snapshot))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distribution::DistributorOptions;
+    use fabric_io::metric_table::{Reading, collect_otlp};
+
+    #[test]
+    fn every_metric_of_the_table_is_exported_with_its_value() {
+        let distributor = Distributor::new(DistributorOptions::default());
+        distributor.set_objects(fabric_operator_core::index::Index::new());
+        distributor.set_leader(true);
+        let snapshot = Arc::new(OperatorSnapshot::of(&distributor));
+        let latest: Latest = Arc::new(RwLock::new(Some(snapshot.clone())));
+        let points = collect_otlp(|meter| register_instruments(meter, &latest));
+        let names: Vec<&str> = points.iter().map(|point| point.metric.as_str()).collect();
+        for metric in OPERATOR_METRICS {
+            // A labelled metric without series (no object reconciled yet)
+            // has no data point.
+            if matches!((metric.read)(&snapshot), Reading::Series(series) if series.is_empty()) {
+                continue;
+            }
+            for (name, _, _) in metric.def.otlp_instruments() {
+                assert!(names.contains(&name.as_str()), "{name} not exported: {names:?}");
+            }
+        }
+        let value = |name: &str| points.iter().find(|point| point.metric == name).map(|point| point.value);
+        assert_eq!(value("fabric.operator.leader"), Some(1.0));
+        assert_eq!(value("fabric.operator.compile.count"), Some(1.0), "the first compile");
+    }
+
+    #[test]
+    fn nothing_is_reported_before_the_first_snapshot() {
+        let latest: Latest = Arc::default();
+        assert!(collect_otlp(|meter| register_instruments(meter, &latest)).is_empty());
+    }
+}
