@@ -977,6 +977,8 @@ mod tests {
         let (sidecar, rest) = docs.split_once("\n## Operator\n").expect("an Operator section");
         let otlp = rest.split_once("\n## OTLP export\n").expect("an OTLP export section").1;
         let otlp = otlp.split_once("\n### Metrics\n").expect("a Metrics part of the OTLP export section").1;
+        // The operator's instruments follow in a part of their own.
+        let otlp = otlp.split_once("\n### ").map_or(otlp, |(sidecar, _)| sidecar);
         let defs: Vec<Def> =
             NODE_METRICS.iter().map(|m| m.def).chain(LINK_STATE_METRICS.iter().map(|m| m.def)).collect();
         let problems = fabric_io::metric_table::docs_mismatches(&defs, PREFIX, sidecar, Some(otlp));
