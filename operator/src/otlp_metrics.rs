@@ -3,10 +3,10 @@
 //! the latest [`OperatorSnapshot`] that a task takes every export interval
 //! (so a value is at most one interval old, as the sidecar's).
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use fabric_io::metric_table::register_otlp;
+use fabric_io::metric_table::{Latest, current, register_otlp, spawn_snapshots};
 use opentelemetry::metrics::Meter;
 
 use crate::distribution::Distributor;
@@ -17,33 +17,19 @@ use crate::metrics::{OPERATOR_METRICS, OperatorRead, OperatorSnapshot};
 /// modes' options when OTLP is off.
 pub type OtlpMetrics = (Meter, Duration);
 
-/// The latest snapshot, shared with the metric callbacks.
-type Latest = Arc<RwLock<Option<Arc<OperatorSnapshot>>>>;
-
-/// Exports the operator's metrics on `meter` (from
+/// Exports the operator's metrics on the meter (from
 /// `TelemetryGuard::start_metrics`), taking a snapshot of `distributor`
-/// every `interval`. Call inside the tokio runtime; the task runs until the
+/// every interval. Call inside the tokio runtime; the task runs until the
 /// process ends.
 pub fn spawn_metrics_export((meter, interval): OtlpMetrics, distributor: Distributor) {
-    let latest: Latest = Arc::default();
+    let latest: Latest<OperatorSnapshot> = Arc::default();
     register_instruments(&meter, &latest);
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let snapshot = Arc::new(OperatorSnapshot::of(&distributor));
-            *latest.write().unwrap_or_else(PoisonError::into_inner) = Some(snapshot);
-        }
-    });
+    spawn_snapshots(interval, latest, move || std::future::ready(Some(OperatorSnapshot::of(&distributor))));
 }
 
-fn register_instruments(meter: &Meter, latest: &Latest) {
+fn register_instruments(meter: &Meter, latest: &Latest<OperatorSnapshot>) {
     let latest = latest.clone();
-    register_otlp(meter, OPERATOR_METRICS, move |read: &OperatorRead| {
-        let snapshot = latest.read().unwrap_or_else(PoisonError::into_inner).clone()?;
-        Some(read(&snapshot))
-    });
+    register_otlp(meter, OPERATOR_METRICS, move |read: &OperatorRead| Some(read(current(&latest)?.as_ref())));
 }
 
 #[cfg(test)]
@@ -58,7 +44,7 @@ mod tests {
         distributor.set_objects(fabric_operator_core::index::Index::new());
         distributor.set_leader(true);
         let snapshot = Arc::new(OperatorSnapshot::of(&distributor));
-        let latest: Latest = Arc::new(RwLock::new(Some(snapshot.clone())));
+        let latest: Latest<OperatorSnapshot> = Arc::new(std::sync::RwLock::new(Some(snapshot.clone())));
         let points = collect_otlp(|meter| register_instruments(meter, &latest));
         let names: Vec<&str> = points.iter().map(|point| point.metric.as_str()).collect();
         for metric in OPERATOR_METRICS {
@@ -78,7 +64,7 @@ mod tests {
 
     #[test]
     fn nothing_is_reported_before_the_first_snapshot() {
-        let latest: Latest = Arc::default();
+        let latest: Latest<OperatorSnapshot> = Arc::default();
         assert!(collect_otlp(|meter| register_instruments(meter, &latest)).is_empty());
     }
 }

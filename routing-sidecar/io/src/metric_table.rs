@@ -14,7 +14,7 @@
 //! the unit suffix (`s` gives `_seconds`, `By` gives `_bytes`).
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use fabric_core::histogram::{Buckets, Histogram};
@@ -486,6 +486,35 @@ pub struct OtlpPoint {
     /// `(key, value)` attributes, sorted by key.
     pub attributes: Vec<(String, String)>,
     pub value: f64,
+}
+
+/// The latest snapshot a binary's OTLP callbacks ([`register_otlp`]) read;
+/// `None` until the first was taken.
+pub type Latest<T> = Arc<RwLock<Option<Arc<T>>>>;
+
+/// The snapshot in `latest`, if one was taken.
+pub fn current<T>(latest: &Latest<T>) -> Option<Arc<T>> {
+    latest.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// Puts what `take` returns into `latest` every `interval` (the export
+/// period, so a value is at most one period old), until `take` returns
+/// `None`. Call inside the tokio runtime.
+pub fn spawn_snapshots<T, F, Fut>(interval: Duration, latest: Latest<T>, mut take: F)
+where
+    T: Send + Sync + 'static,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Option<T>> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(snapshot) = take().await else { break };
+            *latest.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snapshot));
+        }
+    });
 }
 
 /// What the instruments `register` puts on a meter report right now,

@@ -7,9 +7,9 @@
 //! `fabric.announcement.rejects` with unit `{announcement}`, ...); each
 //! table entry gives both names, and the docs list them side by side.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
-use fabric_io::metric_table::register_otlp;
+use fabric_io::metric_table::{Latest, current, register_otlp, spawn_snapshots};
 use fabric_io::telemetry::TelemetryGuard;
 use opentelemetry::metrics::Meter;
 
@@ -20,35 +20,23 @@ use crate::runtime::node::NodeStats;
 /// Instrumentation scope of the sidecar's metrics.
 const SCOPE: &str = "routing-sidecar";
 
-/// The latest stats read from the node, shared with the metric callbacks.
-type Latest = Arc<RwLock<Option<Arc<NodeStats>>>>;
-
 /// When OTLP is on: exports the node's metrics every `metrics_interval`,
 /// from a task that polls `node.stats()` at the same interval (it ends when
 /// the node does). A no-op without OTLP or when already started. Call
 /// inside the tokio runtime.
 pub fn spawn_metrics_export(guard: &TelemetryGuard, node: NodeHandle) {
     let Some((meter, interval)) = guard.start_metrics(SCOPE) else { return };
-    let latest: Latest = Arc::default();
+    let latest: Latest<NodeStats> = Arc::default();
     register_instruments(&meter, &latest);
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let Ok(stats) = node.stats().await else { break };
-            *latest.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(stats));
-        }
+    spawn_snapshots(interval, latest, move || {
+        let node = node.clone();
+        async move { node.stats().await.ok() }
     });
-}
-
-fn current(latest: &Latest) -> Option<Arc<NodeStats>> {
-    latest.read().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 /// One instrument per table entry (two per histogram, none for the node
 /// info); the link-state ones report nothing while link-state is off.
-fn register_instruments(meter: &Meter, latest: &Latest) {
+fn register_instruments(meter: &Meter, latest: &Latest<NodeStats>) {
     let node = latest.clone();
     register_otlp(meter, NODE_METRICS, move |read: &NodeRead| {
         let stats = current(&node)?;
