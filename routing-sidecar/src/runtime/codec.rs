@@ -29,7 +29,6 @@ pub(super) enum OutFrame {
 
 pub(super) struct SessionCodec {
     frames: LengthDelimitedCodec,
-    max_frame: usize,
 }
 
 impl SessionCodec {
@@ -38,7 +37,7 @@ impl SessionCodec {
             .length_field_length(PREFIX)
             .max_frame_length(limits.max_message_bytes)
             .new_codec();
-        Self { frames, max_frame: limits.max_message_bytes }
+        Self { frames }
     }
 }
 
@@ -58,13 +57,13 @@ impl Encoder<OutFrame> for SessionCodec {
         match frame {
             OutFrame::Encoded(bytes) => self.frames.encode(bytes, dst),
             OutFrame::Routing(message) => {
-                let length = wire_routing::routing_frame_len(&message);
+                let (length, limit) = (wire_routing::routing_frame_len(&message), self.frames.max_frame_length());
                 // As the length-delimited codec refuses an encoded frame
                 // above the limit: the peer would refuse to read it.
-                if length > self.max_frame {
+                if length > limit {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidInput,
-                        format!("frame of {length} bytes above limits.maxMessageBytes ({})", self.max_frame),
+                        format!("frame of {length} bytes above limits.maxMessageBytes ({limit})"),
                     ));
                 }
                 dst.reserve(PREFIX + length);
