@@ -197,9 +197,7 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         },
         registry: options.state_dir.as_ref().map(|dir| dir.join("sidecars.json")),
     });
-    if let Some(otlp) = options.otlp_metrics.clone() {
-        crate::otlp_metrics::spawn_metrics_export(otlp, distributor.clone());
-    }
+    crate::otlp_metrics::spawn_metrics_export(options.otlp_metrics.clone(), &distributor);
     if let Some(dir) = &options.state_dir {
         std::fs::create_dir_all(dir).map_err(|source| LocalError::StateDir { path: dir.clone(), source })?;
     }

@@ -17,13 +17,15 @@ use crate::metrics::{OPERATOR_METRICS, OperatorRead, OperatorSnapshot};
 /// modes' options when OTLP is off.
 pub type OtlpMetrics = (Meter, Duration);
 
-/// Exports the operator's metrics on the meter (from
-/// `TelemetryGuard::start_metrics`), taking a snapshot of `distributor`
-/// every interval. Call inside the tokio runtime; the task runs until the
-/// process ends.
-pub fn spawn_metrics_export((meter, interval): OtlpMetrics, distributor: Distributor) {
+/// When OTLP is on (`otlp`, from `TelemetryGuard::start_metrics`): exports
+/// the operator's metrics on its meter, taking a snapshot of `distributor`
+/// every export interval; a no-op otherwise. Call inside the tokio
+/// runtime; the task runs until the process ends.
+pub fn spawn_metrics_export(otlp: Option<OtlpMetrics>, distributor: &Distributor) {
+    let Some((meter, interval)) = otlp else { return };
     let latest: Latest<OperatorSnapshot> = Arc::default();
     register_instruments(&meter, &latest);
+    let distributor = distributor.clone();
     spawn_snapshots(interval, latest, move || std::future::ready(Some(OperatorSnapshot::of(&distributor))));
 }
 

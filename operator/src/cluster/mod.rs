@@ -176,9 +176,7 @@ pub async fn run(options: ClusterOptions) -> Result<(), ClusterError> {
         machine: Options { sidecars_from_objects: true, identity: options.identity.clone(), ..Default::default() },
         registry: None,
     });
-    if let Some(otlp) = options.otlp_metrics.clone() {
-        crate::otlp_metrics::spawn_metrics_export(otlp, distributor.clone());
-    }
+    crate::otlp_metrics::spawn_metrics_export(options.otlp_metrics.clone(), &distributor);
     distributor.set_leader(false);
     let health = Health::default();
 
