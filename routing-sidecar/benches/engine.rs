@@ -261,8 +261,8 @@ fn ingest(engine: &mut Engine, mut messages: Vec<(NodeId, Message)>, burst: usiz
 /// Receives pre-chunked bursts with `receive_batch`, draining after each.
 fn ingest_batches(engine: &mut Engine, mut batches: Vec<Vec<(NodeId, Message)>>, out: &mut Vec<Effect>) -> Duration {
     let start = Instant::now();
-    for batch in batches.drain(..) {
-        engine.receive_batch(NOW, batch);
+    for mut batch in batches.drain(..) {
+        engine.receive_batch(NOW, &mut batch);
         engine.drain_effects_into(NOW, out);
         out.clear();
     }
@@ -638,7 +638,7 @@ fn micro_benchmarks(c: &mut Criterion, scale: Scale) {
         .map(|d| {
             let mut a = announcement(d, 0, 0);
             id.sign_announcement(&mut a);
-            let signature = a.signature.clone().expect("signed");
+            let signature = *a.signature.clone().expect("signed");
             (canonical::announcement_bytes(&a, SignatureAlgorithm::Ed25519, id.key_id()), signature)
         })
         .collect();

@@ -266,6 +266,40 @@ fn preemptions(pid: u32, name: &str) -> u64 {
         .sum()
 }
 
+/// CPU time a sidecar's threads used so far, from each thread's
+/// `schedstat` (nanoseconds, unlike the 10 ms ticks of `/proc/<pid>/stat`):
+/// its node actor (`fabric-node`, the engine) and every other thread (the
+/// connections' I/O, the APIs).
+#[derive(Clone, Copy, Default)]
+struct ThreadCpu {
+    engine: Duration,
+    other: Duration,
+}
+
+impl ThreadCpu {
+    fn of(pid: u32) -> ThreadCpu {
+        let mut cpu = ThreadCpu::default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return cpu };
+        for task in tasks.flatten() {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let on_cpu = std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+                .map_or(Duration::ZERO, Duration::from_nanos);
+            if name.trim_end() == "fabric-node" {
+                cpu.engine += on_cpu;
+            } else {
+                cpu.other += on_cpu;
+            }
+        }
+        cpu
+    }
+
+    fn since(self, before: ThreadCpu) -> ThreadCpu {
+        ThreadCpu { engine: self.engine.saturating_sub(before.engine), other: self.other.saturating_sub(before.other) }
+    }
+}
+
 fn self_page_faults() -> u64 {
     usage("self").expect("/proc/self/stat").page_faults
 }
@@ -289,6 +323,14 @@ struct Timing {
     preempted_b: u64,
     /// CPU time the sending sidecar used meanwhile, when it is one.
     cpu_a: Option<Duration>,
+    /// The same by thread, in nanoseconds, of `b` and of `a` when it is a
+    /// sidecar.
+    threads_b: ThreadCpu,
+    threads_a: Option<ThreadCpu>,
+    /// How much `b`'s RSS grew meanwhile (MB): memory it touched for the
+    /// first time, which the kernel (and on a VM the hypervisor) has to
+    /// provide and zero.
+    rss_growth_b: f64,
     /// `b`'s own figure (`/peers`, `table_received_ms`): from its session
     /// with `a` coming up to `a`'s end-of-table handled, every route in
     /// use. Free of the polls' delays, which grow when the machine is busy.
@@ -330,6 +372,8 @@ async fn watch_transfer(
     probe: Probe,
 ) -> Result<Timing, String> {
     let before = usage(&pid(b)?.to_string())?;
+    let threads_before = ThreadCpu::of(pid(b)?);
+    let rss_before = rss_mb(pid(b)?)?.0;
     let preempted_before = preemptions(pid(b)?, "fabric-node");
     let (mut first, mut worst_poll_gap, mut last_poll) = (None, Duration::ZERO, started);
     let (mut last_count, mut last_change) = (0, started);
@@ -345,6 +389,8 @@ async fn watch_transfer(
             let total = started.elapsed();
             let after = usage(&pid(b)?.to_string())?;
             let (cpu_b, faults_b) = (after.cpu.saturating_sub(before.cpu), after.page_faults - before.page_faults);
+            let threads_b = ThreadCpu::of(pid(b)?).since(threads_before);
+            let rss_growth_b = rss_mb(pid(b)?)?.0 - rss_before;
             let preempted_b = preemptions(pid(b)?, "fabric-node").saturating_sub(preempted_before);
             let routes = stat(b, "routes_active_total").await?;
             if routes != n as u64 {
@@ -359,6 +405,9 @@ async fn watch_transfer(
                 faults_b,
                 preempted_b,
                 cpu_a: None,
+                threads_b,
+                threads_a: None,
+                rss_growth_b,
                 table_received,
             });
         }
@@ -477,10 +526,12 @@ async fn pair_run(exe: &Path, dir: &Path, n: usize, limit: Duration, probe_put: 
         return Err(format!("b refused its config: {}", response.body));
     }
     let cpu_a_before = cpu_time(pid(lab.node("a"))?)?;
+    let threads_a_before = ThreadCpu::of(pid(lab.node("a"))?);
     let timing = match watch_transfer(lab.node("b"), n, started, limit, Probe::Peers).await {
         Ok(timing) => {
             let cpu_a = cpu_time(pid(lab.node("a"))?)?.saturating_sub(cpu_a_before);
-            Ok(Timing { cpu_a: Some(cpu_a), ..timing })
+            let threads_a = ThreadCpu::of(pid(lab.node("a"))?).since(threads_a_before);
+            Ok(Timing { cpu_a: Some(cpu_a), threads_a: Some(threads_a), ..timing })
         }
         Err(error) => Err(format!("{error}\n{}", pair_diagnosis(&lab).await)),
     };
@@ -669,14 +720,14 @@ fn in_memory_run(n: usize, frames: bool) -> (Duration, u64) {
             .collect();
         let (start, faults) = (Instant::now(), self_page_faults());
         for chunk in encoded.chunks(BATCH) {
-            let batch = chunk
+            let mut batch = chunk
                 .iter()
                 .map(|bytes| match wire::decode_frame(bytes, &limits).expect("frame decodes") {
                     Frame::Routing(message) => (a.clone(), message),
                     _ => unreachable!("routing frame"),
                 })
                 .collect();
-            engine.receive_batch(NOW, batch);
+            engine.receive_batch(NOW, &mut batch);
             engine.drain_effects_into(NOW, &mut out);
             out.clear();
         }
@@ -688,8 +739,8 @@ fn in_memory_run(n: usize, frames: bool) -> (Duration, u64) {
             batches.push(messages.by_ref().take(BATCH).collect::<Vec<_>>());
         }
         let (start, faults) = (Instant::now(), self_page_faults());
-        for batch in batches {
-            engine.receive_batch(NOW, batch);
+        for mut batch in batches {
+            engine.receive_batch(NOW, &mut batch);
             engine.drain_effects_into(NOW, &mut out);
             out.clear();
         }
@@ -958,6 +1009,14 @@ struct TransferSamples {
     faults: Vec<f64>,
     /// Preemptions of `b`'s engine thread per transfer.
     preempted: Vec<f64>,
+    /// CPU time (ms) of `b`'s engine thread, `b`'s other threads, and the
+    /// same of `a` when it is a sidecar.
+    cpu_b_engine: Vec<f64>,
+    cpu_b_other: Vec<f64>,
+    cpu_a_engine: Vec<f64>,
+    cpu_a_other: Vec<f64>,
+    /// Growth of `b`'s RSS (MB).
+    rss_growth: Vec<f64>,
     worst_poll_gap: Duration,
 }
 
@@ -966,6 +1025,13 @@ impl TransferSamples {
         self.rates.push(n as f64 / timing.total.as_secs_f64());
         self.faults.push(timing.faults_b as f64 / n as f64);
         self.preempted.push(timing.preempted_b as f64);
+        self.cpu_b_engine.push(ms(timing.threads_b.engine));
+        self.cpu_b_other.push(ms(timing.threads_b.other));
+        if let Some(threads_a) = timing.threads_a {
+            self.cpu_a_engine.push(ms(threads_a.engine));
+            self.cpu_a_other.push(ms(threads_a.other));
+        }
+        self.rss_growth.push(timing.rss_growth_b);
         if let Some(took) = timing.table_received {
             self.own_rates.push(n as f64 / took.as_secs_f64());
         }
@@ -1013,6 +1079,28 @@ impl TransferSamples {
                 extra: format!("{:.3}x {}", median(&self.own_rates) / baseline.0, baseline.1),
             });
         }
+        let other_b = median(&self.cpu_b_other);
+        let a_threads = if self.cpu_a_engine.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; a's engine thread {:.1} ms, a's other threads {:.1} ms",
+                median(&self.cpu_a_engine),
+                median(&self.cpu_a_other)
+            )
+        };
+        rows.push(Row {
+            name: "    CPU of b's engine thread (the in-memory work) meanwhile".into(),
+            unit: "ms",
+            samples: self.cpu_b_engine.clone(),
+            extra: format!("b's other threads {other_b:.1} ms{a_threads} (medians)"),
+        });
+        rows.push(Row {
+            name: "    growth of b's RSS meanwhile (memory touched first)".into(),
+            unit: "MB",
+            samples: self.rss_growth.clone(),
+            extra: String::new(),
+        });
         rows.push(Row {
             name: "    of which: start to first route at b".into(),
             unit: "ms",

@@ -275,7 +275,9 @@ proptest! {
         }
         let mut batched = engine();
         for chunk in messages.chunks(split) {
-            batched.receive_batch(t(1), chunk.to_vec());
+            let mut batch = chunk.to_vec();
+            batched.receive_batch(t(1), &mut batch);
+            prop_assert!(batch.is_empty(), "the batch is handed back emptied");
         }
         prop_assert_eq!(one_by_one.drain_effects(t(1)), batched.drain_effects(t(1)));
         prop_assert_eq!(one_by_one.routes(), batched.routes());

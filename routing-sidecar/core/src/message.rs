@@ -67,9 +67,12 @@ pub struct RouteAnnouncement {
     pub issued_at_ms: Option<u64>,
     /// A set: order on the wire does not matter, the canonical encoding sorts.
     /// Shared: a session hands the engine one list per distinct tag set
-    /// (`SharedIds`), and the engine advertises its interned sets.
+    /// (`SharedIds`), and the engine advertises one per set and flush.
     pub tags: std::sync::Arc<[Tag]>,
-    pub signature: Option<SignatureBlock>,
+    /// Boxed: inline it would take 80 of the message's bytes, which every
+    /// move of an unsigned message (decoded, batched, handed to the
+    /// engine) would copy too.
+    pub signature: Option<Box<SignatureBlock>>,
 }
 
 /// "Forget the route to D that I advertised to you."
@@ -83,7 +86,8 @@ pub struct RouteWithdrawal {
     pub epoch: u64,
     /// As [`RouteAnnouncement::issued_at_ms`].
     pub issued_at_ms: Option<u64>,
-    pub signature: Option<SignatureBlock>,
+    /// Boxed, as an announcement's.
+    pub signature: Option<Box<SignatureBlock>>,
 }
 
 /// One protocol message between neighbors.
@@ -118,8 +122,8 @@ impl Message {
 
     pub fn signature(&self) -> Option<&SignatureBlock> {
         match self {
-            Message::Announcement(a) => a.signature.as_ref(),
-            Message::Withdrawal(w) => w.signature.as_ref(),
+            Message::Announcement(a) => a.signature.as_deref(),
+            Message::Withdrawal(w) => w.signature.as_deref(),
             Message::EndOfTable { .. } => None,
         }
     }

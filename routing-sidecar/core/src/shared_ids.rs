@@ -30,6 +30,10 @@ pub const DEFAULT_TAG_LIST_CAPACITY: usize = 1_024;
 #[derive(Debug)]
 pub struct SharedIds {
     nodes: HashSet<NodeId>,
+    /// The node `node` returned last: the messages of a burst mostly come
+    /// from one advertiser, whose id is also their path's first hop, so
+    /// most lookups are answered by one comparison instead of a hash.
+    last_node: Option<NodeId>,
     tag_lists: HashSet<Arc<[Tag]>>,
     node_capacity: usize,
     tag_list_capacity: usize,
@@ -53,7 +57,13 @@ impl SharedIds {
     }
 
     pub fn with_capacity(node_capacity: usize, tag_list_capacity: usize) -> Self {
-        SharedIds { nodes: HashSet::new(), tag_lists: HashSet::new(), node_capacity, tag_list_capacity }
+        SharedIds {
+            nodes: HashSet::new(),
+            last_node: None,
+            tag_lists: HashSet::new(),
+            node_capacity,
+            tag_list_capacity,
+        }
     }
 
     /// Replaces every node id and the tag list of `message` by the shared
@@ -77,11 +87,20 @@ impl SharedIds {
     /// The shared copy of node id `id` (remembered if new), for a decoder
     /// that reads ids from the bytes (`wire_routing`).
     pub fn node(&mut self, id: &str) -> NodeId {
-        if let Some(shared) = self.nodes.get(id) {
-            return shared.clone();
+        if let Some(last) = &self.last_node
+            && last.as_str() == id
+        {
+            return last.clone();
         }
-        let mut node = NodeId::from(id);
-        share_one::<_, str>(&mut self.nodes, self.node_capacity, &mut node);
+        let node = match self.nodes.get(id) {
+            Some(shared) => shared.clone(),
+            None => {
+                let mut node = NodeId::from(id);
+                share_one::<_, str>(&mut self.nodes, self.node_capacity, &mut node);
+                node
+            }
+        };
+        self.last_node = Some(node.clone());
         node
     }
 
@@ -177,6 +196,18 @@ mod tests {
         let (advertiser, path, _) = hops(&message);
         assert!(std::ptr::eq(advertiser.as_str(), peer.as_str()));
         assert!(std::ptr::eq(path[0].as_str(), peer.as_str()));
+    }
+
+    #[test]
+    fn node_returns_the_shared_copy_whether_looked_up_last_or_not() {
+        let mut shared = SharedIds::default();
+        let (a, b) = (shared.node("a"), shared.node("b"));
+        for (id, first) in [("b", &b), ("a", &a), ("a", &a), ("b", &b)] {
+            let again = shared.node(id);
+            assert_eq!(again.as_str(), id);
+            assert!(std::ptr::eq(again.as_str(), first.as_str()), "{id} shared");
+        }
+        assert_eq!(shared.len(), (2, 0));
     }
 
     #[test]

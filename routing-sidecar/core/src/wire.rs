@@ -536,7 +536,7 @@ fn to_wire_announcement(announcement: &RouteAnnouncement) -> schema::RouteAnnoun
         // Sent in the caller's order: tags are a set and the canonical
         // encoding sorts them, so the order carries no meaning.
         tags: announcement.tags.iter().map(|tag| tag.as_str().to_owned()).collect(),
-        signature: announcement.signature.as_ref().map(to_wire_signature),
+        signature: announcement.signature.as_deref().map(to_wire_signature),
         issued_at_ms: announcement.issued_at_ms,
     }
 }
@@ -547,7 +547,7 @@ fn to_wire_withdrawal(withdrawal: &RouteWithdrawal) -> schema::RouteWithdrawal {
         path: to_wire_path(&withdrawal.path),
         advertiser: withdrawal.advertiser.as_str().to_owned(),
         epoch: withdrawal.epoch,
-        signature: withdrawal.signature.as_ref().map(to_wire_signature),
+        signature: withdrawal.signature.as_deref().map(to_wire_signature),
         issued_at_ms: withdrawal.issued_at_ms,
     }
 }
@@ -643,7 +643,7 @@ fn from_wire_announcement(
         ttl_ms: wire.ttl_ms,
         issued_at_ms: wire.issued_at_ms,
         tags: from_wire_tags(wire.tags, limits)?,
-        signature: wire.signature.map(|signature| from_wire_signature(signature, limits)).transpose()?,
+        signature: wire.signature.map(|signature| from_wire_signature(signature, limits).map(Box::new)).transpose()?,
     })
 }
 
@@ -654,7 +654,7 @@ fn from_wire_withdrawal(wire: schema::RouteWithdrawal, limits: &DecodeLimits) ->
         advertiser: NodeId::from(identifier("advertiser", wire.advertiser, limits)?),
         epoch: wire.epoch,
         issued_at_ms: wire.issued_at_ms,
-        signature: wire.signature.map(|signature| from_wire_signature(signature, limits)).transpose()?,
+        signature: wire.signature.map(|signature| from_wire_signature(signature, limits).map(Box::new)).transpose()?,
     })
 }
 
@@ -2219,7 +2219,7 @@ mod tests {
                         ttl_ms,
                         issued_at_ms,
                         tags: tags.into_iter().map(Tag::from).collect(),
-                        signature,
+                        signature: signature.map(Box::new),
                     }
                 },
             )
@@ -2239,7 +2239,7 @@ mod tests {
                 advertiser,
                 epoch,
                 issued_at_ms,
-                signature,
+                signature: signature.map(Box::new),
             })
     }
 

@@ -96,7 +96,7 @@ pub fn encode_routing_frame(message: &Message, buf: &mut impl BufMut) {
             for tag in a.tags.iter() {
                 put_repeated(buf, 10, tag.as_str().as_bytes());
             }
-            put_signature(buf, 11, a.signature.as_ref());
+            put_signature(buf, 11, a.signature.as_deref());
             put_optional(buf, 12, a.issued_at_ms);
         }
         Message::Withdrawal(w) => {
@@ -106,7 +106,7 @@ pub fn encode_routing_frame(message: &Message, buf: &mut impl BufMut) {
             }
             put_string(buf, 3, w.advertiser.as_str());
             put_uint(buf, 4, w.epoch);
-            put_signature(buf, 5, w.signature.as_ref());
+            put_signature(buf, 5, w.signature.as_deref());
             put_optional(buf, 6, w.issued_at_ms);
         }
         Message::EndOfTable { advertiser } => put_string(buf, 1, advertiser.as_str()),
@@ -361,7 +361,7 @@ fn announcement(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> O
         ttl_ms,
         issued_at_ms,
         tags: shared.tag_list(&tags),
-        signature,
+        signature: signature.map(Box::new),
     })
 }
 
@@ -400,7 +400,7 @@ fn withdrawal(body: &[u8], limits: &DecodeLimits, shared: &mut SharedIds) -> Opt
         advertiser: shared.node(advertiser),
         epoch,
         issued_at_ms,
-        signature,
+        signature: signature.map(Box::new),
     })
 }
 
@@ -494,7 +494,7 @@ mod tests {
                         ttl_ms,
                         issued_at_ms,
                         tags: tags.into_iter().map(Tag::from).collect(),
-                        signature,
+                        signature: signature.map(Box::new),
                     })
                 },
             );
@@ -513,7 +513,7 @@ mod tests {
                     advertiser: advertiser.into(),
                     epoch,
                     issued_at_ms,
-                    signature,
+                    signature: signature.map(Box::new),
                 })
             });
         prop_oneof![announcement, withdrawal]

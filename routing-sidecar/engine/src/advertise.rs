@@ -9,9 +9,10 @@ use foldhash::HashMap;
 use smallvec::SmallVec;
 
 use crate::candidate::{Candidate, Pending, flags};
-use crate::intern::{DestIx, NodeIx, Nodes};
+use crate::intern::{DestIx, NodeIx, Nodes, TagSetIx, TagSets};
 use crate::selection::effective_metrics;
 use crate::{Effect, Engine, Recipients};
+use fabric_core::ids::{NodeId, Tag};
 use fabric_core::message::{Message, RouteAnnouncement, RouteWithdrawal};
 use fabric_core::policy::{PolicyMode, RouteFacts};
 use fabric_core::stats::RejectReason;
@@ -21,6 +22,31 @@ use fabric_core::time::Timestamp;
 /// fabric node has a handful of neighbors, so few sets ever exist).
 const MAX_RECIPIENT_SETS: usize = 1024;
 
+/// The ids that every message of one flush carries (this node's id, the
+/// tag sets), as copies with reference counts of their own. The messages
+/// are dropped by the connections, on other threads: with the engine's
+/// own ids, both threads would take turns on the same counters for every
+/// message of a table transfer.
+struct FlushIds {
+    local: NodeId,
+    tag_sets: SmallVec<[(TagSetIx, Arc<[Tag]>); 4]>,
+}
+
+impl FlushIds {
+    fn new(local: &NodeId) -> Self {
+        Self { local: NodeId::from(local.as_str()), tag_sets: SmallVec::new() }
+    }
+
+    fn tags(&mut self, ix: TagSetIx, sets: &TagSets) -> Arc<[Tag]> {
+        if let Some((_, tags)) = self.tag_sets.iter().find(|(held, _)| *held == ix) {
+            return tags.clone();
+        }
+        let tags: Arc<[Tag]> = sets.resolve(ix).iter().cloned().collect();
+        self.tag_sets.push((ix, tags.clone()));
+        tags
+    }
+}
+
 /// Neighbors in the order messages go to them (configured order).
 type NeighborList = SmallVec<[NodeIx; 8]>;
 
@@ -28,20 +54,32 @@ type NeighborList = SmallVec<[NodeIx; 8]>;
 #[derive(Default)]
 pub(super) struct RecipientSets {
     sets: HashMap<NeighborList, Recipients>,
+    /// The list handed out last: consecutive destinations mostly go to the
+    /// same neighbors, and a table transfer to one neighbor always does.
+    last: Option<(NeighborList, Recipients)>,
 }
 
 impl RecipientSets {
     /// The shared list of `neighbors` (indices are never reused, so a list
     /// stays right for as long as it is kept).
     fn get(&mut self, neighbors: &[NodeIx], nodes: &Nodes) -> Recipients {
-        if let Some(set) = self.sets.get(neighbors) {
+        if let Some((list, set)) = &self.last
+            && list.as_slice() == neighbors
+        {
             return Arc::clone(set);
         }
-        if self.sets.len() >= MAX_RECIPIENT_SETS {
-            self.sets.clear();
-        }
-        let set: Recipients = neighbors.iter().map(|neighbor| nodes.resolve(*neighbor).clone()).collect();
-        self.sets.insert(neighbors.into(), Arc::clone(&set));
+        let set = match self.sets.get(neighbors) {
+            Some(set) => Arc::clone(set),
+            None => {
+                if self.sets.len() >= MAX_RECIPIENT_SETS {
+                    self.sets.clear();
+                }
+                let set: Recipients = neighbors.iter().map(|neighbor| nodes.resolve(*neighbor).clone()).collect();
+                self.sets.insert(neighbors.into(), Arc::clone(&set));
+                set
+            }
+        };
+        self.last = Some((neighbors.into(), Arc::clone(&set)));
         set
     }
 }
@@ -98,11 +136,11 @@ impl Engine {
 
     /// The announcement of the best route of `dest` (there is one), with
     /// the next epoch.
-    fn build_announcement(&mut self, now: Timestamp, dest: DestIx) -> Arc<Message> {
+    fn build_announcement(&mut self, now: Timestamp, dest: DestIx, ids: &mut FlushIds) -> Arc<Message> {
         let epoch = self.allocate_epoch();
         let best = self.table[dest.index()].best().expect("announced routes exist");
         let mut path = Vec::with_capacity(best.path.len() + 1);
-        path.push(self.config.node_id.clone());
+        path.push(ids.local.clone());
         path.extend(best.path.iter().map(|hop| self.nodes.resolve(*hop).clone()));
         let ttl_ms = u32::try_from(self.config.timers.route_ttl.as_millis()).unwrap_or(u32::MAX);
         let mut announcement = RouteAnnouncement {
@@ -110,11 +148,11 @@ impl Engine {
             hop_count: path.len() as u32,
             path,
             metrics: effective_metrics(best, self.link_of(best.next_hop)),
-            advertiser: self.config.node_id.clone(),
+            advertiser: ids.local.clone(),
             epoch,
             ttl_ms,
             issued_at_ms: self.issue_time(now),
-            tags: self.tag_sets.resolve(best.tags).clone(),
+            tags: ids.tags(best.tags, &self.tag_sets),
             signature: None,
         };
         if let Some(signer) = &self.signer {
@@ -129,11 +167,11 @@ impl Engine {
         (!self.config.security.sign_v1).then_some(now.0)
     }
 
-    fn build_withdrawal(&mut self, now: Timestamp, dest: DestIx) -> Arc<Message> {
+    fn build_withdrawal(&mut self, now: Timestamp, dest: DestIx, ids: &FlushIds) -> Arc<Message> {
         let mut withdrawal = RouteWithdrawal {
             destination: self.destinations.resolve(dest).clone(),
-            path: vec![self.config.node_id.clone()],
-            advertiser: self.config.node_id.clone(),
+            path: vec![ids.local.clone()],
+            advertiser: ids.local.clone(),
             epoch: self.allocate_epoch(),
             issued_at_ms: self.issue_time(now),
             signature: None,
@@ -156,7 +194,7 @@ impl Engine {
     pub(super) fn flush_advertisements(&mut self, now: Timestamp, limit: usize) -> bool {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_unstable();
-        let rest = pending.split_off(limit.min(pending.len()));
+        let now_due = limit.min(pending.len());
         let up: Vec<NodeIx> = self
             .compiled
             .neighbors
@@ -164,7 +202,9 @@ impl Engine {
             .map(|slot| slot.ix)
             .filter(|ix| self.neighbors.get(ix).is_some_and(|n| n.up))
             .collect();
-        for dest in pending.drain(..) {
+        let mut ids = FlushIds::new(&self.config.node_id);
+        // The rest stays in the same vector (no allocation per slice).
+        for dest in pending.drain(..now_due) {
             let mode = std::mem::take(&mut self.table[dest.index()].pending);
             let mut announce_to = NeighborList::new();
             let mut withdraw_from = NeighborList::new();
@@ -207,21 +247,21 @@ impl Engine {
             }
             if !announce_to.is_empty() {
                 // Export implies a best route.
-                let message = self.build_announcement(now, dest);
+                let message = self.build_announcement(now, dest, &mut ids);
                 let to = self.recipient_sets.get(&announce_to, &self.nodes);
                 self.send(to, message);
             }
             if !withdraw_from.is_empty() {
-                let message = self.build_withdrawal(now, dest);
+                let message = self.build_withdrawal(now, dest, &ids);
                 let to = self.recipient_sets.get(&withdraw_from, &self.nodes);
                 self.send(to, message);
             }
         }
-        if !rest.is_empty() {
-            self.pending = rest;
+        let more = !pending.is_empty();
+        self.pending = pending;
+        if more {
             return true;
         }
-        self.pending = pending;
         for neighbor in std::mem::take(&mut self.end_of_table_due) {
             if self.neighbors.get(&neighbor).is_some_and(|n| n.up) {
                 let advertiser = self.config.node_id.clone();

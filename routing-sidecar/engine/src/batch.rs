@@ -23,10 +23,13 @@ pub(super) struct LookedUp {
 impl Engine {
     /// Handles a burst of messages, verifying their signatures in one batch
     /// first (about twice as fast as one by one for fresh signatures).
-    pub fn receive_batch(&mut self, now: Timestamp, batch: Vec<(NodeId, Message)>) {
+    /// Takes the messages out of `batch` and leaves its allocation to the
+    /// caller: a runtime that reuses it for the next burst touches no fresh
+    /// memory per burst.
+    pub fn receive_batch(&mut self, now: Timestamp, batch: &mut Vec<(NodeId, Message)>) {
         // Empty when nothing in the batch is signed.
-        let mut prechecked = self.verify_signatures(now, &batch).into_iter();
-        let mut messages = batch.into_iter();
+        let mut prechecked = self.verify_signatures(now, batch).into_iter();
+        let mut messages = batch.drain(..);
         let mut looked_up = [LookedUp::default(); MANY];
         while !messages.as_slice().is_empty() {
             let window = &messages.as_slice()[..messages.len().min(MANY)];

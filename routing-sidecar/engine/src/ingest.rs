@@ -560,8 +560,8 @@ impl<'a> Signable<'a> {
 
     pub(super) fn signature(self) -> Option<&'a SignatureBlock> {
         match self {
-            Signable::Announcement(a) => a.signature.as_ref(),
-            Signable::Withdrawal(w) => w.signature.as_ref(),
+            Signable::Announcement(a) => a.signature.as_deref(),
+            Signable::Withdrawal(w) => w.signature.as_deref(),
         }
     }
 

@@ -348,7 +348,7 @@ impl Engine {
     /// Like `drain_effects`, appending into a caller-owned buffer.
     pub fn drain_effects_into(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
         self.end_step(now, usize::MAX);
-        out.append(&mut self.effects);
+        self.hand_effects(out);
     }
 
     /// Like `drain_effects_into`, but builds the messages of at most
@@ -359,8 +359,20 @@ impl Engine {
     /// writing it while the rest is being built.
     pub fn drain_effects_upto(&mut self, now: Timestamp, limit: usize, out: &mut Vec<Effect>) -> bool {
         let more = self.end_step(now, limit);
-        out.append(&mut self.effects);
+        self.hand_effects(out);
         more
+    }
+
+    /// Moves the effects to `out`. Into an empty buffer by swapping the
+    /// vectors: no effect is copied, and the engine goes on with the
+    /// caller's (emptied) allocation, so a caller that keeps its buffer
+    /// between steps makes the two take turns instead of allocating.
+    fn hand_effects(&mut self, out: &mut Vec<Effect>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.effects);
+        } else {
+            out.append(&mut self.effects);
+        }
     }
 
     /// Between inputs: flushes batched advertisements (of at most `limit`

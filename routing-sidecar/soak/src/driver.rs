@@ -895,11 +895,11 @@ impl Protocol for PathVector {
     fn process(&mut self, node: u32, now: Timestamp, inbox: Vec<(u32, Arc<Message>)>, out: &mut Out<Arc<Message>>) {
         let Some(engine) = self.engines[node as usize].as_mut() else { return };
         if !inbox.is_empty() {
-            let batch = inbox
+            let mut batch = inbox
                 .into_iter()
                 .map(|(from, m)| (self.names[from as usize].clone(), Arc::unwrap_or_clone(m)))
                 .collect();
-            engine.receive_batch(now, batch);
+            engine.receive_batch(now, &mut batch);
         }
         if engine.next_deadline().is_some_and(|d| d <= now) {
             engine.tick(now);

@@ -7,6 +7,7 @@ mod actor_thread;
 pub mod api;
 mod codec;
 pub mod handle;
+mod inbound;
 pub mod lab;
 mod link_state;
 pub mod metrics;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::runtime::inbound::InFlight;
 use crate::runtime::link_state::{
     ExplainAnswer, LinkStateRuntime, LinkStateStatus, RouteAnswer, answer_route, explain_route, local_links,
 };
@@ -87,8 +88,9 @@ pub enum Command {
         messages: Vec<(NodeId, Message)>,
         link_state: Vec<LinkStateUpdate>,
         /// Held until the batch is handled: bounds the batches a connection
-        /// has decoded ahead of the actor.
-        permit: tokio::sync::OwnedSemaphorePermit,
+        /// has decoded ahead of the actor, and takes `messages`' vector
+        /// back to it.
+        slot: InFlight,
     },
     Malformed {
         peer: NodeId,
@@ -295,7 +297,8 @@ pub(super) struct Node {
     link_state: Option<LinkStateRuntime>,
     shared: Shared,
     state_dir: Option<StateDir>,
-    sessions: HashMap<NodeId, LiveSession>,
+    /// Looked up for every message sent: hashed with foldhash, not SipHash.
+    sessions: foldhash::HashMap<NodeId, LiveSession>,
     established: HashMap<NodeId, watch::Sender<bool>>,
     peers: BTreeMap<NodeId, PeerInfo>,
     /// Every connection end by reason (see `NodeStats::session_ends_total`).
@@ -307,6 +310,10 @@ pub(super) struct Node {
     closing: Option<bool>,
     /// The engine has destinations left to flush (`FLUSH_SLICE`).
     flush_pending: bool,
+    /// What `dispatch_engine` drains the engine into, kept between steps:
+    /// a new vector per step would touch fresh memory for every batch of a
+    /// table transfer.
+    effects: Vec<Effect>,
 }
 
 /// Destinations the engine turns into messages per actor wake-up. A whole
@@ -331,7 +338,7 @@ impl Node {
             engine,
             shared,
             state_dir,
-            sessions: HashMap::new(),
+            sessions: foldhash::HashMap::default(),
             established: HashMap::new(),
             peers: BTreeMap::new(),
             session_ends: fabric_core::session::SESSION_END_REASONS.iter().map(|r| (*r, 0)).collect(),
@@ -339,6 +346,7 @@ impl Node {
             config,
             closing: None,
             flush_pending: false,
+            effects: Vec::new(),
         }
     }
 
@@ -506,8 +514,9 @@ impl Node {
                     self.engine.neighbor_down(now, &peer, keep_routes);
                 }
             }
-            Command::Frames { peer, conn, messages, link_state, permit: _permit } => {
-                self.receive_frames(now, &peer, conn, messages, link_state);
+            Command::Frames { peer, conn, mut messages, link_state, slot } => {
+                self.receive_frames(now, &peer, conn, &mut messages, link_state);
+                slot.handled(messages);
             }
             Command::Malformed { peer, detail } => {
                 self.engine.record_malformed(now, &peer, detail);
@@ -541,7 +550,7 @@ impl Node {
         now: Timestamp,
         peer: &NodeId,
         conn: u64,
-        messages: Vec<(NodeId, Message)>,
+        messages: &mut Vec<(NodeId, Message)>,
         link_state: Vec<LinkStateUpdate>,
     ) {
         let Some(session) = self.sessions.get_mut(peer).filter(|s| s.conn == conn) else { return };
@@ -834,9 +843,9 @@ impl Node {
     }
 
     fn dispatch_engine(&mut self) {
-        let mut effects = Vec::new();
+        let mut effects = std::mem::take(&mut self.effects);
         self.flush_pending = self.engine.drain_effects_upto(clock::now(), FLUSH_SLICE, &mut effects);
-        for effect in effects {
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Send { to, message } => {
                     let bytes = send_queue::message_wire_size(&message);
@@ -856,6 +865,7 @@ impl Node {
                 Effect::Event(event) => log_event(&event),
             }
         }
+        self.effects = effects;
     }
 
     /// Asks every session to send a close frame (announcing a restart when

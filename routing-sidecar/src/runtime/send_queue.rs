@@ -193,13 +193,13 @@ pub fn message_wire_size(message: &Message) -> u64 {
                     + strings(a.path.iter().map(|hop| hop.as_str()))
                     + strings(a.tags.iter().map(|tag| tag.as_str()))
                     + scalars
-                    + signature(a.signature.as_ref())
+                    + signature(a.signature.as_deref())
             }
             Message::Withdrawal(w) => {
                 strings([w.destination.as_str(), w.advertiser.as_str()])
                     + strings(w.path.iter().map(|hop| hop.as_str()))
                     + 11
-                    + signature(w.signature.as_ref())
+                    + signature(w.signature.as_deref())
             }
             Message::EndOfTable { advertiser } => FIELD + strings([advertiser.as_str()]),
         }
@@ -263,10 +263,12 @@ mod tests {
             ttl_ms: u32::MAX,
             issued_at_ms: None,
             tags: (0..tags).map(|i| format!("tag-{i}").into()).collect::<Vec<_>>().into(),
-            signature: signed.then(|| SignatureBlock {
-                algorithm: SignatureAlgorithm::Ed25519,
-                key_id: "node-0-k1".into(),
-                bytes: [7; 64],
+            signature: signed.then(|| {
+                Box::new(SignatureBlock {
+                    algorithm: SignatureAlgorithm::Ed25519,
+                    key_id: "node-0-k1".into(),
+                    bytes: [7; 64],
+                })
             }),
         })
     }

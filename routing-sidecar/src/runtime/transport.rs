@@ -13,17 +13,17 @@ use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use crate::runtime::codec::{OutFrame, SessionCodec};
+use crate::runtime::inbound::{Batch, InFlight, Inbound, MAX_BATCH};
 use crate::runtime::node::{Command, NeighborSet, SessionVerdict};
 use crate::runtime::send_queue::{SendQueueReceiver, send_queue};
 use crate::runtime::tls::PeerIdentity;
 use fabric_core::ids::NodeId;
 use fabric_core::message::Message;
 use fabric_core::session::{Received, Session, SessionError, SessionSettings};
-use fabric_core::shared_ids::SharedIds;
 use fabric_core::wire::{self, DecodeLimits, Frame};
 use fabric_core::wire_routing;
 use fabric_io::clock;
@@ -42,49 +42,10 @@ pub enum Outbound {
     Close { reason: String, restarting: bool },
 }
 
-/// What one read burst collected for the actor.
-#[derive(Default)]
-struct Batch {
-    /// Each with the peer, as the engine takes them.
-    messages: Vec<(NodeId, Message)>,
-    link_state: Vec<LinkStateUpdate>,
-}
-
-impl Batch {
-    /// Room for a full burst of routing messages, so that collecting one
-    /// never grows (and copies) the vector.
-    fn for_burst() -> Self {
-        Self { messages: Vec::with_capacity(BATCH), link_state: Vec::new() }
-    }
-
-    fn len(&self) -> usize {
-        self.messages.len() + self.link_state.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Messages a batch is allocated for: what one burst of reads from a
-/// socket usually holds.
-const BATCH: usize = 512;
-
 /// Bytes read from the socket at once, and written to it at once when the
 /// actor queues faster than the socket takes: a table transfer moves in
 /// chunks of hundreds of messages, not tens.
 const SOCKET_BUFFER: usize = 64 * 1024;
-
-/// Messages a batch collects at most while the actor is busy; past this
-/// the connection stops reading.
-const MAX_BATCH: usize = 4096;
-
-/// Batches of one connection handed to the actor (which runs on another
-/// thread) and not yet handled: one being handled, one waiting. Beyond
-/// that the connection collects the next batch, then stops reading, and
-/// TCP slows the peer down: decoded messages per connection stay bounded
-/// (3 × `MAX_BATCH`).
-const BATCHES_IN_FLIGHT: usize = 2;
 
 /// How long a close frame this end sends on an error may wait for the
 /// peer to read.
@@ -340,10 +301,9 @@ impl Connection {
         peer: &NodeId,
     ) -> (Ended, Option<String>) {
         let neighbors = self.neighbors.clone();
-        let mut shared_ids = SharedIds::for_peer(peer);
-        let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+        let inbound = Inbound::new(peer);
         let lock = || session.lock().expect("session lock");
-        let mut batch = Batch::for_burst();
+        let mut batch = inbound.batch();
         loop {
             let hold = clock::instant_at(lock().hold_deadline());
             // A full batch waits for the actor, and so does the peer (TCP);
@@ -363,11 +323,11 @@ impl Connection {
                         let bytes = match frame {
                             Some(Ok(bytes)) => bytes,
                             Some(Err(e)) => {
-                                self.flush_batch(peer, &mut batch, &in_flight).await;
+                                self.flush_batch(peer, &mut batch, &inbound).await;
                                 return (Ended::read(&e), None);
                             }
                             None => {
-                                self.flush_batch(peer, &mut batch, &in_flight).await;
+                                self.flush_batch(peer, &mut batch, &inbound).await;
                                 return (Ended::lost("eof", "connection closed by peer".into()), None);
                             }
                         };
@@ -375,14 +335,14 @@ impl Connection {
                         // them are read directly, their ids shared on the
                         // way; anything else goes through prost, which also
                         // reports the errors.
-                        if let Some(message) = wire_routing::decode_routing_frame(&bytes, &self.limits, &mut shared_ids) {
+                        if let Some(message) = wire_routing::decode_routing_frame(&bytes, &self.limits, &mut batch.ids) {
                             let admitted = lock().admit_routing(now);
                             if let Err(error) = admitted {
-                                self.flush_batch(peer, &mut batch, &in_flight).await;
+                                self.flush_batch(peer, &mut batch, &inbound).await;
                                 let reason = error.to_string();
                                 return (Ended::from_session(error), Some(reason));
                             }
-                            batch.messages.push((peer.clone(), message));
+                            batch.push(message);
                             if batch.len() < MAX_BATCH {
                                 next = stream.next().now_or_never();
                             }
@@ -394,7 +354,7 @@ impl Connection {
                                 // One bad message is refused alone (treated
                                 // as a withdrawal of its destination); the
                                 // session and every other route stay.
-                                self.flush_batch(peer, &mut batch, &in_flight).await;
+                                self.flush_batch(peer, &mut batch, &inbound).await;
                                 let destination = wire::destination_of(&bytes, &self.limits);
                                 tracing::debug!(%peer, %error, ?destination, "message refused; session kept");
                                 let refused = Command::MalformedMessage {
@@ -410,7 +370,7 @@ impl Connection {
                                 continue;
                             }
                             Err(error) => {
-                                self.flush_batch(peer, &mut batch, &in_flight).await;
+                                self.flush_batch(peer, &mut batch, &inbound).await;
                                 let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
                                 let reason = format!("malformed frame: {error}");
                                 return (Ended::lost("malformed_frame", reason.clone()), Some(reason));
@@ -419,13 +379,13 @@ impl Connection {
                         let received = lock().on_frame(now, frame, |id| neighbors.contains(id));
                         match received {
                             Ok(Received::Routing(mut message)) => {
-                                shared_ids.share(&mut message);
-                                batch.messages.push((peer.clone(), message));
+                                batch.ids.share(&mut message);
+                                batch.push(message);
                             }
                             Ok(Received::LinkState(update)) => batch.link_state.push(update),
                             Ok(_) => {}
                             Err(error) => {
-                                self.flush_batch(peer, &mut batch, &in_flight).await;
+                                self.flush_batch(peer, &mut batch, &inbound).await;
                                 let close = (!matches!(error, SessionError::ClosedByPeer { .. })).then(|| error.to_string());
                                 return (Ended::from_session(error), close);
                             }
@@ -434,13 +394,12 @@ impl Connection {
                             next = stream.next().now_or_never();
                         }
                     }
-                    if let Ok(permit) = in_flight.clone().try_acquire_owned() {
-                        self.hand_over(peer, &mut batch, permit).await;
+                    if let Some(slot) = inbound.try_slot() {
+                        self.hand_over(peer, &mut batch, &inbound, slot).await;
                     }
                 }
-                permit = in_flight.clone().acquire_owned(), if !batch.is_empty() => {
-                    let Ok(permit) = permit else { unreachable!("the semaphore is never closed") };
-                    self.hand_over(peer, &mut batch, permit).await;
+                slot = inbound.slot(), if !batch.is_empty() => {
+                    self.hand_over(peer, &mut batch, &inbound, slot).await;
                 }
                 _ = tokio::time::sleep_until(hold), if room => {
                     let checked = lock().check_hold_timer(clock::now());
@@ -511,16 +470,16 @@ impl Connection {
     /// Hands `batch` to the actor once fewer than `BATCHES_IN_FLIGHT` of
     /// this connection's are waiting there (before anything else goes to
     /// the actor, which must see the frames in order).
-    async fn flush_batch(&self, peer: &NodeId, batch: &mut Batch, in_flight: &Arc<Semaphore>) {
+    async fn flush_batch(&self, peer: &NodeId, batch: &mut Batch, inbound: &Inbound) {
         if !batch.is_empty() {
-            let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-            self.hand_over(peer, batch, permit).await;
+            let slot = inbound.slot().await;
+            self.hand_over(peer, batch, inbound, slot).await;
         }
     }
 
-    async fn hand_over(&self, peer: &NodeId, batch: &mut Batch, permit: OwnedSemaphorePermit) {
-        let Batch { messages, link_state } = std::mem::replace(batch, Batch::for_burst());
-        let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state, permit };
+    async fn hand_over(&self, peer: &NodeId, batch: &mut Batch, inbound: &Inbound, slot: InFlight) {
+        let Batch { messages, link_state, .. } = std::mem::replace(batch, inbound.batch());
+        let frames = Command::Frames { peer: peer.clone(), conn: self.id, messages, link_state, slot };
         let _ = self.actor.send(frames).await;
     }
 }

@@ -74,11 +74,11 @@ impl SigningIdentity {
 
     pub fn sign_announcement(&self, announcement: &mut RouteAnnouncement) {
         let bytes = canonical::announcement_bytes(announcement, SignatureAlgorithm::Ed25519, &self.key_id);
-        announcement.signature = Some(self.block(&bytes));
+        announcement.signature = Some(Box::new(self.block(&bytes)));
     }
 
     pub fn sign_withdrawal(&self, withdrawal: &mut RouteWithdrawal) {
         let bytes = canonical::withdrawal_bytes(withdrawal, SignatureAlgorithm::Ed25519, &self.key_id);
-        withdrawal.signature = Some(self.block(&bytes));
+        withdrawal.signature = Some(Box::new(self.block(&bytes)));
     }
 }
