@@ -28,6 +28,8 @@ use fabric_testkit::engine_builders::{peer, workload_path};
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
+/// Neighbors each destination is learned from, unless a table says
+/// otherwise: four candidates per destination.
 const NEIGHBORS: usize = 4;
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 const CHILD_ENV: &str = "FABRIC_MEMORY_BENCH_DESTINATIONS";
@@ -37,17 +39,26 @@ const BIRD_BYTES: f64 = 300.0;
 const PAGE_BYTES: usize = 4096;
 
 fn main() {
-    if let Ok(destinations) = std::env::var(CHILD_ENV) {
-        let destinations = destinations.parse().expect("destination count");
-        child(destinations);
+    if let Ok(table) = std::env::var(CHILD_ENV) {
+        let (destinations, neighbors) = table.split_once(',').expect("destinations,neighbors");
+        child(destinations.parse().expect("destination count"), neighbors.parse().expect("neighbor count"));
         return;
     }
     let bench_mode = std::env::args().any(|arg| arg == "--bench");
-    let sizes: &[usize] = if bench_mode { &[25_000, 250_000] } else { &[1_000] };
+    // (destinations, neighbors): the last, one candidate per destination,
+    // is a leaf's table, learned from its one upstream.
+    let tables: &[(usize, usize)] = if bench_mode {
+        &[(25_000, NEIGHBORS), (250_000, NEIGHBORS), (100_000, 1)]
+    } else {
+        &[(1_000, NEIGHBORS), (1_000, 1)]
+    };
     let exe = std::env::current_exe().expect("own path");
     let mut results = Vec::new();
-    for &destinations in sizes {
-        let output = Command::new(&exe).env(CHILD_ENV, destinations.to_string()).output().expect("re-executes itself");
+    for &(destinations, neighbors) in tables {
+        let output = Command::new(&exe)
+            .env(CHILD_ENV, format!("{destinations},{neighbors}"))
+            .output()
+            .expect("re-executes itself");
         let stdout = String::from_utf8_lossy(&output.stdout);
         print!("{stdout}");
         eprint!("{}", String::from_utf8_lossy(&output.stderr));
@@ -156,12 +167,12 @@ fn announcement(d: usize, i: usize) -> RouteAnnouncement {
     }
 }
 
-fn child(destinations: usize) {
+fn child(destinations: usize, neighbors: usize) {
     let mut config = SidecarConfig::new("edge-self");
-    config.neighbors = (0..NEIGHBORS)
+    config.neighbors = (0..neighbors)
         .map(|i| NeighborConfig { id: peer(i), address: None, link: Default::default(), import: None, export: None })
         .collect();
-    let peers: Vec<NodeId> = (0..NEIGHBORS).map(peer).collect();
+    let peers: Vec<NodeId> = (0..neighbors).map(peer).collect();
 
     let (bytes_before, blocks_before) = live();
     let rss_before = rss_bytes();
@@ -187,7 +198,7 @@ fn child(destinations: usize) {
     let rss_after = rss_bytes();
     let stats = engine.stats();
     let candidates = stats.candidates_stored as usize;
-    assert_eq!(candidates, destinations * NEIGHBORS, "every announcement stored");
+    assert_eq!(candidates, destinations * neighbors, "every announcement stored");
     assert_eq!(stats.routes_active_total as usize, destinations);
     drop(stats);
 
@@ -197,7 +208,7 @@ fn child(destinations: usize) {
     let rss = rss_after.saturating_sub(rss_before);
     let per = |bytes: usize| bytes as f64 / candidates as f64;
     println!(
-        "== {candidates} candidates ({destinations} destinations x {NEIGHBORS} neighbors, paths 2-4 hops, 4 tag sets)"
+        "== {candidates} candidates ({destinations} destinations x {neighbors} neighbors, paths 2-4 hops, 4 tag sets)"
     );
     println!(
         "   live heap held by the engine: {:.1} MiB = {:.1} B/candidate ({:.1} B/candidate excluding the \

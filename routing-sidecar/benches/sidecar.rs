@@ -60,6 +60,11 @@ use fabric_testkit::machine::machine;
 use fabric_testkit::process::{scratch_in, try_sidecar_exe};
 use fabric_testkit::wait::wait_until;
 
+/// The allocator the `routing-sidecar` binary runs with (see its main.rs),
+/// so that the in-memory engine is measured as the sidecar runs it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How often the local APIs are polled while a clock runs.
 const POLL: Duration = Duration::from_millis(5);
 /// A failure counts as converged once every node stayed correct this long.

@@ -33,7 +33,8 @@ pub(super) const MAX_BATCH: usize = 4096;
 /// Batches of one connection handed to the actor and not yet handled: one
 /// being handled, one waiting. Beyond that the connection collects the
 /// next batch, then stops reading, and TCP slows the peer down: decoded
-/// messages per connection stay bounded (3 × `MAX_BATCH`).
+/// messages per connection stay bounded (3 × `MAX_BATCH`, and the rest of
+/// one run of frames, `codec::MAX_FRAMES_PER_RUN`).
 pub(super) const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Messages a new vector has room for: what one burst of reads from a

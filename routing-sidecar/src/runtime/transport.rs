@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
-use crate::runtime::codec::{OutFrame, SessionCodec};
+use crate::runtime::codec::{self, OutFrame, SessionCodec};
 use crate::runtime::inbound::{Batch, InFlight, Inbound, MAX_BATCH};
 use crate::runtime::node::{Command, NeighborSet, SessionVerdict};
 use crate::runtime::send_queue::{SendQueueReceiver, send_queue};
@@ -266,6 +266,7 @@ impl Connection {
         // Both loops use the session: the reader for what arrives and the
         // hold timer, the writer for what it sent and the keepalives.
         let shared = Mutex::new(session);
+        framed.codec_mut().read_runs();
         let (sink, stream) = framed.split();
         let (ended, close) = tokio::select! {
             ended = self.write_loop(sink, outbound, &shared) => (ended, None),
@@ -314,14 +315,14 @@ impl Connection {
                 // batch, the next ones may have waited in the socket past
                 // the hold time; they were received, not missed.
                 biased;
-                frame = stream.next(), if room => {
+                run = stream.next(), if room => {
                     // One reading of the clock per burst: its frames were
                     // all received by now.
                     let now = clock::now();
-                    let mut next = Some(frame);
-                    while let Some(frame) = next.take() {
-                        let bytes = match frame {
-                            Some(Ok(bytes)) => bytes,
+                    let mut next = Some(run);
+                    while let Some(run) = next.take() {
+                        let run = match run {
+                            Some(Ok(run)) => run,
                             Some(Err(e)) => {
                                 self.flush_batch(peer, &mut batch, &inbound).await;
                                 return (Ended::read(&e), None);
@@ -331,11 +332,12 @@ impl Connection {
                                 return (Ended::lost("eof", "connection closed by peer".into()), None);
                             }
                         };
+                        for bytes in codec::frames_of(&run) {
                         // Announcements and withdrawals as encoders write
                         // them are read directly, their ids shared on the
                         // way; anything else goes through prost, which also
                         // reports the errors.
-                        if let Some(message) = wire_routing::decode_routing_frame(&bytes, &self.limits, &mut batch.ids) {
+                        if let Some(message) = wire_routing::decode_routing_frame(bytes, &self.limits, &mut batch.ids) {
                             let admitted = lock().admit_routing(now);
                             if let Err(error) = admitted {
                                 self.flush_batch(peer, &mut batch, &inbound).await;
@@ -343,19 +345,16 @@ impl Connection {
                                 return (Ended::from_session(error), Some(reason));
                             }
                             batch.push(message);
-                            if batch.len() < MAX_BATCH {
-                                next = stream.next().now_or_never();
-                            }
                             continue;
                         }
-                        let frame = match wire::decode_frame(&bytes, &self.limits) {
+                        let frame = match wire::decode_frame(bytes, &self.limits) {
                             Ok(frame) => frame,
                             Err(error) if error.is_per_message() => {
                                 // One bad message is refused alone (treated
                                 // as a withdrawal of its destination); the
                                 // session and every other route stay.
                                 self.flush_batch(peer, &mut batch, &inbound).await;
-                                let destination = wire::destination_of(&bytes, &self.limits);
+                                let destination = wire::destination_of(bytes, &self.limits);
                                 tracing::debug!(%peer, %error, ?destination, "message refused; session kept");
                                 let refused = Command::MalformedMessage {
                                     peer: peer.clone(),
@@ -364,9 +363,6 @@ impl Connection {
                                     detail: error.to_string(),
                                 };
                                 let _ = self.actor.send(refused).await;
-                                if batch.len() < MAX_BATCH {
-                                    next = stream.next().now_or_never();
-                                }
                                 continue;
                             }
                             Err(error) => {
@@ -389,6 +385,7 @@ impl Connection {
                                 let close = (!matches!(error, SessionError::ClosedByPeer { .. })).then(|| error.to_string());
                                 return (Ended::from_session(error), close);
                             }
+                        }
                         }
                         if batch.len() < MAX_BATCH {
                             next = stream.next().now_or_never();
