@@ -16,6 +16,7 @@
 mod advertise;
 mod batch;
 mod candidate;
+mod chunked;
 mod explain;
 mod ingest;
 mod intern;
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::chunked::ChunkedVec;
 use crate::dampening::Dampening;
 use fabric_core::config::{ConfigError, SidecarConfig};
 use fabric_core::deadline::DeadlineQueue;
@@ -206,8 +208,8 @@ pub struct Engine {
     nodes: Nodes,
     destinations: Destinations,
     tag_sets: TagSets,
-    /// Indexed by `DestIx`.
-    table: Vec<DestinationEntry>,
+    /// Indexed by `DestIx`; grown by chunks, never copied (`chunked`).
+    table: ChunkedVec<DestinationEntry>,
     neighbors: HashMap<NodeIx, NeighborRuntime>,
     hold_downs: DeadlineQueue<RouteKey>,
     dampening: Dampening<RouteKey>,
@@ -266,7 +268,7 @@ impl Engine {
             nodes,
             destinations: Destinations::default(),
             tag_sets: TagSets::default(),
-            table: Vec::new(),
+            table: ChunkedVec::default(),
             neighbors: HashMap::new(),
             hold_downs: DeadlineQueue::default(),
             tombstones: HashMap::new(),

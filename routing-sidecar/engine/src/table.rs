@@ -14,7 +14,7 @@ impl Engine {
     pub(super) fn intern_destination(&mut self, id: &DestinationId) -> DestIx {
         let ix = self.destinations.intern(id);
         if ix.index() >= self.table.len() {
-            self.table.resize_with(ix.index() + 1, DestinationEntry::default);
+            self.table.grow_with(ix.index() + 1, DestinationEntry::default);
         }
         ix
     }
