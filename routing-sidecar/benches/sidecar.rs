@@ -755,6 +755,43 @@ fn in_memory_run(n: usize, frames: bool) -> (Duration, u64) {
     (elapsed, faults)
 }
 
+/// The same table transfer between two in-process engines on this one
+/// thread: `a` (originating the N routes, as the pair's `a` does) builds
+/// its table for `b` a slice of `BATCH` destinations at a time, as the
+/// sidecar's actor does, and `b` takes each slice as one batch, until the
+/// end-of-table. No encoding, no sockets, one CPU. Returns the elapsed
+/// time from `a` seeing `b` come up to `b` holding every route.
+fn in_memory_transfer(n: usize) -> Duration {
+    let mut configs = loopback_topology(n).configs().into_iter();
+    let (config_a, config_b) = (configs.next().expect("a's config"), configs.next().expect("b's config"));
+    assert_eq!((config_a.node_id.as_str(), config_b.node_id.as_str()), ("a", "b"));
+    let (mut a, mut b) = (Engine::new(config_a, NOW).expect("valid"), Engine::new(config_b, NOW).expect("valid"));
+    b.neighbor_up(NOW, &node("a"));
+    let (mut out, mut batch) = (Vec::new(), Vec::new());
+    b.drain_effects_into(NOW, &mut out);
+    a.drain_effects_into(NOW, &mut out);
+    out.clear();
+    let start = Instant::now();
+    a.neighbor_up(NOW, &node("b"));
+    loop {
+        let more = a.drain_effects_upto(NOW, BATCH, &mut out);
+        for effect in out.drain(..) {
+            if let Effect::Send { message, .. } = effect {
+                batch.push((node("a"), std::sync::Arc::unwrap_or_clone(message)));
+            }
+        }
+        b.receive_batch(NOW, &mut batch);
+        b.drain_effects_into(NOW, &mut out);
+        out.clear();
+        if !more {
+            break;
+        }
+    }
+    let took = start.elapsed();
+    assert_eq!(b.stats().routes_active_total, n as u64, "in-memory transfer delivers every route");
+    took
+}
+
 // ---------------------------------------------------------------------------
 // 2. Idle RSS
 
@@ -1054,7 +1091,8 @@ impl TransferSamples {
     }
 
     /// The rate row (with its ratio to `baseline`) and its breakdown.
-    fn rows(&self, name: String, baseline: (f64, &str), breakdown: bool, rows: &mut Vec<Row>) {
+    /// `transfer`: the in-memory transfer's rate, when comparable.
+    fn rows(&self, name: String, baseline: (f64, &str), transfer: Option<f64>, breakdown: bool, rows: &mut Vec<Row>) {
         let rate = median(&self.rates);
         let a_busy = if self.cpu_share_a.is_empty() {
             String::new()
@@ -1081,7 +1119,15 @@ impl TransferSamples {
                 name: "    b's own clock: session up to a's whole table in use".into(),
                 unit: "/s",
                 samples: self.own_rates.clone(),
-                extra: format!("{:.3}x {}", median(&self.own_rates) / baseline.0, baseline.1),
+                extra: format!(
+                    "{:.3}x {}{}",
+                    median(&self.own_rates) / baseline.0,
+                    baseline.1,
+                    transfer.map_or(String::new(), |rate| format!(
+                        "; {:.3}x the in-memory transfer",
+                        median(&self.own_rates) / rate
+                    ))
+                ),
             });
         }
         let other_b = median(&self.cpu_b_other);
@@ -1163,7 +1209,10 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
     let (mut memory, mut memory_frames, mut memory_small) = (Vec::new(), Vec::new(), Vec::new());
     // Page faults per route of the in-memory runs, and of b in the transfers.
     let mut memory_faults = Vec::new();
+    // The same transfer between two in-process engines on one thread.
+    let mut memory_transfer = Vec::new();
     let mut baseline_run = |memory: &mut Vec<f64>, frames: &mut Vec<f64>, small_memory: &mut Vec<f64>| {
+        memory_transfer.push(n as f64 / in_memory_transfer(n).as_secs_f64());
         let (took, faults) = in_memory_run(n, false);
         memory.push(n as f64 / took.as_secs_f64());
         memory_faults.push(faults as f64 / n as f64);
@@ -1289,13 +1338,23 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
         for (name, samples, size) in loopback_rows {
             let baseline = if size == n { (memory_median, "in-memory") } else { (small_median, "in-memory same N") };
             // A small table arrives between two polls: no rate after the first.
-            samples.rows(name, baseline, size == n, &mut rows);
+            let transfer = (size == n).then(|| median(&memory_transfer));
+            samples.rows(name, baseline, transfer, size == n, &mut rows);
         }
         rows.push(Row {
             name: format!("in-memory engine: receive_batch x{BATCH} + drain, {k}k announcements"),
             unit: "/s",
             samples: memory,
             extra: format!("baseline; {:.2} page faults per route", median(&memory_faults)),
+        });
+        rows.push(Row {
+            name: format!("in-memory transfer, {k}k routes: engine a builds its table, engine b takes it"),
+            unit: "/s",
+            samples: memory_transfer.clone(),
+            extra: format!(
+                "{:.3}x baseline; both ends' engine work on one thread, slices of {BATCH}, no encoding",
+                median(&memory_transfer) / memory_median
+            ),
         });
         rows.push(Row {
             name: format!("in-memory engine: frame decode + receive_batch x{BATCH} + drain, {k}k"),
