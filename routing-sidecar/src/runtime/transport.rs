@@ -6,6 +6,7 @@
 //! at once, and the actor's bounded send queue (`send_queue`) can end the
 //! session even while a write waits for the peer.
 
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use crate::runtime::tls::PeerIdentity;
 use fabric_core::ids::NodeId;
 use fabric_core::message::Message;
 use fabric_core::session::{Received, Session, SessionError, SessionSettings};
+use fabric_core::time::Timestamp;
 use fabric_core::wire::{self, DecodeLimits, Frame};
 use fabric_core::wire_routing;
 use fabric_io::clock;
@@ -301,7 +303,6 @@ impl Connection {
         session: &Mutex<Session>,
         peer: &NodeId,
     ) -> (Ended, Option<String>) {
-        let neighbors = self.neighbors.clone();
         let inbound = Inbound::new(peer);
         let lock = || session.lock().expect("session lock");
         let mut batch = inbound.batch();
@@ -333,11 +334,17 @@ impl Connection {
                             }
                         };
                         for bytes in codec::frames_of(&run) {
-                        // Announcements and withdrawals as encoders write
-                        // them are read directly, their ids shared on the
-                        // way; anything else goes through prost, which also
-                        // reports the errors.
-                        if let Some(message) = wire_routing::decode_routing_frame(bytes, &self.limits, &mut batch.ids) {
+                            // Announcements and withdrawals as encoders
+                            // write them are read directly, their ids
+                            // shared on the way; anything else goes through
+                            // prost, which also reports the errors.
+                            let Some(message) = wire_routing::decode_routing_frame(bytes, &self.limits, &mut batch.ids) else {
+                                let taken = self.take_other_frame(bytes, now, peer, &mut batch, &inbound, session).await;
+                                if let ControlFlow::Break(ended) = taken {
+                                    return ended;
+                                }
+                                continue;
+                            };
                             let admitted = lock().admit_routing(now);
                             if let Err(error) = admitted {
                                 self.flush_batch(peer, &mut batch, &inbound).await;
@@ -345,47 +352,6 @@ impl Connection {
                                 return (Ended::from_session(error), Some(reason));
                             }
                             batch.push(message);
-                            continue;
-                        }
-                        let frame = match wire::decode_frame(bytes, &self.limits) {
-                            Ok(frame) => frame,
-                            Err(error) if error.is_per_message() => {
-                                // One bad message is refused alone (treated
-                                // as a withdrawal of its destination); the
-                                // session and every other route stay.
-                                self.flush_batch(peer, &mut batch, &inbound).await;
-                                let destination = wire::destination_of(bytes, &self.limits);
-                                tracing::debug!(%peer, %error, ?destination, "message refused; session kept");
-                                let refused = Command::MalformedMessage {
-                                    peer: peer.clone(),
-                                    conn: self.id,
-                                    destination,
-                                    detail: error.to_string(),
-                                };
-                                let _ = self.actor.send(refused).await;
-                                continue;
-                            }
-                            Err(error) => {
-                                self.flush_batch(peer, &mut batch, &inbound).await;
-                                let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
-                                let reason = format!("malformed frame: {error}");
-                                return (Ended::lost("malformed_frame", reason.clone()), Some(reason));
-                            }
-                        };
-                        let received = lock().on_frame(now, frame, |id| neighbors.contains(id));
-                        match received {
-                            Ok(Received::Routing(mut message)) => {
-                                batch.ids.share(&mut message);
-                                batch.push(message);
-                            }
-                            Ok(Received::LinkState(update)) => batch.link_state.push(update),
-                            Ok(_) => {}
-                            Err(error) => {
-                                self.flush_batch(peer, &mut batch, &inbound).await;
-                                let close = (!matches!(error, SessionError::ClosedByPeer { .. })).then(|| error.to_string());
-                                return (Ended::from_session(error), close);
-                            }
-                        }
                         }
                         if batch.len() < MAX_BATCH {
                             next = stream.next().now_or_never();
@@ -406,6 +372,60 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Takes a frame the direct decoder did not into `batch`, through prost,
+    /// or hands the actor what it says alone (a message refused on its
+    /// own). `Break`: the session ends, with what `read_loop` returns.
+    async fn take_other_frame(
+        &self,
+        bytes: &[u8],
+        now: Timestamp,
+        peer: &NodeId,
+        batch: &mut Batch,
+        inbound: &Inbound,
+        session: &Mutex<Session>,
+    ) -> ControlFlow<(Ended, Option<String>)> {
+        let frame = match wire::decode_frame(bytes, &self.limits) {
+            Ok(frame) => frame,
+            Err(error) if error.is_per_message() => {
+                // One bad message is refused alone (treated as a withdrawal
+                // of its destination); the session and every other route
+                // stay.
+                self.flush_batch(peer, batch, inbound).await;
+                let destination = wire::destination_of(bytes, &self.limits);
+                tracing::debug!(%peer, %error, ?destination, "message refused; session kept");
+                let refused = Command::MalformedMessage {
+                    peer: peer.clone(),
+                    conn: self.id,
+                    destination,
+                    detail: error.to_string(),
+                };
+                let _ = self.actor.send(refused).await;
+                return ControlFlow::Continue(());
+            }
+            Err(error) => {
+                self.flush_batch(peer, batch, inbound).await;
+                let _ = self.actor.send(Command::Malformed { peer: peer.clone(), detail: error.to_string() }).await;
+                let reason = format!("malformed frame: {error}");
+                return ControlFlow::Break((Ended::lost("malformed_frame", reason.clone()), Some(reason)));
+            }
+        };
+        let received = session.lock().expect("session lock").on_frame(now, frame, |id| self.neighbors.contains(id));
+        match received {
+            Ok(Received::Routing(mut message)) => {
+                batch.ids.share(&mut message);
+                batch.push(message);
+            }
+            Ok(Received::LinkState(update)) => batch.link_state.push(update),
+            Ok(_) => {}
+            Err(error) => {
+                self.flush_batch(peer, batch, inbound).await;
+                let close = (!matches!(error, SessionError::ClosedByPeer { .. })).then(|| error.to_string());
+                return ControlFlow::Break((Ended::from_session(error), close));
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     /// Writes what the actor queues, one flush per burst (the actor hands
