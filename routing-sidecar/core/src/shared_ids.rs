@@ -1,12 +1,15 @@
-//! Per-session sharing of the ids a neighbor repeats in every message.
+//! Sharing of the ids a neighbor repeats in every message, within one
+//! batch of its messages.
 //!
 //! A neighbor names the same few thousand nodes (itself, transit nodes,
 //! origins) and the same few tag sets in message after message; the decoder
-//! gives every occurrence a fresh allocation. The session task swaps each
-//! one for the copy it has already seen, so the routing engine (one task,
-//! the bottleneck) drops a reference count instead of freeing 4 to 9
-//! strings per announcement, and the freeing happens on the session's task
-//! instead.
+//! would give every occurrence a fresh allocation. The connection hands
+//! each one out as the copy it has already seen, so the routing engine (one
+//! thread, the bottleneck) drops a reference count instead of freeing 4 to
+//! 9 strings per announcement. The connection starts a new set per batch
+//! (`runtime/inbound.rs` in the sidecar): the engine, on another thread,
+//! counts down on one batch's copies while the connection counts up on the
+//! next one's.
 //! Destinations are not shared: each usually appears once per table.
 //!
 //! Memory is bounded: a set that reaches its capacity starts over, so ids
