@@ -47,7 +47,7 @@
 //! but not fatal.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fabric_core::config::LocalRoute;
@@ -255,16 +255,30 @@ fn usage(pid: &str) -> Result<Usage, String> {
     Ok(Usage { cpu: Duration::from_millis((field(11)? + field(12)?) * 10), page_faults: field(7)? })
 }
 
-/// How often the thread named `name` of `pid` (the sidecar's node actor
-/// is `fabric-node`) was preempted so far (`nonvoluntary_ctxt_switches`);
-/// 0 when there is no such thread.
-fn preemptions(pid: u32, name: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+/// The name of a sidecar's node actor thread, which runs the engine
+/// (`runtime/actor_thread.rs`).
+const ENGINE_THREAD: &str = "fabric-node";
+
+/// The threads of `pid` so far: each one's name and its `/proc` directory.
+fn threads(pid: u32) -> Vec<(String, PathBuf)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
     tasks
         .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .filter(|status| status.lines().next().is_some_and(|line| line.split_whitespace().nth(1) == Some(name)))
-        .filter_map(|status| {
+        .map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            (name.trim_end().to_owned(), task.path())
+        })
+        .collect()
+}
+
+/// How often the engine thread of `pid` was preempted so far
+/// (`nonvoluntary_ctxt_switches`); 0 when there is no such thread.
+fn preemptions(pid: u32) -> u64 {
+    threads(pid)
+        .into_iter()
+        .filter(|(name, _)| name == ENGINE_THREAD)
+        .filter_map(|(_, dir)| {
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
             let line = status.lines().find(|line| line.starts_with("nonvoluntary_ctxt_switches:"))?;
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
@@ -273,7 +287,7 @@ fn preemptions(pid: u32, name: &str) -> u64 {
 
 /// CPU time a sidecar's threads used so far, from each thread's
 /// `schedstat` (nanoseconds, unlike the 10 ms ticks of `/proc/<pid>/stat`):
-/// its node actor (`fabric-node`, the engine) and every other thread (the
+/// its engine thread (`ENGINE_THREAD`) and every other thread (the
 /// connections' I/O, the APIs).
 #[derive(Clone, Copy, Default)]
 struct ThreadCpu {
@@ -284,14 +298,12 @@ struct ThreadCpu {
 impl ThreadCpu {
     fn of(pid: u32) -> ThreadCpu {
         let mut cpu = ThreadCpu::default();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return cpu };
-        for task in tasks.flatten() {
-            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            let on_cpu = std::fs::read_to_string(task.path().join("schedstat"))
+        for (name, dir) in threads(pid) {
+            let on_cpu = std::fs::read_to_string(dir.join("schedstat"))
                 .ok()
                 .and_then(|line| line.split_whitespace().next()?.parse::<u64>().ok())
                 .map_or(Duration::ZERO, Duration::from_nanos);
-            if name.trim_end() == "fabric-node" {
+            if name == ENGINE_THREAD {
                 cpu.engine += on_cpu;
             } else {
                 cpu.other += on_cpu;
@@ -379,7 +391,7 @@ async fn watch_transfer(
     let before = usage(&pid(b)?.to_string())?;
     let threads_before = ThreadCpu::of(pid(b)?);
     let rss_before = rss_mb(pid(b)?)?.0;
-    let preempted_before = preemptions(pid(b)?, "fabric-node");
+    let preempted_before = preemptions(pid(b)?);
     let (mut first, mut worst_poll_gap, mut last_poll) = (None, Duration::ZERO, started);
     let (mut last_count, mut last_change) = (0, started);
     loop {
@@ -396,7 +408,7 @@ async fn watch_transfer(
             let (cpu_b, faults_b) = (after.cpu.saturating_sub(before.cpu), after.page_faults - before.page_faults);
             let threads_b = ThreadCpu::of(pid(b)?).since(threads_before);
             let rss_growth_b = rss_mb(pid(b)?)?.0 - rss_before;
-            let preempted_b = preemptions(pid(b)?, "fabric-node").saturating_sub(preempted_before);
+            let preempted_b = preemptions(pid(b)?).saturating_sub(preempted_before);
             let routes = stat(b, "routes_active_total").await?;
             if routes != n as u64 {
                 return Err(format!("b received {n} routes but has {routes} active"));
@@ -768,7 +780,7 @@ fn in_memory_transfer(n: usize) -> Duration {
     assert_eq!((config_a.node_id.as_str(), config_b.node_id.as_str()), ("a", "b"));
     let (mut a, mut b) = (Engine::new(config_a, NOW).expect("valid"), Engine::new(config_b, NOW).expect("valid"));
     b.neighbor_up(NOW, &node("a"));
-    let (mut out, mut batch) = (Vec::new(), Vec::new());
+    let (mut out, mut batch, from) = (Vec::new(), Vec::new(), node("a"));
     b.drain_effects_into(NOW, &mut out);
     a.drain_effects_into(NOW, &mut out);
     out.clear();
@@ -778,7 +790,7 @@ fn in_memory_transfer(n: usize) -> Duration {
         let more = a.drain_effects_upto(NOW, BATCH, &mut out);
         for effect in out.drain(..) {
             if let Effect::Send { message, .. } = effect {
-                batch.push((node("a"), std::sync::Arc::unwrap_or_clone(message)));
+                batch.push((from.clone(), std::sync::Arc::unwrap_or_clone(message)));
             }
         }
         b.receive_batch(NOW, &mut batch);
@@ -1052,12 +1064,9 @@ struct TransferSamples {
     faults: Vec<f64>,
     /// Preemptions of `b`'s engine thread per transfer.
     preempted: Vec<f64>,
-    /// CPU time (ms) of `b`'s engine thread, `b`'s other threads, and the
-    /// same of `a` when it is a sidecar.
-    cpu_b_engine: Vec<f64>,
-    cpu_b_other: Vec<f64>,
-    cpu_a_engine: Vec<f64>,
-    cpu_a_other: Vec<f64>,
+    /// CPU time by thread of `b`, and of `a` when it is a sidecar.
+    threads_b: Vec<ThreadCpu>,
+    threads_a: Vec<ThreadCpu>,
     /// Growth of `b`'s RSS (MB).
     rss_growth: Vec<f64>,
     worst_poll_gap: Duration,
@@ -1068,12 +1077,8 @@ impl TransferSamples {
         self.rates.push(n as f64 / timing.total.as_secs_f64());
         self.faults.push(timing.faults_b as f64 / n as f64);
         self.preempted.push(timing.preempted_b as f64);
-        self.cpu_b_engine.push(ms(timing.threads_b.engine));
-        self.cpu_b_other.push(ms(timing.threads_b.other));
-        if let Some(threads_a) = timing.threads_a {
-            self.cpu_a_engine.push(ms(threads_a.engine));
-            self.cpu_a_other.push(ms(threads_a.other));
-        }
+        self.threads_b.push(timing.threads_b);
+        self.threads_a.extend(timing.threads_a);
         self.rss_growth.push(timing.rss_growth_b);
         if let Some(took) = timing.table_received {
             self.own_rates.push(n as f64 / took.as_secs_f64());
@@ -1131,20 +1136,23 @@ impl TransferSamples {
                 ),
             });
         }
-        let other_b = median(&self.cpu_b_other);
-        let a_threads = if self.cpu_a_engine.is_empty() {
+        // Each group's milliseconds per run; the other threads' as a median.
+        let engine = |threads: &[ThreadCpu]| threads.iter().map(|cpu| ms(cpu.engine)).collect::<Vec<_>>();
+        let other = |threads: &[ThreadCpu]| median(&threads.iter().map(|cpu| ms(cpu.other)).collect::<Vec<_>>());
+        let other_b = other(&self.threads_b);
+        let a_threads = if self.threads_a.is_empty() {
             String::new()
         } else {
             format!(
                 "; a's engine thread {:.1} ms, a's other threads {:.1} ms",
-                median(&self.cpu_a_engine),
-                median(&self.cpu_a_other)
+                median(&engine(&self.threads_a)),
+                other(&self.threads_a)
             )
         };
         rows.push(Row {
             name: "    CPU of b's engine thread (the in-memory work) meanwhile".into(),
             unit: "ms",
-            samples: self.cpu_b_engine.clone(),
+            samples: engine(&self.threads_b),
             extra: format!("b's other threads {other_b:.1} ms{a_threads} (medians)"),
         });
         rows.push(Row {
