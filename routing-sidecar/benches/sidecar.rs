@@ -25,6 +25,11 @@
 //!   Next to the polls' clock, `b`'s own (`/peers`, `table_received_ms`:
 //!   session up to `a`'s end-of-table handled), and what `b` went through
 //!   meanwhile: CPU time, page faults, preemptions of its engine thread.
+//!   Between the transfers, the in-memory references they are compared
+//!   with: the engine ingesting the same announcements in this process
+//!   (the baseline), the same in a fresh process (this binary run again
+//!   with `FRESH_PROCESS_ARG`: its table in memory never touched, as
+//!   `b`'s), and the transfer between two in-process engines.
 //! - `peer`: `b` alone, this process acting as neighbor `a` (hello, N
 //!   pre-encoded announcements, keepalives): `b`'s receive path at N = 100k,
 //!   at the default log level and at `warn`, polled through `/stats` and
@@ -99,6 +104,11 @@ const SMOKE: Scale =
     Scale { destinations: 1_000, fabric_nodes: 4, runs: 1, pair_small: 500, transfer_timeout: Duration::from_secs(10) };
 
 fn main() {
+    if let Some(n) = fresh_process_request() {
+        let (took, faults) = in_memory_run(n, false);
+        println!("{} {faults}", took.as_nanos());
+        return;
+    }
     let bench_mode = std::env::args().any(|arg| arg == "--bench");
     let mut scale = if bench_mode { FULL } else { SMOKE };
     // More runs give steadier medians on a noisy machine.
@@ -768,6 +778,39 @@ fn in_memory_run(n: usize, frames: bool) -> (Duration, u64) {
     (elapsed, faults)
 }
 
+/// Asks this bench binary, run again as a child, for one `in_memory_run`
+/// of N announcements as the first thing it does.
+const FRESH_PROCESS_ARG: &str = "--in-memory-in-a-fresh-process";
+
+fn fresh_process_request() -> Option<usize> {
+    let mut args = std::env::args().skip_while(|arg| arg != FRESH_PROCESS_ARG).skip(1);
+    Some(args.next()?.parse().expect("a number of announcements"))
+}
+
+/// `in_memory_run` in a new process: its engine's table goes into memory
+/// no earlier run touched, as `b`'s does in a transfer, where in this
+/// process it reuses what earlier runs freed. On this VM the kernel's
+/// zeroing of fresh pages costs the same ingestion up to half again its
+/// time (docs/benchmarks.md, Sidecar). Returns the ingestion's elapsed
+/// time and page faults, as `in_memory_run` does.
+fn in_memory_run_in_a_fresh_process(n: usize) -> Result<(Duration, u64), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("this bench's path: {e}"))?;
+    let output = std::process::Command::new(&exe)
+        .args([FRESH_PROCESS_ARG, &n.to_string()])
+        .output()
+        .map_err(|e| format!("run {}: {e}", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let parsed = stdout.split_whitespace().map(str::parse::<u64>).collect::<Result<Vec<_>, _>>();
+    match (output.status.success(), parsed.as_deref()) {
+        (true, Ok(&[nanos, faults])) => Ok((Duration::from_nanos(nanos), faults)),
+        _ => Err(format!(
+            "in-memory run in a fresh process: {}; stdout {stdout:?}, stderr {:?}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )),
+    }
+}
+
 /// The same table transfer between two in-process engines on this one
 /// thread: `a` (originating the N routes, as the pair's `a` does) builds
 /// its table for `b` a slice of `BATCH` destinations at a time, as the
@@ -1097,8 +1140,15 @@ impl TransferSamples {
     }
 
     /// The rate row (with its ratio to `baseline`) and its breakdown.
-    /// `transfer`: the in-memory transfer's rate, when comparable.
-    fn rows(&self, name: String, baseline: (f64, &str), transfer: Option<f64>, breakdown: bool, rows: &mut Vec<Row>) {
+    /// `references`: the other in-memory rates, when comparable.
+    fn rows(
+        &self,
+        name: String,
+        baseline: (f64, &str),
+        references: Option<References>,
+        breakdown: bool,
+        rows: &mut Vec<Row>,
+    ) {
         let rate = median(&self.rates);
         let a_busy = if self.cpu_share_a.is_empty() {
             String::new()
@@ -1129,9 +1179,10 @@ impl TransferSamples {
                     "{:.3}x {}{}",
                     median(&self.own_rates) / baseline.0,
                     baseline.1,
-                    transfer.map_or(String::new(), |rate| format!(
-                        "; {:.3}x the in-memory transfer",
-                        median(&self.own_rates) / rate
+                    references.map_or(String::new(), |references| format!(
+                        "; {:.3}x the in-memory engine in a fresh process; {:.3}x the in-memory transfer",
+                        median(&self.own_rates) / references.fresh,
+                        median(&self.own_rates) / references.transfer
                     ))
                 ),
             });
@@ -1179,6 +1230,15 @@ impl TransferSamples {
     }
 }
 
+/// In-memory rates a transfer of the same table is also compared with.
+#[derive(Clone, Copy)]
+struct References {
+    /// `in_memory_run_in_a_fresh_process`.
+    fresh: f64,
+    /// `in_memory_transfer`.
+    transfer: f64,
+}
+
 /// Scenario groups, selected by name filters on the command line
 /// (`cargo bench -p routing-sidecar --bench sidecar -- peer failover`).
 struct Groups(Vec<String>);
@@ -1218,6 +1278,8 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
     let (mut memory, mut memory_frames, mut memory_small) = (Vec::new(), Vec::new(), Vec::new());
     // Page faults per route of the in-memory runs, and of b in the transfers.
     let mut memory_faults = Vec::new();
+    // The in-memory run in a fresh process, and its page faults per route.
+    let (mut memory_fresh, mut memory_fresh_faults) = (Vec::new(), Vec::new());
     // The same transfer between two in-process engines on one thread.
     let mut memory_transfer = Vec::new();
     let mut baseline_run = |memory: &mut Vec<f64>, frames: &mut Vec<f64>, small_memory: &mut Vec<f64>| {
@@ -1225,8 +1287,12 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
         let (took, faults) = in_memory_run(n, false);
         memory.push(n as f64 / took.as_secs_f64());
         memory_faults.push(faults as f64 / n as f64);
+        let (took, faults) = in_memory_run_in_a_fresh_process(n)?;
+        memory_fresh.push(n as f64 / took.as_secs_f64());
+        memory_fresh_faults.push(faults as f64 / n as f64);
         frames.push(n as f64 / in_memory_run(n, true).0.as_secs_f64());
         small_memory.push(small as f64 / in_memory_run(small, false).0.as_secs_f64());
+        Ok::<(), String>(())
     };
     let mut loopback_rows = Vec::new();
     // RSS and set-up figures, shown after the rates.
@@ -1236,7 +1302,7 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
         let mut pair = TransferSamples::default();
         let (mut a_start, mut rss_a, mut pair_failure) = (Vec::new(), Vec::new(), None);
         for run in 0..scale.runs {
-            baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
+            baseline_run(&mut memory, &mut memory_frames, &mut memory_small)?;
             let dir = scratch.join(format!("pair-{run}"));
             let result = pair_run(exe, &dir, n, scale.transfer_timeout, run == 0).await?;
             a_start.push(ms(result.a_start));
@@ -1297,7 +1363,7 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
         let level = log_level();
         let limit = scale.transfer_timeout;
         for run in 0..scale.runs {
-            baseline_run(&mut memory, &mut memory_frames, &mut memory_small);
+            baseline_run(&mut memory, &mut memory_frames, &mut memory_small)?;
             let result =
                 fake_peer_run(exe, &scratch.join(format!("peer-{run}")), n, limit, Probe::Stats, true, &level).await?;
             fake.add(n, &result.timing);
@@ -1347,14 +1413,25 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
         for (name, samples, size) in loopback_rows {
             let baseline = if size == n { (memory_median, "in-memory") } else { (small_median, "in-memory same N") };
             // A small table arrives between two polls: no rate after the first.
-            let transfer = (size == n).then(|| median(&memory_transfer));
-            samples.rows(name, baseline, transfer, size == n, &mut rows);
+            let references =
+                (size == n).then(|| References { fresh: median(&memory_fresh), transfer: median(&memory_transfer) });
+            samples.rows(name, baseline, references, size == n, &mut rows);
         }
         rows.push(Row {
             name: format!("in-memory engine: receive_batch x{BATCH} + drain, {k}k announcements"),
             unit: "/s",
             samples: memory,
             extra: format!("baseline; {:.2} page faults per route", median(&memory_faults)),
+        });
+        rows.push(Row {
+            name: format!("in-memory engine, the same, in a fresh process, {k}k announcements"),
+            unit: "/s",
+            samples: memory_fresh.clone(),
+            extra: format!(
+                "{:.3}x baseline; its table in memory not touched before, as b's; {:.2} page faults per route",
+                median(&memory_fresh) / memory_median,
+                median(&memory_fresh_faults)
+            ),
         });
         rows.push(Row {
             name: format!("in-memory transfer, {k}k routes: engine a builds its table, engine b takes it"),

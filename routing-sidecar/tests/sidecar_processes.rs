@@ -836,7 +836,6 @@ fn keep_alive(
 /// table when it comes back and reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_is_reset_at_the_queue_bound_and_the_sender_stays_healthy() {
-    use fabric_sidecar::runtime::send_queue::message_wire_size;
     const ROUTES: usize = 100_000;
     let route = |i: usize, cost: u32| LocalRoute {
         destination: format!("svc-{i:06}").into(),
@@ -855,11 +854,13 @@ async fn a_peer_that_stops_reading_is_reset_at_the_queue_bound_and_the_sender_st
         advertiser: "b".into(),
         epoch: u64::MAX,
         ttl_ms: 90_000,
-        issued_at_ms: None,
+        issued_at_ms: Some(u64::MAX),
         tags: Vec::new().into(),
         signature: None,
     });
-    let table_bytes = ROUTES as u64 * message_wire_size(&sample);
+    // Each frame behind its 4-byte length prefix; the largest epoch and
+    // issue time make it an upper bound.
+    let table_bytes = ROUTES as u64 * (fabric_core::wire::encode(&sample).len() as u64 + 4);
     let bound = table_bytes * 3 / 2;
     let topo = topology("nodes:\n  - {id: b}\n  - {id: c}\nlinks:\n  - {a: b, b: c}\n");
     let lab = Lab::start(exe(), &topo, &scratch("stalled-peer"), |config| {

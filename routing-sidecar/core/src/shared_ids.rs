@@ -38,6 +38,9 @@ pub struct SharedIds {
     /// most lookups are answered by one comparison instead of a hash.
     last_node: Option<NodeId>,
     tag_lists: HashSet<Arc<[Tag]>>,
+    /// The list `tag_list` returned last, for the same reason as
+    /// `last_node`: a burst of messages mostly carries one tag set.
+    last_tag_list: Option<Arc<[Tag]>>,
     node_capacity: usize,
     tag_list_capacity: usize,
 }
@@ -64,6 +67,7 @@ impl SharedIds {
             nodes: HashSet::new(),
             last_node: None,
             tag_lists: HashSet::new(),
+            last_tag_list: None,
             node_capacity,
             tag_list_capacity,
         }
@@ -109,13 +113,15 @@ impl SharedIds {
 
     /// The shared copy of a tag list equal to `tags` (remembered if new).
     pub fn tag_list(&mut self, tags: &[&str]) -> Arc<[Tag]> {
-        if tags.is_empty()
-            && let Some(shared) = self.tag_lists.get::<[Tag]>(&[])
+        if let Some(last) = &self.last_tag_list
+            && last.len() == tags.len()
+            && last.iter().zip(tags).all(|(shared, &tag)| shared.as_str() == tag)
         {
-            return shared.clone();
+            return last.clone();
         }
         let mut list: Arc<[Tag]> = tags.iter().map(|&tag| Tag::from(tag)).collect();
         share_one::<_, [Tag]>(&mut self.tag_lists, self.tag_list_capacity, &mut list);
+        self.last_tag_list = Some(list.clone());
         list
     }
 

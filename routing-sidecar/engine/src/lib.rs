@@ -218,6 +218,10 @@ pub struct Engine {
     tombstones: HashMap<RouteKey, u64>,
     tombstone_expiry: DeadlineQueue<RouteKey>,
     restart_windows: DeadlineQueue<NodeIx>,
+    /// Neighbors whose routes were marked stale (graceful restart) and not
+    /// purged since: an end-of-table from any other neighbor (every
+    /// session's first table ends with one) skips the walk of the table.
+    marked_stale: Vec<NodeIx>,
     verifier: Verifier,
     signer: Option<SigningIdentity>,
     /// Emit `RouteEvent::Accepted` per accepted announcement (off by
@@ -274,6 +278,7 @@ impl Engine {
             tombstones: HashMap::new(),
             tombstone_expiry: DeadlineQueue::default(),
             restart_windows: DeadlineQueue::default(),
+            marked_stale: Vec::new(),
             verifier: Verifier::new(cache),
             signer: None,
             accepted_events: false,

@@ -115,6 +115,9 @@ impl Engine {
                     entry.candidates[i].set(flags::STALE, true);
                 }
             }
+            if !self.marked_stale.contains(&ix) {
+                self.marked_stale.push(ix);
+            }
             if graceful {
                 self.restart_windows.schedule(ix, now + self.config.timers.graceful_restart_window);
             }
@@ -135,6 +138,11 @@ impl Engine {
     /// Drops the routes of `neighbor` still marked stale after its restart.
     pub(super) fn purge_stale(&mut self, now: Timestamp, neighbor: NodeIx) {
         self.restart_windows.cancel(neighbor);
+        let Some(at) = self.marked_stale.iter().position(|ix| *ix == neighbor) else {
+            // None of its routes is stale: nothing to walk the table for.
+            return;
+        };
+        self.marked_stale.swap_remove(at);
         let mut purged = 0;
         for i in 0..self.table.len() {
             let dest = DestIx(i as u32);

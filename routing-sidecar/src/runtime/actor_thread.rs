@@ -1,6 +1,7 @@
 //! The node actor runs on a thread of its own, with a single-threaded
-//! runtime for its timers; sockets, frame decoding and encoding, the local
-//! API and the control client stay on the process's I/O runtime.
+//! runtime for its timers; sockets, frame decoding, the local API and the
+//! control client stay on the process's I/O runtime. The actor encodes the
+//! routing messages it sends (`send_queue`).
 //!
 //! On a table transfer the receiving node's time splits about evenly
 //! between the connection task (reading, framing, decoding, sharing ids)

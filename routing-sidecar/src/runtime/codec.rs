@@ -1,10 +1,13 @@
 //! The session's framing: every frame is a 4-byte big-endian length and
 //! the frame's bytes, at most `limits.maxMessageBytes` long, both ways.
 //!
-//! Routing messages, which make up a table transfer, are encoded straight
-//! into the connection's write buffer behind their length prefix; every
-//! other frame arrives here already encoded. A table of 100k routes so
-//! costs no allocation per message on the sending side.
+//! Routing messages, which make up a table transfer, are framed by the
+//! node actor (`encode_routing`), straight into its send queue's run of
+//! frames for the session, and reach the connection as runs of whole
+//! frames that it writes as they are; every other frame arrives here
+//! encoded and gets its prefix here. A table of 100k routes so costs no
+//! allocation, and no work at all on the connection's thread, per
+//! message on the sending side.
 //!
 //! Reading, the codec hands out one frame at a time until the session is
 //! established (the hello), then runs of whole frames as they lie in the
@@ -12,8 +15,6 @@
 //! poll of the stream per run of up to `MAX_FRAMES_PER_RUN` frames instead
 //! of per frame, which was a sixth of the reading thread's time in a
 //! table transfer.
-
-use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
@@ -29,13 +30,29 @@ const PREFIX: usize = 4;
 /// bound (`inbound::MAX_BATCH`) stays below this.
 pub(super) const MAX_FRAMES_PER_RUN: usize = 256;
 
-/// A frame to write.
+/// What to write.
 #[derive(Debug)]
 pub(super) enum OutFrame {
-    /// Encoded by the caller (hello, keepalive, close, link-state).
+    /// One frame, encoded by the caller (hello, keepalive, close,
+    /// link-state): the codec puts its length prefix in front.
     Encoded(Bytes),
-    /// An announcement, withdrawal or end-of-table, encoded by the codec.
-    Routing(Arc<Message>),
+    /// Whole frames, each behind its prefix already (`encode_routing`).
+    Framed(Bytes),
+}
+
+/// Appends the frame of routing message `message` to `out`, behind its
+/// length prefix; refused, with nothing written, when the frame is longer
+/// than `max_frame` (`limits.maxMessageBytes`), which the peer would
+/// refuse to read.
+pub(super) fn encode_routing(message: &Message, max_frame: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    let (length, write) = wire_routing::routing_frame(message);
+    if length > max_frame {
+        return Err(format!("frame of {length} bytes above limits.maxMessageBytes ({max_frame})"));
+    }
+    out.reserve(PREFIX + length);
+    out.put_u32(length as u32);
+    write(out);
+    Ok(())
 }
 
 pub(super) struct SessionCodec {
@@ -116,19 +133,8 @@ impl Encoder<OutFrame> for SessionCodec {
     fn encode(&mut self, frame: OutFrame, dst: &mut BytesMut) -> Result<(), std::io::Error> {
         match frame {
             OutFrame::Encoded(bytes) => self.frames.encode(bytes, dst),
-            OutFrame::Routing(message) => {
-                let (length, limit) = (wire_routing::routing_frame_len(&message), self.frames.max_frame_length());
-                // As the length-delimited codec refuses an encoded frame
-                // above the limit: the peer would refuse to read it.
-                if length > limit {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("frame of {length} bytes above limits.maxMessageBytes ({limit})"),
-                    ));
-                }
-                dst.reserve(PREFIX + length);
-                dst.put_u32(length as u32);
-                wire_routing::encode_routing_frame(&message, dst);
+            OutFrame::Framed(frames) => {
+                dst.extend_from_slice(&frames);
                 Ok(())
             }
         }
@@ -140,15 +146,15 @@ mod tests {
     use super::*;
     use fabric_core::wire::{self, Frame};
 
-    fn routing(destination: &str) -> Arc<Message> {
-        Arc::new(Message::Withdrawal(fabric_core::message::RouteWithdrawal {
+    fn routing(destination: &str) -> Message {
+        Message::Withdrawal(fabric_core::message::RouteWithdrawal {
             destination: destination.into(),
             path: vec!["a".into()],
             advertiser: "a".into(),
             epoch: 7,
             issued_at_ms: None,
             signature: None,
-        }))
+        })
     }
 
     #[test]
@@ -156,13 +162,18 @@ mod tests {
         let limits = DecodeLimits::default();
         let mut codec = SessionCodec::new(&limits);
         let message = routing("payments");
+        let mut framed = Vec::new();
+        encode_routing(&message, limits.max_message_bytes, &mut framed).unwrap();
+        encode_routing(&message, limits.max_message_bytes, &mut framed).unwrap();
         let mut direct = BytesMut::new();
-        codec.encode(OutFrame::Routing(message.clone()), &mut direct).unwrap();
+        codec.encode(OutFrame::Framed(framed.into()), &mut direct).unwrap();
         let mut body = Vec::new();
-        wire::encode_frame(&Frame::Routing((*message).clone()), &mut body);
+        wire::encode_frame(&Frame::Routing(message), &mut body);
         let mut encoded = BytesMut::new();
         codec.encode(OutFrame::Encoded(body.clone().into()), &mut encoded).unwrap();
-        assert_eq!(direct, encoded);
+        codec.encode(OutFrame::Encoded(body.clone().into()), &mut encoded).unwrap();
+        assert_eq!(direct, encoded, "two frames, as the codec frames them");
+        assert_eq!(codec.decode(&mut direct).unwrap().as_deref(), Some(&body[..]));
         assert_eq!(codec.decode(&mut direct).unwrap().as_deref(), Some(&body[..]));
         assert!(direct.is_empty());
     }
@@ -222,11 +233,9 @@ mod tests {
 
     #[test]
     fn a_routing_frame_above_the_limit_is_refused_and_nothing_is_written() {
-        let limits = DecodeLimits { max_message_bytes: 16, ..DecodeLimits::default() };
-        let mut codec = SessionCodec::new(&limits);
-        let mut out = BytesMut::new();
-        let error = codec.encode(OutFrame::Routing(routing("a-destination-name-too-long")), &mut out).unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
-        assert!(out.is_empty());
+        let mut out = vec![7];
+        let error = encode_routing(&routing("a-destination-name-too-long"), 16, &mut out).unwrap_err();
+        assert!(error.contains("above limits.maxMessageBytes (16)"), "{error}");
+        assert_eq!(out, [7], "nothing written");
     }
 }

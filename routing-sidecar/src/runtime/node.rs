@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::runtime::codec;
 use crate::runtime::inbound::InFlight;
 use crate::runtime::link_state::{
     ExplainAnswer, LinkStateRuntime, LinkStateStatus, RouteAnswer, answer_route, explain_route, local_links,
@@ -314,6 +315,9 @@ pub(super) struct Node {
     /// a new vector per step would touch fresh memory for every batch of a
     /// table transfer.
     effects: Vec<Effect>,
+    /// The frame of the message being queued (`dispatch_engine`), kept
+    /// between messages.
+    frame: Vec<u8>,
 }
 
 /// Destinations the engine turns into messages per actor wake-up. A whole
@@ -347,6 +351,7 @@ impl Node {
             closing: None,
             flush_pending: false,
             effects: Vec::new(),
+            frame: Vec::new(),
         }
     }
 
@@ -835,10 +840,32 @@ impl Node {
         let Some(session) = self.sessions.get_mut(peer) else { return };
         let limit = self.engine.config().session.max_queued_bytes;
         if let Err(Refused::Overflowed { queued }) = session.outbound.push(item, bytes, limit) {
-            tracing::warn!(
-                peer = %peer, conn = session.conn, queued_bytes = queued, limit,
-                "send queue full: the peer does not read fast enough; resetting the session"
-            );
+            send_queue_full(peer, session, queued, limit);
+        }
+    }
+
+    /// Queues a routing frame for `peer`'s session, on the terms of
+    /// `queue_for`.
+    fn queue_frame_for(&mut self, peer: &NodeId, frame: &[u8]) {
+        let Some(session) = self.sessions.get_mut(peer) else { return };
+        let limit = self.engine.config().session.max_queued_bytes;
+        if let Err(Refused::Overflowed { queued }) = session.outbound.push_frame(frame, limit) {
+            send_queue_full(peer, session, queued, limit);
+        }
+    }
+
+    /// A message its recipients would refuse to read: their sessions end
+    /// rather than go on with a table that silently lacks it (as for a
+    /// full queue); they get a fresh table when they reconnect.
+    fn close_unsendable(&mut self, to: &[NodeId], message: &Message, reason: String) {
+        for peer in to {
+            if let Some(session) = self.sessions.get_mut(peer) {
+                tracing::warn!(
+                    peer = %peer, conn = session.conn, destination = ?message.destination(), error = %reason,
+                    "message too large to send; resetting the session"
+                );
+                session.outbound.close(format!("cannot send: {reason}"), false);
+            }
         }
     }
 
@@ -848,9 +875,19 @@ impl Node {
         for effect in effects.drain(..) {
             match effect {
                 Effect::Send { to, message } => {
-                    let bytes = send_queue::message_wire_size(&message);
-                    for to in to.iter() {
-                        self.queue_for(to, Outbound::Message(Arc::clone(&message)), bytes);
+                    // Encoded once here, whatever the number of recipients
+                    // (`send_queue`).
+                    self.frame.clear();
+                    let max_frame = self.engine.config().limits.max_message_bytes;
+                    match codec::encode_routing(&message, max_frame, &mut self.frame) {
+                        Ok(()) => {
+                            let frame = std::mem::take(&mut self.frame);
+                            for to in to.iter() {
+                                self.queue_frame_for(to, &frame);
+                            }
+                            self.frame = frame;
+                        }
+                        Err(reason) => self.close_unsendable(&to, &message, reason),
                     }
                 }
                 Effect::RouteChanged { destination, best } => match best {
@@ -887,6 +924,13 @@ impl Node {
 }
 
 /// One structured log line per route event; routine ones at debug level.
+fn send_queue_full(peer: &NodeId, session: &LiveSession, queued: u64, limit: u64) {
+    tracing::warn!(
+        peer = %peer, conn = session.conn, queued_bytes = queued, limit,
+        "send queue full: the peer does not read fast enough; resetting the session"
+    );
+}
+
 fn log_event(event: &RouteEvent) {
     match event {
         RouteEvent::Accepted { destination, from, epoch } => {

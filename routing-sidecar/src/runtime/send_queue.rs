@@ -10,9 +10,17 @@
 //! withdrawn as for any abnormal end; the peer gets a fresh table when it
 //! reconnects), as BGP daemons reset a peer that does not keep up.
 //!
-//! Bytes are the wire size of what is queued, an upper bound computed from
-//! the message without encoding it (`wire_size`). The actor counts what it
-//! put in; the connection counts what it took out in an atomic that only it
+//! Routing messages come in encoded, each frame behind its length prefix
+//! (`codec::encode_routing`), and are kept as one run of bytes per step
+//! ([`SendQueue::push_frame`]): the connection writes them as they are,
+//! with no work per message, and the actor, which made the messages,
+//! also frees them (on the connection's thread every message cost a
+//! free of memory another thread had written, and a reference count
+//! taken in turns with the engine). Other items go in as they are.
+//!
+//! Bytes are the wire size of what is queued: exact for routing frames,
+//! an upper bound computed without encoding for other items
+//! (`link_state_wire_size`). The actor counts what it put in; the connection counts what it took out in an atomic that only it
 //! writes, and the actor reads that only when the bound seems reached, so
 //! the common path costs an addition on each side.
 //!
@@ -26,10 +34,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::BytesMut;
 use tokio::sync::{Notify, mpsc};
 
 use crate::runtime::transport::Outbound;
-use fabric_core::message::{Message, SignatureBlock};
+use fabric_core::message::SignatureBlock;
 use fabric_link_state::LinkStateUpdate;
 
 /// State both ends see.
@@ -41,6 +50,10 @@ struct Shared {
     overflowed: Notify,
 }
 
+/// Bytes of routing frames staged as one item at most (one frame above it
+/// is staged alone): what the connection writes to its socket at once.
+const FRAMES_CHUNK: usize = 64 * 1024;
+
 /// Items handed over together, and their bytes.
 type Handed = (Vec<Outbound>, u64);
 
@@ -51,6 +64,14 @@ pub struct SendQueue {
     shared: Arc<Shared>,
     /// Put in and not handed over yet.
     staged: Vec<Outbound>,
+    /// Routing frames put in after the last staged item, one after the
+    /// other: staged as one item once `FRAMES_CHUNK` long, before the next
+    /// item of another kind, or at the hand-over. Split off when staged, so
+    /// that the allocation comes back for the next frames once the
+    /// connection has written them (`BytesMut::reserve` reclaims it), and
+    /// never grown with frames in it (which copied every frame of a
+    /// table's slice again at each doubling).
+    frames: BytesMut,
     staged_bytes: u64,
     /// Bytes put in, ever (staged ones included).
     put: u64,
@@ -84,6 +105,7 @@ pub fn send_queue() -> (SendQueue, SendQueueReceiver) {
         tx,
         shared: shared.clone(),
         staged: Vec::new(),
+        frames: BytesMut::new(),
         staged_bytes: 0,
         put: 0,
         taken_seen: 0,
@@ -98,6 +120,27 @@ impl SendQueue {
     /// A closed connection takes nothing: the item is dropped, as the
     /// session's end is on its way to the actor.
     pub fn push(&mut self, item: Outbound, bytes: u64, limit: u64) -> Result<(), Refused> {
+        self.admit(bytes, limit)?;
+        self.stage_frames();
+        self.staged.push(item);
+        Ok(())
+    }
+
+    /// Stages one routing frame, length prefix included
+    /// (`codec::encode_routing`), charged its length, on the terms of
+    /// [`push`](Self::push).
+    pub fn push_frame(&mut self, frame: &[u8], limit: u64) -> Result<(), Refused> {
+        self.admit(frame.len() as u64, limit)?;
+        if self.frames.capacity() - self.frames.len() < frame.len() {
+            self.stage_frames();
+            self.frames.reserve(FRAMES_CHUNK.max(frame.len()));
+        }
+        self.frames.extend_from_slice(frame);
+        Ok(())
+    }
+
+    /// Counts `bytes` in, unless they would take the queue past `limit`.
+    fn admit(&mut self, bytes: u64, limit: u64) -> Result<(), Refused> {
         if self.full {
             return Err(Refused::Full);
         }
@@ -114,13 +157,19 @@ impl SendQueue {
             }
         }
         self.put += bytes;
-        self.staged.push(item);
         self.staged_bytes += bytes;
         Ok(())
     }
 
+    fn stage_frames(&mut self) {
+        if !self.frames.is_empty() {
+            self.staged.push(Outbound::Frames(self.frames.split().freeze()));
+        }
+    }
+
     /// Passes what was staged to the connection, in one piece.
     pub fn hand_over(&mut self) {
+        self.stage_frames();
         if !self.staged.is_empty() {
             let items = std::mem::take(&mut self.staged);
             let _ = self.tx.send((items, std::mem::take(&mut self.staged_bytes)));
@@ -181,31 +230,8 @@ fn signature(block: Option<&SignatureBlock>) -> u64 {
     block.map_or(0, |block| FIELD + (16 + FIELD) + strings([block.key_id.as_str()]) + 64 + FIELD)
 }
 
-/// At least the bytes `message` takes on the wire, length prefix included
+/// At least the bytes `update` takes on the wire, length prefix included
 /// (scalars are counted at their largest), and not much more.
-pub fn message_wire_size(message: &Message) -> u64 {
-    FRAME
-        + match message {
-            Message::Announcement(a) => {
-                // hop count, cost, latency, reliability, epoch, TTL
-                let scalars = 6 + 6 + 6 + 5 + 11 + 6;
-                strings([a.destination.as_str(), a.advertiser.as_str()])
-                    + strings(a.path.iter().map(|hop| hop.as_str()))
-                    + strings(a.tags.iter().map(|tag| tag.as_str()))
-                    + scalars
-                    + signature(a.signature.as_deref())
-            }
-            Message::Withdrawal(w) => {
-                strings([w.destination.as_str(), w.advertiser.as_str()])
-                    + strings(w.path.iter().map(|hop| hop.as_str()))
-                    + 11
-                    + signature(w.signature.as_deref())
-            }
-            Message::EndOfTable { advertiser } => FIELD + strings([advertiser.as_str()]),
-        }
-}
-
-/// The same for a link-state update.
 pub fn link_state_wire_size(update: &LinkStateUpdate) -> u64 {
     // cost, latency, reliability
     let metrics = 6 + 6 + 5;
@@ -248,30 +274,8 @@ pub fn link_state_wire_size(update: &LinkStateUpdate) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fabric_core::message::{RouteAnnouncement, RouteMetrics, RouteWithdrawal, SignatureAlgorithm};
     use fabric_core::wire;
     use fabric_link_state::{AreaSummary, DestinationAdvert, LinkAdvert, SummaryDestination, SummaryEntry};
-
-    fn announcement(path: usize, tags: usize, signed: bool) -> Message {
-        Message::Announcement(RouteAnnouncement {
-            destination: "payments.prod.fabric".into(),
-            path: (0..path).map(|i| format!("node-{i}").into()).collect(),
-            hop_count: path as u32,
-            metrics: RouteMetrics { cost: u32::MAX, latency_us: u32::MAX, reliability: 0.5 },
-            advertiser: "node-0".into(),
-            epoch: u64::MAX,
-            ttl_ms: u32::MAX,
-            issued_at_ms: None,
-            tags: (0..tags).map(|i| format!("tag-{i}").into()).collect::<Vec<_>>().into(),
-            signature: signed.then(|| {
-                Box::new(SignatureBlock {
-                    algorithm: SignatureAlgorithm::Ed25519,
-                    key_id: "node-0-k1".into(),
-                    bytes: [7; 64],
-                })
-            }),
-        })
-    }
 
     /// The length-prefixed frame, as the connection writes it.
     fn framed_len(encoded: usize) -> u64 {
@@ -280,23 +284,6 @@ mod tests {
 
     #[test]
     fn the_estimate_bounds_the_encoding_from_above_and_closely() {
-        let mut messages = vec![Message::EndOfTable { advertiser: "node-0".into() }];
-        for (path, tags, signed) in [(1, 0, false), (4, 3, true), (64, 32, true), (2, 0, true)] {
-            messages.push(announcement(path, tags, signed));
-        }
-        messages.push(Message::Withdrawal(RouteWithdrawal {
-            destination: "payments.prod.fabric".into(),
-            path: vec!["node-0".into()],
-            advertiser: "node-0".into(),
-            epoch: 9,
-            issued_at_ms: None,
-            signature: None,
-        }));
-        for message in &messages {
-            let actual = framed_len(wire::encode(message).len());
-            let estimate = message_wire_size(message);
-            assert!(estimate >= actual && estimate <= actual * 3 / 2 + 64, "{estimate} for {actual}: {message:?}");
-        }
         let update = LinkStateUpdate {
             origin: "node-0".into(),
             area: "backbone".into(),
@@ -332,7 +319,7 @@ mod tests {
     }
 
     fn item() -> Outbound {
-        Outbound::Message(Arc::new(Message::EndOfTable { advertiser: "a".into() }))
+        Outbound::Close { reason: "an item".into(), restarting: false }
     }
 
     /// Takes everything handed over so far, in order.
@@ -369,16 +356,89 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_close_follows_what_was_staged() {
+    async fn frames_go_over_in_runs_between_other_items_and_a_close_follows_them() {
         let (mut queue, mut rx) = send_queue();
+        queue.push_frame(b"one", 1_000).unwrap();
+        queue.push_frame(b"two", 1_000).unwrap();
         queue.push(item(), 10, 1_000).unwrap();
-        queue.push(item(), 10, 1_000).unwrap();
+        queue.push_frame(b"three", 1_000).unwrap();
+        assert_eq!(queue.queued_bytes(), 3 + 3 + 10 + 5, "frames count their exact length");
         queue.close("restarting".into(), true);
         let items = drain(&mut rx);
-        assert!(matches!(
-            items[..],
-            [Outbound::Message(_), Outbound::Message(_), Outbound::Close { restarting: true, .. }]
-        ));
+        let [
+            Outbound::Frames(first),
+            Outbound::Close { .. },
+            Outbound::Frames(second),
+            Outbound::Close { restarting: true, .. },
+        ] = &items[..]
+        else {
+            panic!("{items:?}")
+        };
+        assert_eq!((&first[..], &second[..]), (&b"onetwo"[..], &b"three"[..]));
+        assert_eq!(queue.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_frame_past_the_bound_is_refused_and_what_came_before_goes_out() {
+        let (mut queue, mut rx) = send_queue();
+        queue.push_frame(&[1; 600], 1_000).unwrap();
+        assert_eq!(queue.push_frame(&[2; 600], 1_000), Err(Refused::Overflowed { queued: 600 }));
+        let items = drain(&mut rx);
+        assert!(matches!(&items[..], [Outbound::Frames(frames)] if frames[..] == [1; 600]), "{items:?}");
+        assert_eq!(queue.push_frame(b"x", 1_000), Err(Refused::Full));
+    }
+
+    #[tokio::test]
+    async fn frames_are_staged_in_chunks_that_never_grow_with_frames_in_them() {
+        let (mut queue, mut rx) = send_queue();
+        let frame = [9u8; 1000];
+        let count = 3 * FRAMES_CHUNK / frame.len();
+        for _ in 0..count {
+            queue.push_frame(&frame, u64::MAX).unwrap();
+        }
+        queue.hand_over();
+        let items = drain(&mut rx);
+        let chunks: Vec<usize> = items
+            .iter()
+            .map(|item| match item {
+                Outbound::Frames(frames) => frames.len(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(chunks.iter().all(|&len| len <= FRAMES_CHUNK && len % frame.len() == 0), "{chunks:?}");
+        assert_eq!(chunks.iter().sum::<usize>(), count * frame.len(), "every frame, once, in order");
+        assert!(chunks.len() >= 3, "{chunks:?}");
+        // A frame longer than a chunk goes alone.
+        queue.push_frame(&[1], u64::MAX).unwrap();
+        queue.push_frame(&vec![2; FRAMES_CHUNK + 1], u64::MAX).unwrap();
+        queue.hand_over();
+        let lengths: Vec<usize> =
+            drain(&mut rx).iter().map(|item| if let Outbound::Frames(f) = item { f.len() } else { 0 }).collect();
+        assert_eq!(lengths, [1, FRAMES_CHUNK + 1]);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_s_allocation_is_reused_once_the_connection_wrote_it() {
+        let (mut queue, mut rx) = send_queue();
+        let address = |items: &[Outbound]| match &items[0] {
+            Outbound::Frames(frames) => frames.as_ptr(),
+            other => panic!("{other:?}"),
+        };
+        // Almost a whole chunk, written (dropped) by the connection.
+        queue.push_frame(&vec![1; FRAMES_CHUNK - 10], u64::MAX).unwrap();
+        queue.hand_over();
+        let written = drain(&mut rx);
+        let first = address(&written);
+        drop(written);
+        // The next frame does not fit the rest: the whole allocation again.
+        queue.push_frame(&[2; 100], u64::MAX).unwrap();
+        queue.hand_over();
+        let held = drain(&mut rx);
+        assert_eq!(address(&held), first, "the same allocation");
+        // Not yet written: the next chunk needs memory of its own.
+        queue.push_frame(&vec![3; FRAMES_CHUNK - 10], u64::MAX).unwrap();
+        queue.hand_over();
+        assert_ne!(address(&drain(&mut rx)), first);
     }
 
     #[tokio::test]

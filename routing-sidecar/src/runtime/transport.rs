@@ -23,7 +23,6 @@ use crate::runtime::node::{Command, NeighborSet, SessionVerdict};
 use crate::runtime::send_queue::{SendQueueReceiver, send_queue};
 use crate::runtime::tls::PeerIdentity;
 use fabric_core::ids::NodeId;
-use fabric_core::message::Message;
 use fabric_core::session::{Received, Session, SessionError, SessionSettings};
 use fabric_core::time::Timestamp;
 use fabric_core::wire::{self, DecodeLimits, Frame};
@@ -39,9 +38,13 @@ pub(super) type BoxedStream = Box<dyn AsyncStream>;
 /// every neighbor it is flooded to.
 #[derive(Clone, Debug)]
 pub enum Outbound {
-    Message(Arc<Message>),
+    /// Routing frames, each behind its length prefix (`codec::encode_routing`).
+    Frames(Bytes),
     LinkState(Arc<LinkStateUpdate>),
-    Close { reason: String, restarting: bool },
+    Close {
+        reason: String,
+        restarting: bool,
+    },
 }
 
 /// Bytes read from the socket at once, and written to it at once when the
@@ -312,10 +315,16 @@ impl Connection {
             // the hold timer is the peer's, so it waits too.
             let room = batch.len() < MAX_BATCH;
             tokio::select! {
-                // Frames first: while the actor was busy with the last
-                // batch, the next ones may have waited in the socket past
-                // the hold time; they were received, not missed.
                 biased;
+                // A batch the actor has room for goes before more reading:
+                // read first, the frames waiting in the socket (up to a
+                // whole batch) were decoded while the actor sat idle.
+                slot = inbound.slot(), if !batch.is_empty() => {
+                    self.hand_over(peer, &mut batch, &inbound, slot).await;
+                }
+                // Frames before the hold timer: while the actor was busy
+                // with the last batch, the next ones may have waited in the
+                // socket past the hold time; they were received, not missed.
                 run = stream.next(), if room => {
                     // One reading of the clock per burst: its frames were
                     // all received by now.
@@ -353,16 +362,15 @@ impl Connection {
                             }
                             batch.push(message);
                         }
+                        // Each run goes to the actor as soon as it has
+                        // room, while the rest is decoded.
+                        if let Some(slot) = inbound.try_slot() {
+                            self.hand_over(peer, &mut batch, &inbound, slot).await;
+                        }
                         if batch.len() < MAX_BATCH {
                             next = stream.next().now_or_never();
                         }
                     }
-                    if let Some(slot) = inbound.try_slot() {
-                        self.hand_over(peer, &mut batch, &inbound, slot).await;
-                    }
-                }
-                slot = inbound.slot(), if !batch.is_empty() => {
-                    self.hand_over(peer, &mut batch, &inbound, slot).await;
                 }
                 _ = tokio::time::sleep_until(hold), if room => {
                     let checked = lock().check_hold_timer(clock::now());
@@ -461,7 +469,7 @@ impl Connection {
             while let Some(items) = next.take() {
                 for item in items {
                     let frame = match item {
-                        Outbound::Message(message) => OutFrame::Routing(message),
+                        Outbound::Frames(frames) => OutFrame::Framed(frames),
                         Outbound::LinkState(update) => match encode_link_state(&update, &self.limits) {
                             Some(frame) => frame,
                             None => continue,
