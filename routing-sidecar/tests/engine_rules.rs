@@ -682,6 +682,46 @@ fn a_route_at_the_path_limit_is_used_but_never_exported_over_it() {
     assert!(e.explain("short", t(3)).unwrap().not_exported.is_none());
 }
 
+/// What a node exports, a neighbor must be able to read: an announcement
+/// whose frame would be longer than `maxMessageBytes` is not sent (it would
+/// end the session at either end, at every reconnect); the route is used,
+/// the refusal counted and explained, and a neighbor that had an earlier,
+/// smaller version of it gets a withdrawal.
+#[test]
+fn a_route_whose_announcement_would_not_fit_a_frame_is_used_but_not_exported() {
+    use fabric_core::wire;
+    let mut config = config_with(&["a", "b"]);
+    config.limits.max_message_bytes = 256;
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
+    for n in ["a", "b"] {
+        e.neighbor_up(t(0), &NodeId::new(n));
+    }
+    e.drain_effects(t(0));
+    let long = "d".repeat(240);
+    let fx = send(&mut e, t(1), "a", ann("a", &long, &["a"], 1, 1));
+    assert_eq!(next_hop(&e, &long).as_deref(), Some("a"));
+    assert!(sends_to(&fx).is_empty(), "nothing sent: {fx:?}");
+    assert_eq!(e.stats().export_refusals_total.get("message_limit"), Some(&1));
+    let trace = e.explain(&long, t(2)).unwrap();
+    assert!(trace.not_exported.as_deref().is_some_and(|why| why.contains("maxMessageBytes 256")), "{trace:?}");
+
+    // Small enough: sent, and within the limit on the wire.
+    let fx = send(&mut e, t(3), "a", ann("a", "svc", &["a"], 1, 2));
+    assert_eq!(sends_to(&fx), vec![("b".into(), "announce")]);
+    let Some(Effect::Send { message, .. }) = fx.iter().find(|f| matches!(f, Effect::Send { .. })) else {
+        unreachable!()
+    };
+    assert!(wire::encode(message).len() <= 256);
+    assert!(e.explain("svc", t(3)).unwrap().not_exported.is_none());
+    // Grown past the limit (tags): withdrawn from the neighbor that had it.
+    let tags: Vec<String> = (0..6).map(|i| format!("{i}{}", "t".repeat(40))).collect();
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let fx = send(&mut e, t(4), "a", with_tags(ann("a", "svc", &["a"], 1, 3), &tags));
+    assert_eq!(sends_to(&fx), vec![("b".into(), "withdraw")]);
+    assert_eq!(next_hop(&e, "svc").as_deref(), Some("a"));
+    assert_eq!(e.stats().export_refusals_total.get("message_limit"), Some(&2));
+}
+
 /// The tag-set interner holds what the table uses: a neighbor announcing
 /// ever new tag sets (a new set with each re-announcement) leaves one set
 /// per stored route, and a set goes when the last route using it goes.

@@ -94,6 +94,10 @@ pub struct Counters {
     /// would refuse the announcement (counted once per destination and
     /// flush, whatever the number of neighbors).
     pub exports_over_path_limit: u64,
+    /// Best routes not advertised because their announcement would take
+    /// more than `limits.maxMessageBytes`: the neighbor would refuse the
+    /// frame (counted once per destination and flush).
+    pub exports_over_frame_limit: u64,
     pub withdrawals_received: u64,
     pub withdrawals_applied: u64,
     pub routes_withdrawn: u64,
@@ -192,7 +196,10 @@ impl StatsSnapshot {
             announcements_accepted: counters.announcements_accepted,
             announcement_rejects_total: by_label(&counters.announcement_rejects),
             dry_run_rejects_total: by_label(&counters.dry_run_rejects),
-            export_refusals_total: BTreeMap::from([("path_limit", counters.exports_over_path_limit)]),
+            export_refusals_total: BTreeMap::from([
+                ("path_limit", counters.exports_over_path_limit),
+                ("message_limit", counters.exports_over_frame_limit),
+            ]),
             withdrawals_received: counters.withdrawals_received,
             withdrawals_applied: counters.withdrawals_applied,
             routes_withdrawn_total: counters.routes_withdrawn,

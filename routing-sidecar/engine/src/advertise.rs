@@ -17,6 +17,7 @@ use fabric_core::message::{Message, RouteAnnouncement, RouteWithdrawal};
 use fabric_core::policy::{PolicyMode, RouteFacts};
 use fabric_core::stats::RejectReason;
 use fabric_core::time::Timestamp;
+use fabric_core::wire_routing;
 
 /// Distinct recipient sets kept; past this the cache starts over (a
 /// fabric node has a handful of neighbors, so few sets ever exist).
@@ -138,6 +139,20 @@ impl Engine {
     /// the next epoch.
     fn build_announcement(&mut self, now: Timestamp, dest: DestIx, ids: &mut FlushIds) -> Arc<Message> {
         let epoch = self.allocate_epoch();
+        Arc::new(Message::Announcement(self.announcement_of(now, dest, epoch, ids)))
+    }
+
+    /// The bytes the frame of `dest`'s announcement would take now, signed
+    /// as it would be (`explain`).
+    pub(super) fn announcement_frame_len(&self, now: Timestamp, dest: DestIx) -> usize {
+        let mut ids = FlushIds::new(&self.config.node_id);
+        let announcement = self.announcement_of(now, dest, self.next_epoch + 1, &mut ids);
+        wire_routing::routing_frame_len(&Message::Announcement(announcement))
+    }
+
+    /// The announcement of the best route of `dest` (there is one) with
+    /// `epoch`, signed when this node signs.
+    fn announcement_of(&self, now: Timestamp, dest: DestIx, epoch: u64, ids: &mut FlushIds) -> RouteAnnouncement {
         let best = self.table[dest.index()].best().expect("announced routes exist");
         let mut path = Vec::with_capacity(best.path.len() + 1);
         path.push(ids.local.clone());
@@ -158,7 +173,7 @@ impl Engine {
         if let Some(signer) = &self.signer {
             signer.sign_announcement(&mut announcement);
         }
-        Arc::new(Message::Announcement(announcement))
+        announcement
     }
 
     /// The signed issue time of what this node sends now: `None` (protocol
@@ -207,6 +222,8 @@ impl Engine {
         for dest in pending.drain(..now_due) {
             let mode = std::mem::take(&mut self.table[dest.index()].pending);
             let mut announce_to = NeighborList::new();
+            // Of those, the ones it was not advertised to before this pass.
+            let mut first_to = NeighborList::new();
             let mut withdraw_from = NeighborList::new();
             // A path at maxPathLength grows past it with this node added: a
             // neighbor with the same limits would refuse the announcement
@@ -238,6 +255,7 @@ impl Engine {
                     }
                     if !was {
                         advertised.push(neighbor);
+                        first_to.push(neighbor);
                     }
                     announce_to.push(neighbor);
                 } else if was {
@@ -248,8 +266,18 @@ impl Engine {
             if !announce_to.is_empty() {
                 // Export implies a best route.
                 let message = self.build_announcement(now, dest, &mut ids);
-                let to = self.recipient_sets.get(&announce_to, &self.nodes);
-                self.send(to, message);
+                if wire_routing::routing_frame_len(&message) <= self.config.limits.max_message_bytes {
+                    let to = self.recipient_sets.get(&announce_to, &self.nodes);
+                    self.send(to, message);
+                } else {
+                    // A frame above maxMessageBytes would end the session
+                    // at either end (and again at every reconnect): not
+                    // exported, withdrawn where an earlier version was.
+                    self.counters.exports_over_frame_limit += 1;
+                    let advertised = &mut self.table[dest.index()].advertised_to;
+                    advertised.retain(|n| !announce_to.contains(n));
+                    withdraw_from.extend(announce_to.iter().filter(|n| !first_to.contains(n)).copied());
+                }
             }
             if !withdraw_from.is_empty() {
                 let message = self.build_withdrawal(now, dest, &ids);

@@ -115,13 +115,22 @@ impl Engine {
         let winner = entry.best();
         trace.selected = winner.map(|w| self.next_hop_id(w));
         let limit = self.config.limits.max_path_length;
-        trace.not_exported = winner.filter(|w| w.path.len() + 1 > limit).map(|w| {
-            format!(
-                "path has {} hop(s); advertised it would have {}, over limits.maxPathLength {limit}: a neighbor with \
-                 the same limits would refuse it",
-                w.path.len(),
-                w.path.len() + 1
-            )
+        trace.not_exported = winner.and_then(|w| {
+            if w.path.len() + 1 > limit {
+                return Some(format!(
+                    "path has {} hop(s); advertised it would have {}, over limits.maxPathLength {limit}: a neighbor \
+                     with the same limits would refuse it",
+                    w.path.len(),
+                    w.path.len() + 1
+                ));
+            }
+            let (bytes, limit) = (self.announcement_frame_len(now, dest), self.config.limits.max_message_bytes);
+            (bytes > limit).then(|| {
+                format!(
+                    "its announcement would take {bytes} bytes, over limits.maxMessageBytes {limit}: a neighbor \
+                     would refuse the frame"
+                )
+            })
         });
         let mut eligible: Vec<&Candidate> = entry.candidates.iter().filter(|c| c.eligible()).collect();
         eligible.sort_by(|a, b| compare(&self.ranked(a), &self.ranked(b), &self.compiled.tie_breakers, &self.nodes).0);

@@ -228,7 +228,7 @@ pub static NODE_METRICS: &[Metric<NodeRead>] = &[
     }),
     Def::counter(
         "export_refusals",
-        "Best routes not advertised to neighbors, by reason (path_limit: with this node added the path would exceed limits.maxPathLength, so a neighbor with the same limits would refuse it)",
+        "Best routes not advertised to neighbors, by reason (path_limit: with this node added the path would exceed limits.maxPathLength, so a neighbor with the same limits would refuse it; message_limit: the announcement would take more than limits.maxMessageBytes, a frame the neighbor would refuse)",
     )
     .labels(&["reason"])
     .otlp("fabric.export.refusals", "{route}")
