@@ -19,7 +19,7 @@
 //!   neighbor; both start without addresses, then `b` gets a config with
 //!   `a`'s address and the clock runs from that push until `b`'s
 //!   `GET /peers` reports `routes_received == N` for `a` (polled every
-//!   `POLL`; a counter, where `/stats` walks the table), then `/stats`
+//!   `POLL`; one counter, where `/stats` builds every statistic), then `/stats`
 //!   must show `routes_active_total == N`. Run with N = 100k and with a
 //!   small table (4,000). Also the RSS of `a` holding N originated routes.
 //!   Next to the polls' clock, `b`'s own (`/peers`, `table_received_ms`:
@@ -371,7 +371,7 @@ const STALL: Duration = Duration::from_secs(5);
 /// What tells that `b` holds the routes.
 #[derive(Clone, Copy, PartialEq)]
 enum Probe {
-    /// `GET /stats`, `engine.routes_active_total` (walks the whole table).
+    /// `GET /stats`, `engine.routes_active_total` (with every other statistic).
     Stats,
     /// `GET /peers`, `routes_received` of the one neighbor (a counter);
     /// `routes_active_total` is checked once at the end.
@@ -1457,7 +1457,7 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
         notes.push(format!(
             "loopback clocks: start = config push to b (pairs) or connect (bench as peer); end = the poll that \
              shows N routes: /peers routes_received (pairs, and bench as peer where said), else /stats \
-             routes_active_total (each such poll walks b's table); polled every {POLL:?}, so the resolution is the \
+             routes_active_total (each such poll builds all of b's statistics); polled every {POLL:?}, so the resolution is the \
              poll gap shown; 'b busy' (and a's where shown) = b's CPU time (10 ms ticks) / wall time"
         ));
         notes.push("loopback runs set session.maxMessagesPerSecond = 10M on b unless said otherwise".into());

@@ -463,6 +463,45 @@ fn flapping_route_is_suppressed_then_reused_after_decay() {
     assert_eq!(e.stats().routes_reused_total, 1);
 }
 
+/// The table's gauges (`/stats`, `/metrics`) are kept as the table changes,
+/// not recounted per scrape: they follow a held-down candidate withdrawn
+/// while held, and a suppressed one lost with its neighbor.
+#[test]
+fn gauges_follow_held_down_and_suppressed_candidates_out_of_the_table() {
+    let gauges = |e: &fabric_engine::Engine| {
+        let s = e.stats();
+        (s.routes_active_total, s.candidates_stored, s.routes_held_down, s.routes_suppressed_now)
+    };
+    let mut config = config_with(&["a", "b"]);
+    config.stability.hold_down = secs(10);
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
+    send(&mut e, t(0), "a", ann("a", "x", &["a"], 1, 1));
+    send(&mut e, t(0), "b", ann("b", "x", &["b"], 5, 1));
+    send(&mut e, t(1_000), "a", wd("a", "x", 2));
+    send(&mut e, t(2_000), "a", ann("a", "x", &["a"], 1, 3));
+    assert_eq!(gauges(&e), (1, 2, 1, 0), "a's route stored, held down");
+    send(&mut e, t(3_000), "a", wd("a", "x", 4));
+    assert_eq!(gauges(&e), (1, 1, 0, 0), "withdrawn while held down");
+    send(&mut e, t(4_000), "b", wd("b", "x", 2));
+    assert_eq!(gauges(&e), (0, 0, 0, 0));
+    e.verify_invariants().unwrap();
+
+    let mut config = config_with(&["a", "b"]);
+    config.stability.dampening =
+        DampeningConfig { enabled: true, half_life: secs(60), max_suppress: secs(600), ..DampeningConfig::default() };
+    let mut e = fabric_engine::Engine::new(config, t(0)).unwrap();
+    for epoch in (1..7).step_by(2) {
+        send(&mut e, t(epoch * 10), "a", ann("a", "x", &["a"], 1, epoch));
+        send(&mut e, t(epoch * 10 + 5), "a", wd("a", "x", epoch + 1));
+    }
+    send(&mut e, t(100), "a", ann("a", "x", &["a"], 1, 9));
+    assert_eq!(gauges(&e), (0, 1, 0, 1), "stored, suppressed, not in use");
+    e.neighbor_down(t(200), &NodeId::new("a"), false);
+    e.drain_effects(t(200));
+    assert_eq!(gauges(&e), (0, 0, 0, 0), "lost with its neighbor");
+    e.verify_invariants().unwrap();
+}
+
 #[test]
 fn neighbor_loss_withdraws_everything_learned_from_it() {
     let mut e = engine(&["a", "b"]);

@@ -7,19 +7,24 @@ use std::collections::HashMap;
 use crate::Engine;
 use crate::candidate::flags;
 use crate::intern::DestIx;
+use crate::table::TableGauges;
 
 impl Engine {
     /// Checks that the incremental state equals a recomputation over the
     /// stored candidates: eligibility, best route, reported best, route
-    /// counts per neighbor, expiry bound, users per tag set. Returns the
-    /// first difference.
+    /// counts per neighbor, expiry bound, users per tag set, the table's
+    /// gauges. Returns the first difference.
     pub fn verify_invariants(&self) -> Result<(), String> {
         let mut counts: HashMap<_, u32> = HashMap::new();
         let mut tag_set_users: HashMap<_, u32> = HashMap::new();
+        let mut gauges = TableGauges::default();
         for (i, entry) in self.table.iter().enumerate() {
             let dest = DestIx(i as u32);
             let name = self.destinations.resolve(dest);
+            gauges.routed(false, entry.best.is_some());
             for candidate in &entry.candidates {
+                gauges.candidates_stored += 1;
+                gauges.standing(candidate.ineligible, true);
                 *tag_set_users.entry(candidate.tags).or_default() += 1;
                 let fresh = self.assess(dest, candidate);
                 if fresh.ineligible != candidate.ineligible {
@@ -58,6 +63,9 @@ impl Engine {
                 }
                 seen.push(*n);
             }
+        }
+        if gauges != self.gauges {
+            return Err(format!("gauges: kept {:?}, recounted {gauges:?}", self.gauges));
         }
         let live: std::collections::HashSet<_> = self.tag_sets.live().collect();
         if let Some(ix) = tag_set_users.keys().find(|ix| !live.contains(*ix)) {

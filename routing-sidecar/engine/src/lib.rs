@@ -210,6 +210,7 @@ pub struct Engine {
     tag_sets: TagSets,
     /// Indexed by `DestIx`; grown by chunks, never copied (`chunked`).
     table: ChunkedVec<DestinationEntry>,
+    gauges: table::TableGauges,
     neighbors: HashMap<NodeIx, NeighborRuntime>,
     hold_downs: DeadlineQueue<RouteKey>,
     dampening: Dampening<RouteKey>,
@@ -273,6 +274,7 @@ impl Engine {
             destinations: Destinations::default(),
             tag_sets: TagSets::default(),
             table: ChunkedVec::default(),
+            gauges: table::TableGauges::default(),
             neighbors: HashMap::new(),
             hold_downs: DeadlineQueue::default(),
             tombstones: HashMap::new(),
@@ -434,19 +436,7 @@ impl Engine {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        let mut gauges =
-            fabric_core::stats::Gauges { routes_active: 0, candidates_stored: 0, held_down: 0, suppressed: 0 };
-        for entry in &self.table {
-            gauges.routes_active += u64::from(entry.best.is_some());
-            gauges.candidates_stored += entry.candidates.len() as u64;
-            for candidate in &entry.candidates {
-                match candidate.ineligible {
-                    Some(candidate::Ineligibility::HeldDown) => gauges.held_down += 1,
-                    Some(candidate::Ineligibility::Suppressed) => gauges.suppressed += 1,
-                    _ => {}
-                }
-            }
-        }
+        let gauges = self.gauges.snapshot();
         let last = self.last_convergence.iter().map(|(ix, d)| (self.destinations.resolve(*ix).clone(), *d)).collect();
         let mut counters = self.counters.clone();
         counters.signature_cache_hits = self.verifier.cache().hits;

@@ -259,6 +259,7 @@ impl Engine {
             for c in 0..self.table[i].candidates.len() {
                 let assessment = self.assess(dest, &self.table[i].candidates[c]);
                 let candidate = &mut self.table[i].candidates[c];
+                self.gauges.restanding(candidate.ineligible, assessment.ineligible);
                 candidate.ineligible = assessment.ineligible;
                 candidate.set(flags::DRY_RUN_FLAGGED, assessment.dry_run.is_some());
             }

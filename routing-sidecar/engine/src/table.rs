@@ -2,12 +2,13 @@
 
 use std::cmp::Ordering;
 
-use crate::candidate::{Candidate, DestinationEntry, Fingerprint, Pending, flags};
+use crate::candidate::{Candidate, DestinationEntry, Fingerprint, Ineligibility, Pending, flags};
 use crate::intern::{DestIx, NodeIx};
 use crate::selection::{Ranked, compare, effective_metrics};
 use crate::{BestRoute, Effect, Engine};
 use fabric_core::config::LinkMetrics;
 use fabric_core::ids::DestinationId;
+use fabric_core::stats::Gauges;
 use fabric_core::time::Timestamp;
 
 impl Engine {
@@ -61,6 +62,7 @@ impl Engine {
     pub(super) fn reselect(&mut self, now: Timestamp, dest: DestIx) {
         let entry = &self.table[dest.index()];
         let best = self.select_best(entry).map(|i| i as u32);
+        self.gauges.routed(entry.best.is_some(), best.is_some());
         self.table[dest.index()].best = best;
         let after = self.fingerprint(&self.table[dest.index()]);
         if self.table[dest.index()].reported == after {
@@ -106,7 +108,10 @@ impl Engine {
         let position = entry.position(next_hop)?;
         let removed = entry.candidates.swap_remove(position);
         // Indices moved; the caller's reselect recomputes `best`.
+        self.gauges.routed(entry.best.is_some(), false);
         entry.best = None;
+        self.gauges.candidates_stored -= 1;
+        self.gauges.standing(removed.ineligible, false);
         self.tag_sets.release(removed.tags);
         if !removed.is(flags::LOCAL)
             && let Some(runtime) = self.neighbors.get_mut(&next_hop)
@@ -127,13 +132,17 @@ impl Engine {
             Some(position) => {
                 // Mostly a refresh or an update with the same tags.
                 let tags = candidate.tags;
+                let standing = candidate.ineligible;
                 let replaced = std::mem::replace(&mut entry.candidates[position], candidate);
+                self.gauges.restanding(replaced.ineligible, standing);
                 if replaced.tags != tags {
                     self.tag_sets.acquire(tags);
                     self.tag_sets.release(replaced.tags);
                 }
             }
             None => {
+                self.gauges.candidates_stored += 1;
+                self.gauges.standing(candidate.ineligible, true);
                 self.tag_sets.acquire(candidate.tags);
                 if !candidate.is(flags::LOCAL)
                     && let Some(runtime) = self.neighbors.get_mut(&candidate.next_hop)
@@ -165,5 +174,54 @@ impl Engine {
             signed: best.is(flags::SIGNED),
             stale: best.is(flags::STALE),
         }
+    }
+}
+
+/// The table's gauges, kept as candidates and best routes change (not
+/// counted by a walk of the table per `/stats` or `/metrics` scrape, which
+/// at 1M routes held the actor for milliseconds each time).
+/// `verify_invariants` recounts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TableGauges {
+    pub routes_active: u64,
+    pub candidates_stored: u64,
+    pub held_down: u64,
+    pub suppressed: u64,
+}
+
+impl TableGauges {
+    /// A stored candidate's standing `ineligible` counted in (`stored`) or
+    /// out.
+    pub(crate) fn standing(&mut self, ineligible: Option<Ineligibility>, stored: bool) {
+        let gauge = match ineligible {
+            Some(Ineligibility::HeldDown) => &mut self.held_down,
+            Some(Ineligibility::Suppressed) => &mut self.suppressed,
+            _ => return,
+        };
+        if stored {
+            *gauge += 1;
+        } else {
+            *gauge -= 1;
+        }
+    }
+
+    /// A stored candidate's standing changed in place.
+    pub(crate) fn restanding(&mut self, before: Option<Ineligibility>, after: Option<Ineligibility>) {
+        self.standing(before, false);
+        self.standing(after, true);
+    }
+
+    /// A destination got or lost its best route.
+    pub(crate) fn routed(&mut self, before: bool, after: bool) {
+        match (before, after) {
+            (false, true) => self.routes_active += 1,
+            (true, false) => self.routes_active -= 1,
+            _ => {}
+        }
+    }
+
+    pub(crate) fn snapshot(self) -> Gauges {
+        let TableGauges { routes_active, candidates_stored, held_down, suppressed } = self;
+        Gauges { routes_active, candidates_stored, held_down, suppressed }
     }
 }

@@ -47,6 +47,7 @@ impl Engine {
         let assessment = self.assess(key.destination, &entry.candidates[i]);
         let candidate = &mut self.table[key.destination.index()].candidates[i];
         if candidate.ineligible != assessment.ineligible {
+            self.gauges.restanding(candidate.ineligible, assessment.ineligible);
             candidate.ineligible = assessment.ineligible;
             if assessment.ineligible.is_none() {
                 self.counters.announcements_accepted += 1;
