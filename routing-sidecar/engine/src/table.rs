@@ -177,10 +177,10 @@ impl Engine {
     }
 }
 
-/// The table's gauges, kept as candidates and best routes change (not
-/// counted by a walk of the table per `/stats` or `/metrics` scrape, which
-/// at 1M routes held the actor for milliseconds each time).
-/// `verify_invariants` recounts them.
+/// The table's gauges, kept as candidates and best routes change rather
+/// than counted by a walk of the table per `/stats` or `/metrics` scrape,
+/// which held the actor for a millisecond per 100k routes
+/// (docs/benchmarks.md, Sidecar). `verify_invariants` recounts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TableGauges {
     pub routes_active: u64,
