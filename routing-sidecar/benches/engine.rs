@@ -68,7 +68,7 @@ const SMOKE: Scale = Scale { destinations: 500, update_rounds: 1, runs: 1, signe
 
 /// The allocator the `routing-sidecar` binary runs with (see its main.rs).
 #[global_allocator]
-static ALLOCATOR: fabric_alloc::Allocator = fabric_alloc::Allocator;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

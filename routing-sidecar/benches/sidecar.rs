@@ -68,7 +68,7 @@ use fabric_testkit::wait::wait_until;
 /// The allocator the `routing-sidecar` binary runs with (see its main.rs),
 /// so that the in-memory engine is measured as the sidecar runs it.
 #[global_allocator]
-static ALLOCATOR: fabric_alloc::Allocator = fabric_alloc::Allocator;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How often the local APIs are polled while a clock runs.
 const POLL: Duration = Duration::from_millis(5);

@@ -216,13 +216,12 @@ fn start_control(node: &fabric_sidecar::runtime::RunningNode, args: &RunArgs) {
     tokio::spawn(control::run(node.handle.clone(), node.node_id.clone(), options));
 }
 
-/// mimalloc (`fabric_alloc`): ingestion allocates and frees small blocks
-/// for every message (decoded strings, effects), which glibc's allocator
-/// serves much more slowly, with free-list consolidation on top; the
-/// benchmarks run with the same allocator (docs/benchmarks.md, "Routing
-/// engine").
+/// mimalloc: ingestion allocates and frees small blocks for every message
+/// (decoded strings, effects), which glibc's allocator serves much more
+/// slowly, with free-list consolidation on top; the engine benchmark runs
+/// with the same allocator (docs/benchmarks.md, "Routing engine").
 #[global_allocator]
-static ALLOCATOR: fabric_alloc::Allocator = fabric_alloc::Allocator;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -90,11 +90,7 @@ impl NodeHandle {
             reply,
         };
         self.commands.send(command).await.map_err(|_| NodeGone)?;
-        let applied = answer.await.map_err(|_| NodeGone);
-        // What parsing the config freed on this (the caller's) thread; the
-        // actor releases what applying it freed on its own.
-        fabric_alloc::release_freed();
-        applied
+        answer.await.map_err(|_| NodeGone)
     }
 
     /// Counts a config refused before it reached the node (an API write

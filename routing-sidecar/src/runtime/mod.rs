@@ -226,9 +226,6 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     let shared = Node::shared_for(node_id.clone(), tls.clone(), commands.clone(), &config, peering);
     let node = Node::new(engine, shared.clone(), state, source.clone());
     let (queries, query_inbox) = mpsc::channel(64);
-    // What parsing the config and building the engine freed, on this
-    // thread.
-    fabric_alloc::release_freed();
     let actor = actor_thread::spawn(node, inbox, query_inbox).map_err(StartError::Actor)?;
 
     tokio::spawn(async move {

@@ -379,8 +379,6 @@ impl Node {
         self.sync_with_config();
         // The start-up config's routes, before the first command arrives.
         self.dispatch();
-        // What building the start-up table freed on this thread.
-        fabric_alloc::release_freed();
         // Set once shutdown was asked: who to tell, and until when to wait
         // for the sessions to deliver their close frames.
         let mut closing: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
@@ -542,9 +540,6 @@ impl Node {
             }
             Command::ApplyConfig { config, signer, source, reply } => {
                 let result = self.apply_config(*config, signer.map(|s| *s), source);
-                // The config it replaced, and what building the new one
-                // freed (`fabric_alloc`).
-                fabric_alloc::release_freed();
                 let _ = reply.send(result);
             }
             Command::Shutdown { restarting, reply } => return Some((reply, restarting)),
