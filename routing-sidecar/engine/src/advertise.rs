@@ -142,12 +142,20 @@ impl Engine {
         Arc::new(Message::Announcement(self.announcement_of(now, dest, epoch, ids)))
     }
 
-    /// The bytes the frame of `dest`'s announcement would take now, signed
-    /// as it would be (`explain`).
-    pub(super) fn announcement_frame_len(&self, now: Timestamp, dest: DestIx) -> usize {
+    /// The length of the frame of `dest`'s announcement, signed as it would
+    /// be, when that is above `limits.maxMessageBytes` (`explain`).
+    pub(super) fn announcement_over_frame_limit(&self, now: Timestamp, dest: DestIx) -> Option<usize> {
         let mut ids = FlushIds::new(&self.config.node_id);
         let announcement = self.announcement_of(now, dest, self.next_epoch + 1, &mut ids);
-        wire_routing::routing_frame_len(&Message::Announcement(announcement))
+        self.over_frame_limit(&Message::Announcement(announcement))
+    }
+
+    /// The length of `message`'s frame when it is above
+    /// `limits.maxMessageBytes`: a frame a neighbor would refuse to read,
+    /// ending the session at either end, again at every reconnect.
+    fn over_frame_limit(&self, message: &Message) -> Option<usize> {
+        let length = wire_routing::routing_frame_len(message);
+        (length > self.config.limits.max_message_bytes).then_some(length)
     }
 
     /// The announcement of the best route of `dest` (there is one) with
@@ -266,13 +274,11 @@ impl Engine {
             if !announce_to.is_empty() {
                 // Export implies a best route.
                 let message = self.build_announcement(now, dest, &mut ids);
-                if wire_routing::routing_frame_len(&message) <= self.config.limits.max_message_bytes {
+                if self.over_frame_limit(&message).is_none() {
                     let to = self.recipient_sets.get(&announce_to, &self.nodes);
                     self.send(to, message);
                 } else {
-                    // A frame above maxMessageBytes would end the session
-                    // at either end (and again at every reconnect): not
-                    // exported, withdrawn where an earlier version was.
+                    // Not exported; withdrawn where an earlier version was.
                     self.counters.exports_over_frame_limit += 1;
                     let advertised = &mut self.table[dest.index()].advertised_to;
                     advertised.retain(|n| !announce_to.contains(n));

@@ -124,11 +124,11 @@ impl Engine {
                     w.path.len() + 1
                 ));
             }
-            let (bytes, limit) = (self.announcement_frame_len(now, dest), self.config.limits.max_message_bytes);
-            (bytes > limit).then(|| {
+            self.announcement_over_frame_limit(now, dest).map(|bytes| {
                 format!(
-                    "its announcement would take {bytes} bytes, over limits.maxMessageBytes {limit}: a neighbor \
-                     would refuse the frame"
+                    "its announcement would take {bytes} bytes, over limits.maxMessageBytes {}: a neighbor would \
+                     refuse the frame",
+                    self.config.limits.max_message_bytes
                 )
             })
         });

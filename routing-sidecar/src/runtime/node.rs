@@ -827,7 +827,7 @@ impl Node {
     fn send_link_state(&mut self, sends: Vec<OutgoingUpdate>) {
         for OutgoingUpdate { to, update } in sends {
             let bytes = send_queue::link_state_wire_size(&update);
-            self.queue_for(&to, Outbound::LinkState(update), bytes);
+            self.queue_for(&to, |queue, limit| queue.push(Outbound::LinkState(update), bytes, limit));
         }
     }
 
@@ -836,21 +836,17 @@ impl Node {
     /// `session.maxQueuedBytes` the session ends instead (`send_queue`),
     /// and its end, reported by the connection, withdraws the peer's
     /// routes; the peer gets a fresh table when it reconnects.
-    fn queue_for(&mut self, peer: &NodeId, item: Outbound, bytes: u64) {
+    ///
+    /// `put` puts the item (an encoded routing frame or another item) into
+    /// the session's queue under the bound it is given.
+    fn queue_for(&mut self, peer: &NodeId, put: impl FnOnce(&mut SendQueue, u64) -> Result<(), Refused>) {
         let Some(session) = self.sessions.get_mut(peer) else { return };
         let limit = self.engine.config().session.max_queued_bytes;
-        if let Err(Refused::Overflowed { queued }) = session.outbound.push(item, bytes, limit) {
-            send_queue_full(peer, session, queued, limit);
-        }
-    }
-
-    /// Queues a routing frame for `peer`'s session, on the terms of
-    /// `queue_for`.
-    fn queue_frame_for(&mut self, peer: &NodeId, frame: &[u8]) {
-        let Some(session) = self.sessions.get_mut(peer) else { return };
-        let limit = self.engine.config().session.max_queued_bytes;
-        if let Err(Refused::Overflowed { queued }) = session.outbound.push_frame(frame, limit) {
-            send_queue_full(peer, session, queued, limit);
+        if let Err(Refused::Overflowed { queued }) = put(&mut session.outbound, limit) {
+            tracing::warn!(
+                peer = %peer, conn = session.conn, queued_bytes = queued, limit,
+                "send queue full: the peer does not read fast enough; resetting the session"
+            );
         }
     }
 
@@ -883,7 +879,7 @@ impl Node {
                         Ok(()) => {
                             let frame = std::mem::take(&mut self.frame);
                             for to in to.iter() {
-                                self.queue_frame_for(to, &frame);
+                                self.queue_for(to, |queue, limit| queue.push_frame(&frame, limit));
                             }
                             self.frame = frame;
                         }
@@ -924,13 +920,6 @@ impl Node {
 }
 
 /// One structured log line per route event; routine ones at debug level.
-fn send_queue_full(peer: &NodeId, session: &LiveSession, queued: u64, limit: u64) {
-    tracing::warn!(
-        peer = %peer, conn = session.conn, queued_bytes = queued, limit,
-        "send queue full: the peer does not read fast enough; resetting the session"
-    );
-}
-
 fn log_event(event: &RouteEvent) {
     match event {
         RouteEvent::Accepted { destination, from, epoch } => {

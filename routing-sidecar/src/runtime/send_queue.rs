@@ -20,9 +20,10 @@
 //!
 //! Bytes are the wire size of what is queued: exact for routing frames,
 //! an upper bound computed without encoding for other items
-//! (`link_state_wire_size`). The actor counts what it put in; the connection counts what it took out in an atomic that only it
-//! writes, and the actor reads that only when the bound seems reached, so
-//! the common path costs an addition on each side.
+//! (`link_state_wire_size`). The actor counts what it put in; the
+//! connection counts what it took out in an atomic that only it writes,
+//! and the actor reads that only when the bound seems reached, so the
+//! common path costs an addition on each side.
 //!
 //! What the actor puts in during one of its steps is staged and handed
 //! over at once when the step ends ([`SendQueue::hand_over`]): one channel
