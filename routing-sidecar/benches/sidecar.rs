@@ -24,7 +24,8 @@
 //!   small table (4,000). Also the RSS of `a` holding N originated routes.
 //!   Next to the polls' clock, `b`'s own (`/peers`, `table_received_ms`:
 //!   session up to `a`'s end-of-table handled), and what `b` went through
-//!   meanwhile: CPU time, page faults, preemptions of its engine thread.
+//!   meanwhile: CPU time by thread, page faults, preemptions of its engine
+//!   thread and how long it waited for a CPU.
 //!   Between the transfers, the in-memory references they are compared
 //!   with: the engine ingesting the same announcements in this process
 //!   (the baseline), the same in a fresh process (this binary run again
@@ -302,6 +303,10 @@ fn preemptions(pid: u32) -> u64 {
 #[derive(Clone, Copy, Default)]
 struct ThreadCpu {
     engine: Duration,
+    /// How long the engine thread was ready to run but waited for a CPU
+    /// (`schedstat`'s second field): what the other threads, this
+    /// sidecar's and the rest of the machine's, cost it.
+    engine_waited: Duration,
     other: Duration,
 }
 
@@ -309,12 +314,13 @@ impl ThreadCpu {
     fn of(pid: u32) -> ThreadCpu {
         let mut cpu = ThreadCpu::default();
         for (name, dir) in threads(pid) {
-            let on_cpu = std::fs::read_to_string(dir.join("schedstat"))
-                .ok()
-                .and_then(|line| line.split_whitespace().next()?.parse::<u64>().ok())
-                .map_or(Duration::ZERO, Duration::from_nanos);
+            let schedstat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+            let mut fields = schedstat.split_whitespace().map(|field| field.parse::<u64>().ok());
+            let mut next = || fields.next().flatten().map_or(Duration::ZERO, Duration::from_nanos);
+            let (on_cpu, waited) = (next(), next());
             if name == ENGINE_THREAD {
                 cpu.engine += on_cpu;
+                cpu.engine_waited += waited;
             } else {
                 cpu.other += on_cpu;
             }
@@ -323,7 +329,11 @@ impl ThreadCpu {
     }
 
     fn since(self, before: ThreadCpu) -> ThreadCpu {
-        ThreadCpu { engine: self.engine.saturating_sub(before.engine), other: self.other.saturating_sub(before.other) }
+        ThreadCpu {
+            engine: self.engine.saturating_sub(before.engine),
+            engine_waited: self.engine_waited.saturating_sub(before.engine_waited),
+            other: self.other.saturating_sub(before.other),
+        }
     }
 }
 
@@ -1103,7 +1113,8 @@ struct TransferSamples {
     after_first: Vec<f64>,
     cpu_share: Vec<f64>,
     cpu_share_a: Vec<f64>,
-    /// `b`'s page faults per route.
+    /// `b`'s page faults per transfer (with transparent huge pages, which
+    /// mimalloc asks for, one per 2 MiB: a count per route would read 0).
     faults: Vec<f64>,
     /// Preemptions of `b`'s engine thread per transfer.
     preempted: Vec<f64>,
@@ -1118,7 +1129,7 @@ struct TransferSamples {
 impl TransferSamples {
     fn add(&mut self, n: usize, timing: &Timing) {
         self.rates.push(n as f64 / timing.total.as_secs_f64());
-        self.faults.push(timing.faults_b as f64 / n as f64);
+        self.faults.push(timing.faults_b as f64);
         self.preempted.push(timing.preempted_b as f64);
         self.threads_b.push(timing.threads_b);
         self.threads_a.extend(timing.threads_a);
@@ -1160,7 +1171,7 @@ impl TransferSamples {
             unit: "/s",
             samples: self.rates.clone(),
             extra: format!(
-                "{:.3}x {}; b busy {:.0}% of the time{a_busy}; b {:.2} page faults per route, its engine thread \
+                "{:.3}x {}; b busy {:.0}% of the time{a_busy}; b {:.0} page faults, its engine thread \
                  preempted {:.0} times; poll gap <= {:.1} ms",
                 rate / baseline.0,
                 baseline.1,
@@ -1191,6 +1202,7 @@ impl TransferSamples {
         let engine = |threads: &[ThreadCpu]| threads.iter().map(|cpu| ms(cpu.engine)).collect::<Vec<_>>();
         let other = |threads: &[ThreadCpu]| median(&threads.iter().map(|cpu| ms(cpu.other)).collect::<Vec<_>>());
         let other_b = other(&self.threads_b);
+        let waited_b = median(&self.threads_b.iter().map(|cpu| ms(cpu.engine_waited)).collect::<Vec<_>>());
         let a_threads = if self.threads_a.is_empty() {
             String::new()
         } else {
@@ -1204,7 +1216,9 @@ impl TransferSamples {
             name: "    CPU of b's engine thread (the in-memory work) meanwhile".into(),
             unit: "ms",
             samples: engine(&self.threads_b),
-            extra: format!("b's other threads {other_b:.1} ms{a_threads} (medians)"),
+            extra: format!(
+                "b's engine thread waited for a CPU {waited_b:.1} ms; b's other threads {other_b:.1} ms{a_threads} (medians)"
+            ),
         });
         rows.push(Row {
             name: "    growth of b's RSS meanwhile (memory touched first)".into(),
@@ -1276,9 +1290,9 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
     // 1. Loopback runs, each preceded by in-memory runs so that a slow
     // phase of the machine hits both.
     let (mut memory, mut memory_frames, mut memory_small) = (Vec::new(), Vec::new(), Vec::new());
-    // Page faults per route of the in-memory runs, and of b in the transfers.
+    // Page faults of each in-memory run (as b's, counted per run).
     let mut memory_faults = Vec::new();
-    // The in-memory run in a fresh process, and its page faults per route.
+    // The in-memory run in a fresh process, and its page faults.
     let (mut memory_fresh, mut memory_fresh_faults) = (Vec::new(), Vec::new());
     // The same transfer between two in-process engines on one thread.
     let mut memory_transfer = Vec::new();
@@ -1286,10 +1300,10 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
         memory_transfer.push(n as f64 / in_memory_transfer(n).as_secs_f64());
         let (took, faults) = in_memory_run(n, false);
         memory.push(n as f64 / took.as_secs_f64());
-        memory_faults.push(faults as f64 / n as f64);
+        memory_faults.push(faults as f64);
         let (took, faults) = in_memory_run_in_a_fresh_process(n)?;
         memory_fresh.push(n as f64 / took.as_secs_f64());
-        memory_fresh_faults.push(faults as f64 / n as f64);
+        memory_fresh_faults.push(faults as f64);
         frames.push(n as f64 / in_memory_run(n, true).0.as_secs_f64());
         small_memory.push(small as f64 / in_memory_run(small, false).0.as_secs_f64());
         Ok::<(), String>(())
@@ -1421,14 +1435,14 @@ async fn run_all(exe: &Path, scratch: &Path, scale: Scale, groups: &Groups) -> R
             name: format!("in-memory engine: receive_batch x{BATCH} + drain, {k}k announcements"),
             unit: "/s",
             samples: memory,
-            extra: format!("baseline; {:.2} page faults per route", median(&memory_faults)),
+            extra: format!("baseline; {:.0} page faults", median(&memory_faults)),
         });
         rows.push(Row {
             name: format!("in-memory engine, the same, in a fresh process, {k}k announcements"),
             unit: "/s",
             samples: memory_fresh.clone(),
             extra: format!(
-                "{:.3}x baseline; its table in memory not touched before, as b's; {:.2} page faults per route",
+                "{:.3}x baseline; its table in memory not touched before, as b's; {:.0} page faults",
                 median(&memory_fresh) / memory_median,
                 median(&memory_fresh_faults)
             ),
